@@ -1,0 +1,129 @@
+import { z } from 'zod';
+import { decodeCbor, encodeCbor } from './cbor.ts';
+import { FwError } from './errors.ts';
+import {
+  MAX_ACK_MISSING, MAX_CHUNK_SIZE, MAX_HW_MODELS, MAX_NAME_LENGTH, MAX_OTA_MESSAGE, MIN_CHUNK_SIZE,
+} from './limits.ts';
+import { bytes, parseWith, sha256Hex, text, u16, u32 } from './schema.ts';
+import { isValidVersion } from './version.ts';
+
+/**
+ * OTA messages between gateway and device over MQTT (docs/protocol.md §6).
+ * Every payload is one CBOR map with a text key "t" naming the message type.
+ */
+
+/** Why a device refuses an offer (§6.5). */
+export const RejectCodes = ['busy', 'incompatible', 'no-space', 'not-newer', 'invalid'] as const;
+export type RejectCode = (typeof RejectCodes)[number];
+
+/** Why a device reports an image or a step as failed (§6.7). */
+export const VerifyCodes = ['size', 'crc32', 'sha256', 'incomplete', 'flash'] as const;
+export type VerifyCode = (typeof VerifyCodes)[number];
+
+export const SlotNames = ['a', 'b'] as const;
+export type SlotName = (typeof SlotNames)[number];
+
+/** State of one A/B slot as the device reports it (§6.3). */
+export const SlotStates = ['empty', 'receiving', 'ready', 'pending', 'trial', 'confirmed', 'bad'] as const;
+export type SlotState = (typeof SlotStates)[number];
+
+const version = z.string().max(MAX_NAME_LENGTH).refine(isValidVersion, 'must be a semantic version');
+const model = z.string().min(1).max(MAX_NAME_LENGTH);
+const slotInfo = z.object({ state: z.enum(SlotStates), version: version.optional(), sha256: sha256Hex.optional() });
+const sid = u32;
+
+// ---- device -> gateway (topic .../up) ----
+export const statusMsg = z.object({
+  t: z.literal('status'),
+  hw: model,
+  version,
+  slot: z.enum(SlotNames),
+  slots: z.object({ a: slotInfo, b: slotInfo }),
+  maxChunk: z.number().int().min(MIN_CHUNK_SIZE).max(MAX_CHUNK_SIZE),
+  busy: z.boolean(),
+  trial: z.boolean(),
+});
+export const bootMsg = z.object({
+  t: z.literal('boot'),
+  version,
+  slot: z.enum(SlotNames),
+  sha256: sha256Hex.optional(),
+  trial: z.boolean(),
+  reverted: z.boolean(),
+  reason: text.optional(),
+});
+export const pongMsg = z.object({ t: z.literal('pong'), n: u32, pad: bytes.optional() });
+export const acceptMsg = z.object({ t: z.literal('accept'), sid, next: u32, chunk: z.number().int().min(MIN_CHUNK_SIZE).max(MAX_CHUNK_SIZE), window: u16.min(1) });
+export const rejectMsg = z.object({ t: z.literal('reject'), sid, code: z.enum(RejectCodes), reason: text.optional() });
+export const ackMsg = z.object({ t: z.literal('ack'), sid, next: u32, missing: z.array(u32).max(MAX_ACK_MISSING) });
+export const verifiedMsg = z.object({ t: z.literal('verified'), sid, ok: z.boolean(), code: z.enum(VerifyCodes).optional(), reason: text.optional() });
+export const activatedMsg = z.object({ t: z.literal('activated'), sid, slot: z.enum(SlotNames) });
+export const confirmedMsg = z.object({ t: z.literal('confirmed'), sha256: sha256Hex, version });
+export const abortedMsg = z.object({ t: z.literal('aborted'), sid });
+
+export const deviceMessage = z.discriminatedUnion('t', [
+  statusMsg, bootMsg, pongMsg, acceptMsg, rejectMsg, ackMsg, verifiedMsg, activatedMsg, confirmedMsg, abortedMsg,
+]);
+export type DeviceMessage = z.infer<typeof deviceMessage>;
+export type StatusMessage = z.infer<typeof statusMsg>;
+export type BootMessage = z.infer<typeof bootMsg>;
+export type AckMessage = z.infer<typeof ackMsg>;
+
+// ---- gateway -> device (topic .../down) ----
+export const pingMsg = z.object({ t: z.literal('ping'), n: u32, pad: bytes.optional() });
+export const queryMsg = z.object({ t: z.literal('query') });
+export const offerMsg = z.object({
+  t: z.literal('offer'),
+  sid,
+  name: z.string().min(1).max(MAX_NAME_LENGTH),
+  version,
+  hw: z.array(model).min(1).max(MAX_HW_MODELS),
+  size: u32.min(1),
+  crc32: u32,
+  sha256: sha256Hex,
+  chunk: z.number().int().min(MIN_CHUNK_SIZE).max(MAX_CHUNK_SIZE),
+});
+export const chunkMsg = z.object({ t: z.literal('chunk'), sid, off: u32, data: bytes, crc: u32 })
+  .refine((m) => m.data.length >= 1 && m.data.length <= MAX_CHUNK_SIZE, { message: `data must be 1..${MAX_CHUNK_SIZE} bytes`, path: ['data'] });
+export const verifyMsg = z.object({ t: z.literal('verify'), sid });
+export const activateMsg = z.object({ t: z.literal('activate'), sid });
+export const confirmMsg = z.object({ t: z.literal('confirm'), sha256: sha256Hex });
+export const abortMsg = z.object({ t: z.literal('abort'), sid, reason: text.optional() });
+
+export const gatewayMessage = z.discriminatedUnion('t', [
+  pingMsg, queryMsg, offerMsg, chunkMsg, verifyMsg, activateMsg, confirmMsg, abortMsg,
+]);
+export type GatewayMessage = z.infer<typeof gatewayMessage>;
+export type OfferMessage = z.infer<typeof offerMsg>;
+export type ChunkMessage = z.infer<typeof chunkMsg>;
+
+function decodeWith<T>(schema: z.ZodType<T>, payload: Uint8Array, what: string): T {
+  if (payload.length > MAX_OTA_MESSAGE) {
+    throw new FwError('E_MESSAGE_INVALID', `${what}: payload of ${payload.length} bytes exceeds ${MAX_OTA_MESSAGE}`);
+  }
+  const value = decodeCbor(payload);
+  if (typeof value !== 'object' || value === null || typeof (value as { t?: unknown }).t !== 'string') {
+    throw new FwError('E_MESSAGE_INVALID', `${what}: not a CBOR map with a text "t" field`);
+  }
+  const r = (schema as z.ZodType<T>).safeParse(value);
+  if (!r.success && r.error.issues.some((i) => i.code === 'invalid_union' && i.path.length === 1 && i.path[0] === 't')) {
+    throw new FwError('E_MESSAGE_TYPE', `${what}: unknown message type "${String((value as { t: string }).t).slice(0, 32)}"`);
+  }
+  return parseWith(schema, value, 'E_MESSAGE_INVALID', `${what} "${String((value as { t: string }).t).slice(0, 32)}"`);
+}
+
+export function decodeDeviceMessage(payload: Uint8Array): DeviceMessage {
+  return decodeWith(deviceMessage, payload, 'device message');
+}
+
+export function decodeGatewayMessage(payload: Uint8Array): GatewayMessage {
+  return decodeWith(gatewayMessage, payload, 'gateway message');
+}
+
+export function encodeDeviceMessage(msg: DeviceMessage): Uint8Array {
+  return encodeCbor(msg);
+}
+
+export function encodeGatewayMessage(msg: GatewayMessage): Uint8Array {
+  return encodeCbor(msg);
+}
