@@ -1,0 +1,722 @@
+import { randomInt } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { FwError } from '../errors.ts';
+import { MAX_UPLINK_MESSAGE } from '../limits.ts';
+import {
+  DEFAULT_HIGH_WATER_BYTES, DEFAULT_MAX_RETRANSMITS, DEFAULT_RTO_INITIAL_MS, DEFAULT_RTO_MAX_MS, DEFAULT_RTO_MIN_MS,
+  DEFAULT_SEND_PAYLOAD, DEFAULT_WINDOW, FrameKind, MAX_FRAME_PAYLOAD, MAX_NAK_SEQS, MAX_WINDOW, MIN_FRAME_PAYLOAD,
+  SACK_BITS, SEQ_MASK,
+} from './constants.ts';
+import {
+  ackFields, ackFrame, dataFrame, encodeFrame, frameNonce, isMore, nakFrame, nakSeqs, resetAckFrame, resetFrame,
+  type Frame,
+} from './frame.ts';
+import { FrameParser, type ParserStats } from './parser.ts';
+
+/**
+ * Selective-repeat ARQ over one full-duplex serial link (docs/protocol-link.draft.md §4).
+ * Pure: bytes come in through receive(), go out through options.output, time through
+ * options.timers. One retransmit timer (earliest deadline) and one handshake timer at most.
+ */
+
+export interface LinkTimers {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export interface ArqOptions {
+  timers: LinkTimers;
+  /** Writes wire bytes to the port. Called synchronously; must not throw. */
+  output: (wire: Uint8Array) => void;
+  /** Most DATA frames in flight, 1..MAX_WINDOW (default 8). */
+  window?: number;
+  /** DATA payload size when sending, MIN_FRAME_PAYLOAD..MAX_FRAME_PAYLOAD (default 256). */
+  maxPayload?: number;
+  /** Largest DATA payload accepted from the peer (default MAX_FRAME_PAYLOAD). */
+  acceptPayload?: number;
+  /** Largest reassembled message accepted (default MAX_UPLINK_MESSAGE). */
+  maxMessage?: number;
+  rtoInitialMs?: number;
+  rtoMinMs?: number;
+  rtoMaxMs?: number;
+  /** Retransmissions of one frame on timeout before the link is declared dead (default 12). */
+  maxRetransmits?: number;
+  /** send() returns false while more unsent bytes than this are queued (default 64 KiB). */
+  highWaterBytes?: number;
+  /** Source of RESET nonces (u32); default crypto.randomInt. Injected for tests. */
+  nonce?: () => number;
+}
+
+export type ArqEvents = {
+  message: [message: Uint8Array];
+  /** open() succeeded: both directions start at seq 0. */
+  open: [];
+  /** The peer reset the link (a new peer session): all state was dropped. */
+  reset: [nonce: number];
+  drain: [];
+  /** Nothing queued and nothing unacked. */
+  idle: [];
+  /** Emitted only when someone listens; every error is also counted in stats. */
+  error: [error: FwError];
+  /** The sending direction is dead (retransmit limit) until a RESET either way. */
+  down: [];
+};
+
+export type LinkState = 'up' | 'opening' | 'down' | 'closed';
+
+export interface ArqStats {
+  framesOut: number;
+  framesIn: number;
+  /** DATA frames sent again (timeout or NAK). */
+  retransmits: number;
+  /** Payload bytes of DATA frames on their first transmission. */
+  dataBytesOut: number;
+  wireBytesOut: number;
+  wireBytesIn: number;
+  acksSent: number;
+  naksSent: number;
+  naksReceived: number;
+  /** DATA frames already delivered or already buffered. */
+  duplicates: number;
+  /** DATA frames outside the receive window. */
+  outOfWindow: number;
+  /** Valid frames that do not fit the current state (stale ACK, DATA while opening, foreign RESET_ACK). */
+  ignored: number;
+  messagesOut: number;
+  messagesIn: number;
+  /** Messages dropped for exceeding maxMessage. */
+  oversize: number;
+  parser: ParserStats;
+  /** Smoothed round-trip time; undefined before the first sample. */
+  rttMs: number | undefined;
+  rtoMs: number;
+}
+
+interface Outgoing {
+  readonly seq: number;
+  readonly wire: Uint8Array;
+  sentAt: number;
+  deadline: number;
+  /** Karn: no RTT sample from a frame sent more than once. */
+  retransmitted: boolean;
+  timeouts: number;
+  nakRetransmitAt: number;
+  acked: boolean;
+}
+
+interface Pending { readonly data: Uint8Array; offset: number }
+
+interface Handshake {
+  readonly nonce: number;
+  readonly sentAt: number;
+  /** RESET retransmissions so far. */
+  attempts: number;
+  timer: unknown;
+  readonly resolve: () => void;
+  readonly reject: (e: FwError) => void;
+  readonly promise: Promise<void>;
+}
+
+type Counters = Omit<ArqStats, 'parser' | 'rttMs' | 'rtoMs'>;
+
+const GRANULARITY_MS = 1;
+const HALF_SEQ = 0x8000;
+
+function intOption(value: number | undefined, fallback: number, min: number, max: number, name: string): number {
+  const v = value ?? fallback;
+  if (!Number.isInteger(v) || v < min || v > max) throw new FwError('E_CONFIG', `${name} must be an integer in ${min}..${max}`);
+  return v;
+}
+
+function concat(parts: readonly Uint8Array[], length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+/** Signed distance b - a in sequence space. */
+function seqDiff(b: number, a: number): number {
+  const d = (b - a) & SEQ_MASK;
+  return d >= HALF_SEQ ? d - 0x1_0000 : d;
+}
+
+export class ArqLink extends EventEmitter<ArqEvents> {
+  private readonly timers: LinkTimers;
+  private readonly output: (wire: Uint8Array) => void;
+  private readonly nextNonce: () => number;
+  private readonly parser: FrameParser;
+  private readonly maxMessage: number;
+  private readonly rtoInitial: number;
+  private readonly rtoMin: number;
+  private readonly rtoMax: number;
+  private readonly maxRetransmits: number;
+  private readonly highWater: number;
+  private window: number;
+  private maxPayload: number;
+  private linkState: LinkState = 'up';
+  private readonly counters: Counters = {
+    framesOut: 0, framesIn: 0, retransmits: 0, dataBytesOut: 0, wireBytesOut: 0, wireBytesIn: 0, acksSent: 0,
+    naksSent: 0, naksReceived: 0, duplicates: 0, outOfWindow: 0, ignored: 0, messagesOut: 0, messagesIn: 0, oversize: 0,
+  };
+  private readonly events: (() => void)[] = [];
+
+  // RTT estimator (§4.7)
+  private srtt: number | undefined;
+  private rttvar = 0;
+  private rto: number;
+
+  // sender (§4.6)
+  private readonly inflight: (Outgoing | undefined)[] = new Array<Outgoing | undefined>(MAX_WINDOW);
+  private sndBase = 0;
+  private sndNext = 0;
+  private unackedCount = 0;
+  private queue: Pending[] = [];
+  private queued = 0;
+  private needDrain = false;
+  private busy = false;
+  private timer: unknown;
+  private timerAt = Infinity;
+
+  // receiver (§4.4, §4.5)
+  private readonly rcvBuf: (Frame | undefined)[] = new Array<Frame | undefined>(MAX_WINDOW);
+  private rcvNext = 0;
+  private readonly nakSeq = new Int32Array(MAX_WINDOW).fill(-1);
+  private readonly nakAt = new Float64Array(MAX_WINDOW);
+  private parts: Uint8Array[] = [];
+  private partsLength = 0;
+  private dropping = false;
+
+  // RESET handshake (§4.1)
+  private peerNonce: number | undefined;
+  private ownNonce: number | undefined;
+  private handshake: Handshake | undefined;
+
+  constructor(options: ArqOptions) {
+    super();
+    this.timers = options.timers;
+    this.output = options.output;
+    this.nextNonce = options.nonce ?? (() => randomInt(0, 0x1_0000_0000));
+    this.window = intOption(options.window, DEFAULT_WINDOW, 1, MAX_WINDOW, 'window');
+    this.maxPayload = intOption(options.maxPayload, DEFAULT_SEND_PAYLOAD, MIN_FRAME_PAYLOAD, MAX_FRAME_PAYLOAD, 'maxPayload');
+    const acceptPayload = intOption(options.acceptPayload, MAX_FRAME_PAYLOAD, MIN_FRAME_PAYLOAD, MAX_FRAME_PAYLOAD, 'acceptPayload');
+    this.parser = new FrameParser({ maxPayload: acceptPayload });
+    this.maxMessage = intOption(options.maxMessage, MAX_UPLINK_MESSAGE, 1, 0xffff_ffff, 'maxMessage');
+    this.rtoMin = intOption(options.rtoMinMs, DEFAULT_RTO_MIN_MS, 1, 600_000, 'rtoMinMs');
+    this.rtoMax = intOption(options.rtoMaxMs, DEFAULT_RTO_MAX_MS, this.rtoMin, 600_000, 'rtoMaxMs');
+    this.rtoInitial = intOption(options.rtoInitialMs, DEFAULT_RTO_INITIAL_MS, this.rtoMin, this.rtoMax, 'rtoInitialMs');
+    this.maxRetransmits = intOption(options.maxRetransmits, DEFAULT_MAX_RETRANSMITS, 0, 1000, 'maxRetransmits');
+    this.highWater = intOption(options.highWaterBytes, DEFAULT_HIGH_WATER_BYTES, 1, 0xffff_ffff, 'highWaterBytes');
+    this.rto = this.rtoInitial;
+  }
+
+  get state(): LinkState {
+    return this.linkState;
+  }
+
+  private get closed(): boolean {
+    return this.linkState === 'closed';
+  }
+
+  /** DATA frames sent and not yet acknowledged. */
+  get unacked(): number {
+    return this.unackedCount;
+  }
+
+  /** Message bytes queued and not yet sent in any frame. */
+  get queuedBytes(): number {
+    return this.queued;
+  }
+
+  /** A snapshot of the counters. */
+  get stats(): Readonly<ArqStats> {
+    return { ...this.counters, parser: { ...this.parser.stats }, rttMs: this.srtt, rtoMs: this.rto };
+  }
+
+  /**
+   * Active open (§4.1): drop all state, send RESET(nonce) until RESET_ACK(nonce) comes back.
+   * Messages sent while opening are queued and flow once open. Calling it while opening returns
+   * the same promise.
+   */
+  open(): Promise<void> {
+    if (this.closed) return Promise.reject(new FwError('E_LINK_CLOSED'));
+    if (this.handshake !== undefined) return this.handshake.promise;
+    this.resetState();
+    this.linkState = 'opening';
+    let nonce = this.nextNonce() >>> 0;
+    if (nonce === this.ownNonce) nonce = (nonce + 1) >>> 0;
+    this.ownNonce = nonce;
+    let resolve!: () => void;
+    let reject!: (e: FwError) => void;
+    const promise = new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    this.handshake = { nonce, sentAt: this.timers.now(), attempts: 0, timer: undefined, resolve, reject, promise };
+    this.sendControl(resetFrame(nonce));
+    this.armHandshake();
+    this.flush();
+    return promise;
+  }
+
+  /**
+   * Queue a message (1 byte or more; copied) for sending as DATA fragments (§4.3). Returns false
+   * when more than highWaterBytes are queued unsent: wait for 'drain'.
+   */
+  send(message: Uint8Array): boolean {
+    if (this.closed) throw new FwError('E_LINK_CLOSED');
+    if (message.length === 0) throw new FwError('E_MESSAGE_INVALID', 'an empty message cannot be sent on the link');
+    this.queue.push({ data: message.slice(), offset: 0 });
+    this.queued += message.length;
+    this.counters.messagesOut++;
+    this.busy = true;
+    this.pump();
+    const ok = this.queued <= this.highWater;
+    if (!ok) this.needDrain = true;
+    this.flush();
+    return ok;
+  }
+
+  /** Raw bytes from the port. Never throws on bad input: garbage is counted. */
+  receive(bytes: Uint8Array): void {
+    if (this.closed) return;
+    this.counters.wireBytesIn += bytes.length;
+    const frames = this.parser.push(bytes);
+    let ackNeeded = false;
+    let gap = false;
+    for (const frame of frames) {
+      if (this.closed) break;
+      this.counters.framesIn++;
+      switch (frame.kind) {
+        case FrameKind.DATA: {
+          const r = this.onData(frame);
+          ackNeeded ||= r !== 'ignored';
+          gap ||= r === 'gap';
+          break;
+        }
+        case FrameKind.ACK:
+          this.onAck(frame);
+          break;
+        case FrameKind.NAK:
+          this.onNak(frame);
+          break;
+        case FrameKind.RESET:
+          ackNeeded = false;
+          gap = false;
+          this.onReset(frame);
+          break;
+        case FrameKind.RESET_ACK:
+          this.onResetAck(frame);
+          break;
+        default: {
+          const unreachable: never = frame.kind;
+          throw new Error(`unhandled frame kind ${String(unreachable)}`);
+        }
+      }
+    }
+    if (ackNeeded && !this.closed) {
+      this.sendAck();
+      if (gap) this.sendNak();
+    }
+    this.flush();
+  }
+
+  /** Apply negotiated parameters; they affect frames not yet sent. */
+  configure(p: { window?: number; maxPayload?: number }): void {
+    if (this.closed) throw new FwError('E_LINK_CLOSED');
+    const window = intOption(p.window, this.window, 1, MAX_WINDOW, 'window');
+    const maxPayload = intOption(p.maxPayload, this.maxPayload, MIN_FRAME_PAYLOAD, MAX_FRAME_PAYLOAD, 'maxPayload');
+    this.window = window;
+    this.maxPayload = maxPayload;
+    this.pump();
+    this.flush();
+  }
+
+  /** Stop: clear all timers, drop queued data, reject a pending open(). Further receive() is ignored. */
+  close(): void {
+    if (this.closed) return;
+    const hs = this.handshake;
+    this.resetState();
+    this.linkState = 'closed';
+    this.events.length = 0;
+    hs?.reject(new FwError('E_LINK_CLOSED'));
+  }
+
+  // ---- receiver (§4.4, §4.5) ----
+
+  private onData(frame: Frame): 'ignored' | 'ack' | 'gap' {
+    if (this.linkState === 'opening') {
+      this.counters.ignored++;
+      return 'ignored';
+    }
+    const d = seqDiff(frame.seq, this.rcvNext);
+    if (d < 0 || d >= MAX_WINDOW) {
+      if (d < 0 && d >= -MAX_WINDOW) this.counters.duplicates++;
+      else this.counters.outOfWindow++;
+      return 'ack';
+    }
+    const slot = frame.seq % MAX_WINDOW;
+    if (this.rcvBuf[slot] !== undefined) {
+      this.counters.duplicates++;
+      return 'ack';
+    }
+    this.rcvBuf[slot] = frame;
+    if (d > 0) return 'gap';
+    for (let f: Frame | undefined = frame; f !== undefined; f = this.rcvBuf[this.rcvNext % MAX_WINDOW]) {
+      this.rcvBuf[this.rcvNext % MAX_WINDOW] = undefined;
+      this.rcvNext = (this.rcvNext + 1) & SEQ_MASK;
+      this.reassemble(f);
+    }
+    return this.rcvBuf.some((f) => f !== undefined) ? 'gap' : 'ack';
+  }
+
+  private reassemble(frame: Frame): void {
+    const more = isMore(frame);
+    if (!this.dropping) {
+      if (this.partsLength + frame.payload.length > this.maxMessage) {
+        this.dropping = true;
+        this.counters.oversize++;
+        const err = new FwError('E_MESSAGE_TOO_LONG', undefined, { details: { limit: this.maxMessage } });
+        this.events.push(() => this.emitError(err));
+        this.parts = [];
+        this.partsLength = 0;
+      } else {
+        this.parts.push(frame.payload);
+        this.partsLength += frame.payload.length;
+      }
+    }
+    if (more) return;
+    if (!this.dropping) {
+      const out = this.parts.length === 1 ? this.parts[0]! : concat(this.parts, this.partsLength);
+      this.counters.messagesIn++;
+      this.events.push(() => this.emit('message', out));
+    }
+    this.parts = [];
+    this.partsLength = 0;
+    this.dropping = false;
+  }
+
+  private sendAck(): void {
+    let sack = 0;
+    for (let i = 0; i < SACK_BITS; i++) {
+      if (this.rcvBuf[(this.rcvNext + 1 + i) % MAX_WINDOW] !== undefined) sack |= 1 << i;
+    }
+    this.counters.acksSent++;
+    this.sendControl(ackFrame(this.rcvNext, sack >>> 0));
+  }
+
+  /** NAK the holes below the highest buffered frame, each at most once per smoothed RTT. */
+  private sendNak(): void {
+    let highest = 0;
+    for (let d = 1; d < MAX_WINDOW; d++) {
+      if (this.rcvBuf[(this.rcvNext + d) % MAX_WINDOW] !== undefined) highest = d;
+    }
+    const now = this.timers.now();
+    const interval = this.srtt ?? this.rto;
+    const missing: number[] = [];
+    for (let d = 0; d < highest && missing.length < MAX_NAK_SEQS; d++) {
+      const seq = (this.rcvNext + d) & SEQ_MASK;
+      const slot = seq % MAX_WINDOW;
+      if (this.rcvBuf[slot] !== undefined) continue;
+      if (this.nakSeq[slot] === seq && now - this.nakAt[slot]! < interval) continue;
+      this.nakSeq[slot] = seq;
+      this.nakAt[slot] = now;
+      missing.push(seq);
+    }
+    if (missing.length === 0) return;
+    this.counters.naksSent++;
+    this.sendControl(nakFrame(missing));
+  }
+
+  // ---- sender (§4.6, §4.7, §4.8) ----
+
+  private onAck(frame: Frame): void {
+    if (this.linkState !== 'up') {
+      this.counters.ignored++;
+      return;
+    }
+    const { cum, sack } = ackFields(frame);
+    const span = (this.sndNext - this.sndBase) & SEQ_MASK;
+    const dc = (cum - this.sndBase) & SEQ_MASK;
+    let sampleAt = -Infinity;
+    const take = (e: Outgoing | undefined, seq: number): void => {
+      if (e === undefined || e.acked || e.seq !== seq) return;
+      e.acked = true;
+      this.unackedCount--;
+      if (!e.retransmitted && e.sentAt > sampleAt) sampleAt = e.sentAt;
+    };
+    if (dc <= span) {
+      for (let k = 0; k < dc; k++) {
+        const seq = (this.sndBase + k) & SEQ_MASK;
+        take(this.inflight[seq % MAX_WINDOW], seq);
+        this.inflight[seq % MAX_WINDOW] = undefined;
+      }
+      this.sndBase = cum;
+    } else {
+      this.counters.ignored++;
+    }
+    for (let i = 0; i < SACK_BITS; i++) {
+      if (((sack >>> i) & 1) === 0) continue;
+      const seq = (cum + 1 + i) & SEQ_MASK;
+      if (((seq - this.sndBase) & SEQ_MASK) < ((this.sndNext - this.sndBase) & SEQ_MASK)) take(this.inflight[seq % MAX_WINDOW], seq);
+    }
+    while (this.sndBase !== this.sndNext && this.inflight[this.sndBase % MAX_WINDOW]?.acked === true) {
+      this.inflight[this.sndBase % MAX_WINDOW] = undefined;
+      this.sndBase = (this.sndBase + 1) & SEQ_MASK;
+    }
+    if (sampleAt > -Infinity) this.rttSample(this.timers.now() - sampleAt);
+    this.pump();
+    if (this.busy && this.unackedCount === 0 && this.queue.length === 0) {
+      this.busy = false;
+      this.events.push(() => this.emit('idle'));
+    }
+  }
+
+  private onNak(frame: Frame): void {
+    this.counters.naksReceived++;
+    if (this.linkState !== 'up') {
+      this.counters.ignored++;
+      return;
+    }
+    const now = this.timers.now();
+    const interval = this.srtt ?? this.rto;
+    const span = (this.sndNext - this.sndBase) & SEQ_MASK;
+    for (const seq of nakSeqs(frame)) {
+      if (((seq - this.sndBase) & SEQ_MASK) >= span) continue;
+      const e = this.inflight[seq % MAX_WINDOW];
+      if (e === undefined || e.acked || e.seq !== seq || now - e.nakRetransmitAt < interval) continue;
+      e.nakRetransmitAt = now;
+      this.retransmit(e, now);
+    }
+    this.armTimer();
+  }
+
+  private rttSample(r: number): void {
+    if (this.srtt === undefined) {
+      this.srtt = r;
+      this.rttvar = r / 2;
+    } else {
+      this.rttvar = 0.75 * this.rttvar + 0.25 * Math.abs(this.srtt - r);
+      this.srtt = 0.875 * this.srtt + 0.125 * r;
+    }
+    this.rto = Math.min(this.rtoMax, Math.max(this.rtoMin, this.srtt + Math.max(GRANULARITY_MS, 4 * this.rttvar)));
+  }
+
+  /** The frame's timeout: RTO doubled per timeout so far, at most rtoMax. */
+  private backoff(e: Outgoing): number {
+    return Math.min(this.rtoMax, this.rto * 2 ** e.timeouts);
+  }
+
+  /** Cut fragments from the queue while the window has room. */
+  private pump(): void {
+    if (this.linkState !== 'up') return;
+    while (this.queue.length > 0 && ((this.sndNext - this.sndBase) & SEQ_MASK) < this.window) {
+      const head = this.queue[0]!;
+      const n = Math.min(this.maxPayload, head.data.length - head.offset);
+      const payload = head.data.subarray(head.offset, head.offset + n);
+      head.offset += n;
+      const more = head.offset < head.data.length;
+      if (!more) this.queue.shift();
+      this.queued -= n;
+      const seq = this.sndNext;
+      this.sndNext = (seq + 1) & SEQ_MASK;
+      const now = this.timers.now();
+      const wire = encodeFrame(dataFrame(seq, payload, more), this.maxPayload);
+      const e: Outgoing = { seq, wire, sentAt: now, deadline: now + this.rto, retransmitted: false, timeouts: 0, nakRetransmitAt: -Infinity, acked: false };
+      this.inflight[seq % MAX_WINDOW] = e;
+      this.unackedCount++;
+      this.counters.dataBytesOut += n;
+      this.write(wire);
+    }
+    this.armTimer();
+    if (this.needDrain && this.queued < this.highWater / 2) {
+      this.needDrain = false;
+      this.events.push(() => this.emit('drain'));
+    }
+  }
+
+  private retransmit(e: Outgoing, now: number): void {
+    e.retransmitted = true;
+    e.sentAt = now;
+    e.deadline = now + this.backoff(e);
+    this.counters.retransmits++;
+    this.write(e.wire);
+  }
+
+  /** Keep one timer armed at (or before) the earliest deadline of an unacked frame. */
+  private armTimer(): void {
+    let earliest = Infinity;
+    if (this.linkState === 'up') {
+      const span = (this.sndNext - this.sndBase) & SEQ_MASK;
+      for (let k = 0; k < span; k++) {
+        const e = this.inflight[(this.sndBase + k) % MAX_WINDOW];
+        if (e !== undefined && !e.acked && e.deadline < earliest) earliest = e.deadline;
+      }
+    }
+    if (earliest === Infinity) {
+      this.clearTimer();
+      return;
+    }
+    if (this.timer !== undefined && this.timerAt <= earliest) return;
+    this.clearTimer();
+    this.timerAt = earliest;
+    this.timer = this.timers.setTimeout(() => this.onTimer(), Math.max(0, earliest - this.timers.now()));
+  }
+
+  private clearTimer(): void {
+    if (this.timer !== undefined) this.timers.clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerAt = Infinity;
+  }
+
+  private onTimer(): void {
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    if (this.linkState !== 'up') return;
+    const now = this.timers.now();
+    const span = (this.sndNext - this.sndBase) & SEQ_MASK;
+    for (let k = 0; k < span; k++) {
+      const e = this.inflight[(this.sndBase + k) % MAX_WINDOW];
+      if (e === undefined || e.acked || e.deadline > now) continue;
+      if (e.timeouts >= this.maxRetransmits) {
+        this.linkDown(new FwError('E_LINK_TIMEOUT', undefined, { details: { seq: e.seq, retransmits: e.timeouts } }));
+        this.flush();
+        return;
+      }
+      e.timeouts++;
+      this.retransmit(e, now);
+    }
+    this.armTimer();
+    this.flush();
+  }
+
+  private linkDown(err: FwError): void {
+    this.linkState = 'down';
+    this.clearTimer();
+    this.events.push(() => this.emitError(err));
+    this.events.push(() => this.emit('down'));
+  }
+
+  // ---- RESET handshake (§4.1) ----
+
+  private onReset(frame: Frame): void {
+    const nonce = frameNonce(frame);
+    if (nonce !== this.peerNonce) {
+      this.peerNonce = nonce;
+      const opening = this.linkState === 'opening';
+      const drain = this.resetData();
+      if (!opening) {
+        this.clearHandshake();
+        this.linkState = 'up';
+      }
+      this.events.push(() => this.emit('reset', nonce));
+      if (drain) this.events.push(() => this.emit('drain'));
+    }
+    this.sendControl(resetAckFrame(nonce));
+  }
+
+  private onResetAck(frame: Frame): void {
+    const hs = this.handshake;
+    if (this.linkState !== 'opening' || hs === undefined || frameNonce(frame) !== hs.nonce) {
+      this.counters.ignored++;
+      return;
+    }
+    if (hs.attempts === 0) this.rttSample(this.timers.now() - hs.sentAt);
+    this.clearHandshake();
+    this.linkState = 'up';
+    hs.resolve();
+    this.events.push(() => this.emit('open'));
+    this.pump();
+  }
+
+  private armHandshake(): void {
+    const hs = this.handshake;
+    if (hs === undefined) return;
+    const delay = Math.min(this.rtoMax, this.rtoInitial * 2 ** hs.attempts);
+    hs.timer = this.timers.setTimeout(() => this.onHandshakeTimer(), delay);
+  }
+
+  private onHandshakeTimer(): void {
+    const hs = this.handshake;
+    if (hs === undefined) return;
+    hs.timer = undefined;
+    if (hs.attempts >= this.maxRetransmits) {
+      this.handshake = undefined;
+      this.linkState = 'down';
+      hs.reject(new FwError('E_LINK_TIMEOUT', 'no RESET_ACK from the link peer', { details: { attempts: hs.attempts + 1 } }));
+      this.events.push(() => this.emit('down'));
+      this.flush();
+      return;
+    }
+    hs.attempts++;
+    this.sendControl(resetFrame(hs.nonce));
+    this.armHandshake();
+  }
+
+  private clearHandshake(): void {
+    const hs = this.handshake;
+    if (hs?.timer !== undefined) this.timers.clearTimeout(hs.timer);
+    this.handshake = undefined;
+  }
+
+  // ---- plumbing ----
+
+  /** Drop everything both directions (§4.1), including a pending handshake. */
+  private resetState(): void {
+    this.clearHandshake();
+    if (this.resetData()) this.events.push(() => this.emit('drain'));
+  }
+
+  /** Returns whether a writer was waiting for 'drain' (the queue is now empty). */
+  private resetData(): boolean {
+    const drain = this.needDrain;
+    this.clearTimer();
+    this.inflight.fill(undefined);
+    this.sndBase = 0;
+    this.sndNext = 0;
+    this.unackedCount = 0;
+    this.queue = [];
+    this.queued = 0;
+    this.busy = false;
+    this.needDrain = false;
+    this.rcvBuf.fill(undefined);
+    this.rcvNext = 0;
+    this.nakSeq.fill(-1);
+    this.parts = [];
+    this.partsLength = 0;
+    this.dropping = false;
+    this.srtt = undefined;
+    this.rttvar = 0;
+    this.rto = this.rtoInitial;
+    return drain;
+  }
+
+  private sendControl(frame: Frame): void {
+    this.write(encodeFrame(frame));
+  }
+
+  private write(wire: Uint8Array): void {
+    this.counters.framesOut++;
+    this.counters.wireBytesOut += wire.length;
+    this.output(wire);
+  }
+
+  private emitError(err: FwError): void {
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+  }
+
+  /** Emit queued events in order; listeners may re-enter (send, receive, close). */
+  private flush(): void {
+    for (let ev = this.events.shift(); ev !== undefined; ev = this.events.shift()) {
+      if (this.closed) {
+        this.events.length = 0;
+        return;
+      }
+      ev();
+    }
+  }
+}

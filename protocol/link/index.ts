@@ -1,0 +1,6 @@
+/** The laptop<->gateway serial link (docs/protocol-link.draft.md §3, §4). */
+export * from './constants.ts';
+export * from './cobs.ts';
+export * from './frame.ts';
+export * from './parser.ts';
+export * from './arq.ts';
