@@ -1,10 +1,9 @@
 import { z } from 'zod';
-import { decodeCbor, encodeCbor } from './cbor.ts';
-import { FwError } from './errors.ts';
+import { encodeCbor } from './cbor.ts';
 import {
   MAX_ACK_MISSING, MAX_CHUNK_SIZE, MAX_HW_MODELS, MAX_NAME_LENGTH, MAX_OTA_MESSAGE, MIN_CHUNK_SIZE,
 } from './limits.ts';
-import { bytes, parseWith, sha256Hex, text, u16, u32 } from './schema.ts';
+import { bytes, decodeMessage, sha256Hex, text, u16, u32 } from './schema.ts';
 import { isValidVersion } from './version.ts';
 
 /**
@@ -97,27 +96,13 @@ export type GatewayMessage = z.infer<typeof gatewayMessage>;
 export type OfferMessage = z.infer<typeof offerMsg>;
 export type ChunkMessage = z.infer<typeof chunkMsg>;
 
-function decodeWith<T>(schema: z.ZodType<T>, payload: Uint8Array, what: string): T {
-  if (payload.length > MAX_OTA_MESSAGE) {
-    throw new FwError('E_MESSAGE_INVALID', `${what}: payload of ${payload.length} bytes exceeds ${MAX_OTA_MESSAGE}`);
-  }
-  const value = decodeCbor(payload);
-  if (typeof value !== 'object' || value === null || typeof (value as { t?: unknown }).t !== 'string') {
-    throw new FwError('E_MESSAGE_INVALID', `${what}: not a CBOR map with a text "t" field`);
-  }
-  const r = (schema as z.ZodType<T>).safeParse(value);
-  if (!r.success && r.error.issues.some((i) => i.code === 'invalid_union' && i.path.length === 1 && i.path[0] === 't')) {
-    throw new FwError('E_MESSAGE_TYPE', `${what}: unknown message type "${String((value as { t: string }).t).slice(0, 32)}"`);
-  }
-  return parseWith(schema, value, 'E_MESSAGE_INVALID', `${what} "${String((value as { t: string }).t).slice(0, 32)}"`);
-}
 
 export function decodeDeviceMessage(payload: Uint8Array): DeviceMessage {
-  return decodeWith(deviceMessage, payload, 'device message');
+  return decodeMessage(deviceMessage, payload, MAX_OTA_MESSAGE, 'device message');
 }
 
 export function decodeGatewayMessage(payload: Uint8Array): GatewayMessage {
-  return decodeWith(gatewayMessage, payload, 'gateway message');
+  return decodeMessage(gatewayMessage, payload, MAX_OTA_MESSAGE, 'gateway message');
 }
 
 export function encodeDeviceMessage(msg: DeviceMessage): Uint8Array {

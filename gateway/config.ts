@@ -1,0 +1,113 @@
+import { readFile } from 'node:fs/promises';
+import { z } from 'zod';
+import { FwError } from '../protocol/errors.ts';
+import { MAX_FRAME_PAYLOAD, MAX_IMAGE_SIZE, MAX_WINDOW, MIN_FRAME_PAYLOAD } from '../protocol/limits.ts';
+import { formatIssues } from '../protocol/schema.ts';
+
+/**
+ * Every timeout and limit of the gateway, with its default, in one validated object.
+ * Sources, later wins: defaults <- config file (--config, JSON) <- command-line flags.
+ * Documented in docs/operations.md.
+ */
+const ms = z.number().int().min(0).max(24 * 3600 * 1000);
+const positive = z.number().int().min(1);
+
+export const configSchema = z.strictObject({
+  /** Where images, partial uploads and gateway state live. */
+  dataDir: z.string().min(1).default('./data'),
+  serial: z.strictObject({
+    /** Serial device of the laptop link, e.g. /dev/ttyUSB0; none = no uplink. */
+    path: z.string().min(1).optional(),
+    baudRate: positive.default(921_600),
+  }).prefault({}),
+  broker: z.strictObject({
+    /** Listen address of the MQTT broker. Loopback by default; set 0.0.0.0 (or the site LAN address) for real devices. */
+    host: z.string().min(1).default('127.0.0.1'),
+    port: z.number().int().min(0).max(65_535).default(1883),
+    /** Largest MQTT packet accepted from a client (a chunk of 64 KiB plus envelope fits). */
+    maxPacketBytes: positive.default(128 * 1024),
+    maxClients: positive.default(10_000),
+  }).prefault({}),
+  uplink: z.strictObject({
+    /** Largest serial frame payload the gateway offers in its hello. */
+    maxFrame: z.number().int().min(MIN_FRAME_PAYLOAD).max(MAX_FRAME_PAYLOAD).default(4096),
+    /** ARQ window (frames in flight) the gateway offers. */
+    window: z.number().int().min(1).max(MAX_WINDOW).default(16),
+    rtoInitialMs: ms.default(300),
+    rtoMinMs: ms.default(30),
+    rtoMaxMs: ms.default(3000),
+    maxRetransmits: positive.default(12),
+    /** Largest image the gateway accepts for upload. */
+    maxImageBytes: z.number().int().min(1).max(MAX_IMAGE_SIZE).default(64 * 1024 * 1024),
+  }).prefault({}),
+  rollout: z.strictObject({
+    /** Devices updated at the same time. */
+    concurrency: positive.max(10_000).default(8),
+    /** Chunks in flight per device. */
+    chunkWindow: positive.max(256).default(8),
+    /** Pings per device when measuring its round-trip time before a campaign. */
+    probePings: positive.max(50).default(3),
+    pingTimeoutMs: ms.default(2000),
+    offerTimeoutMs: ms.default(5000),
+    /** No ack for this long: resend from the device's cumulative offset. */
+    ackTimeoutMs: ms.default(3000),
+    /** Consecutive ack timeouts before the transfer attempt fails as connection lost. */
+    maxAckTimeouts: positive.default(4),
+    verifyTimeoutMs: ms.default(30_000),
+    activateTimeoutMs: ms.default(10_000),
+    /** From activate until the device reports its boot on the new slot. */
+    rebootTimeoutMs: ms.default(60_000),
+    confirmTimeoutMs: ms.default(5000),
+    /** A device that went offline mid-update: how long to wait for it to come back. */
+    offlineWaitMs: ms.default(30_000),
+    /** Attempts per device (offer..confirm) before it is reported failed. */
+    maxAttempts: positive.max(100).default(3),
+    retryBackoffMs: ms.default(1000),
+    /** Least time between two byte-progress reports for one device (phase changes are always sent). */
+    progressIntervalMs: ms.default(250),
+  }).prefault({}),
+  log: z.strictObject({
+    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    format: z.enum(['pretty', 'json']).default('pretty'),
+  }).prefault({}),
+});
+
+export type GatewayConfig = z.infer<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;
+
+/** Validate a config object; errors name each field and its problem. */
+export function parseConfig(input: unknown, source = 'config'): GatewayConfig {
+  const r = configSchema.safeParse(input ?? {});
+  if (!r.success) throw new FwError('E_CONFIG', `${source}: ${formatIssues(r.error)}`);
+  return r.data;
+}
+
+/** Read a JSON config file; a missing file, bad JSON or a bad field each gives its own message. */
+export async function loadConfigFile(path: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (cause) {
+    throw new FwError('E_CONFIG', `cannot read config file ${path}: ${(cause as Error).message}`, { cause });
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (cause) {
+    throw new FwError('E_CONFIG', `config file ${path} is not valid JSON: ${(cause as Error).message}`, { cause });
+  }
+}
+
+/** Deep-merge plain objects (b wins); used to lay flags over a config file. */
+export function mergeConfig(a: unknown, b: unknown): unknown {
+  if (!isPlain(a) || !isPlain(b)) return b === undefined ? a : b;
+  const out: Record<string, unknown> = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    if (v === undefined) continue;
+    out[k] = mergeConfig(a[k], v);
+  }
+  return out;
+}
+
+function isPlain(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}

@@ -1,0 +1,77 @@
+import { EventEmitter } from 'node:events';
+import type { SlotName, StatusMessage } from '../protocol/ota.ts';
+import type { DeviceChannel, DeviceEvent } from './device-channel.ts';
+
+/** What the gateway knows of one device, from its status reports and from measurement. */
+export interface DeviceRecord {
+  id: string;
+  hw: string;
+  version: string;
+  slot: SlotName;
+  slots: StatusMessage['slots'];
+  maxChunk: number;
+  busy: boolean;
+  trial: boolean;
+  online: boolean;
+  /** Wall-clock ms of the last message or presence change. */
+  lastSeen: number;
+  /** Last measured link figures, with when they were measured. */
+  link?: { rttMs: number; jitterMs: number; measuredAt: number };
+}
+
+/**
+ * The fleet registry: one record per device id, built from `status` messages and broker
+ * presence. A device that reconnects is the same device (same id, record updated in place).
+ * A device is listed only after its first valid status.
+ */
+export class Fleet extends EventEmitter<{ status: [DeviceRecord]; offline: [DeviceRecord] }> {
+  private readonly devices = new Map<string, DeviceRecord>();
+
+  constructor(channel: DeviceChannel, private readonly now: () => number = Date.now) {
+    super();
+    channel.on('event', (id, e) => this.onEvent(id, e));
+  }
+
+  private onEvent(id: string, e: DeviceEvent): void {
+    const rec = this.devices.get(id);
+    if (e.t === 'status') {
+      const next: DeviceRecord = {
+        ...(rec ?? {}),
+        id, hw: e.hw, version: e.version, slot: e.slot, slots: e.slots, maxChunk: e.maxChunk,
+        busy: e.busy, trial: e.trial, online: true, lastSeen: this.now(),
+      };
+      this.devices.set(id, next);
+      this.emit('status', next);
+      return;
+    }
+    if (!rec) return;
+    rec.lastSeen = this.now();
+    if (e.t === 'offline') {
+      rec.online = false;
+      this.emit('offline', rec);
+    } else if (e.t === 'online') {
+      rec.online = true;
+    }
+  }
+
+  get(id: string): DeviceRecord | undefined {
+    return this.devices.get(id);
+  }
+
+  list(): DeviceRecord[] {
+    return [...this.devices.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  online(): DeviceRecord[] {
+    return this.list().filter((d) => d.online);
+  }
+
+  setLink(id: string, link: DeviceRecord['link']): void {
+    const rec = this.devices.get(id);
+    if (rec) rec.link = link;
+  }
+
+  get size(): number {
+    return this.devices.size;
+  }
+}

@@ -1,0 +1,185 @@
+import { describeError, isFwError } from '../../protocol/errors.ts';
+import { PROTOCOL_VERSION } from '../../protocol/limits.ts';
+import type { Manifest } from '../../protocol/manifest.ts';
+import {
+  DATA_MESSAGE_OVERHEAD, type DenyCode, type GatewayUplinkMessage, type LaptopMessage,
+} from '../../protocol/uplink.ts';
+import type { MessageLink } from '../../transport/message-link.ts';
+import type { GatewayConfig } from '../config.ts';
+import type { Logger } from '../log.ts';
+import type { ImageStore, StoredImage, Upload } from '../store.ts';
+
+export type UplinkLink = MessageLink<LaptopMessage, GatewayUplinkMessage>;
+
+export interface UplinkDeps {
+  link: UplinkLink;
+  store: ImageStore;
+  config: GatewayConfig['uplink'];
+  log: Logger;
+  agent: string;
+  /** Why a new upload cannot be granted now (e.g. a campaign is running), or undefined. */
+  busyReason(): string | undefined;
+  /** A verified image was stored: start its campaign; returns the campaign id. */
+  onImageStored(image: StoredImage): Promise<string>;
+}
+
+type State = 'idle' | 'ready' | 'receiving' | 'committing';
+
+/**
+ * The gateway's end of one laptop session (docs/protocol.md §7): hello -> request-to-send ->
+ * grant/deny -> data -> commit -> verified and stored -> campaign events. One handler per
+ * message type; messages are handled strictly in arrival order.
+ */
+export class UplinkSession {
+  private state: State = 'idle';
+  private upload: Upload | undefined;
+  private queue: Promise<void> = Promise.resolve();
+  private maxFrame = 0;
+
+  constructor(private readonly deps: UplinkDeps) {
+    deps.link.on('message', (msg) => {
+      this.queue = this.queue.then(() => this.dispatch(msg)).catch((err: unknown) => {
+        deps.log.error({ err: describeError(err) }, 'uplink handler failed');
+      });
+    });
+    deps.link.on('invalid', (err) => deps.log.warn({ err: err.message }, 'dropped invalid uplink message'));
+    deps.link.on('reset', () => {
+      deps.log.info('laptop connected (link reset)');
+      this.queue = this.queue.then(() => this.endUpload(false));
+      this.state = 'idle';
+    });
+    deps.link.on('down', () => {
+      deps.log.warn('laptop stopped answering; the rollout carries on');
+      this.queue = this.queue.then(() => this.endUpload(false));
+      this.state = 'idle';
+    });
+  }
+
+  /** Send an event to the laptop if one is attached; never throws. */
+  notify(msg: GatewayUplinkMessage): void {
+    this.deps.link.send(msg).catch((err: unknown) => this.deps.log.debug({ err: describeError(err), t: msg.t }, 'could not send to laptop'));
+  }
+
+  /** Wait until the messages received so far have been handled (tests, shutdown). */
+  async settled(): Promise<void> {
+    await this.queue;
+  }
+
+  async close(): Promise<void> {
+    await this.queue;
+    await this.endUpload(false);
+  }
+
+  private async dispatch(msg: LaptopMessage): Promise<void> {
+    switch (msg.t) {
+      case 'hello': return this.onHello(msg);
+      case 'rts': return this.onRequestToSend(msg.manifest);
+      case 'data': return this.onData(msg.off, msg.data);
+      case 'commit': return this.onCommit();
+      default: {
+        const never: never = msg;
+        this.deps.log.warn({ msg: never }, 'unhandled uplink message');
+      }
+    }
+  }
+
+  private async onHello(msg: Extract<LaptopMessage, { t: 'hello' }>): Promise<void> {
+    const { config, link } = this.deps;
+    if (msg.proto !== PROTOCOL_VERSION) {
+      await this.deny('protocol', `laptop speaks uplink protocol ${msg.proto}, gateway speaks ${PROTOCOL_VERSION}`);
+      return;
+    }
+    await this.endUpload(false);
+    const maxFrame = Math.min(config.maxFrame, msg.maxFrame);
+    const window = Math.min(config.window, msg.window);
+    await link.send({
+      t: 'hello', proto: PROTOCOL_VERSION, role: 'gateway', agent: this.deps.agent,
+      maxFrame, window, maxMessage: msg.maxMessage, maxImage: config.maxImageBytes,
+    });
+    link.configure({ maxPayload: maxFrame, window });
+    this.maxFrame = maxFrame;
+    this.state = 'ready';
+    this.deps.log.info({ agent: msg.agent, maxFrame, window }, 'laptop hello');
+  }
+
+  private async onRequestToSend(manifest: Manifest): Promise<void> {
+    const { log, store, config } = this.deps;
+    if (this.state === 'idle') return this.deny('state', 'send hello first');
+    if (this.state === 'receiving' || this.state === 'committing') return this.deny('state', 'an upload is already in progress in this session');
+    const busy = this.deps.busyReason();
+    if (busy) return this.deny('busy', busy);
+    if (manifest.size > config.maxImageBytes) {
+      return this.deny('too-large', `image is ${manifest.size} bytes, this gateway accepts at most ${config.maxImageBytes}`);
+    }
+    try {
+      this.upload = await store.beginUpload(manifest);
+    } catch (err) {
+      const code: DenyCode = isFwError(err, 'E_IMAGE_TOO_LARGE') ? 'too-large' : 'internal';
+      return this.deny(code, describeError(err));
+    }
+    this.state = 'receiving';
+    const chunk = this.maxFrame - DATA_MESSAGE_OVERHEAD;
+    log.info({ image: `${manifest.name} ${manifest.version}`, size: manifest.size, sha256: manifest.sha256, resumeAt: this.upload.offset }, 'upload granted');
+    await this.deps.link.send({ t: 'grant', sha256: manifest.sha256, offset: this.upload.offset, chunk });
+  }
+
+  private async onData(off: number, data: Uint8Array): Promise<void> {
+    if (this.state !== 'receiving' || !this.upload) {
+      this.deps.log.warn({ off }, 'data outside an upload dropped');
+      return;
+    }
+    try {
+      await this.upload.write(off, data);
+    } catch (err) {
+      this.deps.log.error({ err: describeError(err) }, 'upload write failed; upload abandoned');
+      await this.endUpload(false);
+      this.state = 'ready';
+      this.notify({ t: 'error', code: isFwError(err) ? err.code : 'E_STORE_IO', reason: describeError(err) });
+    }
+  }
+
+  private async onCommit(): Promise<void> {
+    const { link, log } = this.deps;
+    if (this.state !== 'receiving' || !this.upload) return this.deny('state', 'commit without an upload');
+    const upload = this.upload;
+    this.state = 'committing';
+    this.upload = undefined;
+    let stored: StoredImage;
+    try {
+      stored = await upload.commit();
+    } catch (err) {
+      this.state = 'ready';
+      const code = isFwError(err) ? err.code : 'E_STORE_IO';
+      log.warn({ err: describeError(err), sha256: upload.manifest.sha256 }, 'upload refused: image does not verify; nothing stored');
+      await link.send({ t: 'committed', ok: false, sha256: upload.manifest.sha256, code, reason: describeError(err) });
+      return;
+    }
+    this.state = 'ready';
+    log.info({ image: `${stored.manifest.name} ${stored.manifest.version}`, sha256: stored.manifest.sha256 }, 'image verified and stored');
+    let campaign: string;
+    try {
+      campaign = await this.deps.onImageStored(stored);
+    } catch (err) {
+      await link.send({ t: 'committed', ok: false, sha256: stored.manifest.sha256, code: 'E_UPLINK_BUSY', reason: `image stored, but its campaign could not start: ${describeError(err)}` });
+      return;
+    }
+    await link.send({ t: 'committed', ok: true, sha256: stored.manifest.sha256, campaign });
+  }
+
+  private async deny(code: DenyCode, reason: string): Promise<void> {
+    this.deps.log.warn({ code, reason }, 'request denied');
+    await this.deps.link.send({ t: 'deny', code, reason });
+  }
+
+  private async endUpload(discard: boolean): Promise<void> {
+    const u = this.upload;
+    this.upload = undefined;
+    if (!u) return;
+    try {
+      if (discard) await u.discard();
+      else await u.abandon();
+    } catch (err) {
+      this.deps.log.warn({ err: describeError(err) }, 'could not close the partial upload');
+    }
+  }
+}

@@ -1,0 +1,148 @@
+import { EventEmitter } from 'node:events';
+import { FwError } from '../protocol/errors.ts';
+import { MAX_FRAME_PAYLOAD, MAX_UPLINK_MESSAGE, PROTOCOL_VERSION } from '../protocol/limits.ts';
+import type { Manifest } from '../protocol/manifest.ts';
+import type {
+  CompleteMessage, GatewayUplinkMessage, HelloMessage, LaptopMessage,
+} from '../protocol/uplink.ts';
+import type { MessageLink } from '../transport/message-link.ts';
+
+export type LaptopLink = MessageLink<GatewayUplinkMessage, LaptopMessage>;
+
+export interface ClientOptions {
+  agent: string;
+  maxFrame: number;
+  window: number;
+  /** Longest wait for a reply to hello, request-to-send or commit. */
+  replyTimeoutMs: number;
+  /** Longest silence from the gateway while following a campaign. */
+  idleTimeoutMs: number;
+}
+
+export const defaultClientOptions: ClientOptions = {
+  agent: 'fwpush/0.1.0',
+  maxFrame: 4096,
+  window: 16,
+  replyTimeoutMs: 60_000,
+  idleTimeoutMs: 300_000,
+};
+
+type Msg<T extends GatewayUplinkMessage['t']> = Extract<GatewayUplinkMessage, { t: T }>;
+
+/**
+ * The laptop's end of the uplink (docs/protocol.md §7): connect, push an image, follow its
+ * campaign. Every gateway message is also re-emitted as 'event' for rendering.
+ */
+export class UplinkClient extends EventEmitter<{
+  event: [GatewayUplinkMessage];
+  upload: [sent: number, total: number, resumedAt: number];
+}> {
+  private readonly backlog: GatewayUplinkMessage[] = [];
+  private wake: (() => void) | undefined;
+
+  constructor(private readonly link: LaptopLink, private readonly opts: ClientOptions = defaultClientOptions) {
+    super();
+    link.on('message', (m) => {
+      this.emit('event', m);
+      this.backlog.push(m);
+      this.wake?.();
+    });
+  }
+
+  /** Reset the link and exchange hellos; applies the negotiated frame size and window. */
+  async connect(): Promise<HelloMessage> {
+    await this.link.open();
+    await this.link.send({
+      t: 'hello', proto: PROTOCOL_VERSION, role: 'laptop', agent: this.opts.agent,
+      maxFrame: Math.min(this.opts.maxFrame, MAX_FRAME_PAYLOAD), window: this.opts.window, maxMessage: MAX_UPLINK_MESSAGE,
+    });
+    const hello = await this.next((m): m is Msg<'hello'> => m.t === 'hello', this.opts.replyTimeoutMs, 'the gateway hello');
+    if (hello.proto !== PROTOCOL_VERSION) {
+      throw new FwError('E_UPLINK_PROTOCOL', `gateway speaks uplink protocol ${hello.proto}, this fwpush speaks ${PROTOCOL_VERSION}`);
+    }
+    this.link.configure({ maxPayload: hello.maxFrame, window: hello.window });
+    return hello;
+  }
+
+  /**
+   * Request to send, upload from the granted offset, commit. Resolves with the campaign id once
+   * the gateway has verified and stored the image; rejects with the gateway's reason otherwise.
+   */
+  async push(manifest: Manifest, image: Uint8Array): Promise<{ campaign: string; resumedAt: number }> {
+    await this.link.send({ t: 'rts', manifest });
+    const reply = await this.next((m): m is Msg<'grant'> | Msg<'deny'> => m.t === 'grant' || m.t === 'deny', this.opts.replyTimeoutMs, 'grant or deny');
+    if (reply.t === 'deny') {
+      throw new FwError('E_UPLINK_STATE', `gateway refused the upload (${reply.code}): ${reply.reason}`, { details: { deny: reply.code } });
+    }
+    if (reply.sha256 !== manifest.sha256 || reply.offset > manifest.size) {
+      throw new FwError('E_UPLINK_PROTOCOL', `grant does not match the request (sha256 ${reply.sha256}, offset ${reply.offset})`);
+    }
+    const resumedAt = reply.offset;
+    for (let off = resumedAt; off < image.length; off += reply.chunk) {
+      const data = image.subarray(off, Math.min(off + reply.chunk, image.length));
+      await this.link.send({ t: 'data', off, data });
+      this.emit('upload', off + data.length, image.length, resumedAt);
+      this.throwIfGatewayError();
+    }
+    this.emit('upload', image.length, image.length, resumedAt);
+    await this.link.send({ t: 'commit' });
+    const c = await this.next((m): m is Msg<'committed'> | Msg<'error'> => m.t === 'committed' || m.t === 'error', this.opts.replyTimeoutMs, 'the commit result');
+    if (c.t === 'error') throw new FwError('E_UPLINK_STATE', `gateway reported an error during upload (${c.code}): ${c.reason}`);
+    if (!c.ok || !c.campaign) {
+      throw new FwError(c.code === 'E_IMAGE_SHA256' || c.code === 'E_IMAGE_CRC' || c.code === 'E_IMAGE_SIZE' ? c.code : 'E_UPLINK_STATE',
+        `gateway refused the image (${c.code ?? 'no code'}): ${c.reason ?? 'no reason given'}`);
+    }
+    return { campaign: c.campaign, resumedAt };
+  }
+
+  /** Follow a campaign's events until it completes; bounded by the gateway's silence. */
+  async follow(campaign: string): Promise<CompleteMessage> {
+    return this.next((m): m is Msg<'complete'> => m.t === 'complete' && m.campaign === campaign, this.opts.idleTimeoutMs, 'campaign completion', true);
+  }
+
+  private throwIfGatewayError(): void {
+    const i = this.backlog.findIndex((m) => m.t === 'error' || m.t === 'deny');
+    if (i < 0) return;
+    const m = this.backlog[i] as Msg<'error'> | Msg<'deny'>;
+    this.backlog.splice(i, 1);
+    throw new FwError('E_UPLINK_STATE', `gateway stopped the upload (${m.code}): ${m.reason}`);
+  }
+
+  /**
+   * The next gateway message that matches, taking it out of the backlog. With `idle`, the
+   * timeout restarts whenever any message arrives (the gateway is alive and working).
+   */
+  private async next<R extends GatewayUplinkMessage>(match: (m: GatewayUplinkMessage) => m is R, timeoutMs: number, what: string, idle = false): Promise<R> {
+    let deadline = Date.now() + timeoutMs;
+    for (;;) {
+      for (let i = 0; i < this.backlog.length; i++) {
+        const m = this.backlog[i]!;
+        if (match(m)) {
+          this.backlog.splice(0, i + 1); // earlier messages were already emitted as events
+          return m;
+        }
+      }
+      if (idle && this.backlog.length > 0) {
+        deadline = Date.now() + timeoutMs; // the gateway is alive; what we skipped was already emitted
+        this.backlog.length = 0;
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) throw new FwError('E_LINK_TIMEOUT', `no ${what} from the gateway within ${timeoutMs} ms`);
+      if (this.link.down) throw new FwError('E_LINK_TIMEOUT', `the gateway stopped answering while waiting for ${what}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(done, left);
+        const onDown = (): void => done();
+        this.link.once('down', onDown);
+        function done(): void {
+          clearTimeout(t);
+          resolve();
+        }
+        this.wake = () => {
+          this.link.off('down', onDown);
+          done();
+        };
+      });
+      this.wake = undefined;
+    }
+  }
+}

@@ -1,0 +1,142 @@
+import { z } from 'zod';
+import { encodeCbor } from './cbor.ts';
+import { MAX_DEVICE_ID_LENGTH, MAX_FRAME_PAYLOAD, MAX_NAME_LENGTH, MAX_UPLINK_MESSAGE, MAX_WINDOW, MIN_FRAME_PAYLOAD } from './limits.ts';
+import { manifestSchema } from './manifest.ts';
+import { bytes, decodeMessage, sha256Hex, text, u32 } from './schema.ts';
+
+/**
+ * Uplink messages between the field laptop (fwpush) and the gateway over the serial link
+ * (docs/protocol.md §7). Each message is one CBOR map with a text key "t"; messages travel
+ * in DATA frames of the link ARQ (§4), fragmented when larger than a frame.
+ */
+
+/** Why the gateway refuses a request-to-send (§7.3). */
+export const DenyCodes = ['busy', 'too-large', 'invalid-manifest', 'protocol', 'no-space', 'state', 'internal'] as const;
+export type DenyCode = (typeof DenyCodes)[number];
+
+/** Phases a device goes through in a campaign (§7.6). */
+export const DevicePhases = [
+  'queued', 'probing', 'offering', 'transferring', 'verifying', 'activating', 'rebooting', 'confirming',
+  'done', 'failed', 'rolled-back', 'skipped',
+] as const;
+export type DevicePhase = (typeof DevicePhases)[number];
+
+/** Final outcome of one device in a campaign (§7.7). */
+export const Outcomes = ['updated', 'failed', 'rolled-back', 'skipped'] as const;
+export type Outcome = (typeof Outcomes)[number];
+
+/**
+ * Result codes, in the spirit of LwM2M object 5 "Update Result" (§7.7): why a device ended
+ * where it did. `ok` only with outcome `updated`.
+ */
+export const ResultCodes = [
+  'ok', 'integrity-failure', 'no-space', 'connection-lost', 'unsupported', 'cancelled', 'deferred',
+  'busy', 'incompatible-hw', 'not-newer', 'offline', 'timeout', 'self-test-failed', 'reverted', 'rejected',
+  'retries-exhausted',
+] as const;
+export type ResultCode = (typeof ResultCodes)[number];
+
+const deviceId = z.string().min(1).max(MAX_DEVICE_ID_LENGTH);
+const version = z.string().max(MAX_NAME_LENGTH);
+const campaign = z.string().min(1).max(MAX_NAME_LENGTH);
+
+export const helloMsg = z.object({
+  t: z.literal('hello'),
+  proto: z.number().int().min(1).max(255),
+  role: z.enum(['laptop', 'gateway']),
+  agent: text,
+  maxFrame: z.number().int().min(MIN_FRAME_PAYLOAD).max(MAX_FRAME_PAYLOAD),
+  window: z.number().int().min(1).max(MAX_WINDOW),
+  maxMessage: u32,
+  maxImage: u32.optional(),
+});
+export const rtsMsg = z.object({ t: z.literal('rts'), manifest: manifestSchema });
+export const dataMsg = z.object({ t: z.literal('data'), off: u32, data: bytes });
+export const commitMsg = z.object({ t: z.literal('commit') });
+
+export const grantMsg = z.object({ t: z.literal('grant'), sha256: sha256Hex, offset: u32, chunk: z.number().int().min(1).max(MAX_FRAME_PAYLOAD) });
+export const denyMsg = z.object({ t: z.literal('deny'), code: z.enum(DenyCodes), reason: text });
+export const committedMsg = z.object({
+  t: z.literal('committed'),
+  ok: z.boolean(),
+  sha256: sha256Hex,
+  code: text.optional(),
+  reason: text.optional(),
+  campaign: campaign.optional(),
+});
+export const orderEntry = z.object({
+  id: deviceId,
+  rank: z.number().int().min(1),
+  from: version,
+  rttMs: z.number().min(0).optional(),
+  bps: z.number().min(0).optional(),
+  etaMs: z.number().min(0).optional(),
+});
+export const excludedEntry = z.object({ id: deviceId, code: z.enum(ResultCodes), reason: text, version: version.optional() });
+export const orderMsg = z.object({
+  t: z.literal('order'),
+  campaign,
+  image: z.object({ name: z.string().max(MAX_NAME_LENGTH), version, sha256: sha256Hex }),
+  devices: z.array(orderEntry).max(100_000),
+  excluded: z.array(excludedEntry).max(100_000),
+});
+export const progressMsg = z.object({
+  t: z.literal('progress'),
+  campaign,
+  id: deviceId,
+  phase: z.enum(DevicePhases),
+  bytes: u32,
+  total: u32,
+});
+export const resultMsg = z.object({
+  t: z.literal('result'),
+  campaign,
+  id: deviceId,
+  outcome: z.enum(Outcomes),
+  code: z.enum(ResultCodes),
+  reason: text.optional(),
+  from: version,
+  to: version,
+  durationMs: z.number().min(0),
+  retries: z.number().int().min(0),
+});
+export const completeMsg = z.object({
+  t: z.literal('complete'),
+  campaign,
+  devices: z.number().int().min(0),
+  updated: z.number().int().min(0),
+  failed: z.number().int().min(0),
+  rolledBack: z.number().int().min(0),
+  skipped: z.number().int().min(0),
+  durationMs: z.number().min(0),
+});
+export const errorMsg = z.object({ t: z.literal('error'), code: text, reason: text });
+
+export const laptopMessage = z.discriminatedUnion('t', [helloMsg, rtsMsg, dataMsg, commitMsg]);
+export const gatewayUplinkMessage = z.discriminatedUnion('t', [
+  helloMsg, grantMsg, denyMsg, committedMsg, orderMsg, progressMsg, resultMsg, completeMsg, errorMsg,
+]);
+
+export type LaptopMessage = z.infer<typeof laptopMessage>;
+export type GatewayUplinkMessage = z.infer<typeof gatewayUplinkMessage>;
+export type HelloMessage = z.infer<typeof helloMsg>;
+export type OrderMessage = z.infer<typeof orderMsg>;
+export type OrderEntry = z.infer<typeof orderEntry>;
+export type ExcludedEntry = z.infer<typeof excludedEntry>;
+export type ProgressMessage = z.infer<typeof progressMsg>;
+export type ResultMessage = z.infer<typeof resultMsg>;
+export type CompleteMessage = z.infer<typeof completeMsg>;
+
+/** Bytes of CBOR envelope around the image bytes of one `data` message, worst case (§7.4). */
+export const DATA_MESSAGE_OVERHEAD = 32;
+
+
+export function decodeLaptopMessage(payload: Uint8Array): LaptopMessage {
+  return decodeMessage(laptopMessage, payload, MAX_UPLINK_MESSAGE, 'laptop message');
+}
+export function decodeGatewayUplinkMessage(payload: Uint8Array): GatewayUplinkMessage {
+  return decodeMessage(gatewayUplinkMessage, payload, MAX_UPLINK_MESSAGE, 'gateway message');
+}
+export function encodeUplinkMessage(msg: LaptopMessage | GatewayUplinkMessage): Uint8Array {
+  return encodeCbor(msg);
+}

@@ -1,0 +1,106 @@
+/**
+ * npm run demo [-- --devices N] [--json] [--keep]
+ *
+ * A whole rollout on this machine, every part real: a socat pty pair as the USB-serial cable,
+ * fwgate on a temporary data dir and a free port, fwsim with N devices, and fwpush sending a
+ * sample image over the pty. Ends when fwpush ends; everything started is stopped, also on
+ * Ctrl-C. Exit code is fwpush's.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { spawn } from 'node:child_process';
+import { makeSampleImage } from '../firmware-samples/image-format.ts';
+import { freePort, ROOT, startTs, type Proc } from './lib/processes.ts';
+import { createPtyPair, type PtyPair } from './lib/pty-pair.ts';
+
+const { values } = parseArgs({
+  options: {
+    devices: { type: 'string', default: '20' },
+    json: { type: 'boolean', default: false },
+    keep: { type: 'boolean', default: false },
+  },
+  strict: true,
+});
+const devices = Number(values.devices);
+if (!Number.isInteger(devices) || devices < 1 || devices > 1000) {
+  process.stderr.write(`demo: --devices must be a whole number from 1 to 1000, got "${values.devices}"\n`);
+  process.exit(2);
+}
+const json = values.json;
+const say = (s: string): void => {
+  if (!json) process.stdout.write(`${s}\n`);
+  else process.stderr.write(`${s}\n`);
+};
+
+const HW = 'sensor-v1';
+const FROM = '1.0.0';
+const TO = '1.1.0';
+
+const dir = await mkdtemp(join(tmpdir(), 'fwgate-demo-'));
+let pty: PtyPair | undefined;
+const procs: Proc[] = [];
+let cleaning: Promise<void> | undefined;
+
+async function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    for (const p of procs.reverse()) await p.stop(5000).catch(() => undefined);
+    await pty?.close().catch(() => undefined);
+    if (!values.keep) await rm(dir, { recursive: true, force: true });
+  })();
+  return cleaning;
+}
+process.on('SIGINT', () => void cleanup().finally(() => process.exit(130)));
+process.on('SIGTERM', () => void cleanup().finally(() => process.exit(143)));
+
+let code = 1;
+try {
+  say(`demo: working in ${dir}${values.keep ? ' (kept)' : ''}`);
+  pty = await createPtyPair(dir);
+  say(`demo: serial cable = pty pair ${pty.a} <-> ${pty.b}`);
+
+  const image = makeSampleImage({ name: 'sensor-fw', version: TO, hw: HW, size: 256 * 1024 });
+  const imagePath = join(dir, `sensor-fw-${TO}.bin`);
+  await writeFile(imagePath, image);
+
+  const port = await freePort();
+  const gw = startTs('fwgate', 'gateway/cli.ts', [
+    '--serial', pty.a, '--data', join(dir, 'gateway'), '--host', '127.0.0.1', '--port', String(port), '--log-format', 'json',
+  ], { stderr: 'pipe' });
+  procs.push(gw);
+  const gwLog = join(dir, 'gateway.log');
+  const { createWriteStream } = await import('node:fs');
+  const gwLogStream = createWriteStream(gwLog);
+  gw.child.stderr?.pipe(gwLogStream);
+  await gw.waitForLine(/^fwgate ready/, 30_000);
+  say(`demo: fwgate up, broker mqtt://127.0.0.1:${port} (log: ${gwLog})`);
+
+  const sim = startTs('fwsim', 'device-sim/cli.ts', [
+    '--broker', `mqtt://127.0.0.1:${port}`, '--count', String(devices), '--data', join(dir, 'devices'),
+    '--hw', HW, '--version', FROM, '--json',
+  ]);
+  procs.push(sim);
+  let connected = 0;
+  await sim.waitForLine((l) => {
+    try {
+      const e = JSON.parse(l) as { type?: string };
+      if (e.type === 'connected') connected++;
+    } catch { /* not a JSON line */ }
+    return connected >= devices;
+  }, 60_000);
+  say(`demo: ${devices} simulated devices (${HW}, running ${FROM}) connected`);
+
+  say(`demo: fwpush ${imagePath} -> ${pty.b}\n`);
+  const push = spawn(process.execPath, [
+    '--import', 'tsx', 'laptop/cli.ts', '--port', pty.b, imagePath, '--image-version', TO, '--hw', HW, ...(json ? ['--json'] : []),
+  ], { cwd: ROOT, stdio: 'inherit' });
+  code = await new Promise<number>((resolve) => push.once('exit', (c, s) => resolve(c ?? (s ? 128 : 1))));
+  say(`\ndemo: fwpush exited with ${code}`);
+} catch (err) {
+  process.stderr.write(`demo: ${(err as Error).message}\n`);
+  code = 1;
+} finally {
+  await cleanup();
+}
+process.exit(code);

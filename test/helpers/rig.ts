@@ -1,0 +1,102 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { SerialPort } from 'serialport';
+import { Fleet as SimFleet } from '../../device-sim/fleet.ts';
+import type { Faults } from '../../device-sim/faults.ts';
+import { makeSampleImage } from '../../firmware-samples/image-format.ts';
+import { parseConfig, type ConfigInput } from '../../gateway/config.ts';
+import { Gateway } from '../../gateway/gateway.ts';
+import { createLogger, silentLogger } from '../../gateway/log.ts';
+import { manifestForImage, type Manifest } from '../../protocol/manifest.ts';
+import {
+  decodeGatewayUplinkMessage, encodeUplinkMessage, type GatewayUplinkMessage, type LaptopMessage,
+} from '../../protocol/uplink.ts';
+import { MessageLink } from '../../transport/message-link.ts';
+import { closeSerialPort, openSerialPort } from '../../transport/serial-port.ts';
+import { defaultClientOptions, UplinkClient } from '../../laptop/client.ts';
+import { createPtyPair, type PtyPair } from '../../scripts/lib/pty-pair.ts';
+import { waitUntil } from './wait.ts';
+
+export interface RigOptions {
+  devices: number;
+  hw?: string;
+  version?: string;
+  faults?: (index: number, id: string) => Faults | undefined;
+  config?: ConfigInput;
+}
+
+/** Test timeouts: short, but generous enough for a loaded 2-core machine. */
+const TEST_CONFIG: ConfigInput = {
+  broker: { host: '127.0.0.1', port: 0 },
+  rollout: {
+    ackTimeoutMs: 1500, offerTimeoutMs: 5000, verifyTimeoutMs: 10_000, activateTimeoutMs: 5000,
+    rebootTimeoutMs: 20_000, confirmTimeoutMs: 5000, offlineWaitMs: 15_000, retryBackoffMs: 100, probePings: 2,
+  },
+  log: { level: 'silent' },
+};
+
+/**
+ * A whole site on loopback: fwgate in-process with its real broker on an ephemeral port and its
+ * uplink on one end of a real socat pty pair; the laptop client on the other end; N simulated
+ * devices with real MQTT connections. Everything is torn down by stop().
+ */
+export class Rig {
+  private constructor(
+    readonly dir: string,
+    readonly pty: PtyPair,
+    readonly gateway: Gateway,
+    readonly gatewayPort: SerialPort,
+    readonly sims: SimFleet,
+    readonly laptopPort: SerialPort,
+    readonly laptopLink: MessageLink<GatewayUplinkMessage, LaptopMessage>,
+    readonly client: UplinkClient,
+    readonly events: GatewayUplinkMessage[],
+  ) {}
+
+  static async start(opts: RigOptions): Promise<Rig> {
+    const dir = await mkdtemp(join(tmpdir(), 'fwgate-rig-'));
+    const pty = await createPtyPair(dir);
+    const config = parseConfig({ ...TEST_CONFIG, ...opts.config, dataDir: join(dir, 'gateway'),
+      broker: { ...TEST_CONFIG.broker, ...opts.config?.broker }, rollout: { ...TEST_CONFIG.rollout, ...opts.config?.rollout },
+      log: { ...TEST_CONFIG.log, ...opts.config?.log } });
+    const log = process.env.FWGATE_TEST_LOG ? createLogger({ level: process.env.FWGATE_TEST_LOG, format: 'pretty' }) : silentLogger();
+    const gatewayPort = await openSerialPort(pty.a, 921_600);
+    const gateway = await Gateway.start({ config, log, uplinkStream: gatewayPort });
+    const sims = new SimFleet({
+      broker: gateway.broker.url, count: opts.devices, dataDir: join(dir, 'devices'),
+      device: {
+        hw: opts.hw ?? 'sensor-v1', factoryVersion: opts.version ?? '1.0.0', factoryImageSize: 4096,
+        bootDelayMs: 50, reconnectDelayMs: 100, reconnectMaxMs: 1000, powerOffMs: 100,
+      },
+      ...(opts.faults ? { faults: opts.faults } : {}),
+    });
+    await sims.start();
+    await waitUntil(() => gateway.fleet.online().length === opts.devices, 20_000, `${opts.devices} devices registered`);
+    const laptopPort = await openSerialPort(pty.b, 921_600);
+    const laptopLink = new MessageLink<GatewayUplinkMessage, LaptopMessage>(laptopPort, {
+      decode: decodeGatewayUplinkMessage, encode: encodeUplinkMessage, arq: { window: 16, maxPayload: 256 },
+    });
+    const client = new UplinkClient(laptopLink, { ...defaultClientOptions, replyTimeoutMs: 20_000, idleTimeoutMs: 60_000 });
+    const events: GatewayUplinkMessage[] = [];
+    client.on('event', (e) => events.push(e));
+    return new Rig(dir, pty, gateway, gatewayPort, sims, laptopPort, laptopLink, client, events);
+  }
+
+  async stop(): Promise<void> {
+    this.laptopLink.close();
+    await closeSerialPort(this.laptopPort).catch(() => undefined);
+    await this.sims.stop().catch(() => undefined);
+    await this.gateway.stop().catch(() => undefined);
+    await closeSerialPort(this.gatewayPort).catch(() => undefined);
+    await this.pty.close().catch(() => undefined);
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** A sample image and its manifest. */
+export function sampleImage(opts: { version: string; hw?: string; size?: number; selftest?: 'pass' | 'fail'; chunk?: number }): { image: Buffer; manifest: Manifest } {
+  const hw = opts.hw ?? 'sensor-v1';
+  const image = Buffer.from(makeSampleImage({ name: 'sensor-fw', version: opts.version, hw, size: opts.size ?? 96 * 1024, ...(opts.selftest ? { selftest: opts.selftest } : {}) }));
+  return { image, manifest: manifestForImage(image, { name: 'sensor-fw', version: opts.version, hw: [hw], ...(opts.chunk ? { chunk: opts.chunk } : {}) }) };
+}

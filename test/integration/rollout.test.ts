@@ -1,0 +1,166 @@
+import assert from 'node:assert/strict';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import mqtt from 'mqtt';
+import { isFwError } from '../../protocol/errors.ts';
+import type { CompleteMessage, OrderMessage, ProgressMessage, ResultMessage } from '../../protocol/uplink.ts';
+import { encodeCbor } from '../../protocol/cbor.ts';
+import { topics } from '../../protocol/topics.ts';
+import { Rig, sampleImage } from '../helpers/rig.ts';
+
+function ofType<T extends { t: string }>(events: { t: string }[], t: T['t']): T[] {
+  return events.filter((e) => e.t === t) as T[];
+}
+
+describe('integration: rollout over a real pty and real MQTT', function () {
+  this.timeout(120_000);
+  let rig: Rig | undefined;
+  afterEach(async () => {
+    await rig?.stop();
+    rig = undefined;
+  });
+
+  it('updates 12 devices end to end: upload, order, progress, results, completion', async () => {
+    rig = await Rig.start({ devices: 12 });
+    const { image, manifest } = sampleImage({ version: '1.1.0', size: 200 * 1024 });
+    const hello = await rig.client.connect();
+    assert.equal(hello.role, 'gateway');
+    assert.ok(hello.maxFrame >= 1024, `negotiated frame ${hello.maxFrame}`);
+    const { campaign, resumedAt } = await rig.client.push(manifest, image);
+    assert.equal(resumedAt, 0);
+    const complete = await rig.client.follow(campaign);
+
+    assert.deepEqual({ devices: complete.devices, updated: complete.updated, failed: complete.failed, skipped: complete.skipped },
+      { devices: 12, updated: 12, failed: 0, skipped: 0 });
+    const order = ofType<OrderMessage>(rig.events, 'order');
+    assert.equal(order.length, 1);
+    assert.equal(order[0]!.devices.length, 12);
+    assert.deepEqual(order[0]!.devices.map((d) => d.rank), Array.from({ length: 12 }, (_, i) => i + 1));
+    const results = ofType<ResultMessage>(rig.events, 'result');
+    assert.equal(results.length, 12);
+    for (const r of results) assert.deepEqual([r.outcome, r.code, r.from, r.to], ['updated', 'ok', '1.0.0', '1.1.0'], r.id);
+    // order first, completion last
+    const idx = (t: string): number => rig!.events.findIndex((e) => e.t === t);
+    assert.ok(idx('order') < idx('result'));
+    assert.equal(rig.events.at(-1)!.t, 'complete');
+    // progress never goes backwards within a phase and ends in done for everyone
+    const last = new Map<string, ProgressMessage>();
+    for (const p of ofType<ProgressMessage>(rig.events, 'progress')) {
+      const prev = last.get(p.id);
+      if (prev && prev.phase === p.phase) assert.ok(p.bytes >= prev.bytes, `${p.id} progress went back`);
+      last.set(p.id, p);
+    }
+    for (const d of rig.sims.devices) assert.equal(last.get(d.id)?.phase, 'done', d.id);
+    // the devices really run the new image, from the other slot, confirmed
+    for (const d of rig.sims.devices) {
+      const run = d.running;
+      assert.ok(run, `${d.id} is running`);
+      assert.deepEqual([run.version, run.sha256, run.trial], ['1.1.0', manifest.sha256, false], d.id);
+    }
+    // the gateway stored the image, content-addressed
+    assert.ok(rig.gateway.store.has(manifest.sha256));
+  });
+
+  it('a device that receives a corrupted chunk still ends updated (only that chunk resent)', async () => {
+    rig = await Rig.start({ devices: 3, faults: (i) => (i === 1 ? { corruptChunk: 4 } : undefined) });
+    const { image, manifest } = sampleImage({ version: '1.1.0', size: 64 * 1024 });
+    await rig.client.connect();
+    const { campaign } = await rig.client.push(manifest, image);
+    const complete: CompleteMessage = await rig.client.follow(campaign);
+    assert.equal(complete.updated, 3);
+    const faulty = rig.sims.devices[1]!;
+    assert.equal(faulty.stats.badChunks, 1);
+    assert.equal(faulty.running?.version, '1.1.0');
+    // at most a window's worth of extra chunks: a resend, not a restart
+    const chunks = Math.ceil(image.length / manifest.chunk);
+    assert.ok(faulty.stats.chunks <= chunks + 8, `device saw ${faulty.stats.chunks} chunk messages for ${chunks} chunks`);
+  });
+
+  it('a device that drops off mid-transfer comes back and ends updated, resuming', async () => {
+    rig = await Rig.start({ devices: 3, faults: (i) => (i === 2 ? { dropAfterChunks: 6 } : undefined) });
+    const { image, manifest } = sampleImage({ version: '1.1.0', size: 96 * 1024 });
+    await rig.client.connect();
+    const { campaign } = await rig.client.push(manifest, image);
+    const complete = await rig.client.follow(campaign);
+    assert.equal(complete.updated, 3);
+    const dropped = rig.sims.devices[2]!;
+    assert.equal(dropped.stats.drops, 1);
+    assert.equal(dropped.running?.version, '1.1.0');
+    const r = ofType<ResultMessage>(rig.events, 'result').find((x) => x.id === dropped.id)!;
+    assert.equal(r.outcome, 'updated');
+    assert.ok(r.retries >= 1, 'the drop cost one retry');
+  });
+
+  it('refuses an image whose digest does not match its manifest, says why, and stores nothing', async () => {
+    rig = await Rig.start({ devices: 2 });
+    const { image, manifest } = sampleImage({ version: '1.1.0', size: 32 * 1024 });
+    const lying = { ...manifest, sha256: 'ab'.repeat(32) };
+    await rig.client.connect();
+    await assert.rejects(rig.client.push(lying, image), (err: unknown) => {
+      assert.ok(isFwError(err, 'E_IMAGE_SHA256'), String(err));
+      assert.match((err as Error).message, /SHA-256/);
+      return true;
+    });
+    assert.equal(rig.gateway.store.list().length, 0);
+    const storeDir = join(rig.dir, 'gateway', 'store');
+    for (const sub of ['images', 'partial']) {
+      const files = await readdir(join(storeDir, sub)).catch(() => []);
+      assert.deepEqual(files, [], `${sub}/ is empty`);
+    }
+    assert.equal(rig.gateway.activeCampaign, undefined);
+    for (const d of rig.sims.devices) assert.equal(d.running?.version, '1.0.0');
+  });
+
+  it('an image for another hardware model updates nobody; every device is skipped with the reason', async () => {
+    rig = await Rig.start({ devices: 4 });
+    const { image, manifest } = sampleImage({ version: '2.0.0', hw: 'sensor-v2', size: 16 * 1024 });
+    await rig.client.connect();
+    const { campaign } = await rig.client.push(manifest, image);
+    const complete = await rig.client.follow(campaign);
+    assert.deepEqual([complete.devices, complete.updated, complete.skipped], [4, 0, 4]);
+    const order = ofType<OrderMessage>(rig.events, 'order')[0]!;
+    assert.equal(order.devices.length, 0);
+    assert.equal(order.excluded.length, 4);
+    for (const r of ofType<ResultMessage>(rig.events, 'result')) {
+      assert.equal(r.outcome, 'skipped');
+      assert.equal(r.code, 'incompatible-hw');
+      assert.match(r.reason ?? '', /sensor-v1.*sensor-v2/);
+    }
+    for (const d of rig.sims.devices) assert.equal(d.stats.chunks, 0);
+  });
+
+  it('counts and drops malformed frames and CBOR on both links while a rollout completes', async () => {
+    rig = await Rig.start({ devices: 4 });
+    const { image, manifest } = sampleImage({ version: '1.1.0', size: 128 * 1024 });
+    await rig.client.connect();
+    const gwArq = rig.gateway.uplinkLink!.arq;
+    const lapArq = rig.laptopLink.arq;
+
+    // A rogue MQTT client: garbage on its own up topic and on every device's down topic.
+    const rogue = await mqtt.connectAsync(rig.gateway.broker.url, { protocolVersion: 4, clientId: 'rogue-1', reconnectPeriod: 0 });
+    const noise = setInterval(() => {
+      // garbage bytes straight onto both serial lines, between frames
+      rig!.laptopPort.write(Buffer.from([0x00, 0x13, 0x37, 0xff, 0x42, 0x00]));
+      rig!.gatewayPort.write(Buffer.from([0x00, 0x99, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x00]));
+      // valid frames carrying invalid CBOR and an unknown message type, both directions
+      lapArq.send(Buffer.from([0xff, 0xff]));
+      gwArq.send(encodeCbor({ t: 'no-such-message' }));
+      void rogue.publishAsync(topics.up('rogue-1'), Buffer.from([0xa1, 0x61]));
+      for (const d of rig!.sims.devices) void rogue.publishAsync(topics.down(d.id), Buffer.from('not cbor at all'));
+    }, 40);
+    try {
+      const { campaign } = await rig.client.push(manifest, image);
+      const complete = await rig.client.follow(campaign);
+      assert.equal(complete.updated, 4);
+    } finally {
+      clearInterval(noise);
+      await rogue.endAsync();
+    }
+    assert.ok(gwArq.stats.parser.crc + gwArq.stats.parser.short + gwArq.stats.parser.cobs > 0, `gateway dropped garbage frames: ${JSON.stringify(gwArq.stats.parser)}`);
+    assert.ok(lapArq.stats.parser.crc + lapArq.stats.parser.short + lapArq.stats.parser.cobs > 0, 'laptop dropped garbage frames');
+    assert.ok(rig.gateway.uplinkLink!.stats.invalid > 0, 'gateway counted invalid CBOR');
+    assert.ok(rig.laptopLink.stats.unknownType > 0, 'laptop counted an unknown message type');
+    assert.ok(rig.gateway.channel.stats.invalid > 0, 'gateway counted invalid device messages');
+    for (const d of rig.sims.devices) assert.ok(d.stats.invalid > 0, `${d.id} counted invalid commands`);
+  });
+});
