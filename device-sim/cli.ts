@@ -1,0 +1,236 @@
+import { realpathSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Command, CommanderError, Option } from 'commander';
+import { FwError, describeError } from '../protocol/errors.ts';
+import type { SimEvent } from './device.ts';
+import {
+  PowerCutPhases, parseSelector, parseTargetSpec, selects, type DeviceSelector, type Faults, type PowerCutPhase,
+} from './faults.ts';
+import { Fleet, MAX_FLEET_SIZE, fleetDeviceId, type FleetOptions } from './fleet.ts';
+import { MAX_CHUNK_SIZE, MAX_WINDOW, MIN_CHUNK_SIZE } from '../protocol/limits.ts';
+import { isValidDeviceId } from '../protocol/topics.ts';
+import { isValidVersion } from '../protocol/version.ts';
+import { DEVICE_DEFAULTS, isBrokerUrl, resolveDeviceOptions } from './options.ts';
+
+/**
+ * fwsim — a fleet of simulated devices speaking the OTA protocol over MQTT.
+ *
+ *   npx tsx device-sim/cli.ts --broker mqtt://127.0.0.1:1883 --count 5 --data data/sim
+ *
+ * Usage errors exit with 2; SIGINT/SIGTERM close every device cleanly and exit 0.
+ */
+export interface CliConfig {
+  fleet: FleetOptions;
+  json: boolean;
+}
+
+type FaultRule = { who: DeviceSelector; faults: Faults };
+
+function int(flag: string, min: number, max: number): (v: string) => number {
+  return (v) => {
+    if (!/^\d+$/.test(v)) throw new FwError('E_USAGE', `${flag}: expected an integer, got "${v}"`);
+    const n = Number(v);
+    if (n < min || n > max) throw new FwError('E_USAGE', `${flag}: must be ${min}..${max}, got ${n}`);
+    return n;
+  };
+}
+
+function buildProgram(): Command {
+  return new Command('fwsim')
+    .description('Simulated devices for fwgate: A/B slots on files, OTA over MQTT, fault switches')
+    .option('--broker <url>', 'MQTT broker URL', 'mqtt://127.0.0.1:1883')
+    .option('--count <n>', `number of devices (1..${MAX_FLEET_SIZE})`, '1')
+    .option('--data <dir>', 'data folder; each device uses <dir>/<id>/', 'data/sim')
+    .option('--hw <model>', 'hardware model', DEVICE_DEFAULTS.hw)
+    .option('--version <v>', 'factory version for blank devices', DEVICE_DEFAULTS.factoryVersion)
+    .option('--prefix <p>', 'device id prefix (ids are <p>-001, <p>-002, ...)', 'dev')
+    .option('--boot-delay <ms>', 'reboot delay', String(DEVICE_DEFAULTS.bootDelayMs))
+    .option('--trial-timeout <ms>', 'revert a trial image not confirmed within this time', String(DEVICE_DEFAULTS.trialTimeoutMs))
+    .option('--reconnect-delay <ms>', 'first reconnect delay (doubles up to --reconnect-max)', String(DEVICE_DEFAULTS.reconnectDelayMs))
+    .option('--reconnect-max <ms>', 'largest reconnect delay', String(DEVICE_DEFAULTS.reconnectMaxMs))
+    .option('--power-off <ms>', 'how long a power cut lasts', String(DEVICE_DEFAULTS.powerOffMs))
+    .option('--max-chunk <bytes>', 'largest chunk accepted', String(DEVICE_DEFAULTS.maxChunk))
+    .option('--window <n>', 'chunks in flight granted in accept', String(DEVICE_DEFAULTS.window))
+    .option('--busy <who>', 'reject offers as busy: first k devices, or ids (a,b,...)')
+    .option('--fail-self-test <who>', 'trial boots fail their self-test')
+    .option('--corrupt-chunk <who:n>', 'flip a byte of the n-th chunk received, once')
+    .option('--drop-after <who:n>', 'drop the MQTT connection after n chunks, once')
+    .addOption(new Option('--power-cut <who:phase>', `cut power once at phase (${PowerCutPhases.join(', ')})`))
+    .option('--json', 'print events as JSON lines', false)
+    .helpOption('-h, --help')
+    .allowExcessArguments(false);
+}
+
+/** Parse and validate argv (without node and script); throws FwError E_USAGE or CommanderError. */
+export function parseCli(argv: readonly string[]): CliConfig {
+  const program = buildProgram().exitOverride().configureOutput({ writeErr: () => undefined, writeOut: (s) => process.stdout.write(s) });
+  program.parse([...argv], { from: 'user' });
+  const o = program.opts<Record<string, string | boolean | undefined>>();
+  const str = (k: string): string => String(o[k]);
+  const count = int('--count', 1, MAX_FLEET_SIZE)(str('count'));
+  if (!isBrokerUrl(str('broker'))) throw new FwError('E_USAGE', `--broker: "${str('broker')}" is not a broker URL such as mqtt://127.0.0.1:1883`);
+  const ms = (flag: string, key: string, min = 0): number => int(flag, min, 24 * 3600 * 1000)(str(key));
+
+  const rules: FaultRule[] = [];
+  const level = (flag: string, key: string, faults: Faults): void => {
+    if (o[key] !== undefined) rules.push({ who: parseSelector(str(key), flag), faults });
+  };
+  level('--busy', 'busy', { busy: true });
+  level('--fail-self-test', 'failSelfTest', { failSelfTest: true });
+  const counted = (flag: string, key: string, make: (n: number) => Faults): void => {
+    if (o[key] === undefined) return;
+    const spec = parseTargetSpec(str(key), flag);
+    rules.push({ who: spec.who, faults: make(int(flag, 1, 0xffff_ffff)(spec.value)) });
+  };
+  counted('--corrupt-chunk', 'corruptChunk', (n) => ({ corruptChunk: n }));
+  counted('--drop-after', 'dropAfter', (n) => ({ dropAfterChunks: n }));
+  if (o.powerCut !== undefined) {
+    const spec = parseTargetSpec(str('powerCut'), '--power-cut');
+    if (!(PowerCutPhases as readonly string[]).includes(spec.value)) {
+      throw new FwError('E_USAGE', `--power-cut: phase must be one of ${PowerCutPhases.join(', ')}, got "${spec.value}"`);
+    }
+    rules.push({ who: spec.who, faults: { powerCutAt: spec.value as PowerCutPhase } });
+  }
+
+  const fleet: FleetOptions = {
+    broker: str('broker'),
+    count,
+    dataDir: resolve(str('data')),
+    prefix: str('prefix'),
+    device: {
+      hw: str('hw'),
+      factoryVersion: str('version'),
+      bootDelayMs: ms('--boot-delay', 'bootDelay'),
+      trialTimeoutMs: ms('--trial-timeout', 'trialTimeout', 1),
+      reconnectDelayMs: ms('--reconnect-delay', 'reconnectDelay', 1),
+      reconnectMaxMs: ms('--reconnect-max', 'reconnectMax', 1),
+      powerOffMs: ms('--power-off', 'powerOff'),
+      maxChunk: int('--max-chunk', MIN_CHUNK_SIZE, MAX_CHUNK_SIZE)(str('maxChunk')),
+      window: int('--window', 1, MAX_WINDOW)(str('window')),
+    },
+    faults: (index, id) => {
+      const hits = rules.filter((r) => selects(r.who, index, id));
+      return hits.length ? Object.assign({}, ...hits.map((r) => r.faults)) as Faults : undefined;
+    },
+  };
+  if (!isValidVersion(str('version'))) throw new FwError('E_USAGE', `--version: "${str('version')}" is not a semantic version such as 1.0.0`);
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(str('hw'))) throw new FwError('E_USAGE', `--hw: "${str('hw')}" is not a hardware model name`);
+  if (!isValidDeviceId(fleetDeviceId(str('prefix'), count - 1))) throw new FwError('E_USAGE', `--prefix: "${str('prefix')}" does not make valid device ids`);
+  if (fleet.device!.reconnectMaxMs! < fleet.device!.reconnectDelayMs!) throw new FwError('E_USAGE', '--reconnect-max must be >= --reconnect-delay');
+  // Backstop: the device schema itself, with the first and the last device.
+  try {
+    const first = fleetDeviceId(fleet.prefix!, 0);
+    resolveDeviceOptions({ ...fleet.device, id: first, broker: fleet.broker, dataDir: fleet.dataDir, faults: fleet.faults!(0, first) ?? {} });
+    const last = fleetDeviceId(fleet.prefix!, count - 1);
+    resolveDeviceOptions({ id: last, broker: fleet.broker, dataDir: fleet.dataDir });
+  } catch (err) {
+    throw new FwError('E_USAGE', describeError(err).replace(/^E_CONFIG: device options: /, ''), { cause: err });
+  }
+  for (const r of rules) {
+    if ('ids' in r.who) {
+      const unknown = r.who.ids.filter((id) => !Array.from({ length: count }, (_, i) => fleetDeviceId(fleet.prefix!, i)).includes(id));
+      if (unknown.length) throw new FwError('E_USAGE', `no device ${unknown.join(', ')} in this fleet (${fleetDeviceId(fleet.prefix!, 0)}..${fleetDeviceId(fleet.prefix!, count - 1)})`);
+    }
+  }
+  return { fleet, json: o.json === true };
+}
+
+/** One line per event: human text, or a JSON object with a timestamp. */
+export function formatEvent(e: SimEvent, json: boolean): string {
+  if (json) return JSON.stringify({ ts: new Date().toISOString(), ...e });
+  return `${new Date().toISOString().slice(11, 23)} ${e.id} ${describeEvent(e)}`;
+}
+
+function describeEvent(e: SimEvent): string {
+  switch (e.type) {
+    case 'booted': {
+      const notes = [e.trial ? 'trial' : '', e.reverted ? `reverted: ${e.reason ?? ''}` : '', e.factory ? 'factory image' : ''].filter(Boolean);
+      return `booted v${e.version} from slot ${e.slot}${notes.length ? ` (${notes.join(', ')})` : ''}`;
+    }
+    case 'reverted': return `reverted to v${e.version} (slot ${e.slot}): ${e.reason}`;
+    case 'connected': return e.reconnect ? 'reconnected' : 'connected';
+    case 'disconnected': return 'disconnected';
+    case 'offer-accepted': return `offer sid=${e.sid} v${e.version} accepted (${e.resumed ? `resume at ${e.next}` : 'from 0'}, chunk ${e.chunk})`;
+    case 'offer-rejected': return `offer sid=${e.sid} v${e.version} rejected: ${e.code} (${e.reason})`;
+    case 'chunk-bad': return `bad chunk sid=${e.sid} off=${e.off}: ${e.why}`;
+    case 'transfer-complete': return `transfer sid=${e.sid} complete`;
+    case 'verified': return e.ok ? `verified sid=${e.sid}` : `verify sid=${e.sid} failed: ${e.code ?? '?'}`;
+    case 'activated': return `activated sid=${e.sid} in slot ${e.slot}`;
+    case 'rebooting': return `rebooting (${e.reason})`;
+    case 'trial-timeout': return 'trial not confirmed in time';
+    case 'confirmed': return `confirmed v${e.version}${e.repeat ? ' (again)' : ''}`;
+    case 'aborted': return `aborted sid=${e.sid}`;
+    case 'invalid': return `invalid message ignored: ${e.reason}`;
+    case 'dropped': return 'connection dropped (fault)';
+    case 'power-cut': return `power cut${e.phase ? ` at ${e.phase}` : ''} (${e.lostWrites} unflushed writes lost)`;
+    case 'stopped': return 'stopped';
+    case 'error': return `error: ${e.message}`;
+    default: {
+      const never: never = e;
+      return JSON.stringify(never);
+    }
+  }
+}
+
+/** Run the CLI; resolves with the exit code once the fleet has stopped. */
+export async function main(argv: readonly string[]): Promise<number> {
+  let cfg: CliConfig;
+  try {
+    cfg = parseCli(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.help') return 0;
+      process.stderr.write(`fwsim: ${err.message.replace(/^error: /, '')}\n`);
+      return 2;
+    }
+    if (err instanceof FwError && err.code === 'E_USAGE') {
+      process.stderr.write(`fwsim: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const fleet = new Fleet(cfg.fleet);
+  fleet.on('event', (e) => process.stdout.write(`${formatEvent(e, cfg.json)}\n`));
+  const { count, prefix, broker, dataDir } = cfg.fleet;
+  process.stderr.write(`fwsim: ${count} device(s) ${fleetDeviceId(prefix!, 0)}..${fleetDeviceId(prefix!, count - 1)} -> ${broker}, data in ${dataDir}\n`);
+
+  let stopping: Promise<void> | null = null;
+  const done = new Promise<number>((resolveExit) => {
+    const onSignal = (sig: NodeJS.Signals): void => {
+      if (stopping) return;
+      process.stderr.write(`fwsim: ${sig}, closing devices\n`);
+      stopping = fleet.stop();
+      stopping.then(() => resolveExit(0), (err: unknown) => {
+        process.stderr.write(`fwsim: ${describeError(err)}\n`);
+        resolveExit(1);
+      });
+    };
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+  });
+  try {
+    await fleet.start();
+  } catch (err) {
+    process.stderr.write(`fwsim: ${describeError(err)}\n`);
+    return 1;
+  }
+  return done;
+}
+
+function isEntryPoint(): boolean {
+  const script = process.argv[1];
+  if (script === undefined) return false;
+  try {
+    return import.meta.url === pathToFileURL(realpathSync(script)).href;
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) {
+  main(process.argv.slice(2)).then((code) => process.exit(code), (err: unknown) => {
+    process.stderr.write(`fwsim: ${describeError(err)}\n`);
+    process.exit(1);
+  });
+}

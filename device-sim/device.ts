@@ -1,0 +1,801 @@
+import { EventEmitter } from 'node:events';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { setImmediate as yieldTurn } from 'node:timers/promises';
+import mqtt, { type MqttClient } from 'mqtt';
+import { crc32 } from '../protocol/crc.ts';
+import { describeError } from '../protocol/errors.ts';
+import {
+  decodeGatewayMessage, encodeDeviceMessage,
+  type BootMessage, type ChunkMessage, type DeviceMessage, type GatewayMessage, type OfferMessage,
+  type RejectCode, type SlotName, type StatusMessage, type VerifyCode,
+} from '../protocol/ota.ts';
+import { topics } from '../protocol/topics.ts';
+import { compareVersions } from '../protocol/version.ts';
+import {
+  DeviceFiles, PowerLost, otherSlot, runBootloader, type BootOutcome, type SlotRecord, type SlotStateRecord,
+} from './bootloader.ts';
+import { FaultSwitches, corruptCopy, type Faults, type PowerCutPhase } from './faults.ts';
+import { realTimers, resolveDeviceOptions, type DeviceOptions, type DeviceOptionsInput, type Timers } from './options.ts';
+import { ReceiveMap, loadProgress, removeProgress, saveProgress, type ImageMeta } from './transfer.ts';
+
+/**
+ * A simulated device: MCUboot-like A/B slots on files, one MQTT connection, the device side of
+ * the OTA protocol (docs/protocol.md §6, protocol/ota.ts). See docs/device-sim.md.
+ *
+ * Power model: `start()` powers on (bootloader, then connect); a reboot closes the connection,
+ * waits `bootDelayMs` and boots again; `powerCut()` drops everything without cleanup and boots
+ * again from the files after `powerOffMs`; `stop()` is a clean shutdown.
+ */
+export interface DeviceStats {
+  boots: number;
+  /** Chunk messages received for a known transfer sid (good, bad and duplicate), all boots. */
+  chunks: number;
+  badChunks: number;
+  duplicates: number;
+  /** Payloads on the down topic that failed to decode or validate. */
+  invalid: number;
+  /** Valid messages that did not apply (unknown sid, activate without a ready slot, ...). */
+  ignored: number;
+  /** Successful connects after the first one of a boot. */
+  reconnects: number;
+  /** Connections dropped by the dropAfterChunks fault. */
+  drops: number;
+  powerCuts: number;
+  errors: number;
+}
+
+/** What a device reports about itself (CLI lines, tests); every event also carries the device id. */
+export type SimEventBody =
+  | { type: 'booted'; version: string; slot: SlotName; trial: boolean; reverted: boolean; reason?: string; factory: boolean; bootCount: number }
+  | { type: 'reverted'; version: string; slot: SlotName; reason: string }
+  | { type: 'connected'; reconnect: boolean }
+  | { type: 'disconnected' }
+  | { type: 'offer-accepted'; sid: number; version: string; next: number; chunk: number; resumed: boolean }
+  | { type: 'offer-rejected'; sid: number; version: string; code: RejectCode; reason: string }
+  | { type: 'chunk-bad'; sid: number; off: number; why: string }
+  | { type: 'transfer-complete'; sid: number }
+  | { type: 'verified'; sid: number; ok: boolean; code?: VerifyCode }
+  | { type: 'activated'; sid: number; slot: SlotName }
+  | { type: 'rebooting'; reason: string }
+  | { type: 'trial-timeout' }
+  | { type: 'confirmed'; version: string; sha256: string; repeat: boolean }
+  | { type: 'aborted'; sid: number }
+  | { type: 'invalid'; reason: string }
+  | { type: 'dropped' }
+  | { type: 'power-cut'; phase?: PowerCutPhase; lostWrites: number }
+  | { type: 'stopped' }
+  | { type: 'error'; message: string };
+export type SimEvent = SimEventBody & { id: string };
+export type SimEventType = SimEvent['type'];
+
+export interface SimDeviceEvents {
+  event: [SimEvent];
+}
+
+/** The image being received into the inactive slot. */
+interface Transfer {
+  /** Offer session id; null after a power cycle until the gateway re-offers. */
+  sid: number | null;
+  slot: SlotName;
+  meta: ImageMeta;
+  /** Held chunks (durable: flushed and in the progress file). */
+  map: ReceiveMap;
+  /** Chunks written to flash but not yet flushed. */
+  unflushed: Set<number>;
+  /** The slot was erased for this image; before that, an abort restores `prev`. */
+  erased: boolean;
+  prev: SlotRecord;
+}
+
+/** Everything in RAM for one boot. Dies with a reboot or a power cut. */
+interface Runtime {
+  alive: boolean;
+  boot: BootOutcome;
+  rec: SlotStateRecord;
+  client: MqttClient;
+  connected: boolean;
+  connects: number;
+  bootReported: boolean;
+  backoffMs: number;
+  inbox: GatewayMessage[];
+  pumping: boolean;
+  /** Acks owed for chunks handled since the last flush; `bad` = offset of a rejected chunk. */
+  owed: { sid: number; bad?: number }[];
+  commitNow: boolean;
+  dropAfterCommit: boolean;
+  transfer: Transfer | null;
+  trialTimer: unknown;
+}
+
+const slotInfo = (r: SlotRecord): StatusMessage['slots']['a'] => ({
+  state: r.state,
+  ...(r.version !== undefined ? { version: r.version } : {}),
+  ...(r.sha256 !== undefined ? { sha256: r.sha256 } : {}),
+});
+
+export class SimDevice extends EventEmitter<SimDeviceEvents> {
+  readonly id: string;
+  readonly options: DeviceOptions;
+  readonly faults: FaultSwitches;
+  readonly files: DeviceFiles;
+  readonly stats: DeviceStats = {
+    boots: 0, chunks: 0, badChunks: 0, duplicates: 0, invalid: 0, ignored: 0, reconnects: 0, drops: 0, powerCuts: 0, errors: 0,
+  };
+  readonly #timers: Timers;
+  #on = false;
+  /** Bumped on every power transition; async work from an older epoch stops at its next step. */
+  #epoch = 0;
+  #rt: Runtime | null = null;
+  #restartTimer: unknown = null;
+  #sleeps = new Set<{ handle: unknown; resolve: () => void }>();
+  #tasks = new Set<Promise<unknown>>();
+
+  constructor(input: DeviceOptionsInput, deps: { timers?: Timers } = {}) {
+    super();
+    this.options = resolveDeviceOptions(input);
+    this.id = this.options.id;
+    this.faults = new FaultSwitches(this.options.faults);
+    this.files = new DeviceFiles(join(this.options.dataDir, this.id), this.options.slotCapacity);
+    this.#timers = deps.timers ?? realTimers;
+  }
+
+  get powered(): boolean {
+    return this.#on;
+  }
+
+  get connected(): boolean {
+    return this.#rt?.connected ?? false;
+  }
+
+  /** The running image, or null while off or booting. */
+  get running(): { slot: SlotName; version: string; sha256: string; trial: boolean } | null {
+    const rt = this.#rt;
+    if (!rt) return null;
+    return { slot: rt.boot.slot, version: rt.boot.version, sha256: rt.boot.sha256, trial: rt.rec.trial };
+  }
+
+  /** The status message the device would publish now (null while off or booting). */
+  status(): StatusMessage | null {
+    return this.#rt ? this.#status(this.#rt) : null;
+  }
+
+  /**
+   * Power on: run the bootloader (factory image on a blank device), then start connecting.
+   * Resolves with the boot outcome, or null when a power-cut fault fired during this boot
+   * (the device then boots again by itself after powerOffMs).
+   */
+  async start(): Promise<BootOutcome | null> {
+    if (this.#on) throw new Error(`${this.id}: already powered on`);
+    this.#on = true;
+    this.#epoch += 1;
+    return this.#powerOn();
+  }
+
+  /** Clean shutdown: close the connection (DISCONNECT), flush the flash, wait for in-flight work. */
+  async stop(): Promise<void> {
+    const wasOn = this.#on;
+    this.#on = false;
+    this.#epoch += 1;
+    this.#cancelTimers();
+    const rt = this.#rt;
+    this.#rt = null;
+    if (rt) {
+      this.#kill(rt);
+      await this.#endClient(rt.client, false);
+    }
+    await this.#settle();
+    if (wasOn) {
+      await this.files.flash('a').flush();
+      await this.files.flash('b').flush();
+      this.#emit({ type: 'stopped' });
+    }
+  }
+
+  /**
+   * Lose power now: no cleanup, no DISCONNECT, unflushed flash writes are lost. Unless
+   * `restart` is false the device boots again from its files after `offMs` (default powerOffMs).
+   */
+  powerCut(opts: { phase?: PowerCutPhase; offMs?: number; restart?: boolean } = {}): void {
+    if (!this.#on) return;
+    this.#epoch += 1;
+    this.#cancelTimers();
+    const rt = this.#rt;
+    this.#rt = null;
+    if (rt) {
+      this.#kill(rt);
+      rt.client.end(true);
+    }
+    const lostWrites = this.files.powerCut();
+    this.stats.powerCuts += 1;
+    this.#emit({ type: 'power-cut', lostWrites, ...(opts.phase ? { phase: opts.phase } : {}) });
+    if (opts.restart === false) {
+      this.#on = false;
+      return;
+    }
+    const inFlight = [...this.#tasks];
+    const epoch = this.#epoch;
+    this.#restartTimer = this.#timers.setTimeout(() => {
+      this.#restartTimer = null;
+      this.#track((async () => {
+        await Promise.allSettled(inFlight); // work that was mid-I/O at the cut has stopped touching files
+        if (epoch === this.#epoch) await this.#powerOn();
+      })());
+    }, opts.offMs ?? this.options.powerOffMs);
+  }
+
+  /** Change fault switches (see faults.ts); publishes status when `busy` changes. */
+  setFaults(update: Partial<Faults>): void {
+    const wasBusy = this.faults.busy;
+    this.faults.set(update);
+    const rt = this.#rt;
+    if (rt && rt.connected && wasBusy !== this.faults.busy) this.#publish(rt, this.#status(rt));
+  }
+
+  // ---------------------------------------------------------------- power and boot
+
+  async #powerOn(hint?: string): Promise<BootOutcome | null> {
+    const epoch = this.#epoch;
+    let out: BootOutcome;
+    try {
+      out = await runBootloader(this.files, {
+        hw: this.options.hw,
+        factoryVersion: this.options.factoryVersion,
+        imageName: this.options.imageName,
+        factoryImageSize: this.options.factoryImageSize,
+        failSelfTest: this.faults.failSelfTest,
+        onFirstBoot: () => this.#cutIf('first-boot'),
+        ...(hint !== undefined ? { hint } : {}),
+      });
+    } catch (err) {
+      if (err instanceof PowerLost) return null;
+      throw err; // start() rejects with it; after a reboot #track reports it as an `error` event
+    }
+    if (epoch !== this.#epoch) return null;
+    const inactive = otherSlot(out.slot);
+    const target = out.record.slots[inactive];
+    let transfer: Transfer | null = null;
+    if (target.state === 'receiving' && target.sha256 !== undefined) {
+      const p = await loadProgress(this.files.progressFile, inactive, target.sha256);
+      if (epoch !== this.#epoch) return null;
+      if (p) transfer = { sid: null, slot: inactive, meta: p.meta, map: p.map, unflushed: new Set(), erased: true, prev: { state: 'empty' } };
+    }
+    this.stats.boots += 1;
+    const rt = this.#connect(out, transfer);
+    this.#rt = rt;
+    const { slot, version, trial, reverted, reason, factory } = out;
+    this.#emit({ type: 'booted', slot, version, trial, reverted, factory, bootCount: out.record.bootCount, ...(reason !== undefined ? { reason } : {}) });
+    if (reverted) this.#emit({ type: 'reverted', slot, version, reason: reason ?? 'reverted' });
+    if (trial) {
+      rt.trialTimer = this.#timers.setTimeout(() => {
+        rt.trialTimer = null;
+        if (!rt.alive) return;
+        this.#emit({ type: 'trial-timeout' });
+        this.#track(this.#reboot(rt, 'trial timeout', `trial not confirmed within ${this.options.trialTimeoutMs} ms`));
+      }, this.options.trialTimeoutMs);
+    }
+    return out;
+  }
+
+  /** Soft reboot: stop handling messages, close the connection, wait bootDelayMs, boot. */
+  async #reboot(rt: Runtime, why: string, hint?: string): Promise<void> {
+    if (!rt.alive) return;
+    const epoch = this.#epoch;
+    this.#kill(rt);
+    if (this.#rt === rt) this.#rt = null;
+    this.#emit({ type: 'rebooting', reason: why });
+    await this.#endClient(rt.client, false);
+    if (epoch !== this.#epoch) return;
+    await this.files.flash('a').flush();
+    await this.files.flash('b').flush();
+    await this.#sleep(this.options.bootDelayMs);
+    if (epoch !== this.#epoch) return;
+    await this.#powerOn(hint);
+  }
+
+  /** If a power cut is armed for `phase`, cut now and return true (the caller stops at once). */
+  #cutIf(phase: PowerCutPhase): boolean {
+    if (!this.faults.takePowerCut(phase)) return false;
+    this.powerCut({ phase });
+    return true;
+  }
+
+  #kill(rt: Runtime): void {
+    rt.alive = false;
+    rt.inbox = [];
+    rt.owed = [];
+    if (rt.trialTimer !== null) this.#timers.clearTimeout(rt.trialTimer);
+    rt.trialTimer = null;
+    if (rt.connected) {
+      rt.connected = false;
+      this.#emit({ type: 'disconnected' });
+    }
+  }
+
+  // ---------------------------------------------------------------- MQTT
+
+  #connect(boot: BootOutcome, transfer: Transfer | null): Runtime {
+    const o = this.options;
+    const client = mqtt.connect(o.broker, {
+      clientId: this.id,
+      protocolVersion: 4,
+      clean: true,
+      keepalive: o.keepaliveS,
+      connectTimeout: o.connectTimeoutMs,
+      reconnectPeriod: o.reconnectDelayMs,
+      resubscribe: false,
+      queueQoSZero: false,
+    });
+    const rt: Runtime = {
+      alive: true, boot, rec: boot.record, client, connected: false, connects: 0, bootReported: false,
+      backoffMs: o.reconnectDelayMs, inbox: [], pumping: false, owed: [], commitNow: false, dropAfterCommit: false,
+      transfer, trialTimer: null,
+    };
+    client.on('connect', () => this.#track(this.#onConnect(rt)));
+    client.on('message', (topic, payload) => this.#onMessage(rt, topic, payload));
+    client.on('close', () => {
+      if (rt.connected) {
+        rt.connected = false;
+        if (rt.alive) this.#emit({ type: 'disconnected' });
+      }
+      // Bounded exponential backoff: MQTT.js reads options.reconnectPeriod when it schedules an
+      // attempt (its own close handler runs first, so this sets the delay of the attempt after).
+      rt.backoffMs = Math.min(rt.backoffMs * 2, o.reconnectMaxMs);
+      client.options.reconnectPeriod = rt.backoffMs;
+    });
+    client.on('error', (err) => {
+      if (rt.alive) this.#error(err);
+    });
+    return rt;
+  }
+
+  /** On every connect, in order (like aedes connectActions). */
+  readonly #connectSteps: readonly { name: string; run: (rt: Runtime) => Promise<void> | void }[] = [
+    { name: 'subscribe', run: async (rt) => {
+      await rt.client.subscribeAsync(topics.down(this.id), { qos: 1 });
+    } },
+    { name: 'report-boot', run: (rt) => {
+      // once per boot: only the first connect after a power-up or reboot
+      if (rt.bootReported) return;
+      rt.bootReported = true;
+      const b = rt.boot;
+      const msg: BootMessage = { t: 'boot', version: b.version, slot: b.slot, sha256: b.sha256, trial: b.trial, reverted: b.reverted };
+      if (b.reason !== undefined) msg.reason = b.reason;
+      this.#publish(rt, msg);
+    } },
+    { name: 'report-status', run: (rt) => this.#publish(rt, this.#status(rt)) },
+  ];
+
+  async #onConnect(rt: Runtime): Promise<void> {
+    if (!rt.alive) return;
+    // Small request/response messages: without this, Nagle + delayed ACK add ~40 ms per round trip
+    // and would distort the gateway's link probes.
+    (rt.client.stream as unknown as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
+    rt.connected = true;
+    rt.connects += 1;
+    if (rt.connects > 1) this.stats.reconnects += 1;
+    rt.backoffMs = this.options.reconnectDelayMs;
+    rt.client.options.reconnectPeriod = this.options.reconnectDelayMs;
+    let current = '';
+    try {
+      for (const step of this.#connectSteps) {
+        current = step.name;
+        await step.run(rt);
+        if (!rt.alive || !rt.connected) return;
+      }
+    } catch (err) {
+      if (rt.alive && rt.connected) this.#error(new Error(`connect step ${current} failed`, { cause: err }));
+      return;
+    }
+    this.#emit({ type: 'connected', reconnect: rt.connects > 1 });
+  }
+
+  #onMessage(rt: Runtime, topic: string, payload: Buffer): void {
+    if (!rt.alive || topic !== topics.down(this.id)) return;
+    let msg: GatewayMessage;
+    try {
+      msg = decodeGatewayMessage(payload);
+    } catch (err) {
+      this.stats.invalid += 1;
+      this.#emit({ type: 'invalid', reason: describeError(err) });
+      return;
+    }
+    rt.inbox.push(msg);
+    if (!rt.pumping) {
+      rt.pumping = true;
+      this.#track(this.#pump(rt));
+    }
+  }
+
+  #publish(rt: Runtime, msg: DeviceMessage): void {
+    if (!rt.alive) return;
+    const qos = msg.t === 'ack' || msg.t === 'pong' ? 0 : 1;
+    rt.client.publish(topics.up(this.id), Buffer.from(encodeDeviceMessage(msg)), { qos }, (err) => {
+      if (err && rt.alive && rt.connected) this.#error(err);
+    });
+  }
+
+  /** Publish and wait for the broker's PUBACK, at most publishTimeoutMs. */
+  async #publishAcked(rt: Runtime, msg: DeviceMessage): Promise<void> {
+    if (!rt.alive) return;
+    await this.#within(rt.client.publishAsync(topics.up(this.id), Buffer.from(encodeDeviceMessage(msg)), { qos: 1 }), this.options.publishTimeoutMs);
+  }
+
+  /** End an MQTT client: gracefully (DISCONNECT) within publishTimeoutMs, else by force. */
+  async #endClient(client: MqttClient, force: boolean): Promise<void> {
+    if (!force && (await this.#within(client.endAsync(false), this.options.publishTimeoutMs))) return;
+    await this.#within(client.endAsync(true), this.options.publishTimeoutMs);
+  }
+
+  #status(rt: Runtime): StatusMessage {
+    return {
+      t: 'status',
+      hw: rt.rec.hw,
+      version: rt.boot.version,
+      slot: rt.boot.slot,
+      slots: { a: slotInfo(rt.rec.slots.a), b: slotInfo(rt.rec.slots.b) },
+      maxChunk: this.options.maxChunk,
+      busy: this.faults.busy,
+      trial: rt.rec.trial,
+    };
+  }
+
+  // ---------------------------------------------------------------- message handling
+
+  /**
+   * Handle queued messages one at a time. Chunks are written to the flash buffer; the flush,
+   * the progress file and the acks follow when the batch ends (a non-chunk message, an empty
+   * queue after one event-loop turn, or flushBatch chunks), so no ack claims unflushed bytes.
+   */
+  async #pump(rt: Runtime): Promise<void> {
+    try {
+      while (rt.alive) {
+        const msg = rt.inbox.shift();
+        if (msg === undefined) {
+          if (rt.owed.length === 0) break;
+          await yieldTurn();
+          if (rt.inbox[0]?.t === 'chunk' && rt.owed.length < this.options.flushBatch) continue;
+          await this.#guard(rt, () => this.#commitChunks(rt));
+          continue;
+        }
+        if (msg.t !== 'chunk' && rt.owed.length > 0) await this.#guard(rt, () => this.#commitChunks(rt));
+        if (!rt.alive) break;
+        await this.#guard(rt, () => this.#dispatch(rt, msg));
+        if (rt.owed.length >= this.options.flushBatch || rt.commitNow) await this.#guard(rt, () => this.#commitChunks(rt));
+      }
+    } finally {
+      rt.pumping = false;
+    }
+  }
+
+  async #guard(rt: Runtime, fn: () => Promise<void>): Promise<void> {
+    try {
+      await fn();
+    } catch (err) {
+      if (rt.alive) this.#error(err);
+    }
+  }
+
+  /** One handler per message type; the compiler checks the switch is exhaustive. */
+  async #dispatch(rt: Runtime, msg: GatewayMessage): Promise<void> {
+    switch (msg.t) {
+      case 'ping': {
+        this.#publish(rt, msg.pad !== undefined ? { t: 'pong', n: msg.n, pad: msg.pad } : { t: 'pong', n: msg.n });
+        return;
+      }
+      case 'query':
+        this.#publish(rt, this.#status(rt));
+        return;
+      case 'offer':
+        return this.#onOffer(rt, msg);
+      case 'chunk':
+        return this.#onChunk(rt, msg);
+      case 'verify':
+        return this.#onVerify(rt, msg.sid);
+      case 'activate':
+        return this.#onActivate(rt, msg.sid);
+      case 'confirm':
+        return this.#onConfirm(rt, msg.sha256);
+      case 'abort':
+        return this.#onAbort(rt, msg.sid);
+      default: {
+        const never: never = msg;
+        throw new Error(`unhandled message ${(never as { t: string }).t}`);
+      }
+    }
+  }
+
+  /** Replace the slot-state record atomically; RAM follows only once the file is written. */
+  async #updateState(rt: Runtime, mutate: (rec: SlotStateRecord) => void, beforeRename?: () => boolean): Promise<boolean> {
+    const next = structuredClone(rt.rec);
+    mutate(next);
+    const r = await this.files.saveState(next, beforeRename);
+    if (r === 'cut' || !rt.alive) return false;
+    rt.rec = next;
+    return true;
+  }
+
+  async #onOffer(rt: Runtime, m: OfferMessage): Promise<void> {
+    const reject = (code: RejectCode, reason: string): void => {
+      this.#publish(rt, { t: 'reject', sid: m.sid, code, reason });
+      this.#emit({ type: 'offer-rejected', sid: m.sid, version: m.version, code, reason });
+    };
+    if (this.faults.busy) return reject('busy', 'device is busy');
+    if (!m.hw.includes(rt.rec.hw)) return reject('incompatible', `hardware ${rt.rec.hw} is not in [${m.hw.join(', ')}]`);
+    if (compareVersions(m.version, rt.boot.version) <= 0) return reject('not-newer', `running ${rt.boot.version}, offered ${m.version}`);
+    if (m.size > this.options.slotCapacity) return reject('no-space', `image of ${m.size} bytes, slot holds ${this.options.slotCapacity}`);
+    if (rt.rec.trial) return reject('busy', 'running image is in trial; confirm it first');
+
+    const slot = otherSlot(rt.boot.slot);
+    const cur = rt.rec.slots[slot];
+    const chunk = Math.min(m.chunk, this.options.maxChunk);
+    const meta: ImageMeta = { name: m.name, version: m.version, size: m.size, crc32: m.crc32, sha256: m.sha256 };
+    const accept = (next: number, resumed: boolean): void => {
+      this.#publish(rt, { t: 'accept', sid: m.sid, next, chunk, window: this.options.window });
+      this.#emit({ type: 'offer-accepted', sid: m.sid, version: m.version, next, chunk, resumed });
+    };
+
+    // Already received and verified, waiting for activation (downloaded early, installed later).
+    if (cur.state === 'ready' && cur.sha256 === m.sha256 && cur.size === m.size) {
+      if (cur.sid !== m.sid && !(await this.#updateState(rt, (rec) => { rec.slots[slot].sid = m.sid; }))) return;
+      return accept(m.size, true);
+    }
+    let t = rt.transfer;
+    if (t && sameImage(t.meta, meta)) {
+      t.sid = m.sid;
+      if (t.map.chunk !== chunk) {
+        t.map = t.map.rechunk(chunk);
+        await saveProgress(this.files.progressFile, { slot, meta, map: t.map });
+        if (!rt.alive) return;
+      }
+      return accept(t.map.next, t.map.held > 0);
+    }
+    // A different image (or none): discard what was held and start clean.
+    const prev: SlotRecord = cur.state === 'confirmed' || cur.state === 'bad' || cur.state === 'empty' ? cur : { state: 'empty' };
+    rt.transfer = null;
+    this.files.flash(slot).discard();
+    await removeProgress(this.files.progressFile);
+    if (!rt.alive) return;
+    const ok = await this.#updateState(rt, (rec) => {
+      rec.slots[slot] = { state: 'receiving', name: m.name, version: m.version, sha256: m.sha256, size: m.size };
+    });
+    if (!ok) return;
+    t = { sid: m.sid, slot, meta, map: new ReceiveMap(m.size, chunk), unflushed: new Set(), erased: false, prev };
+    rt.transfer = t;
+    accept(0, false);
+    this.#publish(rt, this.#status(rt));
+  }
+
+  async #onChunk(rt: Runtime, m: ChunkMessage): Promise<void> {
+    const t = rt.transfer;
+    if (!t || t.sid !== m.sid) {
+      this.stats.ignored += 1;
+      return;
+    }
+    this.stats.chunks += 1;
+    const fault = this.faults.onChunk();
+    const data = fault.corrupt ? corruptCopy(m.data) : m.data;
+    if (fault.drop) {
+      rt.dropAfterCommit = true;
+      rt.commitNow = true;
+    }
+    const { map } = t;
+    const idx = Math.floor(m.off / map.chunk);
+    let why: string | null = null;
+    if (crc32(data) !== m.crc) why = 'crc32 mismatch';
+    else if (m.off % map.chunk !== 0) why = `offset ${m.off} is not a multiple of ${map.chunk}`;
+    else if (idx >= map.count) why = `offset ${m.off} beyond image of ${map.size} bytes`;
+    else if (data.length !== map.lengthOf(idx)) why = `length ${data.length}, expected ${map.lengthOf(idx)}`;
+    if (why !== null) {
+      this.stats.badChunks += 1;
+      this.#emit({ type: 'chunk-bad', sid: m.sid, off: m.off, why });
+      rt.owed.push(idx < map.count ? { sid: m.sid, bad: idx * map.chunk } : { sid: m.sid });
+      return;
+    }
+    if (map.has(idx) || t.unflushed.has(idx)) {
+      this.stats.duplicates += 1;
+      rt.owed.push({ sid: m.sid });
+      return;
+    }
+    const flash = this.files.flash(t.slot);
+    if (!t.erased) {
+      await flash.erase();
+      if (!rt.alive) return;
+      t.erased = true;
+    }
+    flash.write(m.off, data);
+    t.unflushed.add(idx);
+    rt.owed.push({ sid: m.sid });
+  }
+
+  /** End of a chunk batch: flush, record progress, then ack every chunk of the batch. */
+  async #commitChunks(rt: Runtime): Promise<void> {
+    const owed = rt.owed;
+    rt.owed = [];
+    rt.commitNow = false;
+    const t = rt.transfer;
+    if (!t) return;
+    const wasComplete = t.map.complete;
+    if (t.unflushed.size > 0) {
+      if (this.#cutIf('chunk-write')) return;
+      await this.files.flash(t.slot).flush();
+      if (!rt.alive) return;
+      for (const i of t.unflushed) t.map.add(i);
+      t.unflushed.clear();
+      await saveProgress(this.files.progressFile, { slot: t.slot, meta: t.meta, map: t.map });
+      if (!rt.alive) return;
+    }
+    for (const o of owed) this.#publish(rt, { t: 'ack', sid: o.sid, next: t.map.next, missing: t.map.missing(o.bad) });
+    if (!wasComplete && t.map.complete && t.sid !== null) {
+      this.#emit({ type: 'transfer-complete', sid: t.sid });
+      if (this.#cutIf('after-transfer')) return;
+    }
+    if (rt.dropAfterCommit) {
+      rt.dropAfterCommit = false;
+      this.stats.drops += 1;
+      rt.inbox = [];
+      this.#emit({ type: 'dropped' });
+      rt.client.stream.destroy();
+    }
+  }
+
+  async #onVerify(rt: Runtime, sid: number): Promise<void> {
+    const slot = otherSlot(rt.boot.slot);
+    const reply = (ok: boolean, code?: VerifyCode, reason?: string): void => {
+      this.#publish(rt, { t: 'verified', sid, ok, ...(code ? { code } : {}), ...(reason ? { reason } : {}) });
+      this.#emit({ type: 'verified', sid, ok, ...(code ? { code } : {}) });
+    };
+    if (isReadyFor(rt.rec.slots[slot], sid)) return reply(true);
+    const t = rt.transfer;
+    if (!t || t.sid !== sid) return reply(false, 'incomplete', 'no transfer with this sid');
+    if (!t.map.complete) return reply(false, 'incomplete', `${t.map.held} of ${t.map.count} chunks held`);
+    const flash = this.files.flash(slot);
+    const bytes = await flash.read();
+    if (!rt.alive) return;
+    let code: VerifyCode | null = null;
+    let reason = '';
+    if (bytes.length !== t.meta.size) [code, reason] = ['size', `slot holds ${bytes.length} bytes, offer says ${t.meta.size}`];
+    else if (crc32(bytes) !== t.meta.crc32) [code, reason] = ['crc32', 'CRC-32 of the slot does not match the offer'];
+    else if (createHash('sha256').update(bytes).digest('hex') !== t.meta.sha256) [code, reason] = ['sha256', 'SHA-256 of the slot does not match the offer'];
+    rt.transfer = null;
+    await removeProgress(this.files.progressFile);
+    if (!rt.alive) return;
+    if (code !== null) {
+      // Nothing is installed unless everything arrived intact: discard, a re-offer starts clean.
+      if (!(await this.#updateState(rt, (rec) => { rec.slots[slot] = { state: 'empty' }; }))) return;
+      await flash.erase();
+      if (!rt.alive) return;
+      reply(false, code, reason);
+    } else {
+      const { name, version, size, sha256 } = t.meta;
+      if (!(await this.#updateState(rt, (rec) => { rec.slots[slot] = { state: 'ready', name, version, size, sha256, sid }; }))) return;
+      reply(true);
+    }
+    this.#publish(rt, this.#status(rt));
+  }
+
+  async #onActivate(rt: Runtime, sid: number): Promise<void> {
+    const slot = otherSlot(rt.boot.slot);
+    if (!isReadyFor(rt.rec.slots[slot], sid)) {
+      this.stats.ignored += 1;
+      return;
+    }
+    const ok = await this.#updateState(rt, (rec) => {
+      rec.slots[slot].state = 'pending';
+      delete rec.slots[slot].sid;
+    }, () => this.#cutIf('activation'));
+    if (!ok) return;
+    this.#emit({ type: 'activated', sid, slot });
+    await this.#publishAcked(rt, { t: 'activated', sid, slot });
+    await this.#reboot(rt, 'activate');
+  }
+
+  async #onConfirm(rt: Runtime, sha256: string): Promise<void> {
+    if (this.#cutIf('before-confirm')) return;
+    const s = rt.boot.slot;
+    const r = rt.rec.slots[s];
+    if (r.sha256 !== sha256 || (r.state !== 'trial' && r.state !== 'confirmed')) {
+      this.stats.ignored += 1;
+      return;
+    }
+    const repeat = r.state === 'confirmed';
+    if (!repeat) {
+      if (!(await this.#updateState(rt, (rec) => { rec.slots[s].state = 'confirmed'; rec.trial = false; }))) return;
+      if (rt.trialTimer !== null) this.#timers.clearTimeout(rt.trialTimer);
+      rt.trialTimer = null;
+    }
+    this.#publish(rt, { t: 'confirmed', sha256, version: rt.boot.version });
+    this.#emit({ type: 'confirmed', sha256, version: rt.boot.version, repeat });
+    if (!repeat) this.#publish(rt, this.#status(rt));
+  }
+
+  async #onAbort(rt: Runtime, sid: number): Promise<void> {
+    const slot = otherSlot(rt.boot.slot);
+    const flash = this.files.flash(slot);
+    const t = rt.transfer;
+    let restore: SlotRecord | null = null;
+    if (t && t.sid === sid) {
+      restore = t.erased ? { state: 'empty' } : t.prev;
+      rt.transfer = null;
+      flash.discard();
+    } else if (isReadyFor(rt.rec.slots[slot], sid)) {
+      restore = { state: 'empty' };
+    }
+    if (restore !== null) {
+      await removeProgress(this.files.progressFile);
+      if (!rt.alive) return;
+      const to = restore;
+      if (!(await this.#updateState(rt, (rec) => { rec.slots[slot] = to; }))) return;
+      if (to.state === 'empty') await flash.erase();
+      if (!rt.alive) return;
+    }
+    this.#publish(rt, { t: 'aborted', sid });
+    this.#emit({ type: 'aborted', sid });
+    if (restore !== null) this.#publish(rt, this.#status(rt));
+  }
+
+  // ---------------------------------------------------------------- plumbing
+
+  #emit(e: SimEventBody): void {
+    this.emit('event', { ...e, id: this.id });
+  }
+
+  #error(err: unknown): void {
+    this.stats.errors += 1;
+    const cause = err instanceof Error && err.cause !== undefined ? `: ${describeError(err.cause)}` : '';
+    this.#emit({ type: 'error', message: `${describeError(err)}${cause}` });
+  }
+
+  #track(p: Promise<unknown>): void {
+    const q = p.catch((err: unknown) => this.#error(err)).finally(() => this.#tasks.delete(q));
+    this.#tasks.add(q);
+  }
+
+  async #settle(): Promise<void> {
+    while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
+  }
+
+  /** A sleep that stop() and powerCut() cut short. */
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const entry = { handle: null as unknown, resolve };
+      entry.handle = this.#timers.setTimeout(() => {
+        this.#sleeps.delete(entry);
+        resolve();
+      }, ms);
+      this.#sleeps.add(entry);
+    });
+  }
+
+  /** Wait for `p` at most `ms`: true when it settled in time (either way), false on timeout. */
+  async #within(p: Promise<unknown>, ms: number): Promise<boolean> {
+    let handle: unknown = null;
+    const timeout = new Promise<boolean>((resolve) => {
+      handle = this.#timers.setTimeout(() => resolve(false), ms);
+    });
+    try {
+      return await Promise.race([p.then(() => true, () => true), timeout]);
+    } finally {
+      this.#timers.clearTimeout(handle);
+    }
+  }
+
+  #cancelTimers(): void {
+    if (this.#restartTimer !== null) this.#timers.clearTimeout(this.#restartTimer);
+    this.#restartTimer = null;
+    for (const s of this.#sleeps) {
+      this.#timers.clearTimeout(s.handle);
+      s.resolve();
+    }
+    this.#sleeps.clear();
+  }
+}
+
+/** The slot holds an image verified under offer session `sid` (the sid survives reboots). */
+function isReadyFor(r: SlotRecord, sid: number): boolean {
+  return r.state === 'ready' && r.sid === sid;
+}
+
+function sameImage(a: ImageMeta, b: ImageMeta): boolean {
+  return a.sha256 === b.sha256 && a.size === b.size && a.crc32 === b.crc32;
+}

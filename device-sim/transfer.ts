@@ -1,0 +1,160 @@
+import { z } from 'zod';
+import { MAX_ACK_MISSING } from '../protocol/limits.ts';
+import { SlotNames, type SlotName } from '../protocol/ota.ts';
+import { sha256Hex } from '../protocol/schema.ts';
+import { readJson, removeDurably, writeJsonAtomic } from './flash.ts';
+
+/**
+ * Receive progress of the image being written to the inactive slot: which chunks are held.
+ * Kept in RAM and mirrored to a small progress file next to the slot, so a reconnect and a
+ * power cycle resume instead of restarting. The file is written only after the flash holding
+ * those chunks was flushed, so it never claims bytes a power cut would lose.
+ */
+export interface ImageMeta {
+  name: string;
+  version: string;
+  size: number;
+  crc32: number;
+  sha256: string;
+}
+
+/** Bitmap of held chunks for an image of `size` bytes cut into `chunk`-byte pieces. */
+export class ReceiveMap {
+  readonly size: number;
+  readonly chunk: number;
+  /** Number of chunks. */
+  readonly count: number;
+  #bits: Uint8Array;
+  #held = 0;
+  /** Index of the first chunk not held (== count when complete). */
+  #first = 0;
+  /** Highest index held, -1 when none. */
+  #highest = -1;
+
+  constructor(size: number, chunk: number, bits?: Uint8Array) {
+    this.size = size;
+    this.chunk = chunk;
+    this.count = Math.ceil(size / chunk);
+    this.#bits = new Uint8Array(Math.ceil(this.count / 8));
+    if (bits) {
+      for (let i = 0; i < this.count; i++) if ((bits[i >> 3] ?? 0) & (1 << (i & 7))) this.add(i);
+    }
+  }
+
+  has(i: number): boolean {
+    return ((this.#bits[i >> 3] ?? 0) & (1 << (i & 7))) !== 0;
+  }
+
+  /** Mark chunk `i` held; false when it already was. */
+  add(i: number): boolean {
+    if (i < 0 || i >= this.count || this.has(i)) return false;
+    this.#bits[i >> 3] = this.#bits[i >> 3]! | (1 << (i & 7));
+    this.#held += 1;
+    if (i > this.#highest) this.#highest = i;
+    while (this.#first < this.count && this.has(this.#first)) this.#first += 1;
+    return true;
+  }
+
+  get held(): number {
+    return this.#held;
+  }
+
+  get complete(): boolean {
+    return this.#held === this.count;
+  }
+
+  /** First byte offset not held; every byte below it is held. */
+  get next(): number {
+    return Math.min(this.#first * this.chunk, this.size);
+  }
+
+  /** Expected length of chunk `i` (the last one may be short). */
+  lengthOf(i: number): number {
+    return Math.min(this.chunk, this.size - i * this.chunk);
+  }
+
+  /**
+   * Offsets of chunks not held from `next` up to the highest chunk held (the gaps), plus
+   * `badOffset` if given and not held; sorted, at most MAX_ACK_MISSING entries. The chunk at
+   * `next` itself is listed whenever something above it is held or it just arrived bad.
+   */
+  missing(badOffset?: number): number[] {
+    const out: number[] = [];
+    for (let i = this.#first; i < this.#highest && out.length < MAX_ACK_MISSING; i++) {
+      if (!this.has(i)) out.push(i * this.chunk);
+    }
+    if (badOffset !== undefined && out.length < MAX_ACK_MISSING) {
+      const bi = badOffset / this.chunk;
+      if (Number.isInteger(bi) && bi >= 0 && bi < this.count && !this.has(bi) && !out.includes(badOffset)) {
+        out.push(badOffset);
+        out.sort((a, b) => a - b);
+      }
+    }
+    return out;
+  }
+
+  /** The same holdings at another chunk size: a new chunk is held when all its bytes are. */
+  rechunk(chunk: number): ReceiveMap {
+    if (chunk === this.chunk) return this;
+    const out = new ReceiveMap(this.size, chunk);
+    for (let j = 0; j < out.count; j++) {
+      const start = j * chunk;
+      const end = Math.min(start + chunk, this.size);
+      let all = true;
+      for (let i = Math.floor(start / this.chunk); i * this.chunk < end; i++) {
+        if (!this.has(i)) {
+          all = false;
+          break;
+        }
+      }
+      if (all) out.add(j);
+    }
+    return out;
+  }
+
+  toBase64(): string {
+    return Buffer.from(this.#bits).toString('base64');
+  }
+}
+
+const progressSchema = z.strictObject({
+  format: z.literal(1),
+  slot: z.enum(SlotNames),
+  name: z.string(),
+  version: z.string(),
+  size: z.number().int().min(1),
+  crc32: z.number().int().min(0),
+  sha256: sha256Hex,
+  chunk: z.number().int().min(1),
+  held: z.string(),
+});
+
+export interface Progress {
+  slot: SlotName;
+  meta: ImageMeta;
+  map: ReceiveMap;
+}
+
+export async function saveProgress(path: string, p: Progress): Promise<void> {
+  await writeJsonAtomic(path, {
+    format: 1, slot: p.slot, ...p.meta, chunk: p.map.chunk, held: p.map.toBase64(),
+  } satisfies z.infer<typeof progressSchema>);
+}
+
+/** Load the progress file; null when absent, unreadable or not for `slot` / `sha256`. */
+export async function loadProgress(path: string, slot: SlotName, sha256: string): Promise<Progress | null> {
+  let raw: unknown;
+  try {
+    raw = await readJson(path);
+  } catch {
+    return null;
+  }
+  const r = progressSchema.safeParse(raw);
+  if (!r.success || r.data.slot !== slot || r.data.sha256 !== sha256) return null;
+  const { name, version, size, crc32, chunk, held } = r.data;
+  return { slot, meta: { name, version, size, crc32, sha256 }, map: new ReceiveMap(size, chunk, Buffer.from(held, 'base64')) };
+}
+
+export async function removeProgress(path: string): Promise<void> {
+  await removeDurably(path);
+}
