@@ -3,4 +3,5 @@
 import { register } from 'tsx/esm/api';
 
 register();
-await import('../device-sim/cli.ts');
+const { main } = await import('../device-sim/cli.ts');
+process.exit(await main(process.argv.slice(2)));

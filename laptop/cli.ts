@@ -126,8 +126,7 @@ async function main(): Promise<number> {
   try {
     const hello = await client.connect();
     render.connected(hello, o.port);
-    const { campaign, resumedAt } = await client.push(inputs.manifest, inputs.image);
-    render.stored(campaign, resumedAt);
+    const { campaign } = await client.push(inputs.manifest, inputs.image);
     const complete = await client.follow(campaign);
     const summary = summarise(inputs.manifest, campaign, order, results, complete.durationMs || Date.now() - started);
     render.summary(summary);

@@ -84,7 +84,7 @@ export class UplinkClient extends EventEmitter<{
       this.emit('upload', off + data.length, image.length, resumedAt);
       this.throwIfGatewayError();
     }
-    this.emit('upload', image.length, image.length, resumedAt);
+    if (resumedAt >= image.length) this.emit('upload', image.length, image.length, resumedAt);
     await this.link.send({ t: 'commit' });
     const c = await this.next((m): m is Msg<'committed'> | Msg<'error'> => m.t === 'committed' || m.t === 'error', this.opts.replyTimeoutMs, 'the commit result');
     if (c.t === 'error') throw new FwError('E_UPLINK_STATE', `gateway reported an error during upload (${c.code}): ${c.reason}`);

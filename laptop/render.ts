@@ -21,7 +21,6 @@ export interface Summary {
 export interface Renderer {
   connected(hello: HelloMessage, port: string): void;
   upload(sent: number, total: number, resumedAt: number): void;
-  stored(campaign: string, resumedAt: number): void;
   event(msg: GatewayUplinkMessage): void;
   summary(s: Summary): void;
   error(message: string, code?: string): void;
@@ -43,9 +42,6 @@ export class JsonRenderer implements Renderer {
     if (sent < total && now - this.lastUploadAt < 250) return;
     this.lastUploadAt = now;
     this.line({ event: 'upload', sent, total, resumedAt });
-  }
-  stored(campaign: string, resumedAt: number): void {
-    this.line({ event: 'stored', campaign, resumedAt });
   }
   event(msg: GatewayUplinkMessage): void {
     const { t, ...rest } = msg;
@@ -121,14 +117,14 @@ export class HumanRenderer implements Renderer {
   }
   private uploadStart = 0;
 
-  stored(campaign: string): void {
-    this.say(`Image verified and stored by the gateway; campaign ${campaign} started`);
-  }
 
   event(msg: GatewayUplinkMessage): void {
     switch (msg.t) {
       case 'order': return this.order(msg);
       case 'result': return this.result(msg);
+      case 'committed':
+        if (msg.ok) this.say(`Image verified and stored by the gateway (sha256 ${msg.sha256.slice(0, 16)}…); campaign ${msg.campaign ?? '?'} started`);
+        return;
       case 'progress': return;
       case 'complete': {
         this.campaignBar?.stop();

@@ -93,7 +93,7 @@ try {
 
   say(`demo: fwpush ${imagePath} -> ${pty.b}\n`);
   const push = spawn(process.execPath, [
-    '--import', 'tsx', 'laptop/cli.ts', '--port', pty.b, imagePath, '--image-version', TO, '--hw', HW, ...(json ? ['--json'] : []),
+    '--import', 'tsx', 'laptop/cli.ts', '--port', pty.b, imagePath, '--name', 'sensor-fw', '--image-version', TO, '--hw', HW, ...(json ? ['--json'] : []),
   ], { cwd: ROOT, stdio: 'inherit' });
   code = await new Promise<number>((resolve) => push.once('exit', (c, s) => resolve(c ?? (s ? 128 : 1))));
   say(`\ndemo: fwpush exited with ${code}`);

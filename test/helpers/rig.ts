@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { SerialPort } from 'serialport';
@@ -57,7 +57,6 @@ export class Rig {
   static async start(opts: RigOptions): Promise<Rig> {
     const dir = await mkdtemp(join(tmpdir(), 'fwgate-rig-'));
     const pty = await createPtyPair(dir);
-    await mkdir(join(dir, 'devices'), { recursive: true });
     const config = parseConfig({ ...TEST_CONFIG, ...opts.config, dataDir: join(dir, 'gateway'),
       broker: { ...TEST_CONFIG.broker, ...opts.config?.broker }, rollout: { ...TEST_CONFIG.rollout, ...opts.config?.rollout },
       log: { ...TEST_CONFIG.log, ...opts.config?.log } });
