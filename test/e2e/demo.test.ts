@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { ROOT } from '../../scripts/lib/processes.ts';
+
+/** Run a project entry point as a real process; bounded. */
+function run(args: string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${args.join(' ')} did not finish within ${timeoutMs} ms\n${stdout}\n${stderr}`));
+    }, timeoutMs);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe('end to end: real processes (fwgate, fwsim, fwpush) over a socat pty and TCP', function () {
+  this.timeout(180_000);
+
+  it('npm run demo -- --devices 6 --json ends with every device updated and a summary line', async () => {
+    const r = await run(['scripts/demo.ts', '--devices', '6', '--json'], 150_000);
+    assert.equal(r.code, 0, `demo exit code; stderr:\n${r.stderr}`);
+    const lines = r.stdout.trim().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const summary = lines.at(-1)!;
+    assert.equal(summary.event, 'summary');
+    assert.equal(summary.ok, true);
+    assert.equal(summary.devices, 6);
+    assert.equal(summary.updated, 6);
+    assert.equal(summary.failed, 0);
+    assert.equal(summary.skipped, 0);
+    const order = lines.find((l) => l.event === 'order') as { devices: { id: string }[] } | undefined;
+    assert.ok(order, 'an order event');
+    assert.deepEqual(summary.order, order.devices.map((d) => d.id));
+    assert.equal((summary.order as string[]).length, 6);
+    const results = lines.filter((l) => l.event === 'result');
+    assert.equal(results.length, 6);
+    assert.ok(results.every((x) => x.outcome === 'updated' && x.to === '1.1.0'));
+  });
+
+  it('fwpush: a missing version for a generated manifest is a usage error (exit 2) naming the flags', async () => {
+    const r = await run(['laptop/cli.ts', '--port', '/nonexistent/tty', 'package.json'], 30_000);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /--image-version.*--hw/);
+  });
+
+  it('fwpush: a serial port that cannot be opened exits 5 naming the port', async () => {
+    const r = await run(['laptop/cli.ts', '--port', '/nonexistent/tty', 'package.json', '--image-version', '1.0.0', '--hw', 'x'], 30_000);
+    assert.equal(r.code, 5);
+    assert.match(r.stderr, /\/nonexistent\/tty/);
+  });
+
+  it('fwpush --json reports errors as a JSON line', async () => {
+    const r = await run(['laptop/cli.ts', '--json', '--port', '/nonexistent/tty', 'no-such-image.bin', '--image-version', '1.0.0', '--hw', 'x'], 30_000);
+    assert.equal(r.code, 2);
+    const last = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { event: string; message: string };
+    assert.equal(last.event, 'error');
+    assert.match(last.message, /no-such-image\.bin/);
+  });
+
+  it('fwgate: a bad flag value exits 2 naming the field', async () => {
+    const r = await run(['gateway/cli.ts', '--port', '99999', '--data', '/tmp/fwgate-never-created'], 30_000);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /broker\.port/);
+  });
+});
