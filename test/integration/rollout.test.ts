@@ -3,7 +3,11 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { isFwError } from '../../protocol/errors.ts';
-import type { CompleteMessage, OrderMessage, ProgressMessage, ResultMessage } from '../../protocol/uplink.ts';
+import {
+  decodeGatewayUplinkMessage, encodeUplinkMessage, type CompleteMessage, type OrderMessage, type ProgressMessage, type ResultMessage,
+} from '../../protocol/uplink.ts';
+import { MessageLink } from '../../transport/message-link.ts';
+import { defaultClientOptions, UplinkClient } from '../../laptop/client.ts';
 import { encodeCbor } from '../../protocol/cbor.ts';
 import { topics } from '../../protocol/topics.ts';
 import { Rig, sampleImage } from '../helpers/rig.ts';
@@ -162,5 +166,44 @@ describe('integration: rollout over a real pty and real MQTT', function () {
     assert.ok(rig.laptopLink.stats.unknownType > 0, 'laptop counted an unknown message type');
     assert.ok(rig.gateway.channel.stats.invalid > 0, 'gateway counted invalid device messages');
     for (const d of rig.sims.devices) assert.ok(d.stats.invalid > 0, `${d.id} counted invalid commands`);
+  });
+});
+
+describe('integration: the laptop leaves mid-upload and comes back', function () {
+  this.timeout(120_000);
+  let rig: Rig | undefined;
+  afterEach(async () => {
+    await rig?.stop();
+    rig = undefined;
+  });
+
+  it('a new fwpush session resumes the upload from what the gateway holds (keyed by digest)', async () => {
+    rig = await Rig.start({ devices: 2 });
+    const { image, manifest } = sampleImage({ version: '1.1.0', size: 512 * 1024 });
+    await rig.client.connect();
+    // Cut the first session off after ~40% of the image, as if the cable were pulled.
+    const first = rig.client.push(manifest, image);
+    first.catch(() => undefined);
+    await new Promise<void>((resolve) => {
+      rig!.client.on('upload', (sent) => {
+        if (sent > image.length * 0.4) resolve();
+      });
+    });
+    rig.laptopLink.close();
+    await assert.rejects(first);
+
+    const link = new MessageLink(rig.laptopPort, { decode: decodeGatewayUplinkMessage, encode: encodeUplinkMessage, arq: { window: 16, maxPayload: 256 } });
+    try {
+      const client = new UplinkClient(link, { ...defaultClientOptions, replyTimeoutMs: 20_000, idleTimeoutMs: 60_000 });
+      await client.connect();
+      const { campaign, resumedAt } = await client.push(manifest, image);
+      assert.ok(resumedAt > 0, 'resumed, not restarted');
+      assert.ok(resumedAt < image.length);
+      const complete = await client.follow(campaign);
+      assert.equal(complete.updated, 2);
+      assert.ok(rig.gateway.store.has(manifest.sha256));
+    } finally {
+      link.close();
+    }
   });
 });

@@ -7,7 +7,7 @@ import {
 } from '../../../protocol/link/index.ts';
 import { fromHex, hex } from './helpers.ts';
 
-/** The semantic JSON form used by the vectors in docs/protocol-link.draft.md §3.7. */
+/** The semantic JSON form used by the frame vectors in docs/protocol.md §10.4. */
 type VectorValue =
   | { kind: 'DATA'; seq: number; more: boolean; payload: string }
   | { kind: 'ACK'; cum: number; sack: number }
@@ -53,22 +53,28 @@ const vectors: { name: string; value: VectorValue; hex: string }[] = [
   { name: 'reset-ack', value: { kind: 'RESET_ACK', nonce: 0xdeadbeef }, hex: '0205010109deadbeef701aad4b00' },
 ];
 
-const draftPath = fileURLToPath(new URL('../../../docs/protocol-link.draft.md', import.meta.url));
+const docPath = fileURLToPath(new URL('../../../docs/protocol.md', import.meta.url));
 
-/** ```vector name=<name> blocks with `value: <JSON>` and `hex: <hex>` lines. */
-function docVectors(markdown: string): { name: string; value: unknown; hex: string }[] {
+/**
+ * The `kind=frame` blocks of docs/protocol.md (§10.1): ```vector name=<name> kind=frame, then
+ * exactly a `value: <JSON>` line and a `hex: <hex>` line. Any other block shape naming kind=frame
+ * fails here; the other kinds are checked by test/protocol/doc-vectors.test.ts.
+ */
+function docFrameVectors(markdown: string): { name: string; value: unknown; hex: string }[] {
   const out: { name: string; value: unknown; hex: string }[] = [];
-  for (const m of markdown.matchAll(/^```vector name=([\w-]+)\n([\s\S]*?)^```$/gm)) {
-    const body = m[2]!;
-    const value = /^value: (.+)$/m.exec(body)?.[1];
-    const hexLine = /^hex: ([0-9a-f]+)$/m.exec(body)?.[1];
-    assert.ok(value !== undefined && hexLine !== undefined, `vector ${m[1]} needs value: and hex: lines`);
+  const opened = markdown.match(/^```vector .*kind=frame.*$/gm)?.length ?? 0;
+  for (const m of markdown.matchAll(/^```vector name=([\w-]+) kind=frame\n([\s\S]*?)^```$/gm)) {
+    const lines = m[2]!.split('\n').filter((l) => l !== '');
+    const value = lines.length === 2 ? /^value: (.+)$/.exec(lines[0]!)?.[1] : undefined;
+    const hexLine = lines.length === 2 ? /^hex: ([0-9a-f]+)$/.exec(lines[1]!)?.[1] : undefined;
+    assert.ok(value !== undefined && hexLine !== undefined, `vector ${m[1]} needs exactly a value: line and a hex: line`);
     out.push({ name: m[1]!, value: JSON.parse(value) as unknown, hex: hexLine });
   }
+  assert.equal(out.length, opened, 'every kind=frame block has the form ```vector name=<name> kind=frame');
   return out;
 }
 
-describe('link hex vectors (§3.7)', () => {
+describe('link hex vectors (docs/protocol.md §10.4)', () => {
   for (const v of vectors) {
     it(`${v.name}: encode == hex and decode(hex) == value`, () => {
       assert.equal(hex(encodeFrame(toFrame(v.value))), v.hex);
@@ -76,13 +82,13 @@ describe('link hex vectors (§3.7)', () => {
     });
   }
 
-  it('the draft documents exactly these vectors', () => {
-    const fromDoc = docVectors(readFileSync(draftPath, 'utf8'));
+  it('the protocol document lists exactly these frame vectors', () => {
+    const fromDoc = docFrameVectors(readFileSync(docPath, 'utf8'));
     assert.deepEqual(fromDoc, vectors);
   });
 
-  it('the draft states the CRC-32 check value and the COBS bound', () => {
-    const doc = readFileSync(draftPath, 'utf8');
+  it('the protocol document states the CRC-32 check value and the COBS bound', () => {
+    const doc = readFileSync(docPath, 'utf8');
     assert.match(doc, /crc32\("123456789"\) = 0xCBF43926/);
     assert.match(doc, /n \+ floor\(n \/ 254\) \+ 1/);
   });

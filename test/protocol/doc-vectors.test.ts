@@ -1,0 +1,270 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parseConfig } from '../../gateway/config.ts';
+import { crc32 } from '../../protocol/crc.ts';
+import { ErrorCodes } from '../../protocol/errors.ts';
+import * as limits from '../../protocol/limits.ts';
+import {
+  FrameKind, ackFields, ackFrame, cobsDecode, cobsEncode, dataFrame, decodeFrame, encodeFrame, frameKindName,
+  frameNonce, isMore, nakFrame, nakSeqs, resetAckFrame, resetFrame, type Frame,
+} from '../../protocol/link/index.ts';
+import { parseManifest } from '../../protocol/manifest.ts';
+import {
+  RejectCodes, SlotStates, VerifyCodes, decodeDeviceMessage, decodeGatewayMessage, deviceMessage, encodeDeviceMessage,
+  encodeGatewayMessage, gatewayMessage, type DeviceMessage, type GatewayMessage,
+} from '../../protocol/ota.ts';
+import {
+  DenyCodes, DevicePhases, Outcomes, ResultCodes, decodeGatewayUplinkMessage, decodeLaptopMessage,
+  encodeUplinkMessage, gatewayUplinkMessage, laptopMessage, type GatewayUplinkMessage, type LaptopMessage,
+} from '../../protocol/uplink.ts';
+
+/**
+ * The hex test vectors of docs/protocol.md §10 are part of the specification: every block is
+ * decoded and re-encoded with the project's own codecs, and the set of message types with a
+ * vector must equal the set of types in the schemas (a new message type without a vector fails).
+ */
+
+const docPath = fileURLToPath(new URL('../../docs/protocol.md', import.meta.url));
+const doc = readFileSync(docPath, 'utf8');
+
+const KINDS = ['crc32', 'cobs', 'frame', 'ota-down', 'ota-up', 'uplink-laptop', 'uplink-gateway'] as const;
+type Kind = (typeof KINDS)[number];
+
+interface Vector { name: string; kind: Kind; value: unknown; hex: string; line: number }
+
+/**
+ * Every line starting with ```vector opens a block of exactly three more lines: `value: <JSON>`,
+ * `hex: <lowercase hex>`, and the closing fence. Anything else is malformed. Text inside ````
+ * fences (the format example of §10.1) is not a vector.
+ */
+function parseVectors(markdown: string): Vector[] {
+  const blanked = markdown.replace(/^````[^\n]*\n[\s\S]*?^````$/gm, (m) => m.replace(/[^\n]/g, ''));
+  const lines = blanked.split('\n');
+  const out: Vector[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    if (!lines[i]!.startsWith('```vector')) continue;
+    const at = `docs/protocol.md:${i + 1}`;
+    const head = /^```vector name=([a-z0-9][a-z0-9-]*) kind=([a-z0-9-]+)$/.exec(lines[i]!);
+    assert.ok(head, `${at}: a vector block opens with "\`\`\`vector name=<name> kind=<kind>", got ${JSON.stringify(lines[i])}`);
+    const [, name, kind] = head as unknown as [string, string, string];
+    assert.ok((KINDS as readonly string[]).includes(kind), `${at}: vector ${name} has unknown kind "${kind}"`);
+    const value = /^value: (.+)$/.exec(lines[i + 1] ?? '')?.[1];
+    const hex = /^hex: ((?:[0-9a-f]{2})+)$/.exec(lines[i + 2] ?? '')?.[1];
+    assert.ok(value !== undefined, `${at}: vector ${name}: the line after the header must be "value: <JSON>"`);
+    assert.ok(hex !== undefined, `${at}: vector ${name}: the second line must be "hex: <lowercase hex, even length>"`);
+    assert.equal(lines[i + 3], '```', `${at}: vector ${name}: the block must close after its hex line`);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(value);
+    } catch (err) {
+      assert.fail(`${at}: vector ${name}: value is not JSON: ${(err as Error).message}`);
+    }
+    out.push({ name, kind: kind as Kind, value: parsed, hex, line: i + 1 });
+    i += 3;
+  }
+  return out;
+}
+
+// ---- JSON <-> wire values ({"$bytes": "<hex>"} is a CBOR byte string) ----
+
+function isBytesTag(v: unknown): v is { $bytes: string } {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && Object.keys(v).length === 1 && typeof (v as { $bytes?: unknown }).$bytes === 'string';
+}
+
+function fromJson(v: unknown): unknown {
+  if (isBytesTag(v)) {
+    assert.match(v.$bytes, /^(?:[0-9a-f]{2})*$/, 'a $bytes value is lowercase hex of even length');
+    return Uint8Array.from(Buffer.from(v.$bytes, 'hex'));
+  }
+  if (Array.isArray(v)) return v.map(fromJson);
+  if (typeof v === 'object' && v !== null) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, fromJson(x)]));
+  return v;
+}
+
+function toJson(v: unknown): unknown {
+  if (v instanceof Uint8Array) return { $bytes: Buffer.from(v).toString('hex') };
+  if (Array.isArray(v)) return v.map(toJson);
+  if (typeof v === 'object' && v !== null) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, toJson(x)]));
+  return v;
+}
+
+const hexOf = (b: Uint8Array): string => Buffer.from(b).toString('hex');
+const bytesOf = (h: string): Uint8Array => Uint8Array.from(Buffer.from(h, 'hex'));
+
+// ---- frames: the JSON form of §10.4 ----
+
+type FrameValue =
+  | { kind: 'DATA'; seq: number; more: boolean; payload: string }
+  | { kind: 'ACK'; cum: number; sack: number }
+  | { kind: 'NAK'; missing: number[] }
+  | { kind: 'RESET' | 'RESET_ACK'; nonce: number };
+
+function toFrame(v: FrameValue): Frame {
+  switch (v.kind) {
+    case 'DATA': return dataFrame(v.seq, bytesOf(v.payload), v.more);
+    case 'ACK': return ackFrame(v.cum, v.sack);
+    case 'NAK': return nakFrame(v.missing);
+    case 'RESET': return resetFrame(v.nonce);
+    case 'RESET_ACK': return resetAckFrame(v.nonce);
+    default: {
+      const unreachable: never = v;
+      throw new Error(`unknown frame value ${JSON.stringify(unreachable)}`);
+    }
+  }
+}
+
+function frameValue(f: Frame): FrameValue {
+  switch (f.kind) {
+    case FrameKind.DATA: return { kind: 'DATA', seq: f.seq, more: isMore(f), payload: hexOf(f.payload) };
+    case FrameKind.ACK: return { kind: 'ACK', ...ackFields(f) };
+    case FrameKind.NAK: return { kind: 'NAK', missing: nakSeqs(f) };
+    case FrameKind.RESET:
+    case FrameKind.RESET_ACK: return { kind: frameKindName(f.kind) as 'RESET' | 'RESET_ACK', nonce: frameNonce(f) };
+    default: {
+      const unreachable: never = f.kind;
+      throw new Error(`unknown frame kind ${String(unreachable)}`);
+    }
+  }
+}
+
+// ---- one codec per kind: encode(value) must give hex, decode(hex) must give value ----
+
+interface Codec { encode(value: unknown): Uint8Array; decode(bytes: Uint8Array): unknown }
+
+const codecs: Record<Exclude<Kind, 'crc32'>, Codec> = {
+  cobs: { encode: (v) => cobsEncode(fromJson(v) as Uint8Array), decode: (b) => toJson(cobsDecode(b)) },
+  frame: { encode: (v) => encodeFrame(toFrame(v as FrameValue)), decode: (b) => frameValue(decodeFrame(b)) },
+  'ota-down': { encode: (v) => encodeGatewayMessage(fromJson(v) as GatewayMessage), decode: (b) => toJson(decodeGatewayMessage(b)) },
+  'ota-up': { encode: (v) => encodeDeviceMessage(fromJson(v) as DeviceMessage), decode: (b) => toJson(decodeDeviceMessage(b)) },
+  'uplink-laptop': { encode: (v) => encodeUplinkMessage(fromJson(v) as LaptopMessage), decode: (b) => toJson(decodeLaptopMessage(b)) },
+  'uplink-gateway': { encode: (v) => encodeUplinkMessage(fromJson(v) as GatewayUplinkMessage), decode: (b) => toJson(decodeGatewayUplinkMessage(b)) },
+};
+
+/** The message types of a discriminated union on "t", read from the schema itself. */
+function typesOf(union: { options: readonly { shape: { t: { value: unknown } } }[] }): string[] {
+  return union.options.map((o) => String(o.shape.t.value)).sort();
+}
+
+const schemaTypes: Record<'ota-down' | 'ota-up' | 'uplink-laptop' | 'uplink-gateway', string[]> = {
+  'ota-down': typesOf(gatewayMessage),
+  'ota-up': typesOf(deviceMessage),
+  'uplink-laptop': typesOf(laptopMessage),
+  'uplink-gateway': typesOf(gatewayUplinkMessage),
+};
+
+let vectors: Vector[] = [];
+let parseError: unknown;
+try {
+  vectors = parseVectors(doc);
+} catch (err) {
+  parseError = err;
+}
+
+const messagesOf = (kind: keyof typeof schemaTypes): Record<string, unknown>[] =>
+  vectors.filter((v) => v.kind === kind).map((v) => v.value as Record<string, unknown>);
+
+describe('docs/protocol.md test vectors (§10)', () => {
+  it('every vector block is well-formed, with a unique name and a known kind (§10.1)', () => {
+    if (parseError !== undefined) throw parseError;
+    assert.ok(vectors.length > 0, 'the document has vectors');
+    const seen = new Map<string, number>();
+    for (const v of vectors) {
+      assert.ok(!seen.has(v.name), `vector name "${v.name}" repeats (lines ${seen.get(v.name)} and ${v.line})`);
+      seen.set(v.name, v.line);
+    }
+  });
+
+  describe('each vector: encode(value) == hex and decode(hex) == value', () => {
+    for (const v of vectors) {
+      it(`${v.kind} ${v.name}`, () => {
+        if (v.kind === 'crc32') {
+          assert.equal(typeof v.value, 'string', 'a crc32 value is an ASCII string');
+          assert.match(v.value as string, /^[\x20-\x7e]*$/, 'a crc32 value is printable ASCII');
+          assert.equal(v.hex.length, 8, 'a CRC-32 is 4 bytes');
+          assert.equal(crc32(Buffer.from(v.value as string, 'ascii')).toString(16).padStart(8, '0'), v.hex);
+          return;
+        }
+        const codec = codecs[v.kind];
+        assert.equal(hexOf(codec.encode(v.value)), v.hex, 'encode(value) == hex');
+        assert.deepStrictEqual(codec.decode(bytesOf(v.hex)), v.value, 'decode(hex) == value');
+      });
+    }
+  });
+
+  describe('coverage', () => {
+    for (const kind of Object.keys(schemaTypes) as (keyof typeof schemaTypes)[]) {
+      it(`${kind}: one vector or more for every message type of the schema, and no other`, () => {
+        const have = [...new Set(messagesOf(kind).map((m) => String(m.t)))].sort();
+        assert.deepEqual(have, schemaTypes[kind]);
+      });
+    }
+
+    it('crc32("123456789") = cbf43926 (§2.1)', () => {
+      assert.ok(vectors.some((v) => v.kind === 'crc32' && v.value === '123456789' && v.hex === 'cbf43926'));
+    });
+
+    it('every chunk vector carries the real CRC-32 of its data (§6.6)', () => {
+      const chunks = messagesOf('ota-down').filter((m) => m.t === 'chunk');
+      assert.ok(chunks.length > 0);
+      for (const m of chunks) assert.equal(m.crc, crc32(fromJson(m.data) as Uint8Array));
+    });
+
+    it('an ack with a non-empty missing list, verified ok and failed (§6.6, §6.7)', () => {
+      const up = messagesOf('ota-up');
+      assert.ok(up.some((m) => m.t === 'ack' && Array.isArray(m.missing) && m.missing.length > 0));
+      assert.ok(up.some((m) => m.t === 'verified' && m.ok === true));
+      assert.ok(up.some((m) => m.t === 'verified' && m.ok === false && typeof m.code === 'string'));
+    });
+
+    it('hello both ways, rts with a full manifest, committed ok and failed, order with an excluded entry (§7)', () => {
+      const laptop = messagesOf('uplink-laptop');
+      const gateway = messagesOf('uplink-gateway');
+      assert.ok(laptop.some((m) => m.t === 'hello' && m.role === 'laptop'));
+      assert.ok(gateway.some((m) => m.t === 'hello' && m.role === 'gateway'));
+      const rts = laptop.filter((m) => m.t === 'rts');
+      assert.ok(rts.length > 0);
+      for (const m of rts) assert.deepEqual(parseManifest(m.manifest), m.manifest);
+      assert.ok(gateway.some((m) => m.t === 'committed' && m.ok === true && typeof m.campaign === 'string'));
+      assert.ok(gateway.some((m) => m.t === 'committed' && m.ok === false && typeof m.code === 'string'));
+      assert.ok(gateway.some((m) => m.t === 'order' && Array.isArray(m.excluded) && m.excluded.length > 0));
+    });
+
+    it('every frame kind has a vector (§3.3)', () => {
+      const have = new Set(vectors.filter((v) => v.kind === 'frame').map((v) => (v.value as FrameValue).kind));
+      assert.deepEqual([...have].sort(), Object.keys(FrameKind).sort());
+    });
+  });
+
+  describe('the document names every code, enum value, limit and timeout', () => {
+    const mentioned = (word: string): boolean => doc.includes(`\`${word}\``);
+    const check = (what: string, words: readonly string[]): void => {
+      const missing = words.filter((w) => !mentioned(w));
+      assert.deepEqual(missing, [], `${what} not mentioned in docs/protocol.md`);
+    };
+
+    it('every error code of protocol/errors.ts (§9)', () => check('error codes', Object.keys(ErrorCodes)));
+    it('every reject, verify and deny code and slot state (§6, §7)', () => {
+      check('reject codes', RejectCodes);
+      check('verify codes', VerifyCodes);
+      check('deny codes', DenyCodes);
+      check('slot states', SlotStates);
+    });
+    it('every device phase, outcome and result code (§7.7, §7.8)', () => {
+      check('device phases', DevicePhases);
+      check('outcomes', Outcomes);
+      check('result codes', ResultCodes);
+    });
+    it('every limit of protocol/limits.ts (§1.6)', () => check('limits', Object.keys(limits)));
+    it('every rollout and uplink setting of gateway/config.ts with its default (§8.3)', () => {
+      const config = parseConfig({});
+      for (const section of ['rollout', 'uplink'] as const) {
+        for (const [key, value] of Object.entries(config[section])) {
+          const row = doc.split('\n').find((l) => l.startsWith('|') && (l.split('|')[1] ?? '').includes(`\`${section}.${key}\``));
+          assert.ok(row, `${section}.${key} has a row of its own in the §8.3 table`);
+          assert.ok(row.includes(String(value)), `${section}.${key}: its row shows the default ${String(value)}`);
+        }
+      }
+    });
+  });
+});
