@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { ROOT } from '../../scripts/lib/processes.ts';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import mqtt from 'mqtt';
+import { ROOT, startTs } from '../../scripts/lib/processes.ts';
 
 /** Run a project entry point as a real process; bounded. */
 function run(args: string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -68,5 +72,23 @@ describe('end to end: real processes (fwgate, fwsim, fwpush) over a socat pty an
     const r = await run(['gateway/cli.ts', '--port', '99999', '--data', '/tmp/fwgate-never-created'], 30_000);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /broker\.port/);
+  });
+
+  it('fwgate: serves MQTT on the port it prints and stops cleanly on SIGTERM (exit 0, clients closed)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fwgate-e2e-'));
+    const gw = startTs('fwgate', 'gateway/cli.ts', ['--data', dir, '--host', '127.0.0.1', '--port', '0', '--log-format', 'json']);
+    try {
+      const ready = await gw.waitForLine(/^fwgate ready: broker mqtt:\/\/127\.0\.0\.1:\d+$/, 30_000);
+      const url = ready.split(' ').at(-1)!;
+      const client = await mqtt.connectAsync(url, { protocolVersion: 4, clientId: 'probe-1', reconnectPeriod: 0, connectTimeout: 5000 });
+      const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+      gw.child.kill('SIGTERM');
+      assert.equal(await gw.exited, 0);
+      await closed;
+      client.end(true);
+    } finally {
+      await gw.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

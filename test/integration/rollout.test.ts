@@ -207,3 +207,29 @@ describe('integration: the laptop leaves mid-upload and comes back', function ()
     }
   });
 });
+
+describe('integration: bad firmware and busy devices', function () {
+  this.timeout(120_000);
+  let rig: Rig | undefined;
+  afterEach(async () => {
+    await rig?.stop();
+    rig = undefined;
+  });
+
+  it('an image that fails its self-test comes back rolled back on the old version; a busy device is skipped', async () => {
+    rig = await Rig.start({ devices: 3, faults: (i) => (i === 0 ? { busy: true } : undefined) });
+    const { image, manifest } = sampleImage({ version: '1.2.0', size: 32 * 1024, selftest: 'fail' });
+    await rig.client.connect();
+    const { campaign } = await rig.client.push(manifest, image);
+    const complete = await rig.client.follow(campaign);
+    assert.deepEqual([complete.updated, complete.rolledBack, complete.skipped], [0, 2, 1]);
+    const results = new Map(ofType<ResultMessage>(rig.events, 'result').map((r) => [r.id, r]));
+    const [busy, a, b] = rig.sims.devices;
+    assert.deepEqual([results.get(busy!.id)?.outcome, results.get(busy!.id)?.code], ['skipped', 'busy']);
+    for (const d of [a!, b!]) {
+      assert.deepEqual([results.get(d.id)?.outcome, results.get(d.id)?.code], ['rolled-back', 'self-test-failed'], d.id);
+      assert.equal(d.running?.version, '1.0.0', `${d.id} runs its old image`);
+      assert.equal(d.running?.trial, false);
+    }
+  });
+});

@@ -318,6 +318,18 @@ describe('CBOR message codecs (docs/protocol.md §1.4, §1.5, §6, §7)', () => 
       expectCode(() => decodeGatewayMessage(encodeCbor({ t: 'ping', n: 2 ** 32 })), 'E_MESSAGE_INVALID', /n/);
     });
 
+    it('accepts a number field as an integer or a half, single or double float; refuses NaN and infinity (§1.4.6)', () => {
+      // {"t": "complete", "campaign": "c", "devices": 0, ..., "durationMs": <tail>}
+      const head = encodeUplinkMessage({ t: 'complete', campaign: 'c', devices: 0, updated: 0, failed: 0, rolledBack: 0, skipped: 0, durationMs: 0 });
+      const withTail = (tail: string): Uint8Array => Buffer.concat([head.subarray(0, head.length - 1), Buffer.from(tail, 'hex')]);
+      for (const [tail, value] of [['00', 0], ['1903e8', 1000], ['f93e00', 1.5], ['fa3fc00000', 1.5], ['fb3ff8000000000000', 1.5]] as const) {
+        assert.equal((decodeGatewayUplinkMessage(withTail(tail)) as { durationMs: number }).durationMs, value, tail);
+      }
+      for (const tail of ['f97c00', 'f97e00', 'fb7ff0000000000000']) {
+        expectCode(() => decodeGatewayUplinkMessage(withTail(tail)), 'E_MESSAGE_INVALID', /durationMs/);
+      }
+    });
+
     it('refuses trailing bytes and an empty payload (§1.4.1)', () => {
       expectCode(() => decodeGatewayMessage(Buffer.from('a261746470696e67616e1903e800', 'hex')), 'E_CBOR');
       expectCode(() => decodeGatewayMessage(new Uint8Array(0)), 'E_CBOR');
