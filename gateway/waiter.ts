@@ -48,11 +48,13 @@ export function waitForValue<T, R extends T>(
 export class Inbox<T> {
   private readonly queue: T[] = [];
   private waiting: { resolve: (v: T) => void; reject: (e: unknown) => void; timer: unknown } | undefined;
+  private closedWith: { error: unknown } | undefined;
   dropped = 0;
 
   constructor(private readonly timers: Timers, private readonly capacity = 4096) {}
 
   push(value: T): void {
+    if (this.closedWith) return;
     const w = this.waiting;
     if (w) {
       this.waiting = undefined;
@@ -69,6 +71,7 @@ export class Inbox<T> {
 
   /** The next value, or a rejection with `code` after `timeoutMs`. One consumer at a time. */
   next(timeoutMs: number, code: ErrorCode, what: string): Promise<T> {
+    if (this.closedWith) return Promise.reject(this.closedWith.error);
     if (this.queue.length > 0) return Promise.resolve(this.queue.shift() as T);
     if (this.waiting) return Promise.reject(new FwError('E_CANCELLED', 'inbox already has a consumer'));
     return new Promise<T>((resolve, reject) => {
@@ -85,7 +88,10 @@ export class Inbox<T> {
     return this.queue.splice(0, this.queue.length);
   }
 
+  /** Fail the current and every later next() with `err`; values pushed afterwards are ignored. */
   close(err: unknown): void {
+    this.closedWith ??= { error: err };
+    this.queue.length = 0;
     const w = this.waiting;
     this.waiting = undefined;
     if (w) {

@@ -82,7 +82,15 @@ export class Campaign extends EventEmitter<CampaignEvents> {
     for (const r of ranked) this.emitProgress(r.id, 'queued', 0, true);
 
     await forEachLimited(ranked, config.concurrency, async (entry) => {
-      if (this.abort.signal.aborted) return;
+      if (this.abort.signal.aborted) {
+        // every targeted device gets exactly one final result, also when it never started
+        this.emitProgress(entry.id, 'failed', 0, true);
+        this.pushResult({
+          t: 'result', campaign: this.id, id: entry.id, outcome: 'failed', code: 'cancelled', reason: 'campaign cancelled before this device started',
+          from: entry.from, to: manifest.version, durationMs: 0, retries: 0,
+        });
+        return;
+      }
       const rtt = fleet.get(entry.id)?.link?.rttMs;
       const session = new DeviceSession(entry.id, entry.from, {
         channel, config, image: this.image, timers, log, signal: this.abort.signal,

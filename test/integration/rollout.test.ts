@@ -233,3 +233,30 @@ describe('integration: bad firmware and busy devices', function () {
     }
   });
 });
+
+describe('integration: gateway shutdown during a campaign', function () {
+  this.timeout(120_000);
+
+  it('cancels the running campaign: every unfinished device gets a cancelled result and stop() returns', async () => {
+    const rig = await Rig.start({ devices: 4, config: { rollout: { concurrency: 2 } } });
+    try {
+      const { image, manifest } = sampleImage({ version: '1.1.0', size: 1024 * 1024 });
+      await rig.client.connect();
+      await rig.client.push(manifest, image);
+      const campaign = rig.gateway.activeCampaign!;
+      const results: ResultMessage[] = [];
+      let complete: CompleteMessage | undefined;
+      campaign.on('result', (r) => results.push(r));
+      campaign.on('complete', (c) => { complete = c; });
+      await new Promise<void>((resolve) => campaign.once('progress', () => resolve()));
+      await rig.gateway.stop();
+      assert.ok(complete, 'the campaign completed');
+      assert.equal(complete.devices, 4);
+      const cancelled = results.filter((r) => r.code === 'cancelled');
+      assert.ok(cancelled.length >= 2, `unfinished devices were cancelled: ${JSON.stringify(results.map((r) => [r.id, r.code]))}`);
+      assert.ok(cancelled.every((r) => r.outcome === 'failed'));
+    } finally {
+      await rig.stop();
+    }
+  });
+});
