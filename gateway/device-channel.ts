@@ -27,6 +27,7 @@ export interface ChannelStats {
 export class DeviceChannel extends EventEmitter<{ event: [deviceId: string, event: DeviceEvent] }> {
   private readonly deviceListeners = new Map<string, Set<(e: DeviceEvent) => void>>();
   private unsubscribe: (() => Promise<void>) | undefined;
+  private readonly ready = new Set<string>();
   readonly stats: ChannelStats = { received: 0, sent: 0, invalid: 0, unknownType: 0, badTopic: 0 };
 
   constructor(private readonly broker: Broker, private readonly log: Logger, private readonly timers: Timers = realTimers) {
@@ -66,6 +67,8 @@ export class DeviceChannel extends EventEmitter<{ event: [deviceId: string, even
   }
 
   private dispatch(deviceId: string, event: DeviceEvent): void {
+    if (event.t === 'status') this.ready.add(deviceId);
+    else if (event.t === 'offline' || event.t === 'online') this.ready.delete(deviceId);
     this.emit('event', deviceId, event);
     const set = this.deviceListeners.get(deviceId);
     if (set) for (const fn of [...set]) fn(event);
@@ -113,8 +116,13 @@ export class DeviceChannel extends EventEmitter<{ event: [deviceId: string, even
     return reply;
   }
 
+  /**
+   * Connected and ready for commands: the device has published `status` since it connected,
+   * which it does only after subscribing to its down topic (docs/protocol.md §6.2). A command
+   * sent between CONNECT and that status could be lost.
+   */
   isOnline(deviceId: string): boolean {
-    return this.broker.isConnected(deviceId);
+    return this.ready.has(deviceId) && this.broker.isConnected(deviceId);
   }
 }
 

@@ -89,12 +89,26 @@ export class Gateway {
     this.uplink = new UplinkSession({
       link, store: this.store, config: config.uplink, log: log.child({ part: 'uplink' }), agent: GATEWAY_AGENT,
       busyReason: () => (this.campaign ? `campaign ${this.campaign.id} is still running` : undefined),
-      onImageStored: async (image) => (await this.startCampaign(image)).id,
+      onImageStored: async (image) => {
+        const { campaign, start } = await this.prepareCampaign(image);
+        return { id: campaign.id, start };
+      },
     });
   }
 
   /** Start a rollout of a stored image to the fleet. One campaign at a time. */
   async startCampaign(image: StoredImage): Promise<Campaign> {
+    const prepared = await this.prepareCampaign(image);
+    prepared.start();
+    return prepared.campaign;
+  }
+
+  /**
+   * Create the campaign for a stored image and make it the active one, without running it yet:
+   * the uplink first tells the laptop the image is stored, then starts it, so the laptop sees
+   * `committed` before any campaign event.
+   */
+  async prepareCampaign(image: StoredImage): Promise<{ campaign: Campaign; start: () => void }> {
     if (this.campaign) throw new Error(`campaign ${this.campaign.id} is still running`);
     const id = `c-${randomBytes(4).toString('hex')}`;
     const source = new ImageSource(image.manifest, await this.store.read(image.manifest.sha256));
@@ -110,12 +124,27 @@ export class Gateway {
     campaign.on('progress', forward);
     campaign.on('result', forward);
     campaign.on('complete', forward);
-    this.campaignRun = campaign.run()
-      .catch((err: unknown) => this.log.error({ campaign: id, err: describeError(err) }, 'campaign failed'))
-      .finally(() => {
-        if (this.campaign === campaign) this.campaign = undefined;
-      });
-    return campaign;
+    let started = false;
+    const start = (): void => {
+      if (started) return;
+      started = true;
+      this.campaignRun = campaign.run()
+        .catch((err: unknown) => this.log.error({ campaign: id, err: describeError(err) }, 'campaign failed'))
+        .finally(() => {
+          this.log.info({ campaign: id, ...this.counters() }, 'counters');
+          if (this.campaign === campaign) this.campaign = undefined;
+        });
+    };
+    return { campaign, start };
+  }
+
+  /** What was received, sent, refused and dropped, for logs and tests. */
+  counters(): Record<string, unknown> {
+    return {
+      devices: { ...this.channel.stats },
+      broker: this.broker.stats,
+      uplink: this.uplinkLink ? { ...this.uplinkLink.stats, frames: this.uplinkLink.arq.stats.parser, retransmits: this.uplinkLink.arq.stats.retransmits } : null,
+    };
   }
 
   get activeCampaign(): Campaign | undefined {
@@ -129,6 +158,7 @@ export class Gateway {
     await this.campaignRun;
     await this.uplink?.close();
     this.uplinkLink?.close();
+    this.log.info(this.counters(), 'counters at shutdown');
     await this.broker.close();
   }
 }

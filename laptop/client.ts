@@ -56,7 +56,8 @@ export class UplinkClient extends EventEmitter<{
       t: 'hello', proto: PROTOCOL_VERSION, role: 'laptop', agent: this.opts.agent,
       maxFrame: Math.min(this.opts.maxFrame, MAX_FRAME_PAYLOAD), window: this.opts.window, maxMessage: MAX_UPLINK_MESSAGE,
     });
-    const hello = await this.next((m): m is Msg<'hello'> => m.t === 'hello', this.opts.replyTimeoutMs, 'the gateway hello');
+    const hello = await this.next((m): m is Msg<'hello'> | Msg<'deny'> => m.t === 'hello' || m.t === 'deny', this.opts.replyTimeoutMs, 'the gateway hello');
+    if (hello.t === 'deny') throw new FwError('E_UPLINK_PROTOCOL', `gateway refused the session (${hello.code}): ${hello.reason}`);
     if (hello.proto !== PROTOCOL_VERSION) {
       throw new FwError('E_UPLINK_PROTOCOL', `gateway speaks uplink protocol ${hello.proto}, this fwpush speaks ${PROTOCOL_VERSION}`);
     }

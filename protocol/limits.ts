@@ -1,5 +1,5 @@
 /**
- * Hard protocol bounds (docs/protocol.md §2). Decoders refuse anything outside them before
+ * Hard protocol bounds (docs/protocol.md §1.6). Decoders refuse anything outside them before
  * allocating. Tunable defaults live in gateway/config.ts; these are the outer walls.
  */
 export const PROTOCOL_VERSION = 1;
@@ -17,6 +17,8 @@ export const MAX_DEVICE_ID_LENGTH = 64;
 export const MAX_FRAME_PAYLOAD = 16_384;
 export const MIN_FRAME_PAYLOAD = 64;
 export const MAX_WINDOW = 64;
+/** Most device entries (targeted + excluded) in one `order` message; keeps it under MAX_UPLINK_MESSAGE. */
+export const MAX_ORDER_ENTRIES = 10_000;
 /** Largest reassembled uplink message. */
 export const MAX_UPLINK_MESSAGE = 1_048_576;
 /** Largest OTA MQTT payload: a chunk of MAX_CHUNK_SIZE plus its envelope. */

@@ -34,7 +34,7 @@ const hwModel = z.string().min(1).max(MAX_NAME_LENGTH).regex(/^[A-Za-z0-9][A-Za-
 
 export const manifestSchema = z.strictObject({
   name,
-  version: z.string().refine(isValidVersion, 'must be a semantic version such as 1.2.3'),
+  version: z.string().max(MAX_NAME_LENGTH).refine(isValidVersion, 'must be a semantic version such as 1.2.3'),
   hw: z.array(hwModel).min(1).max(MAX_HW_MODELS),
   size: u32.min(1).max(MAX_IMAGE_SIZE),
   crc32: u32,

@@ -1,6 +1,9 @@
 import { z } from 'zod';
 import { encodeCbor } from './cbor.ts';
-import { MAX_DEVICE_ID_LENGTH, MAX_FRAME_PAYLOAD, MAX_NAME_LENGTH, MAX_UPLINK_MESSAGE, MAX_WINDOW, MIN_FRAME_PAYLOAD } from './limits.ts';
+import {
+  MAX_DEVICE_ID_LENGTH, MAX_FRAME_PAYLOAD, MAX_NAME_LENGTH, MAX_ORDER_ENTRIES, MAX_TEXT_LENGTH, MAX_UPLINK_MESSAGE, MAX_WINDOW,
+  MIN_FRAME_PAYLOAD,
+} from './limits.ts';
 import { manifestSchema } from './manifest.ts';
 import { bytes, decodeMessage, sha256Hex, text, u32 } from './schema.ts';
 
@@ -77,9 +80,11 @@ export const orderMsg = z.object({
   t: z.literal('order'),
   campaign,
   image: z.object({ name: z.string().max(MAX_NAME_LENGTH), version, sha256: sha256Hex }),
-  devices: z.array(orderEntry).max(100_000),
-  excluded: z.array(excludedEntry).max(100_000),
-});
+  devices: z.array(orderEntry).max(MAX_ORDER_ENTRIES),
+  excluded: z.array(excludedEntry).max(MAX_ORDER_ENTRIES),
+  /** Excluded devices left out of `excluded` to stay within MAX_ORDER_ENTRIES (each still gets a result). */
+  excludedMore: z.number().int().min(0).optional(),
+}).refine((o) => o.devices.length + o.excluded.length <= MAX_ORDER_ENTRIES, { message: `devices + excluded must be at most ${MAX_ORDER_ENTRIES} entries`, path: ['excluded'] });
 export const progressMsg = z.object({
   t: z.literal('progress'),
   campaign,
@@ -137,6 +142,20 @@ export function decodeLaptopMessage(payload: Uint8Array): LaptopMessage {
 export function decodeGatewayUplinkMessage(payload: Uint8Array): GatewayUplinkMessage {
   return decodeMessage(gatewayUplinkMessage, payload, MAX_UPLINK_MESSAGE, 'gateway message');
 }
+/** Clip free-text fields to MAX_TEXT_LENGTH so a long reason can never make a message invalid. */
+export function clipText(text: string): string {
+  return text.length <= MAX_TEXT_LENGTH ? text : `${text.slice(0, MAX_TEXT_LENGTH - 1)}…`;
+}
+
+/** The same message with every `reason` clipped (§1.6). */
+export function clipReasons<M extends GatewayUplinkMessage>(msg: M): M {
+  if ('reason' in msg && typeof msg.reason === 'string' && msg.reason.length > MAX_TEXT_LENGTH) return { ...msg, reason: clipText(msg.reason) };
+  if (msg.t === 'order' && msg.excluded.some((x) => x.reason.length > MAX_TEXT_LENGTH)) {
+    return { ...msg, excluded: msg.excluded.map((x) => ({ ...x, reason: clipText(x.reason) })) };
+  }
+  return msg;
+}
+
 export function encodeUplinkMessage(msg: LaptopMessage | GatewayUplinkMessage): Uint8Array {
   return encodeCbor(msg);
 }

@@ -33,7 +33,7 @@ export interface MessageLinkStats {
  */
 export class MessageLink<In, Out> extends EventEmitter<{
   message: [In];
-  invalid: [FwError];
+  invalid: [FwError, Uint8Array | undefined];
   reset: [];
   down: [FwError];
   closed: [];
@@ -71,7 +71,7 @@ export class MessageLink<In, Out> extends EventEmitter<{
     this.arq.on('error', (err) => {
       if (isFwError(err, 'E_MESSAGE_TOO_LONG')) {
         this.stats.invalid++;
-        this.emit('invalid', err);
+        this.emit('invalid', err, undefined);
       }
     });
     stream.on('data', this.onData);
@@ -160,7 +160,7 @@ export class MessageLink<In, Out> extends EventEmitter<{
       const e = isFwError(err) ? err : new FwError('E_MESSAGE_INVALID', String(err), { cause: err });
       if (e.code === 'E_MESSAGE_TYPE') this.stats.unknownType++;
       else this.stats.invalid++;
-      this.emit('invalid', e);
+      this.emit('invalid', e, bytes);
       return;
     }
     this.stats.messagesIn++;

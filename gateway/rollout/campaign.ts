@@ -2,6 +2,8 @@ import { EventEmitter } from 'node:events';
 import type {
   CompleteMessage, DevicePhase, OrderMessage, ProgressMessage, ResultMessage,
 } from '../../protocol/uplink.ts';
+import { encodeCbor } from '../../protocol/cbor.ts';
+import { MAX_ORDER_ENTRIES, MAX_UPLINK_MESSAGE } from '../../protocol/limits.ts';
 import type { GatewayConfig } from '../config.ts';
 import type { DeviceChannel } from '../device-channel.ts';
 import type { Fleet } from '../fleet.ts';
@@ -65,11 +67,11 @@ export class Campaign extends EventEmitter<CampaignEvents> {
     });
 
     const ranked = rankDevices(manifest, reachable, config.chunkWindow);
-    this.order = {
+    this.order = fitOrder({
       t: 'order', campaign: this.id,
       image: { name: manifest.name, version: manifest.version, sha256: manifest.sha256 },
       devices: ranked, excluded: plan.excluded,
-    };
+    });
     log.info({ campaign: this.id, devices: ranked.length, excluded: plan.excluded.length, order: ranked.map((r) => r.id) }, 'rollout order');
     this.emit('order', this.order);
 
@@ -150,6 +152,24 @@ export class Campaign extends EventEmitter<CampaignEvents> {
     this.lastProgress.set(id, { phase, at: now, bytes: monotonic });
     this.emit('progress', { t: 'progress', campaign: this.id, id, phase, bytes: monotonic, total: this.image.size });
   }
+}
+
+/**
+ * Keep an order message within the uplink limits (docs/protocol.md §7.5): excluded entries beyond
+ * what fits are left out and counted in `excludedMore`; each of those devices still gets its result.
+ */
+export function fitOrder(order: OrderMessage): OrderMessage {
+  const budget = Math.floor(MAX_UPLINK_MESSAGE * 0.9);
+  let keep = Math.min(order.excluded.length, Math.max(0, MAX_ORDER_ENTRIES - order.devices.length));
+  const build = (n: number): OrderMessage => ({
+    ...order, excluded: order.excluded.slice(0, n), ...(n < order.excluded.length ? { excludedMore: order.excluded.length - n } : {}),
+  });
+  let fitted = build(keep);
+  while (keep > 0 && encodeCbor(fitted).length > budget) {
+    keep = Math.floor(keep / 2);
+    fitted = build(keep);
+  }
+  return fitted;
 }
 
 /** Run `fn` over items in order with at most `limit` running at once. */

@@ -138,6 +138,7 @@ export class DeviceSession {
     const chunk = this.chunkSize;
     const sid = this.sid;
     const lastSent = new Float64Array(image.chunkCount(chunk)).fill(-Infinity);
+    const resent = new Uint8Array(image.chunkCount(chunk));
     const resendGuardMs = Math.max(20, (this.deps.rttMs ?? 20) * 1.5);
     let next = this.held;
     let cursor = next;
@@ -175,9 +176,14 @@ export class DeviceSession {
       }
       if (cursor < next) cursor = next;
       const now = timers.now();
+      // Acks are sent in the order chunks arrive (TCP keeps order), so a chunk listed as missing
+      // was lost or bad: resend it at once the first time. Later acks may still list it until the
+      // resend arrives; only resend again after a guard time.
       for (const m of ack.missing) {
         if (m < next || m >= cursor || m % chunk !== 0) continue;
-        if (now - lastSent[m / chunk]! < resendGuardMs) continue;
+        const i = m / chunk;
+        if (resent[i] && now - lastSent[i]! < resendGuardMs) continue;
+        resent[i] = 1;
         await send(m);
       }
     }
@@ -196,11 +202,13 @@ export class DeviceSession {
   private async activate(): Promise<void> {
     this.deps.onPhase('activating', this.held);
     const sid = this.sid;
-    this.activated = true;
     await this.deps.channel.send(this.deviceId, { t: 'activate', sid });
-    // The device answers `activated` and drops off to reboot; either one means it is rebooting.
+    // The device answers `activated` and drops off to reboot; either one means it acted on the
+    // command. Only from then on is the session committed to this activation (no second one);
+    // a device that does neither is still running its old image and may be offered again.
     await this.expect((e): e is Ev<'activated'> | Ev<'offline'> => (e.t === 'activated' && e.sid === sid) || e.t === 'offline',
       this.deps.config.activateTimeoutMs, 'activation', false);
+    this.activated = true;
   }
 
   private async awaitReboot(): Promise<void> {
@@ -212,6 +220,12 @@ export class DeviceSession {
           ? new SessionFailure('failed', 'timeout', `device did not report a boot within ${this.deps.config.rebootTimeoutMs} ms of activation`, true)
           : err;
       });
+    if (!boot.reverted && boot.version === this.fromVersion) {
+      // Rebooted (e.g. power lost) before the slot switch took effect: nothing was tried or
+      // reverted, the image may still be ready on the device. Safe to offer again.
+      this.activated = false;
+      throw new SessionFailure('failed', 'connection-lost', `device rebooted on ${boot.version} before the activation took effect`, false);
+    }
     if (boot.reverted || boot.version !== target.version || (boot.sha256 !== undefined && boot.sha256 !== target.sha256)) {
       const selfTest = /self-test/i.test(boot.reason ?? '');
       throw new SessionFailure('rolled-back', selfTest ? 'self-test-failed' : 'reverted',

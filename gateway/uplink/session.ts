@@ -1,8 +1,9 @@
-import { describeError, isFwError } from '../../protocol/errors.ts';
+import { decodeCbor } from '../../protocol/cbor.ts';
+import { describeError, isFwError, type FwError } from '../../protocol/errors.ts';
 import { PROTOCOL_VERSION } from '../../protocol/limits.ts';
 import type { Manifest } from '../../protocol/manifest.ts';
 import {
-  DATA_MESSAGE_OVERHEAD, type DenyCode, type GatewayUplinkMessage, type LaptopMessage,
+  clipReasons, DATA_MESSAGE_OVERHEAD, type DenyCode, type GatewayUplinkMessage, type LaptopMessage,
 } from '../../protocol/uplink.ts';
 import type { MessageLink } from '../../transport/message-link.ts';
 import type { GatewayConfig } from '../config.ts';
@@ -20,7 +21,7 @@ export interface UplinkDeps {
   /** Why a new upload cannot be granted now (e.g. a campaign is running), or undefined. */
   busyReason(): string | undefined;
   /** A verified image was stored: start its campaign; returns the campaign id. */
-  onImageStored(image: StoredImage): Promise<string>;
+  onImageStored(image: StoredImage): Promise<{ id: string; start: () => void }>;
 }
 
 type State = 'idle' | 'ready' | 'receiving' | 'committing';
@@ -42,7 +43,10 @@ export class UplinkSession {
         deps.log.error({ err: describeError(err) }, 'uplink handler failed');
       });
     });
-    deps.link.on('invalid', (err) => deps.log.warn({ err: err.message }, 'dropped invalid uplink message'));
+    deps.link.on('invalid', (err, bytes) => {
+      deps.log.warn({ err: err.message }, 'dropped invalid uplink message');
+      this.queue = this.queue.then(() => this.onInvalid(err, bytes));
+    });
     deps.link.on('reset', () => {
       deps.log.info('laptop connected (link reset)');
       this.queue = this.queue.then(() => this.endUpload(false));
@@ -57,7 +61,12 @@ export class UplinkSession {
 
   /** Send an event to the laptop if one is attached; never throws. */
   notify(msg: GatewayUplinkMessage): void {
-    this.deps.link.send(msg).catch((err: unknown) => this.deps.log.debug({ err: describeError(err), t: msg.t }, 'could not send to laptop'));
+    this.send(msg).catch((err: unknown) => this.deps.log.debug({ err: describeError(err), t: msg.t }, 'could not send to laptop'));
+  }
+
+  /** Every message to the laptop goes through here: reasons are clipped to the protocol's text limit. */
+  private send(msg: GatewayUplinkMessage): Promise<void> {
+    return this.deps.link.send(clipReasons(msg));
   }
 
   /** Wait until the messages received so far have been handled (tests, shutdown). */
@@ -92,7 +101,7 @@ export class UplinkSession {
     await this.endUpload(false);
     const maxFrame = Math.min(config.maxFrame, msg.maxFrame);
     const window = Math.min(config.window, msg.window);
-    await link.send({
+    await this.send({
       t: 'hello', proto: PROTOCOL_VERSION, role: 'gateway', agent: this.deps.agent,
       maxFrame, window, maxMessage: msg.maxMessage, maxImage: config.maxImageBytes,
     });
@@ -120,7 +129,7 @@ export class UplinkSession {
     this.state = 'receiving';
     const chunk = this.maxFrame - DATA_MESSAGE_OVERHEAD;
     log.info({ image: `${manifest.name} ${manifest.version}`, size: manifest.size, sha256: manifest.sha256, resumeAt: this.upload.offset }, 'upload granted');
-    await this.deps.link.send({ t: 'grant', sha256: manifest.sha256, offset: this.upload.offset, chunk });
+    await this.send({ t: 'grant', sha256: manifest.sha256, offset: this.upload.offset, chunk });
   }
 
   private async onData(off: number, data: Uint8Array): Promise<void> {
@@ -151,24 +160,43 @@ export class UplinkSession {
       this.state = 'ready';
       const code = isFwError(err) ? err.code : 'E_STORE_IO';
       log.warn({ err: describeError(err), sha256: upload.manifest.sha256 }, 'upload refused: image does not verify; nothing stored');
-      await link.send({ t: 'committed', ok: false, sha256: upload.manifest.sha256, code, reason: describeError(err) });
+      await this.send({ t: 'committed', ok: false, sha256: upload.manifest.sha256, code, reason: describeError(err) });
       return;
     }
     this.state = 'ready';
     log.info({ image: `${stored.manifest.name} ${stored.manifest.version}`, sha256: stored.manifest.sha256 }, 'image verified and stored');
-    let campaign: string;
+    let campaign: { id: string; start: () => void };
     try {
       campaign = await this.deps.onImageStored(stored);
     } catch (err) {
-      await link.send({ t: 'committed', ok: false, sha256: stored.manifest.sha256, code: 'E_UPLINK_BUSY', reason: `image stored, but its campaign could not start: ${describeError(err)}` });
+      await this.send({ t: 'committed', ok: false, sha256: stored.manifest.sha256, code: 'E_UPLINK_BUSY', reason: `image stored, but its campaign could not start: ${describeError(err)}` });
       return;
     }
-    await link.send({ t: 'committed', ok: true, sha256: stored.manifest.sha256, campaign });
+    try {
+      await this.send({ t: 'committed', ok: true, sha256: stored.manifest.sha256, campaign: campaign.id });
+    } finally {
+      campaign.start(); // the rollout runs whether or not the laptop is still there
+    }
+  }
+
+  /**
+   * A message that did not validate is dropped, but the laptop is told why: a request-to-send
+   * with a bad manifest is denied (it waits for grant or deny), anything else gets an error.
+   */
+  private async onInvalid(err: FwError, bytes: Uint8Array | undefined): Promise<void> {
+    let t: unknown;
+    try {
+      t = bytes ? (decodeCbor(bytes) as { t?: unknown } | null)?.t : undefined;
+    } catch {
+      t = undefined;
+    }
+    if (t === 'rts' && this.state === 'ready') return this.deny('invalid-manifest', err.message);
+    this.notify({ t: 'error', code: err.code, reason: err.message });
   }
 
   private async deny(code: DenyCode, reason: string): Promise<void> {
     this.deps.log.warn({ code, reason }, 'request denied');
-    await this.deps.link.send({ t: 'deny', code, reason });
+    await this.send({ t: 'deny', code, reason });
   }
 
   private async endUpload(discard: boolean): Promise<void> {

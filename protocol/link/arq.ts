@@ -14,7 +14,7 @@ import {
 import { FrameParser, type ParserStats } from './parser.ts';
 
 /**
- * Selective-repeat ARQ over one full-duplex serial link (docs/protocol-link.draft.md §4).
+ * Selective-repeat ARQ over one full-duplex serial link (docs/protocol.md §4).
  * Pure: bytes come in through receive(), go out through options.output, time through
  * options.timers. One retransmit timer (earliest deadline) and one handshake timer at most.
  */

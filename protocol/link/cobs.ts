@@ -2,7 +2,7 @@ import { FwError } from '../errors.ts';
 import { cobsMaxEncodedLength } from './constants.ts';
 
 /**
- * Consistent Overhead Byte Stuffing (Cheshire & Baker, 1999), docs/protocol-link.draft.md §3.1.
+ * Consistent Overhead Byte Stuffing (Cheshire & Baker, 1999), docs/protocol.md §3.1.
  * The encoding contains no 0x00 byte, so 0x00 can delimit frames. A block that reaches 254 data
  * bytes gets code 0xFF and no implied zero; when such a block ends the input exactly, no empty
  * block follows (the Wikipedia form). The decoder also accepts a trailing empty block there.

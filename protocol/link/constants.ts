@@ -1,7 +1,7 @@
 import { MAX_FRAME_PAYLOAD, MAX_WINDOW, MIN_FRAME_PAYLOAD } from '../limits.ts';
 
 /**
- * Serial link constants (docs/protocol-link.draft.md §3, §4). Wire values here are normative:
+ * Serial link constants (docs/protocol.md §3, §4). Wire values here are normative:
  * changing one changes the protocol.
  */
 

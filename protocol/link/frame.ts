@@ -7,7 +7,7 @@ import {
 import { cobsDecodeInto, cobsEncodeInto } from './cobs.ts';
 
 /**
- * One link frame as a value (docs/protocol-link.draft.md §3.3). Treat it as immutable: decoders
+ * One link frame as a value (docs/protocol.md §3.3). Treat it as immutable: decoders
  * give every frame its own payload copy, and the object itself is frozen.
  */
 export interface Frame {

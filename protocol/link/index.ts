@@ -1,4 +1,4 @@
-/** The laptop<->gateway serial link (docs/protocol-link.draft.md §3, §4). */
+/** The laptop<->gateway serial link (docs/protocol.md §3, §4). */
 export * from './constants.ts';
 export * from './cobs.ts';
 export * from './frame.ts';

@@ -3,7 +3,7 @@ import { MAX_FRAME_PAYLOAD, MIN_FRAME_PAYLOAD, cobsMaxEncodedLength, maxBodySize
 import { cobsDecodeInto } from './cobs.ts';
 import { decodeBody, type DropReason, type Frame } from './frame.ts';
 
-/** What the parser has seen since it was made (docs/protocol-link.draft.md §3.6). */
+/** What the parser has seen since it was made (docs/protocol.md §3.6). */
 export interface ParserStats {
   /** Frames accepted. */
   frames: number;

@@ -11,6 +11,7 @@ import { defaultClientOptions, UplinkClient } from '../../laptop/client.ts';
 import { encodeCbor } from '../../protocol/cbor.ts';
 import { topics } from '../../protocol/topics.ts';
 import { Rig, sampleImage } from '../helpers/rig.ts';
+import { waitUntil } from '../helpers/wait.ts';
 
 function ofType<T extends { t: string }>(events: { t: string }[], t: T['t']): T[] {
   return events.filter((e) => e.t === t) as T[];
@@ -258,5 +259,46 @@ describe('integration: gateway shutdown during a campaign', function () {
     } finally {
       await rig.stop();
     }
+  });
+});
+
+describe('integration: uplink requests the gateway refuses', function () {
+  this.timeout(60_000);
+  let rig: Rig | undefined;
+  afterEach(async () => {
+    await rig?.stop();
+    rig = undefined;
+  });
+
+  it('answers a hello of another protocol version, and a request-to-send with a bad manifest, with a deny naming the problem', async () => {
+    rig = await Rig.start({ devices: 1 });
+    const arq = rig.laptopLink.arq;
+    await rig.laptopLink.open();
+    const denies: { code: string; reason: string }[] = [];
+    rig.laptopLink.on('message', (m) => { if (m.t === 'deny') denies.push(m); });
+    arq.send(encodeCbor({ t: 'hello', proto: 9, role: 'laptop', agent: 'future', maxFrame: 1024, window: 4, maxMessage: 65536 }));
+    await waitUntil(() => denies.length === 1, 10_000, 'deny for the hello');
+    assert.equal(denies[0]!.code, 'protocol');
+    assert.match(denies[0]!.reason, /protocol 9.*1/);
+
+    arq.send(encodeCbor({ t: 'hello', proto: 1, role: 'laptop', agent: 'test', maxFrame: 1024, window: 4, maxMessage: 65536 }));
+    const { manifest } = sampleImage({ version: '1.1.0', size: 4096 });
+    arq.send(encodeCbor({ t: 'rts', manifest: { ...manifest, version: 'banana' } }));
+    await waitUntil(() => denies.length === 2, 10_000, 'deny for the request-to-send');
+    assert.equal(denies[1]!.code, 'invalid-manifest');
+    assert.match(denies[1]!.reason, /manifest\.version/);
+    assert.equal(rig.gateway.store.list().length, 0);
+  });
+
+  it('tells the laptop the image is stored before any campaign event', async () => {
+    rig = await Rig.start({ devices: 2 });
+    const { image, manifest } = sampleImage({ version: '1.1.0', size: 16 * 1024 });
+    await rig.client.connect();
+    const { campaign } = await rig.client.push(manifest, image);
+    await rig.client.follow(campaign);
+    const types = rig.events.map((e) => e.t);
+    const committed = types.indexOf('committed');
+    assert.ok(committed >= 0);
+    for (const t of ['order', 'progress', 'result', 'complete'] as const) assert.ok(types.indexOf(t) > committed, `${t} after committed`);
   });
 });

@@ -504,3 +504,18 @@ describe('versions (docs/protocol.md §1.7)', () => {
     for (const v of ['', '1', '1.2', 'v1.2.3', '01.2.3', '1.02.3', '1.2.3-01', '1.2.3-', '1.2.3+b', ' 1.2.3', '1.2.3 ']) assert.ok(!isValidVersion(v), v);
   });
 });
+
+describe('uplink text fields (§1.6)', () => {
+  it('clipReasons keeps every reason within the text limit so the message still validates', async () => {
+    const { clipReasons, decodeGatewayUplinkMessage, encodeUplinkMessage } = await import('../../protocol/uplink.ts');
+    const long = 'x'.repeat(1000);
+    const deny = clipReasons({ t: 'deny', code: 'internal', reason: long });
+    assert.equal(deny.reason.length, 256);
+    assert.deepEqual(decodeGatewayUplinkMessage(encodeUplinkMessage(deny)), deny);
+    const order = clipReasons({ t: 'order', campaign: 'c', image: { name: 'n', version: '1.0.0', sha256: 'a'.repeat(64) }, devices: [], excluded: [{ id: 'd', code: 'offline', reason: long }] });
+    assert.equal(order.excluded[0]!.reason.length, 256);
+    assert.doesNotThrow(() => decodeGatewayUplinkMessage(encodeUplinkMessage(order)));
+    const short = { t: 'error' as const, code: 'E', reason: 'fine' };
+    assert.equal(clipReasons(short), short);
+  });
+});

@@ -14,15 +14,23 @@ const manifest = manifestForImage(image, { name: 'fw', version: '1.1.0', hw: ['h
 const rollout = parseConfig({ rollout: { chunkWindow: 4, ackTimeoutMs: 1000, maxAckTimeouts: 3, maxAttempts: 2, retryBackoffMs: 500, rebootTimeoutMs: 20_000 } }).rollout;
 
 /** A well-behaved device, with hooks to misbehave. */
-function device(opts: { dropAcksUntil?: number; neverAck?: boolean; reject?: 'busy'; noBoot?: boolean; revert?: string } = {}) {
+function device(opts: { dropAcksUntil?: number; neverAck?: boolean; reject?: 'busy'; noBoot?: boolean; revert?: string; badOnce?: number; lostActivations?: number } = {}) {
   const held = new Set<number>();
   let acksDropped = 0;
+  let badSent = false;
+  let activations = 0;
   return (m: GatewayMessage): DeviceEvent[] => {
     switch (m.t) {
       case 'offer':
         if (opts.reject) return [{ t: 'reject', sid: m.sid, code: opts.reject }];
         return [{ t: 'accept', sid: m.sid, next: 0, chunk: CHUNK, window: 8 }];
       case 'chunk': {
+        if (m.off === opts.badOnce && !badSent) {
+          badSent = true;
+          let next = 0;
+          while (held.has(next)) next += CHUNK;
+          return [{ t: 'ack', sid: m.sid, next, missing: [m.off] }];
+        }
         held.add(m.off);
         if (opts.neverAck) return [];
         if (opts.dropAcksUntil !== undefined && acksDropped < opts.dropAcksUntil) {
@@ -36,6 +44,10 @@ function device(opts: { dropAcksUntil?: number; neverAck?: boolean; reject?: 'bu
       }
       case 'verify': return [{ t: 'verified', sid: m.sid, ok: true }];
       case 'activate':
+        if (activations++ < (opts.lostActivations ?? 0)) {
+          // power lost before the slot switch: back on the old image, nothing reverted
+          return [{ t: 'offline' }, { t: 'boot', version: '1.0.0', slot: 'a', trial: false, reverted: false }];
+        }
         if (opts.noBoot) return [{ t: 'activated', sid: m.sid, slot: 'b' }, { t: 'offline' }];
         return [{ t: 'activated', sid: m.sid, slot: 'b' }, { t: 'offline' },
           opts.revert
@@ -124,5 +136,24 @@ describe('device session (fake clock, scripted device)', () => {
     assert.deepEqual([r.outcome, r.code, r.retries], ['rolled-back', 'self-test-failed', 0]);
     assert.equal(ch.count('confirm'), 0);
     assert.equal(ch.count('offer'), 1);
+  });
+
+  it('resends a chunk reported bad at once, even the last one (no ack-timeout stall)', async () => {
+    const timers = new FakeTimers();
+    const last = image.length - CHUNK;
+    const ch = new ScriptedChannel(device({ badOnce: last }));
+    const r = await drive(timers, session(ch, timers).run(), 60_000);
+    assert.equal(r.outcome, 'updated');
+    assert.equal(ch.sent.filter((m) => m.t === 'chunk' && m.off === last).length, 2);
+    assert.ok(timers.now() < 1000, `no ack timeout was needed (${timers.now()} ms of fake time)`);
+  });
+
+  it('a device that reboots on its old image before the activation took effect is offered again', async () => {
+    const timers = new FakeTimers();
+    const ch = new ScriptedChannel(device({ lostActivations: 1 }));
+    const r = await drive(timers, session(ch, timers).run(), 60_000);
+    assert.deepEqual([r.outcome, r.code, r.retries], ['updated', 'ok', 1]);
+    assert.equal(ch.count('activate'), 2);
+    assert.equal(ch.count('offer'), 2);
   });
 });

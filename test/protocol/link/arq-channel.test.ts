@@ -3,7 +3,7 @@ import { isFwError, type FwError } from '../../../protocol/errors.ts';
 import { FrameKind, FrameParser } from '../../../protocol/link/index.ts';
 import { type ChannelOptions, Rng, hex, linkPair, openPair, randomMessages, sendAll } from './helpers.ts';
 
-// docs/protocol-link.draft.md §4, end to end: two ArqLinks over simulated lines on a fake clock.
+// docs/protocol.md §4, end to end: two ArqLinks over simulated lines on a fake clock.
 
 const MINUTE = 60_000;
 

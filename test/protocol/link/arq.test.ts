@@ -6,7 +6,7 @@ import {
 } from '../../../protocol/link/index.ts';
 import { FakeClock, type LinkSettings, hex, linkPair, openPair, randomMessages, Rng, sendAll } from './helpers.ts';
 
-// docs/protocol-link.draft.md §4, one link driven frame by frame.
+// docs/protocol.md §4, one link driven frame by frame.
 
 interface Harness {
   clock: FakeClock;

@@ -6,7 +6,7 @@ import { fromHex, hex } from './helpers.ts';
 
 const seq = (from: number, to: number): string => hex(Uint8Array.from({ length: to - from + 1 }, (_, i) => from + i));
 
-// docs/protocol-link.draft.md §3.1; vectors from Cheshire & Baker and the Wikipedia COBS article.
+// docs/protocol.md §3.1; vectors from Cheshire & Baker and the Wikipedia COBS article.
 const vectors: [name: string, decoded: string, encoded: string][] = [
   ['empty', '', '01'],
   ['one zero', '00', '0101'],
