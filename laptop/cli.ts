@@ -29,7 +29,8 @@ const program = new Command('fwpush')
   .requiredOption('-P, --port <tty>', 'serial port connected to the gateway, e.g. /dev/ttyUSB0')
   .option('-m, --manifest <file>', 'JSON manifest for the image (otherwise one is made from the image and the flags below)')
   .option('--name <name>', 'image name for a generated manifest (default: file name without extension)')
-  .option('--image-version <semver>', 'image version for a generated manifest')
+  .option('--version <semver>', 'image version for a generated manifest')
+  .option('--image-version <semver>', 'same as --version')
   .option('--hw <models>', 'comma-separated hardware models for a generated manifest')
   .option('--chunk <bytes>', 'chunk size towards devices for a generated manifest', int('--chunk', 64, 65536), 4096)
   .option('--baud <rate>', 'serial baud rate', int('--baud', 50, 20_000_000), 921_600)
@@ -42,7 +43,7 @@ const program = new Command('fwpush')
   .exitOverride();
 
 interface Opts {
-  port: string; manifest?: string; name?: string; imageVersion?: string; hw?: string; chunk: number;
+  port: string; manifest?: string; name?: string; version?: string; imageVersion?: string; hw?: string; chunk: number;
   baud: number; frame: number; window: number; timeout: number; json?: boolean; localCheck: boolean;
 }
 
@@ -66,11 +67,12 @@ async function loadInputs(imagePath: string, o: Opts): Promise<{ manifest: Manif
     if (o.localCheck) checkDigest(manifest, digestImage(image));
     return { manifest, image };
   }
-  if (!o.imageVersion || !o.hw) {
-    throw new FwError('E_USAGE', 'without --manifest, give --image-version <semver> and --hw <models> so a manifest can be made');
+  const version = o.version ?? o.imageVersion;
+  if (!version || !o.hw) {
+    throw new FwError('E_USAGE', 'without --manifest, give --version <semver> and --hw <models> so a manifest can be made');
   }
   const name = o.name ?? basename(imagePath).replace(/\.[^.]*$/, '');
-  return { manifest: manifestForImage(image, { name, version: o.imageVersion, hw: o.hw.split(',').map((s) => s.trim()).filter(Boolean), chunk: o.chunk }), image };
+  return { manifest: manifestForImage(image, { name, version, hw: o.hw.split(',').map((s) => s.trim()).filter(Boolean), chunk: o.chunk }), image };
 }
 
 async function main(): Promise<number> {

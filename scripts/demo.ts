@@ -11,6 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { spawn } from 'node:child_process';
+import { DeviceFiles } from '../device-sim/bootloader.ts';
+import { fleetDeviceId } from '../device-sim/fleet.ts';
 import { makeSampleImage } from '../firmware-samples/image-format.ts';
 import { freePort, ROOT, startTs, type Proc } from './lib/processes.ts';
 import { createPtyPair, type PtyPair } from './lib/pty-pair.ts';
@@ -93,10 +95,23 @@ try {
 
   say(`demo: fwpush ${imagePath} -> ${pty.b}\n`);
   const push = spawn(process.execPath, [
-    '--import', 'tsx', 'laptop/cli.ts', '--port', pty.b, imagePath, '--name', 'sensor-fw', '--image-version', TO, '--hw', HW, ...(json ? ['--json'] : []),
+    '--import', 'tsx', 'laptop/cli.ts', '--port', pty.b, imagePath, '--name', 'sensor-fw', '--version', TO, '--hw', HW, ...(json ? ['--json'] : []),
   ], { cwd: ROOT, stdio: 'inherit' });
   code = await new Promise<number>((resolve) => push.once('exit', (c, s) => resolve(c ?? (s ? 128 : 1))));
   say(`\ndemo: fwpush exited with ${code}`);
+
+  // Check from the devices' side, independently of what the gateway reported: stop the
+  // simulator cleanly and read every device's slot-state record from its flash files.
+  await sim.stop();
+  let onNew = 0;
+  for (let i = 0; i < devices; i++) {
+    const id = fleetDeviceId('dev', i);
+    const state = await new DeviceFiles(join(dir, 'devices', id), 16 * 1024 * 1024).loadState();
+    const active = state?.slots[state.active];
+    if (active?.version === TO && active.state === 'confirmed' && !state!.trial) onNew++;
+  }
+  say(`demo: checked on the devices' own files: ${onNew}/${devices} boot ${TO} (confirmed)`);
+  if (code === 0 && onNew !== devices) code = 1;
 } catch (err) {
   process.stderr.write(`demo: ${(err as Error).message}\n`);
   code = 1;

@@ -51,7 +51,7 @@ describe('end to end: real processes (fwgate, fwsim, fwpush) over a socat pty an
   it('fwpush: a missing version for a generated manifest is a usage error (exit 2) naming the flags', async () => {
     const r = await run(['laptop/cli.ts', '--port', '/nonexistent/tty', 'package.json'], 30_000);
     assert.equal(r.code, 2);
-    assert.match(r.stderr, /--image-version.*--hw/);
+    assert.match(r.stderr, /--version.*--hw/);
   });
 
   it('fwpush: a serial port that cannot be opened exits 5 naming the port', async () => {
@@ -61,7 +61,7 @@ describe('end to end: real processes (fwgate, fwsim, fwpush) over a socat pty an
   });
 
   it('fwpush --json reports errors as a JSON line', async () => {
-    const r = await run(['laptop/cli.ts', '--json', '--port', '/nonexistent/tty', 'no-such-image.bin', '--image-version', '1.0.0', '--hw', 'x'], 30_000);
+    const r = await run(['laptop/cli.ts', '--json', '--port', '/nonexistent/tty', 'no-such-image.bin', '--version', '1.0.0', '--hw', 'x'], 30_000);
     assert.equal(r.code, 2);
     const last = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { event: string; message: string };
     assert.equal(last.event, 'error');
