@@ -176,14 +176,8 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
   async stop(): Promise<void> {
     const wasOn = this.#on;
     this.#on = false;
-    this.#epoch += 1;
-    this.#cancelTimers();
-    const rt = this.#rt;
-    this.#rt = null;
-    if (rt) {
-      this.#kill(rt);
-      await this.#endClient(rt.client, false);
-    }
+    const rt = this.#powerDown();
+    if (rt) await this.#endClient(rt.client, false);
     await this.#settle();
     if (wasOn) {
       await this.files.flash('a').flush();
@@ -198,14 +192,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
    */
   powerCut(opts: { phase?: PowerCutPhase; offMs?: number; restart?: boolean } = {}): void {
     if (!this.#on) return;
-    this.#epoch += 1;
-    this.#cancelTimers();
-    const rt = this.#rt;
-    this.#rt = null;
-    if (rt) {
-      this.#kill(rt);
-      rt.client.end(true);
-    }
+    this.#powerDown()?.client.end(true);
     const lostWrites = this.files.powerCut();
     this.stats.powerCuts += 1;
     this.#emit({ type: 'power-cut', lostWrites, ...(opts.phase ? { phase: opts.phase } : {}) });
@@ -294,6 +281,16 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
   }
 
   /** If a power cut is armed for `phase`, cut now and return true (the caller stops at once). */
+  /** End this boot's runtime: newer epoch, no timers, the RAM state killed. Returns what it was. */
+  #powerDown(): Runtime | null {
+    this.#epoch += 1;
+    this.#cancelTimers();
+    const rt = this.#rt;
+    this.#rt = null;
+    if (rt) this.#kill(rt);
+    return rt;
+  }
+
   #cutIf(phase: PowerCutPhase): boolean {
     if (!this.faults.takePowerCut(phase)) return false;
     this.powerCut({ phase });
