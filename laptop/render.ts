@@ -62,8 +62,11 @@ export class JsonRenderer implements Renderer {
  */
 export class HumanRenderer implements Renderer {
   private readonly tty: boolean;
+  /** On a terminal, one container holds every bar; text is logged above it. */
+  private multi: cliProgress.MultiBar | undefined;
   private uploadBar: cliProgress.SingleBar | undefined;
   private campaignBar: cliProgress.SingleBar | undefined;
+  private uploadStart = 0;
   private lastDecile = -1;
   private targeted = 0;
   private finished = 0;
@@ -72,13 +75,18 @@ export class HumanRenderer implements Renderer {
     this.tty = Boolean(out.isTTY);
   }
 
+  private bars(): cliProgress.MultiBar {
+    this.multi ??= new cliProgress.MultiBar({
+      stream: this.out, hideCursor: true, clearOnComplete: false, stopOnComplete: false, autopadding: true,
+      format: '{label} [{bar}] {percentage}% | {detail}',
+    }, cliProgress.Presets.shades_classic);
+    return this.multi;
+  }
+
   private say(text: string): void {
-    const bar = this.campaignBar ?? this.uploadBar;
-    if (bar && this.tty) {
-      // print above the bar without tearing it
-      this.out.write('\r\x1b[K');
-      this.out.write(`${text}\n`);
-      bar.render();
+    if (this.multi) {
+      this.multi.log(`${text}\n`);
+      this.multi.update();
     } else {
       this.out.write(`${text}\n`);
     }
@@ -92,19 +100,17 @@ export class HumanRenderer implements Renderer {
     if (this.tty) {
       if (!this.uploadBar) {
         if (resumedAt > 0) this.say(`Resuming upload at ${fmtBytes(resumedAt)}`);
-        this.uploadBar = new cliProgress.SingleBar({
-          format: 'Upload  [{bar}] {percentage}% | {value_h}/{total_h} | {speed}',
-          stream: this.out, hideCursor: true, clearOnComplete: false,
-        }, cliProgress.Presets.shades_classic);
-        this.uploadBar.start(total, sent, { value_h: fmtBytes(sent), total_h: fmtBytes(total), speed: '' });
         this.uploadStart = Date.now();
+        this.uploadBar = this.bars().create(total, sent, { label: 'Upload ', detail: '' });
       }
       const secs = (Date.now() - this.uploadStart) / 1000;
-      const speed = secs > 0.2 ? `${fmtBytes((sent - resumedAt) / secs)}/s` : '';
-      this.uploadBar.update(sent, { value_h: fmtBytes(sent), total_h: fmtBytes(total), speed });
+      const speed = secs > 0.2 ? ` | ${fmtBytes((sent - resumedAt) / secs)}/s` : '';
+      this.uploadBar.update(sent, { label: 'Upload ', detail: `${fmtBytes(sent)} of ${fmtBytes(total)}${speed}` });
       if (sent >= total) {
-        this.uploadBar.stop();
+        // one bar at a time: the finished upload becomes a line of text above what follows
+        this.multi?.remove(this.uploadBar);
         this.uploadBar = undefined;
+        this.say(`Uploaded ${fmtBytes(total - resumedAt)} in ${fmtMs(Date.now() - this.uploadStart)}${speed ? ` (${speed.slice(3)})` : ''}`);
       }
       return;
     }
@@ -115,22 +121,14 @@ export class HumanRenderer implements Renderer {
       this.say(`Upload ${String(decile * 10).padStart(3)}% (${fmtBytes(sent)} of ${fmtBytes(total)})`);
     }
   }
-  private uploadStart = 0;
-
 
   event(msg: GatewayUplinkMessage): void {
     switch (msg.t) {
-      case 'order': return this.order(msg);
-      case 'result': return this.result(msg);
       case 'committed':
         if (msg.ok) this.say(`Image verified and stored by the gateway (sha256 ${msg.sha256.slice(0, 16)}…); campaign ${msg.campaign ?? '?'} started`);
         return;
-      case 'progress': return;
-      case 'complete': {
-        this.campaignBar?.stop();
-        this.campaignBar = undefined;
-        return;
-      }
+      case 'order': return this.order(msg);
+      case 'result': return this.result(msg);
       case 'error': return this.say(`Gateway error ${msg.code}: ${msg.reason}`);
       default: return;
     }
@@ -143,16 +141,15 @@ export class HumanRenderer implements Renderer {
     for (const d of o.devices) {
       lines.push(`  ${String(d.rank).padStart(3)}  ${d.id.padEnd(20)} ${d.from.padEnd(10)} ${fmtMs(d.rttMs).padStart(9)} ${fmtMs(d.etaMs).padStart(9)}`);
     }
-    if (o.excluded.length) {
-      lines.push(`Not updated (${o.excluded.length}):`);
+    const excluded = o.excluded.length + (o.excludedMore ?? 0);
+    if (excluded) {
+      lines.push(`Not updated (${excluded}):`);
       for (const x of o.excluded) lines.push(`  ${x.id.padEnd(20)} ${x.code}: ${x.reason}`);
+      if (o.excludedMore) lines.push(`  … and ${o.excludedMore} more (see their results)`);
     }
     this.say(lines.join('\n'));
     if (this.tty && this.targeted > 0) {
-      this.campaignBar = new cliProgress.SingleBar({
-        format: 'Devices [{bar}] {value}/{total} done', stream: this.out, hideCursor: true,
-      }, cliProgress.Presets.shades_classic);
-      this.campaignBar.start(this.targeted, 0);
+      this.campaignBar = this.bars().create(this.targeted, 0, { label: 'Devices', detail: `0 of ${this.targeted} done` });
     }
   }
 
@@ -162,12 +159,11 @@ export class HumanRenderer implements Renderer {
     const mark = r.outcome === 'updated' ? 'updated    ' : r.outcome.padEnd(11);
     const retries = r.retries ? `, ${r.retries} retr${r.retries === 1 ? 'y' : 'ies'}` : '';
     this.say(`  ${mark} ${r.id.padEnd(20)} ${r.from} -> ${r.outcome === 'updated' ? r.to : r.from}  (${fmtMs(r.durationMs)}${retries})${r.outcome === 'updated' ? '' : `  ${r.code}: ${r.reason ?? ''}`}`);
-    this.campaignBar?.update(this.finished);
+    this.campaignBar?.update(this.finished, { label: 'Devices', detail: `${this.finished} of ${this.targeted} done` });
   }
 
   summary(s: Summary): void {
-    this.campaignBar?.stop();
-    this.campaignBar = undefined;
+    this.close();
     this.say(`\n${s.ok ? 'Done' : 'Finished with problems'}: ${s.updated}/${s.targeted} targeted devices updated, ${s.failed} failed, ${s.rolledBack} rolled back, ${s.skipped} skipped (${s.devices} known) in ${fmtMs(s.durationMs)}`);
     if (!s.ok) this.say(s.message);
   }
@@ -178,8 +174,8 @@ export class HumanRenderer implements Renderer {
   }
 
   close(): void {
-    this.uploadBar?.stop();
-    this.campaignBar?.stop();
+    this.multi?.stop();
+    this.multi = undefined;
     this.uploadBar = undefined;
     this.campaignBar = undefined;
   }
