@@ -5,10 +5,7 @@ import { parseConfig } from '../../gateway/config.ts';
 import { crc32 } from '../../protocol/crc.ts';
 import { ErrorCodes } from '../../protocol/errors.ts';
 import * as limits from '../../protocol/limits.ts';
-import {
-  FrameKind, ackFields, ackFrame, cobsDecode, cobsEncode, dataFrame, decodeFrame, encodeFrame, frameKindName,
-  frameNonce, isMore, nakFrame, nakSeqs, resetAckFrame, resetFrame, type Frame,
-} from '../../protocol/link/index.ts';
+import { FrameKind, cobsDecode, cobsEncode, decodeFrame, encodeFrame } from '../../protocol/link/index.ts';
 import { parseManifest } from '../../protocol/manifest.ts';
 import {
   RejectCodes, SlotStates, VerifyCodes, decodeDeviceMessage, decodeGatewayMessage, deviceMessage, encodeDeviceMessage,
@@ -18,6 +15,7 @@ import {
   DenyCodes, DevicePhases, Outcomes, ResultCodes, decodeGatewayUplinkMessage, decodeLaptopMessage,
   encodeUplinkMessage, gatewayUplinkMessage, laptopMessage, type GatewayUplinkMessage, type LaptopMessage,
 } from '../../protocol/uplink.ts';
+import { frameToVectorValue, vectorValueToFrame, type FrameVectorValue } from './link/helpers.ts';
 
 /**
  * The hex test vectors of docs/protocol.md §10 are part of the specification: every block is
@@ -92,41 +90,7 @@ function toJson(v: unknown): unknown {
 const hexOf = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 const bytesOf = (h: string): Uint8Array => Uint8Array.from(Buffer.from(h, 'hex'));
 
-// ---- frames: the JSON form of §10.4 ----
-
-type FrameValue =
-  | { kind: 'DATA'; seq: number; more: boolean; payload: string }
-  | { kind: 'ACK'; cum: number; sack: number }
-  | { kind: 'NAK'; missing: number[] }
-  | { kind: 'RESET' | 'RESET_ACK'; nonce: number };
-
-function toFrame(v: FrameValue): Frame {
-  switch (v.kind) {
-    case 'DATA': return dataFrame(v.seq, bytesOf(v.payload), v.more);
-    case 'ACK': return ackFrame(v.cum, v.sack);
-    case 'NAK': return nakFrame(v.missing);
-    case 'RESET': return resetFrame(v.nonce);
-    case 'RESET_ACK': return resetAckFrame(v.nonce);
-    default: {
-      const unreachable: never = v;
-      throw new Error(`unknown frame value ${JSON.stringify(unreachable)}`);
-    }
-  }
-}
-
-function frameValue(f: Frame): FrameValue {
-  switch (f.kind) {
-    case FrameKind.DATA: return { kind: 'DATA', seq: f.seq, more: isMore(f), payload: hexOf(f.payload) };
-    case FrameKind.ACK: return { kind: 'ACK', ...ackFields(f) };
-    case FrameKind.NAK: return { kind: 'NAK', missing: nakSeqs(f) };
-    case FrameKind.RESET:
-    case FrameKind.RESET_ACK: return { kind: frameKindName(f.kind) as 'RESET' | 'RESET_ACK', nonce: frameNonce(f) };
-    default: {
-      const unreachable: never = f.kind;
-      throw new Error(`unknown frame kind ${String(unreachable)}`);
-    }
-  }
-}
+// ---- frames: the JSON form of §10.4 (shared with test/protocol/link/vectors.test.ts) ----
 
 // ---- one codec per kind: encode(value) must give hex, decode(hex) must give value ----
 
@@ -134,7 +98,7 @@ interface Codec { encode(value: unknown): Uint8Array; decode(bytes: Uint8Array):
 
 const codecs: Record<Exclude<Kind, 'crc32'>, Codec> = {
   cobs: { encode: (v) => cobsEncode(fromJson(v) as Uint8Array), decode: (b) => toJson(cobsDecode(b)) },
-  frame: { encode: (v) => encodeFrame(toFrame(v as FrameValue)), decode: (b) => frameValue(decodeFrame(b)) },
+  frame: { encode: (v) => encodeFrame(vectorValueToFrame(v as FrameVectorValue)), decode: (b) => frameToVectorValue(decodeFrame(b)) },
   'ota-down': { encode: (v) => encodeGatewayMessage(fromJson(v) as GatewayMessage), decode: (b) => toJson(decodeGatewayMessage(b)) },
   'ota-up': { encode: (v) => encodeDeviceMessage(fromJson(v) as DeviceMessage), decode: (b) => toJson(decodeDeviceMessage(b)) },
   'uplink-laptop': { encode: (v) => encodeUplinkMessage(fromJson(v) as LaptopMessage), decode: (b) => toJson(decodeLaptopMessage(b)) },
@@ -231,7 +195,7 @@ describe('docs/protocol.md test vectors (§10)', () => {
     });
 
     it('every frame kind has a vector (§3.3)', () => {
-      const have = new Set(vectors.filter((v) => v.kind === 'frame').map((v) => (v.value as FrameValue).kind));
+      const have = new Set(vectors.filter((v) => v.kind === 'frame').map((v) => (v.value as FrameVectorValue).kind));
       assert.deepEqual([...have].sort(), Object.keys(FrameKind).sort());
     });
   });

@@ -1,4 +1,7 @@
-import { ArqLink, type ArqOptions, type LinkTimers } from '../../../protocol/link/index.ts';
+import {
+  ArqLink, FrameKind, ackFields, ackFrame, dataFrame, frameKindName, frameNonce, isMore, nakFrame, nakSeqs, resetAckFrame,
+  resetFrame, type ArqOptions, type Frame, type LinkTimers,
+} from '../../../protocol/link/index.ts';
 
 /** Deterministic PRNG (mulberry32). */
 export class Rng {
@@ -258,4 +261,39 @@ export function hex(bytes: Uint8Array): string {
 
 export function fromHex(s: string): Uint8Array {
   return new Uint8Array(Buffer.from(s.replace(/\s+/g, ''), 'hex'));
+}
+
+/** The semantic JSON form used by the frame vectors in docs/protocol.md §10.4. */
+export type FrameVectorValue =
+  | { kind: 'DATA'; seq: number; more: boolean; payload: string }
+  | { kind: 'ACK'; cum: number; sack: number }
+  | { kind: 'NAK'; missing: number[] }
+  | { kind: 'RESET' | 'RESET_ACK'; nonce: number };
+
+export function vectorValueToFrame(v: FrameVectorValue): Frame {
+  switch (v.kind) {
+    case 'DATA': return dataFrame(v.seq, fromHex(v.payload), v.more);
+    case 'ACK': return ackFrame(v.cum, v.sack);
+    case 'NAK': return nakFrame(v.missing);
+    case 'RESET': return resetFrame(v.nonce);
+    case 'RESET_ACK': return resetAckFrame(v.nonce);
+    default: {
+      const unreachable: never = v;
+      throw new Error(`unknown vector ${JSON.stringify(unreachable)}`);
+    }
+  }
+}
+
+export function frameToVectorValue(f: Frame): FrameVectorValue {
+  switch (f.kind) {
+    case FrameKind.DATA: return { kind: 'DATA', seq: f.seq, more: isMore(f), payload: hex(f.payload) };
+    case FrameKind.ACK: return { kind: 'ACK', ...ackFields(f) };
+    case FrameKind.NAK: return { kind: 'NAK', missing: nakSeqs(f) };
+    case FrameKind.RESET:
+    case FrameKind.RESET_ACK: return { kind: frameKindName(f.kind) as 'RESET' | 'RESET_ACK', nonce: frameNonce(f) };
+    default: {
+      const unreachable: never = f.kind;
+      throw new Error(`unknown kind ${String(unreachable)}`);
+    }
+  }
 }

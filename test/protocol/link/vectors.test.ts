@@ -1,50 +1,12 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import {
-  FrameKind, ackFields, ackFrame, dataFrame, decodeFrame, encodeFrame, frameKindName, frameNonce, isMore, nakFrame,
-  nakSeqs, resetAckFrame, resetFrame, type Frame,
-} from '../../../protocol/link/index.ts';
-import { fromHex, hex } from './helpers.ts';
-
-/** The semantic JSON form used by the frame vectors in docs/protocol.md §10.4. */
-type VectorValue =
-  | { kind: 'DATA'; seq: number; more: boolean; payload: string }
-  | { kind: 'ACK'; cum: number; sack: number }
-  | { kind: 'NAK'; missing: number[] }
-  | { kind: 'RESET' | 'RESET_ACK'; nonce: number };
-
-function toFrame(v: VectorValue): Frame {
-  switch (v.kind) {
-    case 'DATA': return dataFrame(v.seq, fromHex(v.payload), v.more);
-    case 'ACK': return ackFrame(v.cum, v.sack);
-    case 'NAK': return nakFrame(v.missing);
-    case 'RESET': return resetFrame(v.nonce);
-    case 'RESET_ACK': return resetAckFrame(v.nonce);
-    default: {
-      const unreachable: never = v;
-      throw new Error(`unknown vector ${JSON.stringify(unreachable)}`);
-    }
-  }
-}
-
-function toValue(f: Frame): VectorValue {
-  switch (f.kind) {
-    case FrameKind.DATA: return { kind: 'DATA', seq: f.seq, more: isMore(f), payload: hex(f.payload) };
-    case FrameKind.ACK: return { kind: 'ACK', ...ackFields(f) };
-    case FrameKind.NAK: return { kind: 'NAK', missing: nakSeqs(f) };
-    case FrameKind.RESET:
-    case FrameKind.RESET_ACK: return { kind: frameKindName(f.kind) as 'RESET' | 'RESET_ACK', nonce: frameNonce(f) };
-    default: {
-      const unreachable: never = f.kind;
-      throw new Error(`unknown kind ${String(unreachable)}`);
-    }
-  }
-}
+import { decodeFrame, encodeFrame } from '../../../protocol/link/index.ts';
+import { frameToVectorValue, fromHex, hex, vectorValueToFrame, type FrameVectorValue } from './helpers.ts';
 
 // Cross-checked against an independent encoder (Python zlib.crc32 + a COBS encoder written from
 // the paper) when they were made.
-const vectors: { name: string; value: VectorValue; hex: string }[] = [
+const vectors: { name: string; value: FrameVectorValue; hex: string }[] = [
   { name: 'data-more', value: { kind: 'DATA', seq: 0x0102, more: true, payload: '48656c6c6f00' }, hex: '0a0101010248656c6c6f0520877b1700' },
   { name: 'data-final', value: { kind: 'DATA', seq: 0x0103, more: false, payload: '776f726c64' }, hex: '02010c0103776f726c642dc49fa900' },
   { name: 'ack', value: { kind: 'ACK', cum: 0x0104, sack: 5 }, hex: '02020301040101060569b159fe00' },
@@ -77,8 +39,8 @@ function docFrameVectors(markdown: string): { name: string; value: unknown; hex:
 describe('link hex vectors (docs/protocol.md §10.4)', () => {
   for (const v of vectors) {
     it(`${v.name}: encode == hex and decode(hex) == value`, () => {
-      assert.equal(hex(encodeFrame(toFrame(v.value))), v.hex);
-      assert.deepEqual(toValue(decodeFrame(fromHex(v.hex))), v.value);
+      assert.equal(hex(encodeFrame(vectorValueToFrame(v.value))), v.hex);
+      assert.deepEqual(frameToVectorValue(decodeFrame(fromHex(v.hex))), v.value);
     });
   }
 
