@@ -29,6 +29,9 @@ export const defaultClientOptions: ClientOptions = {
 
 type Msg<T extends GatewayUplinkMessage['t']> = Extract<GatewayUplinkMessage, { t: T }>;
 
+/** `error` codes that report one dropped message, not a failed upload (docs/protocol.md §7.9.1). */
+const DROPPED_MESSAGE_CODES: ReadonlySet<string> = new Set(['E_CBOR', 'E_MESSAGE_INVALID', 'E_MESSAGE_TYPE', 'E_MESSAGE_TOO_LONG']);
+
 /**
  * The laptop's end of the uplink (docs/protocol.md §7): connect, push an image, follow its
  * campaign. Every gateway message is also re-emitted as 'event' for rendering.
@@ -87,7 +90,7 @@ export class UplinkClient extends EventEmitter<{
     }
     if (resumedAt >= image.length) this.emit('upload', image.length, image.length, resumedAt);
     await this.link.send({ t: 'commit' });
-    const c = await this.next((m): m is Msg<'committed'> | Msg<'error'> => m.t === 'committed' || m.t === 'error', this.opts.replyTimeoutMs, 'the commit result');
+    const c = await this.next((m): m is Msg<'committed'> | Msg<'error'> => m.t === 'committed' || (m.t === 'error' && !DROPPED_MESSAGE_CODES.has(m.code)), this.opts.replyTimeoutMs, 'the commit result');
     if (c.t === 'error') throw new FwError('E_UPLINK_STATE', `gateway reported an error during upload (${c.code}): ${c.reason}`);
     if (!c.ok || !c.campaign) {
       throw new FwError(c.code === 'E_IMAGE_SHA256' || c.code === 'E_IMAGE_CRC' || c.code === 'E_IMAGE_SIZE' ? c.code : 'E_UPLINK_STATE',
@@ -102,7 +105,7 @@ export class UplinkClient extends EventEmitter<{
   }
 
   private throwIfGatewayError(): void {
-    const i = this.backlog.findIndex((m) => m.t === 'error' || m.t === 'deny');
+    const i = this.backlog.findIndex((m) => (m.t === 'error' && !DROPPED_MESSAGE_CODES.has(m.code)) || m.t === 'deny');
     if (i < 0) return;
     const m = this.backlog[i] as Msg<'error'> | Msg<'deny'>;
     this.backlog.splice(i, 1);

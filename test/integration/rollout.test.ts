@@ -164,6 +164,7 @@ describe('integration: rollout over a real pty and real MQTT', function () {
     assert.ok(gwArq.stats.parser.crc + gwArq.stats.parser.short + gwArq.stats.parser.cobs > 0, `gateway dropped garbage frames: ${JSON.stringify(gwArq.stats.parser)}`);
     assert.ok(lapArq.stats.parser.crc + lapArq.stats.parser.short + lapArq.stats.parser.cobs > 0, 'laptop dropped garbage frames');
     assert.ok(rig.gateway.uplinkLink!.stats.invalid > 0, 'gateway counted invalid CBOR');
+    assert.ok(rig.events.some((e) => e.t === 'error' && e.code === 'E_CBOR'), 'gateway told the laptop what it dropped, and the upload carried on');
     assert.ok(rig.laptopLink.stats.unknownType > 0, 'laptop counted an unknown message type');
     assert.ok(rig.gateway.channel.stats.invalid > 0, 'gateway counted invalid device messages');
     for (const d of rig.sims.devices) assert.ok(d.stats.invalid > 0, `${d.id} counted invalid commands`);
