@@ -7,11 +7,12 @@ import type { SimEvent } from './device.ts';
 import {
   PowerCutPhases, parseSelector, parseTargetSpec, selects, type DeviceSelector, type Faults, type PowerCutPhase,
 } from './faults.ts';
-import { Fleet, MAX_FLEET_SIZE, fleetDeviceId, type FleetOptions } from './fleet.ts';
+import { Fleet, MAX_FLEET_SIZE, fleetDeviceId, type FleetLink, type FleetOptions } from './fleet.ts';
 import { MAX_CHUNK_SIZE, MAX_WINDOW, MIN_CHUNK_SIZE } from '../protocol/limits.ts';
 import { isValidDeviceId } from '../protocol/topics.ts';
 import { isValidVersion } from '../protocol/version.ts';
 import { DEVICE_DEFAULTS, isBrokerUrl, resolveDeviceOptions } from './options.ts';
+import { BUILTIN_PROFILE_NAMES, MIXED, describeProfile, resolveProfilesSync } from './profiles.ts';
 
 /**
  * fwsim — a fleet of simulated devices speaking the OTA protocol over MQTT.
@@ -23,6 +24,8 @@ import { DEVICE_DEFAULTS, isBrokerUrl, resolveDeviceOptions } from './options.ts
 export interface CliConfig {
   fleet: FleetOptions;
   json: boolean;
+  /** The --profile argument, when given. */
+  profile?: string;
 }
 
 type FaultRule = { who: DeviceSelector; faults: Faults };
@@ -52,6 +55,7 @@ function buildProgram(): Command {
     .option('--power-off <ms>', 'how long a power cut lasts', String(DEVICE_DEFAULTS.powerOffMs))
     .option('--max-chunk <bytes>', 'largest chunk accepted', String(DEVICE_DEFAULTS.maxChunk))
     .option('--window <n>', 'chunks in flight granted in accept', String(DEVICE_DEFAULTS.window))
+    .option('--profile <name|file>', `give each device its own shaped link: ${[...BUILTIN_PROFILE_NAMES, MIXED].join(', ')}, or a JSON profile file (default: direct connection)`)
     .option('--busy <who>', 'reject offers as busy: first k devices, or ids (a,b,...)')
     .option('--fail-self-test <who>', 'trial boots fail their self-test')
     .option('--corrupt-chunk <who:n>', 'flip a byte of the n-th chunk received, once')
@@ -133,6 +137,15 @@ export function parseCli(argv: readonly string[]): CliConfig {
       if (unknown.length) throw new FwError('E_USAGE', `no device ${unknown.join(', ')} in this fleet (${fleetDeviceId(fleet.prefix!, 0)}..${fleetDeviceId(fleet.prefix!, count - 1)})`);
     }
   }
+  if (o.profile !== undefined) {
+    const ids = Array.from({ length: count }, (_, i) => fleetDeviceId(fleet.prefix!, i));
+    try {
+      fleet.profiles = resolveProfilesSync(str('profile'), ids);
+    } catch (err) {
+      throw new FwError('E_USAGE', `--profile: ${describeError(err).replace(/^E_CONFIG: /, '')}`, { cause: err });
+    }
+    return { fleet, json: o.json === true, profile: str('profile') };
+  }
   return { fleet, json: o.json === true };
 }
 
@@ -140,6 +153,12 @@ export function parseCli(argv: readonly string[]): CliConfig {
 export function formatEvent(e: SimEvent, json: boolean): string {
   if (json) return JSON.stringify({ ts: new Date().toISOString(), ...e });
   return `${new Date().toISOString().slice(11, 23)} ${e.id} ${describeEvent(e)}`;
+}
+
+/** The line announcing a device's link profile (fwsim --profile), before the device boots. */
+export function formatLink(l: FleetLink, json: boolean): string {
+  if (json) return JSON.stringify({ ts: new Date().toISOString(), type: 'link', id: l.id, profile: l.profile.name, url: l.url });
+  return `${new Date().toISOString().slice(11, 23)} ${l.id} link ${describeProfile(l.profile)} via ${l.url.replace(/^mqtt:\/\//, '')}`;
 }
 
 function describeEvent(e: SimEvent): string {
@@ -192,8 +211,10 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
   const fleet = new Fleet(cfg.fleet);
   fleet.on('event', (e) => process.stdout.write(`${formatEvent(e, cfg.json)}\n`));
+  fleet.on('link', (l) => process.stdout.write(`${formatLink(l, cfg.json)}\n`));
   const { count, prefix, broker, dataDir } = cfg.fleet;
-  process.stderr.write(`fwsim: ${count} device(s) ${fleetDeviceId(prefix!, 0)}..${fleetDeviceId(prefix!, count - 1)} -> ${broker}, data in ${dataDir}\n`);
+  const via = cfg.profile !== undefined ? ` (link profile ${cfg.profile}, one proxy per device)` : '';
+  process.stderr.write(`fwsim: ${count} device(s) ${fleetDeviceId(prefix!, 0)}..${fleetDeviceId(prefix!, count - 1)} -> ${broker}${via}, data in ${dataDir}\n`);
 
   let stopping: Promise<void> | null = null;
   const done = new Promise<number>((resolveExit) => {

@@ -406,7 +406,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
 
   #publish(rt: Runtime, msg: DeviceMessage): void {
     if (!rt.alive) return;
-    const qos = msg.t === 'ack' || msg.t === 'pong' ? 0 : 1;
+    const qos = msg.t === 'ack' || msg.t === 'pong' || msg.t === 'probed' ? 0 : 1;
     rt.client.publish(topics.up(this.id), Buffer.from(encodeDeviceMessage(msg)), { qos }, (err) => {
       if (err && rt.alive && rt.connected) this.#error(err);
     });
@@ -480,6 +480,9 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
         this.#publish(rt, msg.pad !== undefined ? { t: 'pong', n: msg.n, pad: msg.pad } : { t: 'pong', n: msg.n });
         return;
       }
+      case 'probe':
+        this.#publish(rt, { t: 'probed', n: msg.n, size: msg.data.length });
+        return;
       case 'query':
         this.#publish(rt, this.#status(rt));
         return;

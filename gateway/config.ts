@@ -43,11 +43,20 @@ export const configSchema = z.strictObject({
   rollout: z.strictObject({
     /** Devices updated at the same time. */
     concurrency: positive.max(10_000).default(8),
-    /** Chunks in flight per device. */
-    chunkWindow: positive.max(256).default(8),
+    /** Most chunks in flight per device; the window is sized from the device's measured bandwidth-delay product, within these bounds (and never above what the device accepts). */
+    chunkWindow: positive.max(256).default(32),
+    minChunkWindow: positive.max(256).default(2),
     /** Pings per device when measuring its round-trip time before a campaign. */
     probePings: positive.max(50).default(3),
     pingTimeoutMs: ms.default(2000),
+    /** Throughput probe: a burst of this many bytes (in probeChunkBytes messages) per device before a campaign. */
+    probeBytes: positive.max(1024 * 1024).default(32 * 1024),
+    probeChunkBytes: positive.max(65_536).default(4096),
+    probeTimeoutMs: ms.default(5000),
+    /** Devices measured at the same time before a campaign. */
+    probeConcurrency: positive.max(1000).default(8),
+    /** Aggregate cap on chunk bytes per second for the whole site (0 = no cap). */
+    siteBps: z.number().int().min(0).default(0),
     offerTimeoutMs: ms.default(5000),
     /** No ack for this long: resend from the device's cumulative offset. */
     ackTimeoutMs: ms.default(3000),

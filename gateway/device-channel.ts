@@ -74,9 +74,9 @@ export class DeviceChannel extends EventEmitter<{ event: [deviceId: string, even
     if (set) for (const fn of [...set]) fn(event);
   }
 
-  /** Publish a command to a device: QoS 0 for chunks and pings (our own acks cover them), QoS 1 otherwise. */
+  /** Publish a command to a device: QoS 0 for chunks, pings and probes (our own acks cover them), QoS 1 otherwise. */
   async send(deviceId: string, msg: GatewayMessage): Promise<void> {
-    const qos = msg.t === 'chunk' || msg.t === 'ping' ? 0 : 1;
+    const qos = msg.t === 'chunk' || msg.t === 'ping' || msg.t === 'probe' ? 0 : 1;
     this.stats.sent++;
     await this.broker.publish(topics.down(deviceId), encodeGatewayMessage(msg), qos);
   }

@@ -2,6 +2,19 @@ import { EventEmitter } from 'node:events';
 import type { SlotName, StatusMessage } from '../protocol/ota.ts';
 import type { DeviceChannel, DeviceEvent } from './device-channel.ts';
 
+/**
+ * A device's measured link: round trip (median of pings) and downlink throughput (probe burst,
+ * then refreshed from each real transfer), each with the wall-clock ms it was measured.
+ */
+export interface LinkRecord {
+  rttMs: number;
+  jitterMs: number;
+  measuredAt: number;
+  bps?: number;
+  bpsSource?: 'probe' | 'transfer';
+  bpsMeasuredAt?: number;
+}
+
 /** What the gateway knows of one device, from its status reports and from measurement. */
 export interface DeviceRecord {
   id: string;
@@ -16,7 +29,7 @@ export interface DeviceRecord {
   /** Wall-clock ms of the last message or presence change. */
   lastSeen: number;
   /** Last measured link figures, with when they were measured. */
-  link?: { rttMs: number; jitterMs: number; measuredAt: number };
+  link?: LinkRecord;
 }
 
 /**
@@ -66,9 +79,13 @@ export class Fleet extends EventEmitter<{ status: [DeviceRecord]; offline: [Devi
     return this.list().filter((d) => d.online);
   }
 
-  setLink(id: string, link: DeviceRecord['link']): void {
+  /** Merge new link figures into a device's record. */
+  updateLink(id: string, update: Partial<LinkRecord>): void {
     const rec = this.devices.get(id);
-    if (rec) rec.link = link;
+    if (!rec) return;
+    const merged = { ...rec.link, ...update };
+    if (merged.rttMs === undefined || merged.jitterMs === undefined || merged.measuredAt === undefined) return;
+    rec.link = merged as LinkRecord;
   }
 
   get size(): number {

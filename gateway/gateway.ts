@@ -88,7 +88,8 @@ export class Gateway {
     this.uplinkLink = link;
     this.uplink = new UplinkSession({
       link, store: this.store, config: config.uplink, log: log.child({ part: 'uplink' }), agent: GATEWAY_AGENT,
-      busyReason: () => (this.campaign ? `campaign ${this.campaign.id} is still running` : undefined),
+      busyReason: () => (this.campaign ? `campaign ${this.campaign.id} is still running (fwpush status follows it)` : undefined),
+      campaignState: () => this.campaignState(),
       onImageStored: async (image) => {
         const { campaign, start } = await this.prepareCampaign(image);
         return { id: campaign.id, start };
@@ -119,9 +120,11 @@ export class Gateway {
     });
     this.campaign = campaign;
     this.campaigns.push(campaign);
+    if (this.campaigns.length > 10) this.campaigns.shift(); // the last few, for status replays
     const forward = (msg: GatewayUplinkMessage): void => this.uplink?.notify(msg);
     campaign.on('order', forward);
     campaign.on('progress', forward);
+    campaign.on('totals', forward);
     campaign.on('result', forward);
     campaign.on('complete', forward);
     let started = false;
@@ -145,6 +148,22 @@ export class Gateway {
       broker: this.broker.stats,
       uplink: this.uplinkLink ? { ...this.uplinkLink.stats, frames: this.uplinkLink.arq.stats.parser, retransmits: this.uplinkLink.arq.stats.retransmits } : null,
     };
+  }
+
+  /** `state` plus the replay of the active campaign, or of the last one when none is running. */
+  campaignState(): GatewayUplinkMessage[] {
+    const c = this.campaign ?? this.campaigns.at(-1);
+    if (!c) return [{ t: 'state', running: false }];
+    const m = c.image.manifest;
+    const snap = c.snapshot();
+    return [
+      { t: 'state', running: c === this.campaign, campaign: c.id, image: { name: m.name, version: m.version, sha256: m.sha256 } },
+      ...(snap.order ? [snap.order] : []),
+      ...snap.progress,
+      ...(snap.totals ? [snap.totals] : []),
+      ...snap.results,
+      ...(snap.complete ? [snap.complete] : []),
+    ];
   }
 
   get activeCampaign(): Campaign | undefined {

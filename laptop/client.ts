@@ -99,6 +99,16 @@ export class UplinkClient extends EventEmitter<{
     return { campaign: c.campaign, resumedAt };
   }
 
+  /**
+   * Ask what the gateway is doing (§7.11). Resolves with its `state`; the replay of the current or
+   * last campaign follows as ordinary events, and live events after it. Follow the campaign with
+   * follow() when `state.campaign` is set.
+   */
+  async status(): Promise<Msg<'state'>> {
+    await this.link.send({ t: 'status' });
+    return this.next((m): m is Msg<'state'> => m.t === 'state', this.opts.replyTimeoutMs, 'the gateway state');
+  }
+
   /** Follow a campaign's events until it completes; bounded by the gateway's silence. */
   async follow(campaign: string): Promise<CompleteMessage> {
     return this.next((m): m is Msg<'complete'> => m.t === 'complete' && m.campaign === campaign, this.opts.idleTimeoutMs, 'campaign completion', true);

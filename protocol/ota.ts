@@ -52,6 +52,8 @@ export const bootMsg = z.object({
   reason: text.optional(),
 });
 export const pongMsg = z.object({ t: z.literal('pong'), n: u32, pad: bytes.optional() });
+/** Answer to one `probe`: how many data bytes it carried (§6.4.3). */
+export const probedMsg = z.object({ t: z.literal('probed'), n: u32, size: u32 });
 export const acceptMsg = z.object({ t: z.literal('accept'), sid, next: u32, chunk: z.number().int().min(MIN_CHUNK_SIZE).max(MAX_CHUNK_SIZE), window: u16.min(1) });
 export const rejectMsg = z.object({ t: z.literal('reject'), sid, code: z.enum(RejectCodes), reason: text.optional() });
 export const ackMsg = z.object({ t: z.literal('ack'), sid, next: u32, missing: z.array(u32).max(MAX_ACK_MISSING) });
@@ -61,7 +63,7 @@ export const confirmedMsg = z.object({ t: z.literal('confirmed'), sha256: sha256
 export const abortedMsg = z.object({ t: z.literal('aborted'), sid });
 
 export const deviceMessage = z.discriminatedUnion('t', [
-  statusMsg, bootMsg, pongMsg, acceptMsg, rejectMsg, ackMsg, verifiedMsg, activatedMsg, confirmedMsg, abortedMsg,
+  statusMsg, bootMsg, pongMsg, probedMsg, acceptMsg, rejectMsg, ackMsg, verifiedMsg, activatedMsg, confirmedMsg, abortedMsg,
 ]);
 export type DeviceMessage = z.infer<typeof deviceMessage>;
 export type StatusMessage = z.infer<typeof statusMsg>;
@@ -71,6 +73,9 @@ export type AckMessage = z.infer<typeof ackMsg>;
 // ---- gateway -> device (topic .../down) ----
 export const pingMsg = z.object({ t: z.literal('ping'), n: u32, pad: bytes.optional() });
 export const queryMsg = z.object({ t: z.literal('query') });
+/** Throughput probe: data the device discards, answering `probed` at once (§6.4.3). */
+export const probeMsg = z.object({ t: z.literal('probe'), n: u32, data: bytes })
+  .refine((m) => m.data.length <= MAX_CHUNK_SIZE, { message: `data must be at most ${MAX_CHUNK_SIZE} bytes`, path: ['data'] });
 export const offerMsg = z.object({
   t: z.literal('offer'),
   sid,
@@ -90,7 +95,7 @@ export const confirmMsg = z.object({ t: z.literal('confirm'), sha256: sha256Hex 
 export const abortMsg = z.object({ t: z.literal('abort'), sid, reason: text.optional() });
 
 export const gatewayMessage = z.discriminatedUnion('t', [
-  pingMsg, queryMsg, offerMsg, chunkMsg, verifyMsg, activateMsg, confirmMsg, abortMsg,
+  pingMsg, queryMsg, probeMsg, offerMsg, chunkMsg, verifyMsg, activateMsg, confirmMsg, abortMsg,
 ]);
 export type GatewayMessage = z.infer<typeof gatewayMessage>;
 export type OfferMessage = z.infer<typeof offerMsg>;

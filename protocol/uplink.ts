@@ -56,6 +56,8 @@ export const helloMsg = z.object({
 export const rtsMsg = z.object({ t: z.literal('rts'), manifest: manifestSchema });
 export const dataMsg = z.object({ t: z.literal('data'), off: u32, data: bytes });
 export const commitMsg = z.object({ t: z.literal('commit') });
+/** Ask for the current campaign state; the gateway answers `state` then replays (§7.11). */
+export const statusReqMsg = z.object({ t: z.literal('status') });
 
 export const grantMsg = z.object({ t: z.literal('grant'), sha256: sha256Hex, offset: u32, chunk: z.number().int().min(1).max(MAX_FRAME_PAYLOAD) });
 export const denyMsg = z.object({ t: z.literal('deny'), code: z.enum(DenyCodes), reason: text });
@@ -74,6 +76,8 @@ export const orderEntry = z.object({
   rttMs: z.number().min(0).optional(),
   bps: z.number().min(0).optional(),
   etaMs: z.number().min(0).optional(),
+  /** Planned start, ms after the transfers begin (tail protection may start a slow device early). */
+  startMs: z.number().min(0).optional(),
 });
 export const excludedEntry = z.object({ id: deviceId, code: z.enum(ResultCodes), reason: text, version: version.optional() });
 export const orderMsg = z.object({
@@ -92,6 +96,28 @@ export const progressMsg = z.object({
   phase: z.enum(DevicePhases),
   bytes: u32,
   total: u32,
+  /** Transfer rate over the last interval, bytes/s (transferring only). */
+  bps: z.number().min(0).optional(),
+  /** Expected time until this device is done, ms. */
+  etaMs: z.number().min(0).optional(),
+});
+/** Campaign totals, sent with progress at most every progress interval (§7.6.3). */
+export const totalsMsg = z.object({
+  t: z.literal('totals'),
+  campaign,
+  devices: z.number().int().min(0),
+  done: z.number().int().min(0),
+  kib: u32,
+  totalKib: u32,
+  bps: z.number().min(0),
+  etaMs: z.number().min(0).optional(),
+});
+/** Answer to `status`: what the gateway is doing; a replay of the campaign follows (§7.11). */
+export const stateMsg = z.object({
+  t: z.literal('state'),
+  running: z.boolean(),
+  campaign: campaign.optional(),
+  image: z.object({ name: z.string().max(MAX_NAME_LENGTH), version, sha256: sha256Hex }).optional(),
 });
 export const resultMsg = z.object({
   t: z.literal('result'),
@@ -117,9 +143,9 @@ export const completeMsg = z.object({
 });
 export const errorMsg = z.object({ t: z.literal('error'), code: text, reason: text });
 
-export const laptopMessage = z.discriminatedUnion('t', [helloMsg, rtsMsg, dataMsg, commitMsg]);
+export const laptopMessage = z.discriminatedUnion('t', [helloMsg, rtsMsg, dataMsg, commitMsg, statusReqMsg]);
 export const gatewayUplinkMessage = z.discriminatedUnion('t', [
-  helloMsg, grantMsg, denyMsg, committedMsg, orderMsg, progressMsg, resultMsg, completeMsg, errorMsg,
+  helloMsg, grantMsg, denyMsg, committedMsg, orderMsg, progressMsg, totalsMsg, resultMsg, completeMsg, errorMsg, stateMsg,
 ]);
 
 export type LaptopMessage = z.infer<typeof laptopMessage>;
@@ -131,6 +157,8 @@ export type ExcludedEntry = z.infer<typeof excludedEntry>;
 export type ProgressMessage = z.infer<typeof progressMsg>;
 export type ResultMessage = z.infer<typeof resultMsg>;
 export type CompleteMessage = z.infer<typeof completeMsg>;
+export type TotalsMessage = z.infer<typeof totalsMsg>;
+export type StateMessage = z.infer<typeof stateMsg>;
 
 /** Bytes of CBOR envelope around the image bytes of one `data` message, worst case (§7.4). */
 export const DATA_MESSAGE_OVERHEAD = 32;

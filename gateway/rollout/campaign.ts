@@ -1,18 +1,19 @@
 import { EventEmitter } from 'node:events';
-import type {
-  CompleteMessage, DevicePhase, OrderMessage, ProgressMessage, ResultMessage,
-} from '../../protocol/uplink.ts';
 import { encodeCbor } from '../../protocol/cbor.ts';
 import { MAX_ORDER_ENTRIES, MAX_UPLINK_MESSAGE } from '../../protocol/limits.ts';
+import type {
+  CompleteMessage, DevicePhase, OrderEntry, OrderMessage, ProgressMessage, ResultMessage, TotalsMessage,
+} from '../../protocol/uplink.ts';
 import type { GatewayConfig } from '../config.ts';
 import type { DeviceChannel } from '../device-channel.ts';
 import type { Fleet } from '../fleet.ts';
 import type { Logger } from '../log.ts';
 import type { Timers } from '../waiter.ts';
+import { TokenBucket } from './bandwidth.ts';
 import { DeviceSession } from './device-session.ts';
 import type { ImageSource } from './image-source.ts';
-import { rankDevices, selectDevices } from './planner.ts';
-import { measureRtt } from './probe.ts';
+import { chunkWindowFor, planStarts, rankDevices, selectDevices } from './planner.ts';
+import { measureRtt, measureThroughput } from './probe.ts';
 
 export interface CampaignDeps {
   channel: DeviceChannel;
@@ -25,54 +26,68 @@ export interface CampaignDeps {
 export type CampaignEvents = {
   order: [OrderMessage];
   progress: [ProgressMessage];
+  totals: [TotalsMessage];
   result: [ResultMessage];
   complete: [CompleteMessage];
 };
 
-const PROBE_PARALLELISM = 32;
+/** Per-device progress as the campaign tracks it (for rates, ETAs, totals and replays). */
+interface Track {
+  phase: DevicePhase;
+  bytes: number;
+  /** When the last progress event for this device went out. */
+  sentAt: number;
+  sentBytes: number;
+  /** Smoothed transfer rate, bytes/s. */
+  bps: number;
+  rateAt: number;
+  rateBytes: number;
+  etaMs?: number;
+  final: boolean;
+}
+
+const FINAL_PHASES: ReadonlySet<DevicePhase> = new Set(['done', 'failed', 'rolled-back', 'skipped']);
 
 /**
- * One image rolled out to the fleet: select, measure, rank, announce the order, then run device
- * sessions in ranked order under the concurrency limit. Emits typed events (order, progress,
- * result, complete) and knows nothing of who listens (the uplink, logs, tests).
+ * One image rolled out to the fleet: select, measure every link (RTT and throughput), rank
+ * fastest first, plan the starts under the concurrency limit, announce the order, then run the
+ * device sessions. Emits typed events (order, progress, totals, result, complete) and knows
+ * nothing of who listens (the uplink, logs, tests).
  */
 export class Campaign extends EventEmitter<CampaignEvents> {
   private readonly abort = new AbortController();
-  private readonly lastProgress = new Map<string, { phase: DevicePhase; at: number; bytes: number }>();
+  private readonly tracks = new Map<string, Track>();
   private readonly results: ResultMessage[] = [];
   private order: OrderMessage | undefined;
   private completed: CompleteMessage | undefined;
+  private lastTotals: TotalsMessage | undefined;
+  private started = 0;
+  private totalsTimer: unknown;
 
   constructor(readonly id: string, readonly image: ImageSource, private readonly deps: CampaignDeps) {
     super();
   }
 
+  get running(): boolean {
+    return this.started > 0 && !this.completed;
+  }
+
   async run(): Promise<CompleteMessage> {
-    const { fleet, channel, config, timers, log } = this.deps;
-    const started = timers.now();
+    const { fleet, config, timers, log } = this.deps;
+    this.started = timers.now();
     const manifest = this.image.manifest;
     const plan = selectDevices(manifest, fleet.list());
 
-    // Measure each eligible device's link before ranking; one that does not answer is excluded.
-    const reachable: typeof plan.eligible = [];
-    await forEachLimited(plan.eligible, PROBE_PARALLELISM, async (d) => {
-      this.emitProgress(d.id, 'probing', 0, true);
-      try {
-        const link = await measureRtt(channel, d.id, config.probePings, config.pingTimeoutMs, timers);
-        fleet.setLink(d.id, { ...link, measuredAt: Date.now() });
-        reachable.push(d);
-      } catch (err) {
-        plan.excluded.push({ id: d.id, code: 'offline', reason: `no answer to ping: ${(err as Error).message}`, version: d.version });
-      }
-    });
-
-    const ranked = rankDevices(manifest, reachable, config.chunkWindow);
+    const reachable = await this.measure(plan.eligible, plan.excluded);
+    const bounds = { min: config.minChunkWindow, max: config.chunkWindow };
+    const starts = planStarts(rankDevices(manifest, reachable, bounds), config.concurrency);
+    const devices = [...starts].sort((a, b) => a.rank - b.rank);
     this.order = fitOrder({
       t: 'order', campaign: this.id,
       image: { name: manifest.name, version: manifest.version, sha256: manifest.sha256 },
-      devices: ranked, excluded: plan.excluded,
+      devices, excluded: plan.excluded,
     });
-    log.info({ campaign: this.id, devices: ranked.length, excluded: plan.excluded.length, order: ranked.map((r) => r.id) }, 'rollout order');
+    log.info({ campaign: this.id, devices: devices.length, excluded: plan.excluded.length, order: devices.map((r) => r.id), starts: starts.map((s) => s.id) }, 'rollout order');
     this.emit('order', this.order);
 
     for (const x of plan.excluded) {
@@ -81,36 +96,19 @@ export class Campaign extends EventEmitter<CampaignEvents> {
         from: x.version ?? '', to: manifest.version, durationMs: 0, retries: 0,
       });
     }
-    for (const r of ranked) this.emitProgress(r.id, 'queued', 0, true);
+    for (const r of starts) this.progress(r.id, 'queued', 0, true);
 
-    await forEachLimited(ranked, config.concurrency, async (entry) => {
-      if (this.abort.signal.aborted) {
-        // every targeted device gets exactly one final result, also when it never started
-        this.emitProgress(entry.id, 'failed', 0, true);
-        this.pushResult({
-          t: 'result', campaign: this.id, id: entry.id, outcome: 'failed', code: 'cancelled', reason: 'campaign cancelled before this device started',
-          from: entry.from, to: manifest.version, durationMs: 0, retries: 0,
-        });
-        return;
-      }
-      const rtt = fleet.get(entry.id)?.link?.rttMs;
-      const session = new DeviceSession(entry.id, entry.from, {
-        channel, config, image: this.image, timers, log, signal: this.abort.signal,
-        ...(rtt !== undefined ? { rttMs: rtt } : {}),
-        onPhase: (phase, bytes) => this.emitProgress(entry.id, phase, bytes),
-      });
-      const r = await session.run();
-      const final: DevicePhase = r.outcome === 'updated' ? 'done' : r.outcome;
-      this.emitProgress(entry.id, final, r.outcome === 'updated' ? this.image.size : this.lastProgress.get(entry.id)?.bytes ?? 0, true);
-      log.info({ campaign: this.id, device: entry.id, outcome: r.outcome, code: r.code, reason: r.reason, ms: r.durationMs, retries: r.retries }, 'device result');
-      this.pushResult({ t: 'result', campaign: this.id, id: entry.id, ...r });
-    });
+    this.tickTotals();
+    const bandwidth = config.siteBps > 0 ? new TokenBucket(config.siteBps, timers) : undefined;
+    await forEachLimited(starts, config.concurrency, (entry) => this.update(entry, bounds, bandwidth));
+    timers.clearTimeout(this.totalsTimer);
+    this.emitTotals();
 
     const count = (o: ResultMessage['outcome']): number => this.results.filter((r) => r.outcome === o).length;
     this.completed = {
       t: 'complete', campaign: this.id, devices: this.results.length,
       updated: count('updated'), failed: count('failed'), rolledBack: count('rolled-back'), skipped: count('skipped'),
-      durationMs: Math.round(timers.now() - started),
+      durationMs: Math.round(timers.now() - this.started),
     };
     log.info({ ...this.completed, t: undefined }, 'campaign complete');
     this.emit('complete', this.completed);
@@ -121,16 +119,74 @@ export class Campaign extends EventEmitter<CampaignEvents> {
     this.abort.abort();
   }
 
-  /** Everything a laptop that connects late needs to catch up (order, results so far, completion). */
-  snapshot(): { order?: OrderMessage; results: ResultMessage[]; progress: ProgressMessage[]; complete?: CompleteMessage } {
-    const progress = [...this.lastProgress].map(([id, p]): ProgressMessage => ({
-      t: 'progress', campaign: this.id, id, phase: p.phase, bytes: p.bytes, total: this.image.size,
-    }));
+  /** Everything a laptop that connects late needs to catch up: order, latest progress, totals, results, completion. */
+  snapshot(): { order?: OrderMessage; progress: ProgressMessage[]; totals?: TotalsMessage; results: ResultMessage[]; complete?: CompleteMessage } {
     return {
       ...(this.order ? { order: this.order } : {}),
-      results: [...this.results], progress,
+      progress: [...this.tracks].map(([id, tr]) => this.progressMessage(id, tr)),
+      ...(this.lastTotals ? { totals: this.lastTotals } : {}),
+      results: [...this.results],
       ...(this.completed ? { complete: this.completed } : {}),
     };
+  }
+
+  // ---- measurement ----
+
+  /** RTT then throughput for each eligible device, a few at a time; a device that does not answer is excluded. */
+  private async measure(eligible: ReturnType<typeof selectDevices>['eligible'], excluded: OrderMessage['excluded']): Promise<typeof eligible> {
+    const { fleet, channel, config, timers } = this.deps;
+    const reachable: typeof eligible = [];
+    await forEachLimited(eligible, config.probeConcurrency, async (d) => {
+      this.progress(d.id, 'probing', 0, true);
+      try {
+        const rtt = await measureRtt(channel, d.id, config.probePings, config.pingTimeoutMs, timers);
+        fleet.updateLink(d.id, { rttMs: rtt.rttMs, jitterMs: rtt.jitterMs, measuredAt: Date.now() });
+      } catch (err) {
+        excluded.push({ id: d.id, code: 'offline', reason: `no answer to ping: ${(err as Error).message}`, version: d.version });
+        return;
+      }
+      try {
+        const count = Math.max(2, Math.ceil(config.probeBytes / config.probeChunkBytes));
+        const tp = await measureThroughput(channel, d.id, { count, size: config.probeChunkBytes, timeoutMs: config.probeTimeoutMs }, timers);
+        fleet.updateLink(d.id, { bps: tp.bps, bpsSource: 'probe', bpsMeasuredAt: Date.now() });
+      } catch (err) {
+        // Ranked on its round trip alone (an older throughput figure, if any, stays).
+        this.deps.log.warn({ device: d.id, err: (err as Error).message }, 'throughput probe failed');
+      }
+      reachable.push(d);
+    });
+    return reachable;
+  }
+
+  // ---- one device ----
+
+  private async update(entry: OrderEntry, bounds: { min: number; max: number }, bandwidth: TokenBucket | undefined): Promise<void> {
+    const { fleet, channel, config, timers, log } = this.deps;
+    const manifest = this.image.manifest;
+    if (this.abort.signal.aborted) {
+      // every targeted device gets exactly one final result, also when it never started
+      this.progress(entry.id, 'failed', 0, true);
+      this.pushResult({
+        t: 'result', campaign: this.id, id: entry.id, outcome: 'failed', code: 'cancelled', reason: 'campaign cancelled before this device started',
+        from: entry.from, to: manifest.version, durationMs: 0, retries: 0,
+      });
+      return;
+    }
+    const device = fleet.get(entry.id);
+    const chunk = Math.min(manifest.chunk, device?.maxChunk ?? manifest.chunk);
+    const session = new DeviceSession(entry.id, entry.from, {
+      channel, config, image: this.image, timers, log, signal: this.abort.signal,
+      window: chunkWindowFor(device?.link, chunk, bounds),
+      ...(device?.link ? { rttMs: device.link.rttMs } : {}),
+      ...(bandwidth ? { bandwidth } : {}),
+      onPhase: (phase, bytes) => this.progress(entry.id, phase, bytes),
+    });
+    const { transferBps, ...r } = await session.run();
+    if (transferBps !== undefined) fleet.updateLink(entry.id, { bps: transferBps, bpsSource: 'transfer', bpsMeasuredAt: Date.now() });
+    const final: DevicePhase = r.outcome === 'updated' ? 'done' : r.outcome;
+    this.progress(entry.id, final, r.outcome === 'updated' ? this.image.size : this.tracks.get(entry.id)?.bytes ?? 0, true);
+    log.info({ campaign: this.id, device: entry.id, outcome: r.outcome, code: r.code, reason: r.reason, ms: r.durationMs, retries: r.retries, transferBps }, 'device result');
+    this.pushResult({ t: 'result', campaign: this.id, id: entry.id, ...r });
   }
 
   private pushResult(r: ResultMessage): void {
@@ -138,19 +194,92 @@ export class Campaign extends EventEmitter<CampaignEvents> {
     this.emit('result', r);
   }
 
-  /** Phase changes always go out; byte progress within a phase at most every progressIntervalMs. */
-  private emitProgress(id: string, phase: DevicePhase, bytes: number, force = false): void {
+  // ---- progress ----
+
+  /**
+   * Track a device's phase and bytes. Phase changes always go out; byte progress within a phase
+   * at most every progressIntervalMs. Bytes never go backwards within a phase; the rate is a
+   * smoothed bytes/s over the transfer, and the ETA comes from it.
+   */
+  private progress(id: string, phase: DevicePhase, bytes: number, force = false): void {
     const now = this.deps.timers.now();
-    const last = this.lastProgress.get(id);
-    const due = force || !last || last.phase !== phase || now - last.at >= this.deps.config.progressIntervalMs || bytes === this.image.size;
-    if (last && last.phase === phase && last.bytes === bytes && !force) return;
-    if (!due) {
-      last!.bytes = Math.max(last!.bytes, bytes);
-      return;
+    let tr = this.tracks.get(id);
+    const phaseChanged = !tr || tr.phase !== phase;
+    if (!tr) {
+      tr = { phase, bytes, sentAt: -Infinity, sentBytes: -1, bps: 0, rateAt: now, rateBytes: bytes, final: false };
+      this.tracks.set(id, tr);
     }
-    const monotonic = last ? Math.max(bytes, phase === last.phase ? last.bytes : 0) : bytes;
-    this.lastProgress.set(id, { phase, at: now, bytes: monotonic });
-    this.emit('progress', { t: 'progress', campaign: this.id, id, phase, bytes: monotonic, total: this.image.size });
+    if (tr.final) return; // one final state per device
+    if (phaseChanged) {
+      tr.phase = phase;
+      tr.bytes = bytes;
+      if (phase === 'transferring') {
+        tr.rateAt = now;
+        tr.rateBytes = bytes;
+      }
+    } else {
+      tr.bytes = Math.max(tr.bytes, bytes);
+    }
+    if (phase === 'transferring' && now - tr.rateAt >= 100) {
+      const inst = ((tr.bytes - tr.rateBytes) * 1000) / (now - tr.rateAt);
+      tr.bps = tr.bps > 0 ? 0.7 * tr.bps + 0.3 * inst : inst;
+      tr.rateAt = now;
+      tr.rateBytes = tr.bytes;
+    }
+    tr.final = FINAL_PHASES.has(phase);
+    tr.etaMs = this.etaFor(id, tr);
+    const due = force || phaseChanged || tr.final || now - tr.sentAt >= this.deps.config.progressIntervalMs || tr.bytes === this.image.size;
+    if (!due || (!phaseChanged && tr.bytes === tr.sentBytes)) return;
+    tr.sentAt = now;
+    tr.sentBytes = tr.bytes;
+    this.emit('progress', this.progressMessage(id, tr));
+  }
+
+  private etaFor(id: string, tr: Track): number | undefined {
+    if (tr.final) return 0;
+    const entry = this.order?.devices.find((d) => d.id === id);
+    const rtt = this.deps.fleet.get(id)?.link?.rttMs ?? 0;
+    if (tr.phase === 'transferring' && tr.bps > 0) return Math.round(((this.image.size - tr.bytes) * 1000) / tr.bps + 3 * rtt);
+    if (['verifying', 'activating', 'rebooting', 'confirming'].includes(tr.phase)) return Math.round(3 * rtt);
+    return entry?.etaMs;
+  }
+
+  private progressMessage(id: string, tr: Track): ProgressMessage {
+    return {
+      t: 'progress', campaign: this.id, id, phase: tr.phase, bytes: tr.bytes, total: this.image.size,
+      ...(tr.phase === 'transferring' && tr.bps > 0 ? { bps: Math.round(tr.bps) } : {}),
+      ...(tr.etaMs !== undefined ? { etaMs: tr.etaMs } : {}),
+    };
+  }
+
+  /** Campaign totals every progress interval while devices are being updated. */
+  private tickTotals(): void {
+    this.emitTotals();
+    this.totalsTimer = this.deps.timers.setTimeout(() => this.tickTotals(), Math.max(this.deps.config.progressIntervalMs, 100));
+  }
+
+  private emitTotals(): void {
+    const targeted = this.order?.devices ?? [];
+    let bytes = 0;
+    let bps = 0;
+    let done = 0;
+    let remainingMs = 0;
+    for (const d of targeted) {
+      const tr = this.tracks.get(d.id);
+      if (!tr) continue;
+      bytes += tr.final && tr.phase === 'done' ? this.image.size : tr.bytes;
+      if (tr.final) done++;
+      if (tr.phase === 'transferring') bps += tr.bps;
+      remainingMs += tr.etaMs ?? 0;
+    }
+    const slots = Math.max(1, Math.min(this.deps.config.concurrency, targeted.length - done));
+    this.lastTotals = {
+      t: 'totals', campaign: this.id, devices: targeted.length, done,
+      kib: Math.floor(bytes / 1024), totalKib: Math.floor((targeted.length * this.image.size) / 1024),
+      bps: Math.round(bps),
+      ...(targeted.length > 0 ? { etaMs: Math.round(remainingMs / slots) } : {}),
+    };
+    this.emit('totals', this.lastTotals);
   }
 }
 

@@ -6,11 +6,14 @@ import type { GatewayConfig } from '../config.ts';
 import type { DeviceChannel, DeviceEvent } from '../device-channel.ts';
 import type { Logger } from '../log.ts';
 import { Inbox, type Timers } from '../waiter.ts';
+import type { TokenBucket } from './bandwidth.ts';
 import type { ImageSource } from './image-source.ts';
 
 type Ev<T extends DeviceEvent['t']> = Extract<DeviceEvent, { t: T }>;
 
 export interface SessionResult {
+  /** Throughput of the chunk transfer, bytes/s, when one completed in this session. */
+  transferBps?: number;
   outcome: Outcome;
   code: ResultCode;
   reason?: string;
@@ -28,6 +31,10 @@ export interface SessionDeps {
   log: Logger;
   /** Measured round trip of this device, used to pace resends. */
   rttMs?: number;
+  /** Chunks in flight, sized from the device's bandwidth-delay product (the device may ask for fewer). */
+  window: number;
+  /** The site's aggregate bandwidth cap, shared by every session. */
+  bandwidth?: TokenBucket;
   onPhase(phase: DevicePhase, bytes: number): void;
   signal?: AbortSignal;
 }
@@ -56,6 +63,7 @@ export class DeviceSession {
   private chunkSize = 0;
   private window = 1;
   private held = 0;
+  private transferBps: number | undefined;
 
   constructor(readonly deviceId: string, readonly fromVersion: string, private readonly deps: SessionDeps) {
     this.inbox = new Inbox<DeviceEvent>(deps.timers);
@@ -127,7 +135,7 @@ export class DeviceSession {
       throw new SessionFailure('failed', 'unsupported', `device asked for chunk size ${reply.chunk}, offered ${m.chunk}`, true);
     }
     this.chunkSize = reply.chunk;
-    this.window = Math.max(1, Math.min(this.deps.config.chunkWindow, reply.window));
+    this.window = Math.max(1, Math.min(this.deps.window, reply.window));
     // Resume point: must be on a chunk boundary and within the image, else start over.
     this.held = reply.next <= m.size && (reply.next % this.chunkSize === 0 || reply.next === m.size) ? reply.next : 0;
   }
@@ -143,8 +151,11 @@ export class DeviceSession {
     let next = this.held;
     let cursor = next;
     let timeouts = 0;
+    const startedAt = timers.now();
+    const startedFrom = next;
     const send = async (off: number): Promise<void> => {
       const c = image.chunk(off, chunk);
+      if (this.deps.bandwidth) await this.deps.bandwidth.take(c.data.length);
       lastSent[off / chunk] = timers.now();
       await channel.send(this.deviceId, { t: 'chunk', sid, off, data: c.data, crc: c.crc });
     };
@@ -187,6 +198,8 @@ export class DeviceSession {
         await send(m);
       }
     }
+    const ms = timers.now() - startedAt;
+    if (size - startedFrom >= 4 * chunk && ms > 0) this.transferBps = Math.round(((size - startedFrom) * 1000) / ms);
   }
 
   private async verify(): Promise<void> {
@@ -279,6 +292,7 @@ export class DeviceSession {
 
   private result(outcome: Outcome, code: ResultCode, reason: string | undefined, started: number): SessionResult {
     return {
+      ...(this.transferBps !== undefined ? { transferBps: this.transferBps } : {}),
       outcome, code, ...(reason ? { reason } : {}),
       from: this.fromVersion, to: this.deps.image.manifest.version,
       retries: this.retries, durationMs: Math.round(this.deps.timers.now() - started),

@@ -1,4 +1,5 @@
 import { randomInt } from 'node:crypto';
+import { FwError } from '../../protocol/errors.ts';
 import type { DeviceChannel, DeviceEvent } from '../device-channel.ts';
 import type { Timers } from '../waiter.ts';
 
@@ -32,4 +33,45 @@ export async function measureRtt(channel: DeviceChannel, deviceId: string, pings
 
 function round(x: number): number {
   return Math.round(x * 100) / 100;
+}
+
+export interface ThroughputFigures { bps: number; bytes: number; acked: number; elapsedMs: number }
+
+/**
+ * Measure a device's downlink throughput with a bounded burst of `probe` messages
+ * (docs/protocol.md §6.4.3): send `count` probes of `size` bytes back to back; the device answers
+ * each with `probed` as it receives it. The spacing of the answers is set by the slowest stretch
+ * of the path (packet-train dispersion), so bytes/s = bytes acked after the first answer divided
+ * by the time from the first answer to the last. Bounded by `timeoutMs`: answers that arrived by
+ * then count; fewer than two answers is a failure.
+ */
+export async function measureThroughput(
+  channel: DeviceChannel, deviceId: string, opts: { count: number; size: number; timeoutMs: number }, timers: Timers,
+): Promise<ThroughputFigures> {
+  const base = randomInt(0, 0xffff_ffff - opts.count);
+  const arrivals: number[] = [];
+  let done: () => void = () => undefined;
+  const all = new Promise<void>((resolve) => { done = resolve; });
+  const stop = channel.listen(deviceId, (e) => {
+    if (e.t !== 'probed' || e.n < base || e.n >= base + opts.count || e.size !== opts.size) return;
+    arrivals.push(timers.now());
+    if (arrivals.length === opts.count) done();
+  });
+  const data = new Uint8Array(opts.size).fill(0xa5);
+  let timer: unknown;
+  try {
+    const t0 = timers.now();
+    for (let i = 0; i < opts.count; i++) await channel.send(deviceId, { t: 'probe', n: base + i, data });
+    const left = Math.max(0, opts.timeoutMs - (timers.now() - t0));
+    await Promise.race([all, new Promise<void>((resolve) => { timer = timers.setTimeout(resolve, left); })]);
+  } finally {
+    timers.clearTimeout(timer);
+    stop();
+  }
+  if (arrivals.length < 2) {
+    throw new FwError('E_DEVICE_TIMEOUT', `throughput probe of ${deviceId}: ${arrivals.length} of ${opts.count} answers within ${opts.timeoutMs} ms`);
+  }
+  const elapsedMs = Math.max(arrivals[arrivals.length - 1]! - arrivals[0]!, 0.05);
+  const bytes = (arrivals.length - 1) * opts.size;
+  return { bps: Math.round((bytes * 1000) / elapsedMs), bytes, acked: arrivals.length, elapsedMs: round(elapsedMs) };
 }

@@ -20,6 +20,8 @@ export interface UplinkDeps {
   agent: string;
   /** Why a new upload cannot be granted now (e.g. a campaign is running), or undefined. */
   busyReason(): string | undefined;
+  /** What the gateway is doing now and the messages that bring a late laptop up to date (§7.11). */
+  campaignState(): GatewayUplinkMessage[];
   /** A verified image was stored: start its campaign; returns the campaign id. */
   onImageStored(image: StoredImage): Promise<{ id: string; start: () => void }>;
 }
@@ -85,6 +87,7 @@ export class UplinkSession {
       case 'rts': return this.onRequestToSend(msg.manifest);
       case 'data': return this.onData(msg.off, msg.data);
       case 'commit': return this.onCommit();
+      case 'status': return this.onStatus();
       default: {
         const never: never = msg;
         this.deps.log.warn({ msg: never }, 'unhandled uplink message');
@@ -145,6 +148,12 @@ export class UplinkSession {
       this.state = 'ready';
       this.notify({ t: 'error', code: isFwError(err) ? err.code : 'E_STORE_IO', reason: describeError(err) });
     }
+  }
+
+  /** `state`, then a replay of the current (or last) campaign; live events follow as they happen. */
+  private async onStatus(): Promise<void> {
+    if (this.state === 'idle') return this.deny('state', 'send hello first');
+    for (const msg of this.deps.campaignState()) await this.send(msg);
   }
 
   private async onCommit(): Promise<void> {

@@ -22,7 +22,7 @@ describe('fleet registry', () => {
     ch.emit('event', 'dev-2', status('1.0.0'));
     ch.emit('event', 'dev-1', status('1.0.0'));
     assert.deepEqual(fleet.list().map((d) => d.id), ['dev-1', 'dev-2']);
-    fleet.setLink('dev-1', { rttMs: 12, jitterMs: 1, measuredAt: 5 });
+    fleet.updateLink('dev-1', { rttMs: 12, jitterMs: 1, measuredAt: 5 });
 
     now = 2000;
     ch.emit('event', 'dev-1', { t: 'offline' });

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import type { DeviceRecord } from '../../gateway/fleet.ts';
-import { estimateTransferMs, rankDevices, selectDevices } from '../../gateway/rollout/planner.ts';
+import {
+  chunkWindowFor, estimateTransferMs, makespanLowerBound, planStarts, rankDevices, selectDevices,
+} from '../../gateway/rollout/planner.ts';
 import type { Manifest } from '../../protocol/manifest.ts';
 
 const manifest: Manifest = { name: 'fw', version: '1.2.0', hw: ['sensor-v1', 'sensor-v1b'], size: 64 * 1024, crc32: 1, sha256: 'a'.repeat(64), chunk: 4096 };
@@ -34,25 +36,70 @@ describe('planner: eligibility (semver, hardware model, presence)', () => {
   });
 });
 
+const bounds = { min: 2, max: 32 };
+const link = (rttMs: number, bps?: number): DeviceRecord['link'] => ({ rttMs, jitterMs: 1, measuredAt: 0, ...(bps ? { bps } : {}) });
+
 describe('planner: ranking fastest first', () => {
-  it('orders by expected transfer time from measured RTT, ties by id, unmeasured last', () => {
+  it('orders by expected transfer time from measured throughput and RTT, ties by id, unmeasured last', () => {
     const order = rankDevices(manifest, [
-      device('slow', { link: { rttMs: 80, jitterMs: 1, measuredAt: 0 } }),
+      device('slow', { link: link(80, 50_000) }),
       device('unmeasured'),
-      device('fast-b', { link: { rttMs: 5, jitterMs: 1, measuredAt: 0 } }),
-      device('fast-a', { link: { rttMs: 5, jitterMs: 1, measuredAt: 0 } }),
-      device('mid', { link: { rttMs: 20, jitterMs: 1, measuredAt: 0 } }),
-    ], 8);
-    assert.deepEqual(order.map((o) => o.id), ['fast-a', 'fast-b', 'mid', 'slow', 'unmeasured']);
-    assert.deepEqual(order.map((o) => o.rank), [1, 2, 3, 4, 5]);
-    assert.equal(order[4]!.etaMs, undefined);
-    assert.ok(order[0]!.etaMs! < order[3]!.etaMs!);
+      device('fast-b', { link: link(5, 2_000_000) }),
+      device('fast-a', { link: link(5, 2_000_000) }),
+      device('mid', { link: link(20, 500_000) }),
+      device('low-rtt-thin-pipe', { link: link(2, 100_000) }),
+    ], bounds);
+    assert.deepEqual(order.map((o) => o.id), ['fast-a', 'fast-b', 'mid', 'low-rtt-thin-pipe', 'slow', 'unmeasured']);
+    assert.deepEqual(order.map((o) => o.rank), [1, 2, 3, 4, 5, 6]);
+    assert.equal(order[5]!.etaMs, undefined);
+    assert.equal(order[0]!.bps, 2_000_000);
+    assert.ok(order[0]!.etaMs! < order[4]!.etaMs!);
   });
 
-  it('estimates one round trip per window of chunks plus the control exchanges', () => {
-    // 64 KiB in 4 KiB chunks = 16 chunks = 2 windows of 8, + 4 control round trips
-    assert.equal(estimateTransferMs(manifest, device('d', { link: { rttMs: 10, jitterMs: 0, measuredAt: 0 } }), 8), 60);
-    // a device with a smaller max chunk needs more rounds
-    assert.equal(estimateTransferMs(manifest, device('d', { maxChunk: 1024, link: { rttMs: 10, jitterMs: 0, measuredAt: 0 } }), 8), 120);
+  it('estimates size / throughput plus four round trips, limited by what the window allows per round trip', () => {
+    // 64 KiB at 65536 B/s = 1000 ms, + 4 x 10 ms
+    assert.equal(estimateTransferMs(manifest, device('d', { link: link(10, 65_536) }), bounds), 1040);
+    // a window of at most 2 x 4 KiB per 100 ms round trip caps the rate at 81920 B/s whatever the link
+    assert.equal(estimateTransferMs(manifest, device('d', { link: link(100, 10_000_000) }), { min: 2, max: 2 }), 1200);
+    // RTT alone: the window per round trip
+    assert.equal(estimateTransferMs(manifest, device('d', { link: link(10) }), { min: 2, max: 8 }), 60);
+  });
+});
+
+describe('planner: chunk window from the bandwidth-delay product', () => {
+  it('keeps two round trips of data in flight, within bounds', () => {
+    // 1 MB/s x 50 ms = 50 KB; x2 / 4 KiB = 25 chunks
+    assert.equal(chunkWindowFor(link(50, 1_000_000), 4096, bounds), 25);
+    assert.equal(chunkWindowFor(link(1, 100_000), 4096, bounds), 2, 'at least the minimum');
+    assert.equal(chunkWindowFor(link(200, 10_000_000), 4096, bounds), 32, 'at most the maximum');
+    assert.equal(chunkWindowFor(link(20), 4096, bounds), 32, 'without throughput: the maximum');
+  });
+});
+
+describe('planner: start plan under a concurrency limit', () => {
+  const entry = (id: string, etaMs: number, rank: number) => ({ id, rank, from: '1.0.0', etaMs });
+
+  it('starts fastest first when nothing is slow enough to stretch the tail', () => {
+    const ranked = [entry('a', 10, 1), entry('b', 11, 2), entry('c', 12, 3), entry('d', 13, 4)];
+    const plan = planStarts(ranked, 2);
+    assert.deepEqual(plan.map((e) => e.id), ['a', 'b', 'c', 'd']);
+    assert.deepEqual(plan.map((e) => e.startMs), [0, 0, 10, 11]);
+  });
+
+  it('starts a slow device early enough that it does not finish last by a wide margin', () => {
+    // 8 fast devices of 10 s and one of 60 s on 2 slots: started last it would end at 100 s;
+    // the lower bound is max(60, 140 / 2) = 70 s.
+    const ranked = [...Array.from({ length: 8 }, (_, i) => entry(`f${i}`, 10_000, i + 1)), entry('slow', 60_000, 9)];
+    const plan = planStarts(ranked, 2);
+    const makespan = Math.max(...plan.map((e) => e.startMs! + e.etaMs!));
+    assert.ok(makespan <= 1.15 * makespanLowerBound(ranked.map((e) => e.etaMs), 2), `makespan ${makespan}`);
+    assert.ok(plan.findIndex((e) => e.id === 'slow') < 8, 'the slow device does not start last');
+    // the fast devices still go in rank order
+    assert.deepEqual(plan.filter((e) => e.id !== 'slow').map((e) => e.id), ranked.slice(0, 8).map((e) => e.id));
+  });
+
+  it('with enough slots every device starts at once', () => {
+    const plan = planStarts([entry('a', 5, 1), entry('b', 50, 2)], 8);
+    assert.deepEqual(plan.map((e) => e.startMs), [0, 0]);
   });
 });

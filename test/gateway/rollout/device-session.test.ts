@@ -61,7 +61,7 @@ function device(opts: { dropAcksUntil?: number; neverAck?: boolean; reject?: 'bu
 
 function session(ch: ScriptedChannel, timers: FakeTimers): DeviceSession {
   return new DeviceSession('dev-1', '1.0.0', {
-    channel: ch.asChannel(), config: rollout, image: new ImageSource(manifest, image), timers, log: silentLogger(), rttMs: 5, onPhase: () => undefined,
+    channel: ch.asChannel(), config: rollout, image: new ImageSource(manifest, image), timers, log: silentLogger(), rttMs: 5, window: 4, onPhase: () => undefined,
   });
 }
 
