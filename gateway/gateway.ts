@@ -19,6 +19,8 @@ import { UplinkSession } from './uplink/session.ts';
 import { realTimers, type Timers } from './waiter.ts';
 
 export const GATEWAY_AGENT = 'fwgate/0.1.0';
+/** Longest wait for the laptop to acknowledge the order before transfers start (it may be unplugged). */
+const ORDER_DELIVERY_WAIT_MS = 2000;
 
 export interface GatewayOptions {
   config: GatewayConfig;
@@ -117,6 +119,7 @@ export class Gateway {
     if (running) throw new Error(`campaign ${running.id} is still running`);
     const campaign = new Campaign(id, source, {
       channel: this.channel, fleet: this.fleet, config: this.config.rollout, timers: this.timers, log: this.log.child({ part: 'rollout' }),
+      beforeTransfers: () => this.uplink?.delivered(ORDER_DELIVERY_WAIT_MS) ?? Promise.resolve(),
     });
     this.campaign = campaign;
     this.campaigns.push(campaign);

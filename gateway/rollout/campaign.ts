@@ -21,6 +21,11 @@ export interface CampaignDeps {
   config: GatewayConfig['rollout'];
   timers: Timers;
   log: Logger;
+  /**
+   * Awaited after the order is announced and before the first device transfer starts, so
+   * listeners can deliver the order first (the gateway waits, bounded, for the laptop's link).
+   */
+  beforeTransfers?: () => Promise<void>;
 }
 
 export type CampaignEvents = {
@@ -89,6 +94,7 @@ export class Campaign extends EventEmitter<CampaignEvents> {
     });
     log.info({ campaign: this.id, devices: devices.length, excluded: plan.excluded.length, order: devices.map((r) => r.id), starts: starts.map((s) => s.id) }, 'rollout order');
     this.emit('order', this.order);
+    await this.deps.beforeTransfers?.();
 
     for (const x of plan.excluded) {
       this.pushResult({

@@ -71,6 +71,15 @@ export class UplinkSession {
     return this.deps.link.send(clipReasons(msg));
   }
 
+  /**
+   * Resolves when everything sent to the laptop so far has been acknowledged by its link, or
+   * after `timeoutMs`, or at once when no laptop is attached. Never rejects.
+   */
+  async delivered(timeoutMs: number): Promise<void> {
+    if (this.deps.link.down) return;
+    await this.deps.link.flush(timeoutMs).catch(() => undefined);
+  }
+
   /** Wait until the messages received so far have been handled (tests, shutdown). */
   async settled(): Promise<void> {
     await this.queue;

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { SerialPort } from 'serialport';
 import { Fleet as SimFleet } from '../../device-sim/fleet.ts';
 import type { Faults } from '../../device-sim/faults.ts';
+import type { LinkProfile } from '../../device-sim/link.ts';
 import { makeSampleImage } from '../../firmware-samples/image-format.ts';
 import { parseConfig, type ConfigInput } from '../../gateway/config.ts';
 import { Gateway } from '../../gateway/gateway.ts';
@@ -23,6 +24,8 @@ export interface RigOptions {
   hw?: string;
   version?: string;
   faults?: (index: number, id: string) => Faults | undefined;
+  /** A shaped link per device (its own proxy on loopback). */
+  profiles?: (index: number, id: string) => LinkProfile | undefined;
   config?: ConfigInput;
 }
 
@@ -70,6 +73,7 @@ export class Rig {
         bootDelayMs: 50, reconnectDelayMs: 100, reconnectMaxMs: 1000, powerOffMs: 100,
       },
       ...(opts.faults ? { faults: opts.faults } : {}),
+      ...(opts.profiles ? { profiles: opts.profiles } : {}),
     });
     await sims.start();
     await waitUntil(() => gateway.fleet.online().length === opts.devices, 20_000, `${opts.devices} devices registered`);
@@ -83,7 +87,22 @@ export class Rig {
     return new Rig(dir, pty, gateway, gatewayPort, sims, laptopPort, laptopLink, client, events);
   }
 
+  /** A second laptop session on the same serial port (after the first one was unplugged). */
+  reconnectLaptop(): { link: MessageLink<GatewayUplinkMessage, LaptopMessage>; client: UplinkClient; events: GatewayUplinkMessage[] } {
+    const link = new MessageLink<GatewayUplinkMessage, LaptopMessage>(this.laptopPort, {
+      decode: decodeGatewayUplinkMessage, encode: encodeUplinkMessage, arq: { window: 16, maxPayload: 256 },
+    });
+    const client = new UplinkClient(link, { ...defaultClientOptions, replyTimeoutMs: 20_000, idleTimeoutMs: 60_000 });
+    const events: GatewayUplinkMessage[] = [];
+    client.on('event', (e) => events.push(e));
+    this.extraLinks.push(link);
+    return { link, client, events };
+  }
+
+  private readonly extraLinks: MessageLink<GatewayUplinkMessage, LaptopMessage>[] = [];
+
   async stop(): Promise<void> {
+    for (const l of this.extraLinks) l.close();
     this.laptopLink.close();
     await closeSerialPort(this.laptopPort).catch(() => undefined);
     await this.sims.stop().catch(() => undefined);
