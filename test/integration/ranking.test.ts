@@ -9,7 +9,7 @@ const profile = (name: string, latencyMs: number, downBps: number): LinkProfile 
 const LINKS: LinkProfile[] = [
   profile('slow', 30, 60_000),
   profile('fast', 1, 0),
-  profile('medium', 8, 400_000),
+  profile('medium', 10, 150_000),
   profile('fast', 1, 0),
 ];
 
