@@ -159,7 +159,7 @@ export class Fleet extends EventEmitter<FleetEvents> {
       this.#ports.set(p.id, proxy.port);
     }));
     const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw new FwError('E_CONFIG', 'could not start a device link proxy', { cause: failed.reason });
+    if (failed) throw failed.reason;
     this.#plan.forEach((p, index) => {
       const proxy = this.#links.get(p.id);
       if (proxy) this.emit('link', { id: p.id, index, profile: proxy.profile, url: proxy.url });

@@ -30,7 +30,10 @@ export interface LinkProfile {
   upBps: number;
   /** Chance per slice (percent) that the slice is held back a stall: stallMs (default 200) + 2 x latency. */
   lossPct: number;
-  /** Every `everyMs` (from the start or the last profile change) the link passes nothing for `forMs`. */
+  /**
+   * The link passes nothing for `forMs`, every `everyMs`; the first outage comes 0.5–1.5 x everyMs
+   * (seeded) after the start or the last change of `outage`.
+   */
   outage?: { everyMs: number; forMs: number } | undefined;
 }
 
@@ -472,7 +475,8 @@ export class LinkProxy extends EventEmitter<LinkProxyEvents> implements LinkCont
         every(o.everyMs);
       });
     };
-    every(o.everyMs);
+    // A seeded phase: proxies started together (a fleet) do not all go dark at the same moment.
+    every(Math.round(o.everyMs * (0.5 + this.random())));
   }
 
   #beginOutage(forMs: number): void {

@@ -2,16 +2,15 @@ import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { FwError, describeError } from '../protocol/errors.ts';
-import { formatIssues } from '../protocol/schema.ts';
 import { linkProfileSchema, parseLinkProfile, type LinkProfile } from './link.ts';
 
 /**
  * Link profiles for simulated devices (docs/device-sim.md "Link profiles"): four built-ins,
  * `mixed` (the four spread over a fleet), and JSON profile files.
  *
- * Figures are chosen so a 256 KiB image takes visibly different times — roughly 0.03 s on lan,
- * 0.2 s on wifi-good, 1.3 s on wifi-poor and 2.5 s on cellular (bytes / cap, plus round trips and
- * expected stalls) — while a 50-device `mixed` rollout at concurrency 8 still takes seconds.
+ * Figures are chosen so a 256 KiB image takes visibly different times — link time (bytes / cap,
+ * a round trip, expected stalls) about 0 on lan, 0.15 s on wifi-good, 1.5 s on wifi-poor and 2.5 s
+ * on cellular — while a 50-device `mixed` rollout at concurrency 8 still takes seconds.
  */
 export const BUILTIN_PROFILE_NAMES = ['lan', 'wifi-good', 'wifi-poor', 'cellular'] as const;
 export type BuiltinProfileName = (typeof BUILTIN_PROFILE_NAMES)[number];
@@ -58,20 +57,42 @@ const nameRef = z.string().refine((s) => isBuiltinProfileName(s) || s === MIXED,
 });
 /** An object entry: every field optional; missing ones come from `base` (a built-in) or are 0 / unlimited. */
 const objectRef = linkProfileSchema.partial().extend({ base: z.enum(BUILTIN_PROFILE_NAMES).optional() }).strict();
-const entry = z.union([nameRef, objectRef], { error: 'must be a profile name or a profile object' });
-type Entry = z.infer<typeof entry>;
+type Entry = z.infer<typeof nameRef> | z.infer<typeof objectRef>;
 
-export const profileFileSchema = z.union([
-  z.strictObject({
-    /** Profile of devices not listed in `devices`; without it they connect directly. */
-    default: entry.optional(),
-    /** Key: a device id, or a 0-based fleet index ("0" is the first device). */
-    devices: z.record(z.string(), entry).default({}),
-  }),
-  /** Entry i is for the device at index i; a shorter list repeats. */
-  z.array(entry).min(1),
-], { error: 'must be an object {default?, devices?} or a non-empty array of profiles' });
-export type ProfileFile = z.input<typeof profileFileSchema>;
+/** The shape of a profile file (entries are checked one by one, so errors name the entry's field). */
+const fileObjectSchema = z.strictObject({
+  /** Profile of devices not listed in `devices`; without it they connect directly. */
+  default: z.unknown().optional(),
+  /** Key: a device id, or a 0-based fleet index ("0" is the first device). */
+  devices: z.record(z.string(), z.unknown()).default({}),
+});
+/** Entry i is for the device at index i; a shorter list repeats. */
+const fileArraySchema = z.array(z.unknown()).min(1);
+
+export type ProfileEntry = string | (Partial<LinkProfile> & { base?: BuiltinProfileName });
+export type ProfileFile = { default?: ProfileEntry; devices?: Record<string, ProfileEntry> } | ProfileEntry[];
+
+function issues(error: z.ZodError, path: readonly (string | number)[]): string {
+  return error.issues
+    .slice(0, 5)
+    .map((i) => {
+      const full = [...path, ...i.path.map(String)];
+      return `${full.length ? full.join('.') : '(root)'}: ${i.message}`;
+    })
+    .join('; ');
+}
+
+function parsePart<T>(schema: z.ZodType<T>, value: unknown, path: readonly (string | number)[], what: string): T {
+  const r = schema.safeParse(value);
+  if (!r.success) throw new FwError('E_CONFIG', `${what}: ${issues(r.error, path)}`);
+  return r.data;
+}
+
+function checkEntry(v: unknown, path: readonly (string | number)[], what: string): Entry {
+  if (typeof v === 'string') return parsePart(nameRef, v, path, what);
+  if (typeof v === 'object' && v !== null && !Array.isArray(v)) return parsePart(objectRef, v, path, what);
+  throw new FwError('E_CONFIG', `${what}: ${path.join('.') || '(root)'}: must be a profile name or a profile object`);
+}
 
 function fromEntry(e: Entry, index: number, where: string): LinkProfile {
   if (typeof e === 'string') return profileByName(e, index);
@@ -85,15 +106,18 @@ function fromEntry(e: Entry, index: number, where: string): LinkProfile {
  * without a default are left out (direct connection). Errors are E_CONFIG naming the field.
  */
 export function profilesFromFile(json: unknown, ids: readonly string[], what = 'profile file'): Map<string, LinkProfile> {
-  const r = profileFileSchema.safeParse(json);
-  if (!r.success) throw new FwError('E_CONFIG', `${what}: ${formatIssues(r.error)}`);
   const out = new Map<string, LinkProfile>();
-  const spec = r.data;
-  if (Array.isArray(spec)) {
-    ids.forEach((id, i) => out.set(id, fromEntry(spec[i % spec.length]!, i, `${what}: [${i % spec.length}]`)));
+  if (Array.isArray(json)) {
+    const list = parsePart(fileArraySchema, json, [], what).map((v, i) => checkEntry(v, [i], what));
+    ids.forEach((id, i) => out.set(id, fromEntry(list[i % list.length]!, i, `${what}: ${i % list.length}`)));
     return out;
   }
-  const byKey = new Map(Object.entries(spec.devices));
+  if (typeof json !== 'object' || json === null) {
+    throw new FwError('E_CONFIG', `${what}: (root): must be an object {default?, devices?} or a non-empty array of profiles`);
+  }
+  const spec = parsePart(fileObjectSchema, json, [], what);
+  const dflt = spec.default === undefined ? undefined : checkEntry(spec.default, ['default'], what);
+  const byKey = new Map(Object.entries(spec.devices).map(([k, v]) => [k, checkEntry(v, ['devices', k], what)]));
   for (const key of byKey.keys()) {
     const known = /^\d+$/.test(key) ? Number(key) < ids.length : ids.includes(key);
     if (!known) throw new FwError('E_CONFIG', `${what}: devices.${key}: no such device in this fleet (${ids[0] ?? '-'}..${ids.at(-1) ?? '-'}, or index 0..${ids.length - 1})`);
@@ -101,7 +125,7 @@ export function profilesFromFile(json: unknown, ids: readonly string[], what = '
   ids.forEach((id, i) => {
     const key = byKey.has(id) ? id : byKey.has(String(i)) ? String(i) : undefined;
     if (key !== undefined) out.set(id, fromEntry(byKey.get(key)!, i, `${what}: devices.${key}`));
-    else if (spec.default !== undefined) out.set(id, fromEntry(spec.default, i, `${what}: default`));
+    else if (dflt !== undefined) out.set(id, fromEntry(dflt, i, `${what}: default`));
   });
   return out;
 }

@@ -194,6 +194,30 @@ describe('docs/protocol.md test vectors (§10)', () => {
       assert.ok(gateway.some((m) => m.t === 'order' && Array.isArray(m.excluded) && m.excluded.length > 0));
     });
 
+    it('a probe answered by its probed, with the probe\'s n and data length (§6.4.3)', () => {
+      const probes = messagesOf('ota-down').filter((m) => m.t === 'probe');
+      const probed = messagesOf('ota-up').filter((m) => m.t === 'probed');
+      assert.ok(probes.length > 0);
+      for (const p of probes) {
+        const data = fromJson(p.data) as Uint8Array;
+        assert.ok(probed.some((a) => a.n === p.n && a.size === data.length), `a probed answers the probe with n = ${String(p.n)}`);
+      }
+    });
+
+    it('state running with its image, progress with bps and etaMs, totals, an order entry with bps and startMs (§7.5, §7.6, §7.11)', () => {
+      const gateway = messagesOf('uplink-gateway');
+      assert.ok(messagesOf('uplink-laptop').some((m) => m.t === 'status'));
+      assert.ok(gateway.some((m) => m.t === 'state' && m.running === true && typeof m.campaign === 'string' && typeof m.image === 'object'));
+      assert.ok(gateway.some((m) => m.t === 'progress' && typeof m.bps === 'number' && typeof m.etaMs === 'number'));
+      assert.ok(gateway.some((m) => m.t === 'totals' && typeof m.etaMs === 'number'));
+      const entries = gateway.filter((m) => m.t === 'order').flatMap((m) => m.devices as Record<string, unknown>[]);
+      assert.ok(entries.some((e) => typeof e.bps === 'number' && typeof e.startMs === 'number'));
+      for (const m of gateway.filter((x) => x.t === 'order')) {
+        const ranks = (m.devices as { rank: number }[]).map((e) => e.rank);
+        assert.deepEqual(ranks, ranks.map((_, i) => i + 1), 'order.devices is in rank order (§7.5.3)');
+      }
+    });
+
     it('every frame kind has a vector (§3.3)', () => {
       const have = new Set(vectors.filter((v) => v.kind === 'frame').map((v) => (v.value as FrameVectorValue).kind));
       assert.deepEqual([...have].sort(), Object.keys(FrameKind).sort());

@@ -69,6 +69,7 @@ const deviceArbs: Record<DeviceMessage['t'], fc.Arbitrary<unknown>> = {
   }, ['t', 'hw', 'version', 'slot', 'slots', 'maxChunk', 'busy', 'trial']),
   boot: rec({ t: fc.constant('boot'), version, slot, sha256, trial: bool, reverted: bool, reason: text() }, ['t', 'version', 'slot', 'trial', 'reverted']),
   pong: rec({ t: fc.constant('pong'), n: u32, pad: bytes(0, 64) }, ['t', 'n']),
+  probed: rec({ t: fc.constant('probed'), n: u32, size: u32 }, ['t', 'n', 'size']),
   accept: rec({ t: fc.constant('accept'), sid, next: u32, chunk: chunkSize, window: fc.integer({ min: 1, max: 0xffff }) }, ['t', 'sid', 'next', 'chunk', 'window']),
   reject: rec({ t: fc.constant('reject'), sid, code: fc.constantFrom(...RejectCodes), reason: text() }, ['t', 'sid', 'code']),
   ack: rec({ t: fc.constant('ack'), sid, next: u32, missing: fc.array(u32, { maxLength: MAX_ACK_MISSING }) }, ['t', 'sid', 'next', 'missing']),
@@ -81,6 +82,7 @@ const deviceArbs: Record<DeviceMessage['t'], fc.Arbitrary<unknown>> = {
 const gatewayArbs: Record<GatewayMessage['t'], fc.Arbitrary<unknown>> = {
   ping: rec({ t: fc.constant('ping'), n: u32, pad: bytes(0, 64) }, ['t', 'n']),
   query: rec({ t: fc.constant('query') }, ['t']),
+  probe: rec({ t: fc.constant('probe'), n: u32, data: bytes(0, 2048) }, ['t', 'n', 'data']),
   offer: rec({
     t: fc.constant('offer'), sid, name: text(64, 1), version, hw: fc.array(text(64, 1), { minLength: 1, maxLength: MAX_HW_MODELS }),
     size: fc.integer({ min: 1, max: 0xffff_ffff }), crc32: u32, sha256, chunk: chunkSize,
@@ -104,12 +106,16 @@ const laptopArbs: Record<LaptopMessage['t'], fc.Arbitrary<unknown>> = {
   rts: rec({ t: fc.constant('rts'), manifest }, ['t', 'manifest']),
   data: rec({ t: fc.constant('data'), off: u32, data: bytes(0, 4096) }, ['t', 'off', 'data']),
   commit: rec({ t: fc.constant('commit') }, ['t']),
+  status: rec({ t: fc.constant('status') }, ['t']),
 };
 
 const campaign = text(64, 1);
 const deviceId = text(64, 1);
 const anyVersion = text(64);
-const orderEntry = rec({ id: deviceId, rank: fc.integer({ min: 1, max: 100_000 }), from: anyVersion, rttMs: num, bps: num, etaMs: num }, ['id', 'rank', 'from']);
+const orderEntry = rec({
+  id: deviceId, rank: fc.integer({ min: 1, max: 100_000 }), from: anyVersion, rttMs: num, bps: num, etaMs: num, startMs: num,
+}, ['id', 'rank', 'from']);
+const imageRef = rec({ name: text(64), version: anyVersion, sha256 }, ['name', 'version', 'sha256']);
 const excludedEntry = rec({ id: deviceId, code: fc.constantFrom(...ResultCodes), reason: text(), version: anyVersion }, ['id', 'code', 'reason']);
 const count = fc.integer({ min: 0, max: 0xffff_ffff });
 
@@ -119,10 +125,15 @@ const gatewayUplinkArbs: Record<GatewayUplinkMessage['t'], fc.Arbitrary<unknown>
   deny: rec({ t: fc.constant('deny'), code: fc.constantFrom(...DenyCodes), reason: text() }, ['t', 'code', 'reason']),
   committed: rec({ t: fc.constant('committed'), ok: bool, sha256, code: text(), reason: text(), campaign }, ['t', 'ok', 'sha256']),
   order: rec({
-    t: fc.constant('order'), campaign, image: rec({ name: text(64), version: anyVersion, sha256 }, ['name', 'version', 'sha256']),
-    devices: fc.array(orderEntry, { maxLength: 5 }), excluded: fc.array(excludedEntry, { maxLength: 5 }),
+    t: fc.constant('order'), campaign, image: imageRef,
+    devices: fc.array(orderEntry, { maxLength: 5 }), excluded: fc.array(excludedEntry, { maxLength: 5 }), excludedMore: count,
   }, ['t', 'campaign', 'image', 'devices', 'excluded']),
-  progress: rec({ t: fc.constant('progress'), campaign, id: deviceId, phase: fc.constantFrom(...DevicePhases), bytes: u32, total: u32 }, ['t', 'campaign', 'id', 'phase', 'bytes', 'total']),
+  progress: rec({
+    t: fc.constant('progress'), campaign, id: deviceId, phase: fc.constantFrom(...DevicePhases), bytes: u32, total: u32, bps: num, etaMs: num,
+  }, ['t', 'campaign', 'id', 'phase', 'bytes', 'total']),
+  totals: rec({
+    t: fc.constant('totals'), campaign, devices: count, done: count, kib: u32, totalKib: u32, bps: num, etaMs: num,
+  }, ['t', 'campaign', 'devices', 'done', 'kib', 'totalKib', 'bps']),
   result: rec({
     t: fc.constant('result'), campaign, id: deviceId, outcome: fc.constantFrom(...Outcomes), code: fc.constantFrom(...ResultCodes),
     reason: text(), from: anyVersion, to: anyVersion, durationMs: num, retries: count,
@@ -131,6 +142,8 @@ const gatewayUplinkArbs: Record<GatewayUplinkMessage['t'], fc.Arbitrary<unknown>
     t: fc.constant('complete'), campaign, devices: count, updated: count, failed: count, rolledBack: count, skipped: count, durationMs: num,
   }, ['t', 'campaign', 'devices', 'updated', 'failed', 'rolledBack', 'skipped', 'durationMs']),
   error: rec({ t: fc.constant('error'), code: text(), reason: text() }, ['t', 'code', 'reason']),
+  // campaign and image come together (§7.11); the schema takes either alone, and so does the arbitrary
+  state: rec({ t: fc.constant('state'), running: bool, campaign, image: imageRef }, ['t', 'running']),
 };
 
 // ---------------------------------------------------------------- the four directions
@@ -343,6 +356,16 @@ describe('CBOR message codecs (docs/protocol.md §1.4, §1.5, §6, §7)', () => 
       const over = new Uint8Array(MAX_CHUNK_SIZE + 1);
       expectCode(() => decodeGatewayMessage(encodeCbor({ t: 'chunk', sid: 1, off: 0, data: over, crc: crc32(over) })), 'E_MESSAGE_INVALID', /data/);
       expectCode(() => decodeGatewayMessage(encodeCbor({ t: 'chunk', sid: 1, off: 0, data: new Uint8Array(0), crc: 0 })), 'E_MESSAGE_INVALID', /data/);
+    });
+
+    it('probe data is 0..65536 bytes; a probe of 65536 bytes fits in MAX_OTA_MESSAGE (§1.6, §6.4.3)', () => {
+      const big = encodeGatewayMessage({ t: 'probe', n: 0xffff_ffff, data: new Uint8Array(MAX_CHUNK_SIZE).fill(0xa5) });
+      assert.ok(big.length <= MAX_OTA_MESSAGE);
+      assert.equal((decodeGatewayMessage(big) as { data: Uint8Array }).data.length, MAX_CHUNK_SIZE);
+      assert.deepEqual(norm(decodeGatewayMessage(encodeGatewayMessage({ t: 'probe', n: 1, data: new Uint8Array(0) }))), { t: 'probe', n: 1, data: { $bytes: '' } });
+      expectCode(() => decodeGatewayMessage(encodeCbor({ t: 'probe', n: 1, data: new Uint8Array(MAX_CHUNK_SIZE + 1) })), 'E_MESSAGE_INVALID', /data/);
+      expectCode(() => decodeGatewayMessage(encodeCbor({ t: 'probe', n: 1 })), 'E_MESSAGE_INVALID', /data/);
+      expectCode(() => decodeDeviceMessage(encodeCbor({ t: 'probed', n: 1 })), 'E_MESSAGE_INVALID', /size/);
     });
 
     it('a payload of exactly the limit decodes; one byte more is refused unread (§1.5 step 1)', () => {
