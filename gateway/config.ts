@@ -64,6 +64,8 @@ export const configSchema = z.strictObject({
     maxAckTimeouts: positive.default(4),
     verifyTimeoutMs: ms.default(30_000),
     activateTimeoutMs: ms.default(10_000),
+    /** Expected reboot-and-report time of a device not yet measured (for ETAs and the start plan); measured per device afterwards. */
+    rebootEstimateMs: ms.default(1500),
     /** From activate until the device reports its boot on the new slot. */
     rebootTimeoutMs: ms.default(60_000),
     confirmTimeoutMs: ms.default(5000),

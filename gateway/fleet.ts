@@ -30,6 +30,8 @@ export interface DeviceRecord {
   lastSeen: number;
   /** Last measured link figures, with when they were measured. */
   link?: LinkRecord;
+  /** From activation to the boot report at its last update, ms. */
+  rebootMs?: number;
 }
 
 /**
@@ -48,11 +50,13 @@ export class Fleet extends EventEmitter<{ status: [DeviceRecord]; offline: [Devi
   private onEvent(id: string, e: DeviceEvent): void {
     const rec = this.devices.get(id);
     if (e.t === 'status') {
-      const next: DeviceRecord = {
-        ...(rec ?? {}),
+      const fields = {
         id, hw: e.hw, version: e.version, slot: e.slot, slots: e.slots, maxChunk: e.maxChunk,
         busy: e.busy, trial: e.trial, online: true, lastSeen: this.now(),
       };
+      // Updated in place: a campaign holding this record sees the new status and keeps the
+      // link figures measured for it.
+      const next: DeviceRecord = rec ? Object.assign(rec, fields) : fields;
       this.devices.set(id, next);
       this.emit('status', next);
       return;
@@ -77,6 +81,11 @@ export class Fleet extends EventEmitter<{ status: [DeviceRecord]; offline: [Devi
 
   online(): DeviceRecord[] {
     return this.list().filter((d) => d.online);
+  }
+
+  setRebootMs(id: string, ms: number): void {
+    const rec = this.devices.get(id);
+    if (rec) rec.rebootMs = ms;
   }
 
   /** Merge new link figures into a device's record. */

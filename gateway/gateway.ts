@@ -12,7 +12,7 @@ import type { GatewayConfig } from './config.ts';
 import { DeviceChannel } from './device-channel.ts';
 import { Fleet } from './fleet.ts';
 import type { Logger } from './log.ts';
-import { Campaign } from './rollout/campaign.ts';
+import { Campaign, type CampaignDeps } from './rollout/campaign.ts';
 import { ImageSource } from './rollout/image-source.ts';
 import { ImageStore, type StoredImage } from './store.ts';
 import { UplinkSession } from './uplink/session.ts';
@@ -21,6 +21,9 @@ import { realTimers, type Timers } from './waiter.ts';
 export const GATEWAY_AGENT = 'fwgate/0.1.0';
 /** Longest wait for the laptop to acknowledge the order before transfers start (it may be unplugged). */
 const ORDER_DELIVERY_WAIT_MS = 2000;
+
+/** Per-campaign options beyond the config (benchmarks compare start orders with these). */
+export type CampaignOptions = Pick<CampaignDeps, 'orderPolicy' | 'seed'>;
 
 export interface GatewayOptions {
   config: GatewayConfig;
@@ -100,8 +103,8 @@ export class Gateway {
   }
 
   /** Start a rollout of a stored image to the fleet. One campaign at a time. */
-  async startCampaign(image: StoredImage): Promise<Campaign> {
-    const prepared = await this.prepareCampaign(image);
+  async startCampaign(image: StoredImage, opts: CampaignOptions = {}): Promise<Campaign> {
+    const prepared = await this.prepareCampaign(image, opts);
     prepared.start();
     return prepared.campaign;
   }
@@ -111,7 +114,7 @@ export class Gateway {
    * the uplink first tells the laptop the image is stored, then starts it, so the laptop sees
    * `committed` before any campaign event.
    */
-  async prepareCampaign(image: StoredImage): Promise<{ campaign: Campaign; start: () => void }> {
+  async prepareCampaign(image: StoredImage, opts: CampaignOptions = {}): Promise<{ campaign: Campaign; start: () => void }> {
     if (this.campaign) throw new Error(`campaign ${this.campaign.id} is still running`);
     const id = `c-${randomBytes(4).toString('hex')}`;
     const source = new ImageSource(image.manifest, await this.store.read(image.manifest.sha256));
@@ -120,6 +123,7 @@ export class Gateway {
     const campaign = new Campaign(id, source, {
       channel: this.channel, fleet: this.fleet, config: this.config.rollout, timers: this.timers, log: this.log.child({ part: 'rollout' }),
       beforeTransfers: () => this.uplink?.delivered(ORDER_DELIVERY_WAIT_MS) ?? Promise.resolve(),
+      ...opts,
     });
     this.campaign = campaign;
     this.campaigns.push(campaign);

@@ -12,7 +12,7 @@ import type { Timers } from '../waiter.ts';
 import { TokenBucket } from './bandwidth.ts';
 import { DeviceSession } from './device-session.ts';
 import type { ImageSource } from './image-source.ts';
-import { chunkWindowFor, planStarts, rankDevices, selectDevices } from './planner.ts';
+import { chunkWindowFor, planStarts, rankDevices, selectDevices, type WindowBounds } from './planner.ts';
 import { measureRtt, measureThroughput } from './probe.ts';
 
 export interface CampaignDeps {
@@ -26,7 +26,16 @@ export interface CampaignDeps {
    * listeners can deliver the order first (the gateway waits, bounded, for the laptop's link).
    */
   beforeTransfers?: () => Promise<void>;
+  /**
+   * Start order: `ranked` (fastest first with tail protection, the default and what operators
+   * get), or `random` / `slowest-first` — baselines for bench/rollout only.
+   */
+  orderPolicy?: OrderPolicy;
+  /** Seed for the `random` policy. */
+  seed?: number;
 }
+
+export type OrderPolicy = 'ranked' | 'random' | 'slowest-first';
 
 export type CampaignEvents = {
   order: [OrderMessage];
@@ -84,8 +93,9 @@ export class Campaign extends EventEmitter<CampaignEvents> {
     const plan = selectDevices(manifest, fleet.list());
 
     const reachable = await this.measure(plan.eligible, plan.excluded);
-    const bounds = { min: config.minChunkWindow, max: config.chunkWindow };
-    const starts = planStarts(rankDevices(manifest, reachable, bounds), config.concurrency);
+    const bounds = { min: config.minChunkWindow, max: config.chunkWindow, rebootMs: config.rebootEstimateMs };
+    const ranked = rankDevices(manifest, reachable, bounds);
+    const starts = startOrder(ranked, config.concurrency, this.deps.orderPolicy ?? 'ranked', this.deps.seed ?? 1);
     const devices = [...starts].sort((a, b) => a.rank - b.rank);
     this.order = fitOrder({
       t: 'order', campaign: this.id,
@@ -149,6 +159,7 @@ export class Campaign extends EventEmitter<CampaignEvents> {
         fleet.updateLink(d.id, { rttMs: rtt.rttMs, jitterMs: rtt.jitterMs, measuredAt: Date.now() });
       } catch (err) {
         excluded.push({ id: d.id, code: 'offline', reason: `no answer to ping: ${(err as Error).message}`, version: d.version });
+        this.progress(d.id, 'skipped', 0, true);
         return;
       }
       try {
@@ -166,7 +177,7 @@ export class Campaign extends EventEmitter<CampaignEvents> {
 
   // ---- one device ----
 
-  private async update(entry: OrderEntry, bounds: { min: number; max: number }, bandwidth: TokenBucket | undefined): Promise<void> {
+  private async update(entry: OrderEntry, bounds: WindowBounds, bandwidth: TokenBucket | undefined): Promise<void> {
     const { fleet, channel, config, timers, log } = this.deps;
     const manifest = this.image.manifest;
     if (this.abort.signal.aborted) {
@@ -187,8 +198,9 @@ export class Campaign extends EventEmitter<CampaignEvents> {
       ...(bandwidth ? { bandwidth } : {}),
       onPhase: (phase, bytes) => this.progress(entry.id, phase, bytes),
     });
-    const { transferBps, ...r } = await session.run();
+    const { transferBps, rebootMs, ...r } = await session.run();
     if (transferBps !== undefined) fleet.updateLink(entry.id, { bps: transferBps, bpsSource: 'transfer', bpsMeasuredAt: Date.now() });
+    if (rebootMs !== undefined && r.outcome === 'updated') fleet.setRebootMs(entry.id, rebootMs);
     const final: DevicePhase = r.outcome === 'updated' ? 'done' : r.outcome;
     this.progress(entry.id, final, r.outcome === 'updated' ? this.image.size : this.tracks.get(entry.id)?.bytes ?? 0, true);
     log.info({ campaign: this.id, device: entry.id, outcome: r.outcome, code: r.code, reason: r.reason, ms: r.durationMs, retries: r.retries, transferBps }, 'device result');
@@ -305,6 +317,38 @@ export function fitOrder(order: OrderMessage): OrderMessage {
     fitted = build(keep);
   }
   return fitted;
+}
+
+/** The start sequence for a policy; baselines keep the ranks but start in another order. */
+export function startOrder(ranked: readonly OrderEntry[], slots: number, policy: OrderPolicy, seed: number): OrderEntry[] {
+  if (policy === 'ranked') return planStarts(ranked, slots);
+  const seq = policy === 'slowest-first' ? [...ranked].reverse() : shuffle(ranked, seed);
+  // planned starts for this sequence: each goes to the slot that frees first
+  const free = Array.from({ length: Math.max(1, Math.min(slots, seq.length)) }, () => 0);
+  return seq.map((e) => {
+    const i = free.indexOf(Math.min(...free));
+    const startMs = free[i]!;
+    free[i] = startMs + (e.etaMs ?? 0);
+    return { ...e, startMs: Math.round(startMs) };
+  });
+}
+
+/** Deterministic Fisher-Yates shuffle (mulberry32). */
+function shuffle<T>(items: readonly T[], seed: number): T[] {
+  const out = [...items];
+  let a = seed >>> 0;
+  const rnd = (): number => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(rnd() * (i + 1));
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
 }
 
 /** Run `fn` over items in order with at most `limit` running at once. */

@@ -14,6 +14,8 @@ type Ev<T extends DeviceEvent['t']> = Extract<DeviceEvent, { t: T }>;
 export interface SessionResult {
   /** Throughput of the chunk transfer, bytes/s, when one completed in this session. */
   transferBps?: number;
+  /** From activate to the boot report, ms, when the device rebooted in this session. */
+  rebootMs?: number;
   outcome: Outcome;
   code: ResultCode;
   reason?: string;
@@ -64,6 +66,8 @@ export class DeviceSession {
   private window = 1;
   private held = 0;
   private transferBps: number | undefined;
+  private rebootMs: number | undefined;
+  private activateSentAt = 0;
 
   constructor(readonly deviceId: string, readonly fromVersion: string, private readonly deps: SessionDeps) {
     this.inbox = new Inbox<DeviceEvent>(deps.timers);
@@ -215,6 +219,7 @@ export class DeviceSession {
   private async activate(): Promise<void> {
     this.deps.onPhase('activating', this.held);
     const sid = this.sid;
+    this.activateSentAt = this.deps.timers.now();
     await this.deps.channel.send(this.deviceId, { t: 'activate', sid });
     // The device answers `activated` and drops off to reboot; either one means it acted on the
     // command. Only from then on is the session committed to this activation (no second one);
@@ -233,6 +238,7 @@ export class DeviceSession {
           ? new SessionFailure('failed', 'timeout', `device did not report a boot within ${this.deps.config.rebootTimeoutMs} ms of activation`, true)
           : err;
       });
+    this.rebootMs = Math.round(this.deps.timers.now() - this.activateSentAt);
     if (!boot.reverted && boot.version === this.fromVersion) {
       // Rebooted (e.g. power lost) before the slot switch took effect: nothing was tried or
       // reverted, the image may still be ready on the device. Safe to offer again.
@@ -293,6 +299,7 @@ export class DeviceSession {
   private result(outcome: Outcome, code: ResultCode, reason: string | undefined, started: number): SessionResult {
     return {
       ...(this.transferBps !== undefined ? { transferBps: this.transferBps } : {}),
+      ...(this.rebootMs !== undefined ? { rebootMs: this.rebootMs } : {}),
       outcome, code, ...(reason ? { reason } : {}),
       from: this.fromVersion, to: this.deps.image.manifest.version,
       retries: this.retries, durationMs: Math.round(this.deps.timers.now() - started),

@@ -29,7 +29,12 @@ export function selectDevices(manifest: Manifest, devices: readonly DeviceRecord
   return { eligible, excluded };
 }
 
-export interface WindowBounds { min: number; max: number }
+export interface WindowBounds {
+  min: number;
+  max: number;
+  /** Expected reboot-and-report time of a device that has not been measured yet, ms. */
+  rebootMs?: number;
+}
 
 /**
  * Chunks in flight for a device, from its bandwidth-delay product: enough to keep its link busy
@@ -43,9 +48,10 @@ export function chunkWindowFor(link: DeviceRecord['link'], chunk: number, bounds
 }
 
 /**
- * Expected transfer time of the image to a device from its measured link: the image at the
- * lesser of the measured throughput and what the chunk window allows per round trip, plus a round
- * trip each for offer, verify, activate and confirm. Undefined without a measurement.
+ * Expected update time of a device from its measured link: the image at the lesser of the
+ * measured throughput and what the chunk window allows per round trip, plus a round trip each
+ * for offer, verify, activate and confirm, plus its reboot (measured at its last update, else the
+ * configured estimate). Undefined without a measurement.
  */
 export function estimateTransferMs(manifest: Manifest, device: DeviceRecord, bounds: WindowBounds): number | undefined {
   const link = device.link;
@@ -55,7 +61,7 @@ export function estimateTransferMs(manifest: Manifest, device: DeviceRecord, bou
   const window = chunkWindowFor(link, chunk, bounds);
   const windowBps = (window * chunk * 1000) / rtt;
   const bps = link.bps ? Math.min(link.bps, windowBps) : windowBps;
-  return Math.round((manifest.size * 1000) / bps + 4 * rtt);
+  return Math.round((manifest.size * 1000) / bps + 4 * rtt + (device.rebootMs ?? bounds.rebootMs ?? 0));
 }
 
 /**
