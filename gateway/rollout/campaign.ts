@@ -1,4 +1,4 @@
-import { EventEmitter } from 'node:events';
+import { EventEmitter, setMaxListeners } from 'node:events';
 import { encodeCbor } from '../../protocol/cbor.ts';
 import { MAX_ORDER_ENTRIES, MAX_UPLINK_MESSAGE } from '../../protocol/limits.ts';
 import type {
@@ -69,7 +69,11 @@ const FINAL_PHASES: ReadonlySet<DevicePhase> = new Set(['done', 'failed', 'rolle
  * nothing of who listens (the uplink, logs, tests).
  */
 export class Campaign extends EventEmitter<CampaignEvents> {
-  private readonly abort = new AbortController();
+  private readonly abort = (() => {
+    const c = new AbortController();
+    setMaxListeners(0, c.signal); // one listener per device session, however many run at once
+    return c;
+  })();
   private readonly tracks = new Map<string, Track>();
   private readonly results: ResultMessage[] = [];
   private order: OrderMessage | undefined;
@@ -95,7 +99,9 @@ export class Campaign extends EventEmitter<CampaignEvents> {
     const reachable = await this.measure(plan.eligible, plan.excluded);
     const bounds = { min: config.minChunkWindow, max: config.chunkWindow, rebootMs: config.rebootEstimateMs };
     const ranked = rankDevices(manifest, reachable, bounds);
-    const starts = startOrder(ranked, config.concurrency, this.deps.orderPolicy ?? 'ranked', this.deps.seed ?? 1);
+    // A device holds its transfer slot until its image is verified, not through its reboot.
+    const slotMs = (e: OrderEntry): number => Math.max(0, (e.etaMs ?? 0) - (fleet.get(e.id)?.rebootMs ?? config.rebootEstimateMs));
+    const starts = startOrder(ranked, config.concurrency, this.deps.orderPolicy ?? 'ranked', this.deps.seed ?? 1, slotMs);
     const devices = [...starts].sort((a, b) => a.rank - b.rank);
     this.order = fitOrder({
       t: 'order', campaign: this.id,
@@ -116,7 +122,41 @@ export class Campaign extends EventEmitter<CampaignEvents> {
 
     this.tickTotals();
     const bandwidth = config.siteBps > 0 ? new TokenBucket(config.siteBps, timers) : undefined;
-    await forEachLimited(starts, config.concurrency, (entry) => this.update(entry, bounds, bandwidth));
+    // At most `concurrency` devices transfer at once; a device gives its slot back once its image
+    // is verified (its reboot and confirmation do not load the gateway) or when it ends.
+    // The plan is re-made each time a slot frees, from what is still waiting and what is in
+    // flight, with slot times calibrated by the transfers seen so far (estimates from a few probe
+    // bytes are rough; the first devices to finish tell how far off they are).
+    const slots = new Slots(config.concurrency);
+    const running: Promise<void>[] = [];
+    const inFlight = new Map<string, { startedAt: number; expectMs: number }>();
+    const calibration: number[] = [];
+    // what a transfer takes beyond its estimate (offer, flushes, the device's verify): additive
+    const calibrated = (e: OrderEntry): number => Math.max(0, slotMs(e) + median(calibration, 0));
+    let waiting = [...starts];
+    while (waiting.length > 0) {
+      await slots.acquire();
+      const ranked = this.deps.orderPolicy === undefined || this.deps.orderPolicy === 'ranked';
+      if (ranked && calibration.length > 0 && !this.abort.signal.aborted) {
+        const now = timers.now();
+        const busyMs = [...inFlight.values()].map((f) => f.expectMs - (now - f.startedAt));
+        waiting = planStarts([...waiting].sort((a, b) => a.rank - b.rank), config.concurrency, { slotMs: calibrated, busyMs });
+      }
+      const entry = waiting.shift()!;
+      let released = false;
+      const startedAt = timers.now();
+      inFlight.set(entry.id, { startedAt, expectMs: calibrated(entry) });
+      const release = (transferred: boolean): void => {
+        if (released) return;
+        released = true;
+        inFlight.delete(entry.id);
+        const expected = slotMs(entry);
+        if (transferred) calibration.push(timers.now() - startedAt - expected);
+        slots.release();
+      };
+      running.push(this.update(entry, bounds, bandwidth, () => release(true)).finally(() => release(false)));
+    }
+    await Promise.all(running);
     timers.clearTimeout(this.totalsTimer);
     this.emitTotals();
 
@@ -177,7 +217,7 @@ export class Campaign extends EventEmitter<CampaignEvents> {
 
   // ---- one device ----
 
-  private async update(entry: OrderEntry, bounds: WindowBounds, bandwidth: TokenBucket | undefined): Promise<void> {
+  private async update(entry: OrderEntry, bounds: WindowBounds, bandwidth: TokenBucket | undefined, onTransferred: () => void): Promise<void> {
     const { fleet, channel, config, timers, log } = this.deps;
     const manifest = this.image.manifest;
     if (this.abort.signal.aborted) {
@@ -197,6 +237,7 @@ export class Campaign extends EventEmitter<CampaignEvents> {
       ...(device?.link ? { rttMs: device.link.rttMs } : {}),
       ...(bandwidth ? { bandwidth } : {}),
       onPhase: (phase, bytes) => this.progress(entry.id, phase, bytes),
+      onTransferred,
     });
     const { transferBps, rebootMs, ...r } = await session.run();
     if (transferBps !== undefined) fleet.updateLink(entry.id, { bps: transferBps, bpsSource: 'transfer', bpsMeasuredAt: Date.now() });
@@ -320,15 +361,17 @@ export function fitOrder(order: OrderMessage): OrderMessage {
 }
 
 /** The start sequence for a policy; baselines keep the ranks but start in another order. */
-export function startOrder(ranked: readonly OrderEntry[], slots: number, policy: OrderPolicy, seed: number): OrderEntry[] {
-  if (policy === 'ranked') return planStarts(ranked, slots);
+export function startOrder(
+  ranked: readonly OrderEntry[], slots: number, policy: OrderPolicy, seed: number, slotMs: (e: OrderEntry) => number,
+): OrderEntry[] {
+  if (policy === 'ranked') return planStarts(ranked, slots, { slotMs });
   const seq = policy === 'slowest-first' ? [...ranked].reverse() : shuffle(ranked, seed);
   // planned starts for this sequence: each goes to the slot that frees first
   const free = Array.from({ length: Math.max(1, Math.min(slots, seq.length)) }, () => 0);
   return seq.map((e) => {
     const i = free.indexOf(Math.min(...free));
     const startMs = free[i]!;
-    free[i] = startMs + (e.etaMs ?? 0);
+    free[i] = startMs + slotMs(e);
     return { ...e, startMs: Math.round(startMs) };
   });
 }
@@ -349,6 +392,34 @@ function shuffle<T>(items: readonly T[], seed: number): T[] {
     [out[i], out[j]] = [out[j]!, out[i]!];
   }
   return out;
+}
+
+function median(xs: readonly number[], fallback: number): number {
+  if (xs.length === 0) return fallback;
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** A counting semaphore: at most `limit` holders; waiters are served in order. */
+class Slots {
+  private free: number;
+  private readonly waiting: (() => void)[] = [];
+  constructor(limit: number) {
+    this.free = Math.max(1, limit);
+  }
+  acquire(): Promise<void> {
+    if (this.free > 0) {
+      this.free--;
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve) => this.waiting.push(resolve));
+  }
+  release(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.free++;
+  }
 }
 
 /** Run `fn` over items in order with at most `limit` running at once. */

@@ -38,6 +38,12 @@ export interface SessionDeps {
   /** The site's aggregate bandwidth cap, shared by every session. */
   bandwidth?: TokenBucket;
   onPhase(phase: DevicePhase, bytes: number): void;
+  /**
+   * Called once the image is on the device and verified, before activation: from here on the
+   * session only waits on the device (reboot, confirm) and no longer loads the gateway, so the
+   * campaign can give its transfer slot to the next device.
+   */
+  onTransferred?: () => void;
   signal?: AbortSignal;
 }
 
@@ -108,6 +114,7 @@ export class DeviceSession {
     await this.offer();
     await this.transfer();
     await this.verify();
+    this.deps.onTransferred?.();
     await this.activate();
     await this.awaitReboot();
     await this.confirm();

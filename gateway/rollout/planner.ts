@@ -89,46 +89,69 @@ export function rankDevices(manifest: Manifest, eligible: readonly DeviceRecord[
 
 /**
  * The start sequence under a concurrency limit of `slots`: fastest first (which minimises the
- * mean time to update), except that the slowest device still waiting is started at the last
- * moment that does not stretch the makespan — when starting it after one more fast device would
- * end the whole rollout later than starting it now, and now is clearly better than leaving it
- * for the end (by more than `tolerance`, 10%). Simulated with the expected durations (greedy list scheduling); sets each entry's
- * `startMs`. Devices without an estimate keep their rank order at the end.
+ * mean time to update), but no device may start so late that it ends the rollout well after it
+ * could have ended. The target T is the makespan of longest-first list scheduling (a good
+ * makespan) or the lower bound, whichever is larger, plus `tolerance` (10%). If fastest-first
+ * misses T, the m slowest devices (fewest that suffice) are started as one block, slowest first,
+ * at the latest place in the fastest-first sequence that still meets T — so they start early
+ * enough, and the fast devices ahead of them still go first. Longest-first is the fallback. Sets
+ * each entry's `startMs`; devices without an estimate stay at the end in rank order. `slotMs` is
+ * how long a device holds a slot (default its `etaMs`; the campaign frees a slot once the image
+ * is verified, so it passes the transfer part only). `busyMs` are the remaining times of slots
+ * already taken (re-planning during a campaign).
  */
-export function planStarts(ranked: readonly OrderEntry[], slots: number, tolerance = 0.1): OrderEntry[] {
-  const queue = [...ranked];
-  const free: number[] = Array.from({ length: Math.max(1, Math.min(slots, queue.length)) }, () => 0);
-  const out: OrderEntry[] = [];
-  while (queue.length > 0) {
-    const slot = argMin(free);
-    const now = free[slot]!;
-    let pick = 0;
-    const last = findLastIndex(queue, (e) => e.etaMs !== undefined);
-    if (last > 0 && (queue[last]!.etaMs ?? 0) > (queue[0]!.etaMs ?? 0)) {
-      const etas = queue.map((e) => e.etaMs ?? 0);
-      const slowest = etas[last]!;
-      const others = etas.filter((_, i) => i !== last);
-      const fastestFirst = simulateMakespan(free, etas);
-      const slowNow = simulateMakespan(free, [slowest, ...others]);
-      const slowNext = simulateMakespan(free, [others[0]!, slowest, ...others.slice(1)]);
-      if (fastestFirst > slowNow * (1 + tolerance) && slowNext > slowNow * (1 + tolerance)) pick = last;
+export function planStarts(
+  ranked: readonly OrderEntry[], slots: number,
+  opts: { tolerance?: number; slotMs?: (e: OrderEntry) => number; busyMs?: readonly number[] } = {},
+): OrderEntry[] {
+  const tolerance = opts.tolerance ?? 0.1;
+  const busy = opts.busyMs ?? [];
+  const n = Math.max(1, Math.min(slots, ranked.length + busy.length));
+  const eta = opts.slotMs ?? ((e: OrderEntry): number => e.etaMs ?? 0);
+  const makespan = (seq: readonly OrderEntry[]): number => schedule(seq, n, eta, busy).makespan;
+  const longestFirst = [...ranked].sort((a, b) => eta(b) - eta(a) || a.rank - b.rank);
+  const target = Math.max(makespan(longestFirst), makespanLowerBound(ranked.map(eta), n)) * (1 + tolerance);
+  let seq: OrderEntry[] = [...ranked];
+  if (makespan(seq) > target) {
+    const known = ranked.filter((e) => e.etaMs !== undefined);
+    const unknown = ranked.filter((e) => e.etaMs === undefined);
+    let found: OrderEntry[] | undefined;
+    for (let m = 1; m <= known.length && !found; m++) {
+      const block = known.slice(known.length - m).reverse();
+      const rest = known.slice(0, known.length - m);
+      const at = (p: number): OrderEntry[] => [...rest.slice(0, p), ...block, ...rest.slice(p), ...unknown];
+      if (makespan(at(0)) > target) continue;
+      // the latest insertion point that still meets the target (the makespan grows with p)
+      let lo = 0;
+      let hi = rest.length;
+      while (lo < hi) {
+        const mid = Math.ceil((lo + hi) / 2);
+        if (makespan(at(mid)) <= target) lo = mid;
+        else hi = mid - 1;
+      }
+      found = at(lo);
     }
-    const [entry] = queue.splice(pick, 1);
-    out.push({ ...entry!, startMs: Math.round(now) });
-    free[slot] = now + (entry!.etaMs ?? 0);
+    seq = found ?? longestFirst;
   }
-  return out;
+  const { starts } = schedule(seq, n, eta, busy);
+  return seq.map((e, i) => ({ ...e, startMs: Math.round(starts[i]!) }));
 }
 
-/** Makespan of greedy list scheduling: each duration in turn goes to the slot that frees first. */
-function simulateMakespan(free: readonly number[], durations: readonly number[]): number {
-  const slotsFree = [...free];
-  for (const d of durations) {
-    const i = argMin(slotsFree);
-    slotsFree[i] = slotsFree[i]! + d;
+/** List scheduling in sequence order: each device takes the slot that frees first. */
+function schedule<T>(seq: readonly T[], slots: number, eta: (e: T) => number, busy: readonly number[] = []): { starts: number[]; ends: number[]; makespan: number } {
+  const free = new Array<number>(slots).fill(0);
+  busy.slice(0, slots).forEach((ms, i) => { free[slots - 1 - i] = Math.max(0, ms); });
+  const starts: number[] = [];
+  const ends: number[] = [];
+  for (const e of seq) {
+    const i = argMin(free);
+    starts.push(free[i]!);
+    free[i] = free[i]! + eta(e);
+    ends.push(free[i]!);
   }
-  return Math.max(...slotsFree);
+  return { starts, ends, makespan: Math.max(0, ...ends) };
 }
+
 
 function argMin(xs: readonly number[]): number {
   let best = 0;

@@ -102,4 +102,27 @@ describe('planner: start plan under a concurrency limit', () => {
     const plan = planStarts([entry('a', 5, 1), entry('b', 50, 2)], 8);
     assert.deepEqual(plan.map((e) => e.startMs), [0, 0]);
   });
+
+  it('keeps the plan within 15% of the bound with many slow devices, and the mean well below slowest-first', () => {
+    // a mixed fleet: 25 fast (1.5 s), 12 medium (3 s), 13 slow (4.5..6 s), 8 slots
+    const etas = [...Array.from({ length: 25 }, () => 1500), ...Array.from({ length: 12 }, () => 3000), ...Array.from({ length: 13 }, (_, i) => 4500 + i * 120)];
+    const ranked = etas.map((etaMs, i) => entry(`d${String(i).padStart(2, '0')}`, etaMs, i + 1));
+    const plan = planStarts(ranked, 8);
+    const ends = plan.map((e) => e.startMs! + e.etaMs!);
+    const bound = makespanLowerBound(etas, 8);
+    assert.ok(Math.max(...ends) <= 1.15 * bound, `makespan ${Math.max(...ends)} vs bound ${bound}`);
+    const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+    const slowestFirst = planStartsInOrder([...ranked].reverse(), 8);
+    assert.ok(mean(ends) < 0.8 * mean(slowestFirst), `mean ${mean(ends)} vs slowest-first ${mean(slowestFirst)}`);
+  });
 });
+
+/** End times of list scheduling in the given order (a baseline for the tests). */
+function planStartsInOrder(entries: { etaMs?: number }[], slots: number): number[] {
+  const free = new Array<number>(slots).fill(0);
+  return entries.map((e) => {
+    const i = free.indexOf(Math.min(...free));
+    free[i] = free[i]! + (e.etaMs ?? 0);
+    return free[i]!;
+  });
+}
