@@ -1,8 +1,9 @@
 /**
- * npm run demo [-- --devices N] [--json] [--keep]
+ * npm run demo [-- --devices N] [--json] [--keep] [--profile mixed|lan|wifi-good|wifi-poor|cellular|<file>]
  *
  * A whole rollout on this machine, every part real: a socat pty pair as the USB-serial cable,
- * fwgate on a temporary data dir and a free port, fwsim with N devices, and fwpush sending a
+ * fwgate on a temporary data dir and a free port, fwsim with N devices (each behind its own
+ * shaping proxy: profile `mixed` by default, so links differ and ranking shows), and fwpush sending a
  * sample image over the pty. Ends when fwpush ends; everything started is stopped, also on
  * Ctrl-C. Exit code is fwpush's.
  */
@@ -22,6 +23,7 @@ const { values } = parseArgs({
     devices: { type: 'string', default: '20' },
     json: { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
+    profile: { type: 'string', default: 'mixed' },
   },
   strict: true,
 });
@@ -80,7 +82,7 @@ try {
 
   const sim = startTs('fwsim', 'device-sim/cli.ts', [
     '--broker', `mqtt://127.0.0.1:${port}`, '--count', String(devices), '--data', join(dir, 'devices'),
-    '--hw', HW, '--version', FROM, '--json',
+    '--hw', HW, '--version', FROM, '--profile', values.profile, '--json',
   ]);
   procs.push(sim);
   let connected = 0;
@@ -91,7 +93,7 @@ try {
     } catch { /* not a JSON line */ }
     return connected >= devices;
   }, 60_000);
-  say(`demo: ${devices} simulated devices (${HW}, running ${FROM}) connected`);
+  say(`demo: ${devices} simulated devices (${HW}, running ${FROM}) connected, each through its own shaped link (profile ${values.profile})`);
 
   say(`demo: fwpush ${imagePath} -> ${pty.b}\n`);
   const push = spawn(process.execPath, [
