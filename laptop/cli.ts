@@ -10,10 +10,9 @@ import {
 import { MessageLink } from '../transport/message-link.ts';
 import { closeSerialPort, openSerialPort } from '../transport/serial-port.ts';
 import { defaultClientOptions, UplinkClient } from './client.ts';
-import { HumanRenderer, JsonRenderer, type Renderer, type Summary } from './render.ts';
+import { EXIT, exitCodeFor, HumanRenderer, JsonRenderer, summarise, type Renderer, type Summary } from './render.ts';
 
-/** Exit codes (docs/operations.md): stable, for scripts. */
-export const EXIT = { ok: 0, devicesFailed: 1, usage: 2, nothingToUpdate: 3, refused: 4, link: 5 } as const;
+export { EXIT };
 
 function int(name: string, min: number, max: number) {
   return (v: string): number => {
@@ -24,8 +23,8 @@ function int(name: string, min: number, max: number) {
 }
 
 const program = new Command('fwpush')
-  .description('Send a firmware image to an fwgate gateway over its serial link and follow the rollout to every device.')
-  .argument('<image>', 'firmware image file')
+  .description('Send a firmware image to an fwgate gateway over its serial link and follow the rollout to every device; with "status", show the running or last campaign instead and follow it to its end.')
+  .argument('<image|status>', 'firmware image file to push, or the word "status" to show and follow what the gateway is doing (an image file named status: ./status)')
   .requiredOption('-P, --port <tty>', 'serial port connected to the gateway, e.g. /dev/ttyUSB0')
   .option('-m, --manifest <file>', 'JSON manifest for the image (otherwise one is made from the image and the flags below)')
   .option('--name <name>', 'image name for a generated manifest (default: file name without extension)')
@@ -75,6 +74,25 @@ async function loadInputs(imagePath: string, o: Opts): Promise<{ manifest: Manif
   return { manifest: manifestForImage(image, { name, version, hw: o.hw.split(',').map((s) => s.trim()).filter(Boolean), chunk: o.chunk }), image };
 }
 
+/** What this run does: push an image and follow its campaign, or follow/replay what the gateway is doing. */
+type Mode = { kind: 'push'; imagePath: string } | { kind: 'status' };
+
+/** A campaign's order and results as they arrive, for the summary; events of another campaign are left out. */
+class CampaignWatch {
+  campaign: string | undefined;
+  order: OrderMessage | undefined;
+  readonly results = new Map<string, ResultMessage>();
+  see(m: GatewayUplinkMessage): void {
+    if ((m.t === 'committed' && m.ok) || m.t === 'state') this.campaign = m.campaign;
+    if ((m.t === 'order' || m.t === 'result') && this.campaign !== undefined && m.campaign !== this.campaign) return;
+    if (m.t === 'order') this.order = m;
+    if (m.t === 'result') this.results.set(m.id, m);
+  }
+}
+
+/** Longest silence while replaying a finished campaign that has no `complete` (it ended abnormally). */
+const REPLAY_IDLE_MS = 5000;
+
 async function main(): Promise<number> {
   try {
     program.parse();
@@ -82,13 +100,17 @@ async function main(): Promise<number> {
     return (err as { exitCode?: number }).exitCode === 0 ? EXIT.ok : EXIT.usage;
   }
   const o = program.opts<Opts>();
+  const target = program.args[0]!;
+  const mode: Mode = target === 'status' ? { kind: 'status' } : { kind: 'push', imagePath: target };
   const render: Renderer = o.json ? new JsonRenderer() : new HumanRenderer();
-  let inputs: { manifest: Manifest; image: Buffer };
-  try {
-    inputs = await loadInputs(program.args[0]!, o);
-  } catch (err) {
-    render.error(describeError(err), isFwError(err) ? err.code : undefined);
-    return isFwError(err, 'E_USAGE') ? EXIT.usage : EXIT.refused;
+  let inputs: { manifest: Manifest; image: Buffer } | undefined;
+  if (mode.kind === 'push') {
+    try {
+      inputs = await loadInputs(mode.imagePath, o);
+    } catch (err) {
+      render.error(describeError(err), isFwError(err) ? err.code : undefined);
+      return isFwError(err, 'E_USAGE') ? EXIT.usage : EXIT.refused;
+    }
   }
 
   let port: Awaited<ReturnType<typeof openSerialPort>>;
@@ -104,11 +126,9 @@ async function main(): Promise<number> {
     arq: { window: o.window, maxPayload: 256 },
   });
   const client = new UplinkClient(link, { ...defaultClientOptions, maxFrame: o.frame, window: o.window, idleTimeoutMs: o.timeout * 1000 });
-  let order: OrderMessage | undefined;
-  const results = new Map<string, ResultMessage>();
+  const watch = new CampaignWatch();
   client.on('event', (m) => {
-    if (m.t === 'order') order = m;
-    if (m.t === 'result') results.set(m.id, m);
+    watch.see(m);
     render.event(m);
   });
   client.on('upload', (sent, total, resumedAt) => render.upload(sent, total, resumedAt));
@@ -128,12 +148,16 @@ async function main(): Promise<number> {
   try {
     const hello = await client.connect();
     render.connected(hello, o.port);
-    const { campaign } = await client.push(inputs.manifest, inputs.image);
+    if (mode.kind === 'status') return await status(client, watch, render, started);
+    const { manifest, image } = inputs!;
+    const { campaign } = await client.push(manifest, image);
     const complete = await client.follow(campaign);
-    const summary = summarise(inputs.manifest, campaign, order, results, complete.durationMs || Date.now() - started);
-    render.summary(summary);
-    return summary.ok ? EXIT.ok : summary.targeted === 0 ? EXIT.nothingToUpdate : EXIT.devicesFailed;
+    return finish(render, watch, campaign, manifest, complete.durationMs || Date.now() - started);
   } catch (err) {
+    if (isFwError(err) && err.details?.deny === 'busy') {
+      render.error(describeError(err), err.code, `run \`fwpush --port ${o.port} status\` to follow it`);
+      return EXIT.refused;
+    }
     render.error(describeError(err), isFwError(err) ? err.code : undefined);
     return isFwError(err, 'E_LINK_TIMEOUT') || isFwError(err, 'E_LINK_CLOSED') ? EXIT.link : EXIT.refused;
   } finally {
@@ -143,23 +167,33 @@ async function main(): Promise<number> {
   }
 }
 
-function summarise(m: Manifest, campaign: string, order: OrderMessage | undefined, results: Map<string, ResultMessage>, durationMs: number): Summary {
-  const all = [...results.values()];
-  const count = (x: ResultMessage['outcome']): number => all.filter((r) => r.outcome === x).length;
-  const targeted = order?.devices.length ?? 0;
-  const updated = count('updated');
-  const ok = targeted > 0 && updated === targeted;
-  const message = ok
-    ? `all ${targeted} targeted devices run ${m.version}`
-    : targeted === 0
-      ? `no device needed ${m.name} ${m.version}: ${order?.excluded.length ?? 0} skipped (${[...new Set(order?.excluded.map((x) => x.code))].join(', ') || 'no devices known'})`
-      : `${targeted - updated} of ${targeted} targeted devices were not updated`;
-  return {
-    event: 'summary', ok, campaign,
-    image: { name: m.name, version: m.version, sha256: m.sha256 },
-    devices: all.length, targeted, updated, failed: count('failed'), rolledBack: count('rolled-back'), skipped: count('skipped'),
-    order: order?.devices.map((d) => d.id) ?? [], durationMs, message,
-  };
+/**
+ * `fwpush status`: the gateway answers `state` and replays its current or last campaign. A
+ * running campaign is followed to its end; a finished one is summarised from the replay.
+ */
+async function status(client: UplinkClient, watch: CampaignWatch, render: Renderer, started: number): Promise<number> {
+  const state = await client.status();
+  if (!state.campaign) return EXIT.ok; // the renderer said "gateway idle: no campaign"
+  const image = state.image ?? watch.order?.image ?? { name: '?', version: '?', sha256: '' };
+  let durationMs: number;
+  if (state.running) {
+    durationMs = (await client.follow(state.campaign)).durationMs;
+  } else {
+    try {
+      durationMs = (await client.follow(state.campaign, REPLAY_IDLE_MS)).durationMs;
+    } catch (err) {
+      if (!isFwError(err, 'E_LINK_TIMEOUT')) throw err;
+      durationMs = Date.now() - started; // it ended without a completion: summarise what was replayed
+    }
+  }
+  return finish(render, watch, state.campaign, image, durationMs);
+}
+
+/** Summary and exit code, the same for a push and for status. */
+function finish(render: Renderer, watch: CampaignWatch, campaign: string, image: Summary['image'], durationMs: number): number {
+  const summary = summarise({ campaign, image: { name: image.name, version: image.version, sha256: image.sha256 }, order: watch.order, results: watch.results.values(), durationMs });
+  render.summary(summary);
+  return exitCodeFor(summary);
 }
 
 process.exitCode = await main();

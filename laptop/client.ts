@@ -109,9 +109,12 @@ export class UplinkClient extends EventEmitter<{
     return this.next((m): m is Msg<'state'> => m.t === 'state', this.opts.replyTimeoutMs, 'the gateway state');
   }
 
-  /** Follow a campaign's events until it completes; bounded by the gateway's silence. */
-  async follow(campaign: string): Promise<CompleteMessage> {
-    return this.next((m): m is Msg<'complete'> => m.t === 'complete' && m.campaign === campaign, this.opts.idleTimeoutMs, 'campaign completion', true);
+  /**
+   * Follow a campaign's events until it completes; bounded by the gateway's silence
+   * (`idleTimeoutMs`, or shorter, e.g. to read the replay of a finished campaign).
+   */
+  async follow(campaign: string, idleTimeoutMs = this.opts.idleTimeoutMs): Promise<CompleteMessage> {
+    return this.next((m): m is Msg<'complete'> => m.t === 'complete' && m.campaign === campaign, idleTimeoutMs, 'campaign completion', true);
   }
 
   private throwIfGatewayError(): void {

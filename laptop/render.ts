@@ -1,5 +1,10 @@
 import cliProgress from 'cli-progress';
-import type { GatewayUplinkMessage, HelloMessage, OrderMessage, ResultMessage } from '../protocol/uplink.ts';
+import type {
+  DevicePhase, GatewayUplinkMessage, HelloMessage, OrderMessage, ProgressMessage, ResultMessage, StateMessage, TotalsMessage,
+} from '../protocol/uplink.ts';
+
+/** Exit codes (docs/operations.md): stable, for scripts. */
+export const EXIT = { ok: 0, devicesFailed: 1, usage: 2, nothingToUpdate: 3, refused: 4, link: 5 } as const;
 
 export interface Summary {
   event: 'summary';
@@ -17,20 +22,63 @@ export interface Summary {
   message: string;
 }
 
+/** What a campaign's outcome is made of; the same for a push and for `status`. */
+export interface CampaignRecord {
+  campaign: string | null;
+  image: Summary['image'];
+  order: OrderMessage | undefined;
+  results: Iterable<ResultMessage>;
+  durationMs: number;
+}
+
+/** The summary of a campaign (pure). */
+export function summarise(c: CampaignRecord): Summary {
+  const all = [...c.results];
+  const count = (x: ResultMessage['outcome']): number => all.filter((r) => r.outcome === x).length;
+  const targeted = c.order?.devices.length ?? 0;
+  const updated = count('updated');
+  const ok = targeted > 0 && updated === targeted;
+  const message = ok
+    ? `all ${targeted} targeted devices run ${c.image.version}`
+    : targeted === 0
+      ? `no device needed ${c.image.name} ${c.image.version}: ${all.length} skipped (${[...new Set(all.map((x) => x.code))].join(', ') || 'no devices known'})`
+      : `${targeted - updated} of ${targeted} targeted devices were not updated`;
+  return {
+    event: 'summary', ok, campaign: c.campaign, image: c.image,
+    devices: all.length, targeted, updated, failed: count('failed'), rolledBack: count('rolled-back'), skipped: count('skipped'),
+    order: c.order?.devices.map((d) => d.id) ?? [], durationMs: c.durationMs, message,
+  };
+}
+
+/** fwpush's exit code for a finished campaign (pure): 0 all targeted updated, 3 none targeted, else 1. */
+export function exitCodeFor(s: Summary): number {
+  if (s.ok) return EXIT.ok;
+  return s.targeted === 0 ? EXIT.nothingToUpdate : EXIT.devicesFailed;
+}
+
 /** What fwpush shows: a person's view on a terminal, or JSON lines for machines. */
 export interface Renderer {
   connected(hello: HelloMessage, port: string): void;
   upload(sent: number, total: number, resumedAt: number): void;
   event(msg: GatewayUplinkMessage): void;
   summary(s: Summary): void;
-  error(message: string, code?: string): void;
+  /** A problem that ends fwpush; `hint` says what to do next. */
+  error(message: string, code?: string, hint?: string): void;
   close(): void;
+}
+
+/** Where text goes: write() is all a pipe needs; a terminal also has isTTY, columns and rows. */
+export interface TextOut {
+  write(chunk: string): unknown;
+  isTTY?: boolean;
+  columns?: number;
+  rows?: number;
 }
 
 /** One JSON object per line for every event; the summary is the last line. */
 export class JsonRenderer implements Renderer {
-  private lastUploadAt = 0;
-  constructor(private readonly out: NodeJS.WritableStream = process.stdout) {}
+  private lastUploadAt = -Infinity;
+  constructor(private readonly out: TextOut = process.stdout, private readonly now: () => number = Date.now) {}
   private line(obj: object): void {
     this.out.write(`${JSON.stringify(obj)}\n`);
   }
@@ -38,7 +86,7 @@ export class JsonRenderer implements Renderer {
     this.line({ event: 'connected', port, gateway: hello.agent, maxFrame: hello.maxFrame, window: hello.window });
   }
   upload(sent: number, total: number, resumedAt: number): void {
-    const now = Date.now();
+    const now = this.now();
     if (sent < total && now - this.lastUploadAt < 250) return;
     this.lastUploadAt = now;
     this.line({ event: 'upload', sent, total, resumedAt });
@@ -50,71 +98,154 @@ export class JsonRenderer implements Renderer {
   summary(s: Summary): void {
     this.line(s);
   }
-  error(message: string, code?: string): void {
-    this.line({ event: 'error', code: code ?? null, message });
+  error(message: string, code?: string, hint?: string): void {
+    this.line({ event: 'error', code: code ?? null, message, ...(hint ? { hint } : {}) });
   }
   close(): void {}
 }
 
+export interface HumanOptions {
+  out?: TextOut;
+  /** Errors (default process.stderr). */
+  err?: { write(chunk: string): unknown };
+  now?: () => number;
+  /** Most device bars on a terminal at once (fewer when the terminal is short). */
+  maxBars?: number;
+  /** Least time between two totals lines without a terminal. */
+  totalsEveryMs?: number;
+  /** Terminal redraws per second. */
+  fps?: number;
+}
+
+const FINAL: ReadonlySet<DevicePhase> = new Set(['done', 'failed', 'rolled-back', 'skipped']);
+/** Orders longer than this are listed in part while they run (the completion table has every device). */
+const ORDER_PREVIEW = 20;
+
+interface ActiveDevice {
+  id: string;
+  phase: DevicePhase;
+  bytes: number;
+  total: number;
+  bps: number | undefined;
+  etaMs: number | undefined;
+  since: number;
+  bar?: cliProgress.SingleBar;
+}
+
 /**
- * Human output. On a terminal: an upload bar and a campaign bar that redraw in place; otherwise
- * plain lines (every 10% of the upload, one line per device result).
+ * Human output. On a terminal: an upload bar, then an overall campaign bar and one bar per
+ * active device (at most `maxBars`), redrawn in place with text logged above them. Otherwise
+ * plain lines: upload every 10 %, a line per device phase change, totals at most every 2 s, a
+ * line per result. Both end with a table of every device in rollout order and the summary.
  */
 export class HumanRenderer implements Renderer {
+  private readonly out: TextOut;
+  private readonly err: { write(chunk: string): unknown };
+  private readonly now: () => number;
   private readonly tty: boolean;
+  private readonly maxBars: number;
+  private readonly totalsEveryMs: number;
+  private readonly fps: number;
   /** On a terminal, one container holds every bar; text is logged above it. */
   private multi: cliProgress.MultiBar | undefined;
+  private frames: FrameWriter | undefined;
   private uploadBar: cliProgress.SingleBar | undefined;
-  private campaignBar: cliProgress.SingleBar | undefined;
+  private overallBar: cliProgress.SingleBar | undefined;
   private uploadStart = 0;
+  private uploadSeen = { sent: 0, total: 0, resumedAt: 0 };
   private lastDecile = -1;
-  private targeted = 0;
-  private finished = 0;
 
-  constructor(private readonly out: NodeJS.WriteStream = process.stdout) {
-    this.tty = Boolean(out.isTTY);
+  private order: OrderMessage | undefined;
+  private ranked: Set<string> | undefined;
+  private readonly active = new Map<string, ActiveDevice>();
+  private readonly results = new Map<string, ResultMessage>();
+  private totals: TotalsMessage | undefined;
+  private lastTotalsAt = -Infinity;
+  private probingSaid = false;
+  /** Replaying a finished campaign (status): the table at the end lists the results. */
+  private replay = false;
+  /** After the summary or an error nothing more is drawn (no bar may outlive fwpush). */
+  private ended = false;
+  /** Width of the device column: the longest id in the order (or seen so far), within 8..24. */
+  private idWidth = 8;
+
+  constructor(opts: HumanOptions | TextOut = {}) {
+    const o: HumanOptions = 'write' in opts ? { out: opts } : opts;
+    this.out = o.out ?? process.stdout;
+    this.err = o.err ?? process.stderr;
+    this.now = o.now ?? Date.now;
+    this.tty = this.out.isTTY === true;
+    this.maxBars = o.maxBars ?? 12;
+    this.totalsEveryMs = o.totalsEveryMs ?? 2000;
+    this.fps = o.fps ?? 10;
   }
 
+  // ---- output plumbing ----
+
   private bars(): cliProgress.MultiBar {
+    this.frames ??= new FrameWriter(this.out);
     this.multi ??= new cliProgress.MultiBar({
-      stream: this.out, hideCursor: true, clearOnComplete: false, stopOnComplete: false, autopadding: true,
-      format: '{label} [{bar}] {percentage}% | {detail}',
-    }, cliProgress.Presets.shades_classic);
+      stream: this.frames as unknown as NodeJS.WritableStream,
+      fps: this.fps, hideCursor: true, clearOnComplete: true, stopOnComplete: false,
+      // Leave the terminal's autowrap on, so long text lines above the bars wrap instead of being
+      // cut; bar lines are cut to the width here.
+      linewrap: true,
+      // Every bar every frame: a line of text logged above shifts the bars down, and a bar drawn
+      // only when its own text changed would leave another bar's old line in its place.
+      forceRedraw: true,
+      format: (_o, params, payload: { line: (width: number) => string }) => fit(payload.line(params.maxWidth - 1), params.maxWidth - 1),
+    });
     return this.multi;
+  }
+
+  private bar(line: (width: number) => string): cliProgress.SingleBar {
+    return this.bars().create(1, 0, { line });
   }
 
   private say(text: string): void {
     if (this.multi) {
-      this.multi.log(`${text}\n`);
-      this.multi.update();
+      // Each line clears the row it lands on (and what a wrapped line leaves) before the bars redraw.
+      this.multi.log(text.split('\n').map((l) => `\x1b[2K${l}\x1b[K\n`).join(''));
     } else {
       this.out.write(`${text}\n`);
     }
   }
+
+  private get barLimit(): number {
+    const rows = this.out.rows;
+    return Math.max(1, Math.min(this.maxBars, rows ? rows - 8 : this.maxBars));
+  }
+
+  /** Widen the device column for these ids. */
+  private widen(ids: Iterable<string>): void {
+    for (const id of ids) this.idWidth = Math.min(24, Math.max(this.idWidth, id.length));
+  }
+
+  // ---- renderer ----
 
   connected(hello: HelloMessage, port: string): void {
     this.say(`Connected to ${hello.agent} on ${port} (frames of ${hello.maxFrame} B, window ${hello.window})`);
   }
 
   upload(sent: number, total: number, resumedAt: number): void {
+    if (this.ended) return;
+    this.uploadSeen = { sent, total, resumedAt };
     if (this.tty) {
       if (!this.uploadBar) {
         if (resumedAt > 0) this.say(`Resuming upload at ${fmtBytes(resumedAt)}`);
-        this.uploadStart = Date.now();
-        this.uploadBar = this.bars().create(total, sent, { label: 'Upload ', detail: '' });
+        this.uploadStart = this.now();
+        this.uploadBar = this.bar((w) => this.uploadLine(w));
       }
-      const secs = (Date.now() - this.uploadStart) / 1000;
-      const speed = secs > 0.2 ? ` | ${fmtBytes((sent - resumedAt) / secs)}/s` : '';
-      this.uploadBar.update(sent, { label: 'Upload ', detail: `${fmtBytes(sent)} of ${fmtBytes(total)}${speed}` });
       if (sent >= total) {
-        // one bar at a time: the finished upload becomes a line of text above what follows
+        // the finished upload becomes a line of text above what follows
         this.multi?.remove(this.uploadBar);
         this.uploadBar = undefined;
-        this.say(`Uploaded ${fmtBytes(total - resumedAt)} in ${fmtMs(Date.now() - this.uploadStart)}${speed ? ` (${speed.slice(3)})` : ''}`);
+        const rate = this.uploadRate();
+        this.say(`Uploaded ${fmtBytes(total - resumedAt)} in ${fmtMs(this.now() - this.uploadStart)}${rate ? ` (${rate})` : ''}`);
       }
       return;
     }
-    const decile = Math.floor((sent / total) * 10);
+    const decile = total > 0 ? Math.floor((sent / total) * 10) : 10;
     if (decile !== this.lastDecile) {
       if (this.lastDecile < 0 && resumedAt > 0) this.say(`Resuming upload at ${fmtBytes(resumedAt)}`);
       this.lastDecile = decile;
@@ -123,72 +254,344 @@ export class HumanRenderer implements Renderer {
   }
 
   event(msg: GatewayUplinkMessage): void {
+    if (this.ended) return;
     switch (msg.t) {
       case 'committed':
         if (msg.ok) this.say(`Image verified and stored by the gateway (sha256 ${msg.sha256.slice(0, 16)}…); campaign ${msg.campaign ?? '?'} started`);
         return;
-      case 'order': return this.order(msg);
-      case 'result': return this.result(msg);
+      case 'state': return this.onState(msg);
+      case 'order': return this.onOrder(msg);
+      case 'progress': return this.onProgress(msg);
+      case 'totals': return this.onTotals(msg);
+      case 'result': return this.onResult(msg);
       case 'error': return this.say(`Gateway error ${msg.code}: ${msg.reason}`);
-      default: return;
+      case 'complete':
+      case 'hello':
+      case 'grant':
+      case 'deny':
+        return; // summarised, or answered by the client
+      default: {
+        const never: never = msg;
+        return never;
+      }
     }
-  }
-
-  private order(o: OrderMessage): void {
-    this.targeted = o.devices.length;
-    const lines = [`Rollout order for ${o.image.name} ${o.image.version} (campaign ${o.campaign}), fastest first:`];
-    lines.push(`  ${'#'.padStart(3)}  ${'device'.padEnd(20)} ${'from'.padEnd(10)} ${'RTT'.padStart(9)} ${'ETA'.padStart(9)}`);
-    for (const d of o.devices) {
-      lines.push(`  ${String(d.rank).padStart(3)}  ${d.id.padEnd(20)} ${d.from.padEnd(10)} ${fmtMs(d.rttMs).padStart(9)} ${fmtMs(d.etaMs).padStart(9)}`);
-    }
-    const excluded = o.excluded.length + (o.excludedMore ?? 0);
-    if (excluded) {
-      lines.push(`Not updated (${excluded}):`);
-      for (const x of o.excluded) lines.push(`  ${x.id.padEnd(20)} ${x.code}: ${x.reason}`);
-      if (o.excludedMore) lines.push(`  … and ${o.excludedMore} more (see their results)`);
-    }
-    this.say(lines.join('\n'));
-    if (this.tty && this.targeted > 0) {
-      this.campaignBar = this.bars().create(this.targeted, 0, { label: 'Devices', detail: `0 of ${this.targeted} done` });
-    }
-  }
-
-  private result(r: ResultMessage): void {
-    if (r.outcome === 'skipped' && r.durationMs === 0) return; // already listed under "Not updated"
-    this.finished++;
-    const mark = r.outcome === 'updated' ? 'updated    ' : r.outcome.padEnd(11);
-    const retries = r.retries ? `, ${r.retries} retr${r.retries === 1 ? 'y' : 'ies'}` : '';
-    this.say(`  ${mark} ${r.id.padEnd(20)} ${r.from} -> ${r.outcome === 'updated' ? r.to : r.from}  (${fmtMs(r.durationMs)}${retries})${r.outcome === 'updated' ? '' : `  ${r.code}: ${r.reason ?? ''}`}`);
-    this.campaignBar?.update(this.finished, { label: 'Devices', detail: `${this.finished} of ${this.targeted} done` });
   }
 
   summary(s: Summary): void {
     this.close();
-    this.say(`\n${s.ok ? 'Done' : 'Finished with problems'}: ${s.updated}/${s.targeted} targeted devices updated, ${s.failed} failed, ${s.rolledBack} rolled back, ${s.skipped} skipped (${s.devices} known) in ${fmtMs(s.durationMs)}`);
-    if (!s.ok) this.say(s.message);
+    this.ended = true;
+    this.out.write(`\n${this.table(s).join('\n')}\n`);
+    this.out.write(`\n${s.ok ? 'Done' : 'Finished with problems'}: ${s.updated}/${s.targeted} targeted devices updated, ${s.failed} failed, ${s.rolledBack} rolled back, ${s.skipped} skipped (${s.devices} known) in ${fmtMs(s.durationMs)}\n`);
+    if (!s.ok) this.out.write(`${s.message}\n`);
   }
 
-  error(message: string): void {
+  error(message: string, _code?: string, hint?: string): void {
     this.close();
-    process.stderr.write(`fwpush: ${message}\n`);
+    this.ended = true;
+    this.err.write(`fwpush: ${message}\n`);
+    if (hint) this.err.write(`fwpush: ${hint}\n`);
   }
 
   close(): void {
-    this.multi?.stop();
+    if (this.multi) {
+      this.multi.update(); // text logged since the last frame
+      this.multi.stop();
+    }
+    this.frames?.flush();
     this.multi = undefined;
     this.uploadBar = undefined;
-    this.campaignBar = undefined;
+    this.overallBar = undefined;
+    for (const a of this.active.values()) delete a.bar;
   }
+
+  /** The lines the bars show now, top to bottom, as the next frame draws them (tests, debugging). */
+  barLines(width = 100): string[] {
+    const lines: string[] = [];
+    if (this.uploadBar) lines.push(this.uploadLine(width));
+    if (this.overallBar) lines.push(this.overallLine(width));
+    for (const a of this.active.values()) if (a.bar) lines.push(this.deviceLine(a, width));
+    return lines.map((l) => fit(l, width));
+  }
+
+  // ---- one handler per gateway message ----
+
+  private onState(s: StateMessage): void {
+    if (!s.campaign) return this.say('gateway idle: no campaign');
+    const image = s.image ? `${s.image.name} ${s.image.version}` : 'unknown image';
+    this.replay = !s.running;
+    this.say(s.running
+      ? `Campaign ${s.campaign} (${image}) is running; following it`
+      : `Last campaign ${s.campaign} (${image}) has finished; its results:`);
+  }
+
+  private onOrder(o: OrderMessage): void {
+    this.order = o;
+    this.ranked = new Set(o.devices.map((d) => d.id));
+    this.widen(this.ranked);
+    // Probing is over once the order is out; a device probed and then excluded never gets a final phase.
+    for (const a of [...this.active.values()]) if (a.phase === 'probing' || !this.ranked.has(a.id)) this.deactivate(a.id);
+    const w = this.idWidth;
+    const lines = [`Rollout order for ${o.image.name} ${o.image.version} (campaign ${o.campaign}), fastest first:`];
+    lines.push(`  ${'#'.padStart(4)}  ${'device'.padEnd(w)}  ${'from'.padEnd(10)} ${'RTT'.padStart(9)} ${'ETA'.padStart(9)}`);
+    for (const d of o.devices.slice(0, ORDER_PREVIEW)) {
+      lines.push(`  ${String(d.rank).padStart(4)}  ${d.id.padEnd(w)}  ${d.from.padEnd(10)} ${fmtMs(d.rttMs).padStart(9)} ${fmtMs(d.etaMs).padStart(9)}`);
+    }
+    if (o.devices.length > ORDER_PREVIEW) lines.push(`  … and ${o.devices.length - ORDER_PREVIEW} more (all in the table at the end)`);
+    const excluded = o.excluded.length + (o.excludedMore ?? 0);
+    if (excluded) {
+      lines.push(`Not updated (${excluded}):`);
+      for (const x of o.excluded.slice(0, ORDER_PREVIEW)) lines.push(`  ${x.id.padEnd(w)}  ${x.code}: ${x.reason}`);
+      const more = excluded - Math.min(o.excluded.length, ORDER_PREVIEW);
+      if (more > 0) lines.push(`  … and ${more} more (all in the table at the end)`);
+    }
+    this.say(lines.join('\n'));
+    this.ensureOverall();
+  }
+
+  private onProgress(p: ProgressMessage): void {
+    if (this.ranked && !this.ranked.has(p.id)) return; // a probe of a device the order left out
+    if (FINAL.has(p.phase) || p.phase === 'queued') return this.deactivate(p.id);
+    let a = this.active.get(p.id);
+    const changed = a?.phase !== p.phase;
+    if (!a) {
+      a = { id: p.id, phase: p.phase, bytes: p.bytes, total: p.total, bps: undefined, etaMs: undefined, since: this.now() };
+      this.active.set(p.id, a);
+      this.widen([p.id]);
+    } else if (changed) {
+      a.phase = p.phase;
+      a.bytes = p.bytes;
+      a.since = this.now();
+    } else {
+      a.bytes = Math.max(a.bytes, p.bytes); // never backwards within a phase
+    }
+    a.total = p.total;
+    a.bps = p.bps;
+    a.etaMs = p.etaMs;
+    if (this.tty) {
+      if (this.replay) return; // a finished campaign has nothing live to draw
+      this.ensureOverall();
+      this.fillBars();
+    } else if (changed) {
+      this.phaseLine(a);
+    }
+  }
+
+  private onTotals(t: TotalsMessage): void {
+    this.totals = t;
+    if (this.tty || this.replay) return; // the overall bar shows them
+    const now = this.now();
+    if (now - this.lastTotalsAt < this.totalsEveryMs) return;
+    this.lastTotalsAt = now;
+    this.say(`Totals: ${totalsText(t).join(', ')}`);
+  }
+
+  private onResult(r: ResultMessage): void {
+    this.results.set(r.id, r);
+    this.deactivate(r.id);
+    if (this.replay) return;
+    if (r.outcome === 'skipped' && r.durationMs === 0) return; // already listed under "Not updated"
+    const retries = r.retries ? `, ${r.retries} retr${r.retries === 1 ? 'y' : 'ies'}` : '';
+    const updated = r.outcome === 'updated';
+    this.say(`  ${(updated ? 'updated' : r.outcome).padEnd(12)} ${r.id.padEnd(this.idWidth)}  ${r.from} -> ${updated ? r.to : r.from}  (${fmtMs(r.durationMs)}${retries})${updated ? '' : `  ${r.code}${r.reason ? `: ${r.reason}` : ''}`}`);
+  }
+
+  // ---- plain lines ----
+
+  private phaseLine(a: ActiveDevice): void {
+    if (a.phase === 'probing') {
+      if (!this.probingSaid) this.say('Measuring the link to each device (round trip, throughput)…');
+      this.probingSaid = true;
+      return;
+    }
+    this.say(`  ${a.phase.padEnd(12)} ${a.id}${a.phase === 'transferring' && a.bytes > 0 ? `  (from ${fmtBytes(a.bytes)})` : ''}`);
+  }
+
+  // ---- bars ----
+
+  private ensureOverall(): void {
+    if (!this.tty || this.overallBar || this.replay) return;
+    if (this.order && this.order.devices.length === 0) return;
+    this.overallBar = this.bar((w) => this.overallLine(w));
+  }
+
+  /** Give a bar to active devices without one, first come first served, up to the limit. */
+  private fillBars(): void {
+    let shown = [...this.active.values()].filter((a) => a.bar).length;
+    for (const a of this.active.values()) {
+      if (shown >= this.barLimit) break;
+      if (a.bar) continue;
+      a.bar = this.bar((w) => this.deviceLine(a, w));
+      shown++;
+    }
+  }
+
+  private deactivate(id: string): void {
+    const a = this.active.get(id);
+    if (!a) return;
+    this.active.delete(id);
+    if (a.bar) {
+      this.multi?.remove(a.bar);
+      if (this.tty) this.fillBars();
+    }
+  }
+
+  private uploadRate(): string {
+    const { sent, resumedAt } = this.uploadSeen;
+    const secs = (this.now() - this.uploadStart) / 1000;
+    return secs > 0.2 ? `${fmtBytes((sent - resumedAt) / secs)}/s` : '';
+  }
+
+  /**
+   * Every bar line is `<name>  <state>  [bar]  <details>`, the bars one width so they line up;
+   * details that do not fit are dropped, least important first.
+   */
+  private row(name: string, state: string, fraction: number, width: number, details: Detail[]): string {
+    const head = `${name.padEnd(this.idWidth)}  ${state.padEnd(12)}  `;
+    const barW = Math.max(6, Math.min(30, width - this.idWidth - 16 - 2 - DETAIL_BUDGET));
+    return fitDetails(`${head}[${drawBar(fraction, barW)}]`, details, width);
+  }
+
+  private uploadLine(width: number): string {
+    const { sent, total } = this.uploadSeen;
+    return this.row('Upload', 'to gateway', sent / Math.max(total, 1), width, [
+      { text: pct(sent, total), keep: 3 }, { text: `${fmtBytes(sent)} of ${fmtBytes(total)}`, keep: 1 }, { text: this.uploadRate(), keep: 2 },
+    ]);
+  }
+
+  private overallLine(width: number): string {
+    const waiting = [...this.active.values()].filter((a) => !a.bar).length;
+    const more: Detail = { text: waiting > 0 ? `+${waiting} more active` : '', keep: 4 };
+    if (!this.order) return fitDetails(`${'Devices'.padEnd(this.idWidth)}  ${'probing'.padEnd(12)}`, [{ text: `measuring the links to ${this.active.size} devices`, keep: 5 }, more], width);
+    const t = this.totals;
+    const devices = t?.devices ?? this.order.devices.length;
+    const done = t?.done ?? 0;
+    return this.row('Devices', `${done}/${devices} done`, done / Math.max(devices, 1), width, [
+      { text: t ? `${fmtBytes(t.kib * 1024)} of ${fmtBytes(t.totalKib * 1024)}` : '', keep: 1 },
+      { text: t ? `${fmtBytes(t.bps)}/s` : '', keep: 2 },
+      { text: t?.etaMs !== undefined && done < devices ? `ETA ${fmtMs(t.etaMs)}` : '', keep: 3 },
+      more,
+    ]);
+  }
+
+  private deviceLine(a: ActiveDevice, width: number): string {
+    // The gateway does not say when a probe ends (the order does), so probing shows no time.
+    if (a.phase === 'probing') return fit(`${a.id.padEnd(this.idWidth)}  probing`, width);
+    if (a.phase !== 'transferring') return fit(`${a.id.padEnd(this.idWidth)}  ${a.phase.padEnd(12)}  for ${fmtMs(this.now() - a.since)}`, width);
+    return this.row(a.id, a.phase, a.bytes / Math.max(a.total, 1), width, [
+      { text: pct(a.bytes, a.total), keep: 3 },
+      { text: (a.bps !== undefined ? `${fmtBytes(a.bps)}/s` : '').padStart(10), keep: 1 },
+      { text: a.etaMs !== undefined ? `ETA ${fmtMs(a.etaMs)}` : '', keep: 2 },
+    ]);
+  }
+
+  // ---- completion ----
+
+  /** Every device of the campaign in rollout order, then the excluded ones, with why it was not updated. */
+  private table(s: Summary): string[] {
+    const rank = new Map((this.order?.devices ?? []).map((d) => [d.id, d.rank]));
+    const ids = [...new Set([...s.order, ...(this.order?.excluded.map((x) => x.id) ?? []), ...this.results.keys()])];
+    const rows = ids.map((id) => {
+      const r = this.results.get(id);
+      const updated = r?.outcome === 'updated';
+      return [
+        rank.has(id) ? String(rank.get(id)) : '-', id, r?.outcome ?? 'no result', r?.from || '-', updated ? r.to : '-',
+        r && r.durationMs > 0 ? fmtMs(r.durationMs) : '-', String(r?.retries ?? '-'), r && !updated ? `${r.code}${r.reason ? `: ${r.reason}` : ''}` : '',
+      ];
+    });
+    if (rows.length === 0) return [`No device took part in campaign ${s.campaign ?? '-'}.`];
+    const head = ['#', 'device', 'result', 'from', 'to', 'duration', 'retries', 'reason'];
+    const right = new Set([0, 5, 6]);
+    const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+    const line = (cells: string[]): string => `  ${cells.map((c, i) => (i === cells.length - 1 ? c : right.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ')}`.trimEnd();
+    return [`Results for ${s.image.name} ${s.image.version} (campaign ${s.campaign ?? '-'}), in rollout order:`, line(head), ...rows.map(line)];
+  }
+}
+
+/**
+ * cli-progress draws a frame with many small writes (cursor moves, each line, clears); a terminal
+ * that paints between them shows half a frame. This gathers the writes of one turn of the event
+ * loop into one.
+ */
+class FrameWriter implements TextOut {
+  private pending = '';
+  constructor(private readonly out: TextOut) {}
+  get isTTY(): boolean | undefined {
+    return this.out.isTTY;
+  }
+  get columns(): number | undefined {
+    return this.out.columns;
+  }
+  get rows(): number | undefined {
+    return this.out.rows;
+  }
+  write(chunk: string): boolean {
+    if (this.pending === '') queueMicrotask(() => this.flush());
+    this.pending += chunk;
+    return true;
+  }
+  flush(): void {
+    if (this.pending === '') return;
+    const frame = this.pending;
+    this.pending = '';
+    this.out.write(frame);
+  }
+}
+
+function totalsText(t: TotalsMessage): string[] {
+  return [
+    `${t.done}/${t.devices} done`, `${fmtBytes(t.kib * 1024)} of ${fmtBytes(t.totalKib * 1024)}`, `${fmtBytes(t.bps)}/s`,
+    ...(t.etaMs !== undefined && t.done < t.devices ? [`ETA ${fmtMs(t.etaMs)}`] : []),
+  ];
+}
+
+function pct(n: number, total: number): string {
+  return `${String(total > 0 ? Math.floor((Math.min(n, total) * 100) / total) : 100).padStart(3)}%`;
+}
+
+/** A detail after a bar; the one with the lowest `keep` goes first when the line is too long. */
+interface Detail {
+  text: string;
+  keep: number;
+}
+
+/** Room the details of a device bar take at most (percentage, rate, ETA), so bars share one width. */
+const DETAIL_BUDGET = 32;
+
+function fitDetails(start: string, details: Detail[], width: number): string {
+  let shown = details.filter((d) => d.text.trim() !== '');
+  const line = (): string => [start, ...shown.map((d) => d.text)].join('  ');
+  while (shown.length > 0 && line().length > width) {
+    const least = shown.reduce((a, b) => (b.keep < a.keep ? b : a));
+    shown = shown.filter((d) => d !== least);
+  }
+  return fit(line(), width);
+}
+
+function drawBar(fraction: number, width: number): string {
+  const full = Math.round(Math.min(1, Math.max(0, fraction)) * width);
+  return '\u2588'.repeat(full) + '\u2591'.repeat(width - full);
+}
+
+function fit(line: string, width: number): string {
+  return (line.length > width ? line.slice(0, Math.max(0, width)) : line).trimEnd();
 }
 
 export function fmtBytes(n: number): string {
   if (n < 1024) return `${Math.round(n)} B`;
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
-  return `${(n / 1024 / 1024).toFixed(2)} MiB`;
+  const kib = n / 1024;
+  if (kib < 1024) return `${kib < 10 ? kib.toFixed(1) : Math.round(kib)} KiB`;
+  const mib = kib / 1024;
+  if (mib < 1024) return `${mib.toFixed(1)} MiB`;
+  return `${(mib / 1024).toFixed(2)} GiB`;
 }
 
 export function fmtMs(ms: number | undefined): string {
   if (ms === undefined) return '-';
   if (ms < 1000) return `${Math.round(ms)} ms`;
-  return `${(ms / 1000).toFixed(1)} s`;
+  if (ms < 10_000) return `${(ms / 1000).toFixed(1)} s`;
+  const secs = Math.round(ms / 1000);
+  if (secs < 60) return `${secs} s`;
+  const mins = Math.floor(secs / 60);
+  if (mins < 60) return `${mins} min ${String(secs % 60).padStart(2, '0')} s`;
+  return `${Math.floor(mins / 60)} h ${String(mins % 60).padStart(2, '0')} min`;
 }
