@@ -124,37 +124,20 @@ export class Campaign extends EventEmitter<CampaignEvents> {
     const bandwidth = config.siteBps > 0 ? new TokenBucket(config.siteBps, timers) : undefined;
     // At most `concurrency` devices transfer at once; a device gives its slot back once its image
     // is verified (its reboot and confirmation do not load the gateway) or when it ends.
-    // The plan is re-made each time a slot frees, from what is still waiting and what is in
-    // flight, with slot times calibrated by the transfers seen so far (estimates from a few probe
-    // bytes are rough; the first devices to finish tell how far off they are).
+    // At most `concurrency` devices transfer at once, in the planned start sequence; a device
+    // gives its slot back once its image is verified (its reboot and confirmation do not load the
+    // gateway) or when it ends.
     const slots = new Slots(config.concurrency);
     const running: Promise<void>[] = [];
-    const inFlight = new Map<string, { startedAt: number; expectMs: number }>();
-    const calibration: number[] = [];
-    // what a transfer takes beyond its estimate (offer, flushes, the device's verify): additive
-    const calibrated = (e: OrderEntry): number => Math.max(0, slotMs(e) + median(calibration, 0));
-    let waiting = [...starts];
-    while (waiting.length > 0) {
+    for (const entry of starts) {
       await slots.acquire();
-      const ranked = this.deps.orderPolicy === undefined || this.deps.orderPolicy === 'ranked';
-      if (ranked && calibration.length > 0 && !this.abort.signal.aborted) {
-        const now = timers.now();
-        const busyMs = [...inFlight.values()].map((f) => f.expectMs - (now - f.startedAt));
-        waiting = planStarts([...waiting].sort((a, b) => a.rank - b.rank), config.concurrency, { slotMs: calibrated, busyMs });
-      }
-      const entry = waiting.shift()!;
       let released = false;
-      const startedAt = timers.now();
-      inFlight.set(entry.id, { startedAt, expectMs: calibrated(entry) });
-      const release = (transferred: boolean): void => {
+      const release = (): void => {
         if (released) return;
         released = true;
-        inFlight.delete(entry.id);
-        const expected = slotMs(entry);
-        if (transferred) calibration.push(timers.now() - startedAt - expected);
         slots.release();
       };
-      running.push(this.update(entry, bounds, bandwidth, () => release(true)).finally(() => release(false)));
+      running.push(this.update(entry, bounds, bandwidth, release).finally(release));
     }
     await Promise.all(running);
     timers.clearTimeout(this.totalsTimer);
@@ -394,12 +377,6 @@ function shuffle<T>(items: readonly T[], seed: number): T[] {
   return out;
 }
 
-function median(xs: readonly number[], fallback: number): number {
-  if (xs.length === 0) return fallback;
-  const sorted = [...xs].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
 
 /** A counting semaphore: at most `limit` holders; waiters are served in order. */
 class Slots {

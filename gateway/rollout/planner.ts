@@ -90,8 +90,8 @@ export function rankDevices(manifest: Manifest, eligible: readonly DeviceRecord[
 /**
  * The start sequence under a concurrency limit of `slots`: fastest first (which minimises the
  * mean time to update), but no device may start so late that it ends the rollout well after it
- * could have ended. The target T is the makespan of longest-first list scheduling (a good
- * makespan) or the lower bound, whichever is larger, plus `tolerance` (10%). If fastest-first
+ * could have ended. The target T is the lower bound on the makespan plus `tolerance` (15%), or
+ * the makespan of longest-first list scheduling when that is longer. If fastest-first
  * misses T, the m slowest devices (fewest that suffice) are started as one block, slowest first,
  * at the latest place in the fastest-first sequence that still meets T — so they start early
  * enough, and the fast devices ahead of them still go first. Longest-first is the fallback. Sets
@@ -104,13 +104,13 @@ export function planStarts(
   ranked: readonly OrderEntry[], slots: number,
   opts: { tolerance?: number; slotMs?: (e: OrderEntry) => number; busyMs?: readonly number[] } = {},
 ): OrderEntry[] {
-  const tolerance = opts.tolerance ?? 0.1;
+  const tolerance = opts.tolerance ?? 0.15;
   const busy = opts.busyMs ?? [];
   const n = Math.max(1, Math.min(slots, ranked.length + busy.length));
   const eta = opts.slotMs ?? ((e: OrderEntry): number => e.etaMs ?? 0);
   const makespan = (seq: readonly OrderEntry[]): number => schedule(seq, n, eta, busy).makespan;
   const longestFirst = [...ranked].sort((a, b) => eta(b) - eta(a) || a.rank - b.rank);
-  const target = Math.max(makespan(longestFirst), makespanLowerBound(ranked.map(eta), n)) * (1 + tolerance);
+  const target = Math.max(makespan(longestFirst), makespanLowerBound(ranked.map(eta), n) * (1 + tolerance));
   let seq: OrderEntry[] = [...ranked];
   if (makespan(seq) > target) {
     const known = ranked.filter((e) => e.etaMs !== undefined);
