@@ -1,40 +1,10 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { isFwError } from '../../protocol/errors.ts';
 import { parseCli, formatEvent } from '../../device-sim/cli.ts';
 import { Fleet, fleetDeviceId } from '../../device-sim/fleet.ts';
-import { EventLog, FAST, ScriptedGateway, startBroker, tempDir, waitFor, type TestBroker } from './helpers.ts';
+import { EventLog, FAST, ScriptedGateway, startBroker, tempDir, waitFor, type TestBroker, runCli } from './helpers.ts';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-/** Run the CLI as a real process; resolves with its exit code and output. */
-function runCli(args: string[], opts: { untilStdout?: (out: string) => boolean; signal?: NodeJS.Signals; timeoutMs?: number } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'device-sim/cli.ts', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    let signalled = false;
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`fwsim did not finish in time; stdout:\n${stdout}\nstderr:\n${stderr}`));
-    }, opts.timeoutMs ?? 20_000);
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-      if (!signalled && opts.untilStdout?.(stdout)) {
-        signalled = true;
-        child.kill(opts.signal ?? 'SIGTERM');
-      }
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 describe('device-sim: fleet and CLI', function () {
   let broker: TestBroker;

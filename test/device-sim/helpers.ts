@@ -1,3 +1,5 @@
+import { fileURLToPath } from 'node:url';
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -258,3 +260,34 @@ export class Rig {
     await this.dir?.remove();
   }
 }
+
+/** Run fwsim (device-sim/cli.ts) as a real process, bounded; resolves with its exit code and output. */
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+export function runCli(args: string[], opts: { untilStdout?: (out: string) => boolean; signal?: NodeJS.Signals; timeoutMs?: number } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'device-sim/cli.ts', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let signalled = false;
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`fwsim did not finish in time; stdout:\n${stdout}\nstderr:\n${stderr}`));
+    }, opts.timeoutMs ?? 20_000);
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+      if (!signalled && opts.untilStdout?.(stdout)) {
+        signalled = true;
+        child.kill(opts.signal ?? 'SIGTERM');
+      }
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+

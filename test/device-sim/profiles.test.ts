@@ -1,8 +1,6 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { isFwError } from '../../protocol/errors.ts';
 import { formatLink, parseCli } from '../../device-sim/cli.ts';
 import { Fleet, fleetDeviceId, type FleetLink } from '../../device-sim/fleet.ts';
@@ -11,9 +9,8 @@ import {
   BUILTIN_PROFILES, BUILTIN_PROFILE_NAMES, describeProfile, mixedProfile, profilesFromFile, resolveNamedProfiles,
   resolveProfiles, resolveProfilesSync,
 } from '../../device-sim/profiles.ts';
-import { EventLog, FAST, startBroker, tempDir, waitFor } from './helpers.ts';
+import { EventLog, FAST, startBroker, tempDir, waitFor, runCli } from './helpers.ts';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const ids = (n: number, prefix = 'dev'): string[] => Array.from({ length: n }, (_, i) => fleetDeviceId(prefix, i));
 
 /** Rough time to move `bytes` down a profile's link: cap, one round trip, expected loss stalls. */
@@ -23,33 +20,6 @@ function estimateMs(p: LinkProfile, bytes: number): number {
   return wire + 2 * p.latencyMs + stalls;
 }
 
-/** Run fwsim as a real process; resolves with its exit code and output. */
-function runCli(args: string[], opts: { untilStdout?: (out: string) => boolean; timeoutMs?: number } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'device-sim/cli.ts', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    let signalled = false;
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`fwsim did not finish in time; stdout:\n${stdout}\nstderr:\n${stderr}`));
-    }, opts.timeoutMs ?? 20_000);
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-      if (!signalled && opts.untilStdout?.(stdout)) {
-        signalled = true;
-        child.kill('SIGTERM');
-      }
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 describe('device-sim: link profiles', function () {
   this.timeout(15_000);
