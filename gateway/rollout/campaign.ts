@@ -77,6 +77,8 @@ export class Campaign extends EventEmitter<CampaignEvents> {
   private readonly tracks = new Map<string, Track>();
   private readonly results: ResultMessage[] = [];
   private order: OrderMessage | undefined;
+  /** Planned update time per ranked device (from the order), for ETAs on the progress path. */
+  private readonly plannedEta = new Map<string, number>();
   private completed: CompleteMessage | undefined;
   private lastTotals: TotalsMessage | undefined;
   private started = 0;
@@ -109,6 +111,7 @@ export class Campaign extends EventEmitter<CampaignEvents> {
       devices, excluded: plan.excluded,
     });
     log.info({ campaign: this.id, devices: devices.length, excluded: plan.excluded.length, order: devices.map((r) => r.id), starts: starts.map((s) => s.id) }, 'rollout order');
+    for (const d of devices) if (d.etaMs !== undefined) this.plannedEta.set(d.id, d.etaMs);
     this.emit('order', this.order);
     await this.deps.beforeTransfers?.();
 
@@ -279,11 +282,10 @@ export class Campaign extends EventEmitter<CampaignEvents> {
 
   private etaFor(id: string, tr: Track): number | undefined {
     if (tr.final) return 0;
-    const entry = this.order?.devices.find((d) => d.id === id);
     const rtt = this.deps.fleet.get(id)?.link?.rttMs ?? 0;
     if (tr.phase === 'transferring' && tr.bps > 0) return Math.round(((this.image.size - tr.bytes) * 1000) / tr.bps + 3 * rtt);
     if (['verifying', 'activating', 'rebooting', 'confirming'].includes(tr.phase)) return Math.round(3 * rtt);
-    return entry?.etaMs;
+    return this.plannedEta.get(id);
   }
 
   private progressMessage(id: string, tr: Track): ProgressMessage {
