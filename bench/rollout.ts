@@ -2,7 +2,8 @@
  * bench/rollout — does fastest-first pay off, and does tail protection keep the makespan near
  * its bound? The same heterogeneous fleet (every device behind its own shaping proxy, profile
  * `mixed`) gets the same image three times in one run: ranked (the gateway's order), random, and
- * slowest-first. Prints mean time-to-update and makespan per order, the lower bound on the
+ * slowest-first. The random order is run --random-runs times (3) with different seeds and its
+ * figures averaged: one shuffle can be lucky or unlucky by ±5 %. Prints mean time-to-update and makespan per order, the lower bound on the
  * makespan, and the ratios; with --json the last line is a JSON object of the figures.
  *
  *   npm run bench:rollout [-- --devices 50 --size 262144 --concurrency 8 --sweep 4,8,16 --json]
@@ -30,12 +31,14 @@ const { values } = parseArgs({
     json: { type: 'boolean', default: false },
     verbose: { type: 'boolean', default: false },
     policies: { type: 'string', default: 'ranked,random,slowest-first' },
+    'random-runs': { type: 'string', default: '3' },
   },
   strict: true,
 });
 const DEVICES = int(values.devices, 'devices', 1, 1000);
 const SIZE = int(values.size, 'size', 1024, 64 * 1024 * 1024);
 const CONCURRENCY = int(values.concurrency, 'concurrency', 1, 1000);
+const RANDOM_RUNS = int(values['random-runs'], 'random-runs', 1, 20);
 const SWEEP = values.sweep ? values.sweep.split(',').map((v) => int(v, 'sweep', 1, 1000)) : [];
 
 function int(v: string, name: string, min: number, max: number): number {
@@ -63,7 +66,7 @@ interface RunFigures {
   estimatedBoundS: number;
 }
 
-async function run(policy: OrderPolicy, concurrency: number): Promise<RunFigures> {
+async function run(policy: OrderPolicy, concurrency: number, seed = 42): Promise<RunFigures> {
   const dir = await mkdtemp(join(tmpdir(), 'fwgate-bench-rollout-'));
   const config = parseConfig({
     dataDir: join(dir, 'gateway'),
@@ -91,7 +94,7 @@ async function run(policy: OrderPolicy, concurrency: number): Promise<RunFigures
     await upload.write(0, image);
     const stored = await upload.commit();
 
-    const campaign = await gateway.startCampaign(stored, { orderPolicy: policy, seed: 42 });
+    const campaign = await gateway.startCampaign(stored, { orderPolicy: policy, seed });
     let t0 = 0;
     let etas: number[] = [];
     const doneAt = new Map<string, number>();
@@ -145,6 +148,19 @@ async function run(policy: OrderPolicy, concurrency: number): Promise<RunFigures
   }
 }
 
+/** Several runs of one policy as one: figures averaged, `updated` the fewest any run updated. */
+function averaged(runs: readonly RunFigures[]): RunFigures {
+  const avg = (pick: (f: RunFigures) => number): number => round(runs.reduce((a, f) => a + pick(f), 0) / runs.length);
+  return {
+    ...runs[0]!,
+    updated: Math.min(...runs.map((f) => f.updated)),
+    meanS: avg((f) => f.meanS),
+    makespanS: avg((f) => f.makespanS),
+    lowerBoundS: avg((f) => f.lowerBoundS),
+    estimatedBoundS: avg((f) => f.estimatedBoundS),
+  };
+}
+
 function round(x: number): number {
   return Math.round(x * 1000) / 1000;
 }
@@ -157,7 +173,14 @@ for (const policy of POLICIES) {
     process.stderr.write(`bench/rollout: unknown policy "${policy}" (ranked, random, slowest-first)\n`);
     process.exit(2);
   }
-  const f = await run(policy, CONCURRENCY);
+  const seeds = policy === 'random' ? Array.from({ length: RANDOM_RUNS }, (_, i) => 42 + i) : [42];
+  const runs: RunFigures[] = [];
+  for (const seed of seeds) {
+    const f = await run(policy, CONCURRENCY, seed);
+    runs.push(f);
+    if (seeds.length > 1) log(`  ${policy} (seed ${seed})`.padEnd(16) + ` updated ${f.updated}/${DEVICES}  mean ${f.meanS.toFixed(2)} s  makespan ${f.makespanS.toFixed(2)} s`);
+  }
+  const f = averaged(runs);
   figures.push(f);
   log(`  ${policy.padEnd(14)} updated ${f.updated}/${DEVICES}  mean ${f.meanS.toFixed(2)} s  makespan ${f.makespanS.toFixed(2)} s  (bound from this run's durations ${f.lowerBoundS.toFixed(2)} s)`);
 }
@@ -178,6 +201,7 @@ const out = {
   devices: DEVICES,
   image_bytes: SIZE,
   concurrency: CONCURRENCY,
+  random_runs: RANDOM_RUNS,
   mean_ranked_s: ranked?.meanS ?? null,
   mean_random_s: random?.meanS ?? null,
   mean_slowest_first_s: slowest?.meanS ?? null,

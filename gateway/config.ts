@@ -53,6 +53,8 @@ export const configSchema = z.strictObject({
     probeBytes: positive.max(1024 * 1024).default(32 * 1024),
     probeChunkBytes: positive.max(65_536).default(4096),
     probeTimeoutMs: ms.default(5000),
+    /** Probe bursts per device, one after another; the fastest counts (a loss stall spoils one burst, not the figure). */
+    probeBursts: positive.max(10).default(2),
     /** Devices measured at the same time before a campaign. */
     probeConcurrency: positive.max(1000).default(8),
     /** Aggregate cap on chunk bytes per second for the whole site (0 = no cap). */

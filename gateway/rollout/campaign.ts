@@ -190,7 +190,7 @@ export class Campaign extends EventEmitter<CampaignEvents> {
       }
       try {
         const count = Math.max(2, Math.ceil(config.probeBytes / config.probeChunkBytes));
-        const tp = await measureThroughput(channel, d.id, { count, size: config.probeChunkBytes, timeoutMs: config.probeTimeoutMs }, timers);
+        const tp = await measureThroughput(channel, d.id, { count, size: config.probeChunkBytes, timeoutMs: config.probeTimeoutMs, bursts: config.probeBursts }, timers);
         fleet.updateLink(d.id, { bps: tp.bps, bpsSource: 'probe', bpsMeasuredAt: Date.now() });
       } catch (err) {
         // Ranked on its round trip alone (an older throughput figure, if any, stays).

@@ -88,80 +88,88 @@ export function rankDevices(manifest: Manifest, eligible: readonly DeviceRecord[
 }
 
 /**
- * The start sequence under a concurrency limit of `slots`: fastest first (which minimises the
- * mean time to update), but no device may start so late that it ends the rollout well after it
- * could have ended. The target T is the lower bound on the makespan plus `tolerance` (15%), or
- * the makespan of longest-first list scheduling when that is longer. If fastest-first
- * misses T, the m slowest devices (fewest that suffice) are started as one block, slowest first,
- * at the latest place in the fastest-first sequence that still meets T — so they start early
- * enough, and the fast devices ahead of them still go first. Longest-first is the fallback. Sets
- * each entry's `startMs`; devices without an estimate stay at the end in rank order. `slotMs` is
- * how long a device holds a slot (default its `etaMs`; the campaign frees a slot once the image
- * is verified, so it passes the transfer part only). `busyMs` are the remaining times of slots
- * already taken (re-planning during a campaign).
+ * The start sequence under a concurrency limit of `slots` (docs/protocol.md §7.5.6). Fastest
+ * first minimises the mean time to update; it is used when its makespan stays within
+ * `tolerance` (15%) of the lower bound. Otherwise the plan is balanced: the devices are dealt
+ * to the slots longest first, each to the least-loaded slot (which bounds the makespan), and
+ * every slot runs its own devices fastest first (which keeps the mean close to fastest-first's):
+ * the slow devices end their slots instead of queueing behind each other at the end. The start
+ * sequence is the plan's starts in ascending order. Sets each entry's `startMs`; devices without
+ * an estimate go at the end in rank order. `slotMs` is how long a device holds a slot (default
+ * its `etaMs`; the campaign frees a slot once the image is verified, so it passes the transfer
+ * part only).
  */
 export function planStarts(
   ranked: readonly OrderEntry[], slots: number,
-  opts: { tolerance?: number; slotMs?: (e: OrderEntry) => number; busyMs?: readonly number[] } = {},
+  opts: { tolerance?: number; slotMs?: (e: OrderEntry) => number } = {},
 ): OrderEntry[] {
   const tolerance = opts.tolerance ?? 0.15;
-  const busy = opts.busyMs ?? [];
-  const n = Math.max(1, Math.min(slots, ranked.length + busy.length));
+  const n = Math.max(1, Math.min(slots, ranked.length));
   const eta = opts.slotMs ?? ((e: OrderEntry): number => e.etaMs ?? 0);
-  const makespan = (seq: readonly OrderEntry[]): number => schedule(seq, n, eta, busy).makespan;
-  const longestFirst = [...ranked].sort((a, b) => eta(b) - eta(a) || a.rank - b.rank);
-  const target = Math.max(makespan(longestFirst), makespanLowerBound(ranked.map(eta), n) * (1 + tolerance));
+  const known = ranked.filter((e) => e.etaMs !== undefined);
+  const unknown = ranked.filter((e) => e.etaMs === undefined);
   let seq: OrderEntry[] = [...ranked];
-  if (makespan(seq) > target) {
-    const known = ranked.filter((e) => e.etaMs !== undefined);
-    const unknown = ranked.filter((e) => e.etaMs === undefined);
-    let found: OrderEntry[] | undefined;
-    for (let m = 1; m <= known.length && !found; m++) {
-      const block = known.slice(known.length - m).reverse();
-      const rest = known.slice(0, known.length - m);
-      const at = (p: number): OrderEntry[] => [...rest.slice(0, p), ...block, ...rest.slice(p), ...unknown];
-      if (makespan(at(0)) > target) continue;
-      // the latest insertion point that still meets the target (the makespan grows with p)
-      let lo = 0;
-      let hi = rest.length;
-      while (lo < hi) {
-        const mid = Math.ceil((lo + hi) / 2);
-        if (makespan(at(mid)) <= target) lo = mid;
-        else hi = mid - 1;
-      }
-      found = at(lo);
-    }
-    seq = found ?? longestFirst;
+  if (schedule(seq, n, eta).makespan > makespanLowerBound(known.map(eta), n) * (1 + tolerance)) {
+    seq = [...balancedSequence(known, n, eta), ...unknown];
   }
-  const { starts } = schedule(seq, n, eta, busy);
+  const { starts } = schedule(seq, n, eta);
   return seq.map((e, i) => ({ ...e, startMs: Math.round(starts[i]!) }));
 }
 
+/**
+ * Longest first to the least-loaded slot, then each slot fastest first; the sequence is by
+ * planned start, devices of equal slot time in rank order. List scheduling of that sequence reproduces the plan: the next
+ * device in it is always the one planned for the slot that frees first.
+ */
+function balancedSequence(entries: readonly OrderEntry[], slots: number, eta: (e: OrderEntry) => number): OrderEntry[] {
+  const loads = new Array<number>(slots).fill(0);
+  const perSlot = Array.from({ length: slots }, (): OrderEntry[] => []);
+  for (const e of [...entries].sort((a, b) => eta(b) - eta(a) || a.rank - b.rank)) {
+    const i = argMin(loads);
+    perSlot[i]!.push(e);
+    loads[i] = loads[i]! + eta(e);
+  }
+  const planned: { e: OrderEntry; start: number }[] = [];
+  for (const list of perSlot) {
+    let t = 0;
+    for (const e of list.sort((a, b) => eta(a) - eta(b) || a.rank - b.rank)) {
+      planned.push({ e, start: t });
+      t += eta(e);
+    }
+  }
+  const seq = planned.sort((a, b) => a.start - b.start || a.e.rank - b.e.rank).map((p) => p.e);
+  // devices with equal slot times are interchangeable: give their places in rank order
+  const places = new Map<number, number[]>();
+  seq.forEach((e, i) => {
+    const at = places.get(eta(e));
+    if (at) at.push(i);
+    else places.set(eta(e), [i]);
+  });
+  for (const at of places.values()) {
+    const byRank = at.map((i) => seq[i]!).sort((a, b) => a.rank - b.rank);
+    at.forEach((i, k) => { seq[i] = byRank[k]!; });
+  }
+  return seq;
+}
+
 /** List scheduling in sequence order: each device takes the slot that frees first. */
-function schedule<T>(seq: readonly T[], slots: number, eta: (e: T) => number, busy: readonly number[] = []): { starts: number[]; ends: number[]; makespan: number } {
+function schedule<T>(seq: readonly T[], slots: number, eta: (e: T) => number): { starts: number[]; makespan: number } {
   const free = new Array<number>(slots).fill(0);
-  busy.slice(0, slots).forEach((ms, i) => { free[slots - 1 - i] = Math.max(0, ms); });
   const starts: number[] = [];
-  const ends: number[] = [];
+  let makespan = 0;
   for (const e of seq) {
     const i = argMin(free);
     starts.push(free[i]!);
     free[i] = free[i]! + eta(e);
-    ends.push(free[i]!);
+    makespan = Math.max(makespan, free[i]!);
   }
-  return { starts, ends, makespan: Math.max(0, ...ends) };
+  return { starts, makespan };
 }
-
 
 function argMin(xs: readonly number[]): number {
   let best = 0;
   for (let i = 1; i < xs.length; i++) if (xs[i]! < xs[best]!) best = i;
   return best;
-}
-
-function findLastIndex<T>(items: readonly T[], pred: (item: T) => boolean): number {
-  for (let i = items.length - 1; i >= 0; i--) if (pred(items[i]!)) return i;
-  return -1;
 }
 
 /** Lower bound on the makespan of a set of expected durations on `slots` parallel slots. */

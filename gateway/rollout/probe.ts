@@ -38,17 +38,38 @@ function round(x: number): number {
 export interface ThroughputFigures { bps: number; bytes: number; acked: number; elapsedMs: number }
 
 /**
- * Measure a device's downlink throughput with a bounded burst of `probe` messages
- * (docs/protocol.md §6.4.3): send `count` probes of `size` bytes back to back; the device answers
+ * Measure a device's downlink throughput (docs/protocol.md §6.4.3) with `bursts` probe bursts
+ * one after another; the figure is the fastest burst's. A loss on the path stalls a burst for a
+ * retransmission timeout, which on a short burst would make the link look several times slower
+ * than it is; one clean burst of two shows the link's rate. Fails only when every burst fails.
+ */
+export async function measureThroughput(
+  channel: DeviceChannel, deviceId: string, opts: { count: number; size: number; timeoutMs: number; bursts?: number }, timers: Timers,
+): Promise<ThroughputFigures> {
+  let best: ThroughputFigures | undefined;
+  let lastError: unknown;
+  for (let i = 0; i < Math.max(1, opts.bursts ?? 1); i++) {
+    try {
+      const figures = await measureBurst(channel, deviceId, opts, timers);
+      if (!best || figures.bps > best.bps) best = figures;
+    } catch (err) {
+      lastError = err;
+    }
+  }
+  if (!best) throw lastError;
+  return best;
+}
+
+/**
+ * One burst: send `count` probes of `size` bytes back to back; the device answers
  * each with `probed` as it receives it. The spacing of the answers is set by the slowest stretch
  * of the path (packet-train dispersion), so bytes/s = bytes acked after the first answer divided
  * by the time from the first answer to the last. Bounded by `timeoutMs`: answers that arrived by
  * then count; fewer than two answers is a failure.
  */
-export async function measureThroughput(
+async function measureBurst(
   channel: DeviceChannel, deviceId: string, opts: { count: number; size: number; timeoutMs: number }, timers: Timers,
-): Promise<ThroughputFigures> {
-  const base = randomInt(0, 0xffff_ffff - opts.count);
+): Promise<ThroughputFigures> {  const base = randomInt(0, 0xffff_ffff - opts.count);
   const arrivals: number[] = [];
   let done: () => void = () => undefined;
   const all = new Promise<void>((resolve) => { done = resolve; });
