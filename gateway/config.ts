@@ -60,22 +60,47 @@ export const configSchema = z.strictObject({
     /** Aggregate cap on chunk bytes per second for the whole site (0 = no cap). */
     siteBps: z.number().int().min(0).default(0),
     offerTimeoutMs: ms.default(5000),
-    /** No ack for this long: resend from the device's cumulative offset. */
+    /** No ack for this long: resend the last chunk sent, whose ack lists what the device lacks (§6.6.5). */
     ackTimeoutMs: ms.default(3000),
     /** Consecutive ack timeouts before the transfer attempt fails as connection lost. */
     maxAckTimeouts: positive.default(4),
+    /** A chunk listed missing again is resent only if last sent max(resendGuardMinMs, resendGuardRtts x RTT) ago; the RTT is taken as resendGuardMinMs when unmeasured. */
+    resendGuardMinMs: ms.default(20),
+    resendGuardRtts: z.number().min(1).max(100).default(1.5),
     verifyTimeoutMs: ms.default(30_000),
     activateTimeoutMs: ms.default(10_000),
     /** Expected reboot-and-report time of a device not yet measured (for ETAs and the start plan); measured per device afterwards. */
     rebootEstimateMs: ms.default(1500),
     /** From activate until the device reports its boot on the new slot. */
     rebootTimeoutMs: ms.default(60_000),
+    /** Wait for `confirmed` after each `confirm`. */
     confirmTimeoutMs: ms.default(5000),
+    /** `confirm`s left unanswered (device online) before the gateway stops sending and waits for the device's trial deadline. */
+    confirmTries: positive.max(100).default(3),
+    /**
+     * The longest trial timeout (docs/protocol.md §6.9.3) of the site's devices (reference device: 30000).
+     * A device that does not confirm is waited for until this + rebootTimeoutMs after its boot report,
+     * so that its own trial deadline reverts it and the gateway reports it rolled back.
+     */
+    trialTimeoutMs: ms.default(30_000),
     /** A device that went offline mid-update: how long to wait for it to come back. */
     offlineWaitMs: ms.default(30_000),
     /** Attempts per device (offer..confirm) before it is reported failed. */
     maxAttempts: positive.max(100).default(3),
+    /** Backoff before attempt k + 1: retryBackoffMs x 2^(k-1), capped at retryBackoffMaxMs, jittered over its upper half. */
     retryBackoffMs: ms.default(1000),
+    retryBackoffMaxMs: ms.default(30_000),
+    /**
+     * Time budget of one device from the start of its session: no wait before activation and no
+     * new attempt goes past it; then failed / timeout. Above 2 x the transfer time of the largest
+     * image on the slowest link (docs/operations.md).
+     */
+    deviceDeadlineMs: ms.min(1).default(15 * 60_000),
+    /**
+     * Stop starting devices once this percentage of the finished devices (updated, failed or
+     * rolled back) have rolled back, and at least 2 have; 0 = never stop (docs/protocol.md §7.8.1).
+     */
+    rollbackThreshold: z.number().int().min(0).max(100).default(20),
     /** Least time between two byte-progress reports for one device (phase changes are always sent). */
     progressIntervalMs: ms.default(250),
   }).prefault({}),

@@ -39,6 +39,7 @@ export const ErrorCodes = {
   E_DEVICE_REVERTED: 'device reverted to its previous image',
   E_DEVICE_RETRIES: 'retry limit reached',
   E_CANCELLED: 'cancelled',
+  E_JOURNAL: 'campaign journal unreadable',
   // configuration and CLI
   E_CONFIG: 'configuration invalid',
   E_USAGE: 'command-line usage error',

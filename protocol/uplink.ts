@@ -35,9 +35,13 @@ export type Outcome = (typeof Outcomes)[number];
 export const ResultCodes = [
   'ok', 'integrity-failure', 'no-space', 'connection-lost', 'unsupported', 'cancelled', 'deferred',
   'busy', 'incompatible-hw', 'not-newer', 'offline', 'timeout', 'self-test-failed', 'reverted', 'rejected',
-  'retries-exhausted',
+  'retries-exhausted', 'campaign-halted',
 ] as const;
 export type ResultCode = (typeof ResultCodes)[number];
+
+/** Why the gateway stopped a campaign before every device was tried (§7.8.1). */
+export const HaltCodes = ['rollback-threshold'] as const;
+export type HaltCode = (typeof HaltCodes)[number];
 
 const deviceId = z.string().min(1).max(MAX_DEVICE_ID_LENGTH);
 const version = z.string().max(MAX_NAME_LENGTH);
@@ -131,6 +135,17 @@ export const resultMsg = z.object({
   durationMs: z.number().min(0),
   retries: z.number().int().min(0),
 });
+/** The campaign stopped starting devices (§7.8.1): why, and the counts at that moment. */
+export const haltedInfo = z.object({
+  code: z.enum(HaltCodes),
+  reason: text,
+  /** Ranked devices rolled back when the threshold was passed. */
+  rolledBack: z.number().int().min(0),
+  /** Ranked devices that had finished an update (updated, failed or rolled back) by then. */
+  finished: z.number().int().min(0),
+  /** `rollout.rollbackThreshold`, percent. */
+  thresholdPct: z.number().int().min(1).max(100),
+});
 export const completeMsg = z.object({
   t: z.literal('complete'),
   campaign,
@@ -140,6 +155,7 @@ export const completeMsg = z.object({
   rolledBack: z.number().int().min(0),
   skipped: z.number().int().min(0),
   durationMs: z.number().min(0),
+  halted: haltedInfo.optional(),
 });
 export const errorMsg = z.object({ t: z.literal('error'), code: text, reason: text });
 
@@ -157,6 +173,7 @@ export type ExcludedEntry = z.infer<typeof excludedEntry>;
 export type ProgressMessage = z.infer<typeof progressMsg>;
 export type ResultMessage = z.infer<typeof resultMsg>;
 export type CompleteMessage = z.infer<typeof completeMsg>;
+export type HaltedInfo = z.infer<typeof haltedInfo>;
 export type TotalsMessage = z.infer<typeof totalsMsg>;
 export type StateMessage = z.infer<typeof stateMsg>;
 
@@ -180,6 +197,9 @@ export function clipReasons<M extends GatewayUplinkMessage>(msg: M): M {
   if ('reason' in msg && typeof msg.reason === 'string' && msg.reason.length > MAX_TEXT_LENGTH) return { ...msg, reason: clipText(msg.reason) };
   if (msg.t === 'order' && msg.excluded.some((x) => x.reason.length > MAX_TEXT_LENGTH)) {
     return { ...msg, excluded: msg.excluded.map((x) => ({ ...x, reason: clipText(x.reason) })) };
+  }
+  if (msg.t === 'complete' && msg.halted && msg.halted.reason.length > MAX_TEXT_LENGTH) {
+    return { ...msg, halted: { ...msg.halted, reason: clipText(msg.halted.reason) } };
   }
   return msg;
 }

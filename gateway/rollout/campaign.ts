@@ -1,8 +1,9 @@
 import { EventEmitter, setMaxListeners } from 'node:events';
 import { encodeCbor } from '../../protocol/cbor.ts';
+import { FwError } from '../../protocol/errors.ts';
 import { MAX_ORDER_ENTRIES, MAX_UPLINK_MESSAGE } from '../../protocol/limits.ts';
 import type {
-  CompleteMessage, DevicePhase, OrderEntry, OrderMessage, ProgressMessage, ResultMessage, TotalsMessage,
+  CompleteMessage, DevicePhase, HaltedInfo, OrderEntry, OrderMessage, ProgressMessage, ResultMessage, TotalsMessage,
 } from '../../protocol/uplink.ts';
 import type { GatewayConfig } from '../config.ts';
 import type { DeviceChannel } from '../device-channel.ts';
@@ -12,10 +13,17 @@ import type { Timers } from '../waiter.ts';
 import { TokenBucket } from './bandwidth.ts';
 import { DeviceSession } from './device-session.ts';
 import type { ImageSource } from './image-source.ts';
+import type { JournalState } from './journal.ts';
 import { chunkWindowFor, planStarts, rankDevices, selectDevices, type WindowBounds } from './planner.ts';
 import { measureRtt, measureThroughput } from './probe.ts';
 
 export interface CampaignDeps {
+  /**
+   * The journal of this campaign when it is resumed after a gateway restart (docs/reliability.md):
+   * with its order, the campaign keeps that order (no new measurement), keeps the results it
+   * has, and updates the other devices — those past `activate` by asking them first.
+   */
+  resume?: JournalState;
   channel: DeviceChannel;
   fleet: Fleet;
   config: GatewayConfig['rollout'];
@@ -63,6 +71,28 @@ interface Track {
 const FINAL_PHASES: ReadonlySet<DevicePhase> = new Set(['done', 'failed', 'rolled-back', 'skipped']);
 
 /**
+ * Phases in which a halt stops a device's session (§7.8.1): its image is not verified yet, so the
+ * device still runs its old image and has not been told to activate. From `activating` on, the
+ * update runs to its end.
+ */
+const HALT_STOPS: ReadonlySet<DevicePhase> = new Set(['queued', 'offering', 'transferring', 'verifying']);
+
+/** Least rolled-back devices before the rollback threshold can stop a campaign (§7.8.1). */
+export const ROLLBACK_THRESHOLD_MIN = 2;
+
+/**
+ * Whether the rollback threshold is passed (pure, §7.8.1): at least `min` devices rolled back,
+ * and they are at least `thresholdPct` % of the finished ones (updated, failed or rolled back).
+ * A threshold of 0 never stops a campaign.
+ */
+export function rollbackThresholdPassed(
+  counts: { rolledBack: number; finished: number }, thresholdPct: number, min = ROLLBACK_THRESHOLD_MIN,
+): boolean {
+  if (thresholdPct <= 0) return false;
+  return counts.rolledBack >= Math.max(1, min) && counts.rolledBack * 100 >= thresholdPct * counts.finished;
+}
+
+/**
  * One image rolled out to the fleet: select, measure every link (RTT and throughput), rank
  * fastest first, plan the starts under the concurrency limit, announce the order, then run the
  * device sessions. Emits typed events (order, progress, totals, result, complete) and knows
@@ -82,7 +112,15 @@ export class Campaign extends EventEmitter<CampaignEvents> {
   private completed: CompleteMessage | undefined;
   private lastTotals: TotalsMessage | undefined;
   private started = 0;
+  /** Wall-clock ms when a resumed campaign picked up (0 when not resumed). */
+  private resumedAt = 0;
   private totalsTimer: unknown;
+  /** Ranked devices whose update ended updated, failed or rolled back, and those rolled back. */
+  private readonly finished = { finished: 0, rolledBack: 0 };
+  /** Set once the rollback threshold is passed: no device starts after it (§7.8.1). */
+  private halted: HaltedInfo | undefined;
+  /** The stop switch of each running device session. */
+  private readonly sessions = new Map<string, AbortController>();
 
   constructor(readonly id: string, readonly image: ImageSource, private readonly deps: CampaignDeps) {
     super();
@@ -96,10 +134,57 @@ export class Campaign extends EventEmitter<CampaignEvents> {
     const { fleet, config, timers, log } = this.deps;
     this.started = timers.now();
     const manifest = this.image.manifest;
-    const plan = selectDevices(manifest, fleet.list());
-
-    const reachable = await this.measure(plan.eligible, plan.excluded);
     const bounds = { min: config.minChunkWindow, max: config.chunkWindow, rebootMs: config.rebootEstimateMs };
+    const journal = this.deps.resume;
+    const resumed = journal?.order ? { ...journal, order: journal.order } : undefined;
+    const starts = resumed ? this.resumeFrom(resumed) : await this.announce(bounds);
+    for (const r of starts) this.progress(r.id, 'queued', resumed?.held.get(r.id) ?? 0, true);
+
+    this.tickTotals();
+    const bandwidth = config.siteBps > 0 ? new TokenBucket(config.siteBps, timers) : undefined;
+    // At most `concurrency` devices transfer at once; a device gives its slot back once its image
+    // is verified (its reboot and confirmation do not load the gateway) or when it ends.
+    // At most `concurrency` devices transfer at once, in the planned start sequence; a device
+    // gives its slot back once its image is verified (its reboot and confirmation do not load the
+    // gateway) or when it ends.
+    const slots = new Slots(config.concurrency);
+    const running: Promise<void>[] = [];
+    for (const entry of starts) {
+      await slots.acquire();
+      let released = false;
+      const release = (): void => {
+        if (released) return;
+        released = true;
+        slots.release();
+      };
+      running.push(this.update(entry, bounds, bandwidth, release, resumed?.activating.has(entry.id) ?? false).finally(release));
+    }
+    await Promise.all(running);
+    timers.clearTimeout(this.totalsTimer);
+    this.emitTotals();
+
+    const count = (o: ResultMessage['outcome']): number => this.results.filter((r) => r.outcome === o).length;
+    this.completed = {
+      t: 'complete', campaign: this.id, devices: this.results.length,
+      updated: count('updated'), failed: count('failed'), rolledBack: count('rolled-back'), skipped: count('skipped'),
+      durationMs: Math.round(timers.now() - this.started + (resumed ? Math.max(0, Date.now() - this.resumedAt - resumed.startedAt) : 0)),
+      ...(this.halted ? { halted: this.halted } : {}),
+    };
+    log.info({ ...this.completed, t: undefined }, 'campaign complete');
+    this.emit('complete', this.completed);
+    return this.completed;
+  }
+
+  cancel(): void {
+    this.abort.abort();
+  }
+
+  /** Select, measure, rank and plan; announce the order; skip the excluded. The start sequence. */
+  private async announce(bounds: WindowBounds): Promise<OrderEntry[]> {
+    const { fleet, config, log } = this.deps;
+    const manifest = this.image.manifest;
+    const plan = selectDevices(manifest, fleet.list());
+    const reachable = await this.measure(plan.eligible, plan.excluded);
     const ranked = rankDevices(manifest, reachable, bounds);
     // A device holds its transfer slot until its image is verified, not through its reboot.
     const slotMs = (e: OrderEntry): number => Math.max(0, (e.etaMs ?? 0) - (fleet.get(e.id)?.rebootMs ?? config.rebootEstimateMs));
@@ -121,44 +206,28 @@ export class Campaign extends EventEmitter<CampaignEvents> {
         from: x.version ?? '', to: manifest.version, durationMs: 0, retries: 0,
       });
     }
-    for (const r of starts) this.progress(r.id, 'queued', 0, true);
-
-    this.tickTotals();
-    const bandwidth = config.siteBps > 0 ? new TokenBucket(config.siteBps, timers) : undefined;
-    // At most `concurrency` devices transfer at once; a device gives its slot back once its image
-    // is verified (its reboot and confirmation do not load the gateway) or when it ends.
-    // At most `concurrency` devices transfer at once, in the planned start sequence; a device
-    // gives its slot back once its image is verified (its reboot and confirmation do not load the
-    // gateway) or when it ends.
-    const slots = new Slots(config.concurrency);
-    const running: Promise<void>[] = [];
-    for (const entry of starts) {
-      await slots.acquire();
-      let released = false;
-      const release = (): void => {
-        if (released) return;
-        released = true;
-        slots.release();
-      };
-      running.push(this.update(entry, bounds, bandwidth, release).finally(release));
-    }
-    await Promise.all(running);
-    timers.clearTimeout(this.totalsTimer);
-    this.emitTotals();
-
-    const count = (o: ResultMessage['outcome']): number => this.results.filter((r) => r.outcome === o).length;
-    this.completed = {
-      t: 'complete', campaign: this.id, devices: this.results.length,
-      updated: count('updated'), failed: count('failed'), rolledBack: count('rolled-back'), skipped: count('skipped'),
-      durationMs: Math.round(timers.now() - this.started),
-    };
-    log.info({ ...this.completed, t: undefined }, 'campaign complete');
-    this.emit('complete', this.completed);
-    return this.completed;
+    return starts;
   }
 
-  cancel(): void {
-    this.abort.abort();
+  /**
+   * Resume from the journal: its order and results stand (not announced again: a laptop that
+   * asks gets them in the replay); the devices without a result are the start sequence, in
+   * their planned order. Journaled rollbacks count towards the threshold again.
+   */
+  private resumeFrom(journal: JournalState & { order: OrderMessage }): OrderEntry[] {
+    this.resumedAt = Date.now();
+    this.order = journal.order;
+    for (const d of journal.order.devices) if (d.etaMs !== undefined) this.plannedEta.set(d.id, d.etaMs);
+    for (const r of journal.results.values()) {
+      this.results.push(r);
+      this.progress(r.id, r.outcome === 'updated' ? 'done' : r.outcome, r.outcome === 'updated' ? this.image.size : journal.held.get(r.id) ?? 0, true);
+      if (r.outcome !== 'skipped' && journal.order.devices.some((d) => d.id === r.id)) this.countFinished(r.outcome === 'rolled-back');
+    }
+    const starts = journal.order.devices
+      .filter((d) => !journal.results.has(d.id))
+      .sort((a, b) => (a.startMs ?? Infinity) - (b.startMs ?? Infinity) || a.rank - b.rank);
+    this.deps.log.info({ campaign: this.id, results: journal.results.size, remaining: starts.map((d) => d.id), pastActivate: [...journal.activating].filter((id) => !journal.results.has(id)) }, 'campaign resumed from its journal');
+    return starts;
   }
 
   /** Everything a laptop that connects late needs to catch up: order, latest progress, totals, results, completion. */
@@ -203,7 +272,7 @@ export class Campaign extends EventEmitter<CampaignEvents> {
 
   // ---- one device ----
 
-  private async update(entry: OrderEntry, bounds: WindowBounds, bandwidth: TokenBucket | undefined, onTransferred: () => void): Promise<void> {
+  private async update(entry: OrderEntry, bounds: WindowBounds, bandwidth: TokenBucket | undefined, onTransferred: () => void, pastActivate: boolean): Promise<void> {
     const { fleet, channel, config, timers, log } = this.deps;
     const manifest = this.image.manifest;
     if (this.abort.signal.aborted) {
@@ -215,23 +284,76 @@ export class Campaign extends EventEmitter<CampaignEvents> {
       });
       return;
     }
+    const haltedBefore = this.halted; // a local: this.halted changes while the session runs
+    if (haltedBefore) {
+      // not started: never offered the image (§7.8.1)
+      this.progress(entry.id, 'skipped', 0, true);
+      this.pushResult({
+        t: 'result', campaign: this.id, id: entry.id, outcome: 'skipped', code: 'campaign-halted',
+        reason: `rollout stopped before this device started (${haltedBefore.reason})`, from: entry.from, to: manifest.version, durationMs: 0, retries: 0,
+      });
+      return;
+    }
     const device = fleet.get(entry.id);
     const chunk = Math.min(manifest.chunk, device?.maxChunk ?? manifest.chunk);
+    // One stop switch per session: a cancel stops every session, a halt only those not yet verified.
+    const stop = new AbortController();
+    const cancel = (): void => stop.abort();
+    this.abort.signal.addEventListener('abort', cancel, { once: true });
+    this.sessions.set(entry.id, stop);
     const session = new DeviceSession(entry.id, entry.from, {
-      channel, config, image: this.image, timers, log, signal: this.abort.signal,
+      channel, config, image: this.image, timers, log, signal: stop.signal,
       window: chunkWindowFor(device?.link, chunk, bounds),
       ...(device?.link ? { rttMs: device.link.rttMs } : {}),
       ...(bandwidth ? { bandwidth } : {}),
-      onPhase: (phase, bytes) => this.progress(entry.id, phase, bytes),
+      onPhase: (phase, bytes) => {
+        // A stopped session may still be between a wait that just ended and its next step: it must
+        // not begin an offer or an activation (each phase is reported before its message is sent).
+        if (stop.signal.aborted && (phase === 'offering' || phase === 'activating')) throw new FwError('E_CANCELLED', `session of ${entry.id} stopped before ${phase}`);
+        this.progress(entry.id, phase, bytes);
+      },
       onTransferred,
+      ...(pastActivate ? { resumeAfterActivate: () => fleet.get(entry.id) } : {}),
     });
-    const { transferBps, rebootMs, ...r } = await session.run();
+    let ran: Awaited<ReturnType<DeviceSession['run']>>;
+    try {
+      ran = await session.run();
+    } finally {
+      this.sessions.delete(entry.id);
+      this.abort.signal.removeEventListener('abort', cancel);
+    }
+    const { transferBps, rebootMs, ...rest } = ran;
+    // stopped by the halt (not by a cancel): not activated, so it still runs its old image
+    const halt = stop.signal.aborted && !this.abort.signal.aborted && rest.code === 'cancelled' ? this.halted : undefined;
+    const r: typeof rest = halt
+      ? { ...rest, outcome: 'skipped', code: 'campaign-halted', reason: `rollout stopped before this device was activated (${halt.reason})` }
+      : rest;
     if (transferBps !== undefined) fleet.updateLink(entry.id, { bps: transferBps, bpsSource: 'transfer', bpsMeasuredAt: Date.now() });
     if (rebootMs !== undefined && r.outcome === 'updated') fleet.setRebootMs(entry.id, rebootMs);
     const final: DevicePhase = r.outcome === 'updated' ? 'done' : r.outcome;
     this.progress(entry.id, final, r.outcome === 'updated' ? this.image.size : this.tracks.get(entry.id)?.bytes ?? 0, true);
     log.info({ campaign: this.id, device: entry.id, outcome: r.outcome, code: r.code, reason: r.reason, ms: r.durationMs, retries: r.retries, transferBps }, 'device result');
     this.pushResult({ t: 'result', campaign: this.id, id: entry.id, ...r });
+    if (r.outcome !== 'skipped') this.countFinished(r.outcome === 'rolled-back');
+  }
+
+  /**
+   * Count a ranked device's finished update; the first time the rollback threshold is passed,
+   * halt: no device starts from now on, and sessions whose image is not verified yet are stopped.
+   */
+  private countFinished(rolledBack: boolean): void {
+    this.finished.finished++;
+    if (rolledBack) this.finished.rolledBack++;
+    const pct = this.deps.config.rollbackThreshold;
+    if (this.halted || !rollbackThresholdPassed(this.finished, pct)) return;
+    const { finished, rolledBack: back } = this.finished;
+    this.halted = {
+      code: 'rollback-threshold', reason: `${back} of ${finished} finished devices rolled back, threshold ${pct} %`,
+      rolledBack: back, finished, thresholdPct: pct,
+    };
+    const stopped = [...this.sessions].filter(([id]) => HALT_STOPS.has(this.tracks.get(id)?.phase ?? 'queued')).map(([id]) => id);
+    this.deps.log.warn({ campaign: this.id, ...this.halted, stopped }, 'rollback threshold passed: campaign halted');
+    for (const id of stopped) this.sessions.get(id)?.abort();
   }
 
   private pushResult(r: ResultMessage): void {

@@ -4,6 +4,7 @@ import { MIN_CHUNK_SIZE } from '../../protocol/limits.ts';
 import type { DevicePhase, Outcome, ResultCode } from '../../protocol/uplink.ts';
 import type { GatewayConfig } from '../config.ts';
 import type { DeviceChannel, DeviceEvent } from '../device-channel.ts';
+import type { DeviceRecord } from '../fleet.ts';
 import type { Logger } from '../log.ts';
 import { Inbox, type Timers } from '../waiter.ts';
 import type { TokenBucket } from './bandwidth.ts';
@@ -45,6 +46,15 @@ export interface SessionDeps {
    */
   onTransferred?: () => void;
   signal?: AbortSignal;
+  /** Uniform in [0, 1): the jitter of the retry backoff (injected so tests can pin it). */
+  random?: () => number;
+  /**
+   * Set when the gateway restarted while this device's update was past `activate` (the campaign
+   * journal says `activate` may have been sent): the device's last `status` as the fleet holds
+   * it. The session then asks the device's state before anything else and never activates
+   * blindly a second time (docs/reliability.md).
+   */
+  resumeAfterActivate?: () => Pick<DeviceRecord, 'version' | 'slot' | 'slots' | 'trial'> | undefined;
 }
 
 /** How one attempt ended when it did not succeed: terminal ends the session, otherwise retry. */
@@ -55,11 +65,13 @@ class SessionFailure extends Error {
 }
 
 /**
- * The per-device update, one attempt being the named steps below (docs/protocol.md §8).
+ * The per-device update, one attempt being the named steps below (docs/protocol.md §8.1).
  * Transient failures (timeouts, the device dropping off) retry from `offer`, which resumes from
- * what the device already holds; a device that rejects, reverts or fails integrity repeatedly
- * ends with its reason. After `activate` has been sent the session never activates again: it
- * only waits for the reboot and confirms.
+ * what the device already holds, after an exponential backoff with jitter; attempts are bounded
+ * by count (`maxAttempts`) and time (`deviceDeadlineMs`), and a device that keeps failing ends
+ * with its reason. Once the device has acted on `activate` the session does not start another
+ * attempt, except when the device is back on its old image with nothing in trial: the activation
+ * never took effect, or the trial ended by a reset before it was confirmed (§6.9.4, §8.1.1).
  */
 export class DeviceSession {
   static readonly steps = ['offer', 'transfer', 'verify', 'activate', 'awaitReboot', 'confirm'] as const;
@@ -74,6 +86,11 @@ export class DeviceSession {
   private transferBps: number | undefined;
   private rebootMs: number | undefined;
   private activateSentAt = 0;
+  private bootAt = 0;
+  private attemptNo = 0;
+  private deadlineAt = Infinity;
+  /** From `activate` on, the device deadline no longer cuts a wait short (§8.1.1). */
+  private pastActivate = false;
 
   constructor(readonly deviceId: string, readonly fromVersion: string, private readonly deps: SessionDeps) {
     this.inbox = new Inbox<DeviceEvent>(deps.timers);
@@ -82,24 +99,33 @@ export class DeviceSession {
   async run(): Promise<SessionResult> {
     const { timers, config, log } = this.deps;
     const started = timers.now();
+    this.deadlineAt = started + config.deviceDeadlineMs;
     const stopListening = this.deps.channel.listen(this.deviceId, (e) => this.inbox.push(e));
     const onAbort = (): void => this.inbox.close(new SessionFailure('failed', 'cancelled', 'campaign cancelled', true));
     this.deps.signal?.addEventListener('abort', onAbort);
     try {
       for (let attempt = 1; ; attempt++) {
+        this.attemptNo = attempt;
         try {
           await this.attempt();
           return this.result('updated', 'ok', undefined, started);
         } catch (err) {
           const f = classify(err);
-          if (f.terminal || this.activated || attempt >= config.maxAttempts) {
-            const exhausted = !f.terminal && !this.activated && attempt >= config.maxAttempts;
-            return this.result(f.outcome, exhausted && f.code === 'timeout' ? 'retries-exhausted' : f.code,
-              exhausted ? `${f.message} (after ${attempt} attempts)` : f.message, started);
+          if (f.terminal || this.activated) return this.result(f.outcome, f.code, f.message, started);
+          if (attempt >= config.maxAttempts) {
+            return this.result(f.outcome, f.code === 'timeout' ? 'retries-exhausted' : f.code, `${f.message} (after ${attempt} attempts)`, started);
+          }
+          const backoffMs = this.backoff(attempt);
+          if (timers.now() + backoffMs >= this.deadlineAt) {
+            // Out of time before the next attempt could start (§8.1.1).
+            const why = `device deadline of ${config.deviceDeadlineMs} ms passed after ${attempt} attempts`;
+            return f.outcome === 'rolled-back'
+              ? this.result(f.outcome, f.code, `${f.message}; not retried: ${why}`, started)
+              : this.result('failed', 'timeout', `${why}; last failure: ${f.message}`, started);
           }
           this.retries++;
-          log.info({ device: this.deviceId, attempt, reason: f.message }, 'update attempt failed, retrying');
-          await this.sleep(config.retryBackoffMs * attempt);
+          log.info({ device: this.deviceId, attempt, reason: f.message, backoffMs }, 'update attempt failed, retrying');
+          await this.sleep(backoffMs);
         }
       }
     } finally {
@@ -109,8 +135,20 @@ export class DeviceSession {
     }
   }
 
+  /**
+   * Wait before attempt k + 1 (§8.1.1): retryBackoffMs x 2^(k-1), capped at retryBackoffMaxMs,
+   * then a uniform jitter over its upper half so that devices failing together spread out.
+   */
+  private backoff(k: number): number {
+    const { retryBackoffMs, retryBackoffMaxMs } = this.deps.config;
+    const d = Math.min(retryBackoffMaxMs, retryBackoffMs * 2 ** Math.min(k - 1, 30));
+    return Math.round(d / 2 + (d / 2) * (this.deps.random ?? Math.random)());
+  }
+
   private async attempt(): Promise<void> {
+    this.pastActivate = false;
     await this.ensureOnline();
+    if (this.attemptNo === 1 && this.deps.resumeAfterActivate && (await this.resumeAfterRestart(this.deps.resumeAfterActivate))) return;
     await this.offer();
     await this.transfer();
     await this.verify();
@@ -121,6 +159,34 @@ export class DeviceSession {
   }
 
   // ---- steps ----
+
+  /**
+   * After a gateway restart past `activate`: where is the device? Running the image in trial →
+   * confirm it; running it confirmed → done; the image `pending` in its other slot → the reboot is
+   * under way: wait for it, then confirm. Anything else (still `ready`, or reverted and marked
+   * `bad`) means no activation is in effect: false, and the normal attempt follows, within the
+   * same bounds. True when the device is updated; failures are thrown like any step's.
+   */
+  private async resumeAfterRestart(status: NonNullable<SessionDeps['resumeAfterActivate']>): Promise<boolean> {
+    const s = status();
+    if (!s) return false;
+    const target = this.deps.image.manifest;
+    const running = s.slots[s.slot];
+    const other = s.slots[s.slot === 'a' ? 'b' : 'a'];
+    const runsTarget = s.version === target.version && (running.sha256 === undefined || running.sha256 === target.sha256);
+    const pending = other.state === 'pending' && other.sha256 === target.sha256;
+    this.deps.log.info({ device: this.deviceId, version: s.version, trial: s.trial, other: other.state }, 'resuming an update that was past activate');
+    if (!runsTarget && !pending) return false;
+    this.activated = true;
+    this.pastActivate = true;
+    this.activateSentAt = this.deps.timers.now();
+    this.bootAt = this.deps.timers.now();
+    this.held = this.deps.image.size;
+    if (pending) await this.awaitReboot();
+    else if (!s.trial) return true;
+    await this.confirm();
+    return true;
+  }
 
   private async ensureOnline(): Promise<void> {
     if (this.deps.channel.isOnline(this.deviceId)) return;
@@ -158,7 +224,7 @@ export class DeviceSession {
     const sid = this.sid;
     const lastSent = new Float64Array(image.chunkCount(chunk)).fill(-Infinity);
     const resent = new Uint8Array(image.chunkCount(chunk));
-    const resendGuardMs = Math.max(20, (this.deps.rttMs ?? 20) * 1.5);
+    const resendGuardMs = Math.max(config.resendGuardMinMs, (this.deps.rttMs ?? config.resendGuardMinMs) * config.resendGuardRtts);
     let next = this.held;
     let cursor = next;
     let timeouts = 0;
@@ -184,7 +250,10 @@ export class DeviceSession {
         if (++timeouts >= config.maxAckTimeouts) {
           throw new SessionFailure('failed', 'connection-lost', `no chunk ack in ${timeouts} x ${config.ackTimeoutMs} ms`, false);
         }
-        cursor = next; // resend the window from the device's cumulative offset
+        // §6.6.5: resend only the last chunk sent, not the window. Chunks reach the device in the
+        // order sent, so its ack to this one lists in `missing` every chunk below it that it does
+        // not hold; those are resent by the rule below (each was last sent ackTimeoutMs ago).
+        await send(cursor - chunk);
         continue;
       }
       timeouts = 0;
@@ -225,6 +294,7 @@ export class DeviceSession {
 
   private async activate(): Promise<void> {
     this.deps.onPhase('activating', this.held);
+    this.pastActivate = true;
     const sid = this.sid;
     this.activateSentAt = this.deps.timers.now();
     await this.deps.channel.send(this.deviceId, { t: 'activate', sid });
@@ -237,15 +307,17 @@ export class DeviceSession {
   }
 
   private async awaitReboot(): Promise<void> {
+    const { config, timers } = this.deps;
     this.deps.onPhase('rebooting', this.held);
     const target = this.deps.image.manifest;
-    const boot = await this.expect((e): e is Ev<'boot'> => e.t === 'boot', this.deps.config.rebootTimeoutMs, 'the device to reboot and report', false)
+    const boot = await this.expect((e): e is Ev<'boot'> => e.t === 'boot', config.rebootTimeoutMs, 'the device to reboot and report', false)
       .catch((err: unknown) => {
         throw isFwError(err, 'E_DEVICE_TIMEOUT')
-          ? new SessionFailure('failed', 'timeout', `device did not report a boot within ${this.deps.config.rebootTimeoutMs} ms of activation`, true)
+          ? new SessionFailure('failed', 'timeout', `device did not report a boot within ${config.rebootTimeoutMs} ms of activation`, true)
           : err;
       });
-    this.rebootMs = Math.round(this.deps.timers.now() - this.activateSentAt);
+    this.bootAt = timers.now();
+    this.rebootMs = Math.round(this.bootAt - this.activateSentAt);
     if (!boot.reverted && boot.version === this.fromVersion) {
       // Rebooted (e.g. power lost) before the slot switch took effect: nothing was tried or
       // reverted, the image may still be ready on the device. Safe to offer again.
@@ -253,54 +325,121 @@ export class DeviceSession {
       throw new SessionFailure('failed', 'connection-lost', `device rebooted on ${boot.version} before the activation took effect`, false);
     }
     if (boot.reverted || boot.version !== target.version || (boot.sha256 !== undefined && boot.sha256 !== target.sha256)) {
-      const selfTest = /self-test/i.test(boot.reason ?? '');
-      throw new SessionFailure('rolled-back', selfTest ? 'self-test-failed' : 'reverted',
-        `device came back on ${boot.version}${boot.reason ? ` (${boot.reason})` : ''}`, true);
+      throw this.revertFailure(boot, 'before its trial was reported');
     }
     if (!boot.trial) {
       throw new SessionFailure('failed', 'unsupported', 'device booted the new image without a trial state; it cannot be confirmed', true);
     }
   }
 
+  /**
+   * §6.10.2: `confirm` until the device confirms, at most confirmTries times that it stays online
+   * for confirmTimeoutMs without answering. A device that does not confirm is then left to its own
+   * trial deadline: the session waits for its `confirmed` or its next `boot`. The whole step ends
+   * at the latest trialTimeoutMs + rebootTimeoutMs after the boot report.
+   */
   private async confirm(): Promise<void> {
+    const { config, channel, timers } = this.deps;
     this.deps.onPhase('confirming', this.held);
     const target = this.deps.image.manifest;
-    for (let i = 1; ; i++) {
-      try {
-        await this.deps.channel.send(this.deviceId, { t: 'confirm', sha256: target.sha256 });
-        await this.expect((e): e is Ev<'confirmed'> => e.t === 'confirmed' && e.sha256 === target.sha256, this.deps.config.confirmTimeoutMs, 'confirmation');
-        return;
-      } catch (err) {
-        if (i >= 3) {
-          throw new SessionFailure('failed', 'timeout', `device did not confirm: ${(err as Error).message}`, true);
-        }
-        if (isFwError(err, 'E_DEVICE_OFFLINE')) {
-          await this.expect((e): e is Ev<'boot'> | Ev<'status'> => e.t === 'boot' || e.t === 'status', this.deps.config.offlineWaitMs, 'the device to come back', false)
-            .then((e) => {
-              if (e.t === 'boot' && (e.reverted || e.version !== target.version)) {
-                throw new SessionFailure('rolled-back', 'reverted', `device reverted to ${e.version} before confirming`, true);
-              }
-            });
-        }
+    const endAt = this.bootAt + config.trialTimeoutMs + config.rebootTimeoutMs;
+    const within = (ms: number): number => Math.max(0, Math.min(ms, endAt - timers.now()));
+    const isConfirmed = (e: DeviceEvent): e is Ev<'confirmed'> => e.t === 'confirmed' && e.sha256 === target.sha256;
+    const sendConfirm = (): Promise<void> => channel.send(this.deviceId, { t: 'confirm', sha256: target.sha256 });
+    let tries = 0;
+    const gaveUp = (): SessionFailure => new SessionFailure('failed', 'timeout',
+      `device neither confirmed (${tries} unanswered confirms) nor reported a revert within ${config.trialTimeoutMs + config.rebootTimeoutMs} ms of its boot report`, true);
+    const orGaveUp = (err: unknown): never => {
+      throw isFwError(err, 'E_DEVICE_TIMEOUT') ? gaveUp() : err;
+    };
+
+    while (tries < config.confirmTries) {
+      if (timers.now() >= endAt) throw gaveUp();
+      await sendConfirm();
+      const e = await this.expect((x): x is Ev<'confirmed'> | Ev<'offline'> => isConfirmed(x) || x.t === 'offline', within(config.confirmTimeoutMs), 'confirmation', false)
+        .catch((err: unknown) => {
+          if (isFwError(err, 'E_DEVICE_TIMEOUT')) return null;
+          throw err;
+        });
+      if (e === null) {
+        tries++;
+        continue;
       }
+      if (e.t === 'confirmed') return;
+      // Offline: a reconnect (status) or a reboot (boot). Either way, confirm again.
+      const back = await this.expect((x): x is Ev<'boot'> | Ev<'status'> => x.t === 'boot' || x.t === 'status', within(config.offlineWaitMs), 'the device to come back', false)
+        .catch((err: unknown) => {
+          throw isFwError(err, 'E_DEVICE_TIMEOUT')
+            ? new SessionFailure('failed', 'timeout', `device went offline before confirming and did not come back in time (offlineWaitMs ${config.offlineWaitMs} ms)`, true)
+            : err;
+        });
+      if (back.t === 'boot' && (back.reverted || back.version !== target.version)) throw this.revertFailure(back, 'after it went offline before confirming');
     }
+
+    // Online all along and never confirmed: its trial deadline reverts it (§6.9.3); a late
+    // `confirmed` still counts. This revert is final: the image ran and did not confirm.
+    for (;;) {
+      const e = await this.expect((x): x is Ev<'confirmed'> | Ev<'boot'> => isConfirmed(x) || x.t === 'boot', within(Infinity), 'confirmation or a revert', false)
+        .catch(orGaveUp);
+      if (e.t === 'confirmed') return;
+      if (e.reverted || e.version !== target.version) {
+        throw new SessionFailure('rolled-back', /self-test/i.test(e.reason ?? '') ? 'self-test-failed' : 'reverted',
+          `device never confirmed the new image (${tries} confirms unanswered) and came back on ${e.version}${e.reason ? ` (${e.reason})` : ''}`, true);
+      }
+      await sendConfirm(); // back on the new image without a revert: it was confirmed; a repeated confirm is answered (§6.10.1)
+    }
+  }
+
+  /**
+   * What a boot report that is not the new image's trial means (§6.9.4): a failed self-test or an
+   * unexpected image ends the session; a revert to another version without a self-test failure
+   * (an unconfirmed trial ended by a reset, or a failed image check) leaves the device on its old
+   * image with nothing in trial, so it is retried within the session's bounds.
+   */
+  private revertFailure(boot: Ev<'boot'>, when: string): SessionFailure {
+    const why = `device came back on ${boot.version}${boot.reason ? ` (${boot.reason})` : ''}`;
+    if (/self-test/i.test(boot.reason ?? '')) return new SessionFailure('rolled-back', 'self-test-failed', why, true);
+    if (boot.reverted && boot.version !== this.deps.image.manifest.version) {
+      this.activated = false;
+      return new SessionFailure('rolled-back', 'reverted', `${why}: the trial ended ${when}, unconfirmed`, false);
+    }
+    return new SessionFailure('rolled-back', 'reverted', why, true);
   }
 
   // ---- helpers ----
 
-  /** The next event that matches, skipping others; an `offline` ends the wait unless tolerated. */
+  /**
+   * The next event that matches, skipping others; an `offline` ends the wait unless tolerated.
+   * Before `activate`, the device deadline (deviceDeadlineMs) cuts the wait short (§8.1.1).
+   */
   private async expect<R extends DeviceEvent>(match: (e: DeviceEvent) => e is R, timeoutMs: number, what: string, offlineIsError = true): Promise<R> {
-    const deadline = this.deps.timers.now() + timeoutMs;
+    const { timers } = this.deps;
+    const byDeadline = !this.pastActivate && this.deadlineAt < timers.now() + timeoutMs;
+    const deadline = byDeadline ? this.deadlineAt : timers.now() + timeoutMs;
     for (;;) {
-      const left = Math.max(0, Math.ceil(deadline - this.deps.timers.now()));
-      const e = await this.inbox.next(left, 'E_DEVICE_TIMEOUT', `${what} from ${this.deviceId}`);
+      const left = Math.max(0, Math.ceil(deadline - timers.now()));
+      const e = await this.inbox.next(left, 'E_DEVICE_TIMEOUT', `${what} from ${this.deviceId}`).catch((err: unknown) => {
+        throw byDeadline && isFwError(err, 'E_DEVICE_TIMEOUT')
+          ? new SessionFailure('failed', 'timeout', `device deadline of ${this.deps.config.deviceDeadlineMs} ms passed in attempt ${this.attemptNo} while waiting for ${what}`, true)
+          : err;
+      });
       if (match(e)) return e;
       if (e.t === 'offline' && offlineIsError) throw new FwError('E_DEVICE_OFFLINE', `${this.deviceId} went offline while waiting for ${what}`);
     }
   }
 
+  /** Bounded pause; a cancelled campaign ends it at once (the next wait then fails as cancelled). */
   private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => this.deps.timers.setTimeout(resolve, ms));
+    const { timers, signal } = this.deps;
+    return new Promise((resolve) => {
+      const done = (): void => {
+        timers.clearTimeout(handle);
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      const handle = timers.setTimeout(done, ms);
+      signal?.addEventListener('abort', done, { once: true });
+    });
   }
 
   private result(outcome: Outcome, code: ResultCode, reason: string | undefined, started: number): SessionResult {

@@ -1,0 +1,190 @@
+import { closeSync, fdatasyncSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, truncateSync, writeSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { crc32 } from '../../protocol/crc.ts';
+import { describeError, FwError } from '../../protocol/errors.ts';
+import { completeMsg, orderMsg, resultMsg, type CompleteMessage, type OrderMessage, type ResultMessage } from '../../protocol/uplink.ts';
+import { z } from 'zod';
+
+/**
+ * The campaign journal (docs/reliability.md "Campaign journal"): one append-only file per
+ * campaign, `<dataDir>/journal/<campaign>.jsonl`, one record per line, each line written and
+ * fdatasync'ed before the step it records goes on. A line is `<crc32 as 8 hex digits> <JSON>`;
+ * reading stops at the first line that is torn or fails its CRC (a crash mid-append), and that
+ * tail is cut off before anything is appended again.
+ *
+ * What is recorded, and why it is enough to resume after `kill -9`:
+ * - `campaign`: id and image digest (the image itself is in the store, verified at start-up);
+ * - `order`: the order as announced — a resumed campaign keeps it (no new measurement);
+ * - `activating`: written before `activate` is sent to a device, so a restarted gateway knows
+ *   the device may be rebooting into the image and never activates it a second time blindly;
+ * - `held`: how much of the image a device held (throttled), so progress resumes where it was;
+ * - `result` / `complete`: final outcomes, never redone.
+ */
+const line = z.discriminatedUnion('r', [
+  z.object({ r: z.literal('campaign'), id: z.string().min(1), sha256: z.string().regex(/^[0-9a-f]{64}$/), at: z.number() }),
+  z.object({ r: z.literal('order'), order: orderMsg }),
+  z.object({ r: z.literal('activating'), id: z.string().min(1) }),
+  z.object({ r: z.literal('held'), id: z.string().min(1), bytes: z.number().int().min(0) }),
+  z.object({ r: z.literal('result'), result: resultMsg }),
+  z.object({ r: z.literal('complete'), complete: completeMsg }),
+]);
+export type JournalRecord = z.infer<typeof line>;
+
+/** What a journal says about its campaign. */
+export interface JournalState {
+  id: string;
+  sha256: string;
+  startedAt: number;
+  order?: OrderMessage;
+  /** Devices for which `activate` may have been sent. */
+  activating: Set<string>;
+  /** Bytes of the image each device held at its last record. */
+  held: Map<string, number>;
+  results: Map<string, ResultMessage>;
+  complete?: CompleteMessage;
+  /** Records read; a torn tail is not counted. */
+  records: number;
+  /** Bytes cut off the end (a torn or corrupt tail). */
+  tornBytes: number;
+}
+
+export function encodeRecord(rec: JournalRecord): string {
+  const json = JSON.stringify(rec);
+  return `${crc32(Buffer.from(json, 'utf8')).toString(16).padStart(8, '0')} ${json}\n`;
+}
+
+/**
+ * Parse a journal's text. Stops at the first line without its newline, with a wrong CRC, or
+ * that is not a record: everything from there on is the torn tail (`validBytes` ends before it).
+ * The first record must be `campaign`.
+ */
+export function parseJournal(text: string, file = 'journal'): { state: JournalState; validBytes: number } {
+  let pos = 0;
+  let state: JournalState | undefined;
+  let records = 0;
+  while (pos < text.length) {
+    const nl = text.indexOf('\n', pos);
+    if (nl < 0) break;
+    const rec = decodeLine(text.slice(pos, nl));
+    if (!rec) break;
+    if (!state) {
+      if (rec.r !== 'campaign') throw new FwError('E_JOURNAL', `${file}: first record is "${rec.r}", expected "campaign"`);
+      state = { id: rec.id, sha256: rec.sha256, startedAt: rec.at, activating: new Set(), held: new Map(), results: new Map(), records: 0, tornBytes: 0 };
+    } else {
+      apply(state, rec);
+    }
+    records++;
+    pos = nl + 1;
+  }
+  if (!state) throw new FwError('E_JOURNAL', `${file}: no campaign record`);
+  const validBytes = Buffer.byteLength(text.slice(0, pos), 'utf8');
+  state.records = records;
+  state.tornBytes = Buffer.byteLength(text, 'utf8') - validBytes;
+  return { state, validBytes };
+}
+
+function decodeLine(l: string): JournalRecord | undefined {
+  const m = /^([0-9a-f]{8}) (.*)$/.exec(l);
+  if (!m) return undefined;
+  if (crc32(Buffer.from(m[2]!, 'utf8')) !== parseInt(m[1]!, 16)) return undefined;
+  try {
+    const r = line.safeParse(JSON.parse(m[2]!));
+    return r.success ? r.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function apply(s: JournalState, rec: JournalRecord): void {
+  switch (rec.r) {
+    case 'campaign': throw new FwError('E_JOURNAL', `journal of ${s.id}: a second campaign record`);
+    case 'order': s.order = rec.order; break;
+    case 'activating': s.activating.add(rec.id); break;
+    case 'held': s.held.set(rec.id, rec.bytes); break;
+    case 'result': s.results.set(rec.result.id, rec.result); break;
+    case 'complete': s.complete = rec.complete; break;
+    default: {
+      const never: never = rec;
+      throw new FwError('E_JOURNAL', `unknown journal record ${JSON.stringify(never)}`);
+    }
+  }
+}
+
+/** An open journal: appends are synchronous and durable (write + fdatasync) when they return. */
+export class CampaignJournal {
+  private fd: number | undefined;
+
+  private constructor(readonly path: string, fd: number) {
+    this.fd = fd;
+  }
+
+  /** Create the journal of a new campaign and write its first record. */
+  static create(dir: string, id: string, sha256: string, at = Date.now()): CampaignJournal {
+    const path = join(dir, `${id}.jsonl`);
+    const fd = openSync(path, 'wx');
+    const j = new CampaignJournal(path, fd);
+    j.append({ r: 'campaign', id, sha256, at });
+    syncDir(dir);
+    return j;
+  }
+
+  /** Reopen an existing journal for appending, cutting off a torn tail first. */
+  static reopen(path: string, validBytes: number): CampaignJournal {
+    truncateSync(path, validBytes);
+    return new CampaignJournal(path, openSync(path, 'a'));
+  }
+
+  append(rec: JournalRecord): void {
+    if (this.fd === undefined) throw new FwError('E_JOURNAL', `journal ${this.path} is closed`);
+    const buf = Buffer.from(encodeRecord(rec), 'utf8');
+    let off = 0;
+    while (off < buf.length) off += writeSync(this.fd, buf, off);
+    fdatasyncSync(this.fd);
+  }
+
+  close(): void {
+    if (this.fd === undefined) return;
+    closeSync(this.fd);
+    this.fd = undefined;
+  }
+}
+
+/** Where the journals live; created if missing. */
+export async function journalDir(dataDir: string): Promise<string> {
+  const dir = join(dataDir, 'journal');
+  await mkdir(dir, { recursive: true });
+  return dir;
+}
+
+export interface UnfinishedCampaign { path: string; state: JournalState; validBytes: number }
+
+/**
+ * The journals of campaigns that did not complete, oldest first. A journal that cannot be read
+ * at all (no campaign record) is renamed `*.corrupt` and reported through `warn`, never
+ * deleted; a torn tail is reported and cut off when the journal is reopened.
+ */
+export function findUnfinished(dir: string, warn: (msg: string) => void): UnfinishedCampaign[] {
+  const out: UnfinishedCampaign[] = [];
+  for (const name of readdirSync(dir).filter((n) => n.endsWith('.jsonl')).sort()) {
+    const path = join(dir, name);
+    try {
+      const { state, validBytes } = parseJournal(readFileSync(path, 'utf8'), path);
+      if (state.tornBytes > 0) warn(`${path}: ${state.tornBytes} bytes of a torn record at the end (a crash mid-append); ignored`);
+      if (!state.complete) out.push({ path, state, validBytes });
+    } catch (err) {
+      warn(`${path}: unreadable journal (${describeError(err)}); renamed to ${name}.corrupt`);
+      renameSync(path, `${path}.corrupt`);
+    }
+  }
+  return out.sort((a, b) => a.state.startedAt - b.state.startedAt);
+}
+
+function syncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}

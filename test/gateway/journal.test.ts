@@ -1,0 +1,87 @@
+import assert from 'node:assert/strict';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CampaignJournal, encodeRecord, findUnfinished, parseJournal, type JournalRecord } from '../../gateway/rollout/journal.ts';
+import type { ResultMessage } from '../../protocol/uplink.ts';
+
+const SHA = 'ab'.repeat(32);
+const result = (id: string): ResultMessage => ({ t: 'result', campaign: 'c-1', id, outcome: 'updated', code: 'ok', from: '1.0.0', to: '1.1.0', durationMs: 10, retries: 0 });
+
+describe('campaign journal', () => {
+  let dir: string;
+  beforeEach(() => { dir = mkdtempSync(join(tmpdir(), 'fwgate-journal-')); });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('records what a restarted gateway needs: order, activations, held bytes, results, completion', () => {
+    const j = CampaignJournal.create(dir, 'c-1', SHA, 1000);
+    j.append({ r: 'order', order: { t: 'order', campaign: 'c-1', image: { name: 'fw', version: '1.1.0', sha256: SHA }, devices: [{ id: 'd1', rank: 1, from: '1.0.0' }], excluded: [] } });
+    j.append({ r: 'held', id: 'd1', bytes: 4096 });
+    j.append({ r: 'held', id: 'd1', bytes: 8192 });
+    j.append({ r: 'activating', id: 'd1' });
+    j.append({ r: 'result', result: result('d2') });
+    j.close();
+    const [u, ...more] = findUnfinished(dir, () => assert.fail('no warning expected'));
+    assert.equal(more.length, 0);
+    assert.equal(u!.state.id, 'c-1');
+    assert.equal(u!.state.sha256, SHA);
+    assert.equal(u!.state.startedAt, 1000);
+    assert.deepEqual(u!.state.order?.devices.map((d) => d.id), ['d1']);
+    assert.equal(u!.state.held.get('d1'), 8192, 'the last held record wins');
+    assert.deepEqual([...u!.state.activating], ['d1']);
+    assert.deepEqual([...u!.state.results.keys()], ['d2']);
+    assert.equal(u!.state.records, 6);
+  });
+
+  it('a completed campaign is not unfinished', () => {
+    const j = CampaignJournal.create(dir, 'c-1', SHA);
+    j.append({ r: 'complete', complete: { t: 'complete', campaign: 'c-1', devices: 0, updated: 0, failed: 0, rolledBack: 0, skipped: 0, durationMs: 5 } });
+    j.close();
+    assert.deepEqual(findUnfinished(dir, () => undefined), []);
+  });
+
+  it('stops at a torn tail (a crash mid-append), reports it and cuts it off on reopen', () => {
+    const j = CampaignJournal.create(dir, 'c-1', SHA);
+    j.append({ r: 'held', id: 'd1', bytes: 100 });
+    j.close();
+    const path = join(dir, 'c-1.jsonl');
+    const good = readFileSync(path).length;
+    const torn = encodeRecord({ r: 'activating', id: 'd1' });
+    appendFileSync(path, torn.slice(0, torn.length - 5)); // no newline: torn
+    const warnings: string[] = [];
+    const [u] = findUnfinished(dir, (m) => warnings.push(m));
+    assert.equal(u!.validBytes, good);
+    assert.equal(u!.state.activating.size, 0, 'the torn record does not count');
+    assert.match(warnings.join('\n'), /torn record/);
+    const again = CampaignJournal.reopen(u!.path, u!.validBytes);
+    again.append({ r: 'held', id: 'd1', bytes: 200 });
+    again.close();
+    const reread = parseJournal(readFileSync(path, 'utf8'));
+    assert.equal(reread.state.tornBytes, 0);
+    assert.equal(reread.state.held.get('d1'), 200);
+  });
+
+  it('a record whose CRC does not match ends the valid part: nothing after it is trusted', () => {
+    const recs: JournalRecord[] = [{ r: 'campaign', id: 'c-1', sha256: SHA, at: 1 }, { r: 'held', id: 'd1', bytes: 1 }, { r: 'held', id: 'd1', bytes: 2 }];
+    const lines = recs.map(encodeRecord);
+    lines[1] = lines[1]!.replace('"bytes":1', '"bytes":9'); // bit rot: the CRC no longer matches
+    const { state, validBytes } = parseJournal(lines.join(''));
+    assert.equal(validBytes, Buffer.byteLength(lines[0]!));
+    assert.equal(state.held.size, 0);
+    assert.equal(state.records, 1);
+  });
+
+  it('sets an unreadable journal aside as .corrupt and reports it, keeping its bytes', () => {
+    writeFileSync(join(dir, 'c-9.jsonl'), 'not a journal\n');
+    const warnings: string[] = [];
+    assert.deepEqual(findUnfinished(dir, (m) => warnings.push(m)), []);
+    assert.ok(existsSync(join(dir, 'c-9.jsonl.corrupt')));
+    assert.equal(readFileSync(join(dir, 'c-9.jsonl.corrupt'), 'utf8'), 'not a journal\n');
+    assert.match(warnings[0]!, /unreadable journal.*no campaign record/);
+  });
+
+  it('refuses to create a journal that exists (one file per campaign)', () => {
+    CampaignJournal.create(dir, 'c-1', SHA).close();
+    assert.throws(() => CampaignJournal.create(dir, 'c-1', SHA), /EEXIST/);
+  });
+});
