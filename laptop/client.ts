@@ -6,6 +6,7 @@ import type {
   CompleteMessage, GatewayUplinkMessage, HelloMessage, LaptopMessage,
 } from '../protocol/uplink.ts';
 import type { MessageLink } from '../transport/message-link.ts';
+import { laptopSettings } from './settings.ts';
 
 export type LaptopLink = MessageLink<GatewayUplinkMessage, LaptopMessage>;
 
@@ -19,15 +20,18 @@ export interface ClientOptions {
   idleTimeoutMs: number;
 }
 
-export const defaultClientOptions: ClientOptions = {
+export const defaultClientOptions: ClientOptions = Object.freeze({
   agent: 'fwpush/0.1.0',
-  maxFrame: 4096,
-  window: 16,
-  replyTimeoutMs: 60_000,
-  idleTimeoutMs: 300_000,
-};
+  maxFrame: laptopSettings.maxFrame,
+  window: laptopSettings.window,
+  replyTimeoutMs: laptopSettings.replyTimeoutMs,
+  idleTimeoutMs: laptopSettings.idleTimeoutMs,
+});
 
 type Msg<T extends GatewayUplinkMessage['t']> = Extract<GatewayUplinkMessage, { t: T }>;
+
+/** The gateway's answer to a request to send: where to continue and in what chunks (§7.3). */
+export type Grant = Msg<'grant'>;
 
 /** `error` codes that report one dropped message, not a failed upload (docs/protocol.md §7.9.1). */
 const DROPPED_MESSAGE_CODES: ReadonlySet<string> = new Set(['E_CBOR', 'E_MESSAGE_INVALID', 'E_MESSAGE_TYPE', 'E_MESSAGE_TOO_LONG']);
@@ -42,9 +46,15 @@ export class UplinkClient extends EventEmitter<{
 }> {
   private readonly backlog: GatewayUplinkMessage[] = [];
   private wake: (() => void) | undefined;
+  /** The link was closed (its port closed or failed, or close() was called): nothing more will arrive. */
+  private closed = false;
 
   constructor(private readonly link: LaptopLink, private readonly opts: ClientOptions = defaultClientOptions) {
     super();
+    link.once('closed', () => {
+      this.closed = true;
+      this.wake?.();
+    });
     link.on('message', (m) => {
       this.emit('event', m);
       this.backlog.push(m);
@@ -73,6 +83,16 @@ export class UplinkClient extends EventEmitter<{
    * the gateway has verified and stored the image; rejects with the gateway's reason otherwise.
    */
   async push(manifest: Manifest, image: Uint8Array): Promise<{ campaign: string; resumedAt: number }> {
+    const grant = await this.requestToSend(manifest);
+    await this.upload(image, grant);
+    return { campaign: await this.commit(), resumedAt: grant.offset };
+  }
+
+  /**
+   * Ask to send this image (§7.3). Resolves with the grant, whose offset is what the gateway
+   * already holds of it (keyed by its digest); rejects on a deny, its code in `details.deny`.
+   */
+  async requestToSend(manifest: Manifest): Promise<Grant> {
     await this.link.send({ t: 'rts', manifest });
     const reply = await this.next((m): m is Msg<'grant'> | Msg<'deny'> => m.t === 'grant' || m.t === 'deny', this.opts.replyTimeoutMs, 'grant or deny');
     if (reply.t === 'deny') {
@@ -81,14 +101,25 @@ export class UplinkClient extends EventEmitter<{
     if (reply.sha256 !== manifest.sha256 || reply.offset > manifest.size) {
       throw new FwError('E_UPLINK_PROTOCOL', `grant does not match the request (sha256 ${reply.sha256}, offset ${reply.offset})`);
     }
-    const resumedAt = reply.offset;
-    for (let off = resumedAt; off < image.length; off += reply.chunk) {
-      const data = image.subarray(off, Math.min(off + reply.chunk, image.length));
+    return reply;
+  }
+
+  /** Send the image from the granted offset in granted chunks, emitting 'upload' as it goes. */
+  async upload(image: Uint8Array, grant: Grant): Promise<void> {
+    const resumedAt = grant.offset;
+    for (let off = resumedAt; off < image.length; off += grant.chunk) {
+      const data = image.subarray(off, Math.min(off + grant.chunk, image.length));
+      // While the link is down, sends are dropped (MessageLink): stop instead of sending into the void.
+      if (this.link.down) throw new FwError('E_LINK_TIMEOUT', `the gateway stopped acknowledging the upload at ${off} of ${image.length} bytes`);
       await this.link.send({ t: 'data', off, data });
       this.emit('upload', off + data.length, image.length, resumedAt);
       this.throwIfGatewayError();
     }
     if (resumedAt >= image.length) this.emit('upload', image.length, image.length, resumedAt);
+  }
+
+  /** Commit the upload (§7.5): resolves with the campaign id once the image is verified and stored. */
+  async commit(): Promise<string> {
     await this.link.send({ t: 'commit' });
     const c = await this.next((m): m is Msg<'committed'> | Msg<'error'> => m.t === 'committed' || (m.t === 'error' && !DROPPED_MESSAGE_CODES.has(m.code)), this.opts.replyTimeoutMs, 'the commit result');
     if (c.t === 'error') throw new FwError('E_UPLINK_STATE', `gateway reported an error during upload (${c.code}): ${c.reason}`);
@@ -96,7 +127,7 @@ export class UplinkClient extends EventEmitter<{
       throw new FwError(c.code === 'E_IMAGE_SHA256' || c.code === 'E_IMAGE_CRC' || c.code === 'E_IMAGE_SIZE' ? c.code : 'E_UPLINK_STATE',
         `gateway refused the image (${c.code ?? 'no code'}): ${c.reason ?? 'no reason given'}`);
     }
-    return { campaign: c.campaign, resumedAt };
+    return c.campaign;
   }
 
   /**
@@ -145,21 +176,21 @@ export class UplinkClient extends EventEmitter<{
       }
       const left = deadline - Date.now();
       if (left <= 0) throw new FwError('E_LINK_TIMEOUT', `no ${what} from the gateway within ${timeoutMs} ms`);
+      if (this.closed) throw new FwError('E_LINK_CLOSED', `the link closed while waiting for ${what}`);
       if (this.link.down) throw new FwError('E_LINK_TIMEOUT', `the gateway stopped answering while waiting for ${what}`);
       await new Promise<void>((resolve) => {
-        const t = setTimeout(done, left);
-        const onDown = (): void => done();
-        this.link.once('down', onDown);
-        function done(): void {
+        const done = (): void => {
           clearTimeout(t);
+          this.link.off('down', done);
+          this.link.off('closed', done);
+          this.wake = undefined;
           resolve();
-        }
-        this.wake = () => {
-          this.link.off('down', onDown);
-          done();
         };
+        const t = setTimeout(done, left);
+        this.link.once('down', done);
+        this.link.once('closed', done);
+        this.wake = done;
       });
-      this.wake = undefined;
     }
   }
 }

@@ -1,10 +1,11 @@
 import cliProgress from 'cli-progress';
 import type {
-  DevicePhase, GatewayUplinkMessage, HelloMessage, OrderMessage, ProgressMessage, ResultMessage, StateMessage, TotalsMessage,
+  CompleteMessage, DevicePhase, GatewayUplinkMessage, HaltedInfo, HelloMessage, OrderMessage, ProgressMessage, ResultMessage, StateMessage,
+  TotalsMessage,
 } from '../protocol/uplink.ts';
 
 /** Exit codes (docs/operations.md): stable, for scripts. */
-export const EXIT = { ok: 0, devicesFailed: 1, usage: 2, nothingToUpdate: 3, refused: 4, link: 5 } as const;
+export const EXIT = { ok: 0, devicesFailed: 1, usage: 2, nothingToUpdate: 3, refused: 4, link: 5, halted: 6 } as const;
 
 export interface Summary {
   event: 'summary';
@@ -20,6 +21,8 @@ export interface Summary {
   order: string[];
   durationMs: number;
   message: string;
+  /** Present when the gateway halted the campaign (docs/protocol.md §7.8.1), as its `complete` said. */
+  halted?: HaltedInfo;
 }
 
 /** What a campaign's outcome is made of; the same for a push and for `status`. */
@@ -29,6 +32,8 @@ export interface CampaignRecord {
   order: OrderMessage | undefined;
   results: Iterable<ResultMessage>;
   durationMs: number;
+  /** The campaign's `complete`, when it came (it says whether the campaign was halted). */
+  complete?: CompleteMessage;
 }
 
 /** The summary of a campaign (pure). */
@@ -38,22 +43,40 @@ export function summarise(c: CampaignRecord): Summary {
   const targeted = c.order?.devices.length ?? 0;
   const updated = count('updated');
   const ok = targeted > 0 && updated === targeted;
+  const halted = c.complete?.halted;
   const message = ok
     ? `all ${targeted} targeted devices run ${c.image.version}`
     : targeted === 0
       ? `no device needed ${c.image.name} ${c.image.version}: ${all.length} skipped (${[...new Set(all.map((x) => x.code))].join(', ') || 'no devices known'})`
-      : `${targeted - updated} of ${targeted} targeted devices were not updated`;
+      : `${targeted - updated} of ${targeted} targeted devices were not updated${halted ? `; ${haltText(halted)}` : ''}`;
   return {
     event: 'summary', ok, campaign: c.campaign, image: c.image,
     devices: all.length, targeted, updated, failed: count('failed'), rolledBack: count('rolled-back'), skipped: count('skipped'),
     order: c.order?.devices.map((d) => d.id) ?? [], durationMs: c.durationMs, message,
+    ...(halted ? { halted } : {}),
   };
 }
 
-/** fwpush's exit code for a finished campaign (pure): 0 all targeted updated, 3 none targeted, else 1. */
+/**
+ * fwpush's exit code for a finished campaign (pure): 0 all targeted updated, 3 none targeted,
+ * 6 halted by the gateway's rollback threshold, else 1.
+ */
 export function exitCodeFor(s: Summary): number {
   if (s.ok) return EXIT.ok;
+  if (s.halted) return EXIT.halted;
   return s.targeted === 0 ? EXIT.nothingToUpdate : EXIT.devicesFailed;
+}
+
+/** Why the gateway stopped a rollout, in one line (docs/protocol.md §7.8.1). */
+export function haltText(h: HaltedInfo): string {
+  switch (h.code) {
+    case 'rollback-threshold':
+      return `rollout stopped: ${h.rolledBack} of ${h.finished} finished devices rolled back, threshold ${h.thresholdPct} %`;
+    default: {
+      const never: never = h.code;
+      return `rollout stopped (${String(never)}): ${h.reason}`;
+    }
+  }
 }
 
 /** What fwpush shows: a person's view on a terminal, or JSON lines for machines. */
@@ -265,7 +288,7 @@ export class HumanRenderer implements Renderer {
       case 'totals': return this.onTotals(msg);
       case 'result': return this.onResult(msg);
       case 'error': return this.say(`Gateway error ${msg.code}: ${msg.reason}`);
-      case 'complete':
+      case 'complete': return this.onComplete(msg);
       case 'hello':
       case 'grant':
       case 'deny':
@@ -389,10 +412,18 @@ export class HumanRenderer implements Renderer {
     this.results.set(r.id, r);
     this.deactivate(r.id);
     if (this.replay) return;
-    if (r.outcome === 'skipped' && r.durationMs === 0) return; // already listed under "Not updated"
+    if (r.outcome === 'skipped' && r.durationMs === 0 && !this.ranked?.has(r.id)) return; // already listed under "Not updated"
     const retries = r.retries ? `, ${r.retries} retr${r.retries === 1 ? 'y' : 'ies'}` : '';
     const updated = r.outcome === 'updated';
     this.say(`  ${(updated ? 'updated' : r.outcome).padEnd(12)} ${r.id.padEnd(this.idWidth)}  ${r.from} -> ${updated ? r.to : r.from}  (${fmtMs(r.durationMs)}${retries})${updated ? '' : `  ${r.code}${r.reason ? `: ${r.reason}` : ''}`}`);
+  }
+
+  /** The totals are in the summary; a halt is said at once, as the gateway reports it. */
+  private onComplete(c: CompleteMessage): void {
+    if (!c.halted) return;
+    const notUpdated = [...this.results.values()].filter((r) => r.code === 'campaign-halted').length;
+    const text = haltText(c.halted);
+    this.say(`${text[0]!.toUpperCase()}${text.slice(1)}${notUpdated ? `; ${notUpdated} device${notUpdated === 1 ? '' : 's'} not updated because of it` : ''}`);
   }
 
   // ---- plain lines ----

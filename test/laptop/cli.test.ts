@@ -1,50 +1,10 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeSampleImage } from '../../firmware-samples/image-format.ts';
-import { ROOT } from '../../scripts/lib/processes.ts';
 import { closeSerialPort } from '../../transport/serial-port.ts';
 import { Rig } from '../helpers/rig.ts';
-
-interface Run {
-  exited: Promise<{ code: number | null; stdout: string; stderr: string }>;
-  /** Resolves once stdout has a line matching `re` (bounded by the run's own timeout). */
-  saw(re: RegExp): Promise<void>;
-}
-
-/** fwpush as a real process on the laptop end of the pty; stdout is a pipe (plain text). Bounded. */
-function start(args: string[], timeoutMs = 60_000): Run {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'laptop/cli.ts', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  const watchers: { re: RegExp; resolve: () => void }[] = [];
-  child.stdout.on('data', (d: Buffer) => {
-    stdout += d.toString();
-    for (const w of watchers.filter((x) => x.re.test(stdout))) {
-      watchers.splice(watchers.indexOf(w), 1);
-      w.resolve();
-    }
-  });
-  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-  const exited = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`fwpush ${args.join(' ')} did not finish within ${timeoutMs} ms\n${stdout}\n${stderr}`));
-    }, timeoutMs);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-  return {
-    exited,
-    saw: (re) => (re.test(stdout) ? Promise.resolve() : Promise.race([
-      new Promise<void>((resolve) => watchers.push({ re, resolve })),
-      exited.then((r) => { throw new Error(`fwpush exited (${r.code}) without printing ${re}\n${r.stdout}\n${r.stderr}`); }),
-    ])),
-  };
-}
+import { startFwpush as start, type FwpushRun as Run } from './run-fwpush.ts';
 
 const fwpush = (args: string[]): Run['exited'] => start(args).exited;
 

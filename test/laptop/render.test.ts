@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
-import { EXIT, exitCodeFor, HumanRenderer, JsonRenderer, summarise, type Summary, type TextOut } from '../../laptop/render.ts';
-import type { GatewayUplinkMessage, OrderMessage, ResultMessage } from '../../protocol/uplink.ts';
+import {
+  EXIT, exitCodeFor, HumanRenderer, JsonRenderer, summarise, type CampaignRecord, type Summary, type TextOut,
+} from '../../laptop/render.ts';
+import type { CompleteMessage, GatewayUplinkMessage, OrderMessage, ResultMessage } from '../../protocol/uplink.ts';
 
 const C = 'c-0001';
 const SHA = 'ab'.repeat(32);
@@ -100,6 +102,27 @@ function record(): { campaign: string; image: Summary['image']; order: OrderMess
 
 const stripAnsi = (s: string): string => s.replace(/\x1b\[[0-9;?]*[A-Za-z]|\x1b[78]/g, '');
 
+/**
+ * A campaign the gateway halted (docs/protocol.md §7.8.1): dev-001 and dev-002 rolled back, which
+ * passes the 20 % threshold; dev-003 was stopped mid-transfer and dev-004 never started.
+ */
+const HALT = { code: 'rollback-threshold', reason: '2 of 2 finished devices rolled back, threshold 20 %', rolledBack: 2, finished: 2, thresholdPct: 20 } as const;
+const HALTED_RUN: [number, GatewayUplinkMessage][] = [
+  [0, { ...order, excluded: [] }],
+  p(10, 'dev-001', 'offering'), p(10, 'dev-002', 'offering'),
+  p(900, 'dev-001', 'rolled-back', SIZE), result(900, 'dev-001', 'rolled-back', 'self-test-failed', 890, 0, 'device came back on 1.0.0 (self-test failed)'),
+  p(950, 'dev-002', 'rolled-back', SIZE), result(950, 'dev-002', 'rolled-back', 'self-test-failed', 940, 0, 'device came back on 1.0.0 (self-test failed)'),
+  p(960, 'dev-003', 'skipped', 40_960),
+  result(960, 'dev-003', 'skipped', 'campaign-halted', 20, 0, `rollout stopped before this device was activated (${HALT.reason})`),
+  p(960, 'dev-004', 'skipped'), result(960, 'dev-004', 'skipped', 'campaign-halted', 0, 0, `rollout stopped before this device started (${HALT.reason})`),
+  [970, { t: 'complete', campaign: C, devices: 4, updated: 0, failed: 0, rolledBack: 2, skipped: 2, durationMs: 970, halted: HALT }],
+];
+const haltedRecord = (): CampaignRecord => {
+  const results = HALTED_RUN.map(([, m]) => m).filter((m): m is ResultMessage => m.t === 'result');
+  const complete = HALTED_RUN.map(([, m]) => m).find((m): m is CompleteMessage => m.t === 'complete');
+  return { campaign: C, image: IMAGE, order: { ...order, excluded: [] }, results, durationMs: 970, ...(complete ? { complete } : {}) };
+};
+
 describe('fwpush rendering', () => {
   describe('summary and exit code (shared by push and status)', () => {
     it('all targeted devices updated -> ok, exit 0', () => {
@@ -142,6 +165,22 @@ describe('fwpush rendering', () => {
       assert.deepEqual(Object.keys(summarise(record())).sort(), [
         'campaign', 'devices', 'durationMs', 'event', 'failed', 'image', 'message', 'ok', 'order', 'rolledBack', 'skipped', 'targeted', 'updated',
       ]);
+    });
+
+    it('a campaign the gateway halted (§7.8.1) -> exit 6, the halt in the summary and its message', () => {
+      const s = summarise(haltedRecord());
+      assert.equal(s.ok, false);
+      assert.deepEqual(s.halted, HALT);
+      assert.deepEqual([s.rolledBack, s.skipped, s.updated], [2, 2, 0]);
+      assert.equal(s.message, '4 of 4 targeted devices were not updated; rollout stopped: 2 of 2 finished devices rolled back, threshold 20 %');
+      assert.equal(exitCodeFor(s), EXIT.halted);
+      assert.equal(EXIT.halted, 6);
+      assert.ok(new Set(Object.values(EXIT)).size === Object.keys(EXIT).length, 'exit codes are distinct');
+      // without the halt the same results are an ordinary failure
+      const { complete: _complete, ...withoutComplete } = haltedRecord();
+      const plain = summarise(withoutComplete);
+      assert.equal(plain.halted, undefined);
+      assert.equal(exitCodeFor(plain), EXIT.devicesFailed);
     });
   });
 
@@ -219,6 +258,32 @@ describe('fwpush rendering', () => {
       assert.equal(lines[0], 'Last campaign c-0001 (sensor-fw 1.1.0) has finished; its results:');
       assert.equal(lines.filter((l) => l.startsWith('Totals') || l.startsWith('Measuring') || /^ {2}(updated|failed) /.test(l)).length, 0);
       assert.ok(lines.some((l) => l.startsWith('Results for sensor-fw 1.1.0')));
+    });
+
+    it('a halted campaign: one clear line when its completion comes, and a result line per device it left out', () => {
+      const out = new FakePipe();
+      const clock = { now: 0 };
+      const r = new HumanRenderer({ out, err: out, now: () => clock.now });
+      feed(r, clock, HALTED_RUN);
+      const live = out.text.split('\n');
+      assert.equal(live.filter((l) => l.startsWith('Rollout stopped')).length, 1);
+      assert.ok(live.includes('Rollout stopped: 2 of 2 finished devices rolled back, threshold 20 %; 2 devices not updated because of it'), out.text);
+      assert.ok(live.some((l) => /^ {2}skipped +dev-003 .*campaign-halted: rollout stopped before this device was activated/.test(l)), out.text);
+      assert.ok(live.some((l) => /^ {2}skipped +dev-004 .*campaign-halted: rollout stopped before this device started/.test(l)), out.text);
+      assert.ok(live.findIndex((l) => l.startsWith('Rollout stopped')) > live.findIndex((l) => l.includes('dev-004')), 'said when the completion comes, after the results');
+      r.summary(summarise(haltedRecord()));
+      const lines = out.text.split('\n');
+      assert.ok(lines.includes('4 of 4 targeted devices were not updated; rollout stopped: 2 of 2 finished devices rolled back, threshold 20 %'));
+      assert.match(out.text, /4 +dev-004 +skipped +1\.0\.0 +- +- +0 +campaign-halted: rollout stopped before this device started/);
+    });
+
+    it('a campaign that was not halted has no such line', () => {
+      const out = new FakePipe();
+      const clock = { now: 0 };
+      const r = new HumanRenderer({ out, err: out, now: () => clock.now });
+      feed(r, clock);
+      r.summary(summarise(record()));
+      assert.doesNotMatch(out.text, /rollout stopped/i);
     });
 
     it('an idle gateway', () => {
@@ -327,6 +392,23 @@ describe('fwpush rendering', () => {
       const withRate = objs.find((o) => o.event === 'progress' && 'bps' in o) as { bps: number; etaMs: number } | undefined;
       assert.deepEqual([withRate?.bps, withRate?.etaMs], [262_144, 250]);
       assert.equal(objs.at(-1)!.event, 'summary');
+    });
+
+    it('a halted campaign: the complete line carries the halt as the gateway sent it, and so does the summary', () => {
+      const out = new FakePipe();
+      const clock = { now: 0 };
+      const r = new JsonRenderer(out, () => clock.now);
+      feed(r, clock, HALTED_RUN);
+      r.summary(summarise(haltedRecord()));
+      const objs = out.text.trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      const complete = objs.find((o) => o.event === 'complete');
+      assert.deepEqual(complete, { event: 'complete', campaign: C, devices: 4, updated: 0, failed: 0, rolledBack: 2, skipped: 2, durationMs: 970, halted: HALT });
+      const halted = objs.filter((o) => o.event === 'result' && o.code === 'campaign-halted').map((o) => o.id);
+      assert.deepEqual(halted, ['dev-003', 'dev-004']);
+      const summary = objs.at(-1)!;
+      assert.equal(summary.event, 'summary');
+      assert.deepEqual(summary.halted, HALT);
+      assert.equal(summary.ok, false);
     });
 
     it('an error line carries the hint', () => {

@@ -1,0 +1,116 @@
+import { stat } from 'node:fs/promises';
+import type { SerialPort } from 'serialport';
+import { FwError } from '../protocol/errors.ts';
+import {
+  decodeGatewayUplinkMessage, encodeUplinkMessage, type GatewayUplinkMessage, type HelloMessage, type LaptopMessage,
+} from '../protocol/uplink.ts';
+import { MessageLink } from '../transport/message-link.ts';
+import { closeSerialPort, openSerialPort } from '../transport/serial-port.ts';
+import { UplinkClient, type ClientOptions } from './client.ts';
+import { laptopSettings } from './settings.ts';
+
+export interface ConnectionOptions {
+  path: string;
+  baudRate: number;
+  client: ClientOptions;
+  /** Called with each new client before its hello, to subscribe to its events. */
+  attach(client: UplinkClient): void;
+}
+
+/** One session with the gateway: an open port, its link, a client that has exchanged hellos. */
+export interface Connection {
+  readonly client: UplinkClient;
+  readonly hello: HelloMessage;
+  /** Why the link was lost (port closed or failed, peer stopped answering), or undefined while it holds. */
+  readonly lost: FwError | undefined;
+  close(): Promise<void>;
+}
+
+/** Which device a path is now (following symlinks), or undefined when it is gone or cannot be checked. */
+async function ttyIdentity(path: string): Promise<string | undefined> {
+  try {
+    const st = await stat(path);
+    return `${st.dev}:${st.ino}:${st.rdev}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Close a port, bounded: a port that hangs in close is left to the OS. */
+export async function closePortWithin(port: SerialPort, timeoutMs = laptopSettings.portCloseTimeoutMs): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    closeSerialPort(port),
+    new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs); }),
+  ]);
+  clearTimeout(timer);
+}
+
+/**
+ * Open the port, reset the link and exchange hellos, all within `timeoutMs`; on any failure
+ * everything opened is closed again before the error is thrown.
+ */
+export async function openConnection(o: ConnectionOptions, timeoutMs: number): Promise<Connection> {
+  const port = await openSerialPort(o.path, o.baudRate);
+  let lost: FwError | undefined;
+  let closing = false;
+  // Registered before the link's own listeners, so the port's reason is the one kept.
+  port.on('close', (err?: Error | null) => {
+    if (!closing) lost ??= new FwError('E_LINK_CLOSED', `serial port ${o.path} ${err ? `failed: ${err.message}` : 'closed'}`, { cause: err ?? undefined });
+  });
+  port.on('error', (err: Error) => {
+    if (!closing) lost ??= new FwError('E_LINK_CLOSED', `serial port ${o.path} failed: ${err.message}`, { cause: err });
+  });
+  const link = new MessageLink<GatewayUplinkMessage, LaptopMessage>(port, {
+    decode: decodeGatewayUplinkMessage,
+    encode: encodeUplinkMessage,
+    arq: { window: o.client.window, maxPayload: laptopSettings.initialFramePayload },
+    sendTimeoutMs: laptopSettings.sendTimeoutMs,
+  });
+  link.on('down', (err) => {
+    if (!closing) lost ??= err;
+  });
+  link.on('closed', () => {
+    if (!closing) lost ??= new FwError('E_LINK_CLOSED', `serial port ${o.path} closed`);
+  });
+  let closed: Promise<void> | undefined;
+  let watch: NodeJS.Timeout | undefined;
+  const close = (): Promise<void> => {
+    closing = true;
+    clearInterval(watch);
+    link.close();
+    return (closed ??= closePortWithin(port));
+  };
+  // A tty that vanishes (cable or adapter pulled) is not always reported by the port: a read of a
+  // hung-up tty can return 0 bytes, which the serialport binding retries forever. So the path is
+  // watched too; gone, or another device in its place, is a lost link.
+  const identity = await ttyIdentity(o.path);
+  let checking = false;
+  if (identity !== undefined) watch = setInterval(() => {
+    if (checking || closing) return;
+    checking = true;
+    void ttyIdentity(o.path).then((now) => {
+      checking = false;
+      if (closing || now === identity) return;
+      lost ??= new FwError('E_LINK_CLOSED', `serial port ${o.path} ${now === undefined ? 'disappeared' : 'was replaced by another device'}`);
+      void close();
+    });
+  }, laptopSettings.portCheckIntervalMs).unref();
+  const client = new UplinkClient(link, o.client);
+  o.attach(client);
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const hello = await Promise.race([
+      client.connect(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new FwError('E_LINK_TIMEOUT', `no link handshake and hello on ${o.path} within ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
+    return { client, hello, get lost() { return lost; }, close };
+  } catch (err) {
+    await close(); // also ends a connect() that lost the race
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,103 @@
+import { FwError, isFwError } from '../protocol/errors.ts';
+import type { Manifest } from '../protocol/manifest.ts';
+import type { CompleteMessage, GatewayUplinkMessage, StateMessage } from '../protocol/uplink.ts';
+import type { UplinkClient } from './client.ts';
+import type { Connection } from './connection.ts';
+import type { LinkNotice, RunPhase } from './notices.ts';
+import type { Reconnecting } from './reconnect.ts';
+
+export interface FlowDeps {
+  session: Reconnecting<Connection>;
+  notify(n: LinkNotice): void;
+  /** Longest silence while reading the replay of a finished campaign. */
+  replayIdleMs: number;
+}
+
+/** How a followed campaign ended: its completion, or undefined when a replay ended without one. */
+export interface Followed {
+  campaign: string;
+  complete: CompleteMessage | undefined;
+}
+
+/**
+ * Push an image and follow its campaign: request to send -> upload from the granted offset ->
+ * commit -> follow. After a lost link the session reconnects and this goes on from where it
+ * was: before the commit, a new request to send, whose grant says what the gateway already holds
+ * (keyed by the image digest); after it, `status` (state and replay) and the campaign followed
+ * again, as `fwpush status` does.
+ */
+export async function pushAndFollow(d: FlowDeps, manifest: Manifest, image: Uint8Array): Promise<Followed> {
+  let campaign: string | undefined;
+  let commitSent = false;
+  return d.session.run(() => (campaign === undefined ? 'upload' : 'follow'), async (conn, again) => {
+    const { client } = conn;
+    if (campaign !== undefined) return follow(client, await client.status(), campaign, d, conn);
+    let grant;
+    try {
+      grant = await client.requestToSend(manifest);
+    } catch (err) {
+      // The commit may have landed just before the link went: a campaign of this very image
+      // running now is ours (a request to send is refused while any campaign runs).
+      if (!(again && commitSent && isFwError(err) && err.details?.deny === 'busy')) throw err;
+      const state = await client.status();
+      if (!state.running || !state.campaign || state.image?.sha256 !== manifest.sha256) throw err;
+      campaign = state.campaign;
+      return { campaign, complete: await client.follow(campaign) };
+    }
+    if (again) d.notify({ event: 'upload-resumed', sha256: manifest.sha256, offset: grant.offset, size: manifest.size });
+    await client.upload(image, grant);
+    commitSent = true;
+    campaign = await client.commit();
+    return { campaign, complete: await client.follow(campaign) };
+  });
+}
+
+/**
+ * `fwpush status`: ask for the gateway's state; a running campaign is followed to its end, a
+ * finished one read from its replay. Resolves with the state and, when there is a campaign, how
+ * it ended. After a lost link the same campaign is asked for again.
+ */
+export async function statusAndFollow(d: FlowDeps): Promise<{ state: StateMessage; followed: Followed | undefined }> {
+  let campaign: string | undefined;
+  return d.session.run(() => 'follow' as RunPhase, async (conn) => {
+    const state = await conn.client.status();
+    if (!state.campaign) return { state, followed: undefined };
+    campaign ??= state.campaign;
+    return { state, followed: await follow(conn.client, state, campaign, d, conn) };
+  });
+}
+
+/** Follow the campaign a `state` names, which must be `expected`: live while it runs, else its replay. */
+async function follow(client: UplinkClient, state: StateMessage, expected: string, d: FlowDeps, conn: Connection): Promise<Followed> {
+  if (state.campaign !== expected) {
+    throw new FwError('E_UPLINK_STATE', `campaign ${expected} is no longer the gateway's current or last campaign (it reports ${state.campaign ?? 'none'})`);
+  }
+  if (state.running) return { campaign: expected, complete: await client.follow(expected) };
+  try {
+    return { campaign: expected, complete: await client.follow(expected, d.replayIdleMs) };
+  } catch (err) {
+    if (!isFwError(err, 'E_LINK_TIMEOUT') || conn.lost) throw err;
+    return { campaign: expected, complete: undefined }; // it ended without a completion: what was replayed is all there is
+  }
+}
+
+/**
+ * Drops what a replay after a reconnect repeats (an order, a result or a completion already
+ * seen), so the output and the summary show each once. Everything else passes.
+ */
+export class SeenEvents {
+  private readonly seen = new Set<string>();
+
+  fresh(m: GatewayUplinkMessage): boolean {
+    let key: string;
+    switch (m.t) {
+      case 'order': key = `order ${m.campaign}`; break;
+      case 'result': key = `result ${m.campaign} ${m.id} ${m.outcome}`; break;
+      case 'complete': key = `complete ${m.campaign}`; break;
+      default: return true;
+    }
+    if (this.seen.has(key)) return false;
+    this.seen.add(key);
+    return true;
+  }
+}
