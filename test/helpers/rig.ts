@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { SerialPort } from 'serialport';
-import { Fleet as SimFleet } from '../../device-sim/fleet.ts';
+import { Fleet as SimFleet, type FleetDeviceOptions } from '../../device-sim/fleet.ts';
 import type { Faults } from '../../device-sim/faults.ts';
 import type { LinkProfile } from '../../device-sim/link.ts';
 import { makeSampleImage } from '../../firmware-samples/image-format.ts';
@@ -27,6 +27,8 @@ export interface RigOptions {
   /** A shaped link per device (its own proxy on loopback). */
   profiles?: (index: number, id: string) => LinkProfile | undefined;
   config?: ConfigInput;
+  /** Device options laid over the rig's fast defaults (e.g. a short trialTimeoutMs for fault tests). */
+  device?: FleetDeviceOptions;
 }
 
 /** Test timeouts: short, but generous enough for a loaded 2-core machine. */
@@ -71,6 +73,7 @@ export class Rig {
       device: {
         hw: opts.hw ?? 'sensor-v1', factoryVersion: opts.version ?? '1.0.0', factoryImageSize: 4096,
         bootDelayMs: 50, reconnectDelayMs: 100, reconnectMaxMs: 1000, powerOffMs: 100,
+        ...opts.device,
       },
       ...(opts.faults ? { faults: opts.faults } : {}),
       ...(opts.profiles ? { profiles: opts.profiles } : {}),
