@@ -39,6 +39,10 @@ export const configSchema = z.strictObject({
     maxRetransmits: positive.default(12),
     /** Largest image the gateway accepts for upload. */
     maxImageBytes: z.number().int().min(1).max(MAX_IMAGE_SIZE).default(64 * 1024 * 1024),
+    /** An upload's partial file is made durable (fdatasync) at least every this many bytes: what a crash can cost a resume. */
+    partialSyncBytes: positive.max(MAX_IMAGE_SIZE).default(256 * 1024),
+    /** Longest wait for the laptop's link to acknowledge the order before the transfers start. */
+    orderDeliveryWaitMs: z.number().int().min(0).max(60_000).default(2000),
   }).prefault({}),
   rollout: z.strictObject({
     /** Devices updated at the same time. */
@@ -62,6 +66,8 @@ export const configSchema = z.strictObject({
     offerTimeoutMs: ms.default(5000),
     /** No ack for this long: resend the last chunk sent, whose ack lists what the device lacks (§6.6.5). */
     ackTimeoutMs: ms.default(3000),
+    /** The ack wait is at least this many of the device's measured round trips (a slow link waits longer than ackTimeoutMs). */
+    ackTimeoutRtts: z.number().min(1).max(100).default(4),
     /** Consecutive ack timeouts before the transfer attempt fails as connection lost. */
     maxAckTimeouts: positive.default(4),
     /** A chunk listed missing again is resent only if last sent max(resendGuardMinMs, resendGuardRtts x RTT) ago; the RTT is taken as resendGuardMinMs when unmeasured. */

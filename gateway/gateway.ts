@@ -20,8 +20,6 @@ import { UplinkSession } from './uplink/session.ts';
 import { realTimers, type Timers } from './waiter.ts';
 
 export const GATEWAY_AGENT = 'fwgate/0.1.0';
-/** Longest wait for the laptop to acknowledge the order before transfers start (it may be unplugged). */
-const ORDER_DELIVERY_WAIT_MS = 2000;
 
 /** Per-campaign options beyond the config (benchmarks compare start orders with these). */
 export type CampaignOptions = Pick<CampaignDeps, 'orderPolicy' | 'seed'>;
@@ -62,7 +60,7 @@ export class Gateway {
     const { config, log } = opts;
     const timers = opts.timers ?? realTimers;
     const store = await ImageStore.open({
-      dir: join(config.dataDir, 'store'), maxImageSize: config.uplink.maxImageBytes,
+      dir: join(config.dataDir, 'store'), maxImageSize: config.uplink.maxImageBytes, syncEveryBytes: config.uplink.partialSyncBytes,
       logger: (line) => log.info(line),
     });
     const broker = await Broker.start({
@@ -126,7 +124,7 @@ export class Gateway {
     if (running) throw new Error(`campaign ${running.id} is still running`);
     const campaign = new Campaign(id, source, {
       channel: this.channel, fleet: this.fleet, config: this.config.rollout, timers: this.timers, log: this.log.child({ part: 'rollout' }),
-      beforeTransfers: () => this.uplink?.delivered(ORDER_DELIVERY_WAIT_MS) ?? Promise.resolve(),
+      beforeTransfers: () => this.uplink?.delivered(this.config.uplink.orderDeliveryWaitMs) ?? Promise.resolve(),
       ...opts,
       ...(resume ? { resume: resume.state } : {}),
     });

@@ -26,6 +26,8 @@ import { checkDigest, parseManifest, type ImageDigest, type Manifest } from '../
 export interface StoreOptions {
   dir: string;
   maxImageSize: number;
+  /** fdatasync a partial at least every this many bytes (default 256 KiB). */
+  syncEveryBytes?: number;
   logger?: (line: string) => void;
   /** Clock for `storedAt`; injected for tests. */
   now?: () => Date;
@@ -53,8 +55,8 @@ export interface Upload {
   discard(): Promise<void>;
 }
 
-/** fsync a partial at least this often, so a resume offset loses at most this much on a crash. */
-export const SYNC_EVERY_BYTES = 256 * 1024;
+/** Default for StoreOptions.syncEveryBytes (config `uplink.partialSyncBytes`). */
+const SYNC_EVERY_BYTES = 256 * 1024;
 const READ_CHUNK = 1024 * 1024;
 const TMP_MARK = '.tmp-';
 
@@ -64,6 +66,7 @@ export class ImageStore {
   readonly #partialDir: string;
   readonly #quarantineDir: string;
   readonly #maxImageSize: number;
+  readonly #syncEveryBytes: number;
   readonly #log: (line: string) => void;
   readonly #now: () => Date;
   readonly #images = new Map<string, StoredImage>();
@@ -78,6 +81,7 @@ export class ImageStore {
     this.#partialDir = join(opts.dir, 'partial');
     this.#quarantineDir = join(opts.dir, 'quarantine');
     this.#maxImageSize = opts.maxImageSize;
+    this.#syncEveryBytes = opts.syncEveryBytes ?? SYNC_EVERY_BYTES;
     this.#log = opts.logger ?? (() => undefined);
     this.#now = opts.now ?? (() => new Date());
   }
@@ -172,6 +176,7 @@ export class ImageStore {
             if (this.#active.get(sha) === upload) this.#active.delete(sha);
           },
           install: () => this.#install(manifest, partPath, metaPath),
+          syncEveryBytes: this.#syncEveryBytes,
         }, manifest, fd, partPath, metaPath, length);
         this.#active.set(sha, upload);
         return upload;
@@ -301,6 +306,8 @@ interface UploadHooks {
   released(): void;
   /** Move the verified partial into place. */
   install(): Promise<StoredImage>;
+  /** fdatasync the partial at least every this many bytes. */
+  syncEveryBytes: number;
 }
 
 class UploadImpl implements Upload {
@@ -347,7 +354,7 @@ class UploadImpl implements Upload {
           done += bytesWritten;
         }
         this.#unsynced += data.length;
-        if (this.#unsynced >= SYNC_EVERY_BYTES) {
+        if (this.#unsynced >= this.hooks.syncEveryBytes) {
           await this.fd.datasync();
           this.#unsynced = 0;
         }

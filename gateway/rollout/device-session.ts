@@ -225,6 +225,8 @@ export class DeviceSession {
     const lastSent = new Float64Array(image.chunkCount(chunk)).fill(-Infinity);
     const resent = new Uint8Array(image.chunkCount(chunk));
     const resendGuardMs = Math.max(config.resendGuardMinMs, (this.deps.rttMs ?? config.resendGuardMinMs) * config.resendGuardRtts);
+    // §6.6.5: the ack wait, stretched on a slow round trip
+    const ackWaitMs = Math.max(config.ackTimeoutMs, Math.ceil((this.deps.rttMs ?? 0) * config.ackTimeoutRtts));
     let next = this.held;
     let cursor = next;
     let timeouts = 0;
@@ -244,11 +246,11 @@ export class DeviceSession {
       }
       let ack: Ev<'ack'>;
       try {
-        ack = await this.expect((e): e is Ev<'ack'> => e.t === 'ack' && e.sid === sid, config.ackTimeoutMs, 'chunk ack');
+        ack = await this.expect((e): e is Ev<'ack'> => e.t === 'ack' && e.sid === sid, ackWaitMs, 'chunk ack');
       } catch (err) {
         if (!isFwError(err, 'E_DEVICE_TIMEOUT')) throw err;
         if (++timeouts >= config.maxAckTimeouts) {
-          throw new SessionFailure('failed', 'connection-lost', `no chunk ack in ${timeouts} x ${config.ackTimeoutMs} ms`, false);
+          throw new SessionFailure('failed', 'connection-lost', `no chunk ack in ${timeouts} x ${ackWaitMs} ms`, false);
         }
         // §6.6.5: resend only the last chunk sent, not the window. Chunks reach the device in the
         // order sent, so its ack to this one lists in `missing` every chunk below it that it does

@@ -131,6 +131,25 @@ describe('device session (fake clock, scripted device)', () => {
   });
 
   describe('ack timeout (§6.6.5)', () => {
+    it('waits at least ackTimeoutRtts round trips on a slow link before resending', async () => {
+      for (const [rttMs, expected] of [[5, 1000], [1000, 4000]] as const) {
+        const timers = new FakeTimers();
+        const dev = device({ neverAck: true });
+        const resends: number[] = [];
+        const seen = new Set<number>();
+        const ch = new ScriptedChannel((m) => {
+          if (m.t === 'chunk') {
+            if (seen.has(m.off)) resends.push(timers.now());
+            seen.add(m.off);
+          }
+          return dev(m);
+        });
+        const r = await drive(timers, session(ch, timers, {}, { rttMs }).run(), 600_000);
+        assert.equal(r.outcome, 'failed');
+        assert.equal(resends[0], expected, `RTT ${rttMs} ms: first resend after ${expected} ms`);
+      }
+    });
+
     it('resends only the last chunk sent, then exactly the chunks its ack lists missing, not the ones the device holds', async () => {
       const timers = new FakeTimers();
       // window 0..3: chunk 1 lost; chunks 0, 2 and 3 arrive but their acks are lost
