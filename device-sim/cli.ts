@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { FwError, describeError } from '../protocol/errors.ts';
+import type { Task } from '../protocol/ota.ts';
 import type { SimEvent } from './device.ts';
 import {
   PowerCutPhases, parseSelector, parseTargetSpec, selects, type DeviceSelector, type Faults, type PowerCutPhase,
@@ -10,7 +11,7 @@ import {
 import { Fleet, MAX_FLEET_SIZE, fleetDeviceId, type FleetLink, type FleetOptions } from './fleet.ts';
 import { MAX_CHUNK_SIZE, MAX_WINDOW, MIN_CHUNK_SIZE } from '../protocol/limits.ts';
 import { isValidDeviceId } from '../protocol/topics.ts';
-import { isValidVersion } from '../protocol/version.ts';
+import { compareVersions, isValidVersion } from '../protocol/version.ts';
 import { DEVICE_DEFAULTS, isBrokerUrl, resolveDeviceOptions } from './options.ts';
 import { BUILTIN_PROFILE_NAMES, MIXED, describeProfile, resolveProfilesSync } from './profiles.ts';
 
@@ -47,6 +48,7 @@ function buildProgram(): Command {
     .option('--data <dir>', 'data folder; each device uses <dir>/<id>/', 'data/sim')
     .option('--hw <model>', 'hardware model', DEVICE_DEFAULTS.hw)
     .option('--version <v>', 'factory version for blank devices', DEVICE_DEFAULTS.factoryVersion)
+    .option('--security-floor <version>', 'anti-rollback floor: refuse every image older than this, even as a downgrade (default: none)')
     .option('--prefix <p>', 'device id prefix (ids are <p>-001, <p>-002, ...)', 'dev')
     .option('--boot-delay <ms>', 'reboot delay', String(DEVICE_DEFAULTS.bootDelayMs))
     .option('--trial-timeout <ms>', 'revert a trial image not confirmed within this time', String(DEVICE_DEFAULTS.trialTimeoutMs))
@@ -112,6 +114,7 @@ export function parseCli(argv: readonly string[]): CliConfig {
       powerOffMs: ms('--power-off', 'powerOff'),
       maxChunk: int('--max-chunk', MIN_CHUNK_SIZE, MAX_CHUNK_SIZE)(str('maxChunk')),
       window: int('--window', 1, MAX_WINDOW)(str('window')),
+      ...(o.securityFloor !== undefined ? { securityFloor: str('securityFloor') } : {}),
     },
     faults: (index, id) => {
       const hits = rules.filter((r) => selects(r.who, index, id));
@@ -119,6 +122,10 @@ export function parseCli(argv: readonly string[]): CliConfig {
     },
   };
   if (!isValidVersion(str('version'))) throw new FwError('E_USAGE', `--version: "${str('version')}" is not a semantic version such as 1.0.0`);
+  if (o.securityFloor !== undefined) {
+    if (!isValidVersion(str('securityFloor'))) throw new FwError('E_USAGE', `--security-floor: "${str('securityFloor')}" is not a semantic version such as 1.0.0`);
+    if (compareVersions(str('version'), str('securityFloor')) < 0) throw new FwError('E_USAGE', `--security-floor ${str('securityFloor')} is above --version ${str('version')}: the factory image would be below the floor`);
+  }
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(str('hw'))) throw new FwError('E_USAGE', `--hw: "${str('hw')}" is not a hardware model name`);
   if (!isValidDeviceId(fleetDeviceId(str('prefix'), count - 1))) throw new FwError('E_USAGE', `--prefix: "${str('prefix')}" does not make valid device ids`);
   if (fleet.device!.reconnectMaxMs! < fleet.device!.reconnectDelayMs!) throw new FwError('E_USAGE', '--reconnect-max must be >= --reconnect-delay');
@@ -180,6 +187,7 @@ function describeEvent(e: SimEvent): string {
     case 'trial-timeout': return 'trial not confirmed in time';
     case 'confirmed': return `confirmed v${e.version}${e.repeat ? ' (again)' : ''}`;
     case 'aborted': return `aborted sid=${e.sid}`;
+    case 'tasks': return e.tasks.length === 0 ? 'tasks: none pending' : `tasks: ${e.tasks.length} pending: ${e.tasks.map(describeTask).join('; ')}`;
     case 'invalid': return `invalid message ignored: ${e.reason}`;
     case 'dropped': return 'connection dropped (fault)';
     case 'power-cut': return `power cut${e.phase ? ` at ${e.phase}` : ''} (${e.lostWrites} unflushed writes lost)`;
@@ -190,6 +198,12 @@ function describeEvent(e: SimEvent): string {
       return JSON.stringify(never);
     }
   }
+}
+
+function describeTask(t: Task): string {
+  const at = t.notBefore !== undefined ? new Date(t.notBefore) : undefined;
+  const when = at === undefined ? '' : ` not before ${Number.isNaN(at.getTime()) ? `${t.notBefore} ms` : at.toISOString()}`;
+  return `${t.campaign} ${t.name} v${t.version} (${t.steps.join(', ')})${when}`;
 }
 
 /** Run the CLI; resolves with the exit code once the fleet has stopped. */

@@ -8,7 +8,7 @@ import { describeError } from '../protocol/errors.ts';
 import {
   decodeGatewayMessage, encodeDeviceMessage,
   type BootMessage, type ChunkMessage, type DeviceMessage, type GatewayMessage, type OfferMessage,
-  type RejectCode, type SlotName, type StatusMessage, type VerifyCode,
+  type RejectCode, type SlotName, type StatusMessage, type Task, type TasksMessage, type VerifyCode,
 } from '../protocol/ota.ts';
 import { topics } from '../protocol/topics.ts';
 import { compareVersions } from '../protocol/version.ts';
@@ -61,6 +61,7 @@ export type SimEventBody =
   | { type: 'trial-timeout' }
   | { type: 'confirmed'; version: string; sha256: string; repeat: boolean }
   | { type: 'aborted'; sid: number }
+  | { type: 'tasks'; tasks: readonly Task[] }
   | { type: 'invalid'; reason: string }
   | { type: 'dropped' }
   | { type: 'power-cut'; phase?: PowerCutPhase; lostWrites: number }
@@ -106,6 +107,8 @@ interface Runtime {
   dropAfterCommit: boolean;
   transfer: Transfer | null;
   trialTimer: unknown;
+  /** The last check-in task list received this boot (§6.14): shown and logged, never acted on. */
+  tasks: readonly Task[];
 }
 
 const slotInfo = (r: SlotRecord): StatusMessage['slots']['a'] => ({
@@ -153,6 +156,14 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     const rt = this.#rt;
     if (!rt) return null;
     return { slot: rt.boot.slot, version: rt.boot.version, sha256: rt.boot.sha256, trial: rt.rec.trial };
+  }
+
+  /**
+   * The last check-in task list the gateway sent during this boot (§6.14), empty before the
+   * first one. Kept in RAM only: informational, the device does nothing with it on its own.
+   */
+  get pendingTasks(): readonly Task[] {
+    return this.#rt?.tasks ?? [];
   }
 
   /** The status message the device would publish now (null while off or booting). */
@@ -326,7 +337,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     const rt: Runtime = {
       alive: true, boot, rec: boot.record, client, connected: false, connects: 0, bootReported: false,
       backoffMs: o.reconnectDelayMs, inbox: [], pumping: false, owed: [], commitNow: false, dropAfterCommit: false,
-      transfer, trialTimer: null,
+      transfer, trialTimer: null, tasks: [],
     };
     client.on('connect', () => this.#track(this.#onConnect(rt)));
     client.on('message', (topic, payload) => this.#onMessage(rt, topic, payload));
@@ -434,6 +445,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
       maxChunk: this.options.maxChunk,
       busy: this.faults.busy,
       trial: rt.rec.trial,
+      ...(this.options.securityFloor !== undefined ? { floor: this.options.securityFloor } : {}),
     };
   }
 
@@ -498,6 +510,8 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
         return this.#onConfirm(rt, msg.sha256);
       case 'abort':
         return this.#onAbort(rt, msg.sid);
+      case 'tasks':
+        return this.#onTasks(rt, msg);
       default: {
         const never: never = msg;
         throw new Error(`unhandled message ${(never as { t: string }).t}`);
@@ -522,7 +536,13 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     };
     if (this.faults.busy) return reject('busy', 'device is busy');
     if (!m.hw.includes(rt.rec.hw)) return reject('incompatible', `hardware ${rt.rec.hw} is not in [${m.hw.join(', ')}]`);
-    if (compareVersions(m.version, rt.boot.version) <= 0) return reject('not-newer', `running ${rt.boot.version}, offered ${m.version}`);
+    const floor = this.options.securityFloor;
+    if (floor !== undefined && compareVersions(m.version, floor) < 0) {
+      return reject('below-floor', `offered ${m.version} is below the security floor ${floor}${m.downgrade === true ? ' (downgrade or not)' : ''}`);
+    }
+    const cmp = compareVersions(m.version, rt.boot.version);
+    if (cmp === 0) return reject('not-newer', `running ${rt.boot.version}, offered ${m.version}`);
+    if (cmp < 0 && m.downgrade !== true) return reject('not-newer', `running ${rt.boot.version}, offered ${m.version} (older, and the offer is not a downgrade)`);
     if (m.size > this.options.slotCapacity) return reject('no-space', `image of ${m.size} bytes, slot holds ${this.options.slotCapacity}`);
     if (rt.rec.trial) return reject('busy', 'running image is in trial; confirm it first');
 
@@ -707,6 +727,12 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     this.#publish(rt, { t: 'confirmed', sha256, version: rt.boot.version });
     this.#emit({ type: 'confirmed', sha256, version: rt.boot.version, repeat });
     if (!repeat) this.#publish(rt, this.#status(rt));
+  }
+
+  /** Informational (§6.14): remember and report the list; no reply, no state change. */
+  #onTasks(rt: Runtime, m: TasksMessage): void {
+    rt.tasks = m.tasks;
+    this.#emit({ type: 'tasks', tasks: rt.tasks });
   }
 
   async #onAbort(rt: Runtime, sid: number): Promise<void> {

@@ -3,7 +3,7 @@ import { FwError } from '../protocol/errors.ts';
 import { MAX_CHUNK_SIZE, MAX_WINDOW, MIN_CHUNK_SIZE } from '../protocol/limits.ts';
 import { formatIssues } from '../protocol/schema.ts';
 import { isValidDeviceId } from '../protocol/topics.ts';
-import { isValidVersion } from '../protocol/version.ts';
+import { compareVersions, isValidVersion } from '../protocol/version.ts';
 import { faultsSchema } from './faults.ts';
 
 /**
@@ -73,8 +73,19 @@ export const deviceOptionsSchema = z.strictObject({
   window: z.number().int().min(1).max(MAX_WINDOW).default(DEVICE_DEFAULTS.window),
   slotCapacity: z.number().int().min(1024).max(0xffff_ffff).default(DEVICE_DEFAULTS.slotCapacity),
   flushBatch: z.number().int().min(1).max(256).default(DEVICE_DEFAULTS.flushBatch),
+  /**
+   * Anti-rollback security floor (docs/protocol.md §6.5.6): offers of an older version are refused
+   * with `below-floor`, even as a downgrade, and `status.floor` reports it. A property of the
+   * device's boot chain (OTP / security counter), not of its files: taken from the options at every
+   * start, never persisted. No default: without it the device has no floor.
+   */
+  securityFloor: z.string().refine(isValidVersion, 'must be a semantic version').optional(),
   faults: faultsSchema.default({}),
-}).refine((o) => o.reconnectMaxMs >= o.reconnectDelayMs, { message: 'reconnectMaxMs must be >= reconnectDelayMs', path: ['reconnectMaxMs'] });
+})
+  .refine((o) => o.reconnectMaxMs >= o.reconnectDelayMs, { message: 'reconnectMaxMs must be >= reconnectDelayMs', path: ['reconnectMaxMs'] })
+  .refine((o) => o.securityFloor === undefined || !isValidVersion(o.securityFloor) || !isValidVersion(o.factoryVersion) || compareVersions(o.factoryVersion, o.securityFloor) >= 0, {
+    message: 'securityFloor must not be above factoryVersion (the factory image would be below the floor)', path: ['securityFloor'],
+  });
 
 const BROKER_PROTOCOLS = new Set(['mqtt:', 'mqtts:', 'tcp:', 'tls:', 'ws:', 'wss:']);
 

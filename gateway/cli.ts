@@ -1,8 +1,11 @@
 #!/usr/bin/env node
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { describeError, FwError } from '../protocol/errors.ts';
 import { closeSerialPort, openSerialPort } from '../transport/serial-port.ts';
 import { loadConfigFile, mergeConfig, parseConfig, type GatewayConfig } from './config.ts';
+import { FLEET_FILE, readFleetFile, type FleetFile } from './fleet-store.ts';
 import { Gateway } from './gateway.ts';
 import { createLogger, type Logger } from './log.ts';
 
@@ -18,7 +21,7 @@ const program = new Command('fwgate')
   .option('-c, --config <file>', 'JSON config file (all settings; flags override it)')
   .option('-s, --serial <path>', 'serial port of the laptop link, e.g. /dev/ttyUSB0')
   .option('--baud <rate>', 'serial baud rate', int('--baud'))
-  .option('-d, --data <dir>', 'data directory (images, partial uploads)')
+  .option('-d, --data <dir>', 'data directory (images, partial uploads, campaign journals, fleet.json)')
   .option('--host <addr>', 'MQTT listen address (default 127.0.0.1)')
   .option('-p, --port <port>', 'MQTT listen port (default 1883; 0 = any free port)', int('--port'))
   .option('--concurrency <n>', 'devices updated at the same time', int('--concurrency'))
@@ -27,6 +30,20 @@ const program = new Command('fwgate')
   .showHelpAfterError()
   .exitOverride();
 
+type Flags = { config?: string; serial?: string; baud?: number; data?: string; host?: string; port?: number; concurrency?: number; logLevel?: string; logFormat?: string };
+
+/** What this run does: serve (no subcommand) or a subcommand; set by the action commander picks. */
+let run: (() => Promise<void>) | undefined;
+program.action(() => {
+  run = () => serve(program.opts<Flags>());
+});
+program.command('report')
+  .description('Print the fleet report (every device: version, last check-in, last result) from <data>/fleet.json; starts no gateway, works while one runs')
+  .option('--json', 'one JSON object instead of a table')
+  .action((o: { json?: boolean }, cmd: Command) => {
+    run = () => report(cmd.optsWithGlobals<Flags>(), o.json === true);
+  });
+
 async function main(): Promise<void> {
   try {
     program.parse();
@@ -34,8 +51,11 @@ async function main(): Promise<void> {
     const code = (err as { exitCode?: number }).exitCode ?? 2;
     process.exit(code === 0 ? 0 : 2);
   }
-  const o = program.opts<{ config?: string; serial?: string; baud?: number; data?: string; host?: string; port?: number; concurrency?: number; logLevel?: string; logFormat?: string }>();
-  let config: GatewayConfig;
+  await run?.();
+}
+
+/** Defaults <- config file <- flags; a bad value ends the process with exit code 2. */
+async function loadConfig(o: Flags): Promise<GatewayConfig> {
   try {
     const file = o.config ? await loadConfigFile(o.config) : {};
     const flags = {
@@ -45,11 +65,15 @@ async function main(): Promise<void> {
       rollout: { concurrency: o.concurrency },
       log: { level: o.logLevel, format: o.logFormat },
     };
-    config = parseConfig(mergeConfig(file, flags), o.config ? `config (${o.config} + flags)` : 'flags');
+    return parseConfig(mergeConfig(file, flags), o.config ? `config (${o.config} + flags)` : 'flags');
   } catch (err) {
     process.stderr.write(`fwgate: ${describeError(err)}\n`);
     process.exit(2);
   }
+}
+
+async function serve(o: Flags): Promise<void> {
+  const config = await loadConfig(o);
   const log = createLogger({ level: config.log.level, format: config.log.format });
   let gw: Gateway;
   try {
@@ -111,6 +135,70 @@ function serveSerial(gw: Gateway, config: GatewayConfig, log: Logger): { stop():
       if (current) await closeSerialPort(current);
     },
   };
+}
+
+/**
+ * `fwgate report`: the fleet file of the data directory as a table (or one JSON object), sorted
+ * by device id. Reads the file only (the gateway replaces it whole at each write). Exit 1 when
+ * there is no fleet file or it cannot be read.
+ */
+async function report(o: Flags, json: boolean): Promise<void> {
+  const { dataDir } = await loadConfig(o);
+  const path = join(dataDir, FLEET_FILE);
+  let file: FleetFile | undefined;
+  try {
+    file = await readFleetFile(path);
+  } catch (err) {
+    process.stderr.write(`fwgate: ${describeError(err)}\n`);
+    process.exitCode = 1;
+    return;
+  }
+  if (!file) {
+    process.stderr.write(existsSync(dataDir)
+      ? `fwgate: no fleet report in ${dataDir}: ${path} does not exist (the gateway writes it once a device has reported)\n`
+      : `fwgate: no fleet report: the data directory ${dataDir} does not exist (give the gateway's --data or --config)\n`);
+    process.exitCode = 1;
+    return;
+  }
+  process.stdout.write(json ? `${JSON.stringify({ file: path, savedAt: file.savedAt, devices: file.devices })}\n` : `${reportTable(file, path, Date.now()).join('\n')}\n`);
+}
+
+/** The report for a person: local times with their age. */
+function reportTable(file: FleetFile, path: string, now: number): string[] {
+  const when = (at: number): string => `${localTime(at)} (${age(now - at)})`;
+  const floors = file.devices.some((d) => d.floor !== undefined);
+  const head = ['device', 'hw', 'version', ...(floors ? ['floor'] : []), 'online', 'last check-in', 'last result', 'code', 'image', 'result at', 'campaign'];
+  const rows = file.devices.map((d) => {
+    const r = d.lastResult;
+    return [
+      d.id, d.hw, d.version, ...(floors ? [d.floor ?? '-'] : []), d.online ? 'yes' : 'no', when(d.lastCheckIn),
+      ...(r ? [r.outcome, r.code, r.version, when(r.at), r.campaign] : ['-', '', '', '', '']),
+    ];
+  });
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  const n = file.devices.length;
+  return [
+    `Fleet report from ${path}, saved ${when(file.savedAt)}: ${n} device${n === 1 ? '' : 's'} (online as the gateway last saw them)`,
+    ...(n === 0 ? [] : ['', line(head), ...rows.map(line)]),
+  ];
+}
+
+/** `2025-01-31 14:05:09`, in the local time zone. */
+function localTime(ms: number): string {
+  const d = new Date(ms);
+  const p = (n: number): string => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}
+
+function age(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return `${s} s ago`;
+  const min = Math.floor(s / 60);
+  if (min < 60) return `${min} min ago`;
+  const h = Math.floor(min / 60);
+  if (h < 48) return `${h} h ${String(min % 60).padStart(2, '0')} min ago`;
+  return `${Math.floor(h / 24)} d ${h % 24} h ago`;
 }
 
 void main();

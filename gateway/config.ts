@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { FwError } from '../protocol/errors.ts';
 import { MAX_FRAME_PAYLOAD, MAX_IMAGE_SIZE, MAX_WINDOW, MIN_FRAME_PAYLOAD } from '../protocol/limits.ts';
 import { formatIssues } from '../protocol/schema.ts';
+import { cronProblem, MAX_WINDOW_MIN, timeZoneProblem } from './windows.ts';
 
 /**
  * Every timeout and limit of the gateway, with its default, in one validated object.
@@ -11,6 +12,22 @@ import { formatIssues } from '../protocol/schema.ts';
  */
 const ms = z.number().int().min(0).max(24 * 3600 * 1000);
 const positive = z.number().int().min(1);
+
+/** One maintenance window: opens when `cron` matches the wall clock in `timeZone`, for `durationMin` minutes. */
+const windowSpec = z.strictObject({
+  cron: z.string().superRefine((v, ctx) => {
+    const problem = cronProblem(v);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  }),
+  durationMin: z.number()
+    .int('must be a whole number of minutes')
+    .gt(0, 'must be greater than 0')
+    .max(MAX_WINDOW_MIN, `must be at most ${MAX_WINDOW_MIN} (7 days)`),
+  timeZone: z.string().superRefine((v, ctx) => {
+    const problem = timeZoneProblem(v);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  }),
+});
 
 export const configSchema = z.strictObject({
   /** Where images, partial uploads and gateway state live. */
@@ -61,6 +78,12 @@ export const configSchema = z.strictObject({
     probeBursts: positive.max(10).default(2),
     /** Devices measured at the same time before a campaign. */
     probeConcurrency: positive.max(1000).default(8),
+    /** Window campaigns: a device that refused as busy is offered again after this long (or when it reports idle). */
+    busyRecheckMs: ms.default(60_000),
+    /** Window campaigns: devices still waiting (offline, busy) this long after the upload end as skipped / deferred. */
+    campaignExpiryMs: z.number().int().min(60_000).max(365 * 24 * 3600 * 1000).default(7 * 24 * 3600 * 1000),
+    /** Window campaigns: transfer outside the windows too; only activations wait for a window. */
+    downloadEarly: z.boolean().default(false),
     /** Aggregate cap on chunk bytes per second for the whole site (0 = no cap). */
     siteBps: z.number().int().min(0).default(0),
     offerTimeoutMs: ms.default(5000),
@@ -113,6 +136,10 @@ export const configSchema = z.strictObject({
   log: z.strictObject({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     format: z.enum(['pretty', 'json']).default('pretty'),
+  }).prefault({}),
+  windows: z.strictObject({
+    /** Maintenance windows (gateway/windows.ts); none = campaigns run at once. */
+    list: z.array(windowSpec).max(64).default([]),
   }).prefault({}),
 });
 

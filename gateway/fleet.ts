@@ -25,6 +25,8 @@ export interface DeviceRecord {
   maxChunk: number;
   busy: boolean;
   trial: boolean;
+  /** Anti-rollback floor from the device's status, when it reports one (docs/protocol.md §6.3). */
+  floor?: string | undefined;
   online: boolean;
   /** Wall-clock ms of the last message or presence change. */
   lastSeen: number;
@@ -39,7 +41,7 @@ export interface DeviceRecord {
  * presence. A device that reconnects is the same device (same id, record updated in place).
  * A device is listed only after its first valid status.
  */
-export class Fleet extends EventEmitter<{ status: [DeviceRecord]; offline: [DeviceRecord] }> {
+export class Fleet extends EventEmitter<{ status: [DeviceRecord]; online: [DeviceRecord]; offline: [DeviceRecord] }> {
   private readonly devices = new Map<string, DeviceRecord>();
 
   constructor(channel: DeviceChannel, private readonly now: () => number = Date.now) {
@@ -52,7 +54,7 @@ export class Fleet extends EventEmitter<{ status: [DeviceRecord]; offline: [Devi
     if (e.t === 'status') {
       const fields = {
         id, hw: e.hw, version: e.version, slot: e.slot, slots: e.slots, maxChunk: e.maxChunk,
-        busy: e.busy, trial: e.trial, online: true, lastSeen: this.now(),
+        busy: e.busy, trial: e.trial, floor: e.floor, online: true, lastSeen: this.now(),
       };
       // Updated in place: a campaign holding this record sees the new status and keeps the
       // link figures measured for it.
@@ -68,6 +70,7 @@ export class Fleet extends EventEmitter<{ status: [DeviceRecord]; offline: [Devi
       this.emit('offline', rec);
     } else if (e.t === 'online') {
       rec.online = true;
+      this.emit('online', rec);
     }
   }
 

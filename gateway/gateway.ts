@@ -4,30 +4,50 @@ import type { Duplex } from 'node:stream';
 import { describeError } from '../protocol/errors.ts';
 import { MAX_WINDOW } from '../protocol/limits.ts';
 import {
-  decodeLaptopMessage, encodeUplinkMessage, type GatewayUplinkMessage, type LaptopMessage, type ResultMessage,
+  decodeLaptopMessage, encodeUplinkMessage, type CompleteMessage, type GatewayUplinkMessage, type LaptopMessage, type ResultMessage,
 } from '../protocol/uplink.ts';
 import { MessageLink } from '../transport/message-link.ts';
 import { Broker } from './broker.ts';
 import type { GatewayConfig } from './config.ts';
 import { DeviceChannel } from './device-channel.ts';
-import { Fleet } from './fleet.ts';
+import { FleetStore } from './fleet-store.ts';
+import { Fleet, type DeviceRecord } from './fleet.ts';
 import type { Logger } from './log.ts';
 import { Campaign, type CampaignDeps } from './rollout/campaign.ts';
+import { windowGate, type WindowGate } from './rollout/gate.ts';
+import { selectDevices } from './rollout/planner.ts';
 import { ImageSource } from './rollout/image-source.ts';
 import { CampaignJournal, findUnfinished, journalDir, type JournalRecord, type UnfinishedCampaign } from './rollout/journal.ts';
 import { ImageStore, type StoredImage } from './store.ts';
 import { UplinkSession } from './uplink/session.ts';
 import { realTimers, type Timers } from './waiter.ts';
+import { MaintenanceWindows, type Clock as WallClock } from './windows.ts';
 
 export const GATEWAY_AGENT = 'fwgate/0.1.0';
 
-/** Per-campaign options beyond the config (benchmarks compare start orders with these). */
-export type CampaignOptions = Pick<CampaignDeps, 'orderPolicy' | 'seed'>;
+/** `now`: the technician is present, run at once; `window`: wait for a maintenance window (§7.3). */
+export type CampaignPolicy = 'now' | 'window';
+
+/**
+ * Per-campaign options beyond the config: the policy a laptop asks for in its `rts`, and (for
+ * benchmarks) the start order.
+ */
+export type CampaignOptions = Pick<CampaignDeps, 'orderPolicy' | 'seed'> & { policy?: CampaignPolicy; force?: boolean; downgrade?: boolean };
+
+/** A created campaign, not started yet, and what the laptop is told about it in `committed`. */
+export interface PreparedCampaign {
+  campaign: Campaign;
+  start: () => void;
+  queued?: { reason: string; nextWindowAt?: number; expiresAt?: number };
+  supersedes?: string;
+}
 
 export interface GatewayOptions {
   config: GatewayConfig;
   log: Logger;
   timers?: Timers;
+  /** Wall clock of the maintenance windows (tests inject a fake one); default the real one. */
+  wallClock?: WallClock;
   /** The laptop link: an open serial port or any Duplex (tests). */
   uplinkStream?: Duplex;
 }
@@ -38,8 +58,16 @@ export interface GatewayOptions {
  * subscribes to campaign events like anyone else.
  */
 export class Gateway {
-  private campaign: Campaign | undefined;
-  private campaignRun: Promise<unknown> | undefined;
+  /** The campaign whose devices are being updated in order (one at a time). */
+  private sweeping: Campaign | undefined;
+  /** Created and started, waiting for the sweeping one or for a window. */
+  private queue: { campaign: Campaign; policy: CampaignPolicy }[] = [];
+  /** Campaigns not complete yet (queued, sweeping, or waiting for their devices' check-ins). */
+  private readonly live = new Set<Campaign>();
+  /** Live campaigns with policy `now`. */
+  private readonly nowCampaigns = new Set<Campaign>();
+  private readonly runs = new Set<Promise<unknown>>();
+  private stopping = false;
   readonly campaigns: Campaign[] = [];
   private readonly journals = new Map<Campaign, CampaignJournal>();
   uplink: UplinkSession | undefined;
@@ -54,7 +82,18 @@ export class Gateway {
     readonly fleet: Fleet,
     readonly store: ImageStore,
     private readonly journalDir: string,
-  ) {}
+    /** The maintenance windows of the config (none: `window` campaigns would never wait). */
+    readonly windows: MaintenanceWindows,
+    private readonly gate: WindowGate,
+    /** The fleet report, kept in <dataDir>/fleet.json across restarts. */
+    readonly fleetStore: FleetStore,
+  ) {
+    fleet.on('status', (d) => this.sendTasks(d));
+    gate.onChange((open) => {
+      log.info({ open, ...(open ? { endsAt: gate.endsAt() } : { nextOpenAt: gate.nextOpenAt() }) }, open ? 'maintenance window open' : 'maintenance window closed');
+      if (open) this.schedule();
+    });
+  }
 
   static async start(opts: GatewayOptions): Promise<Gateway> {
     const { config, log } = opts;
@@ -63,6 +102,7 @@ export class Gateway {
       dir: join(config.dataDir, 'store'), maxImageSize: config.uplink.maxImageBytes, syncEveryBytes: config.uplink.partialSyncBytes,
       logger: (line) => log.info(line),
     });
+    const fleetStore = await FleetStore.open({ dataDir: config.dataDir, timers, log: log.child({ part: 'fleet' }) });
     const broker = await Broker.start({
       host: config.broker.host, port: config.broker.port,
       maxPacketBytes: config.broker.maxPacketBytes, maxClients: config.broker.maxClients,
@@ -71,8 +111,12 @@ export class Gateway {
     const channel = new DeviceChannel(broker, log.child({ part: 'devices' }), timers);
     await channel.start();
     const fleet = new Fleet(channel);
+    fleetStore.attach(fleet);
     fleet.on('status', (d) => log.debug({ device: d.id, hw: d.hw, version: d.version, slot: d.slot }, 'device status'));
-    const gw = new Gateway(config, log, timers, broker, channel, fleet, store, await journalDir(config.dataDir));
+    const wallClock = opts.wallClock ?? { now: () => Date.now(), setTimeout: timers.setTimeout, clearTimeout: timers.clearTimeout };
+    const windows = new MaintenanceWindows(config.windows.list, wallClock);
+    windows.start();
+    const gw = new Gateway(config, log, timers, broker, channel, fleet, store, await journalDir(config.dataDir), windows, windowGate(windows, wallClock), fleetStore);
     if (opts.uplinkStream) gw.attachUplink(opts.uplinkStream);
     await gw.resumeUnfinished();
     log.info({ broker: broker.url, images: store.list().length, serial: config.serial.path ?? null }, 'gateway ready');
@@ -95,84 +139,180 @@ export class Gateway {
     this.uplinkLink = link;
     this.uplink = new UplinkSession({
       link, store: this.store, config: config.uplink, log: log.child({ part: 'uplink' }), agent: GATEWAY_AGENT,
-      busyReason: () => (this.campaign ? `campaign ${this.campaign.id} is still running (fwpush status follows it)` : undefined),
+      busyReason: (request) => this.busyReason(request),
       campaignState: () => this.campaignState(),
-      onImageStored: async (image) => {
-        const { campaign, start } = await this.prepareCampaign(image);
-        return { id: campaign.id, start };
+      onImageStored: async (image, request) => {
+        const { campaign, start, queued, supersedes } = await this.prepareCampaign(image, request);
+        return { id: campaign.id, start, ...(queued ? { queued } : {}), ...(supersedes ? { supersedes } : {}) };
       },
     });
   }
 
-  /** Start a rollout of a stored image to the fleet. One campaign at a time. */
+  /** Start a rollout of a stored image to the fleet (queued behind a running one, or for a window). */
   async startCampaign(image: StoredImage, opts: CampaignOptions = {}): Promise<Campaign> {
     const prepared = await this.prepareCampaign(image, opts);
     prepared.start();
     return prepared.campaign;
   }
 
+  /** `now` unless asked for, or maintenance windows are configured and nothing was asked. */
+  private policyOf(request: CampaignOptions): CampaignPolicy {
+    return request.policy ?? (this.windows.configured ? 'window' : 'now');
+  }
+
   /**
-   * Create the campaign for a stored image and make it the active one, without running it yet:
-   * the uplink first tells the laptop the image is stored, then starts it, so the laptop sees
-   * `committed` before any campaign event.
+   * Why an upload with this policy would be refused now: a `now` upload while a campaign sweeps,
+   * or while a `now` campaign is created and about to (the technician would wait behind it).
    */
-  async prepareCampaign(image: StoredImage, opts: CampaignOptions = {}, resume?: UnfinishedCampaign): Promise<{ campaign: Campaign; start: () => void }> {
-    if (this.campaign) throw new Error(`campaign ${this.campaign.id} is still running`);
+  private busyReason(request: CampaignOptions): string | undefined {
+    if (this.policyOf(request) !== 'now') return undefined;
+    const blocking = this.sweeping ?? [...this.live].find((c) => this.nowCampaigns.has(c) && !c.started);
+    if (!blocking) return undefined;
+    return `campaign ${blocking.id} is still running (fwpush status follows it; an upload for a maintenance window is queued instead)`;
+  }
+
+  /**
+   * Create the campaign for a stored image, without running it yet: the uplink first tells the
+   * laptop the image is stored, then starts it, so the laptop sees `committed` before any campaign
+   * event. `start()` queues it: campaigns sweep one at a time (a campaign waiting only for its
+   * devices' check-ins does not hold the next one back), a `window` campaign only while a
+   * maintenance window is open (or `rollout.downloadEarly`). A `window` campaign supersedes a
+   * queued one that has not started for the same hardware models.
+   */
+  async prepareCampaign(image: StoredImage, opts: CampaignOptions = {}, resume?: UnfinishedCampaign): Promise<PreparedCampaign> {
+    const policy = resume?.state.policy?.mode ?? this.policyOf(opts);
+    const busy = resume ? undefined : this.busyReason({ ...opts, policy });
+    if (busy) throw new Error(busy);
     const id = resume?.state.id ?? `c-${randomBytes(4).toString('hex')}`;
     const source = new ImageSource(image.manifest, await this.store.read(image.manifest.sha256));
-    const running = this.campaign as Campaign | undefined; // re-check: another start may have won during the read
-    if (running) throw new Error(`campaign ${running.id} is still running`);
+    const busyNow = resume ? undefined : this.busyReason({ ...opts, policy }); // re-check: another start may have won during the read
+    if (busyNow) throw new Error(busyNow);
+    const force = resume?.state.policy?.force ?? opts.force ?? false;
+    const downgrade = resume?.state.policy?.downgrade ?? opts.downgrade ?? false;
+    const expiresAt = resume?.state.policy?.expiresAt ?? this.gate.now() + this.config.rollout.campaignExpiryMs;
+    const windowed = policy === 'window';
     const campaign = new Campaign(id, source, {
       channel: this.channel, fleet: this.fleet, config: this.config.rollout, timers: this.timers, log: this.log.child({ part: 'rollout' }),
       beforeTransfers: () => this.uplink?.delivered(this.config.uplink.orderDeliveryWaitMs) ?? Promise.resolve(),
-      ...opts,
+      ...(opts.orderPolicy ? { orderPolicy: opts.orderPolicy } : {}),
+      ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
+      downgrade,
+      ...(windowed ? {
+        gate: this.gate, downloadEarly: this.config.rollout.downloadEarly, checkIn: { expiresAt, force },
+      } : {}),
       ...(resume ? { resume: resume.state } : {}),
     });
-    this.campaign = campaign;
+    const superseded = windowed && !resume ? this.queue.filter((q) => q.policy === 'window' && q.campaign.image.manifest.hw.some((hw) => image.manifest.hw.includes(hw))) : [];
     this.campaigns.push(campaign);
     if (this.campaigns.length > 10) this.campaigns.shift(); // the last few, for status replays
+    this.live.add(campaign);
+    if (policy === 'now') this.nowCampaigns.add(campaign);
+    campaign.once('complete', () => {
+      this.live.delete(campaign);
+      this.nowCampaigns.delete(campaign);
+    });
     this.journalCampaign(campaign, resume
       ? CampaignJournal.reopen(resume.path, resume.validBytes)
-      : CampaignJournal.create(this.journalDir, id, image.manifest.sha256));
+      : CampaignJournal.create(this.journalDir, id, image.manifest.sha256, Date.now(), { mode: policy, force, downgrade, expiresAt }));
     const forward = (msg: GatewayUplinkMessage): void => this.uplink?.notify(msg);
     campaign.on('order', forward);
     campaign.on('progress', forward);
     campaign.on('totals', forward);
     campaign.on('result', forward);
     campaign.on('complete', forward);
+    this.recordResults(campaign, resume?.state.results.values());
+    for (const old of superseded) this.supersede(old.campaign, campaign);
     let started = false;
     const start = (): void => {
       if (started) return;
       started = true;
-      this.campaignRun = campaign.run()
-        .catch((err: unknown) => this.log.error({ campaign: id, err: describeError(err) }, 'campaign failed'))
-        .finally(() => {
-          this.log.info({ campaign: id, ...this.counters() }, 'counters');
-          if (this.campaign === campaign) this.campaign = undefined;
-        });
+      this.queue.push({ campaign, policy });
+      this.schedule();
     };
-    return { campaign, start };
+    const waits = windowed && !this.gate.isOpen() && !this.config.rollout.downloadEarly;
+    const queuedBehind = windowed ? this.sweeping : undefined;
+    const queued = waits
+      ? { reason: 'waits for the next maintenance window', ...(this.gate.nextOpenAt() !== undefined ? { nextWindowAt: this.gate.nextOpenAt()! } : {}), expiresAt }
+      : queuedBehind ? { reason: `queued behind campaign ${queuedBehind.id}`, expiresAt } : undefined;
+    return { campaign, start, ...(queued ? { queued } : {}), ...(superseded[0] ? { supersedes: superseded[0].campaign.id } : {}) };
   }
 
   /**
-   * After a restart (a crash, `kill -9`, a power cut, or a clean stop mid-campaign): resume the
-   * newest campaign whose journal has no completion. Older unfinished ones (there should be none:
-   * one campaign runs at a time) and one whose image is no longer stored are closed in their
-   * journal with what they had, and logged.
+   * Start the next queued campaign when none is sweeping: the first that may run now (a `now`
+   * campaign always; a `window` one while the gate is open or with downloadEarly). Called when a
+   * campaign is queued, when one has swept or ended, and when a window opens.
+   */
+  private schedule(): void {
+    if (this.sweeping || this.stopping) return;
+    const i = this.queue.findIndex((q) => q.policy === 'now' || this.gate.isOpen() || this.config.rollout.downloadEarly);
+    if (i < 0) return;
+    const campaign = this.queue.splice(i, 1)[0]!.campaign;
+    this.sweeping = campaign;
+    const swept = (): void => {
+      if (this.sweeping === campaign) this.sweeping = undefined;
+      this.schedule();
+    };
+    campaign.once('swept', swept);
+    const run = campaign.run()
+      .catch((err: unknown) => this.log.error({ campaign: campaign.id, err: describeError(err) }, 'campaign failed'))
+      .finally(() => {
+        this.log.info({ campaign: campaign.id, ...this.counters() }, 'counters');
+        this.runs.delete(run);
+        campaign.off('swept', swept);
+        swept();
+      });
+    this.runs.add(run);
+  }
+
+  /** A newer upload for the same hardware models replaces a queued campaign that has not started. */
+  private supersede(old: Campaign, by: Campaign): void {
+    this.queue = this.queue.filter((q) => q.campaign !== old);
+    this.live.delete(old);
+    const complete: CompleteMessage = { t: 'complete', campaign: old.id, devices: 0, updated: 0, failed: 0, rolledBack: 0, skipped: 0, durationMs: 0 };
+    const journal = this.journals.get(old);
+    journal?.append({ r: 'complete', complete });
+    journal?.close();
+    this.journals.delete(old);
+    this.log.warn({ campaign: old.id, by: by.id, image: old.image.manifest.version, newer: by.image.manifest.version }, 'queued campaign superseded by a newer upload for the same hardware');
+  }
+
+  /**
+   * §6.14.1: a device that reports `status` while live campaigns still have an update for it —
+   * it is in one's order without a result, or one not started yet would select it — is told
+   * which, with the next window's opening as `notBefore` while the gate is closed.
+   */
+  private sendTasks(device: DeviceRecord): void {
+    const notBefore = this.gate.windowed && !this.gate.isOpen() ? this.gate.nextOpenAt() : undefined;
+    const tasks = [...this.live]
+      .filter((c) => (c.targets(device.id) ? !c.resultOf(device.id) : !c.started && selectDevices(c.image.manifest, [device]).eligible.length === 1))
+      .slice(0, 8)
+      .map((c) => ({
+        campaign: c.id, name: c.image.manifest.name, version: c.image.manifest.version, sha256: c.image.manifest.sha256, size: c.image.size,
+        steps: ['download', 'verify', 'activate'] as ('download' | 'verify' | 'activate')[],
+        ...(notBefore !== undefined ? { notBefore: Math.round(notBefore) } : {}),
+      }));
+    if (tasks.length === 0) return;
+    this.channel.send(device.id, { t: 'tasks', tasks }).catch((err: unknown) => this.log.warn({ device: device.id, err: describeError(err) }, 'tasks not sent'));
+  }
+
+
+  /**
+   * After a restart (a crash, `kill -9`, a power cut, or a clean stop mid-campaign): resume every
+   * campaign whose journal has no completion, oldest first, each with the policy and expiry its
+   * journal recorded (a queued window campaign waits for its window again). One whose image is no
+   * longer stored is closed in its journal with what it had, and logged.
    */
   private async resumeUnfinished(): Promise<void> {
-    const unfinished = findUnfinished(this.journalDir, (msg) => this.log.warn(msg));
-    const newest = unfinished.pop();
-    for (const u of unfinished) this.closeJournal(u, 'a newer campaign was started after it');
-    if (!newest) return;
-    const image = this.store.get(newest.state.sha256);
-    if (!image) {
-      this.closeJournal(newest, `its image ${newest.state.sha256} is no longer in the store`);
-      return;
+    for (const u of findUnfinished(this.journalDir, (msg) => this.log.warn(msg))) {
+      const image = this.store.get(u.state.sha256);
+      if (!image) {
+        this.closeJournal(u, `its image ${u.state.sha256} is no longer in the store`);
+        continue;
+      }
+      const { campaign, start } = await this.prepareCampaign(image, {}, u);
+      this.log.info({ campaign: campaign.id, image: image.manifest.version, policy: u.state.policy?.mode ?? 'now', results: u.state.results.size, records: u.state.records }, 'resuming an unfinished campaign');
+      start();
     }
-    const { campaign, start } = await this.prepareCampaign(image, {}, newest);
-    this.log.info({ campaign: campaign.id, image: image.manifest.version, results: newest.state.results.size, records: newest.state.records }, 'resuming an unfinished campaign');
-    start();
   }
 
   /** Write the completion of a campaign that will not resume, from the results its journal has. */
@@ -225,6 +365,16 @@ export class Gateway {
     });
   }
 
+  /**
+   * Each result becomes the device's last result in the fleet report. A resumed campaign does not
+   * announce the results its journal had: they fill in what the fleet file lacks (a crash within
+   * a second of them).
+   */
+  private recordResults(campaign: Campaign, journaled: Iterable<ResultMessage> = []): void {
+    this.fleetStore.fillResults(journaled);
+    campaign.on('result', (r) => this.fleetStore.noteResult(r));
+  }
+
   /** What was received, sent, refused and dropped, for logs and tests. */
   counters(): Record<string, unknown> {
     return {
@@ -234,14 +384,23 @@ export class Gateway {
     };
   }
 
-  /** `state` plus the replay of the active campaign, or of the last one when none is running. */
+  /**
+   * `state` plus the replay of the sweeping campaign, else of the newest live one, else of the
+   * last one; `state.queued` lists the campaigns waiting to start.
+   */
   campaignState(): GatewayUplinkMessage[] {
-    const c = this.campaign ?? this.campaigns.at(-1);
-    if (!c) return [{ t: 'state', running: false }];
+    const queued = this.queue.slice(0, 16).map(({ campaign: q }) => ({
+      campaign: q.id, image: { name: q.image.manifest.name, version: q.image.manifest.version, sha256: q.image.manifest.sha256 },
+      hw: q.image.manifest.hw.slice(0, 16), ...(this.gate.windowed && this.gate.nextOpenAt() !== undefined ? { nextWindowAt: this.gate.nextOpenAt()! } : {}),
+    }));
+    const started = [...this.live].filter((c) => !this.queue.some((q) => q.campaign === c));
+    const c = this.sweeping ?? started.at(-1) ?? this.campaigns.filter((x) => !this.queue.some((q) => q.campaign === x)).at(-1);
+    if (!c) return [{ t: 'state', running: false, ...(queued.length ? { queued } : {}) }, this.fleetStore.message()];
     const m = c.image.manifest;
     const snap = c.snapshot();
     return [
-      { t: 'state', running: c === this.campaign, campaign: c.id, image: { name: m.name, version: m.version, sha256: m.sha256 } },
+      { t: 'state', running: this.live.has(c), campaign: c.id, image: { name: m.name, version: m.version, sha256: m.sha256 }, ...(queued.length ? { queued } : {}) },
+      this.fleetStore.message(),
       ...(snap.order ? [snap.order] : []),
       ...snap.progress,
       ...(snap.totals ? [snap.totals] : []),
@@ -250,8 +409,9 @@ export class Gateway {
     ];
   }
 
+  /** The campaign being swept, else the newest one not complete. */
   get activeCampaign(): Campaign | undefined {
-    return this.campaign;
+    return this.sweeping ?? [...this.live].at(-1);
   }
 
   /**
@@ -259,11 +419,14 @@ export class Gateway {
    * after a crash), cancel the campaign, close the uplink, the devices' channel and the broker.
    */
   async stop(): Promise<void> {
+    this.stopping = true;
+    await this.fleetStore.close(); // the last write; the cancellations below are no device's result
     for (const j of this.journals.values()) j.close();
     this.journals.clear();
-    this.campaign?.cancel();
+    for (const c of this.live) c.cancel();
+    this.windows.stop();
     await this.channel.stop();
-    await this.campaignRun;
+    await Promise.all(this.runs);
     await this.uplink?.close();
     this.uplinkLink?.close();
     this.log.info(this.counters(), 'counters at shutdown');

@@ -1,10 +1,13 @@
-import { Command, InvalidArgumentError, type OutputConfiguration } from 'commander';
+import { Command, InvalidArgumentError, Option, type OutputConfiguration } from 'commander';
+import type { CampaignOptions } from './client.ts';
 import { laptopSettings } from './settings.ts';
 
 /** fwpush's flags, parsed and range-checked. Times are as given (seconds). */
 export interface Opts {
   port: string; manifest?: string; name?: string; version?: string; imageVersion?: string; hw?: string; chunk: number;
   baud: number; frame: number; window: number; timeout: number; reconnectTimeout: number; json?: boolean; localCheck: boolean;
+  /** Campaign policy (docs/protocol.md §7.3.5): at once, or in the next maintenance window; neither: the gateway's default. */
+  now?: boolean; inWindow?: boolean; allowDowngrade?: boolean; force?: boolean;
 }
 
 /** What the command line asks for, or the exit code when it asks for nothing more (help, a usage error). */
@@ -12,11 +15,20 @@ export type ParsedArgs = { kind: 'run'; opts: Opts; target: string } | { kind: '
 
 type Range = readonly [number, number];
 
-function int(flag: string, [min, max]: Range) {
+function int(flag: string, [min, max]: Range, hint = '') {
   return (v: string): number => {
     const n = Number(v);
-    if (!/^\d+$/.test(v) || n < min || n > max) throw new InvalidArgumentError(`${flag} must be a whole number from ${min} to ${max}, got "${v}"`);
+    if (!/^\d+$/.test(v) || n < min || n > max) throw new InvalidArgumentError(`${flag} must be a whole number from ${min} to ${max}, got "${v}"${/^\d+$/.test(v) ? '' : hint}`);
     return n;
+  };
+}
+
+/** The campaign options of a push, as the request to send carries them: only the flags given. */
+export function campaignOptions(o: Opts): CampaignOptions {
+  return {
+    ...(o.now ? { policy: 'now' as const } : o.inWindow ? { policy: 'window' as const } : {}),
+    ...(o.allowDowngrade ? { downgrade: true } : {}),
+    ...(o.force ? { force: true } : {}),
   };
 }
 
@@ -25,7 +37,7 @@ function program(output: OutputConfiguration | undefined): Command {
   const r = laptopSettings.flagRanges;
   const s = laptopSettings;
   const cmd = new Command('fwpush')
-    .description('Send a firmware image to an fwgate gateway over its serial link and follow the rollout to every device; with "status", show the running or last campaign instead and follow it to its end.')
+    .description('Send a firmware image to an fwgate gateway over its serial link and follow the rollout to every device — or, when the gateway queues it for a maintenance window, say when the window opens and exit (code 0); with "status", show the running or last campaign and the queued ones instead, and follow the running one to its end.')
     .argument('<image|status>', 'firmware image file to push, or the word "status" to show and follow what the gateway is doing (an image file named status: ./status)')
     .requiredOption('-P, --port <tty>', 'serial port connected to the gateway, e.g. /dev/ttyUSB0')
     .option('-m, --manifest <file>', 'JSON manifest for the image (otherwise one is made from the image and the flags below)')
@@ -36,12 +48,21 @@ function program(output: OutputConfiguration | undefined): Command {
     .option('--chunk <bytes>', 'chunk size towards devices for a generated manifest', int('--chunk', r.chunk), s.deviceChunk)
     .option('--baud <rate>', 'serial baud rate', int('--baud', r.baud), s.baudRate)
     .option('--frame <bytes>', 'largest serial frame payload to offer', int('--frame', r.frame), s.maxFrame)
-    .option('--window <frames>', 'ARQ window to offer', int('--window', r.window), s.window)
+    .option('--window <frames>', 'ARQ window of the serial link to offer (for the maintenance-window policy see --in-window)',
+      int('--window', r.window, ' (it is the link\'s ARQ window; to wait for a maintenance window, use --in-window)'), s.window)
     .option('--timeout <seconds>', 'give up when the gateway is silent this long', int('--timeout', r.timeout), s.idleTimeoutMs / 1000)
     .option('--reconnect-timeout <seconds>', 'when the link is lost mid-push (cable pulled, port gone), keep reopening the port this long and resume; 0: exit at once',
       int('--reconnect-timeout', r.reconnectTimeout), s.reconnectTimeoutMs / 1000)
+    .addOption(new Option('--now', 'start the campaign at once, inside or outside a maintenance window (the technician is present)').conflicts('inWindow'))
+    .addOption(new Option('--in-window', 'queue the campaign for the next maintenance window and exit once the gateway has accepted the image (the gateway\'s default when it has windows configured)').conflicts('now'))
+    .option('--allow-downgrade', 'let the campaign install the image on devices that run a newer version (otherwise they are left out: not-newer)')
+    .option('--force', 'update devices that report themselves busy (otherwise they are deferred, never forced)')
     .option('--no-local-check', 'do not check the image against --manifest before sending (the gateway always checks)')
     .option('--json', 'print one JSON object per event and a final summary line')
+    .addHelpText('after', `
+Campaign policy: with neither --now nor --in-window the gateway decides (the next
+maintenance window when it has windows configured, else at once); the two exclude
+each other. --allow-downgrade and --force hold for this campaign only.`)
     .showHelpAfterError()
     .exitOverride();
   if (output) cmd.configureOutput(output);

@@ -3,8 +3,8 @@ import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { describeError, FwError, isFwError } from '../protocol/errors.ts';
 import { checkDigest, digestImage, manifestForImage, parseManifest, type Manifest } from '../protocol/manifest.ts';
-import type { CompleteMessage, GatewayUplinkMessage, OrderMessage, ResultMessage } from '../protocol/uplink.ts';
-import { parseArgs, type Opts } from './args.ts';
+import type { CompleteMessage, GatewayUplinkMessage, OrderMessage, QueuedInfo, ResultMessage } from '../protocol/uplink.ts';
+import { campaignOptions, parseArgs, type Opts } from './args.ts';
 import { defaultClientOptions } from './client.ts';
 import { openConnection, type Connection, type ConnectionOptions } from './connection.ts';
 import { noticeWriter } from './notices.ts';
@@ -135,8 +135,9 @@ async function main(): Promise<number> {
       return finish(render, watch, followed.campaign, image, followed.complete?.durationMs ?? Date.now() - started);
     }
     const { manifest, image } = inputs!;
-    const { campaign, complete } = await pushAndFollow(flow, manifest, image);
-    return finish(render, watch, campaign, manifest, complete?.durationMs || Date.now() - started);
+    const { campaign, complete, queued } = await pushAndFollow(flow, manifest, image, campaignOptions(o));
+    // A campaign queued for a maintenance window is not followed: fwpush says when it opens and exits 0.
+    return finish(render, watch, campaign, manifest, complete?.durationMs || Date.now() - started, queued);
   } catch (err) {
     if (isFwError(err) && err.details?.deny === 'busy') {
       render.error(describeError(err), err.code, `run \`fwpush --port ${o.port} status\` to follow it`);
@@ -163,10 +164,11 @@ function lostLinkHint(err: FwError, o: Opts): string | undefined {
 }
 
 /** Summary and exit code, the same for a push and for status. */
-function finish(render: Renderer, watch: CampaignWatch, campaign: string, image: Summary['image'], durationMs: number): number {
+function finish(render: Renderer, watch: CampaignWatch, campaign: string, image: Summary['image'], durationMs: number, queued?: QueuedInfo): number {
   const summary = summarise({
     campaign, image: { name: image.name, version: image.version, sha256: image.sha256 }, order: watch.order, results: watch.results.values(), durationMs,
     ...(watch.complete ? { complete: watch.complete } : {}),
+    ...(queued ? { queued } : {}),
   });
   render.summary(summary);
   return exitCodeFor(summary);

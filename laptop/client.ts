@@ -3,7 +3,7 @@ import { FwError } from '../protocol/errors.ts';
 import { MAX_FRAME_PAYLOAD, MAX_UPLINK_MESSAGE, PROTOCOL_VERSION } from '../protocol/limits.ts';
 import type { Manifest } from '../protocol/manifest.ts';
 import type {
-  CompleteMessage, GatewayUplinkMessage, HelloMessage, LaptopMessage,
+  CampaignPolicy, CompleteMessage, GatewayUplinkMessage, HelloMessage, LaptopMessage, RtsMessage,
 } from '../protocol/uplink.ts';
 import type { MessageLink } from '../transport/message-link.ts';
 import { laptopSettings } from './settings.ts';
@@ -32,6 +32,30 @@ type Msg<T extends GatewayUplinkMessage['t']> = Extract<GatewayUplinkMessage, { 
 
 /** The gateway's answer to a request to send: where to continue and in what chunks (§7.3). */
 export type Grant = Msg<'grant'>;
+
+/**
+ * How the campaign of a push runs (§7.3.5). Each field goes into `rts` only when set; an absent
+ * one leaves the gateway's default (policy: `window` when maintenance windows are configured, else
+ * `now`; no downgrade; busy devices deferred, never forced).
+ */
+export interface CampaignOptions {
+  policy?: CampaignPolicy;
+  downgrade?: boolean;
+  force?: boolean;
+}
+
+/** A successful `committed` (§7.4.3): the campaign was created, started or queued (`queued`, §7.4.5). */
+export type Committed = Msg<'committed'> & { ok: true; campaign: string };
+
+/** The request to send for a manifest: the options that are set, and no other key (§1.4.8: no undefined). */
+export function rtsFor(manifest: Manifest, options: CampaignOptions = {}): RtsMessage {
+  return {
+    t: 'rts', manifest,
+    ...(options.policy !== undefined ? { policy: options.policy } : {}),
+    ...(options.downgrade !== undefined ? { downgrade: options.downgrade } : {}),
+    ...(options.force !== undefined ? { force: options.force } : {}),
+  };
+}
 
 /** `error` codes that report one dropped message, not a failed upload (docs/protocol.md §7.9.1). */
 const DROPPED_MESSAGE_CODES: ReadonlySet<string> = new Set(['E_CBOR', 'E_MESSAGE_INVALID', 'E_MESSAGE_TYPE', 'E_MESSAGE_TOO_LONG']);
@@ -79,21 +103,23 @@ export class UplinkClient extends EventEmitter<{
   }
 
   /**
-   * Request to send, upload from the granted offset, commit. Resolves with the campaign id once
-   * the gateway has verified and stored the image; rejects with the gateway's reason otherwise.
+   * Request to send, upload from the granted offset, commit. Resolves with the campaign id (and
+   * the whole `committed`, which says whether it is queued) once the gateway has verified and
+   * stored the image; rejects with the gateway's reason otherwise.
    */
-  async push(manifest: Manifest, image: Uint8Array): Promise<{ campaign: string; resumedAt: number }> {
-    const grant = await this.requestToSend(manifest);
+  async push(manifest: Manifest, image: Uint8Array, options: CampaignOptions = {}): Promise<{ campaign: string; resumedAt: number; committed: Committed }> {
+    const grant = await this.requestToSend(manifest, options);
     await this.upload(image, grant);
-    return { campaign: await this.commit(), resumedAt: grant.offset };
+    const committed = await this.commit();
+    return { campaign: committed.campaign, resumedAt: grant.offset, committed };
   }
 
   /**
    * Ask to send this image (§7.3). Resolves with the grant, whose offset is what the gateway
    * already holds of it (keyed by its digest); rejects on a deny, its code in `details.deny`.
    */
-  async requestToSend(manifest: Manifest): Promise<Grant> {
-    await this.link.send({ t: 'rts', manifest });
+  async requestToSend(manifest: Manifest, options: CampaignOptions = {}): Promise<Grant> {
+    await this.link.send(rtsFor(manifest, options));
     const reply = await this.next((m): m is Msg<'grant'> | Msg<'deny'> => m.t === 'grant' || m.t === 'deny', this.opts.replyTimeoutMs, 'grant or deny');
     if (reply.t === 'deny') {
       throw new FwError('E_UPLINK_STATE', `gateway refused the upload (${reply.code}): ${reply.reason}`, { details: { deny: reply.code } });
@@ -118,8 +144,11 @@ export class UplinkClient extends EventEmitter<{
     if (resumedAt >= image.length) this.emit('upload', image.length, image.length, resumedAt);
   }
 
-  /** Commit the upload (§7.5): resolves with the campaign id once the image is verified and stored. */
-  async commit(): Promise<string> {
+  /**
+   * Commit the upload (§7.4): resolves with the gateway's `committed` once the image is verified
+   * and stored; its campaign has started, or waits for a maintenance window (`queued`, §7.4.5).
+   */
+  async commit(): Promise<Committed> {
     await this.link.send({ t: 'commit' });
     const c = await this.next((m): m is Msg<'committed'> | Msg<'error'> => m.t === 'committed' || (m.t === 'error' && !DROPPED_MESSAGE_CODES.has(m.code)), this.opts.replyTimeoutMs, 'the commit result');
     if (c.t === 'error') throw new FwError('E_UPLINK_STATE', `gateway reported an error during upload (${c.code}): ${c.reason}`);
@@ -127,7 +156,7 @@ export class UplinkClient extends EventEmitter<{
       throw new FwError(c.code === 'E_IMAGE_SHA256' || c.code === 'E_IMAGE_CRC' || c.code === 'E_IMAGE_SIZE' ? c.code : 'E_UPLINK_STATE',
         `gateway refused the image (${c.code ?? 'no code'}): ${c.reason ?? 'no reason given'}`);
     }
-    return c.campaign;
+    return { ...c, ok: true, campaign: c.campaign };
   }
 
   /**
@@ -135,9 +164,12 @@ export class UplinkClient extends EventEmitter<{
    * last campaign follows as ordinary events, and live events after it. Follow the campaign with
    * follow() when `state.campaign` is set.
    */
+  /** `status` (§7.11): resolves with the gateway's `state` once the `fleet` report that follows it has arrived too. */
   async status(): Promise<Msg<'state'>> {
     await this.link.send({ t: 'status' });
-    return this.next((m): m is Msg<'state'> => m.t === 'state', this.opts.replyTimeoutMs, 'the gateway state');
+    const state = await this.next((m): m is Msg<'state'> => m.t === 'state', this.opts.replyTimeoutMs, 'the gateway state');
+    await this.next((m): m is Msg<'fleet'> => m.t === 'fleet', this.opts.replyTimeoutMs, 'the fleet report');
+    return state;
   }
 
   /**

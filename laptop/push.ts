@@ -1,7 +1,7 @@
 import { FwError, isFwError } from '../protocol/errors.ts';
 import type { Manifest } from '../protocol/manifest.ts';
-import type { CompleteMessage, GatewayUplinkMessage, StateMessage } from '../protocol/uplink.ts';
-import type { UplinkClient } from './client.ts';
+import type { CompleteMessage, GatewayUplinkMessage, QueuedInfo, StateMessage } from '../protocol/uplink.ts';
+import type { CampaignOptions, UplinkClient } from './client.ts';
 import type { Connection } from './connection.ts';
 import type { LinkNotice, RunPhase } from './notices.ts';
 import type { Reconnecting } from './reconnect.ts';
@@ -17,6 +17,8 @@ export interface FlowDeps {
 export interface Followed {
   campaign: string;
   complete: CompleteMessage | undefined;
+  /** The campaign waits for a maintenance window (`committed.queued`, §7.4.5): it was not followed. */
+  queued?: QueuedInfo;
 }
 
 /**
@@ -24,9 +26,10 @@ export interface Followed {
  * commit -> follow. After a lost link the session reconnects and this goes on from where it
  * was: before the commit, a new request to send, whose grant says what the gateway already holds
  * (keyed by the image digest); after it, `status` (state and replay) and the campaign followed
- * again, as `fwpush status` does.
+ * again, as `fwpush status` does. A campaign the gateway queues for a maintenance window is not
+ * followed: this resolves with its `queued` at once.
  */
-export async function pushAndFollow(d: FlowDeps, manifest: Manifest, image: Uint8Array): Promise<Followed> {
+export async function pushAndFollow(d: FlowDeps, manifest: Manifest, image: Uint8Array, options: CampaignOptions = {}): Promise<Followed> {
   let campaign: string | undefined;
   let commitSent = false;
   return d.session.run(() => (campaign === undefined ? 'upload' : 'follow'), async (conn, again) => {
@@ -34,7 +37,7 @@ export async function pushAndFollow(d: FlowDeps, manifest: Manifest, image: Uint
     if (campaign !== undefined) return follow(client, await client.status(), campaign, d, conn);
     let grant;
     try {
-      grant = await client.requestToSend(manifest);
+      grant = await client.requestToSend(manifest, options);
     } catch (err) {
       // The commit may have landed just before the link went: a campaign of this very image
       // running now is ours (a request to send is refused while any campaign runs).
@@ -47,7 +50,9 @@ export async function pushAndFollow(d: FlowDeps, manifest: Manifest, image: Uint
     if (again) d.notify({ event: 'upload-resumed', sha256: manifest.sha256, offset: grant.offset, size: manifest.size });
     await client.upload(image, grant);
     commitSent = true;
-    campaign = await client.commit();
+    const committed = await client.commit();
+    campaign = committed.campaign;
+    if (committed.queued) return { campaign, complete: undefined, queued: committed.queued };
     return { campaign, complete: await client.follow(campaign) };
   });
 }

@@ -1,8 +1,9 @@
 import cliProgress from 'cli-progress';
 import type {
-  CompleteMessage, DevicePhase, GatewayUplinkMessage, HaltedInfo, HelloMessage, OrderMessage, ProgressMessage, ResultMessage, StateMessage,
-  TotalsMessage,
+  CommittedMessage, CompleteMessage, DevicePhase, GatewayUplinkMessage, HaltedInfo, HelloMessage, OrderMessage, ProgressMessage, QueuedInfo,
+  ResultMessage, StateMessage, TotalsMessage,
 } from '../protocol/uplink.ts';
+import { committedLines, fmtIso, queuedEvent, queuedTable, type WhenOptions } from './queued.ts';
 
 /** Exit codes (docs/operations.md): stable, for scripts. */
 export const EXIT = { ok: 0, devicesFailed: 1, usage: 2, nothingToUpdate: 3, refused: 4, link: 5, halted: 6 } as const;
@@ -23,6 +24,11 @@ export interface Summary {
   message: string;
   /** Present when the gateway halted the campaign (docs/protocol.md §7.8.1), as its `complete` said. */
   halted?: HaltedInfo;
+  /**
+   * Present when the campaign waits for a maintenance window (§7.4.5): the image is accepted and
+   * stored, no device has been touched, fwpush did not follow it; `ok` is true, exit code 0.
+   */
+  queued?: true;
 }
 
 /** What a campaign's outcome is made of; the same for a push and for `status`. */
@@ -34,10 +40,21 @@ export interface CampaignRecord {
   durationMs: number;
   /** The campaign's `complete`, when it came (it says whether the campaign was halted). */
   complete?: CompleteMessage;
+  /** `committed.queued`: the campaign waits for a maintenance window and was not followed. */
+  queued?: QueuedInfo;
 }
 
 /** The summary of a campaign (pure). */
 export function summarise(c: CampaignRecord): Summary {
+  if (c.queued) {
+    const at = c.queued.nextWindowAt;
+    return {
+      event: 'summary', ok: true, campaign: c.campaign, image: c.image,
+      devices: 0, targeted: 0, updated: 0, failed: 0, rolledBack: 0, skipped: 0, order: [], durationMs: c.durationMs,
+      message: `campaign ${c.campaign ?? '-'} is queued ${at !== undefined ? `for the maintenance window opening ${fmtIso(at)}` : `(${c.queued.reason})`}; no device updated yet`,
+      queued: true,
+    };
+  }
   const all = [...c.results];
   const count = (x: ResultMessage['outcome']): number => all.filter((r) => r.outcome === x).length;
   const targeted = c.order?.devices.length ?? 0;
@@ -58,11 +75,11 @@ export function summarise(c: CampaignRecord): Summary {
 }
 
 /**
- * fwpush's exit code for a finished campaign (pure): 0 all targeted updated, 3 none targeted,
- * 6 halted by the gateway's rollback threshold, else 1.
+ * fwpush's exit code for a finished campaign (pure): 0 all targeted updated or the campaign queued
+ * for a maintenance window, 3 none targeted, 6 halted by the gateway's rollback threshold, else 1.
  */
 export function exitCodeFor(s: Summary): number {
-  if (s.ok) return EXIT.ok;
+  if (s.queued || s.ok) return EXIT.ok;
   if (s.halted) return EXIT.halted;
   return s.targeted === 0 ? EXIT.nothingToUpdate : EXIT.devicesFailed;
 }
@@ -117,6 +134,7 @@ export class JsonRenderer implements Renderer {
   event(msg: GatewayUplinkMessage): void {
     const { t, ...rest } = msg;
     this.line({ event: t, ...rest });
+    if (msg.t === 'committed' && msg.ok && msg.queued) this.line(queuedEvent({ ...msg, queued: msg.queued }));
   }
   summary(s: Summary): void {
     this.line(s);
@@ -138,6 +156,8 @@ export interface HumanOptions {
   totalsEveryMs?: number;
   /** Terminal redraws per second. */
   fps?: number;
+  /** Time zone for the times of maintenance windows (default: the laptop's). */
+  timeZone?: string;
 }
 
 const FINAL: ReadonlySet<DevicePhase> = new Set(['done', 'failed', 'rolled-back', 'skipped']);
@@ -169,6 +189,9 @@ export class HumanRenderer implements Renderer {
   private readonly maxBars: number;
   private readonly totalsEveryMs: number;
   private readonly fps: number;
+  private readonly timeZone: string | undefined;
+  /** The port fwpush is connected on, for hints. */
+  private port = '<tty>';
   /** On a terminal, one container holds every bar; text is logged above it. */
   private multi: cliProgress.MultiBar | undefined;
   private frames: FrameWriter | undefined;
@@ -201,6 +224,11 @@ export class HumanRenderer implements Renderer {
     this.maxBars = o.maxBars ?? 12;
     this.totalsEveryMs = o.totalsEveryMs ?? 2000;
     this.fps = o.fps ?? 10;
+    this.timeZone = o.timeZone;
+  }
+
+  private get when(): WhenOptions {
+    return { now: this.now(), timeZone: this.timeZone };
   }
 
   // ---- output plumbing ----
@@ -247,6 +275,7 @@ export class HumanRenderer implements Renderer {
   // ---- renderer ----
 
   connected(hello: HelloMessage, port: string): void {
+    this.port = port;
     this.say(`Connected to ${hello.agent} on ${port} (frames of ${hello.maxFrame} B, window ${hello.window})`);
   }
 
@@ -279,10 +308,9 @@ export class HumanRenderer implements Renderer {
   event(msg: GatewayUplinkMessage): void {
     if (this.ended) return;
     switch (msg.t) {
-      case 'committed':
-        if (msg.ok) this.say(`Image verified and stored by the gateway (sha256 ${msg.sha256.slice(0, 16)}…); campaign ${msg.campaign ?? '?'} started`);
-        return;
+      case 'committed': return this.onCommitted(msg);
       case 'state': return this.onState(msg);
+      case 'fleet': return this.onFleet(msg);
       case 'order': return this.onOrder(msg);
       case 'progress': return this.onProgress(msg);
       case 'totals': return this.onTotals(msg);
@@ -303,6 +331,11 @@ export class HumanRenderer implements Renderer {
   summary(s: Summary): void {
     this.close();
     this.ended = true;
+    if (s.queued) {
+      this.out.write(`\nQueued: ${s.image.name} ${s.image.version} is stored on the gateway; ${s.message}\n`);
+      this.out.write(`Follow it once it starts: fwpush --port ${this.port} status\n`);
+      return;
+    }
     this.out.write(`\n${this.table(s).join('\n')}\n`);
     this.out.write(`\n${s.ok ? 'Done' : 'Finished with problems'}: ${s.updated}/${s.targeted} targeted devices updated, ${s.failed} failed, ${s.rolledBack} rolled back, ${s.skipped} skipped (${s.devices} known) in ${fmtMs(s.durationMs)}\n`);
     if (!s.ok) this.out.write(`${s.message}\n`);
@@ -338,13 +371,38 @@ export class HumanRenderer implements Renderer {
 
   // ---- one handler per gateway message ----
 
+  private onCommitted(c: CommittedMessage): void {
+    if (!c.ok) return; // the client gives up with the gateway's code and reason
+    const what = c.queued ? 'queued for a maintenance window' : 'started';
+    this.say([`Image verified and stored by the gateway (sha256 ${c.sha256.slice(0, 16)}…); campaign ${c.campaign ?? '?'} ${what}`, ...committedLines(c, this.when)].join('\n'));
+  }
+
   private onState(s: StateMessage): void {
-    if (!s.campaign) return this.say('gateway idle: no campaign');
+    const queued = queuedTable(s.queued ?? [], this.when);
+    if (!s.campaign) return this.say([queued.length ? 'gateway idle: no campaign has run since it started' : 'gateway idle: no campaign', ...queued].join('\n'));
     const image = s.image ? `${s.image.name} ${s.image.version}` : 'unknown image';
     this.replay = !s.running;
-    this.say(s.running
+    this.say([s.running
       ? `Campaign ${s.campaign} (${image}) is running; following it`
-      : `Last campaign ${s.campaign} (${image}) has finished; its results:`);
+      : `Last campaign ${s.campaign} (${image}) has finished; its results:`, ...queued].join('\n'));
+  }
+
+  /** The gateway's fleet report (docs/protocol.md §7.11.4): ages by the gateway's clock. */
+  private onFleet(f: Extract<GatewayUplinkMessage, { t: 'fleet' }>): void {
+    if (f.devices.length === 0 && !f.more) return this.say('Fleet: no device has reported to the gateway yet');
+    const ago = (at: number): string => `${fmtAge(f.now - at)} ago`;
+    const rows = f.devices.map((d) => {
+      const r = d.lastResult;
+      return [d.id, d.hw, d.version, d.online ? 'yes' : 'no', ago(d.lastCheckIn), r ? `${r.outcome} (${r.code}) ${r.version}, ${ago(r.at)}, ${r.campaign}` : '-'];
+    });
+    const head = ['device', 'hw', 'version', 'online', 'last check-in', 'last result'];
+    const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+    const line = (cells: string[]): string => `  ${cells.map((c, i) => c.padEnd(widths[i]!)).join('  ')}`.trimEnd();
+    const total = f.devices.length + (f.more ?? 0);
+    this.say([
+      `Fleet (${total} device${total === 1 ? '' : 's'} known to the gateway):`, line(head), ...rows.map(line),
+      ...(f.more ? [`  … and ${f.more} more (not sent over the link: \`fwgate report\` on the gateway lists every device)`] : []),
+    ].join('\n'));
   }
 
   private onOrder(o: OrderMessage): void {
@@ -614,6 +672,13 @@ export function fmtBytes(n: number): string {
   const mib = kib / 1024;
   if (mib < 1024) return `${mib.toFixed(1)} MiB`;
   return `${(mib / 1024).toFixed(2)} GiB`;
+}
+
+/** An age: as fmtMs, in days and hours from a day on. */
+function fmtAge(ms: number): string {
+  const day = 86_400_000;
+  if (ms < day) return fmtMs(Math.max(0, ms));
+  return `${Math.floor(ms / day)} d ${Math.floor((ms % day) / 3_600_000)} h`;
 }
 
 export function fmtMs(ms: number | undefined): string {

@@ -11,8 +11,8 @@ import { isValidVersion } from './version.ts';
  * Every payload is one CBOR map with a text key "t" naming the message type.
  */
 
-/** Why a device refuses an offer (§6.5). */
-export const RejectCodes = ['busy', 'incompatible', 'no-space', 'not-newer', 'invalid'] as const;
+/** Why a device refuses an offer (§6.5). `below-floor`: the image is older than its anti-rollback floor (§6.5.6). */
+export const RejectCodes = ['busy', 'incompatible', 'no-space', 'not-newer', 'below-floor', 'invalid'] as const;
 export type RejectCode = (typeof RejectCodes)[number];
 
 /** Why a device reports an image or a step as failed (§6.7). */
@@ -25,6 +25,12 @@ export type SlotName = (typeof SlotNames)[number];
 /** State of one A/B slot as the device reports it (§6.3). */
 export const SlotStates = ['empty', 'receiving', 'ready', 'pending', 'trial', 'confirmed', 'bad'] as const;
 export type SlotState = (typeof SlotStates)[number];
+
+/** Steps of an update a check-in task announces (§6.14). */
+export const TaskSteps = ['download', 'verify', 'activate'] as const;
+export type TaskStep = (typeof TaskSteps)[number];
+/** Most entries of `tasks.tasks` (§6.14). */
+export const MAX_TASKS = 8;
 
 const version = z.string().max(MAX_NAME_LENGTH).refine(isValidVersion, 'must be a semantic version');
 const model = z.string().min(1).max(MAX_NAME_LENGTH);
@@ -41,6 +47,8 @@ export const statusMsg = z.object({
   maxChunk: z.number().int().min(MIN_CHUNK_SIZE).max(MAX_CHUNK_SIZE),
   busy: z.boolean(),
   trial: z.boolean(),
+  /** Anti-rollback security floor: the device refuses every image older than this (§6.3, §6.5.6). */
+  floor: version.optional(),
 });
 export const bootMsg = z.object({
   t: z.literal('boot'),
@@ -86,6 +94,8 @@ export const offerMsg = z.object({
   crc32: u32,
   sha256: sha256Hex,
   chunk: z.number().int().min(MIN_CHUNK_SIZE).max(MAX_CHUNK_SIZE),
+  /** The gateway means to install an older version: without it a device refuses one (§6.5.6). */
+  downgrade: z.boolean().optional(),
 });
 export const chunkMsg = z.object({ t: z.literal('chunk'), sid, off: u32, data: bytes, crc: u32 })
   .refine((m) => m.data.length >= 1 && m.data.length <= MAX_CHUNK_SIZE, { message: `data must be 1..${MAX_CHUNK_SIZE} bytes`, path: ['data'] });
@@ -93,13 +103,29 @@ export const verifyMsg = z.object({ t: z.literal('verify'), sid });
 export const activateMsg = z.object({ t: z.literal('activate'), sid });
 export const confirmMsg = z.object({ t: z.literal('confirm'), sha256: sha256Hex });
 export const abortMsg = z.object({ t: z.literal('abort'), sid, reason: text.optional() });
+/** One pending update announced at check-in (§6.14). */
+export const taskEntry = z.object({
+  campaign: z.string().min(1).max(MAX_NAME_LENGTH),
+  name: z.string().min(1).max(MAX_NAME_LENGTH),
+  version,
+  sha256: sha256Hex,
+  size: u32.min(1),
+  steps: z.array(z.enum(TaskSteps)).min(1).max(TaskSteps.length)
+    .refine((s) => new Set(s).size === s.length, 'must not repeat a step'),
+  /** Wall-clock ms since the Unix epoch when the maintenance window opens (a number on the wire, §6.14). */
+  notBefore: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+});
+/** Check-in task list: informational, the device never acts on it alone (§6.14). */
+export const tasksMsg = z.object({ t: z.literal('tasks'), tasks: z.array(taskEntry).max(MAX_TASKS) });
 
 export const gatewayMessage = z.discriminatedUnion('t', [
-  pingMsg, queryMsg, probeMsg, offerMsg, chunkMsg, verifyMsg, activateMsg, confirmMsg, abortMsg,
+  pingMsg, queryMsg, probeMsg, offerMsg, chunkMsg, verifyMsg, activateMsg, confirmMsg, abortMsg, tasksMsg,
 ]);
 export type GatewayMessage = z.infer<typeof gatewayMessage>;
 export type OfferMessage = z.infer<typeof offerMsg>;
 export type ChunkMessage = z.infer<typeof chunkMsg>;
+export type TasksMessage = z.infer<typeof tasksMsg>;
+export type Task = z.infer<typeof taskEntry>;
 
 
 export function decodeDeviceMessage(payload: Uint8Array): DeviceMessage {

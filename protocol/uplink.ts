@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { encodeCbor } from './cbor.ts';
 import {
-  MAX_DEVICE_ID_LENGTH, MAX_FRAME_PAYLOAD, MAX_NAME_LENGTH, MAX_ORDER_ENTRIES, MAX_TEXT_LENGTH, MAX_UPLINK_MESSAGE, MAX_WINDOW,
+  MAX_DEVICE_ID_LENGTH, MAX_FRAME_PAYLOAD, MAX_HW_MODELS, MAX_NAME_LENGTH, MAX_ORDER_ENTRIES, MAX_TEXT_LENGTH, MAX_UPLINK_MESSAGE, MAX_WINDOW,
   MIN_FRAME_PAYLOAD,
 } from './limits.ts';
 import { manifestSchema } from './manifest.ts';
@@ -34,10 +34,20 @@ export type Outcome = (typeof Outcomes)[number];
  */
 export const ResultCodes = [
   'ok', 'integrity-failure', 'no-space', 'connection-lost', 'unsupported', 'cancelled', 'deferred',
-  'busy', 'incompatible-hw', 'not-newer', 'offline', 'timeout', 'self-test-failed', 'reverted', 'rejected',
+  'busy', 'incompatible-hw', 'not-newer', 'below-floor', 'offline', 'timeout', 'self-test-failed', 'reverted', 'rejected',
   'retries-exhausted', 'campaign-halted',
 ] as const;
 export type ResultCode = (typeof ResultCodes)[number];
+
+/**
+ * When the campaign created at commit runs (§7.3.5): at once (the technician is present), or in
+ * the next maintenance window (accepted, stored and queued until then).
+ */
+export const CampaignPolicies = ['now', 'window'] as const;
+export type CampaignPolicy = (typeof CampaignPolicies)[number];
+
+/** Most entries of `state.queued` (§7.11). */
+export const MAX_QUEUED_CAMPAIGNS = 16;
 
 /** Why the gateway stopped a campaign before every device was tried (§7.8.1). */
 export const HaltCodes = ['rollback-threshold'] as const;
@@ -46,6 +56,11 @@ export type HaltCode = (typeof HaltCodes)[number];
 const deviceId = z.string().min(1).max(MAX_DEVICE_ID_LENGTH);
 const version = z.string().max(MAX_NAME_LENGTH);
 const campaign = z.string().min(1).max(MAX_NAME_LENGTH);
+/**
+ * A moment as milliseconds since the Unix epoch (§7.4.5): a whole number, sent as a *number*
+ * (§1.4.6) because it is above 2^32 and §1.4.5 allows no 8-byte integer.
+ */
+const epochMs = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 
 export const helloMsg = z.object({
   t: z.literal('hello'),
@@ -57,7 +72,16 @@ export const helloMsg = z.object({
   maxMessage: u32,
   maxImage: u32.optional(),
 });
-export const rtsMsg = z.object({ t: z.literal('rts'), manifest: manifestSchema });
+export const rtsMsg = z.object({
+  t: z.literal('rts'),
+  manifest: manifestSchema,
+  /** Absent: the gateway's default, `window` when maintenance windows are configured, else `now` (§7.3.5). */
+  policy: z.enum(CampaignPolicies).optional(),
+  /** The campaign may install the image on devices running a newer version; absent = false (§7.3.5). */
+  downgrade: z.boolean().optional(),
+  /** The campaign may update busy devices; absent = false: busy devices are deferred, never forced (§7.3.5). */
+  force: z.boolean().optional(),
+});
 export const dataMsg = z.object({ t: z.literal('data'), off: u32, data: bytes });
 export const commitMsg = z.object({ t: z.literal('commit') });
 /** Ask for the current campaign state; the gateway answers `state` then replays (§7.11). */
@@ -72,6 +96,10 @@ export const committedMsg = z.object({
   code: text.optional(),
   reason: text.optional(),
   campaign: campaign.optional(),
+  /** Present when the campaign waits for a maintenance window instead of starting (§7.4.5). */
+  queued: z.object({ reason: text, nextWindowAt: epochMs.optional(), expiresAt: epochMs.optional() }).optional(),
+  /** The pending (not started) campaign for the same hardware models that this one replaced (§7.4.5). */
+  supersedes: campaign.optional(),
 });
 export const orderEntry = z.object({
   id: deviceId,
@@ -122,6 +150,35 @@ export const stateMsg = z.object({
   running: z.boolean(),
   campaign: campaign.optional(),
   image: z.object({ name: z.string().max(MAX_NAME_LENGTH), version, sha256: sha256Hex }).optional(),
+  /** Campaigns accepted and waiting for a maintenance window, in the order accepted (§7.11). */
+  queued: z.array(z.object({
+    campaign,
+    image: z.object({ name: z.string().max(MAX_NAME_LENGTH), version, sha256: sha256Hex }),
+    hw: z.array(z.string().min(1).max(MAX_NAME_LENGTH)).max(MAX_HW_MODELS),
+    nextWindowAt: epochMs.optional(),
+  })).max(MAX_QUEUED_CAMPAIGNS).optional(),
+});
+/** One device as the gateway last knew it (§7.11.4). */
+export const fleetEntry = z.object({
+  id: deviceId,
+  hw: z.string().min(1).max(MAX_NAME_LENGTH),
+  version,
+  /** Connected to the gateway's broker when the message was made. */
+  online: z.boolean(),
+  /** Its last `status` or connection to the broker. */
+  lastCheckIn: epochMs,
+  /** Its result in the last campaign that gave it one; `version` is that campaign's image version. */
+  lastResult: z.object({ campaign, outcome: z.enum(Outcomes), code: z.enum(ResultCodes), version, at: epochMs }).optional(),
+});
+/** The fleet report, sent right after `state` in answer to `status` (§7.11.4). */
+export const fleetMsg = z.object({
+  t: z.literal('fleet'),
+  /** The gateway's clock when it made the message: ages are counted from it, not from the laptop's clock. */
+  now: epochMs,
+  /** Sorted by id; at most MAX_ORDER_ENTRIES, fewer when the message would not fit (§7.11.4). */
+  devices: z.array(fleetEntry).max(MAX_ORDER_ENTRIES),
+  /** Devices left out of `devices`; absent when it lists them all. */
+  more: z.number().int().min(0).optional(),
 });
 export const resultMsg = z.object({
   t: z.literal('result'),
@@ -162,6 +219,7 @@ export const errorMsg = z.object({ t: z.literal('error'), code: text, reason: te
 export const laptopMessage = z.discriminatedUnion('t', [helloMsg, rtsMsg, dataMsg, commitMsg, statusReqMsg]);
 export const gatewayUplinkMessage = z.discriminatedUnion('t', [
   helloMsg, grantMsg, denyMsg, committedMsg, orderMsg, progressMsg, totalsMsg, resultMsg, completeMsg, errorMsg, stateMsg,
+  fleetMsg,
 ]);
 
 export type LaptopMessage = z.infer<typeof laptopMessage>;
@@ -176,6 +234,14 @@ export type CompleteMessage = z.infer<typeof completeMsg>;
 export type HaltedInfo = z.infer<typeof haltedInfo>;
 export type TotalsMessage = z.infer<typeof totalsMsg>;
 export type StateMessage = z.infer<typeof stateMsg>;
+export type FleetMessage = z.infer<typeof fleetMsg>;
+export type FleetEntry = z.infer<typeof fleetEntry>;
+export type RtsMessage = z.infer<typeof rtsMsg>;
+export type CommittedMessage = z.infer<typeof committedMsg>;
+/** Why and until when a committed campaign waits (§7.4.5). */
+export type QueuedInfo = NonNullable<CommittedMessage['queued']>;
+/** One campaign waiting for a maintenance window, as `state` lists it (§7.11). */
+export type QueuedCampaign = NonNullable<StateMessage['queued']>[number];
 
 /** Bytes of CBOR envelope around the image bytes of one `data` message, worst case (§7.4). */
 export const DATA_MESSAGE_OVERHEAD = 32;
@@ -194,7 +260,10 @@ export function clipText(text: string): string {
 
 /** The same message with every `reason` clipped (§1.6). */
 export function clipReasons<M extends GatewayUplinkMessage>(msg: M): M {
-  if ('reason' in msg && typeof msg.reason === 'string' && msg.reason.length > MAX_TEXT_LENGTH) return { ...msg, reason: clipText(msg.reason) };
+  if ('reason' in msg && typeof msg.reason === 'string' && msg.reason.length > MAX_TEXT_LENGTH) return clipReasons({ ...msg, reason: clipText(msg.reason) });
+  if (msg.t === 'committed' && msg.queued && msg.queued.reason.length > MAX_TEXT_LENGTH) {
+    return { ...msg, queued: { ...msg.queued, reason: clipText(msg.queued.reason) } };
+  }
   if (msg.t === 'order' && msg.excluded.some((x) => x.reason.length > MAX_TEXT_LENGTH)) {
     return { ...msg, excluded: msg.excluded.map((x) => ({ ...x, reason: clipText(x.reason) })) };
   }

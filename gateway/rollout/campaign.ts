@@ -13,6 +13,7 @@ import type { Timers } from '../waiter.ts';
 import { TokenBucket } from './bandwidth.ts';
 import { DeviceSession } from './device-session.ts';
 import type { ImageSource } from './image-source.ts';
+import { ALWAYS_OPEN, type WindowGate } from './gate.ts';
 import type { JournalState } from './journal.ts';
 import { chunkWindowFor, planStarts, rankDevices, selectDevices, type WindowBounds } from './planner.ts';
 import { measureRtt, measureThroughput } from './probe.ts';
@@ -41,11 +42,37 @@ export interface CampaignDeps {
   orderPolicy?: OrderPolicy;
   /** Seed for the `random` policy. */
   seed?: number;
+  /**
+   * When device transfers and activations may run (maintenance windows). Default: always. Outside
+   * the window no transfer or activation starts; at its close, sessions not yet activating stop
+   * and their devices wait for the next window; a device is not activated unless its reboot and
+   * confirmation fit before the window closes.
+   */
+  gate?: WindowGate;
+  /** Transfers may run outside the windows; only activations wait for one. */
+  downloadEarly?: boolean;
+  /**
+   * Window campaigns (the technician has left): a device that is offline or busy is not skipped
+   * but waits for its check-in (a `status` from it, busy ones also rechecked every
+   * `rollout.busyRecheckMs`) until `expiresAt` (wall-clock ms); then its result is `skipped` /
+   * `deferred`. Without it (a `now` campaign) such devices are skipped at once, as the technician
+   * is waiting for the end.
+   */
+  checkIn?: { expiresAt: number; force?: boolean };
+  /** Downgrades allowed: devices running a newer version are eligible too (§7.5.1). */
+  downgrade?: boolean;
 }
+
+/** Why a device is not updated yet but may still be, in this campaign. */
+type Wait = 'window' | 'check-in' | 'busy';
+/** How one device's turn ended: with its final result, or waiting. */
+type TurnEnd = { final: true } | { final: false; wait: Wait; reason: string };
 
 export type OrderPolicy = 'ranked' | 'random' | 'slowest-first';
 
 export type CampaignEvents = {
+  /** Only devices waiting for a check-in or a window are left (the next campaign may start). */
+  swept: [];
   order: [OrderMessage];
   progress: [ProgressMessage];
   totals: [TotalsMessage];
@@ -111,7 +138,7 @@ export class Campaign extends EventEmitter<CampaignEvents> {
   private readonly plannedEta = new Map<string, number>();
   private completed: CompleteMessage | undefined;
   private lastTotals: TotalsMessage | undefined;
-  private started = 0;
+  private startedAt = 0;
   /** Wall-clock ms when a resumed campaign picked up (0 when not resumed). */
   private resumedAt = 0;
   private totalsTimer: unknown;
@@ -121,45 +148,40 @@ export class Campaign extends EventEmitter<CampaignEvents> {
   private halted: HaltedInfo | undefined;
   /** The stop switch of each running device session. */
   private readonly sessions = new Map<string, AbortController>();
+  /** Why a session was stopped, when the campaign stopped it. */
+  private readonly stopReasons = new Map<string, 'window' | 'expired' | 'halt'>();
+  /** Devices the window-fit check deferred in the current window. */
+  private readonly fitDeferred = new Set<string>();
+  /** Set when the campaign's expiry passed: the reason given to devices still waiting. */
+  private expired: string | undefined;
 
   constructor(readonly id: string, readonly image: ImageSource, private readonly deps: CampaignDeps) {
     super();
   }
 
+  /** Whether run() has begun (a queued campaign has not). */
+  get started(): boolean {
+    return this.startedAt > 0;
+  }
+
   get running(): boolean {
-    return this.started > 0 && !this.completed;
+    return this.startedAt > 0 && !this.completed;
   }
 
   async run(): Promise<CompleteMessage> {
     const { fleet, config, timers, log } = this.deps;
-    this.started = timers.now();
+    this.startedAt = timers.now();
     const manifest = this.image.manifest;
     const bounds = { min: config.minChunkWindow, max: config.chunkWindow, rebootMs: config.rebootEstimateMs };
     const journal = this.deps.resume;
     const resumed = journal?.order ? { ...journal, order: journal.order } : undefined;
-    const starts = resumed ? this.resumeFrom(resumed) : await this.announce(bounds);
+    const { starts, pending } = resumed ? { starts: this.resumeFrom(resumed), pending: [] } : await this.announce(bounds);
     for (const r of starts) this.progress(r.id, 'queued', resumed?.held.get(r.id) ?? 0, true);
+    for (const r of pending) this.progress(r.id, 'queued', 0, true);
 
     this.tickTotals();
     const bandwidth = config.siteBps > 0 ? new TokenBucket(config.siteBps, timers) : undefined;
-    // At most `concurrency` devices transfer at once; a device gives its slot back once its image
-    // is verified (its reboot and confirmation do not load the gateway) or when it ends.
-    // At most `concurrency` devices transfer at once, in the planned start sequence; a device
-    // gives its slot back once its image is verified (its reboot and confirmation do not load the
-    // gateway) or when it ends.
-    const slots = new Slots(config.concurrency);
-    const running: Promise<void>[] = [];
-    for (const entry of starts) {
-      await slots.acquire();
-      let released = false;
-      const release = (): void => {
-        if (released) return;
-        released = true;
-        slots.release();
-      };
-      running.push(this.update(entry, bounds, bandwidth, release, resumed?.activating.has(entry.id) ?? false).finally(release));
-    }
-    await Promise.all(running);
+    await this.dispatch(starts, pending, (entry, release) => this.update(entry, bounds, bandwidth, release, resumed?.activating.has(entry.id) ?? false));
     timers.clearTimeout(this.totalsTimer);
     this.emitTotals();
 
@@ -167,7 +189,7 @@ export class Campaign extends EventEmitter<CampaignEvents> {
     this.completed = {
       t: 'complete', campaign: this.id, devices: this.results.length,
       updated: count('updated'), failed: count('failed'), rolledBack: count('rolled-back'), skipped: count('skipped'),
-      durationMs: Math.round(timers.now() - this.started + (resumed ? Math.max(0, Date.now() - this.resumedAt - resumed.startedAt) : 0)),
+      durationMs: Math.round(timers.now() - this.startedAt + (resumed ? Math.max(0, Date.now() - this.resumedAt - resumed.startedAt) : 0)),
       ...(this.halted ? { halted: this.halted } : {}),
     };
     log.info({ ...this.completed, t: undefined }, 'campaign complete');
@@ -179,34 +201,51 @@ export class Campaign extends EventEmitter<CampaignEvents> {
     this.abort.abort();
   }
 
-  /** Select, measure, rank and plan; announce the order; skip the excluded. The start sequence. */
-  private async announce(bounds: WindowBounds): Promise<OrderEntry[]> {
+  /** Whether the device is one this campaign updates (in its order). */
+  targets(id: string): boolean {
+    return this.order?.devices.some((d) => d.id === id) ?? false;
+  }
+
+  /** The device's final result in this campaign, once it has one. */
+  resultOf(id: string): ResultMessage | undefined {
+    return this.results.find((r) => r.id === id);
+  }
+
+  /**
+   * Select, measure, rank and plan; announce the order; skip the excluded. The start sequence,
+   * and (check-in campaigns) the devices that are eligible but offline: they are in the order
+   * after the ranked ones, without figures, and wait for their check-in.
+   */
+  private async announce(bounds: WindowBounds): Promise<{ starts: OrderEntry[]; pending: OrderEntry[] }> {
     const { fleet, config, log } = this.deps;
     const manifest = this.image.manifest;
-    const plan = selectDevices(manifest, fleet.list());
+    const plan = selectDevices(manifest, fleet.list(), { downgrade: this.deps.downgrade ?? false });
     const reachable = await this.measure(plan.eligible, plan.excluded);
     const ranked = rankDevices(manifest, reachable, bounds);
+    const offline = this.deps.checkIn ? plan.excluded.filter((x) => x.code === 'offline') : [];
+    const excluded = plan.excluded.filter((x) => !offline.includes(x));
+    const pending: OrderEntry[] = offline.map((x, i) => ({ id: x.id, rank: ranked.length + i + 1, from: x.version ?? '' }));
     // A device holds its transfer slot until its image is verified, not through its reboot.
     const slotMs = (e: OrderEntry): number => Math.max(0, (e.etaMs ?? 0) - (fleet.get(e.id)?.rebootMs ?? config.rebootEstimateMs));
     const starts = startOrder(ranked, config.concurrency, this.deps.orderPolicy ?? 'ranked', this.deps.seed ?? 1, slotMs);
-    const devices = [...starts].sort((a, b) => a.rank - b.rank);
+    const devices = [...starts, ...pending].sort((a, b) => a.rank - b.rank);
     this.order = fitOrder({
       t: 'order', campaign: this.id,
       image: { name: manifest.name, version: manifest.version, sha256: manifest.sha256 },
-      devices, excluded: plan.excluded,
+      devices, excluded,
     });
-    log.info({ campaign: this.id, devices: devices.length, excluded: plan.excluded.length, order: devices.map((r) => r.id), starts: starts.map((s) => s.id) }, 'rollout order');
+    log.info({ campaign: this.id, devices: devices.length, excluded: excluded.length, waiting: pending.map((p) => p.id), order: devices.map((r) => r.id), starts: starts.map((s) => s.id) }, 'rollout order');
     for (const d of devices) if (d.etaMs !== undefined) this.plannedEta.set(d.id, d.etaMs);
     this.emit('order', this.order);
     await this.deps.beforeTransfers?.();
 
-    for (const x of plan.excluded) {
+    for (const x of excluded) {
       this.pushResult({
         t: 'result', campaign: this.id, id: x.id, outcome: 'skipped', code: x.code, reason: x.reason,
         from: x.version ?? '', to: manifest.version, durationMs: 0, retries: 0,
       });
     }
-    return starts;
+    return { starts, pending };
   }
 
   /**
@@ -272,35 +311,165 @@ export class Campaign extends EventEmitter<CampaignEvents> {
 
   // ---- one device ----
 
-  private async update(entry: OrderEntry, bounds: WindowBounds, bandwidth: TokenBucket | undefined, onTransferred: () => void, pastActivate: boolean): Promise<void> {
+  /**
+   * The device turns of the campaign (docs/operations.md "Maintenance windows"). Devices in
+   * `ready` start in order, at most `rollout.concurrency` transferring at once (a device gives its
+   * slot back once its image is verified, or when its turn ends) and only while the gate is open
+   * (with `downloadEarly`, transfers also outside it). A turn that ends waiting goes to `waiting`:
+   * for the next window (back to `ready` when the gate opens), for its check-in (a `status` from
+   * the device), or, busy, for its check-in as idle or a recheck after `rollout.busyRecheckMs`.
+   * Ends when no device is ready, running or waiting; waiting ones end at the campaign's expiry.
+   */
+  private async dispatch(starts: readonly OrderEntry[], pending: readonly OrderEntry[], turn: (entry: OrderEntry, release: () => void) => Promise<TurnEnd>): Promise<void> {
+    const { config, timers, fleet } = this.deps;
+    const gate = this.deps.gate ?? ALWAYS_OPEN;
+    const slots = new Slots(config.concurrency);
+    const ready: OrderEntry[] = [...starts];
+    const waiting = new Map<string, { entry: OrderEntry; wait: Wait; timer?: unknown }>(pending.map((e) => [e.id, { entry: e, wait: 'check-in' as Wait }]));
+    const running = new Set<Promise<void>>();
+    let poke: () => void = () => undefined;
+    const wake = (): void => poke();
+    const release = (id: string): void => {
+      const w = waiting.get(id);
+      if (!w) return;
+      timers.clearTimeout(w.timer);
+      waiting.delete(id);
+      ready.push(w.entry);
+      wake();
+    };
+    const stops: (() => void)[] = [];
+    stops.push(gate.onChange((open) => {
+      if (open) {
+        for (const [id, w] of [...waiting]) if (w.wait === 'window') release(id);
+      } else {
+        // at the close: sessions not yet activating stop and wait for the next window
+        this.stopSessions('window', (phase) => HALT_STOPS.has(phase) && !this.deps.downloadEarly);
+      }
+      wake();
+    }));
+    const onStatus = (d: { id: string; busy: boolean }): void => {
+      const w = waiting.get(d.id);
+      if (!w || w.wait === 'window') return;
+      if (w.wait === 'check-in' || !d.busy || this.deps.checkIn?.force) release(d.id);
+    };
+    fleet.on('status', onStatus);
+    stops.push(() => fleet.off('status', onStatus));
+    const expiresAt = this.deps.checkIn?.expiresAt;
+    if (expiresAt !== undefined) {
+      stops.push(gate.at(expiresAt, () => {
+        this.expired = `campaign expired at ${new Date(expiresAt).toISOString()} before this device could be updated`;
+        this.stopSessions('expired', (phase) => HALT_STOPS.has(phase));
+        wake();
+      }));
+    }
+    const onAbort = (): void => wake();
+    this.abort.signal.addEventListener('abort', onAbort);
+    stops.push(() => this.abort.signal.removeEventListener('abort', onAbort));
+    let swept = false;
+    try {
+      for (;;) {
+        const ending = this.abort.signal.aborted || this.halted !== undefined || this.expired !== undefined;
+        if (ending) for (const id of [...waiting.keys()]) release(id); // each gets its final result below
+        if (ready.length === 0 && running.size === 0 && !swept) {
+          swept = true;
+          this.emit('swept');
+        }
+        if (ready.length === 0 && running.size === 0 && waiting.size === 0) break;
+        const woken = new Promise<void>((resolve) => { poke = resolve; });
+        if (ready.length > 0 && (ending || gate.isOpen() || this.deps.downloadEarly)) {
+          await slots.acquire();
+          const stillEnding = this.abort.signal.aborted || this.halted !== undefined || this.expired !== undefined;
+          const entry = stillEnding || gate.isOpen() || this.deps.downloadEarly ? ready.shift() : undefined;
+          if (!entry) {
+            slots.release(); // the window closed while this waited for a slot
+            continue;
+          }
+          let released = false;
+          const free = (): void => {
+            if (released) return;
+            released = true;
+            slots.release();
+          };
+          const p: Promise<void> = turn(entry, free)
+            .then((end) => {
+              if (end.final) return;
+              const w = { entry, wait: end.wait, timer: undefined as unknown };
+              if (end.wait === 'busy') w.timer = timers.setTimeout(() => release(entry.id), config.busyRecheckMs);
+              waiting.set(entry.id, w);
+              this.progress(entry.id, 'queued', this.tracks.get(entry.id)?.bytes ?? 0, true);
+              this.deps.log.info({ campaign: this.id, device: entry.id, wait: end.wait, reason: end.reason }, 'device waits');
+              if (end.wait === 'window' && gate.isOpen() && !this.windowDeferred(entry.id)) release(entry.id);
+            })
+            .finally(() => {
+              free();
+              running.delete(p);
+              wake();
+            });
+          running.add(p);
+          continue;
+        }
+        await woken;
+      }
+    } finally {
+      for (const w of waiting.values()) timers.clearTimeout(w.timer);
+      for (const stop of stops) stop();
+    }
+  }
+
+  /** Stop the running sessions whose phase matches, remembering why (their turn then waits or ends). */
+  private stopSessions(why: 'window' | 'expired' | 'halt', phaseMatches: (phase: DevicePhase) => boolean): string[] {
+    const ids = [...this.sessions.keys()].filter((id) => phaseMatches(this.tracks.get(id)?.phase ?? 'queued'));
+    for (const id of ids) {
+      this.stopReasons.set(id, why);
+      this.sessions.get(id)?.abort();
+    }
+    return ids;
+  }
+
+  /** True when the device was deferred by the window-fit check in this window (not retried until the next). */
+  private windowDeferred(id: string): boolean {
+    return this.fitDeferred.has(id);
+  }
+
+  /** Why a device must not be activated now (outside a window, or its reboot would not fit), if so. */
+  private activationRefusal(id: string): string | undefined {
+    const gate = this.deps.gate ?? ALWAYS_OPEN;
+    if (!gate.windowed) return undefined;
+    if (!gate.isOpen()) return 'outside a maintenance window: activation waits for the next one';
+    const endsAt = gate.endsAt();
+    if (endsAt === undefined) return undefined;
+    const device = this.deps.fleet.get(id);
+    const needMs = (device?.rebootMs ?? this.deps.config.rebootEstimateMs) + this.deps.config.confirmTimeoutMs;
+    const leftMs = endsAt - gate.now();
+    if (leftMs >= needMs) return undefined;
+    this.fitDeferred.add(id);
+    return `reboot and confirmation (about ${needMs} ms) would not finish before the window closes in ${Math.max(0, leftMs)} ms`;
+  }
+
+  private async update(entry: OrderEntry, bounds: WindowBounds, bandwidth: TokenBucket | undefined, onTransferred: () => void, pastActivate: boolean): Promise<TurnEnd> {
     const { fleet, channel, config, timers, log } = this.deps;
     const manifest = this.image.manifest;
-    if (this.abort.signal.aborted) {
-      // every targeted device gets exactly one final result, also when it never started
-      this.progress(entry.id, 'failed', 0, true);
-      this.pushResult({
-        t: 'result', campaign: this.id, id: entry.id, outcome: 'failed', code: 'cancelled', reason: 'campaign cancelled before this device started',
-        from: entry.from, to: manifest.version, durationMs: 0, retries: 0,
-      });
-      return;
-    }
+    const notStarted = (outcome: ResultMessage['outcome'], code: ResultMessage['code'], reason: string): TurnEnd => {
+      this.progress(entry.id, outcome === 'updated' ? 'done' : outcome, this.tracks.get(entry.id)?.bytes ?? 0, true);
+      this.pushResult({ t: 'result', campaign: this.id, id: entry.id, outcome, code, reason, from: entry.from, to: manifest.version, durationMs: 0, retries: 0 });
+      return { final: true };
+    };
+    // every targeted device gets exactly one final result, also when it never started
+    if (this.abort.signal.aborted) return notStarted('failed', 'cancelled', 'campaign cancelled before this device started');
     const haltedBefore = this.halted; // a local: this.halted changes while the session runs
-    if (haltedBefore) {
-      // not started: never offered the image (§7.8.1)
-      this.progress(entry.id, 'skipped', 0, true);
-      this.pushResult({
-        t: 'result', campaign: this.id, id: entry.id, outcome: 'skipped', code: 'campaign-halted',
-        reason: `rollout stopped before this device started (${haltedBefore.reason})`, from: entry.from, to: manifest.version, durationMs: 0, retries: 0,
-      });
-      return;
-    }
+    // not started: never offered the image (§7.8.1)
+    if (haltedBefore) return notStarted('skipped', 'campaign-halted', `rollout stopped before this device started (${haltedBefore.reason})`);
+    if (this.expired) return notStarted('skipped', 'deferred', this.expired);
+    this.fitDeferred.delete(entry.id);
     const device = fleet.get(entry.id);
     const chunk = Math.min(manifest.chunk, device?.maxChunk ?? manifest.chunk);
-    // One stop switch per session: a cancel stops every session, a halt only those not yet verified.
+    // One stop switch per session: a cancel stops every session; a halt, a window's close or the
+    // expiry only those not activating yet.
     const stop = new AbortController();
     const cancel = (): void => stop.abort();
     this.abort.signal.addEventListener('abort', cancel, { once: true });
     this.sessions.set(entry.id, stop);
+    this.stopReasons.delete(entry.id);
     const session = new DeviceSession(entry.id, entry.from, {
       channel, config, image: this.image, timers, log, signal: stop.signal,
       window: chunkWindowFor(device?.link, chunk, bounds),
@@ -313,6 +482,8 @@ export class Campaign extends EventEmitter<CampaignEvents> {
         this.progress(entry.id, phase, bytes);
       },
       onTransferred,
+      mayActivate: () => this.activationRefusal(entry.id),
+      downgrade: this.deps.downgrade ?? false,
       ...(pastActivate ? { resumeAfterActivate: () => fleet.get(entry.id) } : {}),
     });
     let ran: Awaited<ReturnType<DeviceSession['run']>>;
@@ -323,18 +494,29 @@ export class Campaign extends EventEmitter<CampaignEvents> {
       this.abort.signal.removeEventListener('abort', cancel);
     }
     const { transferBps, rebootMs, ...rest } = ran;
-    // stopped by the halt (not by a cancel): not activated, so it still runs its old image
-    const halt = stop.signal.aborted && !this.abort.signal.aborted && rest.code === 'cancelled' ? this.halted : undefined;
-    const r: typeof rest = halt
-      ? { ...rest, outcome: 'skipped', code: 'campaign-halted', reason: `rollout stopped before this device was activated (${halt.reason})` }
-      : rest;
     if (transferBps !== undefined) fleet.updateLink(entry.id, { bps: transferBps, bpsSource: 'transfer', bpsMeasuredAt: Date.now() });
+    // stopped by a halt, a window's close or the expiry (not by a cancel): not activated, so it
+    // still runs its old image
+    const stoppedBy = stop.signal.aborted && !this.abort.signal.aborted && rest.code === 'cancelled' ? this.stopReasons.get(entry.id) : undefined;
+    if (stoppedBy === 'window') return { final: false, wait: 'window', reason: 'the maintenance window closed' };
+    if (rest.code === 'deferred' && !this.expired) return { final: false, wait: 'window', reason: rest.reason ?? 'waits for a window' };
+    if (this.deps.checkIn && !this.expired && !this.halted) {
+      if (rest.code === 'offline') return { final: false, wait: 'check-in', reason: rest.reason ?? 'offline' };
+      if (rest.code === 'busy' && !this.deps.checkIn.force) return { final: false, wait: 'busy', reason: rest.reason ?? 'busy' };
+    }
+    let r: typeof rest = rest;
+    if (stoppedBy === 'halt' && this.halted) {
+      r = { ...rest, outcome: 'skipped', code: 'campaign-halted', reason: `rollout stopped before this device was activated (${this.halted.reason})` };
+    } else if (stoppedBy === 'expired' || (rest.code === 'deferred' && this.expired)) {
+      r = { ...rest, outcome: 'skipped', code: 'deferred', reason: this.expired ?? 'campaign expired' };
+    }
     if (rebootMs !== undefined && r.outcome === 'updated') fleet.setRebootMs(entry.id, rebootMs);
     const final: DevicePhase = r.outcome === 'updated' ? 'done' : r.outcome;
     this.progress(entry.id, final, r.outcome === 'updated' ? this.image.size : this.tracks.get(entry.id)?.bytes ?? 0, true);
     log.info({ campaign: this.id, device: entry.id, outcome: r.outcome, code: r.code, reason: r.reason, ms: r.durationMs, retries: r.retries, transferBps }, 'device result');
     this.pushResult({ t: 'result', campaign: this.id, id: entry.id, ...r });
     if (r.outcome !== 'skipped') this.countFinished(r.outcome === 'rolled-back');
+    return { final: true };
   }
 
   /**
@@ -351,9 +533,8 @@ export class Campaign extends EventEmitter<CampaignEvents> {
       code: 'rollback-threshold', reason: `${back} of ${finished} finished devices rolled back, threshold ${pct} %`,
       rolledBack: back, finished, thresholdPct: pct,
     };
-    const stopped = [...this.sessions].filter(([id]) => HALT_STOPS.has(this.tracks.get(id)?.phase ?? 'queued')).map(([id]) => id);
+    const stopped = this.stopSessions('halt', (phase) => HALT_STOPS.has(phase));
     this.deps.log.warn({ campaign: this.id, ...this.halted, stopped }, 'rollback threshold passed: campaign halted');
-    for (const id of stopped) this.sessions.get(id)?.abort();
   }
 
   private pushResult(r: ResultMessage): void {

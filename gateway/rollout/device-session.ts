@@ -55,6 +55,15 @@ export interface SessionDeps {
    * blindly a second time (docs/reliability.md).
    */
   resumeAfterActivate?: () => Pick<DeviceRecord, 'version' | 'slot' | 'slots' | 'trial'> | undefined;
+  /**
+   * Asked right before `activate` (maintenance windows): a reason not to activate now — outside
+   * a window, or the reboot and confirmation would not finish before it closes. The session then
+   * ends with outcome `skipped`, code `deferred` and that reason; the image stays verified on the
+   * device and the campaign offers it again in the next window.
+   */
+  mayActivate?: () => string | undefined;
+  /** The campaign allows downgrades: the offer says so (§6.5), else a device refuses an older image. */
+  downgrade?: boolean;
 }
 
 /** How one attempt ended when it did not succeed: terminal ends the session, otherwise retry. */
@@ -153,6 +162,8 @@ export class DeviceSession {
     await this.transfer();
     await this.verify();
     this.deps.onTransferred?.();
+    const notNow = this.deps.mayActivate?.();
+    if (notNow !== undefined) throw new SessionFailure('skipped', 'deferred', notNow, true);
     await this.activate();
     await this.awaitReboot();
     await this.confirm();
@@ -204,6 +215,7 @@ export class DeviceSession {
     this.inbox.takeAll();
     await this.deps.channel.send(this.deviceId, {
       t: 'offer', sid: this.sid, name: m.name, version: m.version, hw: m.hw, size: m.size, crc32: m.crc32, sha256: m.sha256, chunk: m.chunk,
+      ...(this.deps.downgrade ? { downgrade: true } : {}),
     });
     const sid = this.sid;
     const reply = await this.expect((e): e is Ev<'accept'> | Ev<'reject'> => (e.t === 'accept' || e.t === 'reject') && e.sid === sid, this.deps.config.offerTimeoutMs, 'accept or reject');
@@ -461,6 +473,7 @@ function rejection(r: Ev<'reject'>): SessionFailure {
     case 'busy': return new SessionFailure('skipped', 'busy', `device is busy${why}`, true);
     case 'incompatible': return new SessionFailure('skipped', 'incompatible-hw', `device refuses the hardware model${why}`, true);
     case 'not-newer': return new SessionFailure('skipped', 'not-newer', `device refuses: image is not newer${why}`, true);
+    case 'below-floor': return new SessionFailure('skipped', 'below-floor', `device refuses: image is below its anti-rollback security floor${why}`, true);
     case 'no-space': return new SessionFailure('failed', 'no-space', `device has no space for the image${why}`, true);
     case 'invalid': return new SessionFailure('failed', 'rejected', `device rejected the offer as invalid${why}`, true);
     default: {

@@ -22,7 +22,11 @@ import { z } from 'zod';
  * - `result` / `complete`: final outcomes, never redone.
  */
 const line = z.discriminatedUnion('r', [
-  z.object({ r: z.literal('campaign'), id: z.string().min(1), sha256: z.string().regex(/^[0-9a-f]{64}$/), at: z.number() }),
+  z.object({
+    r: z.literal('campaign'), id: z.string().min(1), sha256: z.string().regex(/^[0-9a-f]{64}$/), at: z.number(),
+    /** How the campaign runs (absent in journals of `now` campaigns written before policies existed). */
+    policy: z.object({ mode: z.enum(['now', 'window']), force: z.boolean(), downgrade: z.boolean(), expiresAt: z.number() }).optional(),
+  }),
   z.object({ r: z.literal('order'), order: orderMsg }),
   z.object({ r: z.literal('activating'), id: z.string().min(1) }),
   z.object({ r: z.literal('held'), id: z.string().min(1), bytes: z.number().int().min(0) }),
@@ -30,12 +34,14 @@ const line = z.discriminatedUnion('r', [
   z.object({ r: z.literal('complete'), complete: completeMsg }),
 ]);
 export type JournalRecord = z.infer<typeof line>;
+export type CampaignPolicyRecord = NonNullable<Extract<JournalRecord, { r: 'campaign' }>['policy']>;
 
 /** What a journal says about its campaign. */
 export interface JournalState {
   id: string;
   sha256: string;
   startedAt: number;
+  policy?: CampaignPolicyRecord;
   order?: OrderMessage;
   /** Devices for which `activate` may have been sent. */
   activating: Set<string>;
@@ -70,7 +76,10 @@ export function parseJournal(text: string, file = 'journal'): { state: JournalSt
     if (!rec) break;
     if (!state) {
       if (rec.r !== 'campaign') throw new FwError('E_JOURNAL', `${file}: first record is "${rec.r}", expected "campaign"`);
-      state = { id: rec.id, sha256: rec.sha256, startedAt: rec.at, activating: new Set(), held: new Map(), results: new Map(), records: 0, tornBytes: 0 };
+      state = {
+        id: rec.id, sha256: rec.sha256, startedAt: rec.at, ...(rec.policy ? { policy: rec.policy } : {}),
+        activating: new Set(), held: new Map(), results: new Map(), records: 0, tornBytes: 0,
+      };
     } else {
       apply(state, rec);
     }
@@ -120,11 +129,11 @@ export class CampaignJournal {
   }
 
   /** Create the journal of a new campaign and write its first record. */
-  static create(dir: string, id: string, sha256: string, at = Date.now()): CampaignJournal {
+  static create(dir: string, id: string, sha256: string, at = Date.now(), policy?: CampaignPolicyRecord): CampaignJournal {
     const path = join(dir, `${id}.jsonl`);
     const fd = openSync(path, 'wx');
     const j = new CampaignJournal(path, fd);
-    j.append({ r: 'campaign', id, sha256, at });
+    j.append({ r: 'campaign', id, sha256, at, ...(policy ? { policy } : {}) });
     syncDir(dir);
     return j;
   }

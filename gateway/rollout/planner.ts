@@ -1,6 +1,6 @@
 import type { Manifest } from '../../protocol/manifest.ts';
 import type { ExcludedEntry, OrderEntry } from '../../protocol/uplink.ts';
-import { compareVersions } from '../../protocol/version.ts';
+import { compareVersions, isValidVersion } from '../../protocol/version.ts';
 import type { DeviceRecord } from '../fleet.ts';
 
 export interface Plan {
@@ -8,18 +8,31 @@ export interface Plan {
   excluded: ExcludedEntry[];
 }
 
+export interface SelectOptions {
+  /** A downgrade campaign: devices running a newer version are eligible too (§6.5.6). */
+  downgrade?: boolean;
+}
+
 /**
- * Who gets the image: devices of a hardware model the manifest names, running an older version
- * (semver), and online. Everyone else is excluded with the reason (docs/protocol.md §7.5).
+ * Who gets the image: devices of a hardware model the manifest names, whose security floor (when
+ * their status reports one, §6.3) is not above the image, running an older version (semver) —
+ * or, with `downgrade`, any other version — and online. Everyone else is excluded with the
+ * reason (docs/protocol.md §7.5.1, §6.5.6). The checks go in the device's order (§6.5.3), so an
+ * exclusion names the code the device would reject the offer with.
  */
-export function selectDevices(manifest: Manifest, devices: readonly DeviceRecord[]): Plan {
+export function selectDevices(manifest: Manifest, devices: readonly DeviceRecord[], opts: SelectOptions = {}): Plan {
   const eligible: DeviceRecord[] = [];
   const excluded: ExcludedEntry[] = [];
   for (const d of devices) {
+    const cmp = compareVersions(d.version, manifest.version);
     if (!manifest.hw.includes(d.hw)) {
       excluded.push({ id: d.id, code: 'incompatible-hw', reason: `hardware ${d.hw} is not in the image's list (${manifest.hw.join(', ')})`, version: d.version });
-    } else if (compareVersions(d.version, manifest.version) >= 0) {
-      excluded.push({ id: d.id, code: 'not-newer', reason: `runs ${d.version}, not older than ${manifest.version}`, version: d.version });
+    } else if (d.floor !== undefined && isValidVersion(d.floor) && compareVersions(manifest.version, d.floor) < 0) {
+      excluded.push({ id: d.id, code: 'below-floor', reason: `image ${manifest.version} is below the device's security floor ${d.floor} (anti-rollback: refused even as a downgrade)`, version: d.version });
+    } else if (cmp === 0) {
+      excluded.push({ id: d.id, code: 'not-newer', reason: `already runs ${d.version}, the image's version`, version: d.version });
+    } else if (cmp > 0 && !opts.downgrade) {
+      excluded.push({ id: d.id, code: 'not-newer', reason: `runs ${d.version}, newer than ${manifest.version} (a downgrade needs the downgrade option)`, version: d.version });
     } else if (!d.online) {
       excluded.push({ id: d.id, code: 'offline', reason: 'device is offline', version: d.version });
     } else {

@@ -18,12 +18,26 @@ export interface UplinkDeps {
   config: GatewayConfig['uplink'];
   log: Logger;
   agent: string;
-  /** Why a new upload cannot be granted now (e.g. a campaign is running), or undefined. */
-  busyReason(): string | undefined;
+  /** Why a new upload with this campaign policy cannot be granted now (e.g. a `now` campaign while one runs), or undefined. */
+  busyReason(request: CampaignRequest): string | undefined;
   /** What the gateway is doing now and the messages that bring a late laptop up to date (§7.11). */
   campaignState(): GatewayUplinkMessage[];
-  /** A verified image was stored: start its campaign; returns the campaign id. */
-  onImageStored(image: StoredImage): Promise<{ id: string; start: () => void }>;
+  /**
+   * A verified image was stored: create its campaign; returns the campaign id, how to start it,
+   * and, when it waits for a maintenance window, why and until when (§7.4.3).
+   */
+  onImageStored(image: StoredImage, request: CampaignRequest): Promise<StoredCampaign>;
+}
+
+/** The campaign policy a laptop asks for in its `rts` (§7.3). */
+export type CampaignRequest = Pick<Extract<LaptopMessage, { t: 'rts' }>, 'policy' | 'downgrade' | 'force'>;
+
+/** A campaign created for a stored image, as the laptop is told in `committed`. */
+export interface StoredCampaign {
+  id: string;
+  start: () => void;
+  queued?: NonNullable<Extract<GatewayUplinkMessage, { t: 'committed' }>['queued']>;
+  supersedes?: string;
 }
 
 type State = 'idle' | 'ready' | 'receiving' | 'committing';
@@ -38,6 +52,8 @@ export class UplinkSession {
   private upload: Upload | undefined;
   private queue: Promise<void> = Promise.resolve();
   private maxFrame = 0;
+  /** The campaign policy of the current upload's `rts`. */
+  private request: CampaignRequest = {};
 
   constructor(private readonly deps: UplinkDeps) {
     deps.link.on('message', (msg) => {
@@ -93,7 +109,7 @@ export class UplinkSession {
   private async dispatch(msg: LaptopMessage): Promise<void> {
     switch (msg.t) {
       case 'hello': return this.onHello(msg);
-      case 'rts': return this.onRequestToSend(msg.manifest);
+      case 'rts': return this.onRequestToSend(msg);
       case 'data': return this.onData(msg.off, msg.data);
       case 'commit': return this.onCommit();
       case 'status': return this.onStatus();
@@ -123,11 +139,17 @@ export class UplinkSession {
     this.deps.log.info({ agent: msg.agent, maxFrame, window }, 'laptop hello');
   }
 
-  private async onRequestToSend(manifest: Manifest): Promise<void> {
+  private async onRequestToSend(rts: Extract<LaptopMessage, { t: 'rts' }>): Promise<void> {
     const { log, store, config } = this.deps;
+    const manifest: Manifest = rts.manifest;
     if (this.state === 'idle') return this.deny('state', 'send hello first');
     if (this.state === 'receiving' || this.state === 'committing') return this.deny('state', 'an upload is already in progress in this session');
-    const busy = this.deps.busyReason();
+    this.request = {
+      ...(rts.policy !== undefined ? { policy: rts.policy } : {}),
+      ...(rts.downgrade !== undefined ? { downgrade: rts.downgrade } : {}),
+      ...(rts.force !== undefined ? { force: rts.force } : {}),
+    };
+    const busy = this.deps.busyReason(this.request);
     if (busy) return this.deny('busy', busy);
     if (manifest.size > config.maxImageBytes) {
       return this.deny('too-large', `image is ${manifest.size} bytes, this gateway accepts at most ${config.maxImageBytes}`);
@@ -183,15 +205,19 @@ export class UplinkSession {
     }
     this.state = 'ready';
     log.info({ image: `${stored.manifest.name} ${stored.manifest.version}`, sha256: stored.manifest.sha256 }, 'image verified and stored');
-    let campaign: { id: string; start: () => void };
+    let campaign: StoredCampaign;
     try {
-      campaign = await this.deps.onImageStored(stored);
+      campaign = await this.deps.onImageStored(stored, this.request);
     } catch (err) {
       await this.send({ t: 'committed', ok: false, sha256: stored.manifest.sha256, code: 'E_UPLINK_BUSY', reason: `image stored, but its campaign could not start: ${describeError(err)}` });
       return;
     }
     try {
-      await this.send({ t: 'committed', ok: true, sha256: stored.manifest.sha256, campaign: campaign.id });
+      await this.send({
+        t: 'committed', ok: true, sha256: stored.manifest.sha256, campaign: campaign.id,
+        ...(campaign.queued ? { queued: campaign.queued } : {}),
+        ...(campaign.supersedes ? { supersedes: campaign.supersedes } : {}),
+      });
     } finally {
       campaign.start(); // the rollout runs whether or not the laptop is still there
     }

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
-import { mergeConfig, parseConfig } from '../../gateway/config.ts';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfigFile, mergeConfig, parseConfig } from '../../gateway/config.ts';
 import { isFwError } from '../../protocol/errors.ts';
 
 /** Every leaf key of the defaults, dotted. */
@@ -36,6 +38,60 @@ describe('gateway config', () => {
         return true;
       });
     }
+  });
+
+  describe('maintenance windows', () => {
+    const ok = { cron: '0 2 * * *', durationMin: 120, timeZone: 'Europe/Berlin' };
+
+    it('accepts a list and defaults to none', () => {
+      assert.deepEqual(parseConfig({}).windows, { list: [] });
+      assert.deepEqual(parseConfig({ windows: { list: [ok, { ...ok, cron: '0 30 1 * * 6', timeZone: 'UTC' }] } }).windows.list[1],
+        { cron: '0 30 1 * * 6', durationMin: 120, timeZone: 'UTC' });
+    });
+
+    it('names the window, the field and the problem for each kind of error', () => {
+      const cases: [unknown, RegExp][] = [
+        [{ cron: '61 * * * *' }, /windows\.list\.0\.cron: "61 \* \* \* \*" is not a valid cron expression \(minute: 61 /],
+        [{ cron: '0 25 * * *' }, /windows\.list\.0\.cron: "0 25 \* \* \*" is not a valid cron expression \(hour: 25 /],
+        [{ cron: '0 2 * *' }, /windows\.list\.0\.cron: .*expected 5 or 6 fields but got 4/],
+        [{ cron: '0 2 L * *' }, /windows\.list\.0\.cron: "0 2 L \* \*": L is not supported for maintenance windows/],
+        [{ durationMin: -5 }, /windows\.list\.0\.durationMin: must be greater than 0/],
+        [{ durationMin: 0 }, /windows\.list\.0\.durationMin: must be greater than 0/],
+        [{ durationMin: 1.5 }, /windows\.list\.0\.durationMin: must be a whole number of minutes/],
+        [{ durationMin: 10_081 }, /windows\.list\.0\.durationMin: must be at most 10080 \(7 days\)/],
+        [{ timeZone: 'Mars/Olympus' }, /windows\.list\.0\.timeZone: unknown time zone "Mars\/Olympus"/],
+        [{ timeZone: undefined }, /windows\.list\.0\.timeZone: Invalid input/],
+        [{ duration: '2h' }, /windows\.list\.0: Unrecognized key: "duration"/],
+      ];
+      for (const [change, pattern] of cases) {
+        assert.throws(() => parseConfig({ windows: { list: [{ ...ok, ...change as object }] } }, 'site.json'), (err: unknown) => {
+          assert.ok(isFwError(err, 'E_CONFIG'));
+          assert.match((err as Error).message, /^site\.json: /);
+          assert.match((err as Error).message, pattern);
+          return true;
+        });
+      }
+      // The index names which window.
+      assert.throws(() => parseConfig({ windows: { list: [ok, { ...ok, timeZone: 'Mars/Olympus' }] } }),
+        /windows\.list\.1\.timeZone: unknown time zone "Mars\/Olympus"/);
+    });
+
+    it('a config file with a bad window: the message names the file, the field and the problem', async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'fwgate-config-'));
+      try {
+        const file = join(dir, 'site.json');
+        await writeFile(file, JSON.stringify({ windows: { list: [ok, { ...ok, cron: '0 2 * * 8' }] } }));
+        // As gateway/cli.ts does it.
+        const load = async (): Promise<unknown> => parseConfig(mergeConfig(await loadConfigFile(file), {}), `config (${file} + flags)`);
+        await assert.rejects(load, (err: unknown) => {
+          assert.ok(isFwError(err, 'E_CONFIG'));
+          assert.ok((err as Error).message.startsWith(`config (${file} + flags): windows.list.1.cron: "0 2 * * 8" is not a valid cron expression (dayOfWeek: `), (err as Error).message);
+          return true;
+        });
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
   });
 
   it('lays flags over a file without losing the file\'s other keys', () => {

@@ -36,6 +36,43 @@ describe('planner: eligibility (semver, hardware model, presence)', () => {
   });
 });
 
+describe('planner: downgrades and the anti-rollback floor (§6.5.6)', () => {
+  it('with the downgrade option a newer device is eligible too; the same version never is', () => {
+    const devices = [device('older'), device('same', { version: '1.2.0' }), device('newer', { version: '1.10.0' }), device('newer-offline', { version: '2.0.0', online: false })];
+    const without = selectDevices(manifest, devices);
+    assert.deepEqual(without.eligible.map((d) => d.id), ['older']);
+    assert.match(without.excluded.find((x) => x.id === 'newer')!.reason, /newer than 1\.2\.0.*downgrade/);
+
+    const plan = selectDevices(manifest, devices, { downgrade: true });
+    assert.deepEqual(plan.eligible.map((d) => d.id), ['older', 'newer']);
+    assert.deepEqual(plan.excluded.map((x) => [x.id, x.code]), [['same', 'not-newer'], ['newer-offline', 'offline']]);
+    assert.match(plan.excluded[0]!.reason, /already runs 1\.2\.0/);
+  });
+
+  it('excludes a device whose status reports a floor above the image as below-floor, downgrade or not', () => {
+    const devices = [
+      device('floor-above', { version: '1.4.0', floor: '1.3.0' }),
+      device('floor-above-older', { version: '1.0.0', floor: '1.2.1' }),
+      device('floor-equal', { version: '1.4.0', floor: '1.2.0' }),
+      device('floor-below', { version: '1.1.0', floor: '1.0.0' }),
+      device('no-floor', { version: '1.4.0' }),
+    ];
+    for (const downgrade of [false, true]) {
+      const plan = selectDevices(manifest, devices, { downgrade });
+      const why = Object.fromEntries(plan.excluded.map((x) => [x.id, x.code]));
+      assert.equal(why['floor-above'], 'below-floor');
+      assert.equal(why['floor-above-older'], 'below-floor', 'the floor is checked before the version');
+      assert.ok(plan.eligible.some((d) => d.id === 'floor-below'));
+      const reason = plan.excluded.find((x) => x.id === 'floor-above')!.reason;
+      assert.match(reason, /1\.2\.0.*security floor 1\.3\.0/);
+      assert.equal(plan.excluded.find((x) => x.id === 'floor-above')!.version, '1.4.0');
+      // at the floor is not below it: a downgrade to exactly the floor is allowed
+      assert.equal(plan.eligible.some((d) => d.id === 'floor-equal'), downgrade);
+      assert.equal(plan.eligible.some((d) => d.id === 'no-floor'), downgrade);
+    }
+  });
+});
+
 const bounds = { min: 2, max: 32 };
 const link = (rttMs: number, bps?: number): DeviceRecord['link'] => ({ rttMs, jitterMs: 1, measuredAt: 0, ...(bps ? { bps } : {}) });
 

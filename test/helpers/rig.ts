@@ -7,7 +7,7 @@ import type { Faults } from '../../device-sim/faults.ts';
 import type { LinkProfile } from '../../device-sim/link.ts';
 import { makeSampleImage } from '../../firmware-samples/image-format.ts';
 import { parseConfig, type ConfigInput } from '../../gateway/config.ts';
-import { Gateway } from '../../gateway/gateway.ts';
+import { Gateway, type GatewayOptions } from '../../gateway/gateway.ts';
 import { createLogger, silentLogger } from '../../gateway/log.ts';
 import { manifestForImage, type Manifest } from '../../protocol/manifest.ts';
 import {
@@ -29,6 +29,8 @@ export interface RigOptions {
   config?: ConfigInput;
   /** Device options laid over the rig's fast defaults (e.g. a short trialTimeoutMs for fault tests). */
   device?: FleetDeviceOptions;
+  /** The wall clock of the maintenance windows (a fake one moves windows without waiting). */
+  wallClock?: GatewayOptions['wallClock'];
 }
 
 /** Test timeouts: short, but generous enough for a loaded 2-core machine. */
@@ -67,7 +69,7 @@ export class Rig {
       log: { ...TEST_CONFIG.log, ...opts.config?.log } });
     const log = process.env.FWGATE_TEST_LOG ? createLogger({ level: process.env.FWGATE_TEST_LOG, format: 'pretty' }) : silentLogger();
     const gatewayPort = await openSerialPort(pty.a, 921_600);
-    const gateway = await Gateway.start({ config, log, uplinkStream: gatewayPort });
+    const gateway = await Gateway.start({ config, log, uplinkStream: gatewayPort, ...(opts.wallClock ? { wallClock: opts.wallClock } : {}) });
     const sims = new SimFleet({
       broker: gateway.broker.url, count: opts.devices, dataDir: join(dir, 'devices'),
       device: {

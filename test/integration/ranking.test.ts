@@ -96,7 +96,9 @@ describe('integration: measured ranking, fastest first, live progress', function
     assert.equal(state.running, true, 'still running');
     const complete = await again.client.follow(campaign);
     assert.equal(complete.updated, 3);
-    const stream = again.events.slice(again.events.indexOf(state) + 1);
+    const after = again.events.slice(again.events.indexOf(state) + 1);
+    assert.equal(after[0]?.t, 'fleet', 'the fleet report follows the state (§7.11.4)');
+    const stream = after.slice(1);
     assert.equal(stream[0]?.t, 'order', 'the replay starts with the order');
     checkStream(stream, rig.sims.devices.map((d) => d.id));
     const results = ofType(stream, 'result') as ResultMessage[];

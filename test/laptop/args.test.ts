@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
-import { parseArgs, type ParsedArgs } from '../../laptop/args.ts';
+import { campaignOptions, parseArgs, type ParsedArgs } from '../../laptop/args.ts';
+import { rtsFor } from '../../laptop/client.ts';
+import type { Manifest } from '../../protocol/manifest.ts';
+import { decodeLaptopMessage, encodeUplinkMessage } from '../../protocol/uplink.ts';
 import { laptopSettings } from '../../laptop/settings.ts';
 
 /** Parse with commander's output captured; usage errors come back as text, not on the terminal. */
@@ -51,6 +54,51 @@ describe('laptop/args: fwpush flags', () => {
     const { parsed, err } = parse('img.bin');
     assert.deepEqual(parsed, { kind: 'exit', code: 2 });
     assert.match(err, /--port/);
+  });
+
+  describe('campaign policy flags (docs/protocol.md §7.3.5)', () => {
+    const run = (...flags: string[]): ReturnType<typeof campaignOptions> => campaignOptions(opts(parse('--port', '/dev/ttyX', 'img.bin', ...flags).parsed));
+
+    it('--now, --in-window, --allow-downgrade and --force become rts.policy, downgrade and force', () => {
+      assert.deepEqual(run('--now'), { policy: 'now' });
+      assert.deepEqual(run('--in-window'), { policy: 'window' });
+      assert.deepEqual(run('--in-window', '--allow-downgrade', '--force'), { policy: 'window', downgrade: true, force: true });
+      assert.deepEqual(run('--allow-downgrade'), { downgrade: true });
+      assert.deepEqual(run('--force'), { force: true });
+    });
+
+    it('none given: the rts carries none of them, so the gateway applies its defaults', () => {
+      assert.deepEqual(run(), {});
+      const manifest: Manifest = { name: 'sensor-fw', version: '1.2.0', hw: ['sensor-v1'], size: 200, crc32: 1, sha256: 'ab'.repeat(32), chunk: 64 };
+      assert.deepEqual(Object.keys(rtsFor(manifest, run())), ['t', 'manifest']);
+      assert.deepEqual(Object.keys(decodeLaptopMessage(encodeUplinkMessage(rtsFor(manifest, run('--now', '--force'))))).sort(), ['force', 'manifest', 'policy', 't']);
+      assert.deepEqual(rtsFor(manifest, { policy: undefined, downgrade: undefined }), { t: 'rts', manifest }, 'an undefined option is left out, never sent');
+    });
+
+    it('--now with --in-window is a usage error (exit 2) naming both', () => {
+      for (const order of [['--now', '--in-window'], ['--in-window', '--now']]) {
+        const { parsed, err } = parse('--port', '/dev/ttyX', 'img.bin', ...order);
+        assert.deepEqual(parsed, { kind: 'exit', code: 2 });
+        assert.match(err.split('\n')[0]!, /cannot be used with/);
+        assert.match(err.split('\n')[0]!, /'--now'/);
+        assert.match(err.split('\n')[0]!, /'--in-window'/);
+      }
+    });
+
+    it('--help documents the four flags and the default policy', () => {
+      let out = '';
+      assert.deepEqual(parseArgs(['--help'], { writeOut: (s) => { out += s; }, writeErr: () => undefined }), { kind: 'exit', code: 0 });
+      for (const flag of ['--now', '--in-window', '--allow-downgrade', '--force']) assert.match(out, new RegExp(`^  ${flag} `, 'm'), flag);
+      assert.match(out, /maintenance window/);
+      assert.match(out, /with neither --now nor --in-window the gateway decides/);
+    });
+
+    it('--window stays the link\'s ARQ window; a word after it is a usage error that points to --in-window', () => {
+      assert.equal(opts(parse('--port', '/dev/ttyX', 'img.bin', '--window', '8').parsed).window, 8);
+      const { parsed, err } = parse('--port', '/dev/ttyX', '--window', 'img.bin');
+      assert.deepEqual(parsed, { kind: 'exit', code: 2 });
+      assert.match(err, /--window must be a whole number from 1 to 64, got "img\.bin" \(it is the link's ARQ window; to wait for a maintenance window, use --in-window\)/);
+    });
   });
 
   it('the settings are frozen, nested ranges included', () => {

@@ -418,3 +418,38 @@ describe('fwpush rendering', () => {
     });
   });
 });
+
+describe('fwpush rendering: the fleet report (docs/protocol.md §7.11.4)', () => {
+  const NOW = Date.UTC(2026, 10, 22, 1, 30, 0);
+  const fleet: Extract<GatewayUplinkMessage, { t: 'fleet' }> = {
+    t: 'fleet', now: NOW,
+    devices: [
+      { id: 'dev-001', hw: 'sensor-v1', version: '1.1.0', online: true, lastCheckIn: NOW - 12_000, lastResult: { campaign: C, outcome: 'updated', code: 'ok', version: '1.1.0', at: NOW - 60_000 } },
+      { id: 'dev-002', hw: 'sensor-v1', version: '1.0.0', online: false, lastCheckIn: NOW - 3 * 86_400_000 - 7_200_000 },
+    ],
+    more: 3,
+  };
+
+  it('a table with ages by the gateway\'s clock (not the laptop\'s), and how many devices were left out', () => {
+    const out = new FakePipe();
+    const r = new HumanRenderer({ out, err: out, now: () => 0 }); // a laptop clock far from the gateway's
+    r.event(fleet);
+    const lines = out.text.trimEnd().split('\n');
+    assert.equal(lines[0], 'Fleet (5 devices known to the gateway):');
+    assert.deepEqual(lines[1]!.trim().split(/\s{2,}/), ['device', 'hw', 'version', 'online', 'last check-in', 'last result']);
+    assert.deepEqual(lines[2]!.trim().split(/\s{2,}/), ['dev-001', 'sensor-v1', '1.1.0', 'yes', '12 s ago', `updated (ok) 1.1.0, 1 min 00 s ago, ${C}`]);
+    assert.deepEqual(lines[3]!.trim().split(/\s{2,}/), ['dev-002', 'sensor-v1', '1.0.0', 'no', '3 d 2 h ago', '-']);
+    assert.match(lines[4]!, /… and 3 more .*`fwgate report`/);
+    assert.equal(lines.length, 5);
+  });
+
+  it('an empty fleet in one line; JSON passes the message through as a `fleet` event', () => {
+    const out = new FakePipe();
+    new HumanRenderer({ out, err: out }).event({ t: 'fleet', now: NOW, devices: [] });
+    assert.equal(out.text, 'Fleet: no device has reported to the gateway yet\n');
+    const json = new FakePipe();
+    new JsonRenderer(json).event(fleet);
+    const { t: _t, ...rest } = fleet;
+    assert.deepEqual(JSON.parse(json.text), { event: 'fleet', ...rest });
+  });
+});

@@ -9,7 +9,7 @@ import {
 } from '../../protocol/limits.ts';
 import { checkDigest, digestImage, manifestForImage, parseManifest, type Manifest } from '../../protocol/manifest.ts';
 import {
-  RejectCodes, SlotStates, VerifyCodes, decodeDeviceMessage, decodeGatewayMessage, deviceMessage, encodeDeviceMessage,
+  MAX_TASKS, RejectCodes, SlotStates, TaskSteps, VerifyCodes, decodeDeviceMessage, decodeGatewayMessage, deviceMessage, encodeDeviceMessage,
   encodeGatewayMessage, gatewayMessage, type DeviceMessage, type GatewayMessage,
 } from '../../protocol/ota.ts';
 import {
@@ -65,7 +65,7 @@ const slotInfo = rec({ state: fc.constantFrom(...SlotStates), version, sha256 },
 const deviceArbs: Record<DeviceMessage['t'], fc.Arbitrary<unknown>> = {
   status: rec({
     t: fc.constant('status'), hw: text(64, 1), version, slot, slots: rec({ a: slotInfo, b: slotInfo }, ['a', 'b']),
-    maxChunk: chunkSize, busy: bool, trial: bool,
+    maxChunk: chunkSize, busy: bool, trial: bool, floor: version,
   }, ['t', 'hw', 'version', 'slot', 'slots', 'maxChunk', 'busy', 'trial']),
   boot: rec({ t: fc.constant('boot'), version, slot, sha256, trial: bool, reverted: bool, reason: text() }, ['t', 'version', 'slot', 'trial', 'reverted']),
   pong: rec({ t: fc.constant('pong'), n: u32, pad: bytes(0, 64) }, ['t', 'n']),
@@ -85,7 +85,7 @@ const gatewayArbs: Record<GatewayMessage['t'], fc.Arbitrary<unknown>> = {
   probe: rec({ t: fc.constant('probe'), n: u32, data: bytes(0, 2048) }, ['t', 'n', 'data']),
   offer: rec({
     t: fc.constant('offer'), sid, name: text(64, 1), version, hw: fc.array(text(64, 1), { minLength: 1, maxLength: MAX_HW_MODELS }),
-    size: fc.integer({ min: 1, max: 0xffff_ffff }), crc32: u32, sha256, chunk: chunkSize,
+    size: fc.integer({ min: 1, max: 0xffff_ffff }), crc32: u32, sha256, chunk: chunkSize, downgrade: bool,
   }, ['t', 'sid', 'name', 'version', 'hw', 'size', 'crc32', 'sha256', 'chunk']),
   chunk: bytes(1, 2048).chain((data) => rec({
     t: fc.constant('chunk'), sid, off: u32, data: fc.constant(data), crc: fc.constant(crc32(data)),
@@ -94,6 +94,13 @@ const gatewayArbs: Record<GatewayMessage['t'], fc.Arbitrary<unknown>> = {
   activate: rec({ t: fc.constant('activate'), sid }, ['t', 'sid']),
   confirm: rec({ t: fc.constant('confirm'), sha256 }, ['t', 'sha256']),
   abort: rec({ t: fc.constant('abort'), sid, reason: text() }, ['t', 'sid']),
+  tasks: rec({
+    t: fc.constant('tasks'),
+    tasks: fc.array(rec({
+      campaign: text(64, 1), name: text(64, 1), version, sha256, size: fc.integer({ min: 1, max: 0xffff_ffff }),
+      steps: fc.subarray([...TaskSteps], { minLength: 1 }), notBefore: fc.oneof(u32, fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER })),
+    }, ['campaign', 'name', 'version', 'sha256', 'size', 'steps']), { maxLength: MAX_TASKS }),
+  }, ['t', 'tasks']),
 };
 
 const hello = (role: 'laptop' | 'gateway'): fc.Arbitrary<unknown> => rec({
@@ -118,6 +125,7 @@ const orderEntry = rec({
 const imageRef = rec({ name: text(64), version: anyVersion, sha256 }, ['name', 'version', 'sha256']);
 const excludedEntry = rec({ id: deviceId, code: fc.constantFrom(...ResultCodes), reason: text(), version: anyVersion }, ['id', 'code', 'reason']);
 const count = fc.integer({ min: 0, max: 0xffff_ffff });
+const epochMs = fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER });
 
 const gatewayUplinkArbs: Record<GatewayUplinkMessage['t'], fc.Arbitrary<unknown>> = {
   hello: hello('gateway'),
@@ -144,6 +152,14 @@ const gatewayUplinkArbs: Record<GatewayUplinkMessage['t'], fc.Arbitrary<unknown>
   error: rec({ t: fc.constant('error'), code: text(), reason: text() }, ['t', 'code', 'reason']),
   // campaign and image come together (§7.11); the schema takes either alone, and so does the arbitrary
   state: rec({ t: fc.constant('state'), running: bool, campaign, image: imageRef }, ['t', 'running']),
+  fleet: rec({
+    t: fc.constant('fleet'), now: epochMs,
+    devices: fc.array(rec({
+      id: deviceId, hw: text(64, 1), version: anyVersion, online: bool, lastCheckIn: epochMs,
+      lastResult: rec({ campaign, outcome: fc.constantFrom(...Outcomes), code: fc.constantFrom(...ResultCodes), version: anyVersion, at: epochMs }, ['campaign', 'outcome', 'code', 'version', 'at']),
+    }, ['id', 'hw', 'version', 'online', 'lastCheckIn']), { maxLength: 5 }),
+    more: count,
+  }, ['t', 'now', 'devices']),
 };
 
 // ---------------------------------------------------------------- the four directions

@@ -427,3 +427,14 @@ describe('device session after a gateway restart past activate (journal)', () =>
     assert.equal(ch.count('activate'), 1);
   });
 });
+
+describe('device session: a device refusing the image below its security floor (§6.5.6)', () => {
+  it('ends skipped / below-floor with the device\'s reason, after one offer, not retried', async () => {
+    const timers = new FakeTimers();
+    const ch = new ScriptedChannel((m) => (m.t === 'offer' ? [{ t: 'reject', sid: m.sid, code: 'below-floor', reason: 'offered 1.1.0 is below the security floor 1.2.0' }] : []));
+    const r = await drive(timers, session(ch, timers).run(), 60_000);
+    assert.deepEqual([r.outcome, r.code, r.retries], ['skipped', 'below-floor', 0]);
+    assert.match(r.reason ?? '', /security floor.*1\.2\.0/);
+    assert.deepEqual(ch.sent.map((m) => m.t), ['offer']);
+  });
+});

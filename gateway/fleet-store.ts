@@ -1,0 +1,315 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { z } from 'zod';
+import { encodeCbor } from '../protocol/cbor.ts';
+import { describeError, FwError } from '../protocol/errors.ts';
+import { MAX_DEVICE_ID_LENGTH, MAX_NAME_LENGTH, MAX_ORDER_ENTRIES, MAX_UPLINK_MESSAGE } from '../protocol/limits.ts';
+import { formatIssues } from '../protocol/schema.ts';
+import { clipText, Outcomes, ResultCodes, type FleetEntry, type FleetMessage, type ResultMessage } from '../protocol/uplink.ts';
+import type { DeviceRecord, Fleet } from './fleet.ts';
+import type { Logger } from './log.ts';
+import type { Timers } from './waiter.ts';
+
+/** The fleet file in the data directory (docs/operations.md, "Fleet report"). */
+export const FLEET_FILE = 'fleet.json';
+/** Least time between two writes of the fleet file. */
+export const FLEET_WRITE_INTERVAL_MS = 1000;
+const TMP_MARK = '.tmp-';
+
+const epochMs = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+const storedResult = z.object({
+  campaign: z.string().min(1).max(MAX_NAME_LENGTH),
+  outcome: z.enum(Outcomes),
+  code: z.enum(ResultCodes),
+  reason: z.string().optional(),
+  /** The campaign's image version (the result's `to`). */
+  version: z.string().max(MAX_NAME_LENGTH),
+  at: epochMs,
+});
+const storedDevice = z.object({
+  id: z.string().min(1).max(MAX_DEVICE_ID_LENGTH),
+  hw: z.string().min(1).max(MAX_NAME_LENGTH),
+  version: z.string().max(MAX_NAME_LENGTH),
+  floor: z.string().max(MAX_NAME_LENGTH).optional(),
+  /** Wall-clock ms of its last status or connection. */
+  lastCheckIn: epochMs,
+  /** As last known; a gateway that (re)starts lists every device offline until it reports. */
+  online: z.boolean(),
+  lastResult: storedResult.optional(),
+});
+const fleetFileSchema = z.object({ format: z.literal(1), savedAt: epochMs, devices: z.array(storedDevice) });
+
+export type StoredDevice = z.infer<typeof storedDevice>;
+export type FleetFile = z.infer<typeof fleetFileSchema>;
+
+/**
+ * Read a fleet file without side effects (the gateway may be writing it: each write replaces it
+ * whole). Undefined when there is none; E_STORE_IO naming the problem when it cannot be read or
+ * does not validate. Devices are sorted by id.
+ */
+export async function readFleetFile(path: string): Promise<FleetFile | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new FwError('E_STORE_IO', `fleet file ${path} cannot be read`, { cause: err });
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new FwError('E_STORE_IO', `fleet file ${path} is not JSON: ${(err as Error).message}`, { cause: err });
+  }
+  const r = fleetFileSchema.safeParse(raw);
+  if (!r.success) throw new FwError('E_STORE_IO', `fleet file ${path} is not valid: ${formatIssues(r.error)}`);
+  const byId = new Map(r.data.devices.map((d) => [d.id, d]));
+  return { ...r.data, devices: [...byId.values()].sort(byDeviceId) };
+}
+
+export interface FleetStoreOptions {
+  dataDir: string;
+  log: Logger;
+  /** Timers and monotonic clock of the write throttle. */
+  timers: Timers;
+  /** Wall clock, ms since the epoch: check-ins and results (default Date.now). */
+  now?: () => number;
+  /** Least time between two writes (default FLEET_WRITE_INTERVAL_MS). */
+  minWriteIntervalMs?: number;
+}
+
+/**
+ * What the gateway knows of every device it has seen, kept across restarts in
+ * `<dataDir>/fleet.json`: hardware, version, floor, last check-in, presence and last campaign
+ * result. Each write replaces the file atomically (temp file, fsync, rename, fsync of the
+ * directory), at most once per `minWriteIntervalMs` and once more at close(). A file that cannot
+ * be read at start-up is set aside as `fleet.json.corrupt` and the fleet starts empty.
+ */
+export class FleetStore {
+  private readonly devices = new Map<string, StoredDevice>();
+  private readonly now: () => number;
+  private readonly minWriteIntervalMs: number;
+  private dirty = false;
+  private timer: unknown;
+  private lastWriteAt = -Infinity;
+  private writing: Promise<void> = Promise.resolve();
+  private closed = false;
+  readonly stats = { writes: 0, writeErrors: 0 };
+
+  private constructor(readonly path: string, private readonly opts: FleetStoreOptions) {
+    this.now = opts.now ?? Date.now;
+    this.minWriteIntervalMs = opts.minWriteIntervalMs ?? FLEET_WRITE_INTERVAL_MS;
+  }
+
+  /** Load the fleet file (devices listed offline until they report); never fails on a bad file. */
+  static async open(opts: FleetStoreOptions): Promise<FleetStore> {
+    const store = new FleetStore(join(opts.dataDir, FLEET_FILE), opts);
+    await mkdir(opts.dataDir, { recursive: true });
+    await store.removeTemps();
+    let file: FleetFile | undefined;
+    try {
+      file = await readFleetFile(store.path);
+    } catch (err) {
+      await store.setAside(err);
+    }
+    for (const d of file?.devices ?? []) store.devices.set(d.id, { ...d, online: false });
+    if (file?.devices.some((d) => d.online)) store.changed();
+    return store;
+  }
+
+  /** Follow the registry: a status or a connection is a check-in; a disconnection makes the device offline. */
+  attach(fleet: Fleet): void {
+    fleet.on('status', (d) => this.checkIn(d));
+    fleet.on('online', (d) => this.checkIn(d));
+    fleet.on('offline', (d) => this.offline(d.id));
+  }
+
+  checkIn(d: Pick<DeviceRecord, 'id' | 'hw' | 'version' | 'floor'>): void {
+    if (this.closed) return;
+    const last = this.devices.get(d.id)?.lastResult;
+    this.devices.set(d.id, {
+      id: d.id, hw: d.hw, version: d.version, ...(d.floor !== undefined ? { floor: d.floor } : {}),
+      lastCheckIn: Math.round(this.now()), online: true, ...(last ? { lastResult: last } : {}),
+    });
+    this.changed();
+  }
+
+  offline(id: string): void {
+    const d = this.devices.get(id);
+    if (this.closed || !d?.online) return;
+    d.online = false;
+    this.changed();
+  }
+
+  /** A campaign's result for a device becomes its last result. */
+  noteResult(r: ResultMessage): void {
+    const d = this.devices.get(r.id);
+    if (this.closed || !d) return;
+    d.lastResult = {
+      campaign: r.campaign, outcome: r.outcome, code: r.code, ...(r.reason ? { reason: clipText(r.reason) } : {}), version: r.to, at: Math.round(this.now()),
+    };
+    this.changed();
+  }
+
+  /**
+   * Results a campaign holds that the file may lack (a resumed campaign does not announce the
+   * results its journal had; the gateway may have stopped before writing them): each device
+   * without a result from that campaign gets it.
+   */
+  fillResults(results: Iterable<ResultMessage>): void {
+    for (const r of results) if (this.devices.get(r.id)?.lastResult?.campaign !== r.campaign) this.noteResult(r);
+  }
+
+  get(id: string): StoredDevice | undefined {
+    const d = this.devices.get(id);
+    return d && copy(d);
+  }
+
+  /** Every device, sorted by id (copies). */
+  list(): StoredDevice[] {
+    return [...this.devices.values()].sort(byDeviceId).map(copy);
+  }
+
+  /** The `fleet` uplink message (docs/protocol.md §7.11.4), within the uplink limits. */
+  message(): FleetMessage {
+    return fitFleet({ t: 'fleet', now: Math.round(this.now()), devices: this.list().map(toEntry) });
+  }
+
+  /** Write now if anything changed since the last write. Never rejects (a failure is logged). */
+  flush(): Promise<void> {
+    this.writing = this.writing.then(() => this.write());
+    return this.writing;
+  }
+
+  /** Resolves when the writes started so far have ended (tests). */
+  settled(): Promise<void> {
+    return this.writing;
+  }
+
+  /** The gateway stops: every device is offline to it; the last write; later changes are ignored. */
+  async close(): Promise<void> {
+    if (this.closed) return this.writing;
+    this.closed = true;
+    this.opts.timers.clearTimeout(this.timer);
+    this.timer = undefined;
+    for (const d of this.devices.values()) {
+      if (!d.online) continue;
+      d.online = false;
+      this.dirty = true;
+    }
+    await this.flush();
+  }
+
+  /** Something changed: write at once if the last write is old enough, else when it is. */
+  private changed(): void {
+    this.dirty = true;
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.closed || this.timer !== undefined) return;
+    const wait = Math.max(0, this.lastWriteAt + this.minWriteIntervalMs - this.opts.timers.now());
+    this.timer = this.opts.timers.setTimeout(() => {
+      this.timer = undefined;
+      // a write still running when the timer fired may have moved lastWriteAt: check again
+      this.writing = this.writing.then(() => (this.opts.timers.now() - this.lastWriteAt >= this.minWriteIntervalMs ? this.write() : this.schedule()));
+    }, wait);
+  }
+
+  private async write(): Promise<void> {
+    if (!this.dirty) return;
+    this.dirty = false;
+    this.lastWriteAt = this.opts.timers.now();
+    try {
+      await writeFileAtomically(this.path, encodeFleetFile({ format: 1, savedAt: Math.round(this.now()), devices: this.list() }));
+      this.stats.writes++;
+    } catch (err) {
+      this.dirty = true; // written with the next change, or at close
+      this.stats.writeErrors++;
+      this.opts.log.error({ path: this.path, err: describeError(err) }, 'could not write the fleet file');
+    }
+  }
+
+  private async setAside(err: unknown): Promise<void> {
+    const to = `${this.path}.corrupt`;
+    try {
+      await rename(this.path, to);
+      this.opts.log.warn({ path: this.path, err: describeError(err), setAside: to }, 'fleet file unreadable: set aside; the fleet report starts empty');
+    } catch (renameErr) {
+      this.opts.log.error({ path: this.path, err: describeError(err), renameErr: describeError(renameErr) }, 'fleet file unreadable and could not be set aside; the fleet report starts empty');
+    }
+  }
+
+  /** Temp files of a write cut short by a crash. */
+  private async removeTemps(): Promise<void> {
+    const prefix = `${FLEET_FILE}${TMP_MARK}`;
+    for (const name of await readdir(this.opts.dataDir)) {
+      if (name.startsWith(prefix)) await unlink(join(this.opts.dataDir, name)).catch(() => undefined);
+    }
+  }
+}
+
+/**
+ * Keep a fleet message within the uplink limits (docs/protocol.md §7.11.4), as `fitOrder` does
+ * for an order's excluded entries: at most MAX_ORDER_ENTRIES devices, halved until the encoded
+ * message fits 90 % of MAX_UPLINK_MESSAGE; `more` counts the devices left out.
+ */
+export function fitFleet(msg: Omit<FleetMessage, 'more'>): FleetMessage {
+  const budget = Math.floor(MAX_UPLINK_MESSAGE * 0.9);
+  const all = msg.devices;
+  let keep = Math.min(all.length, MAX_ORDER_ENTRIES);
+  const build = (n: number): FleetMessage => ({ ...msg, devices: all.slice(0, n), ...(n < all.length ? { more: all.length - n } : {}) });
+  let fitted = build(keep);
+  while (keep > 0 && encodeCbor(fitted).length > budget) {
+    keep = Math.floor(keep / 2);
+    fitted = build(keep);
+  }
+  return fitted;
+}
+
+function toEntry(d: StoredDevice): FleetEntry {
+  const r = d.lastResult;
+  return {
+    id: d.id, hw: d.hw, version: d.version, online: d.online, lastCheckIn: d.lastCheckIn,
+    ...(r ? { lastResult: { campaign: r.campaign, outcome: r.outcome, code: r.code, version: r.version, at: r.at } } : {}),
+  };
+}
+
+function copy(d: StoredDevice): StoredDevice {
+  return { ...d, ...(d.lastResult ? { lastResult: { ...d.lastResult } } : {}) };
+}
+
+function byDeviceId(a: { id: string }, b: { id: string }): number {
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}
+
+/** One device per line, so the file reads (and diffs) as a list. */
+function encodeFleetFile(f: FleetFile): string {
+  const devices = f.devices.map((d) => JSON.stringify(d)).join(',\n');
+  return `{"format":${f.format},"savedAt":${f.savedAt},"devices":[${devices ? `\n${devices}\n` : ''}]}\n`;
+}
+
+/** Temp file, fsync, rename over the old file, fsync the directory. */
+async function writeFileAtomically(path: string, text: string): Promise<void> {
+  const tmp = `${path}${TMP_MARK}${process.pid}-${randomBytes(4).toString('hex')}`;
+  const fd = await open(tmp, 'w', 0o644);
+  try {
+    await fd.writeFile(text, 'utf8');
+    await fd.sync();
+  } finally {
+    await fd.close();
+  }
+  try {
+    await rename(tmp, path);
+  } catch (err) {
+    await unlink(tmp).catch(() => undefined);
+    throw err;
+  }
+  const dir = await open(dirname(path), 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
+}
