@@ -534,7 +534,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
       this.#publish(rt, { t: 'reject', sid: m.sid, code, reason });
       this.#emit({ type: 'offer-rejected', sid: m.sid, version: m.version, code, reason });
     };
-    if (this.faults.busy) return reject('busy', 'device is busy');
+    if (this.faults.busy && m.force !== true) return reject('busy', 'device is busy');
     if (!m.hw.includes(rt.rec.hw)) return reject('incompatible', `hardware ${rt.rec.hw} is not in [${m.hw.join(', ')}]`);
     const floor = this.options.securityFloor;
     if (floor !== undefined && compareVersions(m.version, floor) < 0) {

@@ -197,6 +197,7 @@ export class Gateway {
       ...(opts.orderPolicy ? { orderPolicy: opts.orderPolicy } : {}),
       ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
       downgrade,
+      force,
       ...(windowed ? {
         gate: this.gate, downloadEarly: this.config.rollout.downloadEarly, checkIn: { expiresAt, force },
       } : {}),

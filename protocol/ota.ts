@@ -96,6 +96,8 @@ export const offerMsg = z.object({
   chunk: z.number().int().min(MIN_CHUNK_SIZE).max(MAX_CHUNK_SIZE),
   /** The gateway means to install an older version: without it a device refuses one (§6.5.6). */
   downgrade: z.boolean().optional(),
+  /** The campaign was asked to force: the device accepts even while it is in use (§6.5.3). */
+  force: z.boolean().optional(),
 });
 export const chunkMsg = z.object({ t: z.literal('chunk'), sid, off: u32, data: bytes, crc: u32 })
   .refine((m) => m.data.length >= 1 && m.data.length <= MAX_CHUNK_SIZE, { message: `data must be 1..${MAX_CHUNK_SIZE} bytes`, path: ['data'] });

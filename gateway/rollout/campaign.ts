@@ -61,6 +61,8 @@ export interface CampaignDeps {
   checkIn?: { expiresAt: number; force?: boolean };
   /** Downgrades allowed: devices running a newer version are eligible too (§7.5.1). */
   downgrade?: boolean;
+  /** Busy devices are updated anyway: offers carry `force` (§6.5.3). */
+  force?: boolean;
 }
 
 /** Why a device is not updated yet but may still be, in this campaign. */
@@ -484,6 +486,7 @@ export class Campaign extends EventEmitter<CampaignEvents> {
       onTransferred,
       mayActivate: () => this.activationRefusal(entry.id),
       downgrade: this.deps.downgrade ?? false,
+      force: this.deps.checkIn?.force ?? this.deps.force ?? false,
       ...(pastActivate ? { resumeAfterActivate: () => fleet.get(entry.id) } : {}),
     });
     let ran: Awaited<ReturnType<DeviceSession['run']>>;

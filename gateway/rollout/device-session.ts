@@ -64,6 +64,8 @@ export interface SessionDeps {
   mayActivate?: () => string | undefined;
   /** The campaign allows downgrades: the offer says so (§6.5), else a device refuses an older image. */
   downgrade?: boolean;
+  /** The campaign was told to force: the offer says so and a busy device accepts (§6.5.3). */
+  force?: boolean;
 }
 
 /** How one attempt ended when it did not succeed: terminal ends the session, otherwise retry. */
@@ -216,6 +218,7 @@ export class DeviceSession {
     await this.deps.channel.send(this.deviceId, {
       t: 'offer', sid: this.sid, name: m.name, version: m.version, hw: m.hw, size: m.size, crc32: m.crc32, sha256: m.sha256, chunk: m.chunk,
       ...(this.deps.downgrade ? { downgrade: true } : {}),
+      ...(this.deps.force ? { force: true } : {}),
     });
     const sid = this.sid;
     const reply = await this.expect((e): e is Ev<'accept'> | Ev<'reject'> => (e.t === 'accept' || e.t === 'reject') && e.sid === sid, this.deps.config.offerTimeoutMs, 'accept or reject');

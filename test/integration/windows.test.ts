@@ -173,6 +173,35 @@ describe('integration: maintenance windows, check-in and deferred devices', func
     assert.match(r?.reason ?? '', /expired/);
   });
 
+  it('force: a busy device is updated at once instead of deferred', async () => {
+    const clock = new FakeWallClock('2026-11-22T02:05:00Z');
+    rig = await Rig.start({ devices: 2, config: { windows: WINDOWS }, wallClock: clock, faults: (i) => (i === 0 ? { busy: true } : undefined) });
+    const { image, manifest } = sampleImage({ version: '1.1.0', size: 16 * 1024 });
+    await rig.client.connect();
+    const { campaign } = await rig.client.push(manifest, image, { force: true });
+    const complete = await rig.client.follow(campaign);
+    assert.equal(complete.updated, 2, JSON.stringify(complete));
+    assert.equal(rig.sims.devices[0]!.faults.busy, true, 'still busy: it was forced, not waited for');
+  });
+
+  it('downloadEarly: outside a window the image is transferred and verified, the activation waits for the window', async () => {
+    const clock = new FakeWallClock('2026-11-22T01:00:00Z');
+    rig = await Rig.start({ devices: 1, config: { windows: WINDOWS, rollout: { downloadEarly: true } }, wallClock: clock });
+    const seen = eventsOf(rig);
+    const dev = rig.sims.devices[0]!;
+    const { image, manifest } = sampleImage({ version: '1.1.0', size: 16 * 1024 });
+    await rig.client.connect();
+    const { campaign, committed } = await rig.client.push(manifest, image);
+    assert.equal(committed.queued, undefined, 'with downloadEarly the campaign starts at once');
+    await waitUntil(() => (seen.get(dev.id) ?? []).some((e) => e.type === 'verified'), 20_000, 'the image verified outside the window');
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal((seen.get(dev.id) ?? []).filter((e) => e.type === 'activated').length, 0, 'no activation outside the window');
+    clock.moveTo('2026-11-22T02:00:00Z');
+    const complete = await rig.client.follow(campaign);
+    assert.equal(complete.updated, 1, JSON.stringify(complete));
+    assert.equal((seen.get(dev.id) ?? []).filter((e) => e.type === 'activated').length, 1);
+  });
+
   it('a newer upload for the same hardware supersedes a queued campaign; status lists what is queued', async () => {
     const clock = new FakeWallClock('2026-11-22T01:00:00Z');
     rig = await Rig.start({ devices: 2, config: { windows: WINDOWS }, wallClock: clock });
