@@ -21,7 +21,7 @@ import { CampaignJournal, findUnfinished, journalDir, type JournalRecord, type U
 import { ImageStore, type StoredImage } from './store.ts';
 import { UplinkSession } from './uplink/session.ts';
 import { realTimers, type Timers } from './waiter.ts';
-import { MaintenanceWindows, type Clock as WallClock } from './windows.ts';
+import { MaintenanceWindows, nodeCronStarts, type Clock as WallClock } from './windows.ts';
 
 export const GATEWAY_AGENT = 'fwgate/0.1.0';
 
@@ -114,7 +114,8 @@ export class Gateway {
     fleetStore.attach(fleet);
     fleet.on('status', (d) => log.debug({ device: d.id, hw: d.hw, version: d.version, slot: d.slot }, 'device status'));
     const wallClock = opts.wallClock ?? { now: () => Date.now(), setTimeout: timers.setTimeout, clearTimeout: timers.clearTimeout };
-    const windows = new MaintenanceWindows(config.windows.list, wallClock);
+    // node-cron fires the starts on the system clock; an injected (test) clock has only its timers
+    const windows = new MaintenanceWindows(config.windows.list, wallClock, opts.wallClock ? undefined : nodeCronStarts);
     windows.start();
     const gw = new Gateway(config, log, timers, broker, channel, fleet, store, await journalDir(config.dataDir), windows, windowGate(windows, wallClock), fleetStore);
     if (opts.uplinkStream) gw.attachUplink(opts.uplinkStream);

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { parse as parseCron, validateDetailed } from 'node-cron';
+import { parse as parseCron, schedule as cronSchedule, validateDetailed } from 'node-cron';
 import { FwError } from '../protocol/errors.ts';
 import type { Timers } from './waiter.ts';
 
@@ -110,17 +110,35 @@ function compile(spec: WindowSpec, index: number): Compiled {
   };
 }
 
+/**
+ * Fires a callback at each start of a cron expression in a time zone; returns the cancel function.
+ * In production node-cron (`nodeCronStarts`); tests with a fake clock pass none.
+ */
+export type StartScheduler = (cron: string, timeZone: string, fn: () => void) => () => void;
+
+/** node-cron fires each window's start (its own scheduler, on the system clock). */
+export const nodeCronStarts: StartScheduler = (cron, timeZone, fn) => {
+  const task = cronSchedule(cron, fn, { timezone: timeZone });
+  return () => void task.destroy();
+};
+
 export class MaintenanceWindows extends EventEmitter<{ open: [WindowState]; close: [WindowState] }> {
   private readonly specs: readonly Compiled[];
   private running = false;
   private timer: unknown;
+  private readonly cronStops: (() => void)[] = [];
   private current: WindowState = { open: true };
   private memo: { at: number; state: WindowState } | undefined;
 
   /** Throws E_CONFIG for a spec that gateway/config.ts would have refused. */
-  constructor(specs: readonly WindowSpec[], private readonly clock: Clock) {
+  /**
+   * `starts`: a scheduler that fires at each window's start (node-cron in production). Its fire
+   * and the timer on `clock` both re-evaluate the state, so a start is seen once whichever comes
+   * first; the timer also covers the ends, which no cron expression describes.
+   */
+  constructor(private readonly specsIn: readonly WindowSpec[], private readonly clock: Clock, private readonly starts?: StartScheduler) {
     super();
-    this.specs = specs.map(compile);
+    this.specs = specsIn.map(compile);
   }
 
   /** No windows configured: always open (campaigns run at once). */
@@ -142,10 +160,12 @@ export class MaintenanceWindows extends EventEmitter<{ open: [WindowState]; clos
     this.running = true;
     this.current = this.state();
     this.arm();
+    if (this.starts) for (const w of this.specsIn) this.cronStops.push(this.starts(w.cron, w.timeZone, () => this.recheck()));
   }
 
   stop(): void {
     this.running = false;
+    for (const stop of this.cronStops.splice(0)) stop();
     if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
     this.timer = undefined;
   }
@@ -191,8 +211,16 @@ export class MaintenanceWindows extends EventEmitter<{ open: [WindowState]; clos
     if (!this.running) return;
     // Not there yet: a chained long wait, or a timer that fired early.
     if (this.clock.now() < at) return this.wake(at);
+    this.recheck();
+  }
+
+  /** Re-evaluate now (a timer or a cron start fired): emit the change, if any, and re-arm the timer. */
+  private recheck(): void {
+    if (!this.running) return;
     const was = this.current.open;
     this.current = this.state();
+    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
+    this.timer = undefined;
     this.arm();
     if (this.current.open !== was) this.emit(this.current.open ? 'open' : 'close', this.current);
   }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { MAX_TIMEOUT_MS, MaintenanceWindows, type Clock, type WindowSpec, type WindowState } from '../../gateway/windows.ts';
-import { createTask } from 'node-cron';
+import { MAX_TIMEOUT_MS, MaintenanceWindows, nodeCronStarts, type Clock, type WindowSpec, type WindowState } from '../../gateway/windows.ts';
+import { createTask, getTasks } from 'node-cron';
 import { isFwError } from '../../protocol/errors.ts';
 
 /** Wall clock whose timers fire only when the test advances it; `early` makes every timer fire that many ms early. */
@@ -242,4 +242,43 @@ describe('maintenance windows against node-cron\'s own matcher', () => {
       }
     });
   }
+});
+
+describe('maintenance windows: the start scheduler (node-cron in production)', () => {
+  it('a start fired by the scheduler opens the window once; the timer that follows does not open it again', () => {
+    const clock = new FakeWallClock(at('2026-11-22T01:59:00Z'));
+    const fired: { cron: string; timeZone: string; fn: () => void }[] = [];
+    let cancelled = 0;
+    const windows = new MaintenanceWindows([{ cron: '0 2 * * *', durationMin: 60, timeZone: 'Europe/Berlin' }], clock, (cron, timeZone, fn) => {
+      fired.push({ cron, timeZone, fn });
+      return () => { cancelled++; };
+    });
+    const events: string[] = [];
+    windows.on('open', () => events.push(`open ${iso(clock.now())}`));
+    windows.on('close', () => events.push(`close ${iso(clock.now())}`));
+    windows.start();
+    assert.deepEqual(fired.map((f) => [f.cron, f.timeZone]), [['0 2 * * *', 'Europe/Berlin']], 'each window is handed to the scheduler with its zone');
+    // 02:00 Berlin is 01:00 UTC: the window opened an hour ago and closes at 02:00 UTC
+    assert.equal(windows.state().open, true);
+    clock.advanceTo(at('2026-11-22T02:00:00Z'));
+    assert.deepEqual(events, ['close 2026-11-22T02:00:00.000Z']);
+    // the next start, as node-cron would fire it (the clock reached it; the timer has not run yet)
+    const t = [...clock.timers.values()][0]!;
+    assert.equal(iso(t.at), '2026-11-23T01:00:00.000Z');
+    (clock as unknown as { t: number }).t = at('2026-11-23T01:00:00Z');
+    fired[0]!.fn();
+    assert.deepEqual(events.slice(1), ['open 2026-11-23T01:00:00.000Z']);
+    clock.advanceTo(at('2026-11-23T01:30:00Z'));
+    assert.deepEqual(events.slice(1), ['open 2026-11-23T01:00:00.000Z'], 'no second open from the timer');
+    windows.stop();
+    assert.equal(cancelled, 1, 'stop() cancels the scheduled starts');
+  });
+
+  it('nodeCronStarts registers a node-cron task for the window and removes it when cancelled', () => {
+    const before = getTasks().size;
+    const stop = nodeCronStarts('0 2 * * *', 'Europe/Berlin', () => undefined);
+    assert.equal(getTasks().size, before + 1, 'one node-cron task per window');
+    stop();
+    assert.equal(getTasks().size, before, 'cancelled: the task is gone');
+  });
 });
