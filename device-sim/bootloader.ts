@@ -27,6 +27,8 @@ export interface SlotRecord {
   size?: number;
   /** For a `ready` slot: the offer session that verified it (activate must name it). */
   sid?: number;
+  /** The image's anti-rollback sequence number (`offer.seq`, §6.5.7); absent = 0. */
+  seq?: number;
 }
 
 export interface SlotStateRecord {
@@ -38,6 +40,8 @@ export interface SlotStateRecord {
   trial: boolean;
   bootCount: number;
   slots: Record<SlotName, SlotRecord>;
+  /** Highest `seq` of an image confirmed on this device (§6.5.7): an offer with a lower one is refused. Absent = 0. */
+  seq?: number;
   /** What the simulated boot chain checks: SHA-256 of the slot at every boot; no signatures. */
   security: { imageCheck: 'sha256'; signatureCheck: 'none' };
 }
@@ -49,6 +53,7 @@ const slotRecordSchema = z.strictObject({
   sha256: sha256Hex.optional(),
   size: z.number().int().min(0).optional(),
   sid: z.number().int().min(0).max(0xffff_ffff).optional(),
+  seq: z.number().int().min(0).max(0xffff_ffff).optional(),
 });
 
 const stateRecordSchema = z.strictObject({
@@ -58,6 +63,7 @@ const stateRecordSchema = z.strictObject({
   trial: z.boolean(),
   bootCount: z.number().int().min(0),
   slots: z.strictObject({ a: slotRecordSchema, b: slotRecordSchema }),
+  seq: z.number().int().min(0).max(0xffff_ffff).optional(),
   security: z.strictObject({ imageCheck: z.literal('sha256'), signatureCheck: z.literal('none') }),
 });
 

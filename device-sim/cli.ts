@@ -1,4 +1,4 @@
-import { realpathSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
@@ -13,6 +13,7 @@ import { MAX_CHUNK_SIZE, MAX_WINDOW, MIN_CHUNK_SIZE } from '../protocol/limits.t
 import { isValidDeviceId } from '../protocol/topics.ts';
 import { compareVersions, isValidVersion } from '../protocol/version.ts';
 import { DEVICE_DEFAULTS, isBrokerUrl, resolveDeviceOptions } from './options.ts';
+import { readCredentialsFile } from './credentials.ts';
 import { BUILTIN_PROFILE_NAMES, MIXED, describeProfile, resolveProfilesSync } from './profiles.ts';
 
 /**
@@ -49,7 +50,10 @@ function buildProgram(): Command {
     .option('--hw <model>', 'hardware model', DEVICE_DEFAULTS.hw)
     .option('--version <v>', 'factory version for blank devices', DEVICE_DEFAULTS.factoryVersion)
     .option('--security-floor <version>', 'anti-rollback floor: refuse every image older than this, even as a downgrade (default: none)')
+    .option('--pinned-key <file>', 'pin this Ed25519 public key (PEM from `fwpush keygen`): verify checks the offer\'s signature; repeat for a key rotation (default: none, no signature check)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--prefix <p>', 'device id prefix (ids are <p>-001, <p>-002, ...)', 'dev')
+    .option('--credentials <file>', 'JSON object of device id -> MQTT password (user name = device id); devices not in it connect without credentials')
+    .option('--ca <file>', 'mqtts: PEM CA certificate that signed the broker\'s certificate')
     .option('--boot-delay <ms>', 'reboot delay', String(DEVICE_DEFAULTS.bootDelayMs))
     .option('--trial-timeout <ms>', 'revert a trial image not confirmed within this time', String(DEVICE_DEFAULTS.trialTimeoutMs))
     .option('--reconnect-delay <ms>', 'first reconnect delay (doubles up to --reconnect-max)', String(DEVICE_DEFAULTS.reconnectDelayMs))
@@ -73,6 +77,13 @@ export function parseCli(argv: readonly string[]): CliConfig {
   const program = buildProgram().exitOverride().configureOutput({ writeErr: () => undefined, writeOut: (s) => process.stdout.write(s) });
   program.parse([...argv], { from: 'user' });
   const o = program.opts<Record<string, string | boolean | undefined>>();
+  const pinnedKeys = (program.opts<{ pinnedKey?: string[] }>().pinnedKey ?? []).map((path) => {
+    try {
+      return readFileSync(path, 'utf8');
+    } catch (err) {
+      throw new FwError('E_USAGE', `--pinned-key: cannot read ${path}: ${(err as Error).message}`);
+    }
+  });
   const str = (k: string): string => String(o[k]);
   const count = int('--count', 1, MAX_FLEET_SIZE)(str('count'));
   if (!isBrokerUrl(str('broker'))) throw new FwError('E_USAGE', `--broker: "${str('broker')}" is not a broker URL such as mqtt://127.0.0.1:1883`);
@@ -115,7 +126,10 @@ export function parseCli(argv: readonly string[]): CliConfig {
       maxChunk: int('--max-chunk', MIN_CHUNK_SIZE, MAX_CHUNK_SIZE)(str('maxChunk')),
       window: int('--window', 1, MAX_WINDOW)(str('window')),
       ...(o.securityFloor !== undefined ? { securityFloor: str('securityFloor') } : {}),
+      ...(o.ca !== undefined ? { tls: { ca: resolve(str('ca')) } } : {}),
+      ...(pinnedKeys.length > 0 ? { pinnedKeys } : {}),
     },
+    ...(o.credentials !== undefined ? { passwords: readCredentialsFile(str('credentials')) } : {}),
     faults: (index, id) => {
       const hits = rules.filter((r) => selects(r.who, index, id));
       return hits.length ? Object.assign({}, ...hits.map((r) => r.faults)) as Faults : undefined;

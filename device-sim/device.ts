@@ -10,11 +10,13 @@ import {
   type BootMessage, type ChunkMessage, type DeviceMessage, type GatewayMessage, type OfferMessage,
   type RejectCode, type SlotName, type StatusMessage, type Task, type TasksMessage, type VerifyCode,
 } from '../protocol/ota.ts';
+import { KeyRing, parsePublicKey } from '../protocol/signature.ts';
 import { topics } from '../protocol/topics.ts';
 import { compareVersions } from '../protocol/version.ts';
 import {
   DeviceFiles, PowerLost, otherSlot, runBootloader, type BootOutcome, type SlotRecord, type SlotStateRecord,
 } from './bootloader.ts';
+import { connectCredentials } from './credentials.ts';
 import { FaultSwitches, corruptCopy, type Faults, type PowerCutPhase } from './faults.ts';
 import { realTimers, resolveDeviceOptions, type DeviceOptions, type DeviceOptionsInput, type Timers } from './options.ts';
 import { ReceiveMap, loadProgress, removeProgress, saveProgress, type ImageMeta } from './transfer.ts';
@@ -87,6 +89,8 @@ interface Transfer {
   /** The slot was erased for this image; before that, an abort restores `prev`. */
   erased: boolean;
   prev: SlotRecord;
+  /** The offer this transfer runs under (its seq and signature are checked at verify); null like `sid`. */
+  offer: OfferMessage | null;
 }
 
 /** Everything in RAM for one boot. Dies with a reboot or a power cut. */
@@ -122,6 +126,8 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
   readonly options: DeviceOptions;
   readonly faults: FaultSwitches;
   readonly files: DeviceFiles;
+  /** The pinned signing keys (options.pinnedKeys); empty: no signature check (development behaviour). */
+  readonly pinned: KeyRing;
   readonly stats: DeviceStats = {
     boots: 0, chunks: 0, badChunks: 0, duplicates: 0, invalid: 0, ignored: 0, reconnects: 0, drops: 0, powerCuts: 0, errors: 0,
   };
@@ -140,6 +146,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     this.id = this.options.id;
     this.faults = new FaultSwitches(this.options.faults);
     this.files = new DeviceFiles(join(this.options.dataDir, this.id), this.options.slotCapacity);
+    this.pinned = new KeyRing(this.options.pinnedKeys.map(parsePublicKey));
     this.#timers = deps.timers ?? realTimers;
   }
 
@@ -256,7 +263,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     if (target.state === 'receiving' && target.sha256 !== undefined) {
       const p = await loadProgress(this.files.progressFile, inactive, target.sha256);
       if (epoch !== this.#epoch) return null;
-      if (p) transfer = { sid: null, slot: inactive, meta: p.meta, map: p.map, unflushed: new Set(), erased: true, prev: { state: 'empty' } };
+      if (p) transfer = { sid: null, slot: inactive, meta: p.meta, map: p.map, unflushed: new Set(), erased: true, prev: { state: 'empty' }, offer: null };
     }
     this.stats.boots += 1;
     const rt = this.#connect(out, transfer);
@@ -333,6 +340,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
       reconnectPeriod: o.reconnectDelayMs,
       resubscribe: false,
       queueQoSZero: false,
+      ...connectCredentials(this.id, o),
     });
     const rt: Runtime = {
       alive: true, boot, rec: boot.record, client, connected: false, connects: 0, bootReported: false,
@@ -543,6 +551,10 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     const cmp = compareVersions(m.version, rt.boot.version);
     if (cmp === 0) return reject('not-newer', `running ${rt.boot.version}, offered ${m.version}`);
     if (cmp < 0 && m.downgrade !== true) return reject('not-newer', `running ${rt.boot.version}, offered ${m.version} (older, and the offer is not a downgrade)`);
+    const installedSeq = rt.rec.seq ?? 0;
+    if ((m.seq ?? 0) < installedSeq) {
+      return reject('seq-rollback', `offered seq ${m.seq ?? 0} is below the installed seq ${installedSeq} (anti-rollback)`);
+    }
     if (m.size > this.options.slotCapacity) return reject('no-space', `image of ${m.size} bytes, slot holds ${this.options.slotCapacity}`);
     if (rt.rec.trial) return reject('busy', 'running image is in trial; confirm it first');
 
@@ -563,6 +575,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     let t = rt.transfer;
     if (t && sameImage(t.meta, meta)) {
       t.sid = m.sid;
+      t.offer = m;
       if (t.map.chunk !== chunk) {
         t.map = t.map.rechunk(chunk);
         await saveProgress(this.files.progressFile, { slot, meta, map: t.map });
@@ -580,7 +593,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
       rec.slots[slot] = { state: 'receiving', name: m.name, version: m.version, sha256: m.sha256, size: m.size };
     });
     if (!ok) return;
-    t = { sid: m.sid, slot, meta, map: new ReceiveMap(m.size, chunk), unflushed: new Set(), erased: false, prev };
+    t = { sid: m.sid, slot, meta, map: new ReceiveMap(m.size, chunk), unflushed: new Set(), erased: false, prev, offer: m };
     rt.transfer = t;
     accept(0, false);
     this.#publish(rt, this.#status(rt));
@@ -677,6 +690,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     if (bytes.length !== t.meta.size) [code, reason] = ['size', `slot holds ${bytes.length} bytes, offer says ${t.meta.size}`];
     else if (crc32(bytes) !== t.meta.crc32) [code, reason] = ['crc32', 'CRC-32 of the slot does not match the offer'];
     else if (createHash('sha256').update(bytes).digest('hex') !== t.meta.sha256) [code, reason] = ['sha256', 'SHA-256 of the slot does not match the offer'];
+    else [code, reason] = this.#checkSignature(t.offer);
     rt.transfer = null;
     await removeProgress(this.files.progressFile);
     if (!rt.alive) return;
@@ -688,10 +702,23 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
       reply(false, code, reason);
     } else {
       const { name, version, size, sha256 } = t.meta;
-      if (!(await this.#updateState(rt, (rec) => { rec.slots[slot] = { state: 'ready', name, version, size, sha256, sid }; }))) return;
+      const seq = t.offer?.seq ?? 0;
+      if (!(await this.#updateState(rt, (rec) => { rec.slots[slot] = { state: 'ready', name, version, size, sha256, sid, seq }; }))) return;
       reply(true);
     }
     this.#publish(rt, this.#status(rt));
+  }
+
+  /**
+   * The offer's signature against the pinned keys (§6.7.1 step 4, after the SHA-256): the signed
+   * fields are the offer's manifest fields. No pinned keys: no check (development behaviour).
+   */
+  #checkSignature(offer: OfferMessage | null): [VerifyCode | null, string] {
+    if (this.pinned.size === 0) return [null, ''];
+    if (!offer) return ['signature', 'no offer to check the signature of'];
+    const { name, version, hw, size, crc32: crc, sha256, chunk, seq, keyId, sig } = offer;
+    const r = this.pinned.check({ name, version, hw, size, crc32: crc, sha256, chunk, seq, ...(keyId && sig ? { signature: { keyId, sig } } : {}) });
+    return r.ok ? [null, ''] : ['signature', `${r.failure}: ${r.reason}`];
   }
 
   async #onActivate(rt: Runtime, sid: number): Promise<void> {
@@ -720,7 +747,13 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     }
     const repeat = r.state === 'confirmed';
     if (!repeat) {
-      if (!(await this.#updateState(rt, (rec) => { rec.slots[s].state = 'confirmed'; rec.trial = false; }))) return;
+      if (!(await this.#updateState(rt, (rec) => {
+        rec.slots[s].state = 'confirmed';
+        rec.trial = false;
+        // Anti-rollback (§6.5.7): from now on an offer below this image's seq is refused.
+        const seq = Math.max(rec.seq ?? 0, rec.slots[s].seq ?? 0);
+        if (seq > 0) rec.seq = seq;
+      }))) return;
       if (rt.trialTimer !== null) this.#timers.clearTimeout(rt.trialTimer);
       rt.trialTimer = null;
     }

@@ -27,6 +27,8 @@ export interface FleetOptions {
    * once the proxies listen.
    */
   profiles?: FleetProfiles;
+  /** MQTT password per device id (docs/protocol.md §6.1.8); a device without one connects without credentials. */
+  passwords?: ReadonlyMap<string, string>;
   timers?: Timers;
 }
 
@@ -137,7 +139,11 @@ export class Fleet extends EventEmitter<FleetEvents> {
   }
 
   #deviceInput(p: Plan, broker: string): DeviceOptionsInput {
-    return { ...this.#opts.device, id: p.id, broker, dataDir: this.#opts.dataDir, ...(p.faults ? { faults: p.faults } : {}) };
+    const password = this.#opts.passwords?.get(p.id);
+    return {
+      ...this.#opts.device, id: p.id, broker, dataDir: this.#opts.dataDir,
+      ...(p.faults ? { faults: p.faults } : {}), ...(password !== undefined ? { password } : {}),
+    };
   }
 
   #makeDevices(brokerOf: (p: Plan) => string): void {

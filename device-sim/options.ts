@@ -2,8 +2,10 @@ import { z } from 'zod';
 import { FwError } from '../protocol/errors.ts';
 import { MAX_CHUNK_SIZE, MAX_WINDOW, MIN_CHUNK_SIZE } from '../protocol/limits.ts';
 import { formatIssues } from '../protocol/schema.ts';
+import { parsePublicKey } from '../protocol/signature.ts';
 import { isValidDeviceId } from '../protocol/topics.ts';
 import { compareVersions, isValidVersion } from '../protocol/version.ts';
+import { deviceTlsSchema } from './credentials.ts';
 import { faultsSchema } from './faults.ts';
 
 /**
@@ -80,6 +82,22 @@ export const deviceOptionsSchema = z.strictObject({
    * start, never persisted. No default: without it the device has no floor.
    */
   securityFloor: z.string().refine(isValidVersion, 'must be a semantic version').optional(),
+  /**
+   * Pinned manifest-signing public keys (docs/protocol.md §5.4, §6.7.1): Ed25519, SPKI PEM or raw
+   * 32 bytes base64/hex. With any, `verify` also checks the offer's signature; with none, the
+   * simulator checks no signature (development behaviour, docs/device-sim.md).
+   */
+  pinnedKeys: z.array(z.string().min(1).superRefine((k, ctx) => {
+    try {
+      parsePublicKey(k);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    }
+  })).max(16).default([]),
+  /** MQTT password; the user name is the device id (docs/protocol.md §6.1.8). None: connect without credentials. */
+  password: z.string().min(1).optional(),
+  /** mqtts: CA of the broker's certificate, and the device's certificate and key (PEM files). */
+  tls: deviceTlsSchema.optional(),
   faults: faultsSchema.default({}),
 })
   .refine((o) => o.reconnectMaxMs >= o.reconnectDelayMs, { message: 'reconnectMaxMs must be >= reconnectDelayMs', path: ['reconnectMaxMs'] })

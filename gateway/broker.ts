@@ -1,8 +1,11 @@
 import { EventEmitter } from 'node:events';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { Aedes, type AedesPublishPacket, type AuthenticateError, type Client } from 'aedes';
 import { describeError, FwError } from '../protocol/errors.ts';
+import { authenticateClient, publishRefusal, subscribeRefusal, type AccessOptions } from './broker-access.ts';
+import { ConnectRateLimiter } from './rate-limit.ts';
 
 /**
  * The embedded MQTT 3.1.1 broker (Aedes) with the two limits Aedes lacks:
@@ -14,6 +17,14 @@ import { describeError, FwError } from '../protocol/errors.ts';
  *    "server unavailable" [MQTT-3.2.2-5] (from the `authenticate` hook, the only aedes hook that
  *    can answer a CONNECT with a return code; `preConnect` answering false leaves the socket open
  *    with no CONNACK).
+ *
+ * Access (docs/protocol.md §6.1.8, gateway/broker-access.ts): the `authenticate` hook checks a
+ * password against the device list or takes a verified client certificate (TLS listener), refusing
+ * with CONNACK 4 or 5; `authorizePublish` lets a client publish only on its own up topic, never
+ * retained (a refusal closes the connection: MQTT 3.1.1 has no negative PUBACK), and is also what
+ * aedes asks before publishing a will; `authorizeSubscribe` grants only the client's own down
+ * topic (a refusal is SUBACK 0x80, the connection stays). A connect-rate limit per remote address
+ * drops excess TCP connections before any byte is read (before the TLS handshake on mqtts).
  *
  * Publisher identity: aedes stamps `packet.clientId` on every packet a client publishes (its
  * `emitPacket` step, also for wills) before handing it to `aedes.subscribe` listeners; packets
@@ -32,7 +43,32 @@ export interface BrokerOptions {
   logger?: (line: string) => void;
   /** Bound on close(), ms. */
   closeTimeoutMs?: number;
+  /** Who may connect. Default: anyone, without credentials (the topic rules apply all the same). */
+  access?: AccessOptions;
+  /** TCP connections accepted per minute from one remote address (token bucket); 0 = no limit (default). */
+  connectRatePerMin?: number;
+  /** An additional MQTT-over-TLS listener. */
+  tls?: BrokerTlsOptions;
+  /** Clock of the connect-rate buckets. */
+  now?: () => number;
 }
+
+export interface BrokerTlsOptions {
+  /** Default: the plain listener's host. */
+  host?: string;
+  /** 0 = an ephemeral port. */
+  port: number;
+  /** PEM server certificate (chain) and private key. */
+  cert: string | Buffer;
+  key: string | Buffer;
+  /** PEM CA certificate(s) that sign client certificates. */
+  ca?: string | Buffer;
+  /** Ask clients for a certificate; one that verifies against `ca` authenticates the device named by its CN. */
+  requestCert?: boolean;
+}
+
+/** Bound on a TLS handshake, ms. */
+const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 
 export interface BrokerStats {
   /** TCP connections open now (connected MQTT clients and sockets that have not sent CONNECT yet). */
@@ -43,8 +79,16 @@ export interface BrokerStats {
   rejectedClients: number;
   /** Connections dropped for announcing a packet over maxPacketBytes (cumulative). */
   oversizePackets: number;
-  /** Connections dropped with an error: malformed packet or length, bad CONNECT, keepalive timeout, socket error (cumulative). */
+  /** Connections dropped with an error: malformed packet or length, bad CONNECT, keepalive timeout, socket error, failed TLS handshake (cumulative). */
   clientErrors: number;
+  /** CONNECTs refused for their credentials or certificate, CONNACK 4 or 5 (cumulative). */
+  authFailures: number;
+  /** Publishes refused by the topic rules; each closed its connection (wills: dropped) (cumulative). */
+  deniedPublishes: number;
+  /** Subscriptions refused by the topic rules, SUBACK 0x80 (cumulative). */
+  deniedSubscribes: number;
+  /** TCP connections dropped by the connect-rate limit before any byte was read (cumulative). */
+  rateLimited: number;
 }
 
 type BrokerEvents = { clientConnected: [clientId: string]; clientDisconnected: [clientId: string] };
@@ -58,7 +102,16 @@ export class Broker extends EventEmitter<BrokerEvents> {
   readonly aedes: Aedes;
   readonly port: number;
   readonly url: string;
+  /** The TLS listener's port and URL (mqtts://), when there is one. */
+  readonly tlsPort: number | undefined;
+  readonly tlsUrl: string | undefined;
   readonly #server: Server;
+  /** The mqtts listener: a TCP server that applies the rate limit and hands sockets to the (not listening) TLS server. */
+  readonly #tlsListener: { net: Server; tls: TlsServer } | undefined;
+  /** TCP sockets of the mqtts listener still in their TLS handshake. */
+  readonly #handshaking = new Set<Socket>();
+  readonly #access: AccessOptions;
+  readonly #rate: ConnectRateLimiter;
   readonly #opts: BrokerOptions;
   readonly #log: (line: string) => void;
   readonly #conns = new Set<GuardedConnection>();
@@ -68,19 +121,43 @@ export class Broker extends EventEmitter<BrokerEvents> {
   #rejectedClients = 0;
   #oversizePackets = 0;
   #clientErrors = 0;
+  #authFailures = 0;
+  #deniedPublishes = 0;
+  #deniedSubscribes = 0;
+  #rateLimited = 0;
   #closing: Promise<void> | undefined;
 
-  private constructor(opts: BrokerOptions, aedes: Aedes, server: Server) {
+  private constructor(opts: BrokerOptions, aedes: Aedes, server: Server, tlsListener: { net: Server; tls: TlsServer } | undefined) {
     super();
     this.#opts = opts;
     this.#log = opts.logger ?? (() => undefined);
+    this.#access = opts.access ?? { requireAuth: false };
+    this.#rate = new ConnectRateLimiter(opts.connectRatePerMin ?? 0, opts.now);
     this.aedes = aedes;
     this.#server = server;
+    this.#tlsListener = tlsListener;
     const addr = server.address() as AddressInfo;
     this.port = addr.port;
-    this.url = `mqtt://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+    this.url = urlOf('mqtt', addr);
+    const tlsAddr = tlsListener?.net.address() as AddressInfo | undefined;
+    this.tlsPort = tlsAddr?.port;
+    this.tlsUrl = tlsAddr ? urlOf('mqtts', tlsAddr) : undefined;
 
-    aedes.authenticate = (client, _username, _password, done) => this.#admit(client, done);
+    aedes.authenticate = (client, username, password, done) => this.#admit(client, username, password, done);
+    aedes.authorizePublish = (client, packet, done) => {
+      const why = client ? publishRefusal(client.id, packet.topic, packet.retain) : 'no client';
+      if (why === null) return done(null);
+      this.#deniedPublishes++;
+      this.#log(`broker: refused a publish of ${client?.id ?? '(will of a gone client)'} from ${remoteOf(client)}: ${why}`);
+      done(new FwError('E_BROKER_DENIED', why));
+    };
+    aedes.authorizeSubscribe = (client, sub, done) => {
+      const why = subscribeRefusal(client.id, sub.topic);
+      if (why === null) return done(null, sub);
+      this.#deniedSubscribes++;
+      this.#log(`broker: refused a subscription of ${client.id} from ${remoteOf(client)}: ${why}`);
+      done(null, null);
+    };
     aedes.on('client', (client) => {
       this.#connected.add(client.id);
       this.emit('clientConnected', client.id);
@@ -92,30 +169,74 @@ export class Broker extends EventEmitter<BrokerEvents> {
     aedes.on('clientError', (client, err) => this.#onClientError(client, err));
     aedes.on('connectionError', (client, err) => this.#onClientError(client, err));
     (aedes as EventEmitter).on('error', (err: unknown) => this.#log(`broker: aedes error: ${describeError(err)}`));
-    server.on('connection', (socket) => this.#accept(socket));
+    server.on('connection', (socket) => {
+      if (this.#rateAllows(socket)) this.#accept(socket);
+    });
     server.on('error', (err) => this.#log(`broker: listener error: ${describeError(err)}`));
+    if (tlsListener) {
+      const { net, tls } = tlsListener;
+      // The rate limit runs on the TCP socket, before the handshake: a dropped connection costs no crypto.
+      net.on('connection', (socket) => {
+        if (!this.#rateAllows(socket)) return;
+        if (this.#closing) {
+          socket.destroy();
+          return;
+        }
+        this.#handshaking.add(socket);
+        socket.once('close', () => this.#handshaking.delete(socket));
+        tls.emit('connection', socket);
+      });
+      net.on('error', (err) => this.#log(`broker: TLS listener error: ${describeError(err)}`));
+      tls.on('secureConnection', (socket) => this.#accept(socket));
+      tls.on('tlsClientError', (err, socket) => {
+        this.#clientErrors++;
+        this.#log(`broker: TLS handshake with ${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'} failed: ${describeError(err)}`);
+      });
+    }
   }
 
   /** Create the broker and listen on host:port. */
   static async start(opts: BrokerOptions): Promise<Broker> {
     if (!Number.isInteger(opts.maxPacketBytes) || opts.maxPacketBytes < 2) throw new FwError('E_CONFIG', 'broker maxPacketBytes must be an integer >= 2');
     if (!Number.isInteger(opts.maxClients) || opts.maxClients < 1) throw new FwError('E_CONFIG', 'broker maxClients must be an integer >= 1');
+    if (opts.connectRatePerMin !== undefined && (!Number.isInteger(opts.connectRatePerMin) || opts.connectRatePerMin < 0)) {
+      throw new FwError('E_CONFIG', 'broker connectRatePerMin must be an integer >= 0');
+    }
+    if (opts.access?.requireAuth && !opts.access.credentials && !(opts.tls?.ca && opts.tls.requestCert)) {
+      throw new FwError('E_CONFIG', 'broker requireAuth needs a device list or a TLS listener with client certificates (ca and requestCert)');
+    }
+    let tlsServer: TlsServer | undefined;
+    if (opts.tls) {
+      const t = opts.tls;
+      try {
+        tlsServer = createTlsServer({
+          cert: t.cert, key: t.key, ...(t.ca ? { ca: t.ca } : {}), requestCert: t.requestCert === true,
+          // a client without a (valid) certificate may still log in with a password: checked at CONNECT
+          rejectUnauthorized: false, handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS, noDelay: true,
+        });
+      } catch (err) {
+        throw new FwError('E_CONFIG', `broker TLS: bad certificate or key: ${describeError(err)}`, { cause: err });
+      }
+    }
     const aedes = await Aedes.createBroker();
     const server = createServer({ noDelay: true });
+    const tlsNet = tlsServer ? createServer({ noDelay: true }) : undefined;
+    const listening: Server[] = [];
     try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(opts.port, opts.host, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
+      await listen(server, opts.port, opts.host);
+      listening.push(server);
+      if (tlsNet) {
+        await listen(tlsNet, opts.tls!.port, opts.tls!.host ?? opts.host);
+        listening.push(tlsNet);
+      }
     } catch (err) {
+      await Promise.all(listening.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
       await new Promise<void>((resolve) => aedes.close(resolve));
-      throw new FwError('E_CONFIG', `broker cannot listen on ${opts.host}:${opts.port}`, { cause: err });
+      throw err;
     }
-    const broker = new Broker(opts, aedes, server);
-    broker.#log(`broker: listening on ${broker.url} (max packet ${opts.maxPacketBytes} bytes, max clients ${opts.maxClients})`);
+    const broker = new Broker(opts, aedes, server, tlsNet && tlsServer ? { net: tlsNet, tls: tlsServer } : undefined);
+    const auth = broker.#access.requireAuth ? 'authentication required' : 'authentication optional';
+    broker.#log(`broker: listening on ${broker.url}${broker.tlsUrl ? ` and ${broker.tlsUrl}` : ''} (max packet ${opts.maxPacketBytes} bytes, max clients ${opts.maxClients}, ${auth})`);
     return broker;
   }
 
@@ -126,6 +247,10 @@ export class Broker extends EventEmitter<BrokerEvents> {
       rejectedClients: this.#rejectedClients,
       oversizePackets: this.#oversizePackets,
       clientErrors: this.#clientErrors,
+      authFailures: this.#authFailures,
+      deniedPublishes: this.#deniedPublishes,
+      deniedSubscribes: this.#deniedSubscribes,
+      rateLimited: this.#rateLimited,
     };
   }
 
@@ -180,7 +305,11 @@ export class Broker extends EventEmitter<BrokerEvents> {
   }
 
   async #close(): Promise<void> {
-    const serverClosed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    const tlsNet = this.#tlsListener?.net;
+    const serverClosed = Promise.all([
+      new Promise<void>((resolve) => this.#server.close(() => resolve())),
+      tlsNet ? new Promise<void>((resolve) => tlsNet.close(() => resolve())) : undefined,
+    ]).then(() => undefined);
     const aedesClosed = new Promise<void>((resolve) => this.aedes.close(() => resolve()));
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<'timeout'>((resolve) => {
@@ -190,6 +319,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
       // aedes closes its clients, which destroys their connections; destroy any stragglers too.
       const first = await Promise.race([aedesClosed, timeout]);
       for (const conn of this.#conns) conn.destroy();
+      for (const socket of this.#handshaking) socket.destroy();
       const second = first === 'timeout' ? first : await Promise.race([serverClosed, timeout]);
       if (second === 'timeout') this.#log('broker: close timed out; sockets destroyed');
     } finally {
@@ -198,13 +328,24 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.#log('broker: closed');
   }
 
-  #accept(socket: Socket): void {
+  /** The connect-rate limit: false (socket destroyed, counted) when the remote address has no token left. */
+  #rateAllows(socket: Socket): boolean {
+    const address = socket.remoteAddress ?? '?';
+    if (this.#rate.take(address)) return true;
+    this.#rateLimited++;
+    // Log the first refusal and then every 100th, not a line per flooding connection.
+    if (this.#rateLimited % 100 === 1) this.#log(`broker: dropped a connection from ${address}: over ${this.#rate.perMinute} connects per minute (${this.#rateLimited} dropped so far)`);
+    socket.destroy();
+    return false;
+  }
+
+  #accept(socket: Socket | TLSSocket): void {
     const remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
-    if (this.#closing) {
+    if (this.#closing || socket.destroyed) {
       socket.destroy();
       return;
     }
-    const conn = new GuardedConnection(socket, this.#opts.maxPacketBytes, remote, (v) => this.#onViolation(conn, v));
+    const conn = new GuardedConnection(socket, this.#opts.maxPacketBytes, remote, (v) => this.#onViolation(conn, v), certificateCn(socket));
     this.#conns.add(conn);
     conn.once('close', () => {
       this.#conns.delete(conn);
@@ -222,23 +363,44 @@ export class Broker extends EventEmitter<BrokerEvents> {
     }
   }
 
-  /** The client cap, in the `authenticate` hook. A client id already admitted may take over its session. */
-  #admit(client: Client, done: (err: AuthenticateError | null, ok: boolean | null) => void): void {
+  /**
+   * The `authenticate` hook: the client cap, then the credentials (§6.1.8), then the cap again (the
+   * check may have waited for scrypt). A client id already admitted may take over its session.
+   */
+  #admit(client: Client, username: string | undefined, password: Buffer | undefined, done: (err: AuthenticateError | null, ok: boolean | null) => void): void {
     const conn = client.conn;
     if (!(conn instanceof GuardedConnection)) {
       done(null, true); // a connection handed to aedes directly by the embedding code
       return;
     }
-    if (this.#admitted.size >= this.#opts.maxClients && !this.#isAdmitted(client.id)) {
+    const refuse = (code: 'E_BROKER_LIMIT' | 'E_BROKER_DENIED', message: string, returnCode: number): void => {
+      const err = new FwError(code, message) as FwError & { returnCode: number };
+      err.returnCode = returnCode;
+      done(err as unknown as AuthenticateError, false);
+    };
+    const atCap = (): boolean => {
+      if (this.#admitted.size < this.#opts.maxClients || this.#isAdmitted(client.id)) return false;
       this.#rejectedClients++;
       this.#log(`broker: refused ${client.id} from ${conn.remote}: ${this.#opts.maxClients} clients connected`);
-      const err = new FwError('E_BROKER_LIMIT', `client limit ${this.#opts.maxClients} reached`) as FwError & { returnCode: number };
-      err.returnCode = SERVER_UNAVAILABLE;
-      done(err as unknown as AuthenticateError, false);
-      return;
-    }
-    this.#admitted.set(conn, client.id);
-    done(null, true);
+      refuse('E_BROKER_LIMIT', `client limit ${this.#opts.maxClients} reached`, SERVER_UNAVAILABLE);
+      return true;
+    };
+    if (atCap()) return;
+    authenticateClient(this.#access, { clientId: client.id, username, password, certificateCn: conn.certificateCn }).then((verdict) => {
+      if (!verdict.ok) {
+        this.#authFailures++;
+        this.#log(`broker: refused ${client.id} from ${conn.remote}: ${verdict.reason} (CONNACK ${verdict.returnCode})`);
+        refuse('E_BROKER_DENIED', verdict.reason, verdict.returnCode);
+        return;
+      }
+      if (conn.destroyed || atCap()) return;
+      this.#admitted.set(conn, client.id);
+      done(null, true);
+    }, (err: unknown) => {
+      this.#authFailures++;
+      this.#log(`broker: refused ${client.id} from ${conn.remote}: credential check failed: ${describeError(err)}`);
+      refuse('E_BROKER_DENIED', 'credential check failed', SERVER_UNAVAILABLE);
+    });
   }
 
   #isAdmitted(clientId: string): boolean {
@@ -247,12 +409,40 @@ export class Broker extends EventEmitter<BrokerEvents> {
   }
 
   #onClientError(client: Client, err: Error): void {
-    if (err instanceof FwError && err.code === 'E_BROKER_LIMIT') return; // counted as rejectedClients
+    // counted as rejectedClients, authFailures or deniedPublishes
+    if (err instanceof FwError && (err.code === 'E_BROKER_LIMIT' || err.code === 'E_BROKER_DENIED')) return;
     this.#clientErrors++;
     const conn = client.conn;
     const remote = conn instanceof GuardedConnection ? conn.remote : '?';
     this.#log(`broker: dropped client ${client.id ?? '(before CONNECT)'} from ${remote}: ${describeError(err)}`);
   }
+}
+
+function urlOf(scheme: string, addr: AddressInfo): string {
+  return `${scheme}://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+}
+
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  }).catch((err: unknown) => {
+    throw new FwError('E_CONFIG', `broker cannot listen on ${host}:${port}`, { cause: err });
+  });
+}
+
+function remoteOf(client: Client | null): string {
+  return client?.conn instanceof GuardedConnection ? client.conn.remote : '?';
+}
+
+/** The CN of a client certificate that verified against the listener's CA; undefined on plain TCP. */
+function certificateCn(socket: Socket | TLSSocket): string | undefined {
+  if (!('encrypted' in socket) || !socket.authorized) return undefined;
+  const cn = socket.getPeerCertificate().subject?.CN as string | string[] | undefined;
+  return typeof cn === 'string' ? cn : undefined;
 }
 
 function publisherOf(packet: AedesPublishPacket): string | null {
@@ -341,7 +531,14 @@ export class GuardedConnection extends Duplex {
   readonly #socket: Socket;
   readonly #guard: MqttSizeGuard;
 
-  constructor(socket: Socket, maxPacketBytes: number, readonly remote: string, onViolation: (v: GuardVerdict & { ok: false }) => void) {
+  constructor(
+    socket: Socket,
+    maxPacketBytes: number,
+    readonly remote: string,
+    onViolation: (v: GuardVerdict & { ok: false }) => void,
+    /** CN of the verified client certificate (TLS listener), if any. */
+    readonly certificateCn?: string,
+  ) {
     super({ allowHalfOpen: false });
     this.#socket = socket;
     this.#guard = new MqttSizeGuard(maxPacketBytes);

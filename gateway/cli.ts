@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { describeError, FwError } from '../protocol/errors.ts';
 import { closeSerialPort, openSerialPort } from '../transport/serial-port.ts';
 import { loadConfigFile, mergeConfig, parseConfig, type GatewayConfig } from './config.ts';
+import { addDeviceCommands } from './device-cli.ts';
 import { FLEET_FILE, readFleetFile, type FleetFile } from './fleet-store.ts';
 import { Gateway } from './gateway.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -24,13 +26,19 @@ const program = new Command('fwgate')
   .option('-d, --data <dir>', 'data directory (images, partial uploads, campaign journals, fleet.json)')
   .option('--host <addr>', 'MQTT listen address (default 127.0.0.1)')
   .option('-p, --port <port>', 'MQTT listen port (default 1883; 0 = any free port)', int('--port'))
+  .option('--devices <file>', 'device list with password hashes (broker.devicesFile): devices must log in')
   .option('--concurrency <n>', 'devices updated at the same time', int('--concurrency'))
+  .option('--trusted-key <file>', 'trust manifests signed by this Ed25519 public key (PEM from `fwpush keygen`); repeat for a key rotation; added to security.trustedKeys', (v: string, prev: string[] = []) => [...prev, v])
+  .option('--allow-unsigned', 'DEVELOPMENT ONLY: accept unsigned images (security.allowUnsigned); says so loudly at start-up')
   .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent')
   .option('--log-format <format>', 'pretty|json')
   .showHelpAfterError()
   .exitOverride();
 
-type Flags = { config?: string; serial?: string; baud?: number; data?: string; host?: string; port?: number; concurrency?: number; logLevel?: string; logFormat?: string };
+type Flags = {
+  config?: string; serial?: string; baud?: number; data?: string; host?: string; port?: number; concurrency?: number; logLevel?: string; logFormat?: string;
+  trustedKey?: string[]; allowUnsigned?: boolean;
+};
 
 /** What this run does: serve (no subcommand) or a subcommand; set by the action commander picks. */
 let run: (() => Promise<void>) | undefined;
@@ -43,6 +51,10 @@ program.command('report')
   .action((o: { json?: boolean }, cmd: Command) => {
     run = () => report(cmd.optsWithGlobals<Flags>(), o.json === true);
   });
+
+addDeviceCommands(program, async (cmd) => (await loadConfig(cmd.optsWithGlobals<Flags>())).broker.devicesFile, (r) => {
+  run = r;
+});
 
 async function main(): Promise<void> {
   try {
@@ -58,10 +70,16 @@ async function main(): Promise<void> {
 async function loadConfig(o: Flags): Promise<GatewayConfig> {
   try {
     const file = o.config ? await loadConfigFile(o.config) : {};
+    const flagKeys = await Promise.all((o.trustedKey ?? []).map(async (path) => ({ publicKey: await readKeyFile(path) })));
+    const fileKeys = (file as { security?: { trustedKeys?: unknown } } | null)?.security?.trustedKeys;
     const flags = {
+      security: {
+        trustedKeys: flagKeys.length > 0 ? [...(Array.isArray(fileKeys) ? fileKeys : []), ...flagKeys] : undefined,
+        allowUnsigned: o.allowUnsigned ? true : undefined,
+      },
       dataDir: o.data,
       serial: { path: o.serial, baudRate: o.baud },
-      broker: { host: o.host, port: o.port },
+      broker: { host: o.host, port: o.port, devicesFile: (o as { devices?: string }).devices },
       rollout: { concurrency: o.concurrency },
       log: { level: o.logLevel, format: o.logFormat },
     };
@@ -69,6 +87,14 @@ async function loadConfig(o: Flags): Promise<GatewayConfig> {
   } catch (err) {
     process.stderr.write(`fwgate: ${describeError(err)}\n`);
     process.exit(2);
+  }
+}
+
+async function readKeyFile(path: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (cause) {
+    throw new FwError('E_CONFIG', `cannot read trusted key ${path}: ${(cause as Error).message}`, { cause });
   }
 }
 
@@ -83,6 +109,7 @@ async function serve(o: Flags): Promise<void> {
     process.exit(1);
   }
   process.stdout.write(`fwgate ready: broker ${gw.broker.url}\n`);
+  if (config.security.allowUnsigned) process.stdout.write('fwgate: DEVELOPMENT MODE (--allow-unsigned): unsigned firmware images are accepted\n');
   const serial = config.serial.path ? serveSerial(gw, config, log) : undefined;
 
   let stopping = false;

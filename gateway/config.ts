@@ -1,8 +1,9 @@
-import { readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { z } from 'zod';
 import { FwError } from '../protocol/errors.ts';
 import { MAX_FRAME_PAYLOAD, MAX_IMAGE_SIZE, MAX_WINDOW, MIN_FRAME_PAYLOAD } from '../protocol/limits.ts';
 import { formatIssues } from '../protocol/schema.ts';
+import { keyIdOf, parsePublicKey } from '../protocol/signature.ts';
 import { cronProblem, MAX_WINDOW_MIN, timeZoneProblem } from './windows.ts';
 
 /**
@@ -29,6 +30,19 @@ const windowSpec = z.strictObject({
   }),
 });
 
+/** One trusted manifest-signing key (docs/protocol.md §5.4): Ed25519, SPKI PEM or raw 32 bytes base64/hex; `keyId`, when given, must match it. */
+const trustedKey = z.strictObject({
+  keyId: z.string().regex(/^[0-9a-f]{16}$/, 'must be 16 lowercase hex digits').optional(),
+  publicKey: z.string().min(1),
+}).superRefine((k, ctx) => {
+  try {
+    const id = keyIdOf(parsePublicKey(k.publicKey));
+    if (k.keyId !== undefined && k.keyId !== id) ctx.addIssue({ code: 'custom', message: `keyId ${k.keyId} does not match the key (its id is ${id})`, path: ['keyId'] });
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message, path: ['publicKey'] });
+  }
+});
+
 export const configSchema = z.strictObject({
   /** Where images, partial uploads and gateway state live. */
   dataDir: z.string().min(1).default('./data'),
@@ -44,6 +58,23 @@ export const configSchema = z.strictObject({
     /** Largest MQTT packet accepted from a client (a chunk of 64 KiB plus envelope fits). */
     maxPacketBytes: positive.default(128 * 1024),
     maxClients: positive.default(10_000),
+    /** Device list with scrypt password hashes (`fwgate device add`); none = no passwords (docs/protocol.md §6.1.8). */
+    devicesFile: z.string().min(1).optional(),
+    /** Every client must authenticate (password or client certificate). Default: true when devicesFile is set. */
+    requireAuth: z.boolean().optional(),
+    /** TCP connections accepted per minute from one remote address (token bucket, a minute's worth of burst); 0 = no limit. */
+    connectRatePerMin: z.number().int().min(0).default(600),
+    /** An additional MQTT-over-TLS (mqtts) listener. */
+    tls: z.strictObject({
+      host: z.string().min(1).optional(),
+      port: z.number().int().min(0).max(65_535).default(8883),
+      /** PEM files: server certificate (chain) and private key. */
+      cert: z.string().min(1),
+      key: z.string().min(1),
+      /** PEM CA file for client certificates; with requestCert, a verified certificate's CN authenticates that device. */
+      ca: z.string().min(1).optional(),
+      requestCert: z.boolean().default(false),
+    }).refine((t) => !t.requestCert || t.ca !== undefined, { message: 'requestCert needs ca', path: ['requestCert'] }).optional(),
   }).prefault({}),
   uplink: z.strictObject({
     /** Largest serial frame payload the gateway offers in its hello. */
@@ -60,6 +91,13 @@ export const configSchema = z.strictObject({
     partialSyncBytes: positive.max(MAX_IMAGE_SIZE).default(256 * 1024),
     /** Longest wait for the laptop's link to acknowledge the order before the transfers start. */
     orderDeliveryWaitMs: z.number().int().min(0).max(60_000).default(2000),
+    /**
+     * Technician keys allowed to upload (docs/protocol.md §7.2.4): Ed25519 public keys, several during a rotation.
+     * A request to send is granted only after an `auth` signed with one of them.
+     */
+    technicianKeys: z.array(trustedKey).max(64).default([]),
+    /** DEVELOPMENT ONLY: grant requests to send without a technician's `auth` (a warning at start-up). */
+    allowUnauthenticated: z.boolean().default(false),
   }).prefault({}),
   rollout: z.strictObject({
     /** Devices updated at the same time. */
@@ -141,6 +179,12 @@ export const configSchema = z.strictObject({
     /** Maintenance windows (gateway/windows.ts); none = campaigns run at once. */
     list: z.array(windowSpec).max(64).default([]),
   }).prefault({}),
+  security: z.strictObject({
+    /** Keys whose manifest signatures are accepted (several during a key rotation); none = every upload is denied unless allowUnsigned. */
+    trustedKeys: z.array(trustedKey).max(64).default([]),
+    /** DEVELOPMENT ONLY: accept unsigned manifests (a warning at start-up and on each one). Signed ones are still checked. */
+    allowUnsigned: z.boolean().default(false),
+  }).prefault({}),
 });
 
 export type GatewayConfig = z.infer<typeof configSchema>;
@@ -153,12 +197,34 @@ export function parseConfig(input: unknown, source = 'config'): GatewayConfig {
   return r.data;
 }
 
+/** Largest config file read: a config is a few KiB; /dev/zero or a wrong path to an image is refused, not read whole. */
+export const MAX_CONFIG_FILE_BYTES = 1_048_576;
+
+/** Read at most max bytes of a file as UTF-8; more is E_CONFIG, checked before anything larger is allocated. */
+async function readBounded(path: string, max: number): Promise<string> {
+  const fh = await open(path, 'r');
+  try {
+    const buf = Buffer.alloc(max + 1);
+    let n = 0;
+    while (n < buf.length) {
+      const { bytesRead } = await fh.read(buf, n, buf.length - n, null);
+      if (bytesRead === 0) break;
+      n += bytesRead;
+    }
+    if (n > max) throw new FwError('E_CONFIG', `config file ${path} is larger than ${max} bytes`);
+    return buf.toString('utf8', 0, n);
+  } finally {
+    await fh.close();
+  }
+}
+
 /** Read a JSON config file; a missing file, bad JSON or a bad field each gives its own message. */
 export async function loadConfigFile(path: string): Promise<unknown> {
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    text = await readBounded(path, MAX_CONFIG_FILE_BYTES);
   } catch (cause) {
+    if (cause instanceof FwError) throw cause;
     throw new FwError('E_CONFIG', `cannot read config file ${path}: ${(cause as Error).message}`, { cause });
   }
   try {

@@ -8,6 +8,7 @@ import {
 } from '../protocol/uplink.ts';
 import { MessageLink } from '../transport/message-link.ts';
 import { Broker } from './broker.ts';
+import { brokerOptions } from './broker-setup.ts';
 import type { GatewayConfig } from './config.ts';
 import { DeviceChannel } from './device-channel.ts';
 import { FleetStore } from './fleet-store.ts';
@@ -20,6 +21,7 @@ import { ImageSource } from './rollout/image-source.ts';
 import { CampaignJournal, findUnfinished, journalDir, type JournalRecord, type UnfinishedCampaign } from './rollout/journal.ts';
 import { ImageStore, type StoredImage } from './store.ts';
 import { UplinkSession } from './uplink/session.ts';
+import { KeyRing, parsePublicKey } from '../protocol/signature.ts';
 import { realTimers, type Timers } from './waiter.ts';
 import { MaintenanceWindows, nodeCronStarts, type Clock as WallClock } from './windows.ts';
 
@@ -88,12 +90,16 @@ export class Gateway {
     /** The fleet report, kept in <dataDir>/fleet.json across restarts. */
     readonly fleetStore: FleetStore,
   ) {
+    this.keyRing = new KeyRing(config.security.trustedKeys.map((k) => parsePublicKey(k.publicKey)));
     fleet.on('status', (d) => this.sendTasks(d));
     gate.onChange((open) => {
       log.info({ open, ...(open ? { endsAt: gate.endsAt() } : { nextOpenAt: gate.nextOpenAt() }) }, open ? 'maintenance window open' : 'maintenance window closed');
       if (open) this.schedule();
     });
   }
+
+  /** The trusted manifest-signing keys of the config (docs/protocol.md §5.4, §7.3.1). */
+  readonly keyRing: KeyRing;
 
   static async start(opts: GatewayOptions): Promise<Gateway> {
     const { config, log } = opts;
@@ -103,11 +109,7 @@ export class Gateway {
       logger: (line) => log.info(line),
     });
     const fleetStore = await FleetStore.open({ dataDir: config.dataDir, timers, log: log.child({ part: 'fleet' }) });
-    const broker = await Broker.start({
-      host: config.broker.host, port: config.broker.port,
-      maxPacketBytes: config.broker.maxPacketBytes, maxClients: config.broker.maxClients,
-      logger: (line) => log.warn(line),
-    });
+    const broker = await Broker.start(await brokerOptions(config, (line) => log.warn(line)));
     const channel = new DeviceChannel(broker, log.child({ part: 'devices' }), timers);
     await channel.start();
     const fleet = new Fleet(channel);
@@ -118,6 +120,7 @@ export class Gateway {
     const windows = new MaintenanceWindows(config.windows.list, wallClock, opts.wallClock ? undefined : nodeCronStarts);
     windows.start();
     const gw = new Gateway(config, log, timers, broker, channel, fleet, store, await journalDir(config.dataDir), windows, windowGate(windows, wallClock), fleetStore);
+    logSecurity(gw.keyRing, config.security.allowUnsigned, log);
     if (opts.uplinkStream) gw.attachUplink(opts.uplinkStream);
     await gw.resumeUnfinished();
     log.info({ broker: broker.url, images: store.list().length, serial: config.serial.path ?? null }, 'gateway ready');
@@ -140,6 +143,7 @@ export class Gateway {
     this.uplinkLink = link;
     this.uplink = new UplinkSession({
       link, store: this.store, config: config.uplink, log: log.child({ part: 'uplink' }), agent: GATEWAY_AGENT,
+      keyRing: this.keyRing, allowUnsigned: config.security.allowUnsigned,
       busyReason: (request) => this.busyReason(request),
       campaignState: () => this.campaignState(),
       onImageStored: async (image, request) => {
@@ -433,5 +437,16 @@ export class Gateway {
     this.uplinkLink?.close();
     this.log.info(this.counters(), 'counters at shutdown');
     await this.broker.close();
+  }
+}
+
+/** Say at start-up which keys are trusted, and loudly when unsigned images are accepted (development mode). */
+function logSecurity(ring: KeyRing, allowUnsigned: boolean, log: Logger): void {
+  if (allowUnsigned) {
+    log.warn({ allowUnsigned: true, trustedKeys: ring.keyIds }, 'DEVELOPMENT MODE: security.allowUnsigned is on — UNSIGNED FIRMWARE IMAGES ARE ACCEPTED; never use this on a real site');
+  } else if (ring.size === 0) {
+    log.warn('no trusted signing keys (security.trustedKeys, --trusted-key): every upload will be denied');
+  } else {
+    log.info({ trustedKeys: ring.keyIds }, 'signed images only');
   }
 }

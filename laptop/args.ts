@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError, Option, type OutputConfiguration } from 'commander';
 import type { CampaignOptions } from './client.ts';
 import { laptopSettings } from './settings.ts';
+import { parseSeq } from './signing.ts';
 
 /** fwpush's flags, parsed and range-checked. Times are as given (seconds). */
 export interface Opts {
@@ -8,6 +9,10 @@ export interface Opts {
   baud: number; frame: number; window: number; timeout: number; reconnectTimeout: number; json?: boolean; localCheck: boolean;
   /** Campaign policy (docs/protocol.md §7.3.5): at once, or in the next maintenance window; neither: the gateway's default. */
   now?: boolean; inWindow?: boolean; allowDowngrade?: boolean; force?: boolean;
+  /** Technician key (PKCS#8 PEM) answering the gateway's challenge (docs/protocol.md §7.2.4); needed to push. */
+  techKey?: string;
+  /** Manifest signing (laptop/signing.ts, docs/protocol.md §5.4). */
+  signKey?: string; seq?: number;
 }
 
 /** What the command line asks for, or the exit code when it asks for nothing more (help, a usage error). */
@@ -40,12 +45,15 @@ function program(output: OutputConfiguration | undefined): Command {
     .description('Send a firmware image to an fwgate gateway over its serial link and follow the rollout to every device — or, when the gateway queues it for a maintenance window, say when the window opens and exit (code 0); with "status", show the running or last campaign and the queued ones instead, and follow the running one to its end.')
     .argument('<image|status>', 'firmware image file to push, or the word "status" to show and follow what the gateway is doing (an image file named status: ./status)')
     .requiredOption('-P, --port <tty>', 'serial port connected to the gateway, e.g. /dev/ttyUSB0')
+    .option('-K, --tech-key <file>', 'technician key (Ed25519 private key, PKCS#8 PEM, from `fwpush keygen`) the gateway trusts: needed to push, not for status')
     .option('-m, --manifest <file>', 'JSON manifest for the image (otherwise one is made from the image and the flags below)')
     .option('--name <name>', 'image name for a generated manifest (default: file name without extension)')
     .option('--version <semver>', 'image version for a generated manifest')
     .option('--image-version <semver>', 'same as --version')
     .option('--hw <models>', 'comma-separated hardware models for a generated manifest')
     .option('--chunk <bytes>', 'chunk size towards devices for a generated manifest', int('--chunk', r.chunk), s.deviceChunk)
+    .option('--seq <n>', 'anti-rollback sequence number for the manifest (required with --sign-key for a generated one)', parseSeq)
+    .option('--sign-key <file>', 'sign the manifest with this Ed25519 private key (PEM, from `fwpush keygen`); a --manifest already signed is sent unchanged')
     .option('--baud <rate>', 'serial baud rate', int('--baud', r.baud), s.baudRate)
     .option('--frame <bytes>', 'largest serial frame payload to offer', int('--frame', r.frame), s.maxFrame)
     .option('--window <frames>', 'ARQ window of the serial link to offer (for the maintenance-window policy see --in-window)',

@@ -10,6 +10,9 @@ import { openConnection, type Connection, type ConnectionOptions } from './conne
 import { noticeWriter } from './notices.ts';
 import { pushAndFollow, SeenEvents, statusAndFollow, type FlowDeps } from './push.ts';
 import { Reconnecting } from './reconnect.ts';
+import { applySigning, keygen } from './signing.ts';
+import { loadTechKey, unauthorisedHint } from './tech-key.ts';
+import type { TechnicianKey } from '../protocol/uplink-auth.ts';
 import { EXIT, exitCodeFor, HumanRenderer, JsonRenderer, summarise, type Renderer, type Summary } from './render.ts';
 import { laptopSettings as settings } from './settings.ts';
 
@@ -33,14 +36,15 @@ async function loadInputs(imagePath: string, o: Opts): Promise<{ manifest: Manif
     // Check locally first, so a technician learns of a wrong manifest before a long upload.
     // The gateway checks again whatever the laptop says.
     if (o.localCheck) checkDigest(manifest, digestImage(image));
-    return { manifest, image };
+    return { manifest: await applySigning(manifest, false, o), image };
   }
   const version = o.version ?? o.imageVersion;
   if (!version || !o.hw) {
     throw new FwError('E_USAGE', 'without --manifest, give --version <semver> and --hw <models> so a manifest can be made');
   }
   const name = o.name ?? basename(imagePath).replace(/\.[^.]*$/, '');
-  return { manifest: manifestForImage(image, { name, version, hw: o.hw.split(',').map((s) => s.trim()).filter(Boolean), chunk: o.chunk }), image };
+  const manifest = manifestForImage(image, { name, version, hw: o.hw.split(',').map((s) => s.trim()).filter(Boolean), chunk: o.chunk });
+  return { manifest: await applySigning(manifest, true, o), image };
 }
 
 /** What this run does: push an image and follow its campaign, or follow/replay what the gateway is doing. */
@@ -62,15 +66,18 @@ class CampaignWatch {
 }
 
 async function main(): Promise<number> {
+  if (process.argv[2] === 'keygen') return keygen(process.argv.slice(3), (l) => console.log(l), (l) => console.error(l));
   const args = parseArgs(process.argv.slice(2));
   if (args.kind === 'exit') return args.code === 0 ? EXIT.ok : EXIT.usage;
   const { opts: o, target } = args;
   const mode: Mode = target === 'status' ? { kind: 'status' } : { kind: 'push', imagePath: target };
   const render: Renderer = o.json ? new JsonRenderer() : new HumanRenderer({ maxBars: settings.maxBars, totalsEveryMs: settings.totalsEveryMs, fps: settings.fps });
   let inputs: { manifest: Manifest; image: Buffer } | undefined;
+  let techKey: TechnicianKey | undefined;
   if (mode.kind === 'push') {
     try {
       inputs = await loadInputs(mode.imagePath, o);
+      if (o.techKey !== undefined) techKey = await loadTechKey(o.techKey);
     } catch (err) {
       render.error(describeError(err), isFwError(err) ? err.code : undefined);
       return isFwError(err, 'E_USAGE') ? EXIT.usage : EXIT.refused;
@@ -82,7 +89,7 @@ async function main(): Promise<number> {
   const connection: ConnectionOptions = {
     path: o.port,
     baudRate: o.baud,
-    client: { ...defaultClientOptions, maxFrame: o.frame, window: o.window, idleTimeoutMs: o.timeout * 1000 },
+    client: { ...defaultClientOptions, maxFrame: o.frame, window: o.window, idleTimeoutMs: o.timeout * 1000, ...(techKey ? { techKey } : {}) },
     attach: (client) => {
       client.on('event', (m) => {
         if (!seen.fresh(m)) return; // repeated by a replay after a reconnect
@@ -141,6 +148,10 @@ async function main(): Promise<number> {
   } catch (err) {
     if (isFwError(err) && err.details?.deny === 'busy') {
       render.error(describeError(err), err.code, `run \`fwpush --port ${o.port} status\` to follow it`);
+      return EXIT.refused;
+    }
+    if (isFwError(err) && err.details?.deny === 'unauthorised') {
+      render.error(describeError(err), err.code, unauthorisedHint(o.techKey));
       return EXIT.refused;
     }
     render.error(describeError(err), isFwError(err) ? err.code : undefined, isFwError(err) ? lostLinkHint(err, o) : undefined);

@@ -5,6 +5,7 @@ import type { Manifest } from '../protocol/manifest.ts';
 import type {
   CampaignPolicy, CompleteMessage, GatewayUplinkMessage, HelloMessage, LaptopMessage, RtsMessage,
 } from '../protocol/uplink.ts';
+import { signChallenge, type TechnicianKey } from '../protocol/uplink-auth.ts';
 import type { MessageLink } from '../transport/message-link.ts';
 import { laptopSettings } from './settings.ts';
 
@@ -18,6 +19,8 @@ export interface ClientOptions {
   replyTimeoutMs: number;
   /** Longest silence from the gateway while following a campaign. */
   idleTimeoutMs: number;
+  /** Answers the gateway's hello challenge with `auth` (§7.2.4); without it only `status` is allowed. */
+  techKey?: TechnicianKey;
 }
 
 export const defaultClientOptions: ClientOptions = Object.freeze({
@@ -86,7 +89,10 @@ export class UplinkClient extends EventEmitter<{
     });
   }
 
-  /** Reset the link and exchange hellos; applies the negotiated frame size and window. */
+  /**
+   * Reset the link and exchange hellos; applies the negotiated frame size and window, and
+   * authenticates with the technician key, if one is set, against this hello's challenge.
+   */
   async connect(): Promise<HelloMessage> {
     await this.link.open();
     await this.link.send({
@@ -99,6 +105,8 @@ export class UplinkClient extends EventEmitter<{
       throw new FwError('E_UPLINK_PROTOCOL', `gateway speaks uplink protocol ${hello.proto}, this fwpush speaks ${PROTOCOL_VERSION}`);
     }
     this.link.configure({ maxPayload: hello.maxFrame, window: hello.window });
+    // Not answered by the gateway: a refused auth shows as `deny` `unauthorised` at the request to send.
+    if (hello.challenge && this.opts.techKey) await this.link.send(signChallenge(this.opts.techKey, hello.challenge));
     return hello;
   }
 

@@ -115,12 +115,18 @@ export interface TextOut {
   rows?: number;
 }
 
+/** JSON.stringify replacer: a byte string (e.g. `hello.challenge`) as lowercase hex, not an object of numbered bytes. */
+function bytesAsHex(this: unknown, key: string, value: unknown): unknown {
+  const raw = (this as Record<string, unknown>)[key];
+  return raw instanceof Uint8Array ? Buffer.from(raw).toString('hex') : value;
+}
+
 /** One JSON object per line for every event; the summary is the last line. */
 export class JsonRenderer implements Renderer {
   private lastUploadAt = -Infinity;
   constructor(private readonly out: TextOut = process.stdout, private readonly now: () => number = Date.now) {}
   private line(obj: object): void {
-    this.out.write(`${JSON.stringify(obj)}\n`);
+    this.out.write(`${JSON.stringify(obj, bytesAsHex)}\n`);
   }
   connected(hello: HelloMessage, port: string): void {
     this.line({ event: 'connected', port, gateway: hello.agent, maxFrame: hello.maxFrame, window: hello.window });

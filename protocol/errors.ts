@@ -20,6 +20,9 @@ export const ErrorCodes = {
   E_MESSAGE_TYPE: 'unknown message type',
   // manifest and image
   E_MANIFEST_INVALID: 'manifest fails validation',
+  E_MANIFEST_UNSIGNED: 'manifest has no signature',
+  E_MANIFEST_KEY_UNKNOWN: 'manifest is signed by a key that is not trusted',
+  E_MANIFEST_SIGNATURE: 'manifest signature does not verify',
   E_IMAGE_SIZE: 'image size does not match the manifest',
   E_IMAGE_CRC: 'image CRC-32 does not match the manifest',
   E_IMAGE_SHA256: 'image SHA-256 does not match the manifest',
@@ -44,6 +47,7 @@ export const ErrorCodes = {
   E_CONFIG: 'configuration invalid',
   E_USAGE: 'command-line usage error',
   E_BROKER_LIMIT: 'broker limit exceeded',
+  E_BROKER_DENIED: 'broker refused a client: not authenticated or not authorized',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

@@ -27,7 +27,17 @@ export interface Manifest {
   sha256: string;
   /** Preferred chunk size for distribution to devices, bytes. */
   chunk: number;
+  /** Anti-rollback sequence number (§5.4.4): a device refuses an image with a lower one. Absent = 0. */
+  seq?: number | undefined;
+  /** Ed25519 signature over the fields above (§5.4); absent = unsigned. */
+  signature?: ManifestSignature | undefined;
 }
+
+/** `manifest.signature` (§5.4.2): key id (16 hex) and Ed25519 signature (128 hex). */
+export interface ManifestSignature { keyId: string; sig: string }
+
+export const keyIdHex = z.string().regex(/^[0-9a-f]{16}$/, 'must be 16 lowercase hex digits');
+export const signatureHex = z.string().regex(/^[0-9a-f]{128}$/, 'must be 128 lowercase hex digits (64 bytes)');
 
 const name = z.string().min(1).max(MAX_NAME_LENGTH).regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'letters, digits, ".", "_" or "-"');
 const hwModel = z.string().min(1).max(MAX_NAME_LENGTH).regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'letters, digits, ".", "_" or "-"');
@@ -40,6 +50,8 @@ export const manifestSchema = z.strictObject({
   crc32: u32,
   sha256: sha256Hex,
   chunk: z.number().int().min(MIN_CHUNK_SIZE).max(MAX_CHUNK_SIZE),
+  seq: u32.optional(),
+  signature: z.strictObject({ keyId: keyIdHex, sig: signatureHex }).optional(),
 });
 
 /** Validate an untrusted manifest (from a file, the wire or a store record). */
@@ -61,8 +73,11 @@ export function digestImage(image: Uint8Array): ImageDigest {
 }
 
 /** Build a manifest for an image from its bytes. */
-export function manifestForImage(image: Uint8Array, meta: { name: string; version: string; hw: string[]; chunk?: number }): Manifest {
-  return parseManifest({ name: meta.name, version: meta.version, hw: meta.hw, chunk: meta.chunk ?? DEFAULT_CHUNK_SIZE, ...digestImage(image) });
+export function manifestForImage(image: Uint8Array, meta: { name: string; version: string; hw: string[]; chunk?: number; seq?: number }): Manifest {
+  return parseManifest({
+    name: meta.name, version: meta.version, hw: meta.hw, chunk: meta.chunk ?? DEFAULT_CHUNK_SIZE, ...digestImage(image),
+    ...(meta.seq !== undefined ? { seq: meta.seq } : {}),
+  });
 }
 
 /**

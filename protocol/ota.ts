@@ -3,6 +3,7 @@ import { encodeCbor } from './cbor.ts';
 import {
   MAX_ACK_MISSING, MAX_CHUNK_SIZE, MAX_HW_MODELS, MAX_NAME_LENGTH, MAX_OTA_MESSAGE, MIN_CHUNK_SIZE,
 } from './limits.ts';
+import { keyIdHex, signatureHex } from './manifest.ts';
 import { bytes, decodeMessage, sha256Hex, text, u16, u32 } from './schema.ts';
 import { isValidVersion } from './version.ts';
 
@@ -12,11 +13,11 @@ import { isValidVersion } from './version.ts';
  */
 
 /** Why a device refuses an offer (§6.5). `below-floor`: the image is older than its anti-rollback floor (§6.5.6). */
-export const RejectCodes = ['busy', 'incompatible', 'no-space', 'not-newer', 'below-floor', 'invalid'] as const;
+export const RejectCodes = ['busy', 'incompatible', 'no-space', 'not-newer', 'below-floor', 'invalid', 'seq-rollback'] as const;
 export type RejectCode = (typeof RejectCodes)[number];
 
 /** Why a device reports an image or a step as failed (§6.7). */
-export const VerifyCodes = ['size', 'crc32', 'sha256', 'incomplete', 'flash'] as const;
+export const VerifyCodes = ['size', 'crc32', 'sha256', 'incomplete', 'flash', 'signature'] as const;
 export type VerifyCode = (typeof VerifyCodes)[number];
 
 export const SlotNames = ['a', 'b'] as const;
@@ -98,7 +99,12 @@ export const offerMsg = z.object({
   downgrade: z.boolean().optional(),
   /** The campaign was asked to force: the device accepts even while it is in use (§6.5.3). */
   force: z.boolean().optional(),
-});
+  /** `manifest.seq`: a device refuses a lower one than it has installed (§6.5.7); absent = 0. */
+  seq: u32.optional(),
+  /** `manifest.signature.keyId` and `.sig` (§5.4): the device checks them at verify (§6.7.1). */
+  keyId: keyIdHex.optional(),
+  sig: signatureHex.optional(),
+}).refine((m) => (m.keyId === undefined) === (m.sig === undefined), { message: 'keyId and sig come together', path: ['sig'] });
 export const chunkMsg = z.object({ t: z.literal('chunk'), sid, off: u32, data: bytes, crc: u32 })
   .refine((m) => m.data.length >= 1 && m.data.length <= MAX_CHUNK_SIZE, { message: `data must be 1..${MAX_CHUNK_SIZE} bytes`, path: ['data'] });
 export const verifyMsg = z.object({ t: z.literal('verify'), sid });

@@ -6,6 +6,7 @@ import {
 } from './limits.ts';
 import { manifestSchema } from './manifest.ts';
 import { bytes, decodeMessage, sha256Hex, text, u32 } from './schema.ts';
+import { AUTH_CHALLENGE_BYTES, AUTH_SIG_BYTES } from './uplink-auth.ts';
 
 /**
  * Uplink messages between the field laptop (fwpush) and the gateway over the serial link
@@ -14,7 +15,10 @@ import { bytes, decodeMessage, sha256Hex, text, u32 } from './schema.ts';
  */
 
 /** Why the gateway refuses a request-to-send (§7.3). */
-export const DenyCodes = ['busy', 'too-large', 'invalid-manifest', 'protocol', 'no-space', 'state', 'internal'] as const;
+export const DenyCodes = [
+  'busy', 'too-large', 'invalid-manifest', 'protocol', 'no-space', 'state', 'internal', 'unsigned', 'unknown-key', 'bad-signature',
+  'unauthorised',
+] as const;
 export type DenyCode = (typeof DenyCodes)[number];
 
 /** Phases a device goes through in a campaign (§7.6). */
@@ -35,7 +39,7 @@ export type Outcome = (typeof Outcomes)[number];
 export const ResultCodes = [
   'ok', 'integrity-failure', 'no-space', 'connection-lost', 'unsupported', 'cancelled', 'deferred',
   'busy', 'incompatible-hw', 'not-newer', 'below-floor', 'offline', 'timeout', 'self-test-failed', 'reverted', 'rejected',
-  'retries-exhausted', 'campaign-halted',
+  'retries-exhausted', 'campaign-halted', 'bad-signature', 'seq-rollback',
 ] as const;
 export type ResultCode = (typeof ResultCodes)[number];
 
@@ -71,6 +75,14 @@ export const helloMsg = z.object({
   window: z.number().int().min(1).max(MAX_WINDOW),
   maxMessage: u32,
   maxImage: u32.optional(),
+  /** Gateway only: fresh random bytes the laptop signs in its `auth` (§7.2.4). */
+  challenge: bytes.refine((b) => b.length === AUTH_CHALLENGE_BYTES, `must be ${AUTH_CHALLENGE_BYTES} bytes`).optional(),
+});
+/** The laptop proves it holds a technician key: Ed25519 over the gateway's challenge (§7.2.4). */
+export const authMsg = z.object({
+  t: z.literal('auth'),
+  keyId: z.string().regex(/^[0-9a-f]{16}$/, 'must be 16 lowercase hex digits'),
+  sig: bytes.refine((b) => b.length === AUTH_SIG_BYTES, `must be ${AUTH_SIG_BYTES} bytes`),
 });
 export const rtsMsg = z.object({
   t: z.literal('rts'),
@@ -216,7 +228,7 @@ export const completeMsg = z.object({
 });
 export const errorMsg = z.object({ t: z.literal('error'), code: text, reason: text });
 
-export const laptopMessage = z.discriminatedUnion('t', [helloMsg, rtsMsg, dataMsg, commitMsg, statusReqMsg]);
+export const laptopMessage = z.discriminatedUnion('t', [helloMsg, authMsg, rtsMsg, dataMsg, commitMsg, statusReqMsg]);
 export const gatewayUplinkMessage = z.discriminatedUnion('t', [
   helloMsg, grantMsg, denyMsg, committedMsg, orderMsg, progressMsg, totalsMsg, resultMsg, completeMsg, errorMsg, stateMsg,
   fleetMsg,
@@ -225,6 +237,7 @@ export const gatewayUplinkMessage = z.discriminatedUnion('t', [
 export type LaptopMessage = z.infer<typeof laptopMessage>;
 export type GatewayUplinkMessage = z.infer<typeof gatewayUplinkMessage>;
 export type HelloMessage = z.infer<typeof helloMsg>;
+export type AuthMessage = z.infer<typeof authMsg>;
 export type OrderMessage = z.infer<typeof orderMsg>;
 export type OrderEntry = z.infer<typeof orderEntry>;
 export type ExcludedEntry = z.infer<typeof excludedEntry>;

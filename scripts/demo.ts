@@ -15,6 +15,8 @@ import { spawn } from 'node:child_process';
 import { DeviceFiles } from '../device-sim/bootloader.ts';
 import { fleetDeviceId } from '../device-sim/fleet.ts';
 import { makeSampleImage } from '../firmware-samples/image-format.ts';
+import { generatePassword, hashPassword, writeDevicesFile } from '../gateway/device-auth.ts';
+import { generateSigningKey } from '../protocol/signature.ts';
 import { freePort, ROOT, startTs, type Proc } from './lib/processes.ts';
 import { createPtyPair, type PtyPair } from './lib/pty-pair.ts';
 
@@ -68,9 +70,35 @@ try {
   const imagePath = join(dir, `sensor-fw-${TO}.bin`);
   await writeFile(imagePath, image);
 
+  // A throw-away vendor key pair (docs/operations.md "Signing keys"): fwgate trusts it, the devices
+  // pin it, fwpush signs the manifest with it.
+  const keyBase = join(dir, 'vendor');
+  const keygen = spawn(process.execPath, ['--import', 'tsx', 'laptop/cli.ts', 'keygen', '--out', keyBase], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+  let keygenOut = '';
+  keygen.stdout.on('data', (d: Buffer) => { keygenOut += d.toString(); });
+  const keygenCode = await new Promise<number>((resolve) => keygen.once('exit', (c) => resolve(c ?? 1)));
+  if (keygenCode !== 0) throw new Error(`fwpush keygen exited with ${keygenCode}`);
+  say(`demo: signing key pair ${keyBase}.key / .pub (${keygenOut.split('\n')[0] ?? ''})`);
+
+  // A throw-away technician key (docs/operations.md "Technician keys"): only a laptop holding it may upload.
+  const tech = generateSigningKey();
+  await writeFile(join(dir, 'technician.key'), tech.privateKeyPem, { mode: 0o600 });
+  await writeFile(join(dir, 'gateway.json'), JSON.stringify({ uplink: { technicianKeys: [{ publicKey: tech.publicKeyPem }] } }));
+  say(`demo: technician key ${join(dir, 'technician.key')} (key id ${tech.keyId}), trusted by fwgate`);
+
+  // Broker authentication (docs/operations.md "Device credentials"): a device list with a scrypt
+  // hash per device for fwgate, the passwords themselves for fwsim.
+  const ids = Array.from({ length: devices }, (_, i) => fleetDeviceId('dev', i));
+  const passwords = Object.fromEntries(ids.map((id) => [id, generatePassword()]));
+  await writeDevicesFile(join(dir, 'devices.json'), await Promise.all(ids.map(async (id) => ({ id, scrypt: await hashPassword(passwords[id]!) }))));
+  await writeFile(join(dir, 'credentials.json'), JSON.stringify(passwords), { mode: 0o600 });
+
   const port = await freePort();
   const gw = startTs('fwgate', 'gateway/cli.ts', [
+    '--config', join(dir, 'gateway.json'),
     '--serial', pty.a, '--data', join(dir, 'gateway'), '--host', '127.0.0.1', '--port', String(port), '--log-format', 'json',
+    '--devices', join(dir, 'devices.json'),
+    '--trusted-key', `${keyBase}.pub`,
   ], { stderr: 'pipe' });
   procs.push(gw);
   const gwLog = join(dir, 'gateway.log');
@@ -82,7 +110,8 @@ try {
 
   const sim = startTs('fwsim', 'device-sim/cli.ts', [
     '--broker', `mqtt://127.0.0.1:${port}`, '--count', String(devices), '--data', join(dir, 'devices'),
-    '--hw', HW, '--version', FROM, '--profile', values.profile, '--json',
+    '--credentials', join(dir, 'credentials.json'),
+    '--hw', HW, '--version', FROM, '--profile', values.profile, '--pinned-key', `${keyBase}.pub`, '--json',
   ]);
   procs.push(sim);
   let connected = 0;
@@ -97,7 +126,8 @@ try {
 
   say(`demo: fwpush ${imagePath} -> ${pty.b}\n`);
   const push = spawn(process.execPath, [
-    '--import', 'tsx', 'laptop/cli.ts', '--port', pty.b, imagePath, '--name', 'sensor-fw', '--version', TO, '--hw', HW, ...(json ? ['--json'] : []),
+    '--import', 'tsx', 'laptop/cli.ts', '--port', pty.b, imagePath, '--name', 'sensor-fw', '--version', TO, '--hw', HW,
+    '--sign-key', `${keyBase}.key`, '--seq', '1', '--tech-key', join(dir, 'technician.key'), ...(json ? ['--json'] : []),
   ], { cwd: ROOT, stdio: 'inherit' });
   code = await new Promise<number>((resolve) => push.once('exit', (c, s) => resolve(c ?? (s ? 128 : 1))));
   say(`\ndemo: fwpush exited with ${code}`);

@@ -219,6 +219,8 @@ export class DeviceSession {
       t: 'offer', sid: this.sid, name: m.name, version: m.version, hw: m.hw, size: m.size, crc32: m.crc32, sha256: m.sha256, chunk: m.chunk,
       ...(this.deps.downgrade ? { downgrade: true } : {}),
       ...(this.deps.force ? { force: true } : {}),
+      ...(m.seq !== undefined ? { seq: m.seq } : {}),
+      ...(m.signature ? { keyId: m.signature.keyId, sig: m.signature.sig } : {}),
     });
     const sid = this.sid;
     const reply = await this.expect((e): e is Ev<'accept'> | Ev<'reject'> => (e.t === 'accept' || e.t === 'reject') && e.sid === sid, this.deps.config.offerTimeoutMs, 'accept or reject');
@@ -306,6 +308,10 @@ export class DeviceSession {
     const v = await this.expect((e): e is Ev<'verified'> => e.t === 'verified' && e.sid === sid, this.deps.config.verifyTimeoutMs, 'verify result');
     if (v.ok) return;
     if (v.code !== 'incomplete') this.held = 0; // the device discards what it holds
+    if (v.code === 'signature') {
+      // Not retried: the same manifest would fail the same way (§6.7.2).
+      throw new SessionFailure('failed', 'bad-signature', `device refuses the image's signature${v.reason ? `: ${v.reason}` : ''}`, true);
+    }
     throw new SessionFailure('failed', 'integrity-failure', `device reports the image does not verify (${v.code ?? 'no code'}${v.reason ? `: ${v.reason}` : ''})`, false);
   }
 
@@ -479,6 +485,7 @@ function rejection(r: Ev<'reject'>): SessionFailure {
     case 'below-floor': return new SessionFailure('skipped', 'below-floor', `device refuses: image is below its anti-rollback security floor${why}`, true);
     case 'no-space': return new SessionFailure('failed', 'no-space', `device has no space for the image${why}`, true);
     case 'invalid': return new SessionFailure('failed', 'rejected', `device rejected the offer as invalid${why}`, true);
+    case 'seq-rollback': return new SessionFailure('skipped', 'seq-rollback', `device refuses: the image's sequence number is below the one it has installed${why}`, true);
     default: {
       const never: never = r.code;
       return new SessionFailure('failed', 'rejected', `device rejected the offer (${String(never)})`, true);

@@ -1,10 +1,13 @@
+import { randomBytes } from 'node:crypto';
 import { decodeCbor } from '../../protocol/cbor.ts';
 import { describeError, isFwError, type FwError } from '../../protocol/errors.ts';
 import { PROTOCOL_VERSION } from '../../protocol/limits.ts';
 import type { Manifest } from '../../protocol/manifest.ts';
+import type { KeyRing } from '../../protocol/signature.ts';
 import {
   clipReasons, DATA_MESSAGE_OVERHEAD, type DenyCode, type GatewayUplinkMessage, type LaptopMessage,
 } from '../../protocol/uplink.ts';
+import { TechnicianAuth } from './auth.ts';
 import type { MessageLink } from '../../transport/message-link.ts';
 import type { GatewayConfig } from '../config.ts';
 import type { Logger } from '../log.ts';
@@ -18,6 +21,10 @@ export interface UplinkDeps {
   config: GatewayConfig['uplink'];
   log: Logger;
   agent: string;
+  /** Trusted manifest-signing keys: a request to send is granted only for a manifest one of them signed (§7.3.1). */
+  keyRing: KeyRing;
+  /** Development mode (security.allowUnsigned): an unsigned manifest is granted, with a warning. */
+  allowUnsigned: boolean;
   /** Why a new upload with this campaign policy cannot be granted now (e.g. a `now` campaign while one runs), or undefined. */
   busyReason(request: CampaignRequest): string | undefined;
   /** What the gateway is doing now and the messages that bring a late laptop up to date (§7.11). */
@@ -27,6 +34,8 @@ export interface UplinkDeps {
    * and, when it waits for a maintenance window, why and until when (§7.4.3).
    */
   onImageStored(image: StoredImage, request: CampaignRequest): Promise<StoredCampaign>;
+  /** Source of the hello challenges (§7.2.4); default crypto.randomBytes. Injected by tests. */
+  randomBytes?: (n: number) => Uint8Array;
 }
 
 /** The campaign policy a laptop asks for in its `rts` (§7.3). */
@@ -54,8 +63,11 @@ export class UplinkSession {
   private maxFrame = 0;
   /** The campaign policy of the current upload's `rts`. */
   private request: CampaignRequest = {};
+  /** Who this session's laptop proved to be (§7.2.4); reset by every hello and link reset. */
+  private readonly auth: TechnicianAuth;
 
   constructor(private readonly deps: UplinkDeps) {
+    this.auth = new TechnicianAuth(deps.config, deps.log, deps.randomBytes ?? ((n) => randomBytes(n)));
     deps.link.on('message', (msg) => {
       this.queue = this.queue.then(() => this.dispatch(msg)).catch((err: unknown) => {
         deps.log.error({ err: describeError(err) }, 'uplink handler failed');
@@ -69,11 +81,13 @@ export class UplinkSession {
       deps.log.info('laptop connected (link reset)');
       this.queue = this.queue.then(() => this.endUpload(false));
       this.state = 'idle';
+      this.auth.reset();
     });
     deps.link.on('down', () => {
       deps.log.warn('laptop stopped answering; the rollout carries on');
       this.queue = this.queue.then(() => this.endUpload(false));
       this.state = 'idle';
+      this.auth.reset();
     });
   }
 
@@ -109,6 +123,7 @@ export class UplinkSession {
   private async dispatch(msg: LaptopMessage): Promise<void> {
     switch (msg.t) {
       case 'hello': return this.onHello(msg);
+      case 'auth': return this.onAuth(msg);
       case 'rts': return this.onRequestToSend(msg);
       case 'data': return this.onData(msg.off, msg.data);
       case 'commit': return this.onCommit();
@@ -131,7 +146,7 @@ export class UplinkSession {
     const window = Math.min(config.window, msg.window);
     await this.send({
       t: 'hello', proto: PROTOCOL_VERSION, role: 'gateway', agent: this.deps.agent,
-      maxFrame, window, maxMessage: msg.maxMessage, maxImage: config.maxImageBytes,
+      maxFrame, window, maxMessage: msg.maxMessage, maxImage: config.maxImageBytes, challenge: this.auth.newChallenge(),
     });
     link.configure({ maxPayload: maxFrame, window });
     this.maxFrame = maxFrame;
@@ -139,10 +154,18 @@ export class UplinkSession {
     this.deps.log.info({ agent: msg.agent, maxFrame, window }, 'laptop hello');
   }
 
+  /** `auth` (§7.2.4): not answered; its outcome decides the next request to send. */
+  private async onAuth(msg: Extract<LaptopMessage, { t: 'auth' }>): Promise<void> {
+    if (this.state === 'idle') return this.deny('state', 'send hello first');
+    this.auth.check(msg);
+  }
+
   private async onRequestToSend(rts: Extract<LaptopMessage, { t: 'rts' }>): Promise<void> {
     const { log, store, config } = this.deps;
     const manifest: Manifest = rts.manifest;
     if (this.state === 'idle') return this.deny('state', 'send hello first');
+    const unauthorised = this.auth.refusal();
+    if (unauthorised !== undefined) return this.deny('unauthorised', unauthorised);
     if (this.state === 'receiving' || this.state === 'committing') return this.deny('state', 'an upload is already in progress in this session');
     this.request = {
       ...(rts.policy !== undefined ? { policy: rts.policy } : {}),
@@ -153,6 +176,11 @@ export class UplinkSession {
     if (busy) return this.deny('busy', busy);
     if (manifest.size > config.maxImageBytes) {
       return this.deny('too-large', `image is ${manifest.size} bytes, this gateway accepts at most ${config.maxImageBytes}`);
+    }
+    const signed = this.deps.keyRing.check(manifest);
+    if (!signed.ok) {
+      if (signed.failure !== 'unsigned' || !this.deps.allowUnsigned) return this.deny(signed.failure, `${signed.reason}; nothing stored`);
+      log.warn({ image: `${manifest.name} ${manifest.version}`, sha256: manifest.sha256 }, 'DEVELOPMENT MODE: accepting an UNSIGNED image (security.allowUnsigned)');
     }
     try {
       this.upload = await store.beginUpload(manifest);

@@ -147,8 +147,11 @@ export class ScriptedGateway {
   }
 
   offerFor(sid: number, manifest: Manifest, over: Partial<OfferMessage> = {}): OfferMessage {
-    const { name, version, hw, size, crc32: c, sha256, chunk } = manifest;
-    return { t: 'offer', sid, name, version, hw, size, crc32: c, sha256, chunk, ...over };
+    const { name, version, hw, size, crc32: c, sha256, chunk, seq, signature } = manifest;
+    return {
+      t: 'offer', sid, name, version, hw, size, crc32: c, sha256, chunk,
+      ...(seq !== undefined ? { seq } : {}), ...(signature ? { keyId: signature.keyId, sig: signature.sig } : {}), ...over,
+    };
   }
 
   /**

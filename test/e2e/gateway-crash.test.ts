@@ -9,8 +9,10 @@ import { DeviceFiles } from '../../device-sim/bootloader.ts';
 import { fleetDeviceId } from '../../device-sim/fleet.ts';
 import { makeSampleImage } from '../../firmware-samples/image-format.ts';
 import { parseJournal } from '../../gateway/rollout/journal.ts';
+import { generateSigningKey } from '../../protocol/signature.ts';
 import { freePort, ROOT, startTs, type Proc } from '../../scripts/lib/processes.ts';
 import { createPtyPair, type PtyPair } from '../../scripts/lib/pty-pair.ts';
+import { testKeyFiles } from '../helpers/keys.ts';
 
 const HW = 'sensor-v1';
 const FROM = '1.0.0';
@@ -78,7 +80,12 @@ describe('end to end: fwgate killed with SIGKILL mid-campaign, then restarted', 
     const imagePath = join(dir, 'fw.bin');
     await writeFile(imagePath, image);
     const port = await freePort();
-    const gwArgs = ['--data', join(dir, 'gw'), '--host', '127.0.0.1', '--port', String(port), '--log-format', 'json', '--concurrency', '3'];
+    // the technician key that authorises the push (docs/protocol.md §7.2.4)
+    const tech = generateSigningKey();
+    await writeFile(join(dir, 'technician.key'), tech.privateKeyPem, { mode: 0o600 });
+    await writeFile(join(dir, 'gateway.json'), JSON.stringify({ uplink: { technicianKeys: [{ publicKey: tech.publicKeyPem }] } }));
+    const gwArgs = ['--config', join(dir, 'gateway.json'), '--data', join(dir, 'gw'), '--host', '127.0.0.1', '--port', String(port), '--log-format', 'json', '--concurrency', '3',
+      '--trusted-key', testKeyFiles().pub];
 
     const first = startGateway(['--serial', pty.a, ...gwArgs]);
     procs.push(first.proc);
@@ -87,7 +94,7 @@ describe('end to end: fwgate killed with SIGKILL mid-campaign, then restarted', 
     // at the kill some devices are mid-transfer and one is past its activation.
     const sim = startTs('fwsim', 'device-sim/cli.ts', [
       '--broker', `mqtt://127.0.0.1:${port}`, '--count', String(DEVICES), '--data', join(dir, 'devices'),
-      '--hw', HW, '--version', FROM, '--profile', 'wifi-poor', '--json',
+      '--hw', HW, '--version', FROM, '--profile', 'wifi-poor', '--pinned-key', testKeyFiles().pub, '--json',
     ]);
     procs.push(sim);
     const events = (): { id: string; type: string; [k: string]: unknown }[] => sim.lines.flatMap((l) => {
@@ -99,7 +106,8 @@ describe('end to end: fwgate killed with SIGKILL mid-campaign, then restarted', 
     });
     await sim.waitForLine(() => events().filter((e) => e.type === 'connected').length >= DEVICES, 60_000);
 
-    const push = spawn(process.execPath, ['--import', 'tsx', 'laptop/cli.ts', '--port', pty.b, imagePath, '--name', 'sensor-fw', '--version', TO, '--hw', HW, '--json'], { cwd: ROOT, stdio: 'ignore' });
+    const push = spawn(process.execPath, ['--import', 'tsx', 'laptop/cli.ts', '--port', pty.b, '--tech-key', join(dir, 'technician.key'), imagePath, '--name', 'sensor-fw', '--version', TO, '--hw', HW, '--json',
+      '--sign-key', testKeyFiles().key, '--seq', '1'], { cwd: ROOT, stdio: 'ignore' });
     const pushExited = new Promise<void>((r) => push.once('exit', () => r()));
 
     // kill -9 at the kill point (for mid-transfer: once a device has taken a few chunks)

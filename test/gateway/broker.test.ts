@@ -125,11 +125,14 @@ describe('gateway/broker', () => {
   describe('over TCP', () => {
     let broker: Broker | undefined;
     let logs: string[];
+    /** Every publish on an up topic, as the gateway's channel sees it: [topic, payload, publisher]. */
+    let ups: [string, string, string | null][];
     const clients: MqttClient[] = [];
     const sockets: Socket[] = [];
 
     async function start(over: Partial<BrokerOptions> = {}): Promise<Broker> {
       broker = await Broker.start({ host: '127.0.0.1', port: 0, maxPacketBytes: 4096, maxClients: 10, logger: (l) => logs.push(l), ...over });
+      await broker.subscribe('fwgate/v1/dev/+/up', (topic, payload, clientId) => ups.push([topic, payload.toString(), clientId]));
       return broker;
     }
 
@@ -173,16 +176,23 @@ describe('gateway/broker', () => {
       }), 'socket close');
     }
 
-    /** Publish from `from` and see it arrive at `to` (proves both still work). */
-    async function roundTrip(from: MqttClient, to: MqttClient, topic: string): Promise<void> {
-      await within(to.subscribeAsync(topic, { qos: 1 }), 'subscribe');
-      const got = nextMessage(to, topic);
-      await within(from.publishAsync(topic, 'ping', { qos: 1 }), 'publish');
-      assert.equal((await got).toString(), 'ping');
+    let seq = 0;
+    /** The client gets a command on its down topic and its publish on its up topic reaches the gateway (proves it still works). */
+    async function works(b: Broker, c: MqttClient): Promise<void> {
+      const id = c.options.clientId!;
+      const down = `fwgate/v1/dev/${id}/down`;
+      await within(c.subscribeAsync(down, { qos: 1 }), 'subscribe');
+      const got = nextMessage(c, down);
+      const word = `ping-${++seq}`;
+      await b.publish(down, Buffer.from(word), 1);
+      assert.equal((await got).toString(), word);
+      await within(c.publishAsync(`fwgate/v1/dev/${id}/up`, word, { qos: 1 }), 'publish');
+      await until(() => ups.some(([t, p, from]) => t === `fwgate/v1/dev/${id}/up` && p === word && from === id), `${word} from ${id}`);
     }
 
     beforeEach(() => {
       logs = [];
+      ups = [];
     });
     afterEach(async () => {
       for (const c of clients.splice(0)) c.end(true);
@@ -191,14 +201,14 @@ describe('gateway/broker', () => {
       broker = undefined;
     });
 
-    it('relays publish/subscribe between two clients', async () => {
+    it('relays the gateway\'s commands to each device and each device\'s messages to the gateway', async () => {
       const b = await start();
       assert.match(b.url, /^mqtt:\/\/127\.0\.0\.1:\d+$/);
       assert.notEqual(b.port, 0);
       const a = await client(b, 'dev-a');
       const c = await client(b, 'dev-b');
-      await roundTrip(a, c, 'fwgate/v1/dev/dev-b/down');
-      await roundTrip(c, a, 'fwgate/v1/dev/dev-a/down');
+      await works(b, a);
+      await works(b, c);
     });
 
     it('in-process publish reaches a client; a client publish reaches an in-process subscriber with its client id', async () => {
@@ -250,22 +260,21 @@ describe('gateway/broker', () => {
       const big = await client(b, 'big');
       const a = await client(b, 'a');
       const c = await client(b, 'c');
-      const topic = 't/x';
+      const topic = 'fwgate/v1/dev/big/up';
       // exactly at the limit: accepted
       let fits = max;
       while (publishSize(topic, fits) > max) fits--;
       assert.equal(publishSize(topic, fits), max);
-      await within(a.subscribeAsync(topic), 'subscribe');
-      const got = nextMessage(a, topic);
       await within(big.publishAsync(topic, Buffer.alloc(fits, 1)), 'publish at limit');
-      assert.equal((await got).length, fits);
+      await until(() => ups.some(([t, p]) => t === topic && p.length === fits), 'the publish at the limit delivered');
       // one byte over: dropped
       const bigClosed = closed(big);
       big.publish(topic, Buffer.alloc(fits + 1, 2));
       await bigClosed;
       await until(() => b.stats.oversizePackets === 1 && !b.isConnected('big'), 'oversize counted');
       assert.ok(logs.some((l) => l.includes('127.0.0.1') && l.includes(`exceeds ${max}`)), logs.join('\n'));
-      await roundTrip(a, c, 't/y');
+      await works(b, a);
+      await works(b, c);
       assert.equal(b.stats.clientErrors, 0);
     });
 
@@ -287,7 +296,7 @@ describe('gateway/broker', () => {
       await socketClosed(s2);
       await until(() => b.stats.clientErrors === 1, 'malformed counted');
       assert.equal(b.stats.oversizePackets, 1);
-      await roundTrip(other, other, 'still/here');
+      await works(b, other);
     });
 
     it('refuses the (max+1)-th client with "server unavailable"; existing ones keep working; a freed slot is reusable', async () => {
@@ -301,19 +310,21 @@ describe('gateway/broker', () => {
       assert.equal(b.stats.rejectedClients, 1);
       assert.equal(b.stats.clientErrors, 0);
       assert.equal(b.isConnected('d'), false);
-      await roundTrip(a, c, 'cap/ok');
+      await works(b, a);
+      await works(b, c);
 
       // a client id already admitted may take over its session even at the cap
       const aClosed = closed(a);
       const a2 = await client(b, 'a');
       await aClosed;
       assert.ok(b.isConnected('a'));
-      await roundTrip(a2, c, 'cap/takeover');
+      await works(b, a2);
 
       await within(c.endAsync(), 'end c');
       await until(() => b.stats.connections === 1, 'slot freed');
       const d = await client(b, 'd');
-      await roundTrip(d, a2, 'cap/reuse');
+      await works(b, d);
+      await works(b, a2);
       assert.equal(b.stats.rejectedClients, 1);
     });
 
@@ -332,7 +343,7 @@ describe('gateway/broker', () => {
       s2.write(Buffer.from([0x00, 0x00]));
       await socketClosed(s2);
       await until(() => !b.isConnected('raw-2'), 'raw-2 gone');
-      await roundTrip(a, a, 'after/garbage');
+      await works(b, a);
     });
 
     it('fails to start with E_CONFIG when the port is taken', async () => {

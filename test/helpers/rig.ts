@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { SerialPort } from 'serialport';
@@ -8,16 +8,21 @@ import type { LinkProfile } from '../../device-sim/link.ts';
 import { makeSampleImage } from '../../firmware-samples/image-format.ts';
 import { parseConfig, type ConfigInput } from '../../gateway/config.ts';
 import { Gateway, type GatewayOptions } from '../../gateway/gateway.ts';
-import { createLogger, silentLogger } from '../../gateway/log.ts';
+import { createLogger, silentLogger, type Logger } from '../../gateway/log.ts';
 import { manifestForImage, type Manifest } from '../../protocol/manifest.ts';
 import {
   decodeGatewayUplinkMessage, encodeUplinkMessage, type GatewayUplinkMessage, type LaptopMessage,
 } from '../../protocol/uplink.ts';
+import { generateSigningKey, parsePrivateKey } from '../../protocol/signature.ts';
+import { technicianKey, type TechnicianKey } from '../../protocol/uplink-auth.ts';
 import { MessageLink } from '../../transport/message-link.ts';
 import { closeSerialPort, openSerialPort } from '../../transport/serial-port.ts';
-import { defaultClientOptions, UplinkClient } from '../../laptop/client.ts';
+import { defaultClientOptions, UplinkClient, type ClientOptions } from '../../laptop/client.ts';
 import { createPtyPair, type PtyPair } from '../../scripts/lib/pty-pair.ts';
+import { signed, testKey } from './keys.ts';
 import { waitUntil } from './wait.ts';
+import { writeDeviceList } from './devices.ts';
+import { fleetDeviceId } from '../../device-sim/fleet.ts';
 
 export interface RigOptions {
   devices: number;
@@ -31,6 +36,8 @@ export interface RigOptions {
   device?: FleetDeviceOptions;
   /** The wall clock of the maintenance windows (a fake one moves windows without waiting). */
   wallClock?: GatewayOptions['wallClock'];
+  /** The gateway's logger (default: silent, or FWGATE_TEST_LOG). */
+  log?: Logger;
 }
 
 /** Test timeouts: short, but generous enough for a loaded 2-core machine. */
@@ -42,6 +49,11 @@ const TEST_CONFIG: ConfigInput = {
   },
   log: { level: 'silent' },
 };
+
+/** Signed images only, trusting the test process's vendor key (test/helpers/keys.ts); a test may override `security`. */
+function testSecurity(): ConfigInput['security'] {
+  return { trustedKeys: [{ publicKey: testKey().publicKeyPem }], allowUnsigned: false };
+}
 
 /**
  * A whole site on loopback: fwgate in-process with its real broker on an ephemeral port and its
@@ -59,26 +71,44 @@ export class Rig {
     readonly laptopLink: MessageLink<GatewayUplinkMessage, LaptopMessage>,
     readonly client: UplinkClient,
     readonly events: GatewayUplinkMessage[],
+    /** The throw-away technician key the gateway trusts (docs/protocol.md §7.2.4); `rig.client` authenticates with it. */
+    readonly techKey: TechnicianKey,
+    /** The same key as a PKCS#8 PEM file, for `fwpush --tech-key`. */
+    readonly techKeyPath: string,
   ) {}
+
+  /** Client options of the rig's laptop sessions: test timeouts and the rig's technician key. */
+  get clientOptions(): ClientOptions {
+    return { ...defaultClientOptions, replyTimeoutMs: 20_000, idleTimeoutMs: 60_000, techKey: this.techKey };
+  }
 
   static async start(opts: RigOptions): Promise<Rig> {
     const dir = await mkdtemp(join(tmpdir(), 'fwgate-rig-'));
     const pty = await createPtyPair(dir);
+    const tech = generateSigningKey();
+    const techKeyPath = join(dir, 'tech-key.pem');
+    await writeFile(techKeyPath, tech.privateKeyPem, { mode: 0o600 });
+    const techKey = technicianKey(parsePrivateKey(tech.privateKeyPem));
+    // Broker authentication on (docs/protocol.md §6.1.8): a device list with a password per simulated device.
+    const devicesFile = join(dir, 'devices.json');
+    const passwords = await writeDeviceList(devicesFile, Array.from({ length: opts.devices }, (_, i) => fleetDeviceId('dev', i)));
     const config = parseConfig({ ...TEST_CONFIG, ...opts.config, dataDir: join(dir, 'gateway'),
-      broker: { ...TEST_CONFIG.broker, ...opts.config?.broker }, rollout: { ...TEST_CONFIG.rollout, ...opts.config?.rollout },
-      log: { ...TEST_CONFIG.log, ...opts.config?.log } });
-    const log = process.env.FWGATE_TEST_LOG ? createLogger({ level: process.env.FWGATE_TEST_LOG, format: 'pretty' }) : silentLogger();
+      uplink: { technicianKeys: [{ publicKey: tech.publicKeyPem }], ...opts.config?.uplink },
+      broker: { ...TEST_CONFIG.broker, devicesFile, ...opts.config?.broker }, rollout: { ...TEST_CONFIG.rollout, ...opts.config?.rollout },
+      log: { ...TEST_CONFIG.log, ...opts.config?.log }, security: opts.config?.security ?? testSecurity() });
+    const log = opts.log ?? (process.env.FWGATE_TEST_LOG ? createLogger({ level: process.env.FWGATE_TEST_LOG, format: 'pretty' }) : silentLogger());
     const gatewayPort = await openSerialPort(pty.a, 921_600);
     const gateway = await Gateway.start({ config, log, uplinkStream: gatewayPort, ...(opts.wallClock ? { wallClock: opts.wallClock } : {}) });
     const sims = new SimFleet({
       broker: gateway.broker.url, count: opts.devices, dataDir: join(dir, 'devices'),
       device: {
         hw: opts.hw ?? 'sensor-v1', factoryVersion: opts.version ?? '1.0.0', factoryImageSize: 4096,
-        bootDelayMs: 50, reconnectDelayMs: 100, reconnectMaxMs: 1000, powerOffMs: 100,
+        bootDelayMs: 50, reconnectDelayMs: 100, reconnectMaxMs: 1000, powerOffMs: 100, pinnedKeys: [testKey().publicKeyPem],
         ...opts.device,
       },
       ...(opts.faults ? { faults: opts.faults } : {}),
       ...(opts.profiles ? { profiles: opts.profiles } : {}),
+      passwords,
     });
     await sims.start();
     await waitUntil(() => gateway.fleet.online().length === opts.devices, 20_000, `${opts.devices} devices registered`);
@@ -86,10 +116,10 @@ export class Rig {
     const laptopLink = new MessageLink<GatewayUplinkMessage, LaptopMessage>(laptopPort, {
       decode: decodeGatewayUplinkMessage, encode: encodeUplinkMessage, arq: { window: 16, maxPayload: 256 },
     });
-    const client = new UplinkClient(laptopLink, { ...defaultClientOptions, replyTimeoutMs: 20_000, idleTimeoutMs: 60_000 });
+    const client = new UplinkClient(laptopLink, { ...defaultClientOptions, replyTimeoutMs: 20_000, idleTimeoutMs: 60_000, techKey });
     const events: GatewayUplinkMessage[] = [];
     client.on('event', (e) => events.push(e));
-    return new Rig(dir, pty, gateway, gatewayPort, sims, laptopPort, laptopLink, client, events);
+    return new Rig(dir, pty, gateway, gatewayPort, sims, laptopPort, laptopLink, client, events, techKey, techKeyPath);
   }
 
   /** A second laptop session on the same serial port (after the first one was unplugged). */
@@ -97,7 +127,7 @@ export class Rig {
     const link = new MessageLink<GatewayUplinkMessage, LaptopMessage>(this.laptopPort, {
       decode: decodeGatewayUplinkMessage, encode: encodeUplinkMessage, arq: { window: 16, maxPayload: 256 },
     });
-    const client = new UplinkClient(link, { ...defaultClientOptions, replyTimeoutMs: 20_000, idleTimeoutMs: 60_000 });
+    const client = new UplinkClient(link, this.clientOptions);
     const events: GatewayUplinkMessage[] = [];
     client.on('event', (e) => events.push(e));
     this.extraLinks.push(link);
@@ -118,9 +148,13 @@ export class Rig {
   }
 }
 
-/** A sample image and its manifest. */
-export function sampleImage(opts: { version: string; hw?: string; size?: number; selftest?: 'pass' | 'fail'; chunk?: number }): { image: Buffer; manifest: Manifest } {
+/**
+ * A sample image and its manifest, signed with the test key and `seq` 1 unless told otherwise
+ * (`unsigned: true` for a manifest without signature).
+ */
+export function sampleImage(opts: { version: string; hw?: string; size?: number; selftest?: 'pass' | 'fail'; chunk?: number; seq?: number; unsigned?: boolean }): { image: Buffer; manifest: Manifest } {
   const hw = opts.hw ?? 'sensor-v1';
   const image = Buffer.from(makeSampleImage({ name: 'sensor-fw', version: opts.version, hw, size: opts.size ?? 96 * 1024, ...(opts.selftest ? { selftest: opts.selftest } : {}) }));
-  return { image, manifest: manifestForImage(image, { name: 'sensor-fw', version: opts.version, hw: [hw], ...(opts.chunk ? { chunk: opts.chunk } : {}) }) };
+  const manifest = manifestForImage(image, { name: 'sensor-fw', version: opts.version, hw: [hw], seq: opts.seq ?? 1, ...(opts.chunk ? { chunk: opts.chunk } : {}) });
+  return { image, manifest: opts.unsigned ? manifest : signed(manifest) };
 }

@@ -106,7 +106,7 @@ describe('integration: the rollback threshold halts a rollout of bad firmware', 
     const manifestPath = join(rig.dir, 'bad.json');
     await writeFile(imagePath, image);
     await writeFile(manifestPath, JSON.stringify(manifest));
-    const r = await startFwpush(['--port', rig.pty.b, imagePath, '--manifest', manifestPath, '--json', '--reconnect-timeout', '0'], 90_000).exited;
+    const r = await startFwpush(['--port', rig.pty.b, '--tech-key', rig.techKeyPath, imagePath, '--manifest', manifestPath, '--json', '--reconnect-timeout', '0'], 90_000).exited;
     const summary = jsonLines(r.stdout).at(-1)!;
     assert.equal(summary.event, 'summary', r.stdout);
     assert.equal((summary.halted as { code?: string } | undefined)?.code, 'rollback-threshold', r.stdout);

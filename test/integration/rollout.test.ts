@@ -10,6 +10,9 @@ import { MessageLink } from '../../transport/message-link.ts';
 import { defaultClientOptions, UplinkClient } from '../../laptop/client.ts';
 import { encodeCbor } from '../../protocol/cbor.ts';
 import { topics } from '../../protocol/topics.ts';
+import { setDevicePassword } from '../../gateway/device-auth.ts';
+import { TEST_SCRYPT } from '../helpers/devices.ts';
+import { signed } from '../helpers/keys.ts';
 import { Rig, sampleImage } from '../helpers/rig.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
@@ -99,7 +102,8 @@ describe('integration: rollout over a real pty and real MQTT', function () {
   it('refuses an image whose digest does not match its manifest, says why, and stores nothing', async () => {
     rig = await Rig.start({ devices: 2 });
     const { image, manifest } = sampleImage({ version: '1.1.0', size: 32 * 1024 });
-    const lying = { ...manifest, sha256: 'ab'.repeat(32) };
+    // Signed as it is (a valid signature over a wrong digest): the gateway's check at commit catches it.
+    const lying = signed({ ...manifest, sha256: 'ab'.repeat(32) });
     await rig.client.connect();
     await assert.rejects(rig.client.push(lying, image), (err: unknown) => {
       assert.ok(isFwError(err, 'E_IMAGE_SHA256'), String(err));
@@ -141,8 +145,11 @@ describe('integration: rollout over a real pty and real MQTT', function () {
     const gwArq = rig.gateway.uplinkLink!.arq;
     const lapArq = rig.laptopLink.arq;
 
-    // A rogue MQTT client: garbage on its own up topic and on every device's down topic.
-    const rogue = await mqtt.connectAsync(rig.gateway.broker.url, { protocolVersion: 4, clientId: 'rogue-1', reconnectPeriod: 0 });
+    // A rogue MQTT client with credentials of its own: garbage on its own up topic (the only topic
+    // it may publish on, §6.1.8). Garbage on every device's down topic comes in-process: only the
+    // gateway can publish there.
+    await setDevicePassword(rig.gateway.config.broker.devicesFile!, 'rogue-1', 'rogue-pw', TEST_SCRYPT);
+    const rogue = await mqtt.connectAsync(rig.gateway.broker.url, { protocolVersion: 4, clientId: 'rogue-1', username: 'rogue-1', password: 'rogue-pw', reconnectPeriod: 0 });
     const noise = setInterval(() => {
       // garbage bytes straight onto both serial lines, between frames
       rig!.laptopPort.write(Buffer.from([0x00, 0x13, 0x37, 0xff, 0x42, 0x00]));
@@ -151,7 +158,7 @@ describe('integration: rollout over a real pty and real MQTT', function () {
       lapArq.send(Buffer.from([0xff, 0xff]));
       gwArq.send(encodeCbor({ t: 'no-such-message' }));
       void rogue.publishAsync(topics.up('rogue-1'), Buffer.from([0xa1, 0x61]));
-      for (const d of rig!.sims.devices) void rogue.publishAsync(topics.down(d.id), Buffer.from('not cbor at all'));
+      for (const d of rig!.sims.devices) void rig!.gateway.broker.publish(topics.down(d.id), Buffer.from('not cbor at all'), 0).catch(() => undefined);
     }, 40);
     try {
       const { campaign } = await rig.client.push(manifest, image);
@@ -196,7 +203,7 @@ describe('integration: the laptop leaves mid-upload and comes back', function ()
 
     const link = new MessageLink(rig.laptopPort, { decode: decodeGatewayUplinkMessage, encode: encodeUplinkMessage, arq: { window: 16, maxPayload: 256 } });
     try {
-      const client = new UplinkClient(link, { ...defaultClientOptions, replyTimeoutMs: 20_000, idleTimeoutMs: 60_000 });
+      const client = new UplinkClient(link, rig.clientOptions);
       await client.connect();
       const { campaign, resumedAt } = await client.push(manifest, image);
       assert.ok(resumedAt > 0, 'resumed, not restarted');

@@ -41,7 +41,7 @@ describe('integration: fwpush survives a pulled cable (real pty pair, gateway, s
     const manifestPath = join(r.dir, `sensor-fw-${version}.json`);
     await writeFile(imagePath, image);
     await writeFile(manifestPath, JSON.stringify(manifest));
-    return { rig: r, image, manifest, args: ['--port', r.pty.b, imagePath, '--manifest', manifestPath, '--json'] };
+    return { rig: r, image, manifest, args: ['--port', r.pty.b, '--tech-key', r.techKeyPath, imagePath, '--manifest', manifestPath, '--json'] };
   }
 
   /** Resolves at the first message the gateway's current uplink receives that matches. */
@@ -100,7 +100,11 @@ describe('integration: fwpush survives a pulled cable (real pty pair, gateway, s
     assert.deepEqual([resumed.sha256, resumed.size], [s.manifest.sha256, size]);
     assert.ok(resumed.offset > 0 && resumed.offset < size, `resumed at ${resumed.offset} of ${size}`);
 
-    // What crossed the new cable: a request to send for the same digest, then only the rest of the image.
+    // What crossed the new cable: an auth signing the new hello's challenge (docs/protocol.md §7.2.4),
+    // a request to send for the same digest, then only the rest of the image.
+    const auth = received.findIndex((m) => m.t === 'auth');
+    assert.ok(auth >= 0 && auth < received.findIndex((m) => m.t === 'rts'), 'fwpush authenticated again before its request to send');
+    assert.equal((received[auth] as Extract<LaptopMessage, { t: 'auth' }>).keyId, rig.techKey.keyId);
     const rts = received.filter((m) => m.t === 'rts');
     assert.equal(rts.length, 1);
     assert.equal(rts[0]!.t === 'rts' && rts[0]!.manifest.sha256, s.manifest.sha256);
@@ -134,7 +138,7 @@ describe('integration: fwpush survives a pulled cable (real pty pair, gateway, s
     const lines = jsonLines(r.stdout);
     assert.equal(lines.find((l) => l.event === 'link-lost')?.phase, 'follow');
     assert.equal(lines.find((l) => l.event === 'reconnected')?.phase, 'follow');
-    assert.deepEqual(received.map((m) => m.t), ['hello', 'status'], 'no second upload: hello and status only');
+    assert.deepEqual(received.map((m) => m.t), ['hello', 'auth', 'status'], 'no second upload: hello, auth (§7.2.4) and status only');
     const committed = lines.find((l) => l.event === 'committed');
     const state = lines.find((l) => l.event === 'state');
     assert.equal(state?.campaign, committed?.campaign, 'the state names the campaign fwpush started');

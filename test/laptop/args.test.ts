@@ -25,6 +25,12 @@ describe('laptop/args: fwpush flags', () => {
     assert.equal(opts(parse('--port', '/dev/ttyX', 'status', '--reconnect-timeout', '45').parsed).reconnectTimeout, 45);
   });
 
+  it('--tech-key <file> (and -K) names the technician key file; absent by default', () => {
+    assert.equal(opts(parse('--port', '/dev/ttyX', 'img.bin').parsed).techKey, undefined);
+    assert.equal(opts(parse('--port', '/dev/ttyX', '--tech-key', 'alice.key', 'img.bin').parsed).techKey, 'alice.key');
+    assert.equal(opts(parse('-P', '/dev/ttyX', '-K', 'alice.key', 'img.bin').parsed).techKey, 'alice.key');
+  });
+
   for (const bad of ['abc', '-1', '1.5', '86401', '']) {
     it(`--reconnect-timeout "${bad}" is a usage error (exit 2) naming the flag`, () => {
       const { parsed, err } = parse('--port', '/dev/ttyX', 'img.bin', '--reconnect-timeout', bad);

@@ -34,7 +34,7 @@ describe('fwpush against a real gateway: status, push, busy (pty, MQTT, simulate
   });
 
   it('push without a terminal: a line per phase change, the results table, the summary, exit 0', async () => {
-    const r = await fwpush(['--port', port, image, '--name', 'sensor-fw', '--version', '1.1.0', '--hw', 'sensor-v1']);
+    const r = await fwpush(['--port', port, '--tech-key', rig.techKeyPath, image, '--name', 'sensor-fw', '--version', '1.1.0', '--hw', 'sensor-v1']);
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
     assert.doesNotMatch(r.stdout, /\x1b\[/, 'no terminal control sequences in a pipe');
     assert.match(r.stdout, /^ {2}transferring dev-\d+$/m);
@@ -87,7 +87,7 @@ describe('fwpush against a real gateway: status, push, busy (pty, MQTT, simulate
   it('a push while a campaign runs is refused: the gateway\'s reason, the status hint, exit 4', async () => {
     const stored = rig.gateway.store.list()[0]!;
     await rig.gateway.prepareCampaign(stored); // made the active campaign, not started
-    const r = await fwpush(['--port', port, image, '--name', 'sensor-fw', '--version', '1.1.0', '--hw', 'sensor-v1']);
+    const r = await fwpush(['--port', port, '--tech-key', rig.techKeyPath, image, '--name', 'sensor-fw', '--version', '1.1.0', '--hw', 'sensor-v1']);
     assert.equal(r.code, 4, `${r.stdout}\n${r.stderr}`);
     assert.match(r.stderr, /gateway refused the upload \(busy\): campaign c-[0-9a-f]+ is still running/);
     assert.match(r.stderr, new RegExp(`run \`fwpush --port ${port.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} status\` to follow it`));

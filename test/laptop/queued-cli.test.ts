@@ -48,6 +48,7 @@ class QueuingGateway {
       case 'rts':
         this.rts.push(m);
         return this.reply({ t: 'grant', sha256: m.manifest.sha256, offset: 0, chunk: 4096 - 32 });
+      case 'auth': return; // this fake gateway sends no challenge, so fwpush sends no auth
       case 'data': return;
       case 'commit': {
         const sha256 = this.rts.at(-1)!.manifest.sha256;

@@ -416,6 +416,13 @@ describe('fwpush rendering', () => {
       new JsonRenderer(out).error('busy', 'E_UPLINK_STATE', 'run `fwpush --port p status` to follow it');
       assert.deepEqual(JSON.parse(out.text), { event: 'error', code: 'E_UPLINK_STATE', message: 'busy', hint: 'run `fwpush --port p status` to follow it' });
     });
+
+    it('the gateway hello\'s challenge (a byte string, docs/protocol.md §7.2.4) is printed as hex', () => {
+      const out = new FakePipe();
+      const challenge = Uint8Array.from({ length: 32 }, (_, i) => i);
+      new JsonRenderer(out).event({ t: 'hello', proto: 1, role: 'gateway', agent: 'fwgate/0.1.0', maxFrame: 4096, window: 16, maxMessage: 1048576, challenge });
+      assert.equal(JSON.parse(out.text).challenge, Buffer.from(challenge).toString('hex'));
+    });
   });
 });
 

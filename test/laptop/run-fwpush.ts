@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { ROOT } from '../../scripts/lib/processes.ts';
+import { testKeyFiles } from '../helpers/keys.ts';
 
 export interface FwpushRun {
   exited: Promise<{ code: number | null; stdout: string; stderr: string }>;
@@ -7,9 +8,20 @@ export interface FwpushRun {
   saw(re: RegExp): Promise<void>;
 }
 
+/**
+ * A push that makes its manifest (--version / --image-version, no --manifest, no --sign-key) is
+ * signed with the test key at --seq 1 (unless it names one), as the Rig's gateway and devices
+ * trust it (test/helpers/keys.ts).
+ */
+export function withTestSigning(args: string[]): string[] {
+  const generates = (args.includes('--version') || args.includes('--image-version')) && !args.includes('--manifest') && !args.includes('-m');
+  if (!generates || args.includes('--sign-key')) return args;
+  return [...args, '--sign-key', testKeyFiles().key, ...(args.includes('--seq') ? [] : ['--seq', '1'])];
+}
+
 /** fwpush as a real process on the laptop end of the pty; stdout is a pipe (plain text). Bounded. */
 export function startFwpush(args: string[], timeoutMs = 60_000): FwpushRun {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'laptop/cli.ts', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', 'laptop/cli.ts', ...withTestSigning(args)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   const watchers: { re: RegExp; resolve: () => void }[] = [];

@@ -6,7 +6,9 @@ import { crc32 } from '../../protocol/crc.ts';
 import { ErrorCodes } from '../../protocol/errors.ts';
 import * as limits from '../../protocol/limits.ts';
 import { FrameKind, cobsDecode, cobsEncode, decodeFrame, encodeFrame } from '../../protocol/link/index.ts';
+import { decodeCbor } from '../../protocol/cbor.ts';
 import { parseManifest } from '../../protocol/manifest.ts';
+import { SIGNATURE_DOMAIN, signedBytes } from '../../protocol/signature.ts';
 import {
   RejectCodes, SlotStates, VerifyCodes, decodeDeviceMessage, decodeGatewayMessage, deviceMessage, encodeDeviceMessage,
   encodeGatewayMessage, gatewayMessage, type DeviceMessage, type GatewayMessage,
@@ -26,7 +28,7 @@ import { frameToVectorValue, vectorValueToFrame, type FrameVectorValue } from '.
 const docPath = fileURLToPath(new URL('../../docs/protocol.md', import.meta.url));
 const doc = readFileSync(docPath, 'utf8');
 
-const KINDS = ['crc32', 'cobs', 'frame', 'ota-down', 'ota-up', 'uplink-laptop', 'uplink-gateway'] as const;
+const KINDS = ['crc32', 'cobs', 'frame', 'ota-down', 'ota-up', 'uplink-laptop', 'uplink-gateway', 'signed-bytes'] as const;
 type Kind = (typeof KINDS)[number];
 
 interface Vector { name: string; kind: Kind; value: unknown; hex: string; line: number }
@@ -103,6 +105,16 @@ const codecs: Record<Exclude<Kind, 'crc32'>, Codec> = {
   'ota-up': { encode: (v) => encodeDeviceMessage(fromJson(v) as DeviceMessage), decode: (b) => toJson(decodeDeviceMessage(b)) },
   'uplink-laptop': { encode: (v) => encodeUplinkMessage(fromJson(v) as LaptopMessage), decode: (b) => toJson(decodeLaptopMessage(b)) },
   'uplink-gateway': { encode: (v) => encodeUplinkMessage(fromJson(v) as GatewayUplinkMessage), decode: (b) => toJson(decodeGatewayUplinkMessage(b)) },
+  // §5.4.1: the array ["fwgate-manifest-v1", name, version, hw, size, crc32, sha256, chunk, seq]
+  'signed-bytes': {
+    encode: (v) => signedBytes(parseManifest(v)),
+    decode: (b) => {
+      const a = decodeCbor(b) as unknown[];
+      assert.ok(Array.isArray(a) && a.length === 9 && a[0] === SIGNATURE_DOMAIN, 'signed bytes are the 9-item array of §5.4.1');
+      const [, name, version, hw, size, crc32v, sha256, chunk, seq] = a;
+      return { name, version, hw, size, crc32: crc32v, sha256, chunk, seq };
+    },
+  },
 };
 
 /** The message types of a discriminated union on "t", read from the schema itself. */

@@ -106,10 +106,12 @@ const gatewayArbs: Record<GatewayMessage['t'], fc.Arbitrary<unknown>> = {
 const hello = (role: 'laptop' | 'gateway'): fc.Arbitrary<unknown> => rec({
   t: fc.constant('hello'), proto: fc.integer({ min: 1, max: 255 }), role: fc.constant(role), agent: text(),
   maxFrame: fc.integer({ min: 64, max: 16_384 }), window: fc.integer({ min: 1, max: 64 }), maxMessage: u32, maxImage: u32,
+  challenge: bytes(32, 32),
 }, ['t', 'proto', 'role', 'agent', 'maxFrame', 'window', 'maxMessage']);
 
 const laptopArbs: Record<LaptopMessage['t'], fc.Arbitrary<unknown>> = {
   hello: hello('laptop'),
+  auth: rec({ t: fc.constant('auth'), keyId: fc.uint8Array({ minLength: 8, maxLength: 8 }).map(hex), sig: bytes(64, 64) }, ['t', 'keyId', 'sig']),
   rts: rec({ t: fc.constant('rts'), manifest }, ['t', 'manifest']),
   data: rec({ t: fc.constant('data'), off: u32, data: bytes(0, 4096) }, ['t', 'off', 'data']),
   commit: rec({ t: fc.constant('commit') }, ['t']),

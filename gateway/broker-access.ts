@@ -1,0 +1,81 @@
+import { parseDeviceTopic, topics } from '../protocol/topics.ts';
+import type { CredentialCheck } from './device-auth.ts';
+
+/**
+ * Who may connect to the broker and what each client may publish and subscribe to
+ * (docs/protocol.md §6.1.8). Pure decisions; gateway/broker.ts applies them in the aedes hooks.
+ */
+
+/** What the broker needs of a device list (gateway/device-auth.ts DeviceCredentials). */
+export interface CredentialVerifier {
+  has(id: string): boolean;
+  check(id: string, password: string): Promise<CredentialCheck>;
+}
+
+export interface AccessOptions {
+  /** Every client must authenticate (password or client certificate). */
+  requireAuth: boolean;
+  /** The device list; none = no passwords can be checked. */
+  credentials?: CredentialVerifier;
+}
+
+/** Return codes of a refused CONNECT [MQTT-3.2.2-3, table 3.1]. */
+export const BAD_CREDENTIALS = 4;
+export const NOT_AUTHORIZED = 5;
+
+export interface ConnectIdentity {
+  clientId: string;
+  username: string | undefined;
+  password: Buffer | undefined;
+  /** CN of a client certificate that verified against the TLS listener's CA; undefined otherwise. */
+  certificateCn: string | undefined;
+}
+
+export type AuthVerdict =
+  | { ok: true; via: 'certificate' | 'password' | 'anonymous' }
+  | { ok: false; returnCode: typeof BAD_CREDENTIALS | typeof NOT_AUTHORIZED; reason: string };
+
+/**
+ * §6.1.8 rules 1-4, in order:
+ *  1. a verified client certificate authenticates the client whose id is its CN (a user name, if
+ *     sent, must be that id too; the password is not checked); another id: not authorized (5);
+ *  2. a user name must equal the client id (else 5); a password is then checked against the device
+ *     list: wrong password or unknown id: bad user name or password (4) — the two are not told apart;
+ *  3. no credentials: refused (5) when authentication is required or the id is in the device list;
+ *  4. otherwise admitted anonymously (requireAuth false: unlisted ids, or no device list at all).
+ */
+export async function authenticateClient(opts: AccessOptions, who: ConnectIdentity): Promise<AuthVerdict> {
+  const { clientId, username, password, certificateCn } = who;
+  if (username !== undefined && username !== clientId) {
+    return { ok: false, returnCode: NOT_AUTHORIZED, reason: `user name "${username}" is not the client id` };
+  }
+  if (certificateCn !== undefined) {
+    return certificateCn === clientId
+      ? { ok: true, via: 'certificate' }
+      : { ok: false, returnCode: NOT_AUTHORIZED, reason: `client certificate is for "${certificateCn}"` };
+  }
+  const listed = opts.credentials?.has(clientId) === true;
+  if (password !== undefined && opts.credentials && (listed || opts.requireAuth)) {
+    const result = await opts.credentials.check(clientId, password.toString('utf8'));
+    return result === 'ok' ? { ok: true, via: 'password' } : { ok: false, returnCode: BAD_CREDENTIALS, reason: result };
+  }
+  if (opts.requireAuth || listed) return { ok: false, returnCode: NOT_AUTHORIZED, reason: 'no credentials' };
+  return { ok: true, via: 'anonymous' };
+}
+
+/**
+ * A client may publish only on its own up topic, `fwgate/v1/dev/{clientId}/up`, and never
+ * retained. Returns why not, or null when allowed. (In-process publishes of the gateway do not
+ * pass here: they alone reach the `down` topics.)
+ */
+export function publishRefusal(clientId: string, topic: string, retain: boolean): string | null {
+  const t = parseDeviceTopic(topic);
+  if (!t || t.kind !== 'up' || t.deviceId !== clientId) return `may not publish on ${topic}`;
+  if (retain) return 'may not publish retained messages';
+  return null;
+}
+
+/** A client may subscribe only to its own down topic, exactly (no wildcards). Why not, or null. */
+export function subscribeRefusal(clientId: string, topicFilter: string): string | null {
+  return topicFilter === topics.down(clientId) ? null : `may not subscribe to ${topicFilter}`;
+}

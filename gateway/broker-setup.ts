@@ -1,0 +1,45 @@
+import { readFile } from 'node:fs/promises';
+import { FwError } from '../protocol/errors.ts';
+import type { BrokerOptions } from './broker.ts';
+import type { GatewayConfig } from './config.ts';
+import { DeviceCredentials } from './device-auth.ts';
+
+/**
+ * The broker's options from the `broker` section of the config: the device list opened, the TLS
+ * files read. `requireAuth` defaults to whether a device list is configured (docs/operations.md
+ * "Device credentials"). A missing or invalid file is E_CONFIG.
+ */
+export async function brokerOptions(config: GatewayConfig, logger: (line: string) => void): Promise<BrokerOptions> {
+  const b = config.broker;
+  const credentials = b.devicesFile ? await DeviceCredentials.open(b.devicesFile, { log: logger }) : undefined;
+  const requireAuth = b.requireAuth ?? credentials !== undefined;
+  const file = async (what: string, path: string): Promise<Buffer> => {
+    try {
+      return await readFile(path);
+    } catch (cause) {
+      throw new FwError('E_CONFIG', `broker.tls.${what}: cannot read ${path}: ${(cause as Error).message}`, { cause });
+    }
+  };
+  const tls = b.tls && {
+    ...(b.tls.host ? { host: b.tls.host } : {}),
+    port: b.tls.port,
+    cert: await file('cert', b.tls.cert),
+    key: await file('key', b.tls.key),
+    ...(b.tls.ca ? { ca: await file('ca', b.tls.ca) } : {}),
+    requestCert: b.tls.requestCert,
+  };
+  if (!requireAuth && !isLoopback(b.host)) {
+    logger(`broker: listening on ${b.host} without authentication: any client that reaches it can connect (set broker.devicesFile)`);
+  }
+  return {
+    host: b.host, port: b.port, maxPacketBytes: b.maxPacketBytes, maxClients: b.maxClients,
+    connectRatePerMin: b.connectRatePerMin,
+    access: { requireAuth, ...(credentials ? { credentials } : {}) },
+    ...(tls ? { tls } : {}),
+    logger,
+  };
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
