@@ -7,6 +7,7 @@ import { describeError, FwError } from '../protocol/errors.ts';
 import { MAX_DEVICE_ID_LENGTH, MAX_NAME_LENGTH, MAX_ORDER_ENTRIES, MAX_UPLINK_MESSAGE } from '../protocol/limits.ts';
 import { formatIssues } from '../protocol/schema.ts';
 import { clipText, Outcomes, ResultCodes, type FleetEntry, type FleetMessage, type ResultMessage } from '../protocol/uplink.ts';
+import { TMP_MARK, writeFileDurably } from './durable.ts';
 import type { DeviceRecord, Fleet } from './fleet.ts';
 import type { Logger } from './log.ts';
 import type { Timers } from './waiter.ts';
@@ -15,7 +16,6 @@ import type { Timers } from './waiter.ts';
 export const FLEET_FILE = 'fleet.json';
 /** Least time between two writes of the fleet file. */
 export const FLEET_WRITE_INTERVAL_MS = 1000;
-const TMP_MARK = '.tmp-';
 
 const epochMs = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const storedResult = z.object({
@@ -222,7 +222,7 @@ export class FleetStore {
     this.dirty = false;
     this.lastWriteAt = this.opts.timers.now();
     try {
-      await writeFileAtomically(this.path, encodeFleetFile({ format: 1, savedAt: Math.round(this.now()), devices: this.list() }));
+      await writeFileDurably(this.path, encodeFleetFile({ format: 1, savedAt: Math.round(this.now()), devices: this.list() }));
       this.stats.writes++;
     } catch (err) {
       this.dirty = true; // written with the next change, or at close
@@ -290,26 +290,3 @@ function encodeFleetFile(f: FleetFile): string {
   return `{"format":${f.format},"savedAt":${f.savedAt},"devices":[${devices ? `\n${devices}\n` : ''}]}\n`;
 }
 
-/** Temp file, fsync, rename over the old file, fsync the directory. */
-async function writeFileAtomically(path: string, text: string): Promise<void> {
-  const tmp = `${path}${TMP_MARK}${process.pid}-${randomBytes(4).toString('hex')}`;
-  const fd = await open(tmp, 'w', 0o644);
-  try {
-    await fd.writeFile(text, 'utf8');
-    await fd.sync();
-  } finally {
-    await fd.close();
-  }
-  try {
-    await rename(tmp, path);
-  } catch (err) {
-    await unlink(tmp).catch(() => undefined);
-    throw err;
-  }
-  const dir = await open(dirname(path), 'r');
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
-}

@@ -3,6 +3,7 @@ import { constants as fsc, createReadStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, stat, unlink, utimes, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { crc32 } from '../protocol/crc.ts';
+import { syncDir, TMP_MARK, writeFileDurably } from './durable.ts';
 import { describeError, FwError, isFwError } from '../protocol/errors.ts';
 import { checkDigest, parseManifest, type ImageDigest, type Manifest } from '../protocol/manifest.ts';
 
@@ -58,7 +59,6 @@ export interface Upload {
 /** Default for StoreOptions.syncEveryBytes (config `uplink.partialSyncBytes`). */
 const SYNC_EVERY_BYTES = 256 * 1024;
 const READ_CHUNK = 1024 * 1024;
-const TMP_MARK = '.tmp-';
 
 export class ImageStore {
   readonly #dir: string;
@@ -468,34 +468,6 @@ async function digestFile(path: string): Promise<ImageDigest> {
     size += chunk.length;
   }
   return { size, crc32: crc, sha256: hash.digest('hex') };
-}
-
-/** Write a small file atomically: temp file, fsync, rename, fsync the directory. */
-async function writeFileDurably(path: string, text: string): Promise<void> {
-  const tmp = `${path}${TMP_MARK}${process.pid}-${randomBytes(4).toString('hex')}`;
-  const fd = await open(tmp, 'w', 0o644);
-  try {
-    await fd.writeFile(text, 'utf8');
-    await fd.sync();
-  } finally {
-    await fd.close();
-  }
-  try {
-    await rename(tmp, path);
-  } catch (err) {
-    await unlink(tmp).catch(() => undefined);
-    throw err;
-  }
-  await syncDir(dirname(path));
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const fd = await open(dir, 'r');
-  try {
-    await fd.sync();
-  } finally {
-    await fd.close();
-  }
 }
 
 async function readJsonOrUndefined(path: string): Promise<unknown> {
