@@ -347,10 +347,10 @@ export class Gateway {
     this.journals.set(campaign, journal);
     const step = Math.max(1, Math.ceil(campaign.image.size / 8));
     const heldAt = new Map<string, number>();
-    const append = (rec: JournalRecord): void => {
+    const append = (rec: JournalRecord, durable = true): void => {
       if (this.journals.get(campaign) !== journal) return; // detached at shutdown: the campaign resumes at the next start
       try {
-        journal.append(rec);
+        journal.append(rec, durable);
       } catch (err) {
         this.log.error({ campaign: campaign.id, err: describeError(err), record: rec.r }, 'campaign journal append failed');
       }
@@ -360,7 +360,7 @@ export class Gateway {
       if (p.phase === 'activating') append({ r: 'activating', id: p.id });
       else if (p.phase === 'transferring' && p.bytes - (heldAt.get(p.id) ?? 0) >= step) {
         heldAt.set(p.id, p.bytes);
-        append({ r: 'held', id: p.id, bytes: p.bytes });
+        append({ r: 'held', id: p.id, bytes: p.bytes }, false); // a hint: the device knows what it holds
       }
     });
     campaign.on('result', (result) => append({ r: 'result', result }));

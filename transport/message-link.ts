@@ -52,8 +52,8 @@ export class MessageLink<In, Out> extends EventEmitter<{
     this.arq = new ArqLink({
       ...opts.arq,
       timers: opts.timers ?? realLinkTimers,
-      output: (wire) => {
-        if (!this.closed) stream.write(wire);
+      output: (wire, written) => {
+        if (!this.closed) stream.write(wire, (err) => { if (!err) written(); });
       },
     });
     this.arq.on('message', (bytes) => this.onMessage(bytes));

@@ -9,7 +9,7 @@ import { z } from 'zod';
 /**
  * The campaign journal (docs/reliability.md "Campaign journal"): one append-only file per
  * campaign, `<dataDir>/journal/<campaign>.jsonl`, one record per line, each line written and
- * fdatasync'ed before the step it records goes on. A line is `<crc32 as 8 hex digits> <JSON>`;
+ * fdatasync'ed before the step it records goes on (`held` hints excepted, see append()). A line is `<crc32 as 8 hex digits> <JSON>`;
  * reading stops at the first line that is torn or fails its CRC (a crash mid-append), and that
  * tail is cut off before anything is appended again.
  *
@@ -144,12 +144,18 @@ export class CampaignJournal {
     return new CampaignJournal(path, openSync(path, 'a'));
   }
 
-  append(rec: JournalRecord): void {
+  /**
+   * Append a record. `durable` (the default): fdatasync before returning, which also makes every
+   * earlier record durable. Records that are only hints (`held`: the device is the authority on
+   * what it holds) are appended without it; a crash may lose the last few of them, never a
+   * durable record after them.
+   */
+  append(rec: JournalRecord, durable = true): void {
     if (this.fd === undefined) throw new FwError('E_JOURNAL', `journal ${this.path} is closed`);
     const buf = Buffer.from(encodeRecord(rec), 'utf8');
     let off = 0;
     while (off < buf.length) off += writeSync(this.fd, buf, off);
-    fdatasyncSync(this.fd);
+    if (durable) fdatasyncSync(this.fd);
   }
 
   close(): void {

@@ -19,6 +19,8 @@ import { FrameParser, type ParserStats } from './parser.ts';
  * options.timers. One retransmit timer (earliest deadline) and one handshake timer at most.
  */
 
+const NOOP = (): void => undefined;
+
 export interface LinkTimers {
   now(): number;
   setTimeout(fn: () => void, ms: number): unknown;
@@ -27,8 +29,13 @@ export interface LinkTimers {
 
 export interface ArqOptions {
   timers: LinkTimers;
-  /** Writes wire bytes to the port. Called synchronously; must not throw. */
-  output: (wire: Uint8Array) => void;
+  /**
+   * Writes wire bytes to the port. Called synchronously; must not throw. A transport that can
+   * tell when the bytes have left it (handed to the OS, e.g. a stream's write callback) calls
+   * `written` then: the frame's retransmit clock starts there instead of at the hand-off, so
+   * frames queued behind a slow line are not retransmitted before they were even sent (§4.5).
+   */
+  output: (wire: Uint8Array, written: () => void) => void;
   /** Most DATA frames in flight, 1..MAX_WINDOW (default 8). */
   window?: number;
   /** DATA payload size when sending, MIN_FRAME_PAYLOAD..MAX_FRAME_PAYLOAD (default 256). */
@@ -103,6 +110,10 @@ interface Outgoing {
   timeouts: number;
   nakRetransmitAt: number;
   acked: boolean;
+  /** The transport reported the latest send of this frame written (see ArqOptions.output). */
+  written: boolean;
+  /** rtoMax periods this frame waited unwritten in the transport (bounded by maxRetransmits). */
+  unwrittenWaits: number;
 }
 
 interface Pending { readonly data: Uint8Array; offset: number }
@@ -147,7 +158,7 @@ function seqDiff(b: number, a: number): number {
 
 export class ArqLink extends EventEmitter<ArqEvents> {
   private readonly timers: LinkTimers;
-  private readonly output: (wire: Uint8Array) => void;
+  private readonly output: ArqOptions['output'];
   private readonly nextNonce: () => number;
   private readonly parser: FrameParser;
   private readonly maxMessage: number;
@@ -181,6 +192,10 @@ export class ArqLink extends EventEmitter<ArqEvents> {
   private busy = false;
   private timer: unknown;
   private timerAt = Infinity;
+  /** The transport calls `written` (ArqOptions.output): unwritten frames are not retransmitted. */
+  private reportsWrites = false;
+  /** The first timeout of a frame sent after a timeout: the backed-off value, until a valid sample (§4.7). */
+  private rtoFloor = 0;
 
   // receiver (§4.4, §4.5)
   private readonly rcvBuf: (Frame | undefined)[] = new Array<Frame | undefined>(MAX_WINDOW);
@@ -496,6 +511,7 @@ export class ArqLink extends EventEmitter<ArqEvents> {
   }
 
   private rttSample(r: number): void {
+    this.rtoFloor = 0;
     if (this.srtt === undefined) {
       this.srtt = r;
       this.rttvar = r / 2;
@@ -504,6 +520,11 @@ export class ArqLink extends EventEmitter<ArqEvents> {
       this.srtt = 0.875 * this.srtt + 0.125 * r;
     }
     this.rto = Math.min(this.rtoMax, Math.max(this.rtoMin, this.srtt + Math.max(GRANULARITY_MS, 4 * this.rttvar)));
+  }
+
+  /** A frame's first timeout: the RTO, or the backed-off one while no sample has come since a timeout. */
+  private firstTimeout(): number {
+    return Math.min(this.rtoMax, Math.max(this.rto, this.rtoFloor));
   }
 
   /** The frame's timeout: RTO doubled per timeout so far, at most rtoMax. */
@@ -526,11 +547,11 @@ export class ArqLink extends EventEmitter<ArqEvents> {
       this.sndNext = (seq + 1) & SEQ_MASK;
       const now = this.timers.now();
       const wire = encodeFrame(dataFrame(seq, payload, more), this.maxPayload);
-      const e: Outgoing = { seq, wire, sentAt: now, deadline: now + this.rto, retransmitted: false, timeouts: 0, nakRetransmitAt: -Infinity, acked: false };
+      const e: Outgoing = { seq, wire, sentAt: now, deadline: now + this.firstTimeout(), retransmitted: false, timeouts: 0, nakRetransmitAt: -Infinity, acked: false, written: false, unwrittenWaits: 0 };
       this.inflight[seq % MAX_WINDOW] = e;
       this.unackedCount++;
       this.counters.dataBytesOut += n;
-      this.write(wire);
+      this.writeData(e);
     }
     this.armTimer();
     if (this.needDrain && this.queued < this.highWater / 2) {
@@ -542,9 +563,29 @@ export class ArqLink extends EventEmitter<ArqEvents> {
   private retransmit(e: Outgoing, now: number): void {
     e.retransmitted = true;
     e.sentAt = now;
-    e.deadline = now + this.backoff(e);
+    e.deadline = now + Math.min(this.rtoMax, Math.max(this.rtoFloor, this.backoff(e)));
     this.counters.retransmits++;
-    this.write(e.wire);
+    this.writeData(e);
+  }
+
+  /**
+   * Send a DATA frame. When the transport reports it written, its clock restarts there: the RTT
+   * sample and the retransmit deadline count from when it left, not from when it was queued.
+   */
+  private writeData(e: Outgoing): void {
+    e.written = false;
+    this.counters.framesOut++;
+    this.counters.wireBytesOut += e.wire.length;
+    const sentAt = e.sentAt;
+    this.output(e.wire, () => {
+      if (e.acked || this.linkState !== 'up' || e.sentAt !== sentAt) return; // acked, down, or sent again since
+      this.reportsWrites = true;
+      e.written = true;
+      const now = this.timers.now();
+      e.sentAt = now;
+      e.deadline = now + Math.min(this.rtoMax, Math.max(this.rtoFloor, this.backoff(e)));
+      this.armTimer();
+    });
   }
 
   /** Keep one timer armed at (or before) the earliest deadline of an unacked frame. */
@@ -579,9 +620,21 @@ export class ArqLink extends EventEmitter<ArqEvents> {
     if (this.linkState !== 'up') return;
     const now = this.timers.now();
     const span = (this.sndNext - this.sndBase) & SEQ_MASK;
+    let timedOut = false;
     for (let k = 0; k < span; k++) {
       const e = this.inflight[(this.sndBase + k) % MAX_WINDOW];
       if (e === undefined || e.acked || e.deadline > now) continue;
+      if (this.reportsWrites && !e.written) {
+        // still queued in the transport (a slow line): not sent yet, so nothing to retransmit;
+        // bounded all the same — a frame that never leaves ends the link like one never acked
+        if (++e.unwrittenWaits > this.maxRetransmits) {
+          this.linkDown(new FwError('E_LINK_TIMEOUT', 'frame not written by the transport', { details: { seq: e.seq } }));
+          this.flush();
+          return;
+        }
+        e.deadline = now + this.rtoMax;
+        continue;
+      }
       if (e.timeouts >= this.maxRetransmits) {
         this.linkDown(new FwError('E_LINK_TIMEOUT', undefined, { details: { seq: e.seq, retransmits: e.timeouts } }));
         this.flush();
@@ -589,7 +642,12 @@ export class ArqLink extends EventEmitter<ArqEvents> {
       }
       e.timeouts++;
       this.retransmit(e, now);
+      timedOut = true;
     }
+    // RFC 6298 5.5/5.7: a timeout doubles the timeout of frames (re)sent from now on, kept until
+    // the next valid sample — else, with every frame retransmitted, Karn's rule would leave no
+    // sample to raise a too-small RTO (e.g. one measured with small frames on a slow line)
+    if (timedOut) this.rtoFloor = Math.min(this.rtoMax, Math.max(this.rtoFloor, this.rto) * 2);
     this.armTimer();
     this.flush();
   }
@@ -692,6 +750,7 @@ export class ArqLink extends EventEmitter<ArqEvents> {
     this.srtt = undefined;
     this.rttvar = 0;
     this.rto = this.rtoInitial;
+    this.rtoFloor = 0;
     return drain;
   }
 
@@ -702,7 +761,7 @@ export class ArqLink extends EventEmitter<ArqEvents> {
   private write(wire: Uint8Array): void {
     this.counters.framesOut++;
     this.counters.wireBytesOut += wire.length;
-    this.output(wire);
+    this.output(wire, NOOP);
   }
 
   private emitError(err: FwError): void {
