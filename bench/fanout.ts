@@ -1,0 +1,192 @@
+/**
+ * bench/fanout — what does one image to many devices cost the gateway, against plain MQTT?
+ * For each N: a fresh fwgate in its own process (bench/lib/fanout-gateway.ts, broker on
+ * 127.0.0.1) and N simulated devices as a separate `fwsim --boot-delay 0` process (direct links,
+ * no shaping) get one image of --size bytes; wall time from startCampaign until every device has
+ * confirmed, the gateway's CPU time over the same span (process.cpuUsage in that process), and
+ * delivered MiB/s = N x size / wall. Baseline, same run: the same bytes in the same chunk size as
+ * plain QoS 0 messages from one MQTT.js publisher to N MQTT.js subscribers (MQTT 3.1.1, own
+ * process) through a Broker started with the gateway's broker options; the publisher keeps
+ * --window messages in flight. ratio_N = gateway MiB/s / baseline MiB/s.
+ *
+ *   npm run bench:fanout [-- --devices 10,100,500 --size 1048576 --json --profile 100]
+ */
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import mqtt from 'mqtt';
+import { Broker } from '../gateway/broker.ts';
+import { brokerOptions } from '../gateway/broker-setup.ts';
+import { parseConfig } from '../gateway/config.ts';
+import { DEFAULT_CHUNK_SIZE } from '../protocol/manifest.ts';
+import { ROOT, startTs, type Proc } from '../scripts/lib/processes.ts';
+import { topSelfTime, type Hotspot } from './lib/fanout-profile.ts';
+
+const { values } = parseArgs({
+  options: {
+    devices: { type: 'string', default: '10,100,500' },
+    size: { type: 'string', default: String(1024 * 1024) },
+    window: { type: 'string', default: '16' },
+    concurrency: { type: 'string', default: '' },
+    profile: { type: 'string', default: '' },
+    json: { type: 'boolean', default: false },
+  },
+  strict: true,
+});
+const NS = values.devices.split(',').map((v) => int(v, 'devices', 1, 5000));
+const SIZE = int(values.size, 'size', 4096, 64 * 1024 * 1024);
+const WINDOW = int(values.window, 'window', 1, 1024);
+const PROFILE_N = values.profile ? int(values.profile, 'profile', 1, 5000) : 0;
+const MIB = 1024 * 1024;
+const BASELINE_TOPIC = 'bench/fanout';
+
+function int(v: string, name: string, min: number, max: number): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    process.stderr.write(`bench/fanout: --${name} must be a whole number from ${min} to ${max}, got "${v}"\n`);
+    process.exit(2);
+  }
+  return n;
+}
+const log = (s: string): void => {
+  process.stderr.write(`${s}\n`);
+};
+const round = (x: number, d = 3): number => Math.round(x * 10 ** d) / 10 ** d;
+const line = (p: Proc, t: string, ms: number): Promise<Record<string, unknown>> =>
+  p.waitForLine((l) => l.startsWith('{') && (JSON.parse(l) as { t?: string }).t === t, ms).then((l) => JSON.parse(l) as Record<string, unknown>);
+
+interface GatewayRun { wallS: number; firstOfferS: number; cpuS: number; updated: number; chunk: number }
+
+/** One campaign: gateway process + fleet process. With cpuProfDir, the gateway runs under --cpu-prof. */
+async function gatewayRun(n: number, cpuProfDir?: string): Promise<GatewayRun> {
+  const dir = await mkdtemp(join(tmpdir(), 'fwgate-bench-fanout-'));
+  const concurrency = values.concurrency ? int(values.concurrency, 'concurrency', 1, 10_000) : n;
+  // --cpu-prof is refused in NODE_OPTIONS: startTs runs `node --import tsx <entry> <args>`, so the
+  // profiler flags go where the entry would be and the entry follows them.
+  const entry = ['bench/lib/fanout-gateway.ts', '--devices', String(n), '--size', String(SIZE), '--concurrency', String(concurrency), '--data', dir];
+  const gw = cpuProfDir
+    ? startTs('fanout-gateway', '--cpu-prof', [`--cpu-prof-dir=${cpuProfDir}`, ...entry], { stderr: 'inherit' })
+    : startTs('fanout-gateway', entry[0]!, entry.slice(1), { stderr: 'inherit' });
+  let sims: Proc | undefined;
+  try {
+    const url = String((await line(gw, 'ready', 30_000)).url);
+    sims = startTs('fwsim', 'device-sim/cli.ts', [
+      '--broker', url, '--count', String(n), '--data', join(dir, 'devices'),
+      '--hw', 'sensor-v1', '--version', '1.0.0', '--boot-delay', '0',
+    ]);
+    const done = await Promise.race([line(gw, 'done', 600_000), line(gw, 'error', 600_000).then((e) => {
+      throw new Error(String(e.message));
+    })]);
+    // the gateway exits by itself once the fleet is gone (and so writes its --cpu-prof profile)
+    await sims.stop(10_000);
+    await Promise.race([gw.exited, new Promise((r) => setTimeout(r, 30_000))]);
+    return {
+      wallS: Number(done.wallMs) / 1000, firstOfferS: Number(done.firstOfferMs) / 1000,
+      cpuS: (Number(done.cpuUserUs) + Number(done.cpuSysUs)) / 1e6, updated: Number(done.updated), chunk: Number(done.chunk),
+    };
+  } finally {
+    await sims?.stop(10_000);
+    await gw.stop(10_000);
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** The same bytes as plain MQTT: broker in this process, subscribers in their own. */
+async function baselineRun(n: number, chunk: number): Promise<{ wallS: number; cpuS: number }> {
+  const config = parseConfig({ broker: { host: '127.0.0.1', port: 0 }, log: { level: 'silent' } });
+  const broker = await Broker.start(await brokerOptions(config, () => undefined));
+  // The gateway's topic rules (broker-access.ts) let a client publish only on its own up topic and
+  // subscribe only to its own down topic, which forbids a plain fan-out; let one bench topic
+  // through and keep every other decision (and its cost) as it is.
+  const { aedes } = broker;
+  const pub0 = aedes.authorizePublish!.bind(aedes);
+  const sub0 = aedes.authorizeSubscribe!.bind(aedes);
+  aedes.authorizePublish = (client, packet, done) => (packet.topic === BASELINE_TOPIC ? done(null) : pub0(client, packet, done));
+  aedes.authorizeSubscribe = (client, sub, done) => (sub.topic === BASELINE_TOPIC ? done(null, sub) : sub0(client, sub, done));
+  const subs = startTs('fanout-subscribers', 'bench/lib/fanout-subscribers.ts', [
+    '--url', broker.url, '--count', String(n), '--topic', BASELINE_TOPIC, '--bytes', String(SIZE),
+  ], { stderr: 'inherit' });
+  const publisher = mqtt.connect(broker.url, { clientId: 'fanout-pub', protocolVersion: 4, reconnectPeriod: 0 });
+  try {
+    await line(subs, 'ready', 120_000);
+    if (!publisher.connected) await new Promise<void>((resolve, reject) => {
+      publisher.once('connect', () => resolve());
+      publisher.once('error', reject);
+    });
+    const image = Buffer.alloc(SIZE, 0xa5);
+    const doneLine = line(subs, 'done', 600_000);
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    // MQTT.js has no flow control of its own: at most WINDOW publishes in flight, each freed by
+    // its callback (QoS 0: written to the socket).
+    let inFlight = 0;
+    let wake: (() => void) | undefined;
+    for (let off = 0; off < SIZE; off += chunk) {
+      while (inFlight >= WINDOW) await new Promise<void>((r) => { wake = r; });
+      inFlight++;
+      publisher.publish(BASELINE_TOPIC, image.subarray(off, Math.min(off + chunk, SIZE)), { qos: 0 }, () => {
+        inFlight--;
+        wake?.();
+        wake = undefined;
+      });
+    }
+    await doneLine;
+    const wallS = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    return { wallS, cpuS: (cpu.user + cpu.system) / 1e6 };
+  } finally {
+    await publisher.endAsync(true);
+    await subs.stop(10_000);
+    await broker.close();
+  }
+}
+
+log(`bench/fanout: image ${SIZE} B to N = ${NS.join(', ')} devices on loopback (no shaping, boot delay 0); baseline window ${WINDOW}`);
+log('  N     gateway wall  MiB/s   CPU s  CPU s/MiB | baseline wall  MiB/s  broker CPU s | ratio');
+const rows: { n: number; gw: GatewayRun; base: { wallS: number; cpuS: number }; ratio: number }[] = [];
+for (const n of NS) {
+  const gw = await gatewayRun(n);
+  const base = await baselineRun(n, gw.chunk || DEFAULT_CHUNK_SIZE);
+  const mib = (n * SIZE) / MIB;
+  const ratio = (mib / gw.wallS) / (mib / base.wallS);
+  rows.push({ n, gw, base, ratio });
+  log(`  ${String(n).padEnd(5)} ${gw.wallS.toFixed(2).padStart(8)} s ${(mib / gw.wallS).toFixed(1).padStart(7)} ${gw.cpuS.toFixed(2).padStart(7)} ${(gw.cpuS / mib).toFixed(3).padStart(9)}  | ${base.wallS.toFixed(2).padStart(10)} s ${(mib / base.wallS).toFixed(1).padStart(7)} ${base.cpuS.toFixed(2).padStart(9)}    | ${ratio.toFixed(2)}${gw.updated === n ? '' : `  (only ${gw.updated}/${n} updated)`}`);
+}
+
+let hotspots: Hotspot[] = [];
+let profile: { path: string; busyMs: number; gcMs: number } | null = null;
+if (PROFILE_N) {
+  const profDir = await mkdtemp(join(tmpdir(), 'fwgate-fanout-prof-'));
+  const gw = await gatewayRun(PROFILE_N, profDir);
+  const file = (await readdir(profDir)).find((f) => f.endsWith('.cpuprofile'));
+  if (!file) throw new Error(`no .cpuprofile in ${profDir}`);
+  const top = await topSelfTime(join(profDir, file), ROOT, 5);
+  hotspots = top.hotspots;
+  profile = { path: join(profDir, file), busyMs: top.busyMs, gcMs: top.gcMs };
+  log(`  profile (N = ${PROFILE_N}, wall ${gw.wallS.toFixed(2)} s, whole gateway process, busy ${top.busyMs} ms, GC ${top.gcMs} ms): ${profile.path}`);
+  for (const h of hotspots) log(`    ${(h.share * 100).toFixed(1).padStart(5)} %  ${String(h.selfMs).padStart(6)} ms  ${h.fn}`);
+}
+
+const byN = (n: number): (typeof rows)[number] | undefined => rows.find((r) => r.n === n);
+const totalMib = rows.reduce((a, r) => a + (r.n * SIZE) / MIB, 0);
+const out = {
+  bench: 'fanout',
+  image_bytes: SIZE,
+  chunk_bytes: rows[0]?.gw.chunk ?? null,
+  baseline_window: WINDOW,
+  ratio_10: byN(10) ? round(byN(10)!.ratio) : null,
+  ratio_100: byN(100) ? round(byN(100)!.ratio) : null,
+  ratio_500: byN(500) ? round(byN(500)!.ratio) : null,
+  cpu_s_per_mib: totalMib ? round(rows.reduce((a, r) => a + r.gw.cpuS, 0) / totalMib, 4) : null,
+  target_ratio_100_ge_0_8: byN(100) ? byN(100)!.ratio >= 0.8 : null,
+  all_updated: rows.every((r) => r.gw.updated === r.n),
+  runs: rows.map((r) => ({
+    n: r.n, wall_s: round(r.gw.wallS), first_offer_s: round(r.gw.firstOfferS), gateway_mib_s: round((r.n * SIZE) / MIB / r.gw.wallS, 2),
+    cpu_s: round(r.gw.cpuS), cpu_s_per_mib: round(r.gw.cpuS / ((r.n * SIZE) / MIB), 4),
+    baseline_wall_s: round(r.base.wallS), baseline_mib_s: round((r.n * SIZE) / MIB / r.base.wallS, 2), baseline_broker_cpu_s: round(r.base.cpuS),
+  })),
+  hotspots: hotspots.map((h) => ({ fn: h.fn, share: h.share })),
+};
+if (values.json) process.stdout.write(`${JSON.stringify(out)}\n`);
+else process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);

@@ -1,0 +1,258 @@
+/**
+ * bench/serial — how close does an upload laptop -> gateway come to what the serial link carries?
+ *
+ * 1. pty: fwpush -> fwgate over one socat pty pair, as in real use; baseline in the same run: the
+ *    same bytes copied raw through the same pty pair. Payload MiB/s and the ratio to raw.
+ * 2. uart: the same upload through a pacing relay (bench/lib/serial-relay.ts) between two pty
+ *    pairs that emulates a UART at --baud (at most baud/10 B/s each way) behind an FTDI-style
+ *    adapter (62-byte USB packets, --latency ms latency timer). Payload rate / line rate, and link
+ *    efficiency = image bytes / bytes on the wire (both directions, counted by the relay).
+ *
+ * The upload is timed from fwpush's first `upload` event to its `committed` event (fwpush --json);
+ * the campaign that follows has no devices. Manifests are signed and fwpush authenticates with a
+ * technician key, as in scripts/demo.ts. Human table on stderr; with --json a final JSON line.
+ *
+ *   npm run bench:serial [-- --json --size 4194304 --baud 921600 --latency 1,16 --runs 1]
+ *   npm run bench:serial -- --baud 115200,921600,3000000 --uart-size 921600:1048576
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { spawn } from 'node:child_process';
+import { makeSampleImage } from '../firmware-samples/image-format.ts';
+import { generateSigningKey } from '../protocol/signature.ts';
+import { closeSerialPort, openSerialPort } from '../transport/serial-port.ts';
+import { freePort, ROOT, startTs, type Proc } from '../scripts/lib/processes.ts';
+import { createPtyPair, type PtyPair } from '../scripts/lib/pty-pair.ts';
+import { startRelay, type Relay } from './lib/serial-relay.ts';
+
+const { values } = parseArgs({
+  options: {
+    size: { type: 'string', default: String(4 * 1024 * 1024) },
+    baud: { type: 'string', default: '921600' },
+    latency: { type: 'string', default: '1,16' },
+    'uart-size': { type: 'string', default: '' },
+    'skip-pty': { type: 'boolean', default: false },
+    frame: { type: 'string', default: '' },
+    window: { type: 'string', default: '' },
+    json: { type: 'boolean', default: false },
+  },
+  strict: true,
+});
+
+function int(v: string, name: string, min: number, max: number): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    process.stderr.write(`bench/serial: --${name} must be a whole number from ${min} to ${max}, got "${v}"\n`);
+    process.exit(2);
+  }
+  return n;
+}
+const SIZE = int(values.size, 'size', 4096, 64 * 1024 * 1024);
+const BAUDS = values.baud ? values.baud.split(',').map((v) => int(v, 'baud', 9600, 20_000_000)) : [];
+const LATENCIES = values.latency.split(',').map((v) => int(v, 'latency', 0, 1000));
+/**
+ * Image size per baud, smaller than --size to keep a run short at today's rates (docs/performance.md):
+ * 64 KiB at 115200, 256 KiB at 921600, 1 MiB at 3000000; --uart-size baud:bytes,... overrides.
+ */
+const UART_SIZE = new Map<number, number>([[115_200, 64 * 1024], [921_600, 256 * 1024], [3_000_000, 1024 * 1024]]);
+for (const kv of values['uart-size'] ? values['uart-size'].split(',') : []) {
+  const [b, s] = kv.split(':');
+  UART_SIZE.set(int(b ?? '', 'uart-size', 50, 20_000_000), int(s ?? '', 'uart-size', 4096, 64 * 1024 * 1024));
+}
+const uartSize = (baud: number): number => Math.min(SIZE, UART_SIZE.get(baud) ?? Math.max(64 * 1024, Math.round(baud / 10 * 10 / 65536) * 65536));
+const PUSH_FLAGS = [...(values.frame ? ['--frame', values.frame] : []), ...(values.window ? ['--window', values.window] : [])];
+
+const log = (s: string): void => {
+  process.stderr.write(`${s}\n`);
+};
+const MiB = 1024 * 1024;
+
+interface Keys { dir: string; signKey: string; trustedKey: string; techKey: string; config: string }
+
+async function makeKeys(dir: string): Promise<Keys> {
+  const base = join(dir, 'vendor');
+  const keygen = spawn(process.execPath, ['--import', 'tsx', 'laptop/cli.ts', 'keygen', '--out', base], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+  const code = await new Promise<number>((resolve) => keygen.once('exit', (c) => resolve(c ?? 1)));
+  if (code !== 0) throw new Error(`fwpush keygen exited with ${code}`);
+  const tech = generateSigningKey();
+  const techKey = join(dir, 'technician.key');
+  await writeFile(techKey, tech.privateKeyPem, { mode: 0o600 });
+  const config = join(dir, 'gateway.json');
+  await writeFile(config, JSON.stringify({ uplink: { technicianKeys: [{ publicKey: tech.publicKeyPem }] } }));
+  return { dir, signKey: `${base}.key`, trustedKey: `${base}.pub`, techKey, config };
+}
+
+/** Copy `bytes` raw from one serial end to another; ms from the first write to the last byte read. */
+async function rawCopy(from: string, to: string, bytes: Buffer): Promise<number> {
+  const rx = await openSerialPort(to, 921_600);
+  const tx = await openSerialPort(from, 921_600);
+  try {
+    let got = 0;
+    const chunks: Buffer[] = [];
+    const done = new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`raw copy: ${got}/${bytes.length} bytes after 300 s`)), 300_000);
+      rx.on('data', (d: Buffer) => {
+        got += d.length;
+        chunks.push(d);
+        if (got >= bytes.length) {
+          clearTimeout(t);
+          resolve();
+        }
+      });
+    });
+    const t0 = performance.now();
+    for (let off = 0; off < bytes.length; off += 64 * 1024) {
+      if (!tx.write(bytes.subarray(off, off + 64 * 1024))) await new Promise((r) => tx.once('drain', r));
+    }
+    await done;
+    const ms = performance.now() - t0;
+    if (!Buffer.concat(chunks).equals(bytes)) throw new Error(`raw copy ${from} -> ${to}: the bytes read differ from those written`);
+    return ms;
+  } finally {
+    await closeSerialPort(tx);
+    await closeSerialPort(rx);
+  }
+}
+
+interface Upload { ms: number; payload: number; retransmitHint?: string }
+
+/** fwgate on `gatewayEnd`, fwpush on `laptopEnd`; the upload timed from the first `upload` event to `committed`. */
+async function upload(keys: Keys, run: string, gatewayEnd: string, laptopEnd: string, imagePath: string, version: string): Promise<Upload> {
+  const procs: Proc[] = [];
+  try {
+    const port = await freePort();
+    const gw = startTs('fwgate', 'gateway/cli.ts', [
+      '--config', keys.config, '--serial', gatewayEnd, '--data', join(keys.dir, `gw-${run}`), '--host', '127.0.0.1', '--port', String(port),
+      '--log-format', 'json', '--log-level', 'warn', '--trusted-key', keys.trustedKey,
+    ], { stderr: 'ignore' });
+    procs.push(gw);
+    await gw.waitForLine(/^fwgate ready/, 60_000);
+    let t0 = 0;
+    let sent0 = 0;
+    let total = 0;
+    const push = startTs('fwpush', 'laptop/cli.ts', [
+      '--port', laptopEnd, imagePath, '--name', 'sensor-fw', '--version', version, '--hw', 'sensor-v1',
+      '--sign-key', keys.signKey, '--seq', '1', '--tech-key', keys.techKey, '--json', '--reconnect-timeout', '0', ...PUSH_FLAGS,
+    ], { stderr: 'inherit' });
+    procs.push(push);
+    const line = await push.waitForLine((l) => {
+      const e = parse(l);
+      if (e?.event === 'upload' && t0 === 0) {
+        t0 = performance.now();
+        sent0 = Number(e.sent);
+        total = Number(e.total);
+      }
+      return e?.event === 'committed' || e?.event === 'error';
+    }, 600_000);
+    const t1 = performance.now();
+    const e = parse(line);
+    if (e?.event !== 'committed' || e.ok !== true) throw new Error(`fwpush: ${line}`);
+    return { ms: t1 - t0, payload: total - sent0 };
+  } finally {
+    for (const p of procs.reverse()) await p.stop(3000).catch(() => undefined);
+  }
+}
+
+function parse(l: string): Record<string, unknown> | undefined {
+  try {
+    return JSON.parse(l) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+}
+
+async function image(dir: string, version: string, size: number): Promise<{ path: string; bytes: Buffer }> {
+  const bytes = Buffer.from(makeSampleImage({ name: 'sensor-fw', version, hw: 'sensor-v1', size }));
+  const path = join(dir, `sensor-fw-${version}.bin`);
+  await writeFile(path, bytes);
+  return { path, bytes };
+}
+
+interface UartFigures { baud: number; latencyMs: number; size: number; mibs: number; ratio: number; rawRatio: number; efficiency: number; wire: number; up: number; down: number }
+
+/** laptop end <-> pair 1 <-> relay <-> pair 2 <-> gateway end. */
+async function uartRun(keys: Keys, baud: number, latencyMs: number, n: number): Promise<UartFigures> {
+  const size = uartSize(baud);
+  const version = `2.${n}.0`;
+  const img = await image(keys.dir, version, size);
+  const pairs: PtyPair[] = [];
+  let relay: Relay | undefined;
+  const ports: Awaited<ReturnType<typeof openSerialPort>>[] = [];
+  try {
+    pairs.push(await createPtyPair(await mkdtemp(join(keys.dir, 'p1-'))), await createPtyPair(await mkdtemp(join(keys.dir, 'p2-'))));
+    const [p1, p2] = pairs as [PtyPair, PtyPair];
+    ports.push(await openSerialPort(p1.b, baud), await openSerialPort(p2.a, baud));
+    for (const p of ports) p.on('error', () => undefined); // a close with writes pending reports "Canceled"
+    relay = startRelay(ports[0]!, ports[1]!, { baud, latencyMs });
+    const rawMs = await rawCopy(p1.a, p2.b, img.bytes);
+    const before = relay.counts;
+    const up = await upload(keys, `u${n}`, p2.b, p1.a, img.path, version);
+    const after = relay.counts;
+    const wire = after.aToB - before.aToB + after.bToA - before.bToA;
+    const line = baud / 10;
+    const rate = up.payload / (up.ms / 1000);
+    return {
+      baud, latencyMs, size, mibs: rate / MiB, ratio: rate / line, rawRatio: size / (rawMs / 1000) / line,
+      // the whole session (hello, authentication, manifest, upload, commit and the campaign's first events) against the whole image
+      efficiency: size / wire, wire, up: after.aToB - before.aToB, down: after.bToA - before.bToA,
+    };
+  } finally {
+    relay?.close();
+    for (const p of ports) await closeSerialPort(p).catch(() => undefined);
+    for (const p of pairs) await p.close().catch(() => undefined);
+  }
+}
+
+const dir = await mkdtemp(join(tmpdir(), 'fwgate-bench-serial-'));
+let code = 0;
+try {
+  const keys = await makeKeys(dir);
+  const out: Record<string, number> = {};
+  if (!values['skip-pty']) {
+    const img = await image(dir, '2.0.0', SIZE);
+    const pty = await createPtyPair(await mkdtemp(join(dir, 'pty-')));
+    try {
+      const rawMs = await rawCopy(pty.b, pty.a, img.bytes);
+      const up = await upload(keys, 'pty', pty.a, pty.b, img.path, '2.0.0');
+      const raw = SIZE / (rawMs / 1000) / MiB;
+      const mibs = up.payload / (up.ms / 1000) / MiB;
+      log(`pty pair, ${SIZE / MiB} MiB: raw copy ${raw.toFixed(2)} MiB/s, fwpush -> fwgate ${mibs.toFixed(2)} MiB/s (${(up.ms / 1000).toFixed(2)} s), ratio ${(mibs / raw).toFixed(3)}`);
+      Object.assign(out, { pty_size: SIZE, pty_raw_mibs: round(raw), pty_mibs: round(mibs), pty_ratio: round(mibs / raw) });
+    } finally {
+      await pty.close();
+    }
+  }
+  const rows: UartFigures[] = [];
+  let n = 1;
+  for (const baud of BAUDS) {
+    for (const latencyMs of LATENCIES) {
+      const f = await uartRun(keys, baud, latencyMs, n++);
+      rows.push(f);
+      const key = `uart_${baud}${latencyMs === 1 ? '' : `_${latencyMs}ms`}`;
+      Object.assign(out, { [`${key}_ratio`]: round(f.ratio), [`${key}_efficiency`]: round(f.efficiency), [`${key}_raw_ratio`]: round(f.rawRatio), [`${key}_size`]: f.size });
+    }
+  }
+  if (rows.length > 0) {
+    log('\n| baud | latency | image | payload | payload / line rate | raw copy / line rate | wire bytes (up + down) | efficiency |');
+    log('| --- | --- | --- | --- | --- | --- | --- | --- |');
+    for (const r of rows) {
+      log(`| ${r.baud} | ${r.latencyMs} ms | ${r.size / 1024} KiB | ${(r.mibs * 1024).toFixed(1)} KiB/s | ${r.ratio.toFixed(3)} | ${r.rawRatio.toFixed(3)} | ${r.up} + ${r.down} | ${r.efficiency.toFixed(4)} |`);
+    }
+  }
+  // `efficiency` at default settings: the 921600 / 1 ms run (the relay is what counts wire bytes).
+  const ref = rows.find((r) => r.baud === 921_600 && r.latencyMs === 1) ?? rows[0];
+  if (ref) out.efficiency = round(ref.efficiency, 4);
+  if (values.json) process.stdout.write(`${JSON.stringify(out)}\n`);
+} catch (err) {
+  log(`bench/serial: ${(err as Error).stack ?? String(err)}`);
+  code = 1;
+} finally {
+  await rm(dir, { recursive: true, force: true });
+}
+process.exit(code);
+
+function round(x: number, digits = 3): number {
+  return Math.round(x * 10 ** digits) / 10 ** digits;
+}
