@@ -52,6 +52,7 @@ function buildProgram(): Command {
     .option('--security-floor <version>', 'anti-rollback floor: refuse every image older than this, even as a downgrade (default: none)')
     .option('--pinned-key <file>', 'pin this Ed25519 public key (PEM from `fwpush keygen`): verify checks the offer\'s signature; repeat for a key rotation (default: none, no signature check)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--prefix <p>', 'device id prefix (ids are <p>-001, <p>-002, ...)', 'dev')
+    .option('--id <id>', 'give the device this id instead of <prefix>-NNN; repeat for several (sets --count); e.g. one device per process on a HIL rig', (v: string, prev: string[] = []) => [...prev, v])
     .option('--credentials <file>', 'JSON object of device id -> MQTT password (user name = device id); devices not in it connect without credentials')
     .option('--ca <file>', 'mqtts: PEM CA certificate that signed the broker\'s certificate')
     .option('--boot-delay <ms>', 'reboot delay', String(DEVICE_DEFAULTS.bootDelayMs))
@@ -85,7 +86,18 @@ export function parseCli(argv: readonly string[]): CliConfig {
     }
   });
   const str = (k: string): string => String(o[k]);
-  const count = int('--count', 1, MAX_FLEET_SIZE)(str('count'));
+  const explicitIds = program.opts<{ id?: string[] }>().id;
+  if (explicitIds !== undefined) {
+    const bad = explicitIds.find((id) => !isValidDeviceId(id));
+    if (bad !== undefined) throw new FwError('E_USAGE', `--id: "${bad}" is not a device id (letters, digits, ".", "_", "-"; at most 64)`);
+    const twice = explicitIds.find((id, i) => explicitIds.indexOf(id) !== i);
+    if (twice !== undefined) throw new FwError('E_USAGE', `--id: "${twice}" given twice`);
+    if (program.getOptionValueSource('count') === 'cli' && Number(str('count')) !== explicitIds.length) {
+      throw new FwError('E_USAGE', `--count ${str('count')} does not match the ${explicitIds.length} --id given`);
+    }
+  }
+  const count = explicitIds?.length ?? int('--count', 1, MAX_FLEET_SIZE)(str('count'));
+  const idAt = (i: number): string => explicitIds?.[i] ?? fleetDeviceId(str('prefix'), i);
   if (!isBrokerUrl(str('broker'))) throw new FwError('E_USAGE', `--broker: "${str('broker')}" is not a broker URL such as mqtt://127.0.0.1:1883`);
   const ms = (flag: string, key: string, min = 0): number => int(flag, min, 24 * 3600 * 1000)(str(key));
 
@@ -115,6 +127,7 @@ export function parseCli(argv: readonly string[]): CliConfig {
     count,
     dataDir: resolve(str('data')),
     prefix: str('prefix'),
+    ...(explicitIds !== undefined ? { ids: explicitIds } : {}),
     device: {
       hw: str('hw'),
       factoryVersion: str('version'),
@@ -141,25 +154,25 @@ export function parseCli(argv: readonly string[]): CliConfig {
     if (compareVersions(str('version'), str('securityFloor')) < 0) throw new FwError('E_USAGE', `--security-floor ${str('securityFloor')} is above --version ${str('version')}: the factory image would be below the floor`);
   }
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(str('hw'))) throw new FwError('E_USAGE', `--hw: "${str('hw')}" is not a hardware model name`);
-  if (!isValidDeviceId(fleetDeviceId(str('prefix'), count - 1))) throw new FwError('E_USAGE', `--prefix: "${str('prefix')}" does not make valid device ids`);
+  if (explicitIds === undefined && !isValidDeviceId(fleetDeviceId(str('prefix'), count - 1))) throw new FwError('E_USAGE', `--prefix: "${str('prefix')}" does not make valid device ids`);
   if (fleet.device!.reconnectMaxMs! < fleet.device!.reconnectDelayMs!) throw new FwError('E_USAGE', '--reconnect-max must be >= --reconnect-delay');
   // Backstop: the device schema itself, with the first and the last device.
   try {
-    const first = fleetDeviceId(fleet.prefix!, 0);
+    const first = idAt(0);
     resolveDeviceOptions({ ...fleet.device, id: first, broker: fleet.broker, dataDir: fleet.dataDir, faults: fleet.faults!(0, first) ?? {} });
-    const last = fleetDeviceId(fleet.prefix!, count - 1);
+    const last = idAt(count - 1);
     resolveDeviceOptions({ id: last, broker: fleet.broker, dataDir: fleet.dataDir });
   } catch (err) {
     throw new FwError('E_USAGE', describeError(err).replace(/^E_CONFIG: device options: /, ''), { cause: err });
   }
   for (const r of rules) {
     if ('ids' in r.who) {
-      const unknown = r.who.ids.filter((id) => !Array.from({ length: count }, (_, i) => fleetDeviceId(fleet.prefix!, i)).includes(id));
-      if (unknown.length) throw new FwError('E_USAGE', `no device ${unknown.join(', ')} in this fleet (${fleetDeviceId(fleet.prefix!, 0)}..${fleetDeviceId(fleet.prefix!, count - 1)})`);
+      const unknown = r.who.ids.filter((id) => !Array.from({ length: count }, (_, i) => idAt(i)).includes(id));
+      if (unknown.length) throw new FwError('E_USAGE', `no device ${unknown.join(', ')} in this fleet (${idAt(0)}..${idAt(count - 1)})`);
     }
   }
   if (o.profile !== undefined) {
-    const ids = Array.from({ length: count }, (_, i) => fleetDeviceId(fleet.prefix!, i));
+    const ids = Array.from({ length: count }, (_, i) => idAt(i));
     try {
       fleet.profiles = resolveProfilesSync(str('profile'), ids);
     } catch (err) {
@@ -240,9 +253,10 @@ export async function main(argv: readonly string[]): Promise<number> {
   const fleet = new Fleet(cfg.fleet);
   fleet.on('event', (e) => process.stdout.write(`${formatEvent(e, cfg.json)}\n`));
   fleet.on('link', (l) => process.stdout.write(`${formatLink(l, cfg.json)}\n`));
-  const { count, prefix, broker, dataDir } = cfg.fleet;
+  const { count, prefix, broker, dataDir, ids } = cfg.fleet;
+  const idAt = (i: number): string => ids?.[i] ?? fleetDeviceId(prefix!, i);
   const via = cfg.profile !== undefined ? ` (link profile ${cfg.profile}, one proxy per device)` : '';
-  process.stderr.write(`fwsim: ${count} device(s) ${fleetDeviceId(prefix!, 0)}..${fleetDeviceId(prefix!, count - 1)} -> ${broker}${via}, data in ${dataDir}\n`);
+  process.stderr.write(`fwsim: ${count} device(s) ${count === 1 ? idAt(0) : `${idAt(0)}..${idAt(count - 1)}`} -> ${broker}${via}, data in ${dataDir}\n`);
 
   let stopping: Promise<void> | null = null;
   const done = new Promise<number>((resolveExit) => {

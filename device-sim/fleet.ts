@@ -18,6 +18,8 @@ export interface FleetOptions {
   dataDir: string;
   /** Id prefix; ids are `<prefix>-001`, `<prefix>-002`, ... Default "dev". */
   prefix?: string;
+  /** Explicit device ids (fwsim --id), used instead of `<prefix>-NNN`; as many as `count`. */
+  ids?: readonly string[];
   device?: FleetDeviceOptions;
   /** Faults for the device at `index` (0-based) with `id`. */
   faults?: (index: number, id: string) => Faults | undefined;
@@ -75,12 +77,15 @@ export class Fleet extends EventEmitter<FleetEvents> {
     if (!Number.isInteger(opts.count) || opts.count < 1 || opts.count > MAX_FLEET_SIZE) {
       throw new FwError('E_CONFIG', `fleet size must be 1..${MAX_FLEET_SIZE}, got ${opts.count}`);
     }
+    if (opts.ids !== undefined && opts.ids.length !== opts.count) {
+      throw new FwError('E_CONFIG', `fleet ids: ${opts.ids.length} ids for a fleet of ${opts.count}`);
+    }
     this.#opts = opts;
     const prefix = opts.prefix ?? 'dev';
     const { profiles } = opts;
     const plan: Plan[] = [];
     for (let i = 0; i < opts.count; i++) {
-      const id = fleetDeviceId(prefix, i);
+      const id = opts.ids?.[i] ?? fleetDeviceId(prefix, i);
       const profile = profiles === undefined ? undefined : typeof profiles === 'function' ? profiles(i, id) : profiles.get(id);
       plan.push({ id, faults: opts.faults?.(i, id), profile });
     }

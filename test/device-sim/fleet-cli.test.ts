@@ -85,6 +85,24 @@ describe('device-sim: fleet and CLI', function () {
     }
   });
 
+  it('parseCli --id: explicit device ids (one device per process on a HIL rig), checked like generated ones', () => {
+    const cfg = parseCli(['--data', dir.path, '--id', 'board-07', '--busy', 'board-07']);
+    assert.equal(cfg.fleet.count, 1);
+    assert.deepEqual(cfg.fleet.ids, ['board-07']);
+    assert.deepEqual(cfg.fleet.faults!(0, 'board-07'), { busy: true });
+    assert.deepEqual(new Fleet(cfg.fleet).devices.map((d) => d.id), ['board-07']);
+    assert.deepEqual(parseCli(['--data', dir.path, '--id', 'a', '--id', 'b']).fleet.ids, ['a', 'b']);
+    const bad: [string[], RegExp][] = [
+      [['--id', 'no spaces'], /--id: "no spaces" is not a device id/],
+      [['--id', 'a', '--id', 'a'], /--id: "a" given twice/],
+      [['--id', 'a', '--count', '3'], /--count 3 does not match the 1 --id/],
+      [['--id', 'a', '--busy', 'b'], /no device b in this fleet \(a\.\.a\)/],
+    ];
+    for (const [args, re] of bad) {
+      assert.throws(() => parseCli(['--data', dir.path, ...args]), (err: unknown) => isFwError(err, 'E_USAGE') && re.test(err.message), args.join(' '));
+    }
+  });
+
   it('formatEvent: human lines and JSON lines', () => {
     const e = { id: 'dev-001', type: 'booted', version: '1.1.0', slot: 'b', trial: true, reverted: false, factory: false, bootCount: 2 } as const;
     assert.match(formatEvent(e, false), /^\d\d:\d\d:\d\d\.\d{3} dev-001 booted v1\.1\.0 from slot b \(trial\)$/);
