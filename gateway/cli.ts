@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { describeError, FwError } from '../protocol/errors.ts';
-import { closeSerialPort, openSerialPort } from '../transport/serial-port.ts';
+import { closeSerialPort, closeSerialPortWithin, openSerialPort, watchPortPath } from '../transport/serial-port.ts';
 import { loadConfigFile, mergeConfig, parseConfig, type GatewayConfig } from './config.ts';
 import { addDeviceCommands } from './device-cli.ts';
 import { FLEET_FILE, readFleetFile, type FleetFile } from './fleet-store.ts';
@@ -147,12 +147,26 @@ function serveSerial(gw: Gateway, config: GatewayConfig, log: Logger): { stop():
       return;
     }
     log.info({ path, baud: config.serial.baudRate }, 'serial port open');
-    current.once('close', () => {
-      if (stopped) return;
-      log.warn({ path }, 'serial port closed; reopening');
+    const port = current;
+    let unwatch: () => void = () => undefined;
+    let reopening = false;
+    const reopen = (): void => {
+      unwatch();
+      if (stopped || reopening) return;
+      reopening = true;
       retry = setTimeout(() => void attach(500), 500);
+    };
+    port.once('close', () => {
+      if (!stopped && !reopening) log.warn({ path }, 'serial port closed; reopening');
+      reopen();
     });
-    gw.attachUplink(current);
+    gw.attachUplink(port);
+    // A vanished or replaced tty (cable or adapter pulled and plugged back) is closed and reopened;
+    // a close that hangs on the hung-up tty is left to the OS.
+    unwatch = await watchPortPath(path, config.serial.portCheckIntervalMs, (why) => {
+      log.warn({ path, why }, `serial port ${why}; reopening`);
+      void closeSerialPortWithin(port, config.serial.portCloseTimeoutMs).then(reopen);
+    });
   };
   void attach(500);
   return {

@@ -50,6 +50,14 @@ export const configSchema = z.strictObject({
     /** Serial device of the laptop link, e.g. /dev/ttyUSB0; none = no uplink. */
     path: z.string().min(1).optional(),
     baudRate: positive.default(921_600),
+    /**
+     * How often the port's path is checked: a tty that vanished or was replaced (USB-serial adapter
+     * pulled and plugged back) is closed and reopened. A hung-up tty is not always reported by the
+     * port itself (a read returning 0 bytes is retried for ever).
+     */
+    portCheckIntervalMs: z.number().int().min(50).max(60_000).default(1_000),
+    /** Bound on closing a port whose tty vanished (such a close can hang); then it is left to the OS and reopened. */
+    portCloseTimeoutMs: z.number().int().min(100).max(60_000).default(2_000),
   }).prefault({}),
   broker: z.strictObject({
     /** Listen address of the MQTT broker. Loopback by default; set 0.0.0.0 (or the site LAN address) for real devices. */
