@@ -48,6 +48,9 @@ export const ErrorCodes = {
   E_USAGE: 'command-line usage error',
   E_BROKER_LIMIT: 'broker limit exceeded',
   E_BROKER_DENIED: 'broker refused a client: not authenticated or not authorized',
+  // hardware-in-the-loop rig (docs/hil.md)
+  E_RIG: 'HIL rig file invalid',
+  E_RIG_COMMAND: 'a HIL rig command failed or timed out',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;
