@@ -8,6 +8,7 @@ const junit = ((junitModule as unknown as { default?: Builder }).default ?? juni
 export function summaryText(r: SuiteResult, reportDir: string): string {
   const lines = [`HIL suite on rig "${r.rig}": ${(r.durationMs / 1000).toFixed(1)} s, report in ${reportDir}`];
   if (r.setUpError) lines.push(`  rig set-up failed: ${r.setUpError}`);
+  if (r.skipped) lines.push(`  SKIPPED: this rig cannot run here: ${r.skipped}`);
   const width = Math.max(...r.scenarios.map((s) => s.name.length), 8);
   for (const s of r.scenarios) {
     const passed = s.checks.filter((c) => c.ok).length;

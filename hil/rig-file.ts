@@ -134,6 +134,13 @@ export const rigFileSchema = z.strictObject({
   keys: z.strictObject({ generate: z.boolean() }).default({ generate: false }),
   devices: z.array(deviceSpec).min(1, 'must list at least one device').max(256),
   timeouts: timeoutsSpec,
+  /**
+   * Run once before anything else; a non-zero exit skips the whole suite with its stderr as the
+   * reason (e.g. the network-namespace rig when not root).
+   */
+  preflight: command.optional(),
+  /** Run once at the end, after every board is off and the gateway stopped. */
+  teardown: command.optional(),
 })
   .superRefine((r, ctx) => {
     const seen = new Set<string>();

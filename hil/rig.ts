@@ -80,10 +80,25 @@ export class RigRuntime {
     return Date.now() - this.scenarioStart;
   }
 
-  /** Keys, the laptop link, the gateway, every board on and online. */
-  async setUp(): Promise<void> {
+  /**
+   * The rig's preflight command: the reason it cannot run here (its stderr), or undefined.
+   */
+  async preflight(): Promise<string | undefined> {
     await mkdir(this.workDir, { recursive: true });
     await mkdir(this.reportDir, { recursive: true });
+    const cmd = this.rig.file.preflight;
+    if (cmd === undefined) return undefined;
+    try {
+      await this.run('preflight', cmd);
+      return undefined;
+    } catch (err) {
+      const stderr = (err as FwError).details?.stderr;
+      return typeof stderr === 'string' && stderr.trim() ? stderr.trim().split('\n').slice(-3).join(' | ') : describeError(err);
+    }
+  }
+
+  /** Keys, the laptop link, the gateway, every board on and online. */
+  async setUp(): Promise<void> {
     if (this.rig.file.keys.generate) await this.generateKeys();
     if (this.rig.file.laptop.pty) this.cable = await makeSimCable(this.workDir, this.rig.file.laptop.baud);
     const g = this.rig.file.gateway;
@@ -101,6 +116,7 @@ export class RigRuntime {
     await this.gateway?.stop(5_000);
     await new Promise<void>((r) => (this.gatewayLog ? this.gatewayLog.end(() => r()) : r()));
     await this.cable?.close();
+    if (this.rig.file.teardown !== undefined) await this.run('teardown', this.rig.file.teardown);
   }
 
   /** Scenario bookkeeping: consoles captured into `dir`, actions and events onto `timeline`. */
@@ -149,7 +165,7 @@ export class RigRuntime {
   async power(d: RigDevice, to: 'on' | 'off'): Promise<void> {
     const mark = this.consoles.get(d.id)?.mark();
     this.note(d.id, `power ${to} (rig)`);
-    await this.run(`${d.id} power ${to}`, d.power[to], { HIL_DEVICE: d.id, HIL_HW: d.hw });
+    await this.run(`${d.id} power ${to}`, d.power[to], { HIL_DEVICE: d.id, HIL_DEVICE_INDEX: String(this.devices.indexOf(d)), HIL_HW: d.hw });
     if (to === 'on' && d.booted !== undefined && mark !== undefined) {
       const booted = await this.consoles.get(d.id)!.waitFor(new RegExp(d.booted), mark, this.timeouts.bootMs);
       this.note(d.id, booted ? 'console: booted' : `console: no "${d.booted}" within ${this.timeouts.bootMs} ms`);

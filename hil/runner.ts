@@ -28,6 +28,8 @@ export interface SuiteResult {
   scenarios: ScenarioResult[];
   /** Set-up of the rig failed: nothing ran. */
   setUpError?: string;
+  /** The rig's preflight said it cannot run here (why): every scenario skipped. */
+  skipped?: string;
   ok: boolean;
 }
 
@@ -52,16 +54,25 @@ export async function runSuite(rig: LoadedRig, opts: SuiteOptions): Promise<Suit
   const runtime = new RigRuntime(rig, opts.workDir, opts.reportDir, log);
   const results: ScenarioResult[] = [];
   let setUpError: string | undefined;
-  try {
-    await runtime.setUp();
-  } catch (err) {
-    setUpError = describeError(err);
-    log(`rig set-up failed: ${setUpError}`);
+  const notHere = await runtime.preflight();
+  if (notHere !== undefined) {
+    log(`rig preflight: this rig cannot run here, every scenario skipped: ${notHere}`);
+  } else {
+    try {
+      await runtime.setUp();
+    } catch (err) {
+      setUpError = describeError(err);
+      log(`rig set-up failed: ${setUpError}`);
+    }
   }
   for (const s of opts.scenarios) {
     const dir = join(opts.reportDir, s.name);
     await mkdir(dir, { recursive: true });
     const base = { name: s.name, title: s.title, expects: s.expects, dir };
+    if (notHere !== undefined) {
+      results.push({ ...base, status: 'skipped', checks: [], notes: [], durationMs: 0, reason: `rig preflight: ${notHere}` });
+      continue;
+    }
     if (setUpError !== undefined) {
       results.push({ ...base, status: 'error', checks: [], notes: [], durationMs: 0, reason: `rig set-up failed: ${setUpError}` });
       continue;
@@ -77,11 +88,13 @@ export async function runSuite(rig: LoadedRig, opts: SuiteOptions): Promise<Suit
     const r = results.at(-1)!;
     log(`${s.name}: ${r.status.toUpperCase()} in ${(r.durationMs / 1000).toFixed(1)} s${r.reason ? ` (${r.reason})` : ''}`);
   }
-  await runtime.tearDown().catch((err: unknown) => log(`rig tear-down: ${describeError(err)}`));
+  if (notHere === undefined) await runtime.tearDown().catch((err: unknown) => log(`rig tear-down: ${describeError(err)}`));
   const result: SuiteResult = {
     rig: rig.file.name, startedAt: new Date(started).toISOString(), durationMs: Date.now() - started, scenarios: results,
     ...(setUpError !== undefined ? { setUpError } : {}),
-    ok: setUpError === undefined && results.every((r) => r.status === 'passed' || r.status === 'skipped') && results.some((r) => r.status === 'passed'),
+    ...(notHere !== undefined ? { skipped: notHere } : {}),
+    // a rig whose preflight says it cannot run here is skipped, not failed (docs/hil.md)
+    ok: setUpError === undefined && results.every((r) => r.status === 'passed' || r.status === 'skipped') && (notHere !== undefined || results.some((r) => r.status === 'passed')),
   };
   await writeFile(join(opts.reportDir, 'summary.json'), `${JSON.stringify(result, null, 2)}\n`);
   return result;

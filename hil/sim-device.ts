@@ -1,14 +1,17 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describeError } from '../protocol/errors.ts';
 import { ROOT } from '../scripts/lib/processes.ts';
+import { bridgeUp, BRIDGE, deviceUp, GATEWAY_ADDRESS, isTcRate, netnsDevice, teardown } from './netns.ts';
 
 /**
  * Power switch of a simulated board, for the simulated rig (hil/rigs/sim.json, docs/hil.md):
  *
  *   node --import tsx hil/sim-device.ts on [fwsim flags...]   # start this board's fwsim process
  *   node --import tsx hil/sim-device.ts off                   # power cut: SIGKILL it
+ *   ... on --netns [--down 2mbit] [--up 1mbit] [fwsim flags...]  # in its own network namespace
+ *   ... netns-setup | netns-cleanup                            # the rig's preflight / teardown
  *
  * The board is HIL_DEVICE; it is one fwsim process (`--id HIL_DEVICE`) on its own files in
  * HIL_WORK/devices/<id>/, reaching HIL_BROKER; its console (fwsim's JSON events and messages) is
@@ -44,7 +47,10 @@ function readPid(file: string): number | undefined {
 }
 
 async function main(argv: string[]): Promise<number> {
-  const [action, ...flags] = argv;
+  const [action, ...rest] = argv;
+  if (action === 'netns-setup') return netnsSetup();
+  if (action === 'netns-cleanup') return netnsCleanup();
+  const { netns, flags } = netnsFlags(rest);
   const id = env('HIL_DEVICE');
   const dir = join(env('HIL_WORK'), 'devices');
   mkdirSync(dir, { recursive: true });
@@ -52,14 +58,30 @@ async function main(argv: string[]): Promise<number> {
   if (action === 'on') {
     if (readPid(pidFile) !== undefined) return 0; // already on
     const pub = process.env.HIL_VENDOR_PUB;
+    let broker = env('HIL_BROKER');
+    let prefix: string[] = [];
+    if (netns) {
+      // its own namespace behind a veth pair on the rig's bridge; the broker at the bridge's address
+      const d = netnsDevice(Number(env('HIL_DEVICE_INDEX')));
+      if (!run(['ip', 'netns', 'list']).split('\n').some((l) => l.split(' ')[0] === d.ns)) {
+        for (const cmd of deviceUp(d, netns)) run(cmd);
+      }
+      const url = new URL(broker);
+      url.hostname = GATEWAY_ADDRESS;
+      broker = url.toString().replace(/\/$/, '');
+      prefix = ['ip', 'netns', 'exec', d.ns];
+    }
     const args = [
-      '--import', 'tsx', 'device-sim/cli.ts', '--id', id, '--broker', env('HIL_BROKER'), '--data', dir, '--json',
+      '--import', 'tsx', 'device-sim/cli.ts', '--id', id, '--broker', broker, '--data', dir, '--json',
       ...(process.env.HIL_HW ? ['--hw', process.env.HIL_HW] : []),
       ...(pub ? ['--pinned-key', pub] : []),
       ...flags,
     ];
     const out = openSync(join(dir, `${id}.console`), 'a');
-    const child = spawn(process.execPath, args, { cwd: ROOT, detached: true, stdio: ['ignore', out, out] });
+    // `ip netns exec` execs the command in the namespace: the pid is fwsim's either way
+    const child = prefix.length
+      ? spawn(prefix[0]!, [...prefix.slice(1), process.execPath, ...args], { cwd: ROOT, detached: true, stdio: ['ignore', out, out] })
+      : spawn(process.execPath, args, { cwd: ROOT, detached: true, stdio: ['ignore', out, out] });
     closeSync(out);
     if (child.pid === undefined) throw new Error('fwsim did not start');
     writeFileSync(pidFile, `${child.pid}\n`);
@@ -81,6 +103,68 @@ async function main(argv: string[]): Promise<number> {
   }
   process.stderr.write('usage: sim-device.ts on [fwsim flags...] | off   (HIL_DEVICE, HIL_WORK, HIL_BROKER from the HIL runner)\n');
   return 2;
+}
+
+/** `--netns [--down R] [--up R]` at the front of the flags; the rest go to fwsim. */
+function netnsFlags(argv: string[]): { netns?: { down?: string; up?: string }; flags: string[] } {
+  const flags = [...argv];
+  if (flags[0] !== '--netns') return { flags };
+  flags.shift();
+  const netns: { down?: string; up?: string } = {};
+  const next = (): string | undefined => flags[0];
+  while (next() === '--down' || next() === '--up') {
+    const [flag, rate] = [flags.shift()!, flags.shift()];
+    if (rate === undefined || !isTcRate(rate)) throw new Error(`${flag}: expected a tc rate such as 2mbit or 500kbit, got "${rate ?? ''}"`);
+    netns[flag === '--down' ? 'down' : 'up'] = rate;
+  }
+  return { netns, flags };
+}
+
+/** Run one ip/tc command; its stderr in the error. */
+function run(cmd: string[]): string {
+  try {
+    return execFileSync(cmd[0]!, cmd.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    throw new Error(`\`${cmd.join(' ')}\` failed: ${(e.stderr ?? '').trim() || e.message}`);
+  }
+}
+
+/** Preflight of a netns rig: root, iproute2, no other run's bridge; then the bridge. Exit 1 with the reason otherwise. */
+function netnsSetup(): number {
+  if (process.getuid?.() !== 0) {
+    process.stderr.write('network namespaces need root (run the rig as root, or use hil/rigs/sim.json: links shaped by fwsim\'s proxy)\n');
+    return 1;
+  }
+  try {
+    run(['ip', '-V']);
+    run(['tc', '-V']);
+  } catch {
+    process.stderr.write('network namespaces need iproute2 (ip, tc): apt-get install -y iproute2\n');
+    return 1;
+  }
+  if (run(['ip', '-o', 'link', 'show']).split('\n').some((l) => l.split(': ')[1]?.split('@')[0] === BRIDGE)) {
+    process.stderr.write(`bridge ${BRIDGE} exists: another netns rig run is active, or a stale one (\`sim-device.ts netns-cleanup\` removes it)\n`);
+    return 1;
+  }
+  try {
+    for (const cmd of bridgeUp()) run(cmd);
+  } catch (err) {
+    process.stderr.write(`network namespaces not permitted here: ${(err as Error).message}\n`);
+    return 1;
+  }
+  return 0;
+}
+
+/** Remove every board namespace and the bridge (idempotent). */
+function netnsCleanup(): number {
+  const namespaces = run(['ip', 'netns', 'list']).split('\n').map((l) => l.split(' ')[0]!).filter((n) => /^fwhil-\d+$/.test(n));
+  for (const cmd of teardown(namespaces)) {
+    try {
+      run(cmd);
+    } catch { /* already gone */ }
+  }
+  return 0;
 }
 
 main(process.argv.slice(2)).then((code) => process.exit(code), (err: unknown) => {

@@ -24,6 +24,8 @@ describe('hil: rig file', () => {
     const real = parseRig(realRig, 'test');
     assert.deepEqual(real.timeouts, { scenarioMs: 180_000, commandMs: 30_000, powerOffMs: 1_000, bootMs: 60_000, unplugMs: 1_500 });
     assert.equal(real.devices[0]!.console && 'port' in real.devices[0]!.console ? real.devices[0]!.console.baud : 0, 115_200);
+    const netns = await loadRigFile('hil/rigs/sim-netns.json');
+    assert.deepEqual([netns.file.preflight !== undefined, netns.file.teardown !== undefined, 'local' in netns.file.gateway && netns.file.gateway.local.host], [true, true, '10.77.0.1']);
     const example = await loadRigFile('hil/rigs/example-boards.json');
     assert.ok(example.file.devices.length >= 2, 'the worked example in docs/hil.md parses');
   });
