@@ -13,8 +13,8 @@ import { SCENARIOS } from './scenarios/index.ts';
  *
  *   npm run hil -- --rig hil/rigs/sim.json [--scenario happy-path ...] [--junit out.xml] [--report dir]
  *
- * Exit 0: every scenario run passed (skipped ones aside); 1: a scenario failed or errored; 2: bad
- * usage or rig file.
+ * Exit 0: every scenario run passed (skipped ones aside; at least one passed, or the rig's preflight
+ * skipped them all); 1: a scenario failed or errored, or nothing ran; 2: bad usage or rig file.
  */
 export async function main(argv: readonly string[], out: (s: string) => void = (s) => process.stdout.write(s), err: (s: string) => void = (s) => process.stderr.write(s)): Promise<number> {
   const program = new Command('hil')

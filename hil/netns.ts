@@ -3,7 +3,8 @@
  * board in its own namespace, joined by a veth pair to one bridge on the host that carries the
  * gateway's address, with a tc token-bucket filter (tbf) on each side — so a board's bandwidth is
  * limited by the kernel, not by our own code. (tc netem is not available on every machine, so
- * delay, jitter and loss stay in fwsim's shaping proxy, `--profile`.) Pure: these functions only
+ * delay, jitter and loss, if wanted, come from fwsim's shaping proxy, `--profile` — sim-netns.json
+ * adds none: its links are kernel rate limits only.) Pure: these functions only
  * say which `ip` / `tc` commands to run; hil/sim-device.ts runs them.
  */
 

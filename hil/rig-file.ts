@@ -7,8 +7,9 @@ import { isValidDeviceId } from '../protocol/topics.ts';
 
 /**
  * The rig file (docs/hil.md "The rig file"): what the HIL runner drives. JSON, validated here;
- * every error names the field (`devices[2].power.off: Required`). Paths are relative to the rig
- * file's folder. Shell commands run with `sh -c` in that folder and get the HIL_* environment
+ * every error names the field (`devices.2.power.off: Invalid input: expected string, received
+ * undefined`). Paths in the rig file are relative to its folder (what goes to fwgate unchanged —
+ * `gateway.local.config` and `args` — is read by fwgate from the project root). Shell commands run with `sh -c` in that folder and get the HIL_* environment
  * (hil/shell.ts), so one command line can serve every device.
  */
 
@@ -39,7 +40,10 @@ const deviceSpec = z.strictObject({
     off: command,
   }),
   console: consoleSpec.optional(),
-  /** Regular expression that, seen on the console, means "booted" (checked after every power-on). */
+  /**
+   * Regular expression that, seen on the console, means "booted": waited for (bootMs) after every
+   * power-on inside a scenario, and noted on its timeline whether it came.
+   */
   booted: z.string().min(1).superRefine((v, ctx) => {
     try {
       new RegExp(v);
@@ -153,6 +157,9 @@ export const rigFileSchema = z.strictObject({
       if (r.laptop.techKey === undefined) ctx.addIssue({ code: 'custom', message: 'give the technician key (or keys.generate)', path: ['laptop', 'techKey'] });
       if (r.images.signKey === undefined) ctx.addIssue({ code: 'custom', message: 'give the vendor signing key (or keys.generate)', path: ['images', 'signKey'] });
     }
+    if (r.laptop.pty && 'remote' in r.gateway) ctx.addIssue({ code: 'custom', message: 'a pty cable needs the local gateway at its other end', path: ['laptop', 'pty'] });
+    const models = [...new Set(r.devices.map((d) => d.hw))];
+    if (models.length > 1) ctx.addIssue({ code: 'custom', message: `one hardware model per rig (one image per push), got ${models.join(', ')}: make a rig file per model`, path: ['devices'] });
     if (r.keys.generate && 'remote' in r.gateway) ctx.addIssue({ code: 'custom', message: 'generated keys need a local gateway that trusts them', path: ['keys', 'generate'] });
     if (r.laptop.pty && 'local' in r.gateway && r.gateway.local.serial !== undefined) {
       ctx.addIssue({ code: 'custom', message: 'with laptop.pty the runner makes the gateway\'s end; leave serial out', path: ['gateway', 'local', 'serial'] });

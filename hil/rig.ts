@@ -1,3 +1,4 @@
+import { createPublicKey } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -50,6 +51,8 @@ export class RigRuntime {
   private lastVersion = '0.0.0';
   private lastSeq = 0;
   private readonly consoles = new Map<string, ConsoleCapture>();
+  /** fwpush processes started in the running scenario (killed at its end if still running). */
+  private readonly runs = new Set<LaptopRun>();
   private timeline: ((who: string, text: string) => void) | undefined;
   private scenarioStart = Date.now();
 
@@ -132,6 +135,9 @@ export class RigRuntime {
   }
 
   async endScenario(): Promise<void> {
+    // a scenario that ran out of time leaves nothing behind for the next one
+    await Promise.all([...this.runs].map((r) => r.kill()));
+    this.runs.clear();
     await Promise.all([...this.consoles.values()].map((c) => c.stop()));
     this.consoles.clear();
     this.timeline = undefined;
@@ -199,12 +205,15 @@ export class RigRuntime {
   /** fwpush with this rig's port and keys; `args` are the rest (image or `status`, flags). */
   fwpush(args: string[], onEvent: (e: LaptopEvent) => void = () => undefined, opts: { timeline?: boolean } = {}): LaptopRun {
     const baud = this.rig.file.laptop.baud;
-    return new LaptopRun(['--port', this.laptopPort, ...(baud ? ['--baud', String(baud)] : []), ...args], () => this.now(), (e) => {
+    const run = new LaptopRun(['--port', this.laptopPort, ...(baud ? ['--baud', String(baud)] : []), ...args], () => this.now(), (e) => {
       if (opts.timeline === false) return onEvent(e);
       if (typeof e.id === 'string') this.note(e.id, describeEvent(e));
       else if (['order', 'complete', 'link-lost', 'reconnected', 'upload-resumed', 'committed', 'error', 'summary', 'queued'].includes(e.event)) this.note('laptop', describeEvent(e));
       onEvent(e);
     }, this.timeouts.scenarioMs);
+    this.runs.add(run);
+    void run.exited.then(() => this.runs.delete(run));
+    return run;
   }
 
   /** Push `image` to the rig's hardware model(s) and follow the rollout. */
@@ -281,22 +290,28 @@ export class RigRuntime {
 
   private async startLocalGateway(local: Extract<LoadedRig['file']['gateway'], { local: unknown }>['local']): Promise<void> {
     const port = local.port === 0 ? await freePort() : local.port;
-    this.brokerUrl = `mqtt://${local.host}:${port}`;
+    // a gateway listening on every address is reached at loopback by simulated boards on this host
+    this.brokerUrl = `mqtt://${local.host === '0.0.0.0' ? '127.0.0.1' : local.host}:${port}`;
     const config: Record<string, unknown> = structuredClone(local.config);
-    if (this.keys) {
+    {
+      // A local gateway trusts the rig's own keys: the generated ones, or the public halves of
+      // images.signKey and laptop.techKey (added to whatever the config lists).
+      const vendorKey = this.keys?.vendorKey ?? rigPath(this.rig, this.rig.file.images.signKey!);
+      const techKey = this.keys?.techKey ?? rigPath(this.rig, this.rig.file.laptop.techKey!);
       const section = (k: string): Record<string, unknown> => (config[k] ??= {}) as Record<string, unknown>;
       const append = (k: string, list: string, entry: unknown): void => {
         const s = section(k);
         s[list] = [...(Array.isArray(s[list]) ? s[list] as unknown[] : []), entry];
       };
-      append('security', 'trustedKeys', { publicKey: await readFile(this.keys.vendorPub, 'utf8') });
-      append('uplink', 'technicianKeys', { publicKey: await readFile(join(this.workDir, 'keys', 'technician.pub'), 'utf8') });
+      append('security', 'trustedKeys', { publicKey: await publicHalf(vendorKey, 'images.signKey') });
+      append('uplink', 'technicianKeys', { publicKey: await publicHalf(techKey, 'laptop.techKey') });
     }
     const configPath = join(this.workDir, 'gateway.json');
     await writeFile(configPath, JSON.stringify(config, null, 2));
     const serial = this.cable?.gatewayEnd ?? rigPath(this.rig, local.serial!);
     this.gatewayArgs = ['--config', configPath, '--data', join(this.workDir, 'gateway'), '--serial', serial,
-      '--host', local.host, '--port', String(port), '--log-format', 'json', ...local.args];
+      '--host', local.host, '--port', String(port), '--log-format', 'json',
+      ...(this.rig.file.laptop.baud !== undefined ? ['--baud', String(this.rig.file.laptop.baud)] : []), ...local.args];
     this.gatewayLog = createWriteStream(join(this.reportDir, 'gateway.log'), { flags: 'a' });
     await this.launchGateway();
   }
@@ -323,8 +338,23 @@ export class RigRuntime {
       await this.launchGateway();
     } else {
       await this.run('gateway restart', g.remote.restart!);
+      // up again once it answers the laptop (bounded by bootMs)
+      const deadline = Date.now() + this.timeouts.bootMs;
+      while (!(await this.fleet().then(() => true, () => false))) {
+        if (Date.now() > deadline) throw new FwError('E_RIG_COMMAND', `the gateway did not answer fwpush status within ${this.timeouts.bootMs} ms of its restart`);
+        await sleep(1_000);
+      }
     }
     this.note('gateway', 'restart (rig): up again');
+  }
+}
+
+/** The public key (SPKI PEM) of an Ed25519 private key file. */
+async function publicHalf(privateKeyPath: string, field: string): Promise<string> {
+  try {
+    return createPublicKey(await readFile(privateKeyPath, 'utf8')).export({ type: 'spki', format: 'pem' }).toString();
+  } catch (err) {
+    throw new FwError('E_RIG', `${field}: cannot read the private key ${privateKeyPath}: ${(err as Error).message}`, { cause: err });
   }
 }
 

@@ -4,7 +4,7 @@ import { FwError } from '../protocol/errors.ts';
 /** What a rig command gets besides the runner's own environment (docs/hil.md "Commands"). */
 export type HilEnv = Partial<Record<
   'HIL_RIG_DIR' | 'HIL_WORK' | 'HIL_REPO' | 'HIL_BROKER' | 'HIL_DEVICE' | 'HIL_DEVICE_INDEX' | 'HIL_HW' | 'HIL_VERSION' | 'HIL_VARIANT' | 'HIL_OUT'
-  | 'HIL_VENDOR_KEY' | 'HIL_VENDOR_PUB' | 'HIL_TECH_KEY' | 'HIL_CONSOLE' | 'HIL_DEVICE_DATA',
+  | 'HIL_VENDOR_KEY' | 'HIL_VENDOR_PUB' | 'HIL_TECH_KEY',
   string>>;
 
 export interface CommandResult {

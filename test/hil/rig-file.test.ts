@@ -44,6 +44,8 @@ describe('hil: rig file', () => {
       [{ ...realRig, gateway: { remote: { broker: 'http://x' } } }, /gateway/],
       [{ ...realRig, timeouts: { scenarioMs: -1 } }, /timeouts\.scenarioMs/],
       [{ ...realRig, surprise: 1 }, /surprise/],
+      [{ ...realRig, gateway: { remote: { broker: 'mqtt://10.0.0.2:1883' } }, laptop: { pty: true, techKey: 'k' } }, /laptop\.pty: a pty cable needs the local gateway/],
+      [{ ...realRig, devices: [device('x'), { ...device('y'), hw: 'sensor-v2' }] }, /devices: one hardware model per rig .* sensor-v1, sensor-v2/],
     ];
     for (const [raw, re] of cases) {
       assert.throws(() => parseRig(raw, 'rig'), (err: unknown) => isFwError(err, 'E_RIG') && re.test(err.message), `${JSON.stringify(raw).slice(0, 120)} -> ${re}`);
