@@ -11,6 +11,8 @@
  *
  *   npm run bench:fanout [-- --devices 10,100,500 --size 1048576 --json --profile 100]
  */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -56,9 +58,37 @@ const round = (x: number, d = 3): number => Math.round(x * 10 ** d) / 10 ** d;
 const line = (p: Proc, t: string, ms: number): Promise<Record<string, unknown>> =>
   p.waitForLine((l) => l.startsWith('{') && (JSON.parse(l) as { t?: string }).t === t, ms).then((l) => JSON.parse(l) as Record<string, unknown>);
 
-interface GatewayRun { wallS: number; firstOfferS: number; cpuS: number; updated: number; chunk: number }
+interface GatewayRun {
+  wallS: number; firstOfferS: number; cpuS: number; updated: number; chunk: number;
+  /** CPU seconds of the fleet process (fwsim, N devices) over the same span, from /proc. */
+  fleetCpuS: number;
+  /** Where the wall time went (bench/lib/fanout-gateway.ts phaseFigures), ms. */
+  phases: Record<string, number>;
+}
 
-/** One campaign: gateway process + fleet process. With cpuProfDir, the gateway runs under --cpu-prof. */
+const CLK_TCK = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** User + system CPU seconds of a process so far (Linux /proc; NaN elsewhere). */
+function procCpuS(pid: number | undefined): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/**
+ * One campaign: gateway process + fleet process. With cpuProfDir, both run under --cpu-prof
+ * (profiles in `<cpuProfDir>/gateway` and `<cpuProfDir>/fleet`).
+ */
 async function gatewayRun(n: number, cpuProfDir?: string): Promise<GatewayRun> {
   const dir = await mkdtemp(join(tmpdir(), 'fwgate-bench-fanout-'));
   const concurrency = values.concurrency ? int(values.concurrency, 'concurrency', 1, 10_000) : n;
@@ -66,24 +96,32 @@ async function gatewayRun(n: number, cpuProfDir?: string): Promise<GatewayRun> {
   // profiler flags go where the entry would be and the entry follows them.
   const entry = ['bench/lib/fanout-gateway.ts', '--devices', String(n), '--size', String(SIZE), '--concurrency', String(concurrency), '--data', dir];
   const gw = cpuProfDir
-    ? startTs('fanout-gateway', '--cpu-prof', [`--cpu-prof-dir=${cpuProfDir}`, ...entry], { stderr: 'inherit' })
+    ? startTs('fanout-gateway', '--cpu-prof', [`--cpu-prof-dir=${join(cpuProfDir, 'gateway')}`, ...entry], { stderr: 'inherit' })
     : startTs('fanout-gateway', entry[0]!, entry.slice(1), { stderr: 'inherit' });
   let sims: Proc | undefined;
   try {
     const url = String((await line(gw, 'ready', 30_000)).url);
-    sims = startTs('fwsim', 'device-sim/cli.ts', [
+    const simArgs = [
       '--broker', url, '--count', String(n), '--data', join(dir, 'devices'),
       '--hw', 'sensor-v1', '--version', '1.0.0', '--boot-delay', '0',
-    ]);
-    const done = await Promise.race([line(gw, 'done', 600_000), line(gw, 'error', 600_000).then((e) => {
+    ];
+    sims = cpuProfDir
+      ? startTs('fwsim', '--cpu-prof', [`--cpu-prof-dir=${join(cpuProfDir, 'fleet')}`, 'device-sim/cli.ts', ...simArgs])
+      : startTs('fwsim', 'device-sim/cli.ts', simArgs);
+    const failed = line(gw, 'error', 600_000).then((e) => {
       throw new Error(String(e.message));
-    })]);
+    });
+    await Promise.race([line(gw, 'start', 600_000), failed]);
+    const fleetCpu0 = procCpuS(sims.child.pid);
+    const done = await Promise.race([line(gw, 'done', 600_000), failed]);
+    const fleetCpuS = procCpuS(sims.child.pid) - fleetCpu0;
     // the gateway exits by itself once the fleet is gone (and so writes its --cpu-prof profile)
     await sims.stop(10_000);
     await Promise.race([gw.exited, new Promise((r) => setTimeout(r, 30_000))]);
     return {
       wallS: Number(done.wallMs) / 1000, firstOfferS: Number(done.firstOfferMs) / 1000,
       cpuS: (Number(done.cpuUserUs) + Number(done.cpuSysUs)) / 1e6, updated: Number(done.updated), chunk: Number(done.chunk),
+      fleetCpuS, phases: done.phases as Record<string, number>,
     };
   } finally {
     await sims?.stop(10_000);
@@ -93,8 +131,10 @@ async function gatewayRun(n: number, cpuProfDir?: string): Promise<GatewayRun> {
 }
 
 /** The same bytes as plain MQTT: broker in this process, subscribers in their own. */
-async function baselineRun(n: number, chunk: number): Promise<{ wallS: number; cpuS: number }> {
-  const config = parseConfig({ broker: { host: '127.0.0.1', port: 0 }, log: { level: 'silent' } });
+interface Baseline { wallS: number; cpuS: number; subsCpuS: number }
+
+async function baselineRun(n: number, chunk: number): Promise<Baseline> {
+  const config = parseConfig({ broker: { host: '127.0.0.1', port: 0, connectRatePerMin: 0 }, log: { level: 'silent' } }); // as the gateway run
   const broker = await Broker.start(await brokerOptions(config, () => undefined));
   // The gateway's topic rules (broker-access.ts) let a client publish only on its own up topic and
   // subscribe only to its own down topic, which forbids a plain fan-out; let one bench topic
@@ -116,6 +156,7 @@ async function baselineRun(n: number, chunk: number): Promise<{ wallS: number; c
     });
     const image = Buffer.alloc(SIZE, 0xa5);
     const doneLine = line(subs, 'done', 600_000);
+    const subsCpu0 = procCpuS(subs.child.pid);
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     // MQTT.js has no flow control of its own: at most WINDOW publishes in flight, each freed by
@@ -134,7 +175,7 @@ async function baselineRun(n: number, chunk: number): Promise<{ wallS: number; c
     await doneLine;
     const wallS = (performance.now() - t0) / 1000;
     const cpu = process.cpuUsage(cpu0);
-    return { wallS, cpuS: (cpu.user + cpu.system) / 1e6 };
+    return { wallS, cpuS: (cpu.user + cpu.system) / 1e6, subsCpuS: procCpuS(subs.child.pid) - subsCpu0 };
   } finally {
     await publisher.endAsync(true);
     await subs.stop(10_000);
@@ -144,7 +185,7 @@ async function baselineRun(n: number, chunk: number): Promise<{ wallS: number; c
 
 log(`bench/fanout: image ${SIZE} B to N = ${NS.join(', ')} devices on loopback (no shaping, boot delay 0); baseline window ${WINDOW}`);
 log('  N     gateway wall  MiB/s   CPU s  CPU s/MiB | baseline wall  MiB/s  broker CPU s | ratio');
-const rows: { n: number; gw: GatewayRun; base: { wallS: number; cpuS: number }; ratio: number }[] = [];
+const rows: { n: number; gw: GatewayRun; base: Baseline; ratio: number }[] = [];
 for (const n of NS) {
   const gw = await gatewayRun(n);
   const base = await baselineRun(n, gw.chunk || DEFAULT_CHUNK_SIZE);
@@ -152,20 +193,29 @@ for (const n of NS) {
   const ratio = (mib / gw.wallS) / (mib / base.wallS);
   rows.push({ n, gw, base, ratio });
   log(`  ${String(n).padEnd(5)} ${gw.wallS.toFixed(2).padStart(8)} s ${(mib / gw.wallS).toFixed(1).padStart(7)} ${gw.cpuS.toFixed(2).padStart(7)} ${(gw.cpuS / mib).toFixed(3).padStart(9)}  | ${base.wallS.toFixed(2).padStart(10)} s ${(mib / base.wallS).toFixed(1).padStart(7)} ${base.cpuS.toFixed(2).padStart(9)}    | ${ratio.toFixed(2)}${gw.updated === n ? '' : `  (only ${gw.updated}/${n} updated)`}`);
+  const p = gw.phases;
+  log(`        fleet CPU ${gw.fleetCpuS.toFixed(2)} s (subscribers ${base.subsCpuS.toFixed(2)} s); probe ${p.probeMs} ms, last transfer start ${p.lastTransferStartMs} ms, last verified ${p.lastVerifiedMs} ms; per device mean/max ms: offer ${p.offerMeanMs}/${p.offerMaxMs}, transfer ${p.transferMeanMs}/${p.transferMaxMs}, verify ${p.verifyMeanMs}/${p.verifyMaxMs}, activate->confirm ${p.activateToConfirmMeanMs}/${p.activateToConfirmMaxMs}`);
 }
 
-let hotspots: Hotspot[] = [];
-let profile: { path: string; busyMs: number; gcMs: number } | null = null;
+interface Profiled { path: string; busyMs: number; gcMs: number; hotspots: Hotspot[] }
+const profiles: { gateway?: Profiled; fleet?: Profiled } = {};
 if (PROFILE_N) {
   const profDir = await mkdtemp(join(tmpdir(), 'fwgate-fanout-prof-'));
   const gw = await gatewayRun(PROFILE_N, profDir);
-  const file = (await readdir(profDir)).find((f) => f.endsWith('.cpuprofile'));
-  if (!file) throw new Error(`no .cpuprofile in ${profDir}`);
-  const top = await topSelfTime(join(profDir, file), ROOT, 5);
-  hotspots = top.hotspots;
-  profile = { path: join(profDir, file), busyMs: top.busyMs, gcMs: top.gcMs };
-  log(`  profile (N = ${PROFILE_N}, wall ${gw.wallS.toFixed(2)} s, whole gateway process, busy ${top.busyMs} ms, GC ${top.gcMs} ms): ${profile.path}`);
-  for (const h of hotspots) log(`    ${(h.share * 100).toFixed(1).padStart(5)} %  ${String(h.selfMs).padStart(6)} ms  ${h.fn}`);
+  for (const side of ['gateway', 'fleet'] as const) {
+    const dir = join(profDir, side);
+    // CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile: thread 0 is the main thread (tsx's loader thread writes one too)
+    const files = (await readdir(dir).catch(() => [])).filter((f) => f.endsWith('.cpuprofile'));
+    const file = files.find((f) => f.split('.')[4] === '0') ?? files[0];
+    if (!file) {
+      log(`  no .cpuprofile in ${dir}`);
+      continue;
+    }
+    const top = await topSelfTime(join(dir, file), ROOT, 8);
+    profiles[side] = { path: join(dir, file), busyMs: top.busyMs, gcMs: top.gcMs, hotspots: top.hotspots };
+    log(`  profile of the ${side} process (N = ${PROFILE_N}, wall ${gw.wallS.toFixed(2)} s, whole process, busy ${top.busyMs} ms, GC ${top.gcMs} ms): ${join(dir, file)}`);
+    for (const h of top.hotspots) log(`    ${(h.share * 100).toFixed(1).padStart(5)} %  ${String(h.selfMs).padStart(6)} ms  ${h.fn}`);
+  }
 }
 
 const byN = (n: number): (typeof rows)[number] | undefined => rows.find((r) => r.n === n);
@@ -184,9 +234,13 @@ const out = {
   runs: rows.map((r) => ({
     n: r.n, wall_s: round(r.gw.wallS), first_offer_s: round(r.gw.firstOfferS), gateway_mib_s: round((r.n * SIZE) / MIB / r.gw.wallS, 2),
     cpu_s: round(r.gw.cpuS), cpu_s_per_mib: round(r.gw.cpuS / ((r.n * SIZE) / MIB), 4),
+    fleet_cpu_s: round(r.gw.fleetCpuS),
     baseline_wall_s: round(r.base.wallS), baseline_mib_s: round((r.n * SIZE) / MIB / r.base.wallS, 2), baseline_broker_cpu_s: round(r.base.cpuS),
+    baseline_subscribers_cpu_s: round(r.base.subsCpuS),
+    phases_ms: r.gw.phases,
   })),
-  hotspots: hotspots.map((h) => ({ fn: h.fn, share: h.share })),
+  hotspots: profiles.gateway?.hotspots.map((h) => ({ fn: h.fn, share: h.share })) ?? [],
+  fleet_hotspots: profiles.fleet?.hotspots.map((h) => ({ fn: h.fn, share: h.share })) ?? [],
 };
 if (values.json) process.stdout.write(`${JSON.stringify(out)}\n`);
 else process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);

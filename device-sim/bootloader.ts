@@ -7,7 +7,7 @@ import { SlotNames, SlotStates, type SlotName, type SlotState } from '../protoco
 import { sha256Hex } from '../protocol/schema.ts';
 import { isValidVersion } from '../protocol/version.ts';
 import { makeSampleImage, readSampleHeader } from '../firmware-samples/image-format.ts';
-import { Flash, readJson, removeDurably, writeJsonAtomic } from './flash.ts';
+import { Flash, readJson, removeDurably, writeJsonAtomic, type FileSync } from './flash.ts';
 
 /**
  * MCUboot-like A/B bootloader over the files in `<data>/<id>/`:
@@ -76,13 +76,16 @@ export class DeviceFiles {
   readonly dir: string;
   readonly stateFile: string;
   readonly progressFile: string;
+  /** Whether flushes and atomic replaces also fsync (device option `fsync`; flash.ts FileSync). */
+  readonly sync: FileSync;
   readonly #flash: Record<SlotName, Flash>;
 
-  constructor(dir: string, slotCapacity: number) {
+  constructor(dir: string, slotCapacity: number, sync: FileSync = { fsync: true }) {
     this.dir = dir;
     this.stateFile = join(dir, 'state.json');
     this.progressFile = join(dir, 'transfer.json');
-    this.#flash = { a: new Flash(join(dir, 'slot-a.bin'), slotCapacity), b: new Flash(join(dir, 'slot-b.bin'), slotCapacity) };
+    this.sync = sync;
+    this.#flash = { a: new Flash(join(dir, 'slot-a.bin'), slotCapacity, sync), b: new Flash(join(dir, 'slot-b.bin'), slotCapacity, sync) };
   }
 
   flash(slot: SlotName): Flash {
@@ -105,7 +108,7 @@ export class DeviceFiles {
 
   /** Atomic replace; `beforeRename` returning true simulates a power cut mid-update. */
   async saveState(rec: SlotStateRecord, beforeRename?: () => boolean): Promise<'written' | 'cut'> {
-    return writeJsonAtomic(this.stateFile, rec, beforeRename);
+    return writeJsonAtomic(this.stateFile, rec, beforeRename, this.sync);
   }
 }
 
@@ -141,7 +144,7 @@ export class PowerLost extends Error {
 
 export async function runBootloader(files: DeviceFiles, input: BootInput): Promise<BootOutcome> {
   await mkdir(files.dir, { recursive: true });
-  await removeDurably(`${files.stateFile}.tmp`); // leftover of an update interrupted before its rename
+  await removeDurably(`${files.stateFile}.tmp`, files.sync); // leftover of an update interrupted before its rename
   let rec = await files.loadState();
   let factory = false;
   if (rec === null) {

@@ -62,6 +62,7 @@ function buildProgram(): Command {
     .option('--power-off <ms>', 'how long a power cut lasts', String(DEVICE_DEFAULTS.powerOffMs))
     .option('--max-chunk <bytes>', 'largest chunk accepted', String(DEVICE_DEFAULTS.maxChunk))
     .option('--window <n>', 'chunks in flight granted in accept', String(DEVICE_DEFAULTS.window))
+    .option('--fsync', 'also fsync every flash flush and slot-state/progress replace (survives a host OS crash; the simulated power cut does not need it)', DEVICE_DEFAULTS.fsync)
     .option('--profile <name|file>', `give each device its own shaped link: ${[...BUILTIN_PROFILE_NAMES, MIXED].join(', ')}, or a JSON profile file (default: direct connection)`)
     .option('--busy <who>', 'reject offers as busy: first k devices, or ids (a,b,...)')
     .option('--fail-self-test <who>', 'trial boots fail their self-test')
@@ -138,6 +139,7 @@ export function parseCli(argv: readonly string[]): CliConfig {
       powerOffMs: ms('--power-off', 'powerOff'),
       maxChunk: int('--max-chunk', MIN_CHUNK_SIZE, MAX_CHUNK_SIZE)(str('maxChunk')),
       window: int('--window', 1, MAX_WINDOW)(str('window')),
+      fsync: o.fsync === true,
       ...(o.securityFloor !== undefined ? { securityFloor: str('securityFloor') } : {}),
       ...(o.ca !== undefined ? { tls: { ca: resolve(str('ca')) } } : {}),
       ...(pinnedKeys.length > 0 ? { pinnedKeys } : {}),

@@ -91,6 +91,11 @@ interface Transfer {
   prev: SlotRecord;
   /** The offer this transfer runs under (its seq and signature are checked at verify); null like `sid`. */
   offer: OfferMessage | null;
+  /**
+   * Length of the progress file as this transfer last wrote it (same image, same chunk size),
+   * so the next save may overwrite it in place (transfer.ts saveProgress); 0 = replace it whole.
+   */
+  progressBytes: number;
 }
 
 /** Everything in RAM for one boot. Dies with a reboot or a power cut. */
@@ -105,7 +110,7 @@ interface Runtime {
   backoffMs: number;
   inbox: GatewayMessage[];
   pumping: boolean;
-  /** Acks owed for chunks handled since the last flush; `bad` = offset of a rejected chunk. */
+  /** Chunks handled since the last flush, to be acked together; `bad` = offset of a rejected chunk. */
   owed: { sid: number; bad?: number }[];
   commitNow: boolean;
   dropAfterCommit: boolean;
@@ -145,7 +150,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     this.options = resolveDeviceOptions(input);
     this.id = this.options.id;
     this.faults = new FaultSwitches(this.options.faults);
-    this.files = new DeviceFiles(join(this.options.dataDir, this.id), this.options.slotCapacity);
+    this.files = new DeviceFiles(join(this.options.dataDir, this.id), this.options.slotCapacity, { fsync: this.options.fsync });
     this.pinned = new KeyRing(this.options.pinnedKeys.map(parsePublicKey));
     this.#timers = deps.timers ?? realTimers;
   }
@@ -263,7 +268,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     if (target.state === 'receiving' && target.sha256 !== undefined) {
       const p = await loadProgress(this.files.progressFile, inactive, target.sha256);
       if (epoch !== this.#epoch) return null;
-      if (p) transfer = { sid: null, slot: inactive, meta: p.meta, map: p.map, unflushed: new Set(), erased: true, prev: { state: 'empty' }, offer: null };
+      if (p) transfer = { sid: null, slot: inactive, meta: p.meta, map: p.map, unflushed: new Set(), erased: true, prev: { state: 'empty' }, offer: null, progressBytes: 0 };
     }
     this.stats.boots += 1;
     const rt = this.#connect(out, transfer);
@@ -578,7 +583,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
       t.offer = m;
       if (t.map.chunk !== chunk) {
         t.map = t.map.rechunk(chunk);
-        await saveProgress(this.files.progressFile, { slot, meta, map: t.map });
+        t.progressBytes = await saveProgress(this.files.progressFile, { slot, meta: t.meta, map: t.map }, this.files.sync);
         if (!rt.alive) return;
       }
       return accept(t.map.next, t.map.held > 0);
@@ -587,13 +592,13 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     const prev: SlotRecord = cur.state === 'confirmed' || cur.state === 'bad' || cur.state === 'empty' ? cur : { state: 'empty' };
     rt.transfer = null;
     this.files.flash(slot).discard();
-    await removeProgress(this.files.progressFile);
+    await removeProgress(this.files.progressFile, this.files.sync);
     if (!rt.alive) return;
     const ok = await this.#updateState(rt, (rec) => {
       rec.slots[slot] = { state: 'receiving', name: m.name, version: m.version, sha256: m.sha256, size: m.size };
     });
     if (!ok) return;
-    t = { sid: m.sid, slot, meta, map: new ReceiveMap(m.size, chunk), unflushed: new Set(), erased: false, prev, offer: m };
+    t = { sid: m.sid, slot, meta, map: new ReceiveMap(m.size, chunk), unflushed: new Set(), erased: false, prev, offer: m, progressBytes: 0 };
     rt.transfer = t;
     accept(0, false);
     this.#publish(rt, this.#status(rt));
@@ -641,7 +646,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     rt.owed.push({ sid: m.sid });
   }
 
-  /** End of a chunk batch: flush, record progress, then ack every chunk of the batch. */
+  /** End of a chunk batch: flush, record progress, then one ack for every chunk of the batch. */
   async #commitChunks(rt: Runtime): Promise<void> {
     const owed = rt.owed;
     rt.owed = [];
@@ -655,10 +660,15 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
       if (!rt.alive) return;
       for (const i of t.unflushed) t.map.add(i);
       t.unflushed.clear();
-      await saveProgress(this.files.progressFile, { slot: t.slot, meta: t.meta, map: t.map });
+      t.progressBytes = await saveProgress(this.files.progressFile, { slot: t.slot, meta: t.meta, map: t.map }, this.files.sync, t.progressBytes);
       if (!rt.alive) return;
     }
-    for (const o of owed) this.#publish(rt, { t: 'ack', sid: o.sid, next: t.map.next, missing: t.map.missing(o.bad) });
+    // One ack answers the whole batch (§6.6.4): every chunk of it is durable now, so the acks owed
+    // would all say the same but for the bad chunks, which this one lists together.
+    for (const sid of new Set(owed.map((o) => o.sid))) {
+      const bad = owed.filter((o) => o.sid === sid && o.bad !== undefined).map((o) => o.bad!);
+      this.#publish(rt, { t: 'ack', sid, next: t.map.next, missing: t.map.missing(bad) });
+    }
     if (!wasComplete && t.map.complete && t.sid !== null) {
       this.#emit({ type: 'transfer-complete', sid: t.sid });
       if (this.#cutIf('after-transfer')) return;
@@ -692,7 +702,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     else if (createHash('sha256').update(bytes).digest('hex') !== t.meta.sha256) [code, reason] = ['sha256', 'SHA-256 of the slot does not match the offer'];
     else [code, reason] = this.#checkSignature(t.offer);
     rt.transfer = null;
-    await removeProgress(this.files.progressFile);
+    await removeProgress(this.files.progressFile, this.files.sync);
     if (!rt.alive) return;
     if (code !== null) {
       // Nothing is installed unless everything arrived intact: discard, a re-offer starts clean.
@@ -781,7 +791,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
       restore = { state: 'empty' };
     }
     if (restore !== null) {
-      await removeProgress(this.files.progressFile);
+      await removeProgress(this.files.progressFile, this.files.sync);
       if (!rt.alive) return;
       const to = restore;
       if (!(await this.#updateState(rt, (rec) => { rec.slots[slot] = to; }))) return;

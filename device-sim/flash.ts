@@ -1,24 +1,42 @@
-import { constants } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { closeSync, constants, openSync, writeSync, writevSync } from 'node:fs';
+import { mkdir, open, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
+
+/**
+ * What "durable" means for the simulator's files. The simulated power cut is modelled in the
+ * simulator itself (pending flash writes are dropped in RAM), and a killed process (SIGKILL)
+ * loses no write() already made, so the model needs nothing from the disk. `fsync: true` also
+ * fsyncs every flush and atomic replace, which only adds protection against a crash of the host
+ * OS, at a cost: one fsync per flush and two per replace (device option `fsync`).
+ */
+export interface FileSync {
+  fsync: boolean;
+}
+
+const SYNC: FileSync = { fsync: true };
 
 /**
  * Simulated flash for one slot, backed by a file.
  *
  * Writes go to an in-memory pending list (the controller's write buffer) and only become
- * durable on `flush()`, which applies them in order and fsyncs the file. `powerCut()` discards
- * whatever is still pending, exactly what a real power loss does to buffered writes. Reads see
- * durable contents only, so nothing can be reported as held before it would survive a cut.
+ * durable on `flush()`, which applies them to the file in order (and fsyncs it, with
+ * `fsync`). `powerCut()` discards whatever is still pending, exactly what a real power loss
+ * does to buffered writes. Reads see durable contents only, so nothing can be reported as held
+ * before it would survive a cut.
  */
 export class Flash {
   readonly path: string;
   readonly capacity: number;
+  readonly #sync: FileSync;
   #pending: { off: number; data: Uint8Array }[] = [];
   #pendingBytes = 0;
+  /** The folder is known to exist (made once, not before every flush). */
+  #dirMade = false;
 
-  constructor(path: string, capacity: number) {
+  constructor(path: string, capacity: number, sync: FileSync = SYNC) {
     this.path = path;
     this.capacity = capacity;
+    this.#sync = sync;
   }
 
   /** Buffer a write; throws RangeError beyond the slot capacity. */
@@ -26,7 +44,7 @@ export class Flash {
     if (!Number.isInteger(off) || off < 0 || off + data.length > this.capacity) {
       throw new RangeError(`flash write [${off}, ${off + data.length}) outside slot of ${this.capacity} bytes`);
     }
-    this.#pending.push({ off, data: Uint8Array.from(data) });
+    this.#pending.push({ off, data: new Uint8Array(data) }); // a copy (one memcpy): the caller may reuse its buffer
     this.#pendingBytes += data.length;
   }
 
@@ -38,20 +56,46 @@ export class Flash {
     return this.#pendingBytes;
   }
 
-  /** Apply pending writes and fsync. Durable once this resolves. */
+  /**
+   * Apply pending writes in order (with `fsync`, then fsync the file). Durable once this
+   * resolves. Writes that continue one another (chunks in sequence) go to the file as one
+   * writev. Without `fsync` the writes only reach the page cache — a few system calls of tens
+   * of microseconds — and are made synchronously: cheaper than a round trip through the thread
+   * pool for each, and a flush is then a single step that nothing can interleave with.
+   */
   async flush(): Promise<void> {
     if (this.#pending.length === 0) return;
-    const batch = this.#pending;
+    const runs = coalesce(this.#pending);
     this.#pending = [];
     this.#pendingBytes = 0;
-    await mkdir(dirname(this.path), { recursive: true });
-    const fh = await open(this.path, constants.O_RDWR | constants.O_CREAT, 0o644);
+    if (!this.#dirMade) {
+      await mkdir(dirname(this.path), { recursive: true });
+      this.#dirMade = true;
+    }
+    if (!this.#sync.fsync) {
+      const fd = openSync(this.path, constants.O_RDWR | constants.O_CREAT, 0o644);
+      try {
+        for (const r of runs) checkWritten(writevSync(fd, r.parts, r.off), r.bytes, this.path);
+      } finally {
+        closeSync(fd);
+      }
+      return;
+    }
+    const fh = await this.#open();
     try {
-      for (const w of batch) await fh.write(w.data, 0, w.data.length, w.off);
+      for (const r of runs) checkWritten((await fh.writev(r.parts, r.off)).bytesWritten, r.bytes, this.path);
       await fh.sync();
     } finally {
       await fh.close();
     }
+  }
+
+  async #open(): Promise<FileHandle> {
+    if (!this.#dirMade) {
+      await mkdir(dirname(this.path), { recursive: true });
+      this.#dirMade = true;
+    }
+    return open(this.path, constants.O_RDWR | constants.O_CREAT, 0o644);
   }
 
   /** Power loss: pending writes are gone. Returns how many writes were lost. */
@@ -70,11 +114,10 @@ export class Flash {
   /** Erase the slot (truncate to 0, durable at once) and drop anything pending. */
   async erase(): Promise<void> {
     this.discard();
-    await mkdir(dirname(this.path), { recursive: true });
-    const fh = await open(this.path, constants.O_RDWR | constants.O_CREAT, 0o644);
+    const fh = await this.#open();
     try {
       await fh.truncate(0);
-      await fh.sync();
+      if (this.#sync.fsync) await fh.sync();
     } finally {
       await fh.close();
     }
@@ -83,7 +126,8 @@ export class Flash {
   /** Durable contents (a missing file reads as empty). */
   async read(): Promise<Uint8Array> {
     try {
-      return new Uint8Array(await readFile(this.path));
+      const b = await readFile(this.path);
+      return new Uint8Array(b.buffer, b.byteOffset, b.length); // a view, not a copy of the slot
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Uint8Array(0);
       throw err;
@@ -102,26 +146,82 @@ export class Flash {
 }
 
 /**
- * Atomically replace a JSON file: write `<path>.tmp`, fsync it, rename over `<path>`, fsync the
- * folder. A reader (or a boot after a power cut) sees either the old or the new content, never a
- * mix. `beforeRename` is a fault hook: when it returns true the write is abandoned after the
- * temporary file is durable and before the rename — a power cut in the middle of the update.
+ * Atomically replace a JSON file: write `<path>.tmp` (fsync it, with `fsync`), rename over
+ * `<path>` (then fsync the folder, with `fsync`). A reader (or a boot after a power cut, or
+ * after the process was killed) sees either the old or the new content, never a mix: rename is
+ * atomic. `beforeRename` is a fault hook: when it returns true the write is abandoned after the
+ * temporary file is written and before the rename — a power cut in the middle of the update.
  */
-export async function writeJsonAtomic(path: string, value: unknown, beforeRename?: () => boolean): Promise<'written' | 'cut'> {
+export async function writeJsonAtomic(path: string, value: unknown, beforeRename?: () => boolean, sync: FileSync = SYNC): Promise<'written' | 'cut'> {
+  return writeTextAtomic(path, jsonText(value), beforeRename, sync);
+}
+
+/** The text writeJsonAtomic writes for `value`. */
+export function jsonText(value: unknown): string {
+  return `${JSON.stringify(value, null, 2)}\n`;
+}
+
+/** writeJsonAtomic for text already made. */
+export async function writeTextAtomic(path: string, text: string, beforeRename?: () => boolean, sync: FileSync = SYNC): Promise<'written' | 'cut'> {
   const tmp = `${path}.tmp`;
   const dir = dirname(path);
-  await mkdir(dir, { recursive: true });
-  const fh = await open(tmp, 'w', 0o644);
+  let fh: FileHandle;
   try {
-    await fh.writeFile(`${JSON.stringify(value, null, 2)}\n`, 'utf8');
-    await fh.sync();
+    fh = await open(tmp, 'w', 0o644);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    await mkdir(dir, { recursive: true });
+    fh = await open(tmp, 'w', 0o644);
+  }
+  try {
+    await fh.writeFile(text, 'utf8');
+    if (sync.fsync) await fh.sync();
   } finally {
     await fh.close();
   }
   if (beforeRename?.() === true) return 'cut';
   await rename(tmp, path);
-  await syncDir(dir);
+  if (sync.fsync) await syncDir(dir);
   return 'written';
+}
+
+/**
+ * Overwrite a file in place with bytes of its own length (no truncation, no rename; fsync with
+ * `fsync`). Not atomic: only for an update where any mix of old and new bytes is as good as the
+ * old content (transfer.ts: bits of a bitmap that only ever go from 0 to 1). False, writing
+ * nothing, when the file is missing.
+ */
+export async function overwriteInPlace(path: string, bytes: Uint8Array, sync: FileSync = SYNC): Promise<boolean> {
+  if (!sync.fsync) {
+    // page cache only: synchronous, as Flash.flush
+    let fd: number;
+    try {
+      fd = openSync(path, 'r+');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw err;
+    }
+    try {
+      checkWritten(writeSync(fd, bytes, 0, bytes.length, 0), bytes.length, path);
+    } finally {
+      closeSync(fd);
+    }
+    return true;
+  }
+  let fh: FileHandle;
+  try {
+    fh = await open(path, 'r+');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+  try {
+    await fh.write(bytes, 0, bytes.length, 0);
+    if (sync.fsync) await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  return true;
 }
 
 /** Read and parse a JSON file; null when it does not exist. Parse errors are thrown. */
@@ -136,16 +236,45 @@ export async function readJson(path: string): Promise<unknown> {
   return JSON.parse(text) as unknown;
 }
 
-/** Remove a file durably (a missing file, or folder, is fine). */
-export async function removeDurably(path: string): Promise<void> {
+/** Remove a file durably (a missing file, or folder, is fine); the folder is fsynced with `fsync`. */
+export async function removeDurably(path: string, sync: FileSync = SYNC): Promise<void> {
   try {
-    await stat(path);
+    await unlink(path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
     throw err;
   }
-  await rm(path, { force: true });
-  await syncDir(dirname(path));
+  if (sync.fsync) await syncDir(dirname(path));
+}
+
+interface Run {
+  off: number;
+  parts: Uint8Array[];
+  bytes: number;
+}
+
+/** Most buffers in one writev (IOV_MAX is 1024 on Linux). */
+const MAX_PARTS = 1024;
+
+/** Writes in order, each run of writes that continue one another as one run (one writev). */
+function coalesce(writes: readonly { off: number; data: Uint8Array }[]): Run[] {
+  const out: Run[] = [];
+  let run: Run | undefined;
+  for (const w of writes) {
+    if (run && w.off === run.off + run.bytes && run.parts.length < MAX_PARTS) {
+      run.parts.push(w.data);
+      run.bytes += w.data.length;
+      continue;
+    }
+    run = { off: w.off, parts: [w.data], bytes: w.data.length };
+    out.push(run);
+  }
+  return out;
+}
+
+/** A regular file takes a whole write or fails; anything else (a full disk) is an error here. */
+function checkWritten(written: number, expected: number, path: string): void {
+  if (written !== expected) throw new Error(`${path}: short write (${written} of ${expected} bytes)`);
 }
 
 async function syncDir(dir: string): Promise<void> {

@@ -44,12 +44,22 @@ export const DEVICE_DEFAULTS = {
   // ---- limits ----
   /** Largest chunk the device accepts (accept.chunk = min(offer.chunk, maxChunk)). */
   maxChunk: 16_384,
-  /** Chunks the gateway may have in flight (accept.window). */
-  window: 8,
+  /**
+   * Chunks the gateway may have in flight (accept.window): two flush batches, so that the next
+   * batch is already arriving while the device writes and acks the last one.
+   */
+  window: 16,
   /** Capacity of one slot; larger offers are refused with `no-space`. */
   slotCapacity: 16 * 1024 * 1024,
   /** At most this many chunks are buffered before the flash is flushed and the acks go out. */
   flushBatch: 8,
+  /**
+   * Also fsync every flash flush and every atomic replace of state.json / transfer.json. Off:
+   * the simulated power cut drops unflushed writes in the simulator itself and a killed
+   * process loses no write already made, so the power model holds without it; on, the files
+   * also survive a crash of the host OS, at one fsync per flush and two per replace.
+   */
+  fsync: false,
 } as const;
 
 const ms = z.number().int().min(0).max(24 * 3600 * 1000);
@@ -75,6 +85,7 @@ export const deviceOptionsSchema = z.strictObject({
   window: z.number().int().min(1).max(MAX_WINDOW).default(DEVICE_DEFAULTS.window),
   slotCapacity: z.number().int().min(1024).max(0xffff_ffff).default(DEVICE_DEFAULTS.slotCapacity),
   flushBatch: z.number().int().min(1).max(256).default(DEVICE_DEFAULTS.flushBatch),
+  fsync: z.boolean().default(DEVICE_DEFAULTS.fsync),
   /**
    * Anti-rollback security floor (docs/protocol.md §6.5.6): offers of an older version are refused
    * with `below-floor`, even as a downgrade, and `status.floor` reports it. A property of the

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { MAX_ACK_MISSING } from '../protocol/limits.ts';
 import { SlotNames, type SlotName } from '../protocol/ota.ts';
 import { sha256Hex } from '../protocol/schema.ts';
-import { readJson, removeDurably, writeJsonAtomic } from './flash.ts';
+import { jsonText, overwriteInPlace, readJson, removeDurably, writeTextAtomic, type FileSync } from './flash.ts';
 
 /**
  * Receive progress of the image being written to the inactive slot: which chunks are held.
@@ -74,22 +74,26 @@ export class ReceiveMap {
   }
 
   /**
-   * Offsets of chunks not held from `next` up to the highest chunk held (the gaps), plus
-   * `badOffset` if given and not held; sorted, at most MAX_ACK_MISSING entries. The chunk at
-   * `next` itself is listed whenever something above it is held or it just arrived bad.
+   * Offsets of chunks not held from `next` up to the highest chunk held (the gaps), plus the
+   * `bad` offsets (one, or a list) that are not held; sorted, at most MAX_ACK_MISSING entries.
+   * The chunk at `next` itself is listed whenever something above it is held or it just arrived bad.
    */
-  missing(badOffset?: number): number[] {
+  missing(bad?: number | readonly number[]): number[] {
     const out: number[] = [];
     for (let i = this.#first; i < this.#highest && out.length < MAX_ACK_MISSING; i++) {
       if (!this.has(i)) out.push(i * this.chunk);
     }
-    if (badOffset !== undefined && out.length < MAX_ACK_MISSING) {
+    const bads = bad === undefined ? [] : typeof bad === 'number' ? [bad] : bad;
+    let added = false;
+    for (const badOffset of bads) {
+      if (out.length >= MAX_ACK_MISSING) break;
       const bi = badOffset / this.chunk;
       if (Number.isInteger(bi) && bi >= 0 && bi < this.count && !this.has(bi) && !out.includes(badOffset)) {
         out.push(badOffset);
-        out.sort((a, b) => a - b);
+        added = true;
       }
     }
+    if (added) out.sort((a, b) => a - b);
     return out;
   }
 
@@ -135,10 +139,24 @@ export interface Progress {
   map: ReceiveMap;
 }
 
-export async function saveProgress(path: string, p: Progress): Promise<void> {
-  await writeJsonAtomic(path, {
+/**
+ * Write the progress file; resolves with its length in bytes. Pass that length back as
+ * `inPlaceOf` on the next save of the same transfer (same image, same chunk size): the file then
+ * has the same length (same fields, a base64 bitmap of the same size) and is overwritten in
+ * place instead of replaced — no temporary file and no rename, each of which costs a forced
+ * writeback on ext4 (auto_da_alloc) — which is safe because between two such saves only bits
+ * of `held` go from 0 to 1: any mix of old and new bytes (a write cut short at any byte) decodes
+ * to chunks that were already flushed. Without `inPlaceOf`, or when the length differs or the
+ * file is gone, the file is replaced atomically.
+ */
+export async function saveProgress(path: string, p: Progress, sync?: FileSync, inPlaceOf?: number): Promise<number> {
+  const text = jsonText({
     format: 1, slot: p.slot, ...p.meta, chunk: p.map.chunk, held: p.map.toBase64(),
   } satisfies z.infer<typeof progressSchema>);
+  const bytes = Buffer.from(text, 'utf8');
+  if (inPlaceOf === bytes.length && (await overwriteInPlace(path, bytes, sync))) return bytes.length;
+  await writeTextAtomic(path, text, undefined, sync);
+  return bytes.length;
 }
 
 /** Load the progress file; null when absent, unreadable or not for `slot` / `sha256`. */
@@ -155,6 +173,6 @@ export async function loadProgress(path: string, slot: SlotName, sha256: string)
   return { slot, meta: { name, version, size, crc32, sha256 }, map: new ReceiveMap(size, chunk, Buffer.from(held, 'base64')) };
 }
 
-export async function removeProgress(path: string): Promise<void> {
-  await removeDurably(path);
+export async function removeProgress(path: string, sync?: FileSync): Promise<void> {
+  await removeDurably(path, sync);
 }

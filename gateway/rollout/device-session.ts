@@ -34,7 +34,10 @@ export interface SessionDeps {
   log: Logger;
   /** Measured round trip of this device, used to pace resends. */
   rttMs?: number;
-  /** Chunks in flight, sized from the device's bandwidth-delay product (the device may ask for fewer). */
+  /**
+   * Chunks in flight, sized from the device's bandwidth-delay product (the device may ask for
+   * fewer); raised during the transfer for a device that acks in batches (§6.6.2).
+   */
   window: number;
   /** The site's aggregate bandwidth cap, shared by every session. */
   bandwidth?: TokenBucket;
@@ -93,6 +96,8 @@ export class DeviceSession {
   private sid = 0;
   private chunkSize = 0;
   private window = 1;
+  /** What the device's accept allows (the window never grows above it). */
+  private acceptWindow = 1;
   private held = 0;
   private transferBps: number | undefined;
   private rebootMs: number | undefined;
@@ -229,6 +234,7 @@ export class DeviceSession {
       throw new SessionFailure('failed', 'unsupported', `device asked for chunk size ${reply.chunk}, offered ${m.chunk}`, true);
     }
     this.chunkSize = reply.chunk;
+    this.acceptWindow = Math.max(1, reply.window);
     this.window = Math.max(1, Math.min(this.deps.window, reply.window));
     // Resume point: must be on a chunk boundary and within the image, else start over.
     this.held = reply.next <= m.size && (reply.next % this.chunkSize === 0 || reply.next === m.size) ? reply.next : 0;
@@ -247,6 +253,8 @@ export class DeviceSession {
     let next = this.held;
     let cursor = next;
     let timeouts = 0;
+    /** Most chunks one ack has moved `next` by with nothing missing: the device's ack batch. */
+    let batch = 0;
     const startedAt = timers.now();
     const startedFrom = next;
     const send = async (off: number): Promise<void> => {
@@ -257,10 +265,14 @@ export class DeviceSession {
     };
     this.deps.onPhase('transferring', next);
     while (next < size) {
+      // The window's chunks are handed to the broker together (in order), not one per event-loop
+      // turn: the device's socket then gets them in one write instead of one write per chunk.
+      const sending: Promise<void>[] = [];
       while (cursor < size && cursor - next < this.window * chunk) {
-        await send(cursor);
+        sending.push(send(cursor));
         cursor += chunk;
       }
+      await Promise.all(sending);
       let ack: Ev<'ack'>;
       try {
         ack = await this.expect((e): e is Ev<'ack'> => e.t === 'ack' && e.sid === sid, ackWaitMs, 'chunk ack');
@@ -280,6 +292,11 @@ export class DeviceSession {
         throw new SessionFailure('failed', 'rejected', `device acked offset ${ack.next}, not a chunk boundary of ${chunk}`, false);
       }
       if (ack.next > next) {
+        const advanced = Math.ceil((ack.next - next) / chunk);
+        if (ack.missing.length === 0 && advanced > batch) {
+          batch = advanced;
+          this.raiseWindow(batch);
+        }
         next = ack.next;
         this.held = next;
         this.deps.onPhase('transferring', next);
@@ -299,6 +316,17 @@ export class DeviceSession {
     }
     const ms = timers.now() - startedAt;
     if (size - startedFrom >= 4 * chunk && ms > 0) this.transferBps = Math.round(((size - startedFrom) * 1000) / ms);
+  }
+
+  /**
+   * §6.6.2: a device that makes chunks durable and acks them in batches of `batch` needs two
+   * batches in flight — one being written, the next arriving — or its link idles while it
+   * writes (a bandwidth-delay window sized from a ping's RTT does not see that time). The
+   * window rises to 2 x batch, never above `accept.window` or `rollout.chunkWindow`.
+   */
+  private raiseWindow(batch: number): void {
+    const w = Math.min(this.acceptWindow, this.deps.config.chunkWindow, 2 * batch);
+    if (w > this.window) this.window = w;
   }
 
   private async verify(): Promise<void> {

@@ -82,7 +82,8 @@ async function measureBurst(
   let timer: unknown;
   try {
     const t0 = timers.now();
-    for (let i = 0; i < opts.count; i++) await channel.send(deviceId, { t: 'probe', n: base + i, data });
+    // back to back: handed to the broker together, so they leave in one write, not one per event-loop turn
+    await Promise.all(Array.from({ length: opts.count }, (_, i) => channel.send(deviceId, { t: 'probe', n: base + i, data })));
     const left = Math.max(0, opts.timeoutMs - (timers.now() - t0));
     await Promise.race([all, new Promise<void>((resolve) => { timer = timers.setTimeout(resolve, left); })]);
   } finally {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MAX_ACK_MISSING } from '../../protocol/limits.ts';
 import { DeviceFiles, PowerLost, runBootloader, type BootInput } from '../../device-sim/bootloader.ts';
@@ -45,6 +45,26 @@ describe('device-sim: flash, slot state, bootloader', function () {
       data[0] = 2;
       await f.flush();
       assert.deepEqual(await f.read(), Uint8Array.from([1, 1]));
+    });
+
+    it('without fsync (the default for devices): the same model — durable on flush, pending writes lost at a cut', async () => {
+      const f = new Flash(join(dir.path, 'sub', 'slot.bin'), 1 << 16, { fsync: false });
+      f.write(0, Uint8Array.from([1, 2]));
+      f.write(2, Uint8Array.from([3, 4])); // continues the first: one writev
+      f.write(8, Uint8Array.from([9]));
+      assert.equal((await f.read()).length, 0, 'nothing durable before flush');
+      await f.flush();
+      assert.deepEqual(await f.read(), Uint8Array.from([1, 2, 3, 4, 0, 0, 0, 0, 9]));
+      f.write(0, Uint8Array.from([7]));
+      assert.equal(f.powerCut(), 1);
+      await f.flush();
+      assert.deepEqual((await f.read()).subarray(0, 2), Uint8Array.from([1, 2]), 'the write lost at the cut never reached the file');
+      const big = Array.from({ length: 1100 }, (_, i) => Uint8Array.from([i & 0xff])); // more than one writev takes
+      big.forEach((b, i) => f.write(i, b));
+      await f.flush();
+      assert.deepEqual(await f.read(), Uint8Array.from(big.map((b) => b[0]!)));
+      await f.erase();
+      assert.equal(await f.size(), 0);
     });
 
     it('writeJsonAtomic: a cut before the rename leaves the old file intact', async () => {
@@ -106,6 +126,50 @@ describe('device-sim: flash, slot state, bootloader', function () {
       assert.equal(await loadProgress(p, 'b', 'b'.repeat(64)), null, 'progress for another image is ignored');
       await writeFile(p, '{ torn');
       assert.equal(await loadProgress(p, 'b', 'a'.repeat(64)), null);
+    });
+
+    it('lists every bad chunk of a batch in missing (one ack answers the batch, §6.6.4)', () => {
+      const m = new ReceiveMap(4096 * 8, 4096);
+      for (const i of [0, 1, 3, 4]) m.add(i);
+      assert.deepEqual(m.missing([4096 * 6, 4096 * 5]), [4096 * 2, 4096 * 5, 4096 * 6], 'the gap, then both bad chunks, sorted');
+      assert.deepEqual(m.missing([4096 * 3]), [4096 * 2], 'a chunk held meanwhile is not listed');
+      assert.deepEqual(m.missing(4096 * 7), [4096 * 2, 4096 * 7]);
+    });
+
+    it('progress saves of one transfer overwrite the file in place; any mix of old and new bytes claims only flushed chunks', async () => {
+      const p = join(dir.path, 'transfer.json');
+      const meta = { name: 'x', version: '1.0.0', size: 4096 * 40, crc32: 5, sha256: 'a'.repeat(64) };
+      const m = new ReceiveMap(meta.size, 4096);
+      for (const i of [0, 1, 2, 9]) m.add(i);
+      const len = await saveProgress(p, { slot: 'b', meta, map: m }, { fsync: false });
+      const before = await readFile(p);
+      assert.equal(before.length, len);
+      const ino = (await stat(p)).ino;
+      for (let i = 3; i < 20; i++) m.add(i);
+      assert.equal(await saveProgress(p, { slot: 'b', meta, map: m }, { fsync: false }, len), len);
+      const after = await readFile(p);
+      assert.equal((await stat(p)).ino, ino, 'the same file, written in place (no temporary file, no rename)');
+      assert.deepEqual((await readdir(dir.path)).sort(), ['transfer.json']);
+      assert.equal((await loadProgress(p, 'b', meta.sha256))?.map.next, 20 * 4096);
+      const heldOf = async (bytes: Buffer): Promise<Set<number>> => {
+        await writeFile(p, bytes);
+        const back = await loadProgress(p, 'b', meta.sha256);
+        assert.ok(back, 'a mix still parses');
+        return new Set(Array.from({ length: back.map.count }, (_, i) => i).filter((i) => back.map.has(i)));
+      };
+      const oldHeld = await heldOf(before);
+      const newHeld = await heldOf(after);
+      for (let cut = 0; cut <= after.length; cut++) {
+        // a write that stopped after `cut` bytes: new bytes before it, old ones after
+        const mix = await heldOf(Buffer.concat([after.subarray(0, cut), before.subarray(cut)]));
+        for (const i of oldHeld) assert.ok(mix.has(i), `cut at ${cut}: chunk ${i} held before is still held`);
+        for (const i of mix) assert.ok(newHeld.has(i), `cut at ${cut}: chunk ${i} is claimed but was not flushed`);
+      }
+      // another length (a different chunk size): replaced whole, atomically
+      const len2 = await saveProgress(p, { slot: 'b', meta, map: m.rechunk(1024) }, { fsync: false }, len);
+      assert.notEqual(len2, len);
+      assert.equal((await loadProgress(p, 'b', meta.sha256))?.map.chunk, 1024);
+      assert.deepEqual((await readdir(dir.path)).sort(), ['transfer.json']);
     });
   });
 

@@ -85,6 +85,14 @@ describe('device-sim: fleet and CLI', function () {
     }
   });
 
+  it('parseCli --fsync: devices fsync their flushes only when asked (default off, docs/device-sim.md)', () => {
+    assert.equal(parseCli(['--data', dir.path]).fleet.device?.fsync, false);
+    const cfg = parseCli(['--data', dir.path, '--fsync']);
+    assert.equal(cfg.fleet.device?.fsync, true);
+    assert.equal(new Fleet(cfg.fleet).devices[0]!.files.sync.fsync, true);
+    assert.equal(new Fleet(parseCli(['--data', dir.path]).fleet).devices[0]!.files.sync.fsync, false);
+  });
+
   it('parseCli --id: explicit device ids (one device per process on a HIL rig), checked like generated ones', () => {
     const cfg = parseCli(['--data', dir.path, '--id', 'board-07', '--busy', 'board-07']);
     assert.equal(cfg.fleet.count, 1);

@@ -156,39 +156,41 @@ export class ScriptedGateway {
 
   /**
    * Send `image` from `next` on with at most `window` chunks in flight, resending what acks
-   * report missing, until an ack says every byte is held. Acks come one per chunk, in order,
-   * so the k-th ack answers the k-th chunk sent.
+   * report missing, until an ack says every byte is held. Acks are cumulative (§6.6.4: one ack
+   * may answer a whole batch of chunks): a chunk counts as in flight until `next` passes it, and
+   * a chunk an ack lists as missing is resent at once (not held back by the window, as the
+   * gateway does) the first time it is listed after it was sent.
    */
   async transfer(id: string, sid: number, image: Uint8Array, accept: { next: number; chunk: number; window: number }, timeoutMs = 10_000): Promise<{ sent: number; resent: number; acks: Msg<'ack'>[] }> {
     const { chunk, window } = accept;
-    const queue: number[] = [];
-    for (let off = accept.next; off < image.length; off += chunk) queue.push(off);
-    const inFlight: number[] = [];
+    let cursor = accept.next;
     const acks: Msg<'ack'>[] = [];
     let sent = 0;
     let resent = 0;
     let next = accept.next;
-    const everSent = new Set<number>();
+    /** Resent and not yet passed by `next` nor listed again. */
+    const resending = new Set<number>();
+    const send = async (off: number): Promise<void> => {
+      const data = image.subarray(off, Math.min(off + chunk, image.length));
+      await this.send(id, { t: 'chunk', sid, off, data, crc: crc32(data) });
+      sent += 1;
+    };
     while (next < image.length) {
-      while (inFlight.length < window && queue.length > 0) {
-        const off = queue.shift()!;
-        const data = image.subarray(off, Math.min(off + chunk, image.length));
-        await this.send(id, { t: 'chunk', sid, off, data, crc: crc32(data) });
-        if (everSent.has(off)) resent += 1;
-        everSent.add(off);
-        inFlight.push(off);
-        sent += 1;
+      while (cursor < image.length && cursor - next < window * chunk) {
+        await send(cursor);
+        cursor += chunk;
       }
-      if (inFlight.length === 0) throw new Error(`transfer stalled at next=${next} with nothing in flight`);
+      if (cursor <= next) throw new Error(`transfer stalled at next=${next} with nothing in flight`);
       const ack = await this.expect(id, 'ack', (a) => a.sid === sid, timeoutMs);
       acks.push(ack);
-      inFlight.shift();
-      next = ack.next;
+      next = Math.max(next, ack.next);
+      for (const off of [...resending]) if (off < next) resending.delete(off);
       for (const m of ack.missing) {
-        if (!queue.includes(m) && !inFlight.includes(m)) queue.unshift(m);
+        if (m < next || m >= cursor || resending.has(m)) continue;
+        resending.add(m);
+        await send(m);
+        resent += 1;
       }
-      queue.sort((a, b) => a - b);
-      while (queue.length > 0 && queue[0]! < next) queue.shift();
     }
     return { sent, resent, acks };
   }

@@ -130,6 +130,76 @@ describe('device session (fake clock, scripted device)', () => {
     assert.ok(maxAhead <= 4, `at most 4 chunks in flight, saw ${maxAhead}`);
   });
 
+  describe('window for a device that acks in batches (§6.6.2)', () => {
+    /**
+     * Like the reference device: chunks that arrive together are written and acked together,
+     * one cumulative ack per at most `batch` chunks, once no further chunk is waiting (here:
+     * at the end of the turn in which the gateway handed them over).
+     */
+    function batchingDevice(batch: number, acceptWindow: number) {
+      const held = new Set<number>();
+      let pending: number[] = [];
+      let sid = 0;
+      let ch: ScriptedChannel | undefined;
+      const ackNow = (): DeviceEvent => {
+        let next = 0;
+        while (held.has(next)) next += CHUNK;
+        return { t: 'ack', sid, next: Math.min(next, image.length), missing: [] };
+      };
+      const script = (m: GatewayMessage): DeviceEvent[] => {
+        if (m.t === 'chunk') {
+          sid = m.sid;
+          if (pending.length === 0) {
+            setImmediate(() => {
+              const got = pending;
+              pending = [];
+              for (let i = 0; i < got.length; i += batch) {
+                for (const off of got.slice(i, i + batch)) held.add(off);
+                ch!.emit(ackNow());
+              }
+            });
+          }
+          pending.push(m.off);
+          return [];
+        }
+        if (m.t === 'offer') return [{ t: 'accept', sid: m.sid, next: 0, chunk: CHUNK, window: acceptWindow }];
+        return device()(m);
+      };
+      return { bind: (c: ScriptedChannel): void => { ch = c; }, script };
+    }
+
+    async function maxInFlight(batch: number, acceptWindow: number): Promise<{ max: number; chunks: number; outcome: string }> {
+      const timers = new FakeTimers();
+      let acked = 0;
+      let max = 0;
+      const dev = batchingDevice(batch, acceptWindow);
+      const ch: ScriptedChannel = new ScriptedChannel((m) => {
+        if (m.t === 'chunk') max = Math.max(max, (m.off - acked) / CHUNK + 1);
+        return dev.script(m);
+      });
+      ch.listen('dev-1', (e) => {
+        if (e.t === 'ack') acked = Math.max(acked, e.next);
+      });
+      dev.bind(ch);
+      // starting window 2 (a bandwidth-delay window from a ping's RTT); chunkWindow 32
+      const r = await drive(timers, session(ch, timers, { chunkWindow: 32 }, { window: 2 }).run(), 60_000);
+      return { max, chunks: ch.count('chunk'), outcome: r.outcome };
+    }
+
+    it('rises to two ack batches in flight, each chunk sent once', async () => {
+      const r = await maxInFlight(4, 16);
+      assert.equal(r.outcome, 'updated');
+      assert.equal(r.chunks, 16, 'no chunk sent twice');
+      assert.equal(r.max, 8, 'window 2 -> 2 x the largest ack batch (4) = 8, not the device\'s 16');
+    });
+
+    it('never above accept.window', async () => {
+      const r = await maxInFlight(4, 6);
+      assert.equal(r.outcome, 'updated');
+      assert.equal(r.max, 6);
+    });
+  });
+
   describe('ack timeout (§6.6.5)', () => {
     it('waits at least ackTimeoutRtts round trips on a slow link before resending', async () => {
       for (const [rttMs, expected] of [[5, 1000], [1000, 4000]] as const) {
