@@ -4,9 +4,11 @@
  * `mixed`) gets the same image three times in one run: ranked (the gateway's order), random, and
  * slowest-first. The random order is run --random-runs times (3) with different seeds and its
  * figures averaged: one shuffle can be lucky or unlucky by ±5 %. Prints mean time-to-update and makespan per order, the lower bound on the
- * makespan, and the ratios; with --json the last line is a JSON object of the figures.
+ * makespan, and the ratios; with --json the last line is a JSON object of the figures (with the
+ * image size, `image_bytes`). The default image is 1 MiB, the middle of the 256 KiB–2 MiB range of
+ * MCU firmware images (docs/performance.md); --size 262144 gives the earlier 256 KiB figures.
  *
- *   npm run bench:rollout [-- --devices 50 --size 262144 --concurrency 8 --sweep 4,8,16 --json]
+ *   npm run bench:rollout [-- --devices 50 --size 1048576 --concurrency 8 --sweep 4,8,16 --json]
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -25,7 +27,7 @@ import { startTs } from '../scripts/lib/processes.ts';
 const { values } = parseArgs({
   options: {
     devices: { type: 'string', default: '50' },
-    size: { type: 'string', default: String(256 * 1024) },
+    size: { type: 'string', default: String(1024 * 1024) },
     concurrency: { type: 'string', default: '8' },
     sweep: { type: 'string', default: '' },
     json: { type: 'boolean', default: false },
@@ -120,7 +122,7 @@ async function run(policy: OrderPolicy, concurrency: number, seed = 42): Promise
     if (values.verbose) {
       for (const e of [...order].sort((a, b) => (startedAt.get(a.id) ?? 0) - (startedAt.get(b.id) ?? 0))) {
         const r = results.find((x) => x.id === e.id);
-        log(`    ${policy} ${e.id} rank ${e.rank} rtt ${e.rttMs} bps ${e.bps} eta ${e.etaMs} plan ${e.startMs} start ${Math.round(startedAt.get(e.id) ?? -1)} took ${r?.durationMs} done ${Math.round(doneAt.get(e.id) ?? -1)}`);
+        log(`    ${policy} ${e.id} rank ${e.rank} rtt ${e.rttMs} bps ${e.bps} eta ${e.etaMs} plan ${e.startMs} start ${Math.round(startedAt.get(e.id) ?? -1)} slot ${Math.round((transferredAt.get(e.id) ?? -1) - (startedAt.get(e.id) ?? 0))} took ${r?.durationMs} done ${Math.round(doneAt.get(e.id) ?? -1)}`);
       }
     }
     // A device holds a transfer slot from its offer until its image is verified; its reboot and

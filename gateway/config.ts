@@ -146,6 +146,8 @@ export const configSchema = z.strictObject({
     activateTimeoutMs: ms.default(10_000),
     /** Expected reboot-and-report time of a device not yet measured (for ETAs and the start plan); measured per device afterwards. */
     rebootEstimateMs: ms.default(1500),
+    /** Expected device time per MiB of image (offer, flash writes, verification: what the link does not explain) of a device not yet measured; measured per device afterwards. */
+    deviceMsPerMiBEstimate: z.number().int().min(0).max(3_600_000).default(1000),
     /** From activate until the device reports its boot on the new slot. */
     rebootTimeoutMs: ms.default(60_000),
     /** Wait for `confirmed` after each `confirm`. */

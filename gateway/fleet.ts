@@ -34,6 +34,8 @@ export interface DeviceRecord {
   link?: LinkRecord;
   /** From activation to the boot report at its last update, ms. */
   rebootMs?: number;
+  /** Its slot time beyond what its link explains, per MiB of image, learned at its updates (planner.ts learnDeviceMsPerMiB). */
+  deviceMsPerMiB?: number;
 }
 
 /**
@@ -89,6 +91,11 @@ export class Fleet extends EventEmitter<{ status: [DeviceRecord]; online: [Devic
   setRebootMs(id: string, ms: number): void {
     const rec = this.devices.get(id);
     if (rec) rec.rebootMs = ms;
+  }
+
+  setDeviceMsPerMiB(id: string, ms: number): void {
+    const rec = this.devices.get(id);
+    if (rec) rec.deviceMsPerMiB = ms;
   }
 
   /** Merge new link figures into a device's record. */

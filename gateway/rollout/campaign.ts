@@ -15,7 +15,7 @@ import { DeviceSession } from './device-session.ts';
 import type { ImageSource } from './image-source.ts';
 import { ALWAYS_OPEN, type WindowGate } from './gate.ts';
 import type { JournalState } from './journal.ts';
-import { chunkWindowFor, planStarts, rankDevices, selectDevices, type WindowBounds } from './planner.ts';
+import { chunkWindowFor, learnDeviceMsPerMiB, linkTimeMs, planStarts, rankDevices, selectDevices, type WindowBounds } from './planner.ts';
 import { measureRtt, measureThroughput } from './probe.ts';
 
 export interface CampaignDeps {
@@ -174,7 +174,7 @@ export class Campaign extends EventEmitter<CampaignEvents> {
     const { fleet, config, timers, log } = this.deps;
     this.startedAt = timers.now();
     const manifest = this.image.manifest;
-    const bounds = { min: config.minChunkWindow, max: config.chunkWindow, rebootMs: config.rebootEstimateMs };
+    const bounds = { min: config.minChunkWindow, max: config.chunkWindow, rebootMs: config.rebootEstimateMs, deviceMsPerMiB: config.deviceMsPerMiBEstimate };
     const journal = this.deps.resume;
     const resumed = journal?.order ? { ...journal, order: journal.order } : undefined;
     const { starts, pending } = resumed ? { starts: this.resumeFrom(resumed), pending: [] } : await this.announce(bounds);
@@ -465,6 +465,9 @@ export class Campaign extends EventEmitter<CampaignEvents> {
     this.fitDeferred.delete(entry.id);
     const device = fleet.get(entry.id);
     const chunk = Math.min(manifest.chunk, device?.maxChunk ?? manifest.chunk);
+    // The slot time (offer to verified) of a whole transfer, to learn the device's own time from.
+    const linkMs = device ? linkTimeMs(manifest, device, bounds) : undefined;
+    const slot = { from: timers.now(), ms: undefined as number | undefined, wholeImage: false };
     // One stop switch per session: a cancel stops every session; a halt, a window's close or the
     // expiry only those not activating yet.
     const stop = new AbortController();
@@ -481,9 +484,14 @@ export class Campaign extends EventEmitter<CampaignEvents> {
         // A stopped session may still be between a wait that just ended and its next step: it must
         // not begin an offer or an activation (each phase is reported before its message is sent).
         if (stop.signal.aborted && (phase === 'offering' || phase === 'activating')) throw new FwError('E_CANCELLED', `session of ${entry.id} stopped before ${phase}`);
+        if (phase === 'offering') slot.from = timers.now();
+        if (phase === 'transferring' && slot.ms === undefined && !slot.wholeImage) slot.wholeImage = bytes === 0;
         this.progress(entry.id, phase, bytes);
       },
-      onTransferred,
+      onTransferred: () => {
+        slot.ms ??= timers.now() - slot.from;
+        onTransferred();
+      },
       mayActivate: () => this.activationRefusal(entry.id),
       downgrade: this.deps.downgrade ?? false,
       force: this.deps.checkIn?.force ?? this.deps.force ?? false,
@@ -514,6 +522,9 @@ export class Campaign extends EventEmitter<CampaignEvents> {
       r = { ...rest, outcome: 'skipped', code: 'deferred', reason: this.expired ?? 'campaign expired' };
     }
     if (rebootMs !== undefined && r.outcome === 'updated') fleet.setRebootMs(entry.id, rebootMs);
+    if (r.outcome === 'updated' && r.retries === 0 && slot.wholeImage && slot.ms !== undefined && linkMs !== undefined) {
+      fleet.setDeviceMsPerMiB(entry.id, learnDeviceMsPerMiB(device?.deviceMsPerMiB, slot.ms, linkMs, manifest.size));
+    }
     const final: DevicePhase = r.outcome === 'updated' ? 'done' : r.outcome;
     this.progress(entry.id, final, r.outcome === 'updated' ? this.image.size : this.tracks.get(entry.id)?.bytes ?? 0, true);
     log.info({ campaign: this.id, device: entry.id, outcome: r.outcome, code: r.code, reason: r.reason, ms: r.durationMs, retries: r.retries, transferBps }, 'device result');

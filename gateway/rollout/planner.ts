@@ -47,7 +47,11 @@ export interface WindowBounds {
   max: number;
   /** Expected reboot-and-report time of a device that has not been measured yet, ms. */
   rebootMs?: number;
+  /** Expected device time per MiB of image (see deviceTimeMs) of a device that has not been measured yet. */
+  deviceMsPerMiB?: number;
 }
+
+const MIB = 1024 * 1024;
 
 /**
  * Chunks in flight for a device, from its bandwidth-delay product: enough to keep its link busy
@@ -61,12 +65,11 @@ export function chunkWindowFor(link: DeviceRecord['link'], chunk: number, bounds
 }
 
 /**
- * Expected update time of a device from its measured link: the image at the lesser of the
- * measured throughput and what the chunk window allows per round trip, plus a round trip each
- * for offer, verify, activate and confirm, plus its reboot (measured at its last update, else the
- * configured estimate). Undefined without a measurement.
+ * The part of a device's slot time its link explains: the image at the lesser of the measured
+ * throughput and what the chunk window allows per round trip, plus a round trip each for offer,
+ * verify, activate and confirm. Undefined without a measurement.
  */
-export function estimateTransferMs(manifest: Manifest, device: DeviceRecord, bounds: WindowBounds): number | undefined {
+export function linkTimeMs(manifest: Manifest, device: DeviceRecord, bounds: WindowBounds): number | undefined {
   const link = device.link;
   if (!link) return undefined;
   const rtt = Math.max(link.rttMs, 0.1);
@@ -74,7 +77,38 @@ export function estimateTransferMs(manifest: Manifest, device: DeviceRecord, bou
   const window = chunkWindowFor(link, chunk, bounds);
   const windowBps = (window * chunk * 1000) / rtt;
   const bps = link.bps ? Math.min(link.bps, windowBps) : windowBps;
-  return Math.round((manifest.size * 1000) / bps + 4 * rtt + (device.rebootMs ?? bounds.rebootMs ?? 0));
+  return (manifest.size * 1000) / bps + 4 * rtt;
+}
+
+/**
+ * The part its link does not explain: the device's own work while it holds a slot (taking the
+ * offer, erasing, writing and flushing flash, hashing the image). It grows with the image, so it
+ * is kept per MiB: the device's figure learned at its last updates, else `bounds.deviceMsPerMiB`.
+ */
+export function deviceTimeMs(size: number, device: DeviceRecord, bounds: WindowBounds): number {
+  return ((device.deviceMsPerMiB ?? bounds.deviceMsPerMiB ?? 0) * size) / MIB;
+}
+
+/**
+ * A device's device time per MiB after an update that held its slot `slotMs` (offer to verified)
+ * for a whole image of `size` bytes whose link time was estimated at `linkMs`: the part of the
+ * slot time the link does not explain, per MiB, averaged with the previous figure (one update can
+ * catch a loss stall). Never negative.
+ */
+export function learnDeviceMsPerMiB(previous: number | undefined, slotMs: number, linkMs: number, size: number): number {
+  const sample = (Math.max(0, slotMs - linkMs) * MIB) / Math.max(1, size);
+  return Math.round(previous === undefined ? sample : (previous + sample) / 2);
+}
+
+/**
+ * Expected update time of a device from its measured link: its link time, plus its device time,
+ * plus its reboot (measured at its last update, else the configured estimate). Undefined without a
+ * measurement.
+ */
+export function estimateTransferMs(manifest: Manifest, device: DeviceRecord, bounds: WindowBounds): number | undefined {
+  const linkMs = linkTimeMs(manifest, device, bounds);
+  if (linkMs === undefined) return undefined;
+  return Math.round(linkMs + deviceTimeMs(manifest.size, device, bounds) + (device.rebootMs ?? bounds.rebootMs ?? 0));
 }
 
 /**

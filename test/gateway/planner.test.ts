@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import type { DeviceRecord } from '../../gateway/fleet.ts';
 import {
-  chunkWindowFor, estimateTransferMs, makespanLowerBound, planStarts, rankDevices, selectDevices,
+  chunkWindowFor, deviceTimeMs, estimateTransferMs, learnDeviceMsPerMiB, linkTimeMs, makespanLowerBound, planStarts, rankDevices, selectDevices,
 } from '../../gateway/rollout/planner.ts';
 import type { Manifest } from '../../protocol/manifest.ts';
 
@@ -100,6 +100,52 @@ describe('planner: ranking fastest first', () => {
     assert.equal(estimateTransferMs(manifest, device('d', { link: link(100, 10_000_000) }), { min: 2, max: 2 }), 1200);
     // RTT alone: the window per round trip
     assert.equal(estimateTransferMs(manifest, device('d', { link: link(10) }), { min: 2, max: 8 }), 60);
+  });
+});
+
+describe('planner: device time (what the link does not explain, §7.5.3)', () => {
+  const mib = { ...manifest, size: 1024 * 1024 };
+
+  it('adds the device time per MiB, scaled to the image: the device\'s own figure, else the configured estimate', () => {
+    const d = device('d', { link: link(10, 1_048_576) });
+    // 1 MiB at 1 MiB/s = 1000 ms, + 4 x 10 ms
+    assert.equal(linkTimeMs(mib, d, bounds), 1040);
+    assert.equal(estimateTransferMs(mib, d, bounds), 1040, 'nothing measured, nothing configured: link time only');
+    assert.equal(estimateTransferMs(mib, d, { ...bounds, deviceMsPerMiB: 800, rebootMs: 300 }), 1040 + 800 + 300);
+    const learned = device('d', { link: link(10, 1_048_576), deviceMsPerMiB: 1400, rebootMs: 450 });
+    assert.equal(estimateTransferMs(mib, learned, { ...bounds, deviceMsPerMiB: 800, rebootMs: 300 }), 1040 + 1400 + 450, 'the measured figures win');
+    // 64 KiB is 1/16 MiB: 1400 / 16
+    assert.equal(deviceTimeMs(manifest.size, learned, bounds), 87.5);
+    assert.equal(estimateTransferMs(manifest, learned, bounds), Math.round(linkTimeMs(manifest, learned, bounds)! + 87.5 + 450));
+  });
+
+  it('learns it from a slot time: the part beyond the link time, per MiB, averaged with the previous figure, never negative', () => {
+    // 256 KiB held the slot 400 ms of which the link explains 50: 350 ms per 1/4 MiB
+    assert.equal(learnDeviceMsPerMiB(undefined, 400, 50, 256 * 1024), 1400);
+    assert.equal(learnDeviceMsPerMiB(1000, 400, 50, 256 * 1024), 1200);
+    assert.equal(learnDeviceMsPerMiB(undefined, 30, 50, 256 * 1024), 0, 'faster than the link estimate: no device time');
+    assert.equal(learnDeviceMsPerMiB(600, 30, 50, 256 * 1024), 300);
+  });
+
+  it('with device time in the slot times, the start plan keeps the real makespan near its bound; without, it does not', () => {
+    // 2 slots; 6 devices on a fast link whose update is all device time (400 ms), one slow link
+    // (2 s of link time + the same 400 ms). 64 KiB image: 400 ms = 6400 ms per MiB.
+    const perMiB = 6400;
+    const fleet = [
+      ...Array.from({ length: 6 }, (_, i) => device(`fast${i}`, { link: link(1, 50_000_000) })),
+      device('slow', { link: link(5, 33_000) }),
+    ];
+    const trueSlot = (id: string): number => linkTimeMs(manifest, fleet.find((d) => d.id === id)!, bounds)! + 400;
+    const realMakespan = (b: typeof bounds & { deviceMsPerMiB?: number }): number => {
+      const ranked = rankDevices(manifest, fleet, b);
+      const plan = planStarts(ranked, 2, { slotMs: (e) => e.etaMs ?? 0 });
+      return Math.max(...planStartsInOrder(plan.map((e) => ({ etaMs: trueSlot(e.id) })), 2));
+    };
+    const bound = makespanLowerBound(fleet.map((d) => trueSlot(d.id)), 2);
+    const blind = realMakespan(bounds);
+    const informed = realMakespan({ ...bounds, deviceMsPerMiB: perMiB });
+    assert.ok(blind > 1.15 * bound, `without device time the slow device starts last: ${blind} vs bound ${bound}`);
+    assert.ok(informed <= 1.15 * bound, `with device time: ${informed} vs bound ${bound}`);
   });
 });
 

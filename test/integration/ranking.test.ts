@@ -68,6 +68,11 @@ describe('integration: measured ranking, fastest first, live progress', function
     const bps = (i: number): number => rig!.gateway.fleet.get(ids[i]!)!.link!.bps!;
     assert.ok(bps(0) < bps(2) && bps(2) < bps(1), `measured throughput follows the links: ${[0, 1, 2, 3].map(bps).join(', ')}`);
     assert.ok(rig.gateway.fleet.get(ids[0]!)!.link!.rttMs >= 60, 'the slow link\'s round trip includes 2 x 30 ms');
+    // each device's own time (flash, verification) was learned from its slot time, for the next plan (§7.5.3)
+    for (const id of ids) {
+      const learned = rig.gateway.fleet.get(id)!.deviceMsPerMiB;
+      assert.ok(learned !== undefined && Number.isInteger(learned) && learned >= 0, `${id} has a learned device time per MiB: ${learned}`);
+    }
 
     assert.ok(orderAt !== undefined && firstChunkAt !== undefined);
     assert.ok(orderAt < firstChunkAt, 'the laptop had the order before the first chunk went out');
