@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { FwError } from '../protocol/errors.ts';
 import { formatIssues } from '../protocol/schema.ts';
 import { realTimers, type Timers } from './options.ts';
+import { mulberry32 } from '../protocol/seeded-random.ts';
 
 /**
  * A shaping TCP proxy on loopback that gives one simulated device a real, slow link to the
@@ -263,18 +264,6 @@ function compact<T>(q: T[], head: number, setHead: (n: number) => void): void {
     q.splice(0, head);
     setHead(0);
   }
-}
-
-/** Small seeded PRNG (mulberry32): reproducible jitter and loss per seed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
 }
 
 interface Connection {

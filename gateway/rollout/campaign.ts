@@ -17,6 +17,7 @@ import { ALWAYS_OPEN, type WindowGate } from './gate.ts';
 import type { JournalState } from './journal.ts';
 import { chunkWindowFor, learnDeviceMsPerMiB, linkTimeMs, planStarts, rankDevices, selectDevices, type WindowBounds } from './planner.ts';
 import { measureRtt, measureThroughput } from './probe.ts';
+import { mulberry32 } from '../../protocol/seeded-random.ts';
 
 export interface CampaignDeps {
   /**
@@ -681,14 +682,7 @@ export function startOrder(
 /** Deterministic Fisher-Yates shuffle (mulberry32). */
 function shuffle<T>(items: readonly T[], seed: number): T[] {
   const out = [...items];
-  let a = seed >>> 0;
-  const rnd = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rnd = mulberry32(seed);
   for (let i = out.length - 1; i > 0; i--) {
     const j = Math.floor(rnd() * (i + 1));
     [out[i], out[j]] = [out[j]!, out[i]!];

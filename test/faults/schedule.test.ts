@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { PowerCutPhases } from '../../device-sim/faults.ts';
 import { parseSoakArgs, UsageError } from './soak-cli.ts';
 import { summaryLine } from './soak.ts';
-import { mulberry32, planSoak } from './schedule.ts';
+import { mulberry32 } from '../../protocol/seeded-random.ts';
+import { planSoak } from './schedule.ts';
 
 describe('faults: soak schedule and command line', () => {
   const shape = { devices: 8, chunks: 16, links: true };

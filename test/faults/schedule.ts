@@ -1,5 +1,6 @@
 import { PowerCutPhases } from '../../device-sim/faults.ts';
 import type { FaultKind, FaultSpec, Trigger } from './harness.ts';
+import { mulberry32 } from '../../protocol/seeded-random.ts';
 
 /**
  * The soak's fault schedule: a pure function of the seed, the campaign number and the shape of
@@ -8,17 +9,6 @@ import type { FaultKind, FaultSpec, Trigger } from './harness.ts';
  * sockets, real timers).
  */
 
-/** mulberry32: a small, fast, seedable 32-bit PRNG; uniform in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export interface SoakShape {
   devices: number;

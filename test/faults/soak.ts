@@ -6,7 +6,8 @@ import {
   type ArmedFault, type FaultKind,
 } from './harness.ts';
 import { checkInvariants, describeViolations } from './invariants.ts';
-import { FAULT_WEIGHTS, mulberry32, planCampaign, type SoakShape } from './schedule.ts';
+import { mulberry32 } from '../../protocol/seeded-random.ts';
+import { FAULT_WEIGHTS, planCampaign, type SoakShape } from './schedule.ts';
 
 /**
  * The seeded random soak (docs/reliability.md): campaigns v1.1.0, v1.2.0, ... to one fleet,
