@@ -36,6 +36,7 @@ const { values } = parseArgs({
     'skip-pty': { type: 'boolean', default: false },
     frame: { type: 'string', default: '' },
     window: { type: 'string', default: '' },
+    profile: { type: 'string', default: '' },
     json: { type: 'boolean', default: false },
   },
   strict: true,
@@ -62,6 +63,12 @@ for (const kv of values['uart-size'] ? values['uart-size'].split(',') : []) {
   UART_SIZE.set(int(b ?? '', 'uart-size', 50, 20_000_000), int(s ?? '', 'uart-size', 4096, 64 * 1024 * 1024));
 }
 const uartSize = (baud: number): number => Math.min(SIZE, UART_SIZE.get(baud) ?? Math.max(64 * 1024, Math.round(baud / 10 * 10 / 65536) * 65536));
+/** `--profile <dir>`: fwgate and fwpush run under `node --cpu-prof`, profiles written to <dir>. */
+const PROFILE = values.profile;
+/** startTs runs `node --import tsx <entry> <args>`: node options go in front of the script. */
+function entry(script: string, args: string[]): [string, string[]] {
+  return PROFILE ? ['--cpu-prof', [`--cpu-prof-dir=${PROFILE}`, script, ...args]] : [script, args];
+}
 const PUSH_FLAGS = [...(values.frame ? ['--frame', values.frame] : []), ...(values.window ? ['--window', values.window] : [])];
 
 const log = (s: string): void => {
@@ -123,19 +130,19 @@ async function upload(keys: Keys, run: string, gatewayEnd: string, laptopEnd: st
   const procs: Proc[] = [];
   try {
     const port = await freePort();
-    const gw = startTs('fwgate', 'gateway/cli.ts', [
+    const gw = startTs('fwgate', ...entry('gateway/cli.ts', [
       '--config', keys.config, '--serial', gatewayEnd, '--data', join(keys.dir, `gw-${run}`), '--host', '127.0.0.1', '--port', String(port),
       '--log-format', 'json', '--log-level', 'warn', '--trusted-key', keys.trustedKey,
-    ], { stderr: 'ignore' });
+    ]), { stderr: 'ignore' });
     procs.push(gw);
     await gw.waitForLine(/^fwgate ready/, 60_000);
     let t0 = 0;
     let sent0 = 0;
     let total = 0;
-    const push = startTs('fwpush', 'laptop/cli.ts', [
+    const push = startTs('fwpush', ...entry('laptop/cli.ts', [
       '--port', laptopEnd, imagePath, '--name', 'sensor-fw', '--version', version, '--hw', 'sensor-v1',
       '--sign-key', keys.signKey, '--seq', '1', '--tech-key', keys.techKey, '--json', '--reconnect-timeout', '0', ...PUSH_FLAGS,
-    ], { stderr: 'inherit' });
+    ]), { stderr: 'inherit' });
     procs.push(push);
     const line = await push.waitForLine((l) => {
       const e = parse(l);

@@ -46,7 +46,12 @@ export interface Upload {
   readonly manifest: Manifest;
   /** Next byte expected. */
   readonly offset: number;
-  /** Append `data` at `offset`, which must equal `this.offset` (E_UPLINK_OFFSET); never past manifest.size (E_IMAGE_SIZE). */
+  /**
+   * Append `data` at `offset`, which must equal `this.offset` (E_UPLINK_OFFSET); never past
+   * manifest.size (E_IMAGE_SIZE). Writes are gathered in memory and reach the file in blocks of up
+   * to the sync interval (one writev, then fdatasync), so `data` is kept by reference until then:
+   * the caller must not change it.
+   */
   write(offset: number, data: Uint8Array): Promise<void>;
   /** Verify the whole partial against the manifest and store it; on a mismatch the partial is deleted and the check's error thrown. */
   commit(): Promise<StoredImage>;
@@ -310,8 +315,16 @@ interface UploadHooks {
   syncEveryBytes: number;
 }
 
+/** Most bytes an upload gathers in memory before writing them (less when the sync interval is shorter). */
+const GATHER_BYTES = 1024 * 1024;
+
 class UploadImpl implements Upload {
+  /** Next byte expected (gathered ones included). */
   #offset: number;
+  /** Bytes in the file: where the gathered bytes go. */
+  #written: number;
+  #gathered: Uint8Array[] = [];
+  #gatheredBytes = 0;
   #state: UploadState = 'open';
   #unsynced = 0;
   /** Every operation runs after the previous one settles. */
@@ -326,6 +339,7 @@ class UploadImpl implements Upload {
     offset: number,
   ) {
     this.#offset = offset;
+    this.#written = offset;
   }
 
   get offset(): number {
@@ -347,20 +361,47 @@ class UploadImpl implements Upload {
         });
       }
       if (data.length === 0) return;
+      this.#gathered.push(data);
+      this.#gatheredBytes += data.length;
+      this.#offset = end;
+      if (this.#gatheredBytes >= Math.min(GATHER_BYTES, this.hooks.syncEveryBytes)) await this.#writeGathered();
+    });
+  }
+
+  /**
+   * Write what was gathered (one writev) and fdatasync once syncEveryBytes are unsynced. On an
+   * I/O error the gathered bytes are dropped and the offset falls back to what the file holds.
+   */
+  async #writeGathered(): Promise<void> {
+    if (this.#gatheredBytes === 0) return;
+    const parts = this.#gathered;
+    const total = this.#gatheredBytes;
+    this.#gathered = [];
+    this.#gatheredBytes = 0;
+    try {
       await io(`write ${this.partPath}`, async () => {
-        let done = 0;
-        while (done < data.length) {
-          const { bytesWritten } = await this.fd.write(data, done, data.length - done, offset + done);
-          done += bytesWritten;
+        const { bytesWritten } = await this.fd.writev(parts, this.#written);
+        let done = bytesWritten;
+        if (done < total) {
+          // a short writev (rare on a file): the rest one buffer at a time
+          const rest = Buffer.concat(parts).subarray(done);
+          for (let o = 0; o < rest.length;) {
+            const w = await this.fd.write(rest, o, rest.length - o, this.#written + done + o);
+            o += w.bytesWritten;
+          }
+          done = total;
         }
-        this.#unsynced += data.length;
+        this.#written += total;
+        this.#unsynced += total;
         if (this.#unsynced >= this.hooks.syncEveryBytes) {
           await this.fd.datasync();
           this.#unsynced = 0;
         }
       });
-      this.#offset = end;
-    });
+    } catch (err) {
+      this.#offset = this.#written;
+      throw err;
+    }
   }
 
   commit(): Promise<StoredImage> {
@@ -412,8 +453,9 @@ class UploadImpl implements Upload {
 
   async #closeDurably(): Promise<void> {
     try {
+      await this.#writeGathered();
       await io(`sync ${this.partPath}`, async () => {
-        await this.fd.truncate(this.#offset);
+        await this.fd.truncate(this.#written);
         await this.fd.sync();
       });
     } finally {

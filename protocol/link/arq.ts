@@ -4,8 +4,8 @@ import { FwError } from '../errors.ts';
 import { MAX_UPLINK_MESSAGE } from '../limits.ts';
 import {
   DEFAULT_HIGH_WATER_BYTES, DEFAULT_MAX_RETRANSMITS, DEFAULT_RTO_INITIAL_MS, DEFAULT_RTO_MAX_MS, DEFAULT_RTO_MIN_MS,
-  DEFAULT_SEND_PAYLOAD, DEFAULT_WINDOW, FrameKind, MAX_FRAME_PAYLOAD, MAX_NAK_SEQS, MAX_WINDOW, MIN_FRAME_PAYLOAD,
-  SACK_BITS, SEQ_MASK,
+  DEFAULT_SEND_PAYLOAD, DEFAULT_WINDOW, FrameKind, MAX_FRAME_PAYLOAD, MAX_NAK_SEQS, MAX_WINDOW, MIN_BODY_SIZE,
+  MIN_FRAME_PAYLOAD, SACK_BITS, SEQ_MASK,
 } from './constants.ts';
 import {
   ackFields, ackFrame, dataFrame, encodeFrame, frameNonce, isMore, nakFrame, nakSeqs, resetAckFrame, resetFrame,
@@ -103,8 +103,20 @@ export interface ArqStats {
 interface Outgoing {
   readonly seq: number;
   readonly wire: Uint8Array;
-  sentAt: number;
+  /** Transmission number of the latest send of this frame: the order of DATA frames on the line (§4.7). */
+  tx: number;
+  /** When the latest send was handed to the transport, or reported written by it. */
+  writtenAt: number;
+  /** The DATA transmission just before the latest send of this frame has left the line (acked, overtaken or resent, §4.7). */
+  predResolved: boolean;
+  /** When the transmission ahead left the line (or is forecast to), once known. */
+  readyAt: number;
+  /** When the retransmit clock of the latest send started (written and predecessor resolved); RTT samples count from here. */
+  startAt: number;
+  /** Infinity while the clock has not started. */
   deadline: number;
+  /** The clock started because the transmission ahead was given up as lost (not acknowledged). */
+  afterLoss: boolean;
   /** Karn: no RTT sample from a frame sent more than once. */
   retransmitted: boolean;
   timeouts: number;
@@ -196,6 +208,27 @@ export class ArqLink extends EventEmitter<ArqEvents> {
   private reportsWrites = false;
   /** The first timeout of a frame sent after a timeout: the backed-off value, until a valid sample (§4.7). */
   private rtoFloor = 0;
+  /** Next DATA transmission number (§4.7: line order). */
+  private txNext = 0;
+  /** Highest transmission number acknowledged on a frame sent once: every transmission up to it has left the line. */
+  private deliveredTx = -1;
+  /** The latest DATA transmission (the predecessor of the next one). */
+  private lastSent: Outgoing | undefined;
+  /**
+   * A timeout gave up every transmission so far as lost (§4.7): until the next ACK, a new one
+   * starts its clock at once, or at `allResolvedAt` (the line rate's forecast of when it reaches the line).
+   */
+  private allResolved = false;
+  private allResolvedAt = -Infinity;
+  /** When an ACK last acknowledged a frame. */
+  private progressAt = -Infinity;
+  /** Least RTT sample: the line's latency both ways, without queueing (§4.7). */
+  private minRtt = Infinity;
+  /** Line rate estimate (§4.7): decayed sums of ACK spacing and of the wire bytes it acknowledged, while frames were queued. */
+  private rateMs = 0;
+  private rateBytes = 0;
+  /** Largest wire size of a frame that gave an RTT sample: a larger frame's timeout scales by its size (§4.7). */
+  private sampledWire = 0;
 
   // receiver (§4.4, §4.5)
   private readonly rcvBuf: (Frame | undefined)[] = new Array<Frame | undefined>(MAX_WINDOW);
@@ -457,12 +490,32 @@ export class ArqLink extends EventEmitter<ArqEvents> {
     const { cum, sack } = ackFields(frame);
     const span = (this.sndNext - this.sndBase) & SEQ_MASK;
     const dc = (cum - this.sndBase) & SEQ_MASK;
-    let sampleAt = -Infinity;
+    let sampled: Outgoing | undefined;
+    let sampleStart = -Infinity;
+    let ackedWire = 0;
+    let queued = true;
+    let delivered = this.deliveredTx;
+    const resent: Outgoing[] = [];
     const take = (e: Outgoing | undefined, seq: number): void => {
       if (e === undefined || e.acked || e.seq !== seq) return;
       e.acked = true;
       this.unackedCount--;
-      if (!e.retransmitted && e.sentAt > sampleAt) sampleAt = e.sentAt;
+      ackedWire += e.wire.length;
+      // on the line since the previous ACK at the latest: it was written and waiting for the frame ahead
+      queued &&= e.predResolved ? e.startAt < this.progressAt && !e.afterLoss : e.writtenAt <= this.progressAt;
+      if (e.retransmitted) {
+        resent.push(e);
+        return;
+      }
+      // Karn: only a frame sent once gives a sample, and it proves every transmission before it has left the line
+      if (e.tx > delivered) delivered = e.tx;
+      // its clock's start; one still waiting for the frame ahead (acked by this ACK too, or lost)
+      // has been on the line at most since the previous ACK
+      const start = e.deadline !== Infinity ? e.startAt : Math.max(e.writtenAt, this.leftBy(this.progressAt));
+      if (start > sampleStart) {
+        sampleStart = start;
+        sampled = e;
+      }
     };
     if (dc <= span) {
       for (let k = 0; k < dc; k++) {
@@ -483,7 +536,23 @@ export class ArqLink extends EventEmitter<ArqEvents> {
       this.inflight[this.sndBase % MAX_WINDOW] = undefined;
       this.sndBase = (this.sndBase + 1) & SEQ_MASK;
     }
-    if (sampleAt > -Infinity) this.rttSample(this.timers.now() - sampleAt);
+    const now = this.timers.now();
+    if (ackedWire > 0) {
+      // the line was busy with these frames since the previous ACK: a line rate sample
+      if (queued && this.progressAt > -Infinity && now > this.progressAt) {
+        this.rateMs = this.rateMs * 0.875 + (now - this.progressAt) * 0.125;
+        this.rateBytes = this.rateBytes * 0.875 + ackedWire * 0.125;
+      }
+      this.progressAt = now;
+      this.allResolved = false;
+    }
+    if (sampled !== undefined) this.rttSample(now - sampleStart, sampled.wire.length);
+    // frames queued behind what left the line start their clocks now (§4.7); an ACK of a frame
+    // sent twice is ambiguous, so it only releases the frame sent right after its latest copy
+    this.deliveredTx = delivered;
+    const left = this.leftBy(now);
+    this.resolveUpTo(delivered, left);
+    for (const e of resent) this.resolveTx(e.tx, left, false);
     this.pump();
     if (this.busy && this.unackedCount === 0 && this.queue.length === 0) {
       this.busy = false;
@@ -503,15 +572,28 @@ export class ArqLink extends EventEmitter<ArqEvents> {
     for (const seq of nakSeqs(frame)) {
       if (((seq - this.sndBase) & SEQ_MASK) >= span) continue;
       const e = this.inflight[seq % MAX_WINDOW];
-      if (e === undefined || e.acked || e.seq !== seq || now - e.nakRetransmitAt < interval) continue;
+      if (e === undefined || e.acked || e.seq !== seq) continue;
+      // a resend still queued behind other frames, or NAK-resent and on the line for less than
+      // an SRTT, may yet arrive: the NAK was sent before it could (§4.6)
+      if (now - e.nakRetransmitAt < interval || (e.retransmitted && (e.deadline === Infinity || now - e.startAt < interval))) continue;
       e.nakRetransmitAt = now;
       this.retransmit(e, now);
     }
     this.armTimer();
   }
 
-  private rttSample(r: number): void {
+  /**
+   * When the frame acknowledged at `ackAt` had finished leaving the sender: the ACK took the
+   * line's latency both ways after that (at least the least RTT seen; 0 before any sample).
+   */
+  private leftBy(ackAt: number): number {
+    return this.minRtt === Infinity ? ackAt : ackAt - this.minRtt;
+  }
+
+  private rttSample(r: number, wireBytes: number): void {
     this.rtoFloor = 0;
+    if (r < this.minRtt) this.minRtt = r;
+    if (wireBytes > this.sampledWire) this.sampledWire = wireBytes;
     if (this.srtt === undefined) {
       this.srtt = r;
       this.rttvar = r / 2;
@@ -519,17 +601,20 @@ export class ArqLink extends EventEmitter<ArqEvents> {
       this.rttvar = 0.75 * this.rttvar + 0.25 * Math.abs(this.srtt - r);
       this.srtt = 0.875 * this.srtt + 0.125 * r;
     }
-    this.rto = Math.min(this.rtoMax, Math.max(this.rtoMin, this.srtt + Math.max(GRANULARITY_MS, 4 * this.rttvar)));
+    // the variance term is at least the least RTT: samples taken while frames queue back to back
+    // vary little, but a frame with nothing behind it can wait that much longer (e.g. a USB-serial
+    // adapter's latency timer holds the tail of a packet, each way) (§4.7)
+    this.rto = Math.min(this.rtoMax, Math.max(this.rtoMin, this.srtt + Math.max(GRANULARITY_MS, 4 * this.rttvar, this.minRtt)));
   }
 
-  /** A frame's first timeout: the RTO, or the backed-off one while no sample has come since a timeout. */
-  private firstTimeout(): number {
-    return Math.min(this.rtoMax, Math.max(this.rto, this.rtoFloor));
-  }
-
-  /** The frame's timeout: RTO doubled per timeout so far, at most rtoMax. */
-  private backoff(e: Outgoing): number {
-    return Math.min(this.rtoMax, this.rto * 2 ** e.timeouts);
+  /**
+   * The frame's timeout (§4.7): RTO doubled per timeout so far, scaled up for a frame larger than
+   * any that gave a sample (its time on the line grows with its size), at least the backed-off
+   * floor, at most rtoMax.
+   */
+  private timeoutOf(e: Outgoing): number {
+    const scale = this.sampledWire > 0 ? Math.max(1, e.wire.length / this.sampledWire) : 1;
+    return Math.min(this.rtoMax, Math.max(this.rtoFloor, this.rto * 2 ** e.timeouts * scale));
   }
 
   /** Cut fragments from the queue while the window has room. */
@@ -545,9 +630,11 @@ export class ArqLink extends EventEmitter<ArqEvents> {
       this.queued -= n;
       const seq = this.sndNext;
       this.sndNext = (seq + 1) & SEQ_MASK;
-      const now = this.timers.now();
       const wire = encodeFrame(dataFrame(seq, payload, more), this.maxPayload);
-      const e: Outgoing = { seq, wire, sentAt: now, deadline: now + this.firstTimeout(), retransmitted: false, timeouts: 0, nakRetransmitAt: -Infinity, acked: false, written: false, unwrittenWaits: 0 };
+      const e: Outgoing = {
+        seq, wire, tx: -1, writtenAt: 0, predResolved: false, readyAt: 0, startAt: 0, deadline: Infinity, afterLoss: false, retransmitted: false, timeouts: 0,
+        nakRetransmitAt: -Infinity, acked: false, written: false, unwrittenWaits: 0,
+      };
       this.inflight[seq % MAX_WINDOW] = e;
       this.unackedCount++;
       this.counters.dataBytesOut += n;
@@ -560,32 +647,118 @@ export class ArqLink extends EventEmitter<ArqEvents> {
     }
   }
 
+  /** Send again (timeout or NAK): the earlier copy is off the line (lost), so the frame sent after it starts its clock. */
   private retransmit(e: Outgoing, now: number): void {
     e.retransmitted = true;
-    e.sentAt = now;
-    e.deadline = now + Math.min(this.rtoMax, Math.max(this.rtoFloor, this.backoff(e)));
     this.counters.retransmits++;
+    this.resolveTx(e.tx, now, true);
     this.writeData(e);
   }
 
   /**
-   * Send a DATA frame. When the transport reports it written, its clock restarts there: the RTT
-   * sample and the retransmit deadline count from when it left, not from when it was queued.
+   * Send a DATA frame as the next transmission on the line. Its retransmit clock (deadline, RTT
+   * sample) starts when both hold (§4.7): it was written (the transport's report, else the
+   * hand-off), and the transmission before it has left the line — on a FIFO line a frame cannot
+   * arrive before the one ahead of it, however deep the queues in between.
    */
   private writeData(e: Outgoing): void {
+    const now = this.timers.now();
+    const pred = this.lastSent;
+    e.tx = this.txNext++;
     e.written = false;
+    e.writtenAt = now;
+    // (pred === e: this is a resend, and the copy before it was just given up as lost)
+    const lost = pred === e || this.allResolved;
+    e.predResolved = lost || pred === undefined || pred.acked || pred.tx <= this.deliveredTx;
+    e.afterLoss = lost;
+    e.deadline = Infinity;
+    this.lastSent = e;
+    if (this.allResolved) {
+      this.startClock(e, Math.max(now, this.allResolvedAt));
+      const msPerByte = this.msPerByte();
+      if (msPerByte !== undefined) this.allResolvedAt = e.startAt + e.wire.length * msPerByte;
+    } else if (e.predResolved) {
+      this.startClock(e, now);
+    }
     this.counters.framesOut++;
     this.counters.wireBytesOut += e.wire.length;
-    const sentAt = e.sentAt;
+    const tx = e.tx;
     this.output(e.wire, () => {
-      if (e.acked || this.linkState !== 'up' || e.sentAt !== sentAt) return; // acked, down, or sent again since
+      if (e.acked || this.linkState !== 'up' || e.tx !== tx) return; // acked, down, or sent again since
       this.reportsWrites = true;
       e.written = true;
-      const now = this.timers.now();
-      e.sentAt = now;
-      e.deadline = now + Math.min(this.rtoMax, Math.max(this.rtoFloor, this.backoff(e)));
-      this.armTimer();
+      const at = this.timers.now();
+      e.writtenAt = at;
+      if (e.predResolved) {
+        this.startClock(e, e.readyAt);
+        this.armTimer();
+      }
     });
+  }
+
+  /** The transmission ahead left the line at `at` (or is forecast to): the clock runs from then, or from the write if later. */
+  private startClock(e: Outgoing, at: number): void {
+    e.readyAt = at;
+    e.startAt = Math.max(at, e.writtenAt);
+    e.deadline = e.startAt + this.timeoutOf(e);
+  }
+
+  /** Transmission `tx` has left the line (acknowledged, or given up as lost): the frame sent right after it starts its clock. */
+  private resolveTx(tx: number, now: number, lost: boolean): void {
+    const span = (this.sndNext - this.sndBase) & SEQ_MASK;
+    for (let k = 0; k < span; k++) {
+      const e = this.inflight[(this.sndBase + k) % MAX_WINDOW];
+      if (e !== undefined && !e.acked && e.tx === tx + 1 && !e.predResolved) {
+        e.predResolved = true;
+        e.afterLoss = lost;
+        this.startClock(e, now);
+        return;
+      }
+    }
+  }
+
+  /**
+   * Two transmissions in a row given up with no ACK in between (the line or the peer lost all
+   * that is outstanding): every waiting frame starts its clock at once — when it would reach the
+   * line behind the ones ahead at the measured line rate, or, without a rate yet, when it was sent.
+   */
+  private resolveAll(now: number): void {
+    const waiting: Outgoing[] = [];
+    const span = (this.sndNext - this.sndBase) & SEQ_MASK;
+    for (let k = 0; k < span; k++) {
+      const e = this.inflight[(this.sndBase + k) % MAX_WINDOW];
+      if (e !== undefined && !e.acked && !e.predResolved) waiting.push(e);
+    }
+    waiting.sort((x, y) => x.tx - y.tx);
+    const msPerByte = this.msPerByte();
+    // (after the frames an earlier forecast has already placed on the line)
+    let at = this.allResolved ? Math.max(now, this.allResolvedAt) : now;
+    for (const e of waiting) {
+      e.predResolved = true;
+      e.afterLoss = true;
+      this.startClock(e, msPerByte === undefined ? -Infinity : at);
+      at = e.startAt + e.wire.length * (msPerByte ?? 0);
+    }
+    this.allResolved = true;
+    this.allResolvedAt = msPerByte === undefined ? -Infinity : at;
+  }
+
+  /** The line rate estimate (ms per wire byte), or undefined before the first sample. */
+  private msPerByte(): number | undefined {
+    return this.rateBytes > 0 ? this.rateMs / this.rateBytes : undefined;
+  }
+
+  /** Every transmission up to `tx` has left the line: frames sent up to one after it start their clocks. */
+  private resolveUpTo(tx: number, now: number): void {
+    const span = (this.sndNext - this.sndBase) & SEQ_MASK;
+    for (let k = 0; k < span; k++) {
+      const e = this.inflight[(this.sndBase + k) % MAX_WINDOW];
+      if (e !== undefined && !e.acked && !e.predResolved && e.tx <= tx + 1) {
+        e.predResolved = true;
+        e.afterLoss = false;
+        this.startClock(e, now);
+      }
+    }
   }
 
   /** Keep one timer armed at (or before) the earliest deadline of an unacked frame. */
@@ -620,6 +793,15 @@ export class ArqLink extends EventEmitter<ArqEvents> {
     if (this.linkState !== 'up') return;
     const now = this.timers.now();
     const span = (this.sndNext - this.sndBase) & SEQ_MASK;
+    // A frame timed out whose clock started when the frame ahead was given up, with nothing
+    // acknowledged since: the line (or the peer) lost all that is outstanding (§4.7).
+    for (let k = 0; k < span; k++) {
+      const e = this.inflight[(this.sndBase + k) % MAX_WINDOW];
+      if (e !== undefined && !e.acked && e.deadline <= now && (!this.reportsWrites || e.written) && e.afterLoss && this.progressAt <= e.startAt) {
+        this.resolveAll(now);
+        break;
+      }
+    }
     let timedOut = false;
     for (let k = 0; k < span; k++) {
       const e = this.inflight[(this.sndBase + k) % MAX_WINDOW];
@@ -683,7 +865,7 @@ export class ArqLink extends EventEmitter<ArqEvents> {
       this.counters.ignored++;
       return;
     }
-    if (hs.attempts === 0) this.rttSample(this.timers.now() - hs.sentAt);
+    if (hs.attempts === 0) this.rttSample(this.timers.now() - hs.sentAt, frame.payload.length + MIN_BODY_SIZE + 2);
     this.clearHandshake();
     this.linkState = 'up';
     hs.resolve();
@@ -751,6 +933,16 @@ export class ArqLink extends EventEmitter<ArqEvents> {
     this.rttvar = 0;
     this.rto = this.rtoInitial;
     this.rtoFloor = 0;
+    this.txNext = 0;
+    this.deliveredTx = -1;
+    this.lastSent = undefined;
+    this.allResolved = false;
+    this.allResolvedAt = -Infinity;
+    this.progressAt = -Infinity;
+    this.minRtt = Infinity;
+    this.rateMs = 0;
+    this.rateBytes = 0;
+    this.sampledWire = 0;
     return drain;
   }
 

@@ -132,6 +132,27 @@ describe('gateway/store', () => {
     assert.ok(logs.some((l) => l.includes(`resuming upload ${manifest.sha256.slice(0, 12)} at ${half}/600000`)));
   });
 
+  it('gathers small writes into blocks of the sync interval: the file grows a block at a time (a crash costs at most one block), abandon writes the rest', async () => {
+    const { data, manifest } = image(100_000);
+    const store = await open({ syncEveryBytes: 32 * 1024 });
+    const up = await store.beginUpload(manifest);
+    const part = join(dir, 'partial', `${manifest.sha256}.part`);
+    const sizes: number[] = [];
+    for (let o = 0; o < 80_000; o += 4000) {
+      await up.write(o, data.subarray(o, o + 4000));
+      sizes.push((await stat(part)).size);
+    }
+    assert.equal(up.offset, 80_000);
+    // 4000-byte chunks: a block is written once 32 KiB have gathered (9 chunks = 36000 bytes)
+    assert.deepEqual([...new Set(sizes)], [0, 36_000, 72_000]);
+    await up.abandon();
+    assert.equal((await stat(part)).size, 80_000);
+    const again = await (await open()).beginUpload(manifest);
+    assert.equal(again.offset, 80_000);
+    await writeAll(again, data, 4000);
+    await again.commit();
+  });
+
   it('clamps a partial longer than the manifest size to the size', async () => {
     const { data, manifest } = image(2000);
     const store = await open();

@@ -216,6 +216,24 @@ describe('link ARQ sender (§4.6, §4.7, §4.8)', () => {
     assert.equal(h.link.stats.rttMs, 93.75, 'no sample from a retransmitted frame');
   });
 
+  it('scales the timeout of a frame larger than any measured by its size (§4.7): a 4 KiB frame after 1-byte samples', () => {
+    const h = harness({ window: 1, maxPayload: 4096 });
+    h.link.send(bytes(1));
+    h.clock.advance(10);
+    h.feed(ackFrame(1, 0));
+    assert.equal(h.link.stats.rtoMs, 30); // 10 + 4 * 5
+    h.link.send(new Uint8Array(4096).fill(1)); // ~300 times the wire size of the sampled frame
+    h.clock.advance(1000);
+    assert.equal(h.link.stats.retransmits, 0, 'not timed out after 30 ms: its time on the line is not known yet');
+    h.clock.advance(2000);
+    assert.equal(h.link.stats.retransmits, 1, 'rtoMax bounds the scaled timeout');
+    h.clock.advance(10);
+    h.feed(ackFrame(2, 0));
+    h.link.send(bytes(3));
+    h.clock.advance(61);
+    assert.equal(h.link.stats.retransmits, 2, 'a small frame is not scaled: the backed-off floor 2 x 30 ms after that timeout');
+  });
+
   it('clamps RTO to rtoMin and rtoMax', () => {
     const fast = harness({ window: 1, rtoMinMs: 20 });
     fast.link.send(bytes(1));
@@ -239,7 +257,12 @@ describe('link ARQ sender (§4.6, §4.7, §4.8)', () => {
     assert.equal(h.clock.pending, 1, 'one timer for eight frames in flight');
     h.clock.advance(100_000);
     const times = h.out.filter((o) => o.frame.kind === FrameKind.DATA && o.frame.seq === 0).map((o) => o.at);
-    assert.deepEqual(times, [0, 200, 600, 1400, 3000, 6000, 9000, 12000]);
+    // seq 0's first timeout (200) starts only seq 1's clock (§4.7: it may have been queued behind
+    // seq 0); seq 1 then times out too with nothing acknowledged (400), so all frames are timed
+    // from their own sends and go again. The floor doubles per timer pass: 400, 800, 1600, 3000.
+    assert.deepEqual(times, [0, 200, 600, 1400, 4400, 7400, 10400, 13400]);
+    const seq1 = h.out.filter((o) => o.frame.kind === FrameKind.DATA && o.frame.seq === 1).map((o) => o.at);
+    assert.deepEqual(seq1.slice(0, 3), [0, 400, 800]);
     assert.equal(down, 1);
     assert.equal(errors.length, 1);
     assert.ok(isFwError(errors[0], 'E_LINK_TIMEOUT'));
@@ -254,8 +277,9 @@ describe('link ARQ sender (§4.6, §4.7, §4.8)', () => {
     let down = 0;
     h.link.on('down', () => down++);
     h.link.send(bytes(1));
+    h.clock.advance(200); // timeout: resent
     for (let i = 0; i < 10; i++) {
-      h.clock.advance(250);
+      h.clock.advance(250); // each NAK comes more than an RTO after the last copy was sent (§4.6)
       h.feed(nakFrame([0]));
     }
     assert.equal(down, 0);
