@@ -8,7 +8,12 @@
  * image size, `image_bytes`). The default image is 1 MiB, the middle of the 256 KiB–2 MiB range of
  * MCU firmware images (docs/performance.md); --size 262144 gives the earlier 256 KiB figures.
  *
- *   npm run bench:rollout [-- --devices 50 --size 1048576 --concurrency 8 --sweep 4,8,16 --json]
+ * Each order runs on a gateway that has updated this fleet once before (a warm-up campaign of an
+ * earlier image, ranked), as on a site after its first rollout: the gateway has learned each
+ * device's reboot time and device time per MiB (docs/protocol.md §7.5.3). --cold skips the
+ * warm-up: a first rollout on a new gateway, planned on the defaults.
+ *
+ *   npm run bench:rollout [-- --devices 50 --size 1048576 --concurrency 8 --sweep 4,8,16 --cold --json]
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -18,6 +23,7 @@ import { makeSampleImage } from '../firmware-samples/image-format.ts';
 import { parseConfig } from '../gateway/config.ts';
 import { Gateway } from '../gateway/gateway.ts';
 import { silentLogger } from '../gateway/log.ts';
+import type { StoredImage } from '../gateway/store.ts';
 import type { OrderPolicy } from '../gateway/rollout/campaign.ts';
 import { makespanLowerBound } from '../gateway/rollout/planner.ts';
 import { manifestForImage } from '../protocol/manifest.ts';
@@ -34,6 +40,7 @@ const { values } = parseArgs({
     verbose: { type: 'boolean', default: false },
     policies: { type: 'string', default: 'ranked,random,slowest-first' },
     'random-runs': { type: 'string', default: '3' },
+    cold: { type: 'boolean', default: false },
   },
   strict: true,
 });
@@ -90,11 +97,18 @@ async function run(policy: OrderPolicy, concurrency: number, seed = 42): Promise
       if (sims.child.exitCode !== null) throw new Error(`fwsim exited (${sims.child.exitCode})`);
       await new Promise((r) => setTimeout(r, 50));
     }
-    const image = Buffer.from(makeSampleImage({ name: 'sensor-fw', version: '1.1.0', hw: 'sensor-v1', size: SIZE }));
-    const manifest = manifestForImage(image, { name: 'sensor-fw', version: '1.1.0', hw: ['sensor-v1'] });
-    const upload = await gateway.store.beginUpload(manifest);
-    await upload.write(0, image);
-    const stored = await upload.commit();
+    const store = async (version: string): Promise<StoredImage> => {
+      const image = Buffer.from(makeSampleImage({ name: 'sensor-fw', version, hw: 'sensor-v1', size: SIZE }));
+      const upload = await gateway.store.beginUpload(manifestForImage(image, { name: 'sensor-fw', version, hw: ['sensor-v1'] }));
+      await upload.write(0, image);
+      return upload.commit();
+    };
+    if (!values.cold) {
+      const warm = await gateway.startCampaign(await store('1.0.1'), { orderPolicy: 'ranked' });
+      const done = await new Promise<{ updated: number }>((resolve) => warm.once('complete', resolve));
+      if (done.updated !== DEVICES) throw new Error(`warm-up campaign updated ${done.updated} of ${DEVICES}`);
+    }
+    const stored = await store('1.1.0');
 
     const campaign = await gateway.startCampaign(stored, { orderPolicy: policy, seed });
     let t0 = 0;
@@ -202,6 +216,7 @@ const out = {
   bench: 'rollout',
   devices: DEVICES,
   image_bytes: SIZE,
+  warm: !values.cold,
   concurrency: CONCURRENCY,
   random_runs: RANDOM_RUNS,
   mean_ranked_s: ranked?.meanS ?? null,
