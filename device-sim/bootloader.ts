@@ -7,7 +7,7 @@ import { SlotNames, SlotStates, type SlotName, type SlotState } from '../protoco
 import { sha256Hex } from '../protocol/schema.ts';
 import { isValidVersion } from '../protocol/version.ts';
 import { makeSampleImage, readSampleHeader } from '../firmware-samples/image-format.ts';
-import { Flash, readJson, removeDurably, writeJsonAtomic, type FileSync } from './flash.ts';
+import { Flash, readJson, recoverAtomic, writeJsonAtomic, type FileSync } from './flash.ts';
 
 /**
  * MCUboot-like A/B bootloader over the files in `<data>/<id>/`:
@@ -144,7 +144,9 @@ export class PowerLost extends Error {
 
 export async function runBootloader(files: DeviceFiles, input: BootInput): Promise<BootOutcome> {
   await mkdir(files.dir, { recursive: true });
-  await removeDurably(`${files.stateFile}.tmp`, files.sync); // leftover of an update interrupted before its rename
+  // a leftover of an update interrupted before its rename is removed; one killed between the
+  // unlink of the old record and the rename of the new one is completed (flash.ts writeTextAtomic)
+  await recoverAtomic(files.stateFile, (raw) => stateRecordSchema.safeParse(raw).success, files.sync);
   let rec = await files.loadState();
   let factory = false;
   if (rec === null) {

@@ -124,6 +124,12 @@ export const configSchema = z.strictObject({
     probeBursts: positive.max(10).default(2),
     /** Devices measured at the same time before a campaign. */
     probeConcurrency: positive.max(1000).default(8),
+    /**
+     * A device whose round trip and throughput were both measured (probe or whole transfer) at most
+     * this long ago is not measured again before a campaign: one ping checks it answers, and its
+     * figures are reused. 0 = measure every device before every campaign.
+     */
+    probeMaxAgeMs: ms.default(60_000),
     /** Window campaigns: a device that refused as busy is offered again after this long (or when it reports idle). */
     busyRecheckMs: ms.default(60_000),
     /** Window campaigns: devices still waiting (offline, busy) this long after the upload end as skipped / deferred. */

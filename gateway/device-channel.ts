@@ -74,11 +74,15 @@ export class DeviceChannel extends EventEmitter<{ event: [deviceId: string, even
     if (set) for (const fn of [...set]) fn(event);
   }
 
-  /** Publish a command to a device: QoS 0 for chunks, pings and probes (our own acks cover them), QoS 1 otherwise. */
-  async send(deviceId: string, msg: GatewayMessage): Promise<void> {
+  /**
+   * Publish a command to a device: QoS 0 for chunks, pings and probes (our own acks cover them),
+   * QoS 1 otherwise. `encoded`: the message's bytes when the caller already has them (a spliced
+   * `chunk`, gateway/rollout/chunk-message.ts); they must equal `encodeGatewayMessage(msg)`.
+   */
+  async send(deviceId: string, msg: GatewayMessage, encoded?: Uint8Array): Promise<void> {
     const qos = msg.t === 'chunk' || msg.t === 'ping' || msg.t === 'probe' ? 0 : 1;
     this.stats.sent++;
-    await this.broker.publish(topics.down(deviceId), encodeGatewayMessage(msg), qos);
+    await this.broker.publish(topics.down(deviceId), encoded ?? encodeGatewayMessage(msg), qos);
   }
 
   /** Receive every event of one device until the returned function is called. */

@@ -72,6 +72,11 @@ export class Gateway {
   private stopping = false;
   readonly campaigns: Campaign[] = [];
   private readonly journals = new Map<Campaign, CampaignJournal>();
+  /** Results and completions whose journal record is not durable yet: not reported (nor replayed) until it is. */
+  private readonly notDurable = new Set<ResultMessage | CompleteMessage>();
+  /** Campaign messages for the laptop, in event order, while some wait for their journal record. */
+  private uplinkQueue: Promise<void> = Promise.resolve();
+  private uplinkQueued = 0;
   uplink: UplinkSession | undefined;
   uplinkLink: MessageLink<LaptopMessage, GatewayUplinkMessage> | undefined;
 
@@ -196,9 +201,15 @@ export class Gateway {
     const downgrade = resume?.state.policy?.downgrade ?? opts.downgrade ?? false;
     const expiresAt = resume?.state.policy?.expiresAt ?? this.gate.now() + this.config.rollout.campaignExpiryMs;
     const windowed = policy === 'window';
-    const campaign = new Campaign(id, source, {
+    const campaign: Campaign = new Campaign(id, source, {
       channel: this.channel, fleet: this.fleet, config: this.config.rollout, timers: this.timers, log: this.log.child({ part: 'rollout' }),
-      beforeTransfers: () => this.uplink?.delivered(this.config.uplink.orderDeliveryWaitMs) ?? Promise.resolve(),
+      // the order is durable and handed to the uplink (it waits for its record) before any transfer
+      beforeTransfers: async (): Promise<void> => {
+        await this.durableFor(campaign);
+        await this.uplinkQueue;
+        await this.uplink?.delivered(this.config.uplink.orderDeliveryWaitMs);
+      },
+      durable: (): Promise<void> => this.durableFor(campaign),
       ...(opts.orderPolicy ? { orderPolicy: opts.orderPolicy } : {}),
       ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
       downgrade,
@@ -217,15 +228,12 @@ export class Gateway {
       this.live.delete(campaign);
       this.nowCampaigns.delete(campaign);
     });
+    // order, result and complete go to the laptop from journalCampaign, once their record is durable
     this.journalCampaign(campaign, resume
       ? CampaignJournal.reopen(resume.path, resume.validBytes)
       : CampaignJournal.create(this.journalDir, id, image.manifest.sha256, Date.now(), { mode: policy, force, downgrade, expiresAt }));
-    const forward = (msg: GatewayUplinkMessage): void => this.uplink?.notify(msg);
-    campaign.on('order', forward);
-    campaign.on('progress', forward);
-    campaign.on('totals', forward);
-    campaign.on('result', forward);
-    campaign.on('complete', forward);
+    campaign.on('progress', (m) => this.forward(m));
+    campaign.on('totals', (m) => this.forward(m));
     this.recordResults(campaign, resume?.state.results.values());
     for (const old of superseded) this.supersede(old.campaign, campaign);
     let started = false;
@@ -339,36 +347,71 @@ export class Gateway {
 
   /**
    * Record the campaign's steps in its journal (docs/reliability.md): the order, each device's
-   * activation before it is sent (the `activating` phase is reported synchronously, before the
-   * `activate` message goes out), how much of the image a device holds (at most every eighth of
-   * the image), results and the completion. Appends are durable when they return.
+   * activation before it is sent (the `activating` phase is reported synchronously; the session
+   * then awaits `durableFor` before the `activate` message goes out), how much of the image a
+   * device holds (at most every eighth of the image; hints, not made durable), results and the
+   * completion. Records are written at once and group-committed off the event loop; the order,
+   * each result and the completion are forwarded to the laptop only once durable.
    */
   private journalCampaign(campaign: Campaign, journal: CampaignJournal): void {
     this.journals.set(campaign, journal);
     const step = Math.max(1, Math.ceil(campaign.image.size / 8));
     const heldAt = new Map<string, number>();
-    const append = (rec: JournalRecord, durable = true): void => {
-      if (this.journals.get(campaign) !== journal) return; // detached at shutdown: the campaign resumes at the next start
+    const append = (rec: JournalRecord, durable = true): Promise<void> => {
+      if (this.journals.get(campaign) !== journal) return Promise.resolve(); // detached at shutdown: the campaign resumes at the next start
       try {
-        journal.append(rec, durable);
+        return journal.record(rec, durable).catch((err: unknown) => this.journalFailed(campaign, rec, err));
       } catch (err) {
-        this.log.error({ campaign: campaign.id, err: describeError(err), record: rec.r }, 'campaign journal append failed');
+        this.journalFailed(campaign, rec, err);
+        return Promise.resolve();
       }
     };
-    campaign.on('order', (order) => append({ r: 'order', order }));
+    const reported = (msg: ResultMessage | CompleteMessage, durable: Promise<void>): void => {
+      this.notDurable.add(msg);
+      this.forward(msg, durable.finally(() => this.notDurable.delete(msg)));
+    };
+    campaign.on('order', (order) => this.forward(order, append({ r: 'order', order })));
     campaign.on('progress', (p) => {
-      if (p.phase === 'activating') append({ r: 'activating', id: p.id });
+      if (p.phase === 'activating') void append({ r: 'activating', id: p.id }); // awaited by the session (durableFor)
       else if (p.phase === 'transferring' && p.bytes - (heldAt.get(p.id) ?? 0) >= step) {
         heldAt.set(p.id, p.bytes);
-        append({ r: 'held', id: p.id, bytes: p.bytes }, false); // a hint: the device knows what it holds
+        void append({ r: 'held', id: p.id, bytes: p.bytes }, false); // a hint: the device knows what it holds
       }
     });
-    campaign.on('result', (result) => append({ r: 'result', result }));
+    campaign.on('result', (result) => reported(result, append({ r: 'result', result })));
     campaign.on('complete', (complete) => {
-      append({ r: 'complete', complete });
-      journal.close();
+      reported(complete, append({ r: 'complete', complete }));
+      journal.close(); // once the completion is durable
       this.journals.delete(campaign);
     });
+  }
+
+  private journalFailed(campaign: Campaign, rec: JournalRecord, err: unknown): void {
+    this.log.error({ campaign: campaign.id, err: describeError(err), record: rec.r }, 'campaign journal append failed');
+  }
+
+  /** Resolves once every record of the campaign's journal written so far is durable (at once when detached). */
+  private durableFor(campaign: Campaign): Promise<void> {
+    const journal = this.journals.get(campaign);
+    if (!journal) return Promise.resolve();
+    return journal.durable().catch((err: unknown) => this.log.error({ campaign: campaign.id, err: describeError(err) }, 'campaign journal sync failed'));
+  }
+
+  /**
+   * Hand a campaign message to the uplink: at once, unless it must wait for its journal record
+   * (`after`) or an earlier message still waits — messages go out in the order of the events.
+   */
+  private forward(msg: GatewayUplinkMessage, after?: Promise<void>): void {
+    const send = (): void => {
+      try {
+        this.uplink?.notify(msg);
+      } catch (err) {
+        this.log.warn({ err: describeError(err), t: msg.t }, 'campaign message not forwarded');
+      }
+    };
+    if (!after && this.uplinkQueued === 0) return send();
+    this.uplinkQueued++;
+    this.uplinkQueue = this.uplinkQueue.then(() => after).then(send).finally(() => { this.uplinkQueued--; });
   }
 
   /**
@@ -410,8 +453,8 @@ export class Gateway {
       ...(snap.order ? [snap.order] : []),
       ...snap.progress,
       ...(snap.totals ? [snap.totals] : []),
-      ...snap.results,
-      ...(snap.complete ? [snap.complete] : []),
+      ...snap.results.filter((r) => !this.notDurable.has(r)),
+      ...(snap.complete && !this.notDurable.has(snap.complete) ? [snap.complete] : []),
     ];
   }
 

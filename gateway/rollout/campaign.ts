@@ -7,7 +7,7 @@ import type {
 } from '../../protocol/uplink.ts';
 import type { GatewayConfig } from '../config.ts';
 import type { DeviceChannel } from '../device-channel.ts';
-import type { Fleet } from '../fleet.ts';
+import type { Fleet, LinkRecord } from '../fleet.ts';
 import type { Logger } from '../log.ts';
 import type { Timers } from '../waiter.ts';
 import { TokenBucket } from './bandwidth.ts';
@@ -36,6 +36,12 @@ export interface CampaignDeps {
    * listeners can deliver the order first (the gateway waits, bounded, for the laptop's link).
    */
   beforeTransfers?: () => Promise<void>;
+  /**
+   * Resolves once everything the listeners of this campaign's events recorded so far is durable
+   * (the gateway's campaign journal, group-committed off the event loop; docs/reliability.md). A
+   * device session awaits it between reporting `activating` and sending `activate`.
+   */
+  durable?: () => Promise<void>;
   /**
    * Start order: `ranked` (fastest first with tail protection, the default and what operators
    * get), or `random` / `slowest-first` — baselines for bench/rollout only.
@@ -291,8 +297,14 @@ export class Campaign extends EventEmitter<CampaignEvents> {
     const reachable: typeof eligible = [];
     await forEachLimited(eligible, config.probeConcurrency, async (d) => {
       this.progress(d.id, 'probing', 0, true);
+      // figures measured recently enough (a campaign right after another): one ping, no new measurement
+      const recent = recentLink(fleet.get(d.id)?.link, config.probeMaxAgeMs, Date.now());
       try {
-        const rtt = await measureRtt(channel, d.id, config.probePings, config.pingTimeoutMs, timers);
+        const rtt = await measureRtt(channel, d.id, recent ? 1 : config.probePings, config.pingTimeoutMs, timers);
+        if (recent) {
+          reachable.push(d);
+          return;
+        }
         fleet.updateLink(d.id, { rttMs: rtt.rttMs, jitterMs: rtt.jitterMs, measuredAt: Date.now() });
       } catch (err) {
         excluded.push({ id: d.id, code: 'offline', reason: `no answer to ping: ${(err as Error).message}`, version: d.version });
@@ -494,6 +506,7 @@ export class Campaign extends EventEmitter<CampaignEvents> {
         onTransferred();
       },
       mayActivate: () => this.activationRefusal(entry.id),
+      ...(this.deps.durable ? { beforeActivate: this.deps.durable } : {}),
       downgrade: this.deps.downgrade ?? false,
       force: this.deps.checkIn?.force ?? this.deps.force ?? false,
       ...(pastActivate ? { resumeAfterActivate: () => fleet.get(entry.id) } : {}),
@@ -710,6 +723,15 @@ class Slots {
     if (next) next();
     else this.free++;
   }
+}
+
+/**
+ * Whether a device's link figures can stand for a new measurement (§7.5.2): round trip and
+ * throughput both measured at most `maxAgeMs` ago (wall clock); never with `maxAgeMs` 0.
+ */
+export function recentLink(link: LinkRecord | undefined, maxAgeMs: number, now: number): boolean {
+  if (!link || maxAgeMs <= 0 || link.bps === undefined || link.bpsMeasuredAt === undefined) return false;
+  return now - link.measuredAt <= maxAgeMs && now - link.bpsMeasuredAt <= maxAgeMs && link.measuredAt <= now && link.bpsMeasuredAt <= now;
 }
 
 /** Run `fn` over items in order with at most `limit` running at once. */

@@ -8,6 +8,7 @@ import type { DeviceRecord } from '../fleet.ts';
 import type { Logger } from '../log.ts';
 import { Inbox, type Timers } from '../waiter.ts';
 import type { TokenBucket } from './bandwidth.ts';
+import { encodeChunkMessage } from './chunk-message.ts';
 import type { ImageSource } from './image-source.ts';
 
 type Ev<T extends DeviceEvent['t']> = Extract<DeviceEvent, { t: T }>;
@@ -65,6 +66,12 @@ export interface SessionDeps {
    * device and the campaign offers it again in the next window.
    */
   mayActivate?: () => string | undefined;
+  /**
+   * Awaited after the `activating` phase is reported and before `activate` is sent: resolves once
+   * what the phase's listeners recorded is durable (the gateway's campaign journal, whose
+   * `activating` record a restarted gateway relies on; docs/reliability.md).
+   */
+  beforeActivate?: () => Promise<void>;
   /** The campaign allows downgrades: the offer says so (§6.5), else a device refuses an older image. */
   downgrade?: boolean;
   /** The campaign was told to force: the offer says so and a busy device accepts (§6.5.3). */
@@ -258,10 +265,11 @@ export class DeviceSession {
     const startedAt = timers.now();
     const startedFrom = next;
     const send = async (off: number): Promise<void> => {
-      const c = image.chunk(off, chunk);
+      const c = image.encodedChunk(off, chunk);
       if (this.deps.bandwidth) await this.deps.bandwidth.take(c.data.length);
       lastSent[off / chunk] = timers.now();
-      await channel.send(this.deviceId, { t: 'chunk', sid, off, data: c.data, crc: c.crc });
+      // the chunk's CBOR is shared by every session; only the sid is spliced in (chunk-message.ts)
+      await channel.send(this.deviceId, { t: 'chunk', sid, off, data: c.data, crc: c.crc }, encodeChunkMessage(sid, c.tail));
     };
     this.deps.onPhase('transferring', next);
     while (next < size) {
@@ -346,6 +354,11 @@ export class DeviceSession {
   private async activate(): Promise<void> {
     this.deps.onPhase('activating', this.held);
     this.pastActivate = true;
+    if (this.deps.beforeActivate) {
+      await this.deps.beforeActivate();
+      // stopped while the record was made durable: the activation is not sent
+      if (this.deps.signal?.aborted) throw new SessionFailure('failed', 'cancelled', 'campaign cancelled before activate was sent', true);
+    }
     const sid = this.sid;
     this.activateSentAt = this.deps.timers.now();
     await this.deps.channel.send(this.deviceId, { t: 'activate', sid });

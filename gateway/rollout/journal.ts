@@ -1,4 +1,4 @@
-import { closeSync, fdatasyncSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, truncateSync, writeSync } from 'node:fs';
+import { closeSync, fdatasync, fdatasyncSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, truncateSync, writeSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from '../../protocol/crc.ts';
@@ -9,7 +9,9 @@ import { z } from 'zod';
 /**
  * The campaign journal (docs/reliability.md "Campaign journal"): one append-only file per
  * campaign, `<dataDir>/journal/<campaign>.jsonl`, one record per line, each line written and
- * fdatasync'ed before the step it records goes on (`held` hints excepted, see append()). A line is `<crc32 as 8 hex digits> <JSON>`;
+ * fdatasync'ed before the step it records goes on (`held` hints excepted, see append()): at once
+ * (append), or group-committed by an fdatasync in libuv's thread pool that the step awaits
+ * (record + durable). A line is `<crc32 as 8 hex digits> <JSON>`;
  * reading stops at the first line that is torn or fails its CRC (a crash mid-append), and that
  * tail is cut off before anything is appended again.
  *
@@ -120,9 +122,26 @@ function apply(s: JournalState, rec: JournalRecord): void {
   }
 }
 
-/** An open journal: appends are synchronous and durable (write + fdatasync) when they return. */
+/**
+ * An open journal. Two ways to append, both writing the line at once (so records keep the order
+ * of the calls):
+ * - `append`: synchronous and durable when it returns (write + fdatasync on the calling thread);
+ *   for the rare records (creation, closing a campaign that will not resume);
+ * - `record`: the line is written, and made durable by a **group commit**: one `fdatasync` in
+ *   libuv's thread pool covers every line written before it started, so the event loop never
+ *   blocks on the disk and records written while one runs share the next. The returned promise
+ *   (and `durable()`) resolves once the record is durable; the step that depends on it awaits it.
+ */
 export class CampaignJournal {
   private fd: number | undefined;
+  /** Lines written, lines covered by a completed fdatasync, lines the running one covers. */
+  private written = 0;
+  private synced = 0;
+  private syncing: number | undefined;
+  private readonly waiters: { upTo: number; resolve: () => void; reject: (err: Error) => void }[] = [];
+  private closing = false;
+  /** fdatasyncs issued by `record`/`durable` (group commits), for tests and figures. */
+  groupCommits = 0;
 
   private constructor(readonly path: string, fd: number) {
     this.fd = fd;
@@ -151,14 +170,83 @@ export class CampaignJournal {
    * durable record after them.
    */
   append(rec: JournalRecord, durable = true): void {
-    if (this.fd === undefined) throw new FwError('E_JOURNAL', `journal ${this.path} is closed`);
+    const fd = this.write(rec);
+    if (durable) {
+      fdatasyncSync(fd);
+      this.settle(this.written); // every line written so far is durable
+    }
+  }
+
+  /**
+   * Append a record without blocking on the disk: written now, durable when the promise resolves
+   * (group commit, see the class). `durable` false (hints): resolves at once, made durable by the
+   * next commit. Rejects when the fdatasync fails.
+   */
+  record(rec: JournalRecord, durable = true): Promise<void> {
+    this.write(rec);
+    return durable ? this.durable() : Promise.resolve();
+  }
+
+  /** Resolves once every line written so far is durable (at once when it already is). */
+  durable(): Promise<void> {
+    const upTo = this.written;
+    if (upTo <= this.synced) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.waiters.push({ upTo, resolve, reject });
+      this.commit();
+    });
+  }
+
+  /**
+   * Close the file. With a group commit running or records waiting for one, the file is closed
+   * once they are durable (their promises settle first); `record` is refused from now on.
+   */
+  close(): void {
+    if (this.fd === undefined || this.closing) return;
+    this.closing = true;
+    if (this.syncing === undefined && this.waiters.length === 0) this.closeNow();
+  }
+
+  private write(rec: JournalRecord): number {
+    if (this.fd === undefined || this.closing) throw new FwError('E_JOURNAL', `journal ${this.path} is closed`);
     const buf = Buffer.from(encodeRecord(rec), 'utf8');
     let off = 0;
     while (off < buf.length) off += writeSync(this.fd, buf, off);
-    if (durable) fdatasyncSync(this.fd);
+    this.written++;
+    return this.fd;
   }
 
-  close(): void {
+  /** Start an fdatasync for every line written so far, unless one is running (it restarts after). */
+  private commit(): void {
+    if (this.syncing !== undefined || this.fd === undefined) return;
+    const upTo = this.written;
+    this.syncing = upTo;
+    this.groupCommits++;
+    fdatasync(this.fd, (err) => {
+      this.syncing = undefined;
+      if (err) {
+        const e = new FwError('E_JOURNAL', `journal ${this.path}: fdatasync failed`, { cause: err });
+        const failed = this.waiters.filter((w) => w.upTo <= upTo);
+        this.waiters.splice(0, this.waiters.length, ...this.waiters.filter((w) => w.upTo > upTo));
+        for (const w of failed) w.reject(e);
+      } else {
+        this.settle(upTo);
+      }
+      if (this.waiters.length > 0) this.commit();
+      else if (this.closing) this.closeNow();
+    });
+  }
+
+  /** Lines up to `upTo` are durable: resolve their waiters. */
+  private settle(upTo: number): void {
+    if (upTo > this.synced) this.synced = upTo;
+    if (this.waiters.length === 0) return;
+    const done = this.waiters.filter((w) => w.upTo <= this.synced);
+    this.waiters.splice(0, this.waiters.length, ...this.waiters.filter((w) => w.upTo > this.synced));
+    for (const w of done) w.resolve();
+  }
+
+  private closeNow(): void {
     if (this.fd === undefined) return;
     closeSync(this.fd);
     this.fd = undefined;

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { readFile, readdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MAX_ACK_MISSING } from '../../protocol/limits.ts';
 import { DeviceFiles, PowerLost, runBootloader, type BootInput } from '../../device-sim/bootloader.ts';
-import { Flash, readJson, writeJsonAtomic } from '../../device-sim/flash.ts';
+import { Flash, readJson, recoverAtomic, writeJsonAtomic } from '../../device-sim/flash.ts';
 import { ReceiveMap, loadProgress, saveProgress } from '../../device-sim/transfer.ts';
 import { makeSampleImage } from '../../firmware-samples/image-format.ts';
 import { tempDir } from './helpers.ts';
@@ -76,6 +76,40 @@ describe('device-sim: flash, slot state, bootloader', function () {
       assert.equal(await writeJsonAtomic(p, { v: 3 }), 'written');
       assert.deepEqual(await readJson(p), { v: 3 });
       assert.deepEqual((await readdir(dir.path)).sort(), ['state.json']);
+    });
+  });
+
+  describe('writeJsonAtomic without fsync (unlink, then rename: no replace)', function () {
+    const NOSYNC = { fsync: false };
+    const valid = (v: unknown): boolean => typeof v === 'object' && v !== null && 'v' in v;
+
+    it('replaces the file; a cut before the rename leaves the old file', async () => {
+      const p = join(dir.path, 'state.json');
+      assert.equal(await writeJsonAtomic(p, { v: 1 }, undefined, NOSYNC), 'written');
+      assert.equal(await writeJsonAtomic(p, { v: 2 }, undefined, NOSYNC), 'written');
+      assert.deepEqual(await readJson(p), { v: 2 });
+      assert.equal(await writeJsonAtomic(p, { v: 3 }, () => true, NOSYNC), 'cut');
+      assert.deepEqual(await readJson(p), { v: 2 }, 'the old file was not unlinked before the cut point');
+      assert.equal(await recoverAtomic(p, valid, NOSYNC), 'none');
+      assert.deepEqual(await readdir(dir.path), ['state.json'], 'the abandoned .tmp is removed');
+      assert.deepEqual(await readJson(p), { v: 2 });
+    });
+
+    it('recoverAtomic: the file missing and a complete .tmp (killed between unlink and rename) → renamed into place', async () => {
+      const p = join(dir.path, 'state.json');
+      await writeFile(`${p}.tmp`, JSON.stringify({ v: 7 }));
+      assert.equal(await recoverAtomic(p, valid, NOSYNC), 'recovered');
+      assert.deepEqual(await readJson(p), { v: 7 });
+      assert.deepEqual(await readdir(dir.path), ['state.json']);
+    });
+
+    it('recoverAtomic: a torn or invalid .tmp with no file is removed, never put in place', async () => {
+      const p = join(dir.path, 'state.json');
+      await writeFile(`${p}.tmp`, '{"v": 7');
+      assert.equal(await recoverAtomic(p, valid, NOSYNC), 'none');
+      await writeFile(`${p}.tmp`, '{"w": 1}');
+      assert.equal(await recoverAtomic(p, valid, NOSYNC), 'none');
+      assert.deepEqual(await readdir(dir.path), []);
     });
   });
 
@@ -198,6 +232,19 @@ describe('device-sim: flash, slot state, bootloader', function () {
       const b = await runBootloader(files, input);
       assert.equal(b.factory, false);
       assert.equal(b.record.bootCount, 2);
+    });
+
+    it('a kill between the unlink of state.json and the rename of its replacement: the next boot completes the replace', async () => {
+      const files = new DeviceFiles(join(dir.path, 'd'), 1 << 20, { fsync: false });
+      await runBootloader(files, input);
+      const digest = await install(files, '1.1.0'); // state.json says slot b is pending
+      const text = await readFile(files.stateFile, 'utf8');
+      // the process died after the unlink, before the rename: only the complete .tmp is left
+      await writeFile(`${files.stateFile}.tmp`, text);
+      await unlink(files.stateFile);
+      const t = await runBootloader(files, input);
+      assert.deepEqual([t.factory, t.slot, t.sha256, t.trial], [false, 'b', digest, true], 'booted from the recovered record, not as a blank device');
+      assert.deepEqual((await readdir(files.dir)).filter((f) => f.startsWith('state.json')), ['state.json']);
     });
 
     it('pending boots once in trial; found in trial at the next boot it is reverted', async () => {

@@ -3,7 +3,7 @@ import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFil
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CampaignJournal, encodeRecord, findUnfinished, parseJournal, type JournalRecord } from '../../gateway/rollout/journal.ts';
-import type { ResultMessage } from '../../protocol/uplink.ts';
+import type { OrderMessage, ResultMessage } from '../../protocol/uplink.ts';
 
 const SHA = 'ab'.repeat(32);
 const result = (id: string): ResultMessage => ({ t: 'result', campaign: 'c-1', id, outcome: 'updated', code: 'ok', from: '1.0.0', to: '1.1.0', durationMs: 10, retries: 0 });
@@ -83,5 +83,55 @@ describe('campaign journal', () => {
   it('refuses to create a journal that exists (one file per campaign)', () => {
     CampaignJournal.create(dir, 'c-1', SHA).close();
     assert.throws(() => CampaignJournal.create(dir, 'c-1', SHA), /EEXIST/);
+  });
+
+  describe('group commit (record / durable)', () => {
+    it('writes each record at once, in call order, and shares one fdatasync among the records written while one runs', async () => {
+      const j = CampaignJournal.create(dir, 'c-1', SHA, 1000);
+      const order: OrderMessage = { t: 'order', campaign: 'c-1', image: { name: 'fw', version: '1.1.0', sha256: SHA }, devices: [], excluded: [] };
+      const settled: string[] = [];
+      const first = j.record({ r: 'order', order }).then(() => settled.push('order'));
+      const rest = ['d1', 'd2', 'd3', 'd4'].map((id) => j.record({ r: 'activating', id }).then(() => settled.push(id)));
+      // written before any commit completed: a reader (or a crash that keeps the page cache) sees them in order
+      const { state } = parseJournal(readFileSync(j.path, 'utf8'));
+      assert.equal(state.records, 6);
+      assert.deepEqual([...state.activating], ['d1', 'd2', 'd3', 'd4']);
+      assert.deepEqual(settled, [], 'durability is never reported synchronously: it comes from the thread pool');
+      await Promise.all([first, ...rest]);
+      assert.deepEqual(settled, ['order', 'd1', 'd2', 'd3', 'd4'], 'a record is durable no later than the ones written after it');
+      assert.equal(j.groupCommits, 2, 'one fdatasync for the first record, one for the four written while it ran');
+      await j.durable();
+      assert.equal(j.groupCommits, 2, 'nothing new to commit');
+      j.close();
+    });
+
+    it('a hint (durable false) does not commit; the next durable record covers it', async () => {
+      const j = CampaignJournal.create(dir, 'c-1', SHA, 1000);
+      await j.record({ r: 'held', id: 'd1', bytes: 4096 }, false);
+      assert.equal(j.groupCommits, 0);
+      await j.record({ r: 'activating', id: 'd1' });
+      assert.equal(j.groupCommits, 1);
+      j.close();
+    });
+
+    it('close waits for a running commit, settles it, then refuses further records', async () => {
+      const j = CampaignJournal.create(dir, 'c-1', SHA, 1000);
+      const done = j.record({ r: 'complete', complete: { t: 'complete', campaign: 'c-1', devices: 0, updated: 0, failed: 0, rolledBack: 0, skipped: 0, durationMs: 1 } });
+      j.close();
+      await done;
+      assert.throws(() => j.append({ r: 'held', id: 'd1', bytes: 1 }), /closed/);
+      assert.throws(() => j.record({ r: 'held', id: 'd1', bytes: 1 }), /closed/);
+      assert.deepEqual(findUnfinished(dir, () => assert.fail('no warning expected')), [], 'the completion was written');
+    });
+
+    it('a synchronous append makes the records waiting for a commit durable too', async () => {
+      const j = CampaignJournal.create(dir, 'c-1', SHA, 1000);
+      const waiting = j.record({ r: 'activating', id: 'd1' });
+      j.append({ r: 'activating', id: 'd2' });
+      await waiting;
+      await j.durable(); // resolves at once: everything written is durable
+      j.close();
+      assert.deepEqual([...parseJournal(readFileSync(j.path, 'utf8')).state.activating], ['d1', 'd2']);
+    });
   });
 });

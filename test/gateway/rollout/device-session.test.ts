@@ -6,7 +6,7 @@ import { DeviceSession, type SessionDeps } from '../../../gateway/rollout/device
 import { ImageSource } from '../../../gateway/rollout/image-source.ts';
 import { manifestForImage } from '../../../protocol/manifest.ts';
 import type { GatewayMessage } from '../../../protocol/ota.ts';
-import { drive, FakeTimers, ScriptedChannel } from './fake.ts';
+import { drive, FakeTimers, ScriptedChannel, settle } from './fake.ts';
 
 const CHUNK = 1024;
 const image = Buffer.alloc(16 * CHUNK, 7);
@@ -113,6 +113,25 @@ describe('device session (fake clock, scripted device)', () => {
     assert.deepEqual([r.outcome, r.code, r.retries], ['updated', 'ok', 0]);
     assert.equal(ch.count('chunk'), 16);
     assert.deepEqual(['offer', 'verify', 'activate', 'confirm'].map((t) => ch.count(t as GatewayMessage['t'])), [1, 1, 1, 1]);
+  });
+
+  it('sends activate only once what the activating phase recorded is durable (beforeActivate resolved)', async () => {
+    const timers = new FakeTimers();
+    const ch = new ScriptedChannel(device());
+    let makeDurable: () => void = () => assert.fail('beforeActivate not called');
+    const phases: string[] = [];
+    const run = session(ch, timers, {}, {
+      onPhase: (p) => { phases.push(p); },
+      beforeActivate: () => new Promise<void>((resolve) => { makeDurable = resolve; }),
+    }).run();
+    // drive until the session reported activating and waits on the journal
+    for (let i = 0; i < 200 && !phases.includes('activating'); i++) await settle();
+    for (let i = 0; i < 20; i++) await settle();
+    assert.ok(phases.includes('activating'));
+    assert.equal(ch.count('activate'), 0, 'no activate while the record is not durable');
+    makeDurable();
+    const r = await drive(timers, run, 60_000);
+    assert.deepEqual([r.outcome, ch.count('activate')], ['updated', 1]);
   });
 
   it('never has more than the window of chunks beyond the acked offset', async () => {
