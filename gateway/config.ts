@@ -127,9 +127,10 @@ export const configSchema = z.strictObject({
     /**
      * A device whose round trip and throughput were both measured (probe or whole transfer) at most
      * this long ago is not measured again before a campaign: one ping checks it answers, and its
-     * figures are reused. 0 = measure every device before every campaign.
+     * figures are reused. 0 (default) = measure every device before every campaign, as the
+     * ranking requires by default; raise it on a site that runs campaigns back to back.
      */
-    probeMaxAgeMs: ms.default(60_000),
+    probeMaxAgeMs: ms.default(0),
     /** Window campaigns: a device that refused as busy is offered again after this long (or when it reports idle). */
     busyRecheckMs: ms.default(60_000),
     /** Window campaigns: devices still waiting (offline, busy) this long after the upload end as skipped / deferred. */

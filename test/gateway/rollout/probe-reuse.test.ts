@@ -88,7 +88,7 @@ describe('probe reuse (rollout.probeMaxAgeMs, §7.5.2)', () => {
     for (const id of ids) site.hello(id);
     let n = 0;
     const run = async (over: Record<string, unknown> = {}): Promise<void> => {
-      const config = parseConfig({ rollout: { concurrency: 3, probePings: 3, probeBursts: 2, ...over } }).rollout;
+      const config = parseConfig({ rollout: { concurrency: 3, probePings: 3, probeBursts: 2, probeMaxAgeMs: 60_000, ...over } }).rollout;
       const campaign = new Campaign(`c-${++n}`, new ImageSource(manifest, image), { channel: site.asChannel(), fleet, config, timers, log: silentLogger() });
       const complete = await drive(timers, campaign.run(), 600_000);
       assert.equal(complete.updated, ids.length);
@@ -107,6 +107,10 @@ describe('probe reuse (rollout.probeMaxAgeMs, §7.5.2)', () => {
       assert.deepEqual([site.count(id, 'ping'), site.count(id, 'probe')], [1, 0], `${id}: a reachability ping, no new measurement`);
       assert.equal(fleet.get(id)!.link!.measuredAt, before.get(id)!.measuredAt, 'the round trip was not re-measured');
     }
+  });
+
+  it('is off by default: the ranking measures before every campaign (issue: figures refreshed before each campaign)', () => {
+    assert.equal(parseConfig({}).rollout.probeMaxAgeMs, 0);
   });
 
   it('with probeMaxAgeMs 0 every campaign measures every device', async () => {
