@@ -87,7 +87,9 @@ async function makeKeys(dir: string): Promise<Keys> {
   const techKey = join(dir, 'technician.key');
   await writeFile(techKey, tech.privateKeyPem, { mode: 0o600 });
   const config = join(dir, 'gateway.json');
-  await writeFile(config, JSON.stringify({ uplink: { technicianKeys: [{ publicKey: tech.publicKeyPem }] } }));
+  // a --frame above the gateway's default uplink.maxFrame (4096) is offered by the gateway too
+  const maxFrame = values.frame ? { maxFrame: Math.max(4096, Number(values.frame)) } : {};
+  await writeFile(config, JSON.stringify({ uplink: { technicianKeys: [{ publicKey: tech.publicKeyPem }], ...maxFrame } }));
   return { dir, signKey: `${base}.key`, trustedKey: `${base}.pub`, techKey, config };
 }
 

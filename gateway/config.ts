@@ -93,6 +93,13 @@ export const configSchema = z.strictObject({
     rtoMinMs: ms.default(30),
     rtoMaxMs: ms.default(3000),
     maxRetransmits: positive.default(12),
+    /**
+     * Delayed ACK on the link once hello is done (docs/protocol.md §4.4): the laptop's DATA is
+     * acknowledged at most this long after the previous ACK, one ACK for all in between (0: at once).
+     */
+    ackDelayMs: z.number().int().min(0).max(100).default(2),
+    /** ...and at once when this many DATA frames are owed an ACK. */
+    ackEvery: z.number().int().min(1).max(MAX_WINDOW).default(4),
     /** Largest image the gateway accepts for upload. */
     maxImageBytes: z.number().int().min(1).max(MAX_IMAGE_SIZE).default(64 * 1024 * 1024),
     /** An upload's partial file is made durable (fdatasync) at least every this many bytes: what a crash can cost a resume. */

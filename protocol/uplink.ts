@@ -260,7 +260,56 @@ export type QueuedCampaign = NonNullable<StateMessage['queued']>[number];
 export const DATA_MESSAGE_OVERHEAD = 32;
 
 
+/** `a3 61 74 64 "data" 63 "off"`: a map of 3, "t": "data", then the key "off" — the reference encoding of `data` (§7.4). */
+const DATA_HEAD = Uint8Array.from([0xa3, 0x61, 0x74, 0x64, 0x64, 0x61, 0x74, 0x61, 0x63, 0x6f, 0x66, 0x66]);
+/** `64 "data"`: the key "data". */
+const DATA_KEY = Uint8Array.from([0x64, 0x64, 0x61, 0x74, 0x61]);
+
+/**
+ * The CBOR argument (RFC 8949 §3) of the head at p[pos] if it has major type `major` and is
+ * shortest-form below 2^32 (§1.4.5); [value, position after the head], or undefined.
+ */
+function cborArgument(p: Uint8Array, pos: number, major: number): [number, number] | undefined {
+  if (pos >= p.length) return undefined;
+  const ib = p[pos]!;
+  if (ib >> 5 !== major) return undefined;
+  const ai = ib & 0x1f;
+  if (ai <= 23) return [ai, pos + 1];
+  if (ai === 24 && pos + 2 <= p.length && p[pos + 1]! >= 24) return [p[pos + 1]!, pos + 2];
+  if (ai === 25 && pos + 3 <= p.length) {
+    const v = (p[pos + 1]! << 8) | p[pos + 2]!;
+    return v > 0xff ? [v, pos + 3] : undefined;
+  }
+  if (ai === 26 && pos + 5 <= p.length) {
+    const v = p[pos + 1]! * 0x100_0000 + ((p[pos + 2]! << 16) | (p[pos + 3]! << 8) | p[pos + 4]!);
+    return v > 0xffff ? [v, pos + 5] : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * `data` in the reference encoding (§7.4; keys in table order, shortest integer and length
+ * heads), decoded without the generic CBOR decoder and schema: the image bytes stay a view of
+ * the payload. Undefined for anything else — other messages, another key order or encoding,
+ * trailing bytes — which takes the generic path, so both accept and refuse exactly the same.
+ */
+function decodeReferenceData(p: Uint8Array): Extract<LaptopMessage, { t: 'data' }> | undefined {
+  if (p.length < DATA_HEAD.length + 1 + DATA_KEY.length + 1) return undefined;
+  for (let i = 0; i < DATA_HEAD.length; i++) if (p[i] !== DATA_HEAD[i]) return undefined;
+  const off = cborArgument(p, DATA_HEAD.length, 0);
+  if (off === undefined || off[1] + DATA_KEY.length > p.length) return undefined;
+  for (let i = 0; i < DATA_KEY.length; i++) if (p[off[1] + i] !== DATA_KEY[i]) return undefined;
+  const len = cborArgument(p, off[1] + DATA_KEY.length, 2);
+  if (len === undefined || len[1] + len[0] !== p.length) return undefined;
+  return { t: 'data', off: off[0], data: Buffer.from(p.buffer, p.byteOffset + len[1], len[0]) };
+}
+
 export function decodeLaptopMessage(payload: Uint8Array): LaptopMessage {
+  // the upload's thousands of `data` messages: the short way when in the reference encoding
+  if (payload.length <= MAX_UPLINK_MESSAGE) {
+    const data = decodeReferenceData(payload);
+    if (data !== undefined) return data;
+  }
   return decodeMessage(laptopMessage, payload, MAX_UPLINK_MESSAGE, 'laptop message');
 }
 export function decodeGatewayUplinkMessage(payload: Uint8Array): GatewayUplinkMessage {

@@ -1,17 +1,147 @@
+import { readSync, writeSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import type { EventEmitter } from 'node:events';
 import { SerialPort } from 'serialport';
 import { FwError } from '../protocol/errors.ts';
 
 /**
+ * A serial port that hands everything written in one turn of the event loop to the OS in one
+ * write: the link writes a frame at a time (a window's worth when an ACK frees it), and each
+ * write is a system call through the thread pool. (The stream already joins writes made while one
+ * is in progress; this also joins the first of a turn with the rest.) Each write's callback still
+ * fires, once the joined write is done.
+ */
+class CoalescingSerialPort extends SerialPort {
+  #corked = false;
+
+  override write(chunk: unknown, encoding?: BufferEncoding | ((error: Error | null | undefined) => void), cb?: (error: Error | null | undefined) => void): boolean {
+    if (!this.#corked) {
+      this.#corked = true;
+      this.cork();
+      process.nextTick(() => {
+        this.#corked = false;
+        this.uncork();
+      });
+    }
+    return typeof encoding === 'function' ? super.write(chunk, encoding) : super.write(chunk, encoding as BufferEncoding, cb);
+  }
+}
+
+/**
  * Open a serial port (a USB-serial adapter, or a pty in tests and the demo). Raw mode, no flow
- * control; the link ARQ does its own. Errors name the path.
+ * control; the link ARQ does its own. Errors name the path. Writes made in one turn of the event
+ * loop go to the OS as one.
  */
 export async function openSerialPort(path: string, baudRate: number): Promise<SerialPort> {
-  const port = new SerialPort({ path, baudRate, autoOpen: false, hupcl: false });
+  const port = new CoalescingSerialPort({ path, baudRate, autoOpen: false, hupcl: false });
   await new Promise<void>((resolve, reject) => {
     port.open((err) => (err ? reject(new FwError('E_LINK_CLOSED', `cannot open serial port ${path}: ${err.message}`, { cause: err })) : resolve()));
   });
+  readWriteInLoop(port);
   return port;
+}
+
+/** The parts of @serialport/bindings-cpp's unix port (13.0.0: dist/linux.js, darwin.js) used here. */
+interface UnixBindingPort {
+  fd: number | null;
+  poller: EventEmitter;
+  writeOperation: Promise<void> | null;
+  read(buffer: Buffer, offset: number, length: number): Promise<{ bytesRead: number; buffer: Buffer }>;
+  write(buffer: Buffer): Promise<void>;
+}
+
+function isUnixBindingPort(p: unknown): p is UnixBindingPort {
+  return typeof p === 'object' && p !== null && 'fd' in p && typeof p.fd === 'number' && 'poller' in p && typeof p.poller === 'object'
+    && 'writeOperation' in p && 'read' in p && 'write' in p;
+}
+
+/** The binding's poll flags (libuv's uv_poll_event; bindings-cpp dist/poller.js EVENTS). */
+const POLL = { readable: 0b001, writable: 0b010, disconnect: 0b100 } as const;
+
+/**
+ * @serialport/bindings-cpp 13.0.0 `Poller::poll` (src/poller.cpp) restarts its uv_poll with only
+ * the event just asked for: a read waiting for "readable" loses that wait when a write then waits
+ * for "writable", until the fd turns writable. If the peer drains our writes only after we read
+ * what it sent, neither side moves (test/transport/serial-port.test.ts: 1 MiB each way at once
+ * stalls without this). Each wait here asks for every event that still has a waiter.
+ */
+export function keepPollerWaits(poller: EventEmitter & { poll?: (flags?: number) => void }): void {
+  const poll = poller.poll?.bind(poller);
+  if (poll === undefined) return;
+  poller.poll = (flags = 0) => {
+    let all = flags;
+    for (const [event, flag] of Object.entries(POLL)) if (poller.listenerCount(event) > 0) all |= flag;
+    poll(all);
+  };
+}
+
+/** Errors of a non-blocking fd that mean "not now": wait for the poller, as the binding does. */
+const tryAgain = (err: unknown): boolean => {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'EAGAIN' || code === 'EWOULDBLOCK' || code === 'EINTR';
+};
+
+/** Reads in a row that found data, without a wait, before one turn of the event loop. */
+const READS_BEFORE_YIELD = 16;
+
+/** The poller's next `event` (its error, e.g. canceled at close, rejects). */
+const next = (poller: EventEmitter, event: 'readable' | 'writable'): Promise<void> =>
+  new Promise((resolve, reject) => poller.once(event, (err: Error | null) => (err ? reject(err) : resolve())));
+
+/**
+ * The unix binding reads and writes its (non-blocking) fd with fs.read / fs.write through the
+ * thread pool: two thread hops per chunk (the data, then EAGAIN before it polls), for a pty at
+ * most 4 KiB a read. Here the read or write is tried at once on the event loop — it cannot block,
+ * the fd is O_NONBLOCK — and the poller is waited for only on EAGAIN, as the binding does. Anything
+ * else (an error, a read of 0 bytes from a hung-up tty, a closed port) goes to the binding's own
+ * read or write, which reports it as it always has.
+ */
+function readWriteInLoop(port: SerialPort): void {
+  const bp: unknown = port.port;
+  if (!isUnixBindingPort(bp)) return;
+  keepPollerWaits(bp.poller);
+  const read = bp.read.bind(bp);
+  const write = bp.write.bind(bp);
+  // reads that find data chain through promise jobs without returning to the event loop: every
+  // few, let timers and other I/O run (a line that never runs dry would starve them)
+  let streak = 0;
+  bp.read = async (buffer, offset, length) => {
+    if (++streak >= READS_BEFORE_YIELD) {
+      streak = 0;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    for (;;) {
+      if (bp.fd === null) return read(buffer, offset, length);
+      let n: number;
+      try {
+        n = readSync(bp.fd, buffer, offset, length, null);
+      } catch (err) {
+        if (!tryAgain(err)) return read(buffer, offset, length);
+        streak = 0;
+        await next(bp.poller, 'readable');
+        continue;
+      }
+      if (n === 0) return read(buffer, offset, length);
+      return { bytesRead: n, buffer };
+    }
+  };
+  bp.write = (buffer) => {
+    const op = (async () => {
+      let off = 0;
+      while (off < buffer.length) {
+        if (bp.fd === null) return write(buffer.subarray(off));
+        try {
+          off += writeSync(bp.fd, buffer, off, buffer.length - off);
+        } catch (err) {
+          if (!tryAgain(err)) return write(buffer.subarray(off));
+          await next(bp.poller, 'writable');
+        }
+      }
+      bp.writeOperation = null;
+    })();
+    bp.writeOperation = op;
+    return op;
+  };
 }
 
 export async function closeSerialPort(port: SerialPort): Promise<void> {

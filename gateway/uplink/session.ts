@@ -149,6 +149,8 @@ export class UplinkSession {
       maxFrame, window, maxMessage: msg.maxMessage, maxImage: config.maxImageBytes, challenge: this.auth.newChallenge(),
     });
     link.configure({ maxPayload: maxFrame, window });
+    // the upload's DATA frames come back to back: one ACK for several (§4.4)
+    link.arq.configure({ ackDelayMs: config.ackDelayMs, ackEvery: config.ackEvery });
     this.maxFrame = maxFrame;
     this.state = 'ready';
     this.deps.log.info({ agent: msg.agent, maxFrame, window }, 'laptop hello');

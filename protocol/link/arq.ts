@@ -3,8 +3,8 @@ import { EventEmitter } from 'node:events';
 import { FwError } from '../errors.ts';
 import { MAX_UPLINK_MESSAGE } from '../limits.ts';
 import {
-  DEFAULT_HIGH_WATER_BYTES, DEFAULT_MAX_RETRANSMITS, DEFAULT_RTO_INITIAL_MS, DEFAULT_RTO_MAX_MS, DEFAULT_RTO_MIN_MS,
-  DEFAULT_SEND_PAYLOAD, DEFAULT_WINDOW, FrameKind, MAX_FRAME_PAYLOAD, MAX_NAK_SEQS, MAX_WINDOW, MIN_BODY_SIZE,
+  DEFAULT_ACK_EVERY, DEFAULT_HIGH_WATER_BYTES, DEFAULT_MAX_RETRANSMITS, DEFAULT_RTO_INITIAL_MS, DEFAULT_RTO_MAX_MS, DEFAULT_RTO_MIN_MS,
+  DEFAULT_SEND_PAYLOAD, DEFAULT_WINDOW, FrameKind, MAX_ACK_DELAY_MS, MAX_FRAME_PAYLOAD, MAX_NAK_SEQS, MAX_WINDOW, MIN_BODY_SIZE,
   MIN_FRAME_PAYLOAD, SACK_BITS, SEQ_MASK,
 } from './constants.ts';
 import {
@@ -53,6 +53,13 @@ export interface ArqOptions {
   highWaterBytes?: number;
   /** Source of RESET nonces (u32); default crypto.randomInt. Injected for tests. */
   nonce?: () => number;
+  /**
+   * Delayed ACK (§4.4): in-order DATA is acknowledged at most this long after the previous ACK,
+   * one ACK for all that came in between (0, the default: every batch of bytes read is answered at once).
+   */
+  ackDelayMs?: number;
+  /** With ackDelayMs: ACK at once when this many DATA frames are owed an ACK (default 4). */
+  ackEvery?: number;
 }
 
 export type ArqEvents = {
@@ -82,6 +89,8 @@ export interface ArqStats {
   wireBytesOut: number;
   wireBytesIn: number;
   acksSent: number;
+  /** ACKs sent by the delayed-ACK timer (§4.4), included in acksSent. */
+  acksDelayed: number;
   naksSent: number;
   naksReceived: number;
   /** DATA frames already delivered or already buffered. */
@@ -183,7 +192,7 @@ export class ArqLink extends EventEmitter<ArqEvents> {
   private maxPayload: number;
   private linkState: LinkState = 'up';
   private readonly counters: Counters = {
-    framesOut: 0, framesIn: 0, retransmits: 0, dataBytesOut: 0, wireBytesOut: 0, wireBytesIn: 0, acksSent: 0,
+    framesOut: 0, framesIn: 0, retransmits: 0, dataBytesOut: 0, wireBytesOut: 0, wireBytesIn: 0, acksSent: 0, acksDelayed: 0,
     naksSent: 0, naksReceived: 0, duplicates: 0, outOfWindow: 0, ignored: 0, messagesOut: 0, messagesIn: 0, oversize: 0,
   };
   private readonly events: (() => void)[] = [];
@@ -238,6 +247,13 @@ export class ArqLink extends EventEmitter<ArqEvents> {
   private parts: Uint8Array[] = [];
   private partsLength = 0;
   private dropping = false;
+  // delayed ACK (§4.4)
+  private ackDelay: number;
+  private ackEvery: number;
+  /** DATA frames received since the last ACK. */
+  private ackOwed = 0;
+  private lastAckAt = -Infinity;
+  private ackTimer: unknown;
 
   // RESET handshake (§4.1)
   private peerNonce: number | undefined;
@@ -259,6 +275,8 @@ export class ArqLink extends EventEmitter<ArqEvents> {
     this.rtoInitial = intOption(options.rtoInitialMs, DEFAULT_RTO_INITIAL_MS, this.rtoMin, this.rtoMax, 'rtoInitialMs');
     this.maxRetransmits = intOption(options.maxRetransmits, DEFAULT_MAX_RETRANSMITS, 0, 1000, 'maxRetransmits');
     this.highWater = intOption(options.highWaterBytes, DEFAULT_HIGH_WATER_BYTES, 1, 0xffff_ffff, 'highWaterBytes');
+    this.ackDelay = intOption(options.ackDelayMs, 0, 0, MAX_ACK_DELAY_MS, 'ackDelayMs');
+    this.ackEvery = intOption(options.ackEvery, DEFAULT_ACK_EVERY, 1, MAX_WINDOW, 'ackEvery');
     this.rto = this.rtoInitial;
   }
 
@@ -336,14 +354,19 @@ export class ArqLink extends EventEmitter<ArqEvents> {
     const frames = this.parser.push(bytes);
     let ackNeeded = false;
     let gap = false;
+    let ackNow = false;
     for (const frame of frames) {
       if (this.closed) break;
       this.counters.framesIn++;
       switch (frame.kind) {
         case FrameKind.DATA: {
           const r = this.onData(frame);
-          ackNeeded ||= r !== 'ignored';
+          if (r !== 'ignored') {
+            ackNeeded = true;
+            this.ackOwed++;
+          }
           gap ||= r === 'gap';
+          ackNow ||= r === 'duplicate';
           break;
         }
         case FrameKind.ACK:
@@ -355,6 +378,7 @@ export class ArqLink extends EventEmitter<ArqEvents> {
         case FrameKind.RESET:
           ackNeeded = false;
           gap = false;
+          ackNow = false;
           this.onReset(frame);
           break;
         case FrameKind.RESET_ACK:
@@ -367,19 +391,34 @@ export class ArqLink extends EventEmitter<ArqEvents> {
       }
     }
     if (ackNeeded && !this.closed) {
-      this.sendAck();
-      if (gap) this.sendNak();
+      // §4.4: a gap or a duplicate is answered at once; in-order DATA at most ackDelay after the
+      // previous ACK, or at once when ackEvery frames (at most half the window) are owed one
+      const t = this.timers.now();
+      const every = Math.min(this.ackEvery, Math.max(1, this.window >> 1));
+      if (gap || ackNow || this.ackDelay === 0 || this.ackOwed >= every || t - this.lastAckAt >= this.ackDelay) {
+        this.sendAck();
+        if (gap) this.sendNak();
+      } else if (this.ackTimer === undefined) {
+        this.ackTimer = this.timers.setTimeout(() => this.onAckTimer(), this.lastAckAt + this.ackDelay - t);
+      }
     }
     this.flush();
   }
 
-  /** Apply negotiated parameters; they affect frames not yet sent. */
-  configure(p: { window?: number; maxPayload?: number }): void {
+  /**
+   * Apply negotiated parameters; they affect frames not yet sent. The delayed-ACK settings (§4.4)
+   * apply from the next DATA received.
+   */
+  configure(p: { window?: number; maxPayload?: number; ackDelayMs?: number; ackEvery?: number }): void {
     if (this.closed) throw new FwError('E_LINK_CLOSED');
     const window = intOption(p.window, this.window, 1, MAX_WINDOW, 'window');
     const maxPayload = intOption(p.maxPayload, this.maxPayload, MIN_FRAME_PAYLOAD, MAX_FRAME_PAYLOAD, 'maxPayload');
+    const ackDelay = intOption(p.ackDelayMs, this.ackDelay, 0, MAX_ACK_DELAY_MS, 'ackDelayMs');
+    const ackEvery = intOption(p.ackEvery, this.ackEvery, 1, MAX_WINDOW, 'ackEvery');
     this.window = window;
     this.maxPayload = maxPayload;
+    this.ackDelay = ackDelay;
+    this.ackEvery = ackEvery;
     this.pump();
     this.flush();
   }
@@ -396,7 +435,7 @@ export class ArqLink extends EventEmitter<ArqEvents> {
 
   // ---- receiver (§4.4, §4.5) ----
 
-  private onData(frame: Frame): 'ignored' | 'ack' | 'gap' {
+  private onData(frame: Frame): 'ignored' | 'duplicate' | 'ack' | 'gap' {
     if (this.linkState === 'opening') {
       this.counters.ignored++;
       return 'ignored';
@@ -405,12 +444,12 @@ export class ArqLink extends EventEmitter<ArqEvents> {
     if (d < 0 || d >= MAX_WINDOW) {
       if (d < 0 && d >= -MAX_WINDOW) this.counters.duplicates++;
       else this.counters.outOfWindow++;
-      return 'ack';
+      return 'duplicate';
     }
     const slot = frame.seq % MAX_WINDOW;
     if (this.rcvBuf[slot] !== undefined) {
       this.counters.duplicates++;
-      return 'ack';
+      return 'duplicate';
     }
     this.rcvBuf[slot] = frame;
     if (d > 0) return 'gap';
@@ -454,7 +493,24 @@ export class ArqLink extends EventEmitter<ArqEvents> {
       if (this.rcvBuf[(this.rcvNext + 1 + i) % MAX_WINDOW] !== undefined) sack |= 1 << i;
     }
     this.counters.acksSent++;
+    this.clearAckTimer();
+    this.ackOwed = 0;
+    this.lastAckAt = this.timers.now();
     this.sendControl(ackFrame(this.rcvNext, sack >>> 0));
+  }
+
+  /** The delayed ACK is due (§4.4). */
+  private onAckTimer(): void {
+    this.ackTimer = undefined;
+    if (this.closed || this.ackOwed === 0) return;
+    this.counters.acksDelayed++;
+    this.sendAck();
+    this.flush();
+  }
+
+  private clearAckTimer(): void {
+    if (this.ackTimer !== undefined) this.timers.clearTimeout(this.ackTimer);
+    this.ackTimer = undefined;
   }
 
   /** NAK the holes below the highest buffered frame, each at most once per smoothed RTT. */
@@ -925,6 +981,9 @@ export class ArqLink extends EventEmitter<ArqEvents> {
     this.needDrain = false;
     this.rcvBuf.fill(undefined);
     this.rcvNext = 0;
+    this.clearAckTimer();
+    this.ackOwed = 0;
+    this.lastAckAt = -Infinity;
     this.nakSeq.fill(-1);
     this.parts = [];
     this.partsLength = 0;

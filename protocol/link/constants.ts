@@ -62,6 +62,10 @@ export const DEFAULT_RTO_MIN_MS = 20;
 export const DEFAULT_RTO_MAX_MS = 3000;
 export const DEFAULT_MAX_RETRANSMITS = 12;
 export const DEFAULT_HIGH_WATER_BYTES = 64 * 1024;
+/** Delayed ACK (§4.4): ACK at once when this many DATA frames are owed one. */
+export const DEFAULT_ACK_EVERY = 4;
+/** Longest ACK delay a link accepts as an option (§4.4). */
+export const MAX_ACK_DELAY_MS = 100;
 
 export { MAX_FRAME_PAYLOAD, MAX_WINDOW, MIN_FRAME_PAYLOAD };
 

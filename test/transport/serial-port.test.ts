@@ -3,7 +3,9 @@ import { mkdir, mkdtemp, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createPtyPair } from '../../scripts/lib/pty-pair.ts';
-import { closeSerialPortWithin, openSerialPort, ttyIdentity, watchPortPath } from '../../transport/serial-port.ts';
+import { createRequire } from 'node:module';
+import type { EventEmitter } from 'node:events';
+import { closeSerialPortWithin, keepPollerWaits, openSerialPort, ttyIdentity, watchPortPath } from '../../transport/serial-port.ts';
 
 describe('transport: serial port path watch (a pulled adapter, a remade pty pair)', function () {
   this.timeout(20_000);
@@ -61,5 +63,143 @@ describe('transport: serial port path watch (a pulled adapter, a remade pty pair
     await pair.close();
     await new Promise((r) => setTimeout(r, 150));
     assert.equal(called, false);
+  });
+});
+
+describe('transport: serial port writes (one system call per turn)', function () {
+  this.timeout(20_000);
+  let dir: string;
+  beforeEach(async () => { dir = await mkdtemp(join(tmpdir(), 'fwgate-port-')); });
+  afterEach(async () => { await rm(dir, { recursive: true, force: true }); });
+
+  it('writes made in one turn reach the OS as one write, in order; every callback fires', async () => {
+    const pair = await createPtyPair(dir);
+    const tx = await openSerialPort(pair.a, 921_600);
+    const rx = await openSerialPort(pair.b, 921_600);
+    try {
+      const binding = tx.port!;
+      const writes: number[] = [];
+      const write = binding.write.bind(binding);
+      binding.write = (b: Buffer) => {
+        writes.push(b.length);
+        return write(b);
+      };
+      const parts = [Buffer.alloc(100, 1), Buffer.alloc(200, 2), Buffer.alloc(300, 3)];
+      const expected = Buffer.concat([...parts, ...parts]);
+      const got: Buffer[] = [];
+      let n = 0;
+      const all = new Promise<void>((resolve) => rx.on('data', (d: Buffer) => {
+        got.push(d);
+        n += d.length;
+        if (n >= expected.length) resolve();
+      }));
+      const done = (p: Buffer): Promise<void> => new Promise((resolve, reject) => tx.write(p, (err) => (err ? reject(err) : resolve())));
+      const first = parts.map(done); // one turn
+      await Promise.all(first);
+      const second = parts.map(done); // the next turn
+      await Promise.all(second);
+      await all;
+      assert.deepEqual(Buffer.concat(got), expected);
+      assert.deepEqual(writes, [600, 600], 'one write per turn');
+    } finally {
+      await closeSerialPortWithin(tx, 1000);
+      await closeSerialPortWithin(rx, 1000);
+      await pair.close();
+    }
+  });
+});
+
+describe('transport: serial port reads and writes on the event loop (non-blocking fd, poller on EAGAIN)', function () {
+  this.timeout(30_000);
+  let dir: string;
+  beforeEach(async () => { dir = await mkdtemp(join(tmpdir(), 'fwgate-port-')); });
+  afterEach(async () => { await rm(dir, { recursive: true, force: true }); });
+
+  it('1 MiB each way at once arrives intact, in order; a close with a read pending is clean', async () => {
+    const pair = await createPtyPair(dir);
+    const x = await openSerialPort(pair.a, 921_600);
+    const y = await openSerialPort(pair.b, 921_600);
+    const errors: Error[] = [];
+    x.on('error', (e: Error) => errors.push(e));
+    y.on('error', (e: Error) => errors.push(e));
+    try {
+      const size = 1024 * 1024;
+      const pattern = (seed: number): Buffer => Buffer.from(Array.from({ length: size }, (_, i) => (i * seed + (i >> 10)) & 0xff));
+      const toY = pattern(7);
+      const toX = pattern(13);
+      const receive = (port: typeof x): Promise<Buffer> => new Promise((resolve) => {
+        const got: Buffer[] = [];
+        let n = 0;
+        port.on('data', (d: Buffer) => {
+          got.push(Buffer.from(d));
+          n += d.length;
+          if (n >= size) resolve(Buffer.concat(got));
+        });
+      });
+      const send = async (port: typeof x, bytes: Buffer): Promise<void> => {
+        for (let off = 0; off < bytes.length; off += 16 * 1024) {
+          if (!port.write(bytes.subarray(off, off + 16 * 1024))) await new Promise((r) => port.once('drain', r));
+        }
+      };
+      const [atX, atY] = await Promise.all([receive(x), receive(y), send(x, toY), send(y, toX)]);
+      assert.ok(atY.equals(toY), 'x -> y intact');
+      assert.ok(atX.equals(toX), 'y -> x intact');
+      assert.equal(await closeSerialPortWithin(x, 2000), true, 'closes with its read waiting');
+      assert.deepEqual(errors, []);
+    } finally {
+      await closeSerialPortWithin(x, 1000);
+      await closeSerialPortWithin(y, 1000);
+      await pair.close();
+    }
+  });
+});
+
+describe('transport: the serialport poller keeps a read waiting while a write waits (bindings-cpp 13.0.0)', () => {
+  // The binding's JS Poller (the one serialport uses) over a fake native poller that records what it is asked to poll.
+  const { Poller } = createRequire(import.meta.url)('@serialport/bindings-cpp/dist/poller.js') as {
+    Poller: new (fd: number, native: unknown) => EventEmitter & { poll(flags?: number): void };
+  };
+  const READABLE = 1;
+  const WRITABLE = 2;
+
+  function fakePoller(): { poller: EventEmitter & { poll(flags?: number): void }; polled: number[]; fire(flags: number): void } {
+    const polled: number[] = [];
+    let callback: (err: Error | null, flags: number) => void = () => undefined;
+    class Native {
+      constructor(_fd: number, cb: (err: Error | null, flags: number) => void) {
+        callback = cb;
+      }
+      poll(flags: number): void {
+        polled.push(flags);
+      }
+      stop(): void {}
+      destroy(): void {}
+    }
+    return { poller: new Poller(7, Native), polled, fire: (flags) => callback(null, flags) };
+  }
+
+  it('as shipped, a wait for "writable" replaces a pending wait for "readable" (the stall)', () => {
+    const { poller, polled } = fakePoller();
+    poller.once('readable', () => undefined);
+    poller.once('writable', () => undefined);
+    assert.deepEqual(polled, [READABLE, WRITABLE], 'the native poll is restarted with WRITABLE only');
+  });
+
+  it('keepPollerWaits: each poll asks for every event that still has a waiter', () => {
+    const { poller, polled, fire } = fakePoller();
+    keepPollerWaits(poller);
+    let reads = 0;
+    let writes = 0;
+    poller.once('readable', () => { reads++; });
+    poller.once('writable', () => { writes++; });
+    assert.deepEqual(polled, [READABLE, READABLE | WRITABLE]);
+    fire(WRITABLE);
+    assert.equal(writes, 1);
+    poller.once('writable', () => { writes++; });
+    assert.deepEqual(polled.at(-1), READABLE | WRITABLE, 'the read still waits');
+    fire(READABLE);
+    assert.equal(reads, 1);
+    poller.once('readable', () => { reads++; });
+    assert.deepEqual(polled.at(-1), READABLE | WRITABLE, 'the write still waits');
   });
 });

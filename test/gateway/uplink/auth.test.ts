@@ -22,7 +22,11 @@ class FakeLink extends EventEmitter {
   async send(m: GatewayUplinkMessage): Promise<void> {
     this.sent.push(m);
   }
-  configure(): void {}
+  readonly configured: Record<string, number>[] = [];
+  configure(p: Record<string, number>): void {
+    this.configured.push(p);
+  }
+  readonly arq = { configure: (p: Record<string, number>): void => this.configure(p) };
   async flush(): Promise<void> {}
   last(): GatewayUplinkMessage | undefined {
     return this.sent.at(-1);
@@ -91,6 +95,15 @@ describe('uplink technician authentication (docs/protocol.md §7.2.4)', () => {
     const second = challengeOf(link);
     assert.equal(first.length, AUTH_CHALLENGE_BYTES);
     assert.notDeepEqual(first, second);
+  });
+
+  it('hello configures the link: negotiated frame and window, then the delayed ACK of uplink.ackDelayMs / ackEvery (§4.4)', async () => {
+    const { link, deliver } = session({ window: 8, ackDelayMs: 3, ackEvery: 2 });
+    await deliver(hello);
+    assert.deepEqual(link.configured, [{ maxPayload: 4096, window: 8 }, { ackDelayMs: 3, ackEvery: 2 }]);
+    const defaults = session({});
+    await defaults.deliver(hello);
+    assert.deepEqual(defaults.link.configured.at(-1), { ackDelayMs: 2, ackEvery: 4 });
   });
 
   it('no auth: rts is denied unauthorised, the reason says to authenticate', async () => {

@@ -21,9 +21,15 @@ interface LineOptions {
   outage?: { from: number; to: number };
   payload?: number;
   window?: number;
+  /** The receiver's delayed ACK (§4.4), as the gateway configures it after hello; default: none. */
+  ack?: { ackDelayMs: number; ackEvery: number };
 }
 
-interface LineResult { retransmits: number; efficiency: number; payload: number; doneAtMs: number; lineMs: number; lost: number; rttMs: number | undefined }
+interface LineResult {
+  retransmits: number; efficiency: number; payload: number; doneAtMs: number; lineMs: number; lost: number; rttMs: number | undefined;
+  /** ACKs the receiver sent, and DATA frames it received. */
+  acks: number; frames: number;
+}
 
 function uploadOverLine(o: LineOptions): LineResult {
   const clock = new FakeClock();
@@ -47,7 +53,7 @@ function uploadOverLine(o: LineOptions): LineResult {
     },
   });
   // acks b -> a are small: the latency only
-  b = new ArqLink({ timers: clock, window: 16, output: (wire) => { const copy = wire.slice(); clock.setTimeout(() => a.receive(copy), latencyMs); } });
+  b = new ArqLink({ timers: clock, window: 16, ...o.ack, output: (wire) => { const copy = wire.slice(); clock.setTimeout(() => a.receive(copy), latencyMs); } });
   const payload = o.payload ?? 256 * 1024;
   let received = 0;
   b.on('message', (m) => { received += m.length; });
@@ -65,7 +71,7 @@ function uploadOverLine(o: LineOptions): LineResult {
   const s = a.stats;
   return {
     retransmits: s.retransmits, efficiency: s.dataBytesOut / s.wireBytesOut, payload: s.dataBytesOut, doneAtMs: clock.now() - t0,
-    lineMs: s.dataBytesOut / bytesPerMs, lost, rttMs: s.rttMs,
+    lineMs: s.dataBytesOut / bytesPerMs, lost, rttMs: s.rttMs, acks: b.stats.acksSent, frames: b.stats.framesIn,
   };
 }
 
@@ -103,5 +109,36 @@ describe('ARQ over a slow line with deep buffers (§4.7: a frame is timed from w
     const r = uploadOverLine({ kernelBytes: 128 * 1024, reportWrites: true, outage: { from: 1000, to: 1040 } });
     assert.equal(r.lost, 1);
     assert.equal(r.retransmits, 1);
+  });
+});
+
+describe('ARQ with a delayed-ACK receiver (§4.4: one ACK for several frames, at most ackDelayMs late)', () => {
+  const gateway = { ackDelayMs: 2, ackEvery: 4 }; // gateway/config.ts uplink.ackDelayMs / ackEvery defaults
+
+  it('921600 baud, window 16 x 4 KiB, 128 KiB kernel buffer: frames 45 ms apart are each ACKed at once; nothing is sent twice', () => {
+    const r = uploadOverLine({ kernelBytes: 128 * 1024, reportWrites: true, ack: gateway });
+    assert.equal(r.retransmits, 0, `retransmits: ${r.retransmits}`);
+    assert.ok(r.efficiency > 0.99, `efficiency ${r.efficiency}`);
+    assert.ok(r.doneAtMs < r.lineMs * 1.05, `done in ${r.doneAtMs} ms, the line needs ${r.lineMs.toFixed(0)} ms`);
+    assert.ok(r.acks >= r.frames - 1, `${r.acks} ACKs for ${r.frames} frames`);
+  });
+
+  it('a fast line (30 MB/s, a pty): about one ACK per ackEvery frames, nothing sent twice, the line stays full', () => {
+    const fast = { kernelBytes: 64 * 1024, reportWrites: true, bytesPerMs: 30_000, latencyMs: 0.05, payload: 4 * 1024 * 1024 };
+    const before = uploadOverLine(fast);
+    const r = uploadOverLine({ ...fast, ack: gateway });
+    assert.ok(before.acks >= before.frames - 1, `without a delay: ${before.acks} ACKs for ${before.frames} frames`);
+    assert.equal(r.retransmits, 0, `retransmits: ${r.retransmits}`);
+    assert.ok(r.acks <= r.frames / 3, `${r.acks} ACKs for ${r.frames} frames`);
+    assert.ok(r.doneAtMs < r.lineMs * 1.1, `done in ${r.doneAtMs.toFixed(1)} ms, the line needs ${r.lineMs.toFixed(1)} ms`);
+  });
+
+  it('frames lost in an outage are still resent once each, and the rest is not', () => {
+    const r = uploadOverLine({ kernelBytes: 128 * 1024, reportWrites: true, outage: { from: 1000, to: 1300 }, ack: gateway });
+    assert.ok(r.lost >= 6, `lost ${r.lost}`);
+    assert.ok(r.retransmits <= r.lost + 2, `${r.retransmits} retransmits for ${r.lost} lost frames`);
+    const one = uploadOverLine({ kernelBytes: 128 * 1024, reportWrites: true, outage: { from: 1000, to: 1040 }, ack: gateway });
+    assert.equal(one.lost, 1);
+    assert.equal(one.retransmits, 1);
   });
 });

@@ -142,6 +142,101 @@ describe('link ARQ receiver (§4.4, §4.5)', () => {
   });
 });
 
+describe('link ARQ delayed ACK (§4.4)', () => {
+  const owed = (h: Harness): { cum: number; sack: number }[] => acks(h.take(FrameKind.ACK));
+
+  it('off by default: every batch of DATA read is ACKed at once', () => {
+    const h = harness();
+    for (let seq = 0; seq < 3; seq++) h.feed(dataFrame(seq, bytes(seq), false));
+    assert.deepEqual(owed(h), [{ cum: 1, sack: 0 }, { cum: 2, sack: 0 }, { cum: 3, sack: 0 }]);
+  });
+
+  it('in-order DATA is ACKed at most ackDelayMs after the previous ACK, or at once when ackEvery frames are owed; messages are never held', () => {
+    const h = harness({ ackDelayMs: 5, ackEvery: 4 });
+    h.feed(dataFrame(0, bytes(0), false));
+    assert.deepEqual(owed(h), [{ cum: 1, sack: 0 }], 'no ACK for ackDelayMs: at once');
+    h.clock.advance(1);
+    h.feed(dataFrame(1, bytes(1), false));
+    h.clock.advance(1);
+    h.feed(dataFrame(2, bytes(2), false));
+    assert.deepEqual(owed(h), [], 'within ackDelayMs of the last ACK: held');
+    assert.deepEqual(h.messages.map(hex), ['00', '01', '02'], 'delivery is not delayed');
+    h.clock.advance(2);
+    assert.deepEqual(owed(h), [], 'still within 5 ms of the last ACK');
+    h.clock.advance(1);
+    assert.deepEqual(h.out.map((o) => o.at), [5], 'the delayed ACK goes 5 ms after the previous one');
+    assert.deepEqual(owed(h), [{ cum: 3, sack: 0 }], 'one ACK for both');
+    assert.equal(h.link.stats.acksDelayed, 1);
+    for (let seq = 3; seq < 6; seq++) h.feed(dataFrame(seq, bytes(seq), false));
+    assert.deepEqual(owed(h), []);
+    h.feed(dataFrame(6, bytes(6), false));
+    assert.deepEqual(owed(h), [{ cum: 7, sack: 0 }], 'the 4th frame owed an ACK is ACKed at once');
+    h.clock.advance(10);
+    assert.deepEqual(owed(h), [], 'nothing owed: no timer ACK');
+    assert.equal(h.clock.pending, 0);
+  });
+
+  it('ackEvery is at most half the window: a small window is not left waiting for the timer', () => {
+    const h = harness({ window: 4, ackDelayMs: 50, ackEvery: 8 });
+    h.feed(dataFrame(0, bytes(0), false));
+    assert.deepEqual(owed(h), [{ cum: 1, sack: 0 }]);
+    h.feed(dataFrame(1, bytes(1), false));
+    assert.deepEqual(owed(h), []);
+    h.feed(dataFrame(2, bytes(2), false));
+    assert.deepEqual(owed(h), [{ cum: 3, sack: 0 }], 'two frames owed: half of the window of 4');
+    h.link.configure({ window: 1 });
+    h.feed(dataFrame(3, bytes(3), false));
+    assert.deepEqual(owed(h), [{ cum: 4, sack: 0 }], 'window 1: every frame');
+  });
+
+  it('a duplicate or a gap is answered at once (with its NAK)', () => {
+    const h = harness({ ackDelayMs: 50, ackEvery: 16 });
+    h.feed(dataFrame(0, bytes(0), false));
+    h.feed(dataFrame(1, bytes(1), false));
+    assert.deepEqual(owed(h), [{ cum: 1, sack: 0 }]);
+    h.feed(dataFrame(1, bytes(1), false));
+    assert.deepEqual(owed(h), [{ cum: 2, sack: 0 }], 'duplicate: the sender may have lost our ACK');
+    h.feed(dataFrame(2, bytes(2), false));
+    assert.deepEqual(owed(h), []);
+    h.feed(dataFrame(4, bytes(4), false));
+    const out = h.take();
+    assert.deepEqual(out.map((f) => f.kind), [FrameKind.ACK, FrameKind.NAK]);
+    assert.deepEqual(ackFields(out[0]!), { cum: 3, sack: 0b1 });
+    assert.deepEqual(nakSeqs(out[1]!), [3]);
+    h.clock.advance(100);
+    assert.deepEqual(owed(h), [], 'the ACK owed went with the gap');
+  });
+
+  it('configure() turns it on and off; a RESET drops an ACK owed to the old session', () => {
+    const h = harness();
+    h.link.configure({ ackDelayMs: 5, ackEvery: 8 });
+    h.feed(dataFrame(0, bytes(0), false));
+    h.feed(dataFrame(1, bytes(1), false));
+    assert.deepEqual(owed(h), [{ cum: 1, sack: 0 }]);
+    h.feed(resetFrame(0x77));
+    assert.deepEqual(h.take().map((f) => f.kind), [FrameKind.RESET_ACK]);
+    h.clock.advance(10);
+    assert.deepEqual(h.take(), [], 'no ACK for the old session');
+    h.link.configure({ ackDelayMs: 0 });
+    h.feed(dataFrame(0, bytes(0), false));
+    h.feed(dataFrame(1, bytes(1), false));
+    assert.deepEqual(owed(h), [{ cum: 1, sack: 0 }, { cum: 2, sack: 0 }]);
+    assert.throws(() => h.link.configure({ ackDelayMs: 101 }), (e: FwError) => isFwError(e, 'E_CONFIG'));
+    assert.throws(() => h.link.configure({ ackEvery: 0 }), (e: FwError) => isFwError(e, 'E_CONFIG'));
+  });
+
+  it('two links with a delayed-ACK receiver deliver everything over a lossy, reordering line', async () => {
+    for (const seed of [1, 2, 3]) {
+      const p = linkPair({ seed, ab: { latencyMs: 3, jitterMs: 4, loss: 0.05, duplicate: 0.02 }, a: { window: 16, maxPayload: 128 }, b: { ackDelayMs: 3, ackEvery: 4 } });
+      await openPair(p);
+      const msgs = randomMessages(new Rng(seed), 60, 1, 600);
+      sendAll(p.a, msgs);
+      assert.ok(p.clock.runUntil(() => p.atB.length === msgs.length, p.clock.now() + 600_000), `seed ${seed}: ${p.atB.length}/${msgs.length}`);
+      assert.deepEqual(p.atB.map(hex), msgs.map(hex));
+    }
+  });
+});
+
 describe('link ARQ sender (§4.6, §4.7, §4.8)', () => {
   it('fragments with MORE on all but the last frame, up to the window', () => {
     const h = harness({ maxPayload: 64, window: 2 });
