@@ -1,17 +1,15 @@
 import assert from 'node:assert/strict';
-import { EventEmitter } from 'node:events';
 import { parseConfig } from '../../gateway/config.ts';
-import type { DeviceChannel, DeviceEvent } from '../../gateway/device-channel.ts';
+import type { DeviceEvent } from '../../gateway/device-channel.ts';
 import { Fleet } from '../../gateway/fleet.ts';
 import { silentLogger } from '../../gateway/log.ts';
 import { Campaign, rollbackThresholdPassed, ROLLBACK_THRESHOLD_MIN } from '../../gateway/rollout/campaign.ts';
 import { ImageSource } from '../../gateway/rollout/image-source.ts';
-import { waitForValue } from '../../gateway/waiter.ts';
-import { isFwError, type ErrorCode } from '../../protocol/errors.ts';
+import { isFwError } from '../../protocol/errors.ts';
 import { manifestForImage } from '../../protocol/manifest.ts';
 import type { GatewayMessage } from '../../protocol/ota.ts';
 import type { CompleteMessage, ProgressMessage, ResultMessage } from '../../protocol/uplink.ts';
-import { drive, FakeTimers } from './rollout/fake.ts';
+import { drive, FakeSite, FakeTimers } from './rollout/fake.ts';
 
 /** docs/protocol.md §7.8.1: the rollback threshold and the halt it causes. */
 
@@ -69,50 +67,16 @@ const manifest = manifestForImage(image, { name: 'fw', version: '1.1.0', hw: ['h
  */
 type Role = 'fail-now' | 'fail-late' | 'slow-ok' | 'hold';
 
-class ScriptedSite extends EventEmitter<{ event: [deviceId: string, event: DeviceEvent] }> {
+class ScriptedSite extends FakeSite {
   readonly sent: { id: string; msg: GatewayMessage; at: number }[] = [];
   readonly offered: string[] = [];
-  private readonly fns = new Map<string, Set<(e: DeviceEvent) => void>>();
   private readonly held = new Map<string, Set<number>>();
 
-  constructor(private readonly timers: FakeTimers, private readonly roles: readonly Role[]) {
-    super();
+  constructor(timers: FakeTimers, private readonly roles: readonly Role[]) {
+    super(timers);
   }
 
-  asChannel(): DeviceChannel {
-    return this as unknown as DeviceChannel;
-  }
-
-  /** Register a device with the fleet, as its first status does. */
-  hello(id: string): void {
-    this.deliver(id, [{
-      t: 'status', hw: 'hw', version: '1.0.0', slot: 'a', slots: { a: { state: 'confirmed', version: '1.0.0' }, b: { state: 'empty' } },
-      maxChunk: 4096, busy: false, trial: false,
-    }], 0, true);
-  }
-
-  listen(id: string, fn: (e: DeviceEvent) => void): () => void {
-    let set = this.fns.get(id);
-    if (!set) this.fns.set(id, (set = new Set()));
-    set.add(fn);
-    return () => set.delete(fn);
-  }
-
-  isOnline(): boolean {
-    return true;
-  }
-
-  waitFor<R extends DeviceEvent>(id: string, match: (e: DeviceEvent) => e is R, timeoutMs: number, what: string, code: ErrorCode = 'E_DEVICE_TIMEOUT'): Promise<R> {
-    return waitForValue((fn) => this.listen(id, fn), match, timeoutMs, this.timers, code, `${what} from ${id}`);
-  }
-
-  async request<R extends DeviceEvent>(id: string, msg: GatewayMessage, match: (e: DeviceEvent) => e is R, timeoutMs: number, what: string): Promise<R> {
-    const reply = this.waitFor(id, match, timeoutMs, what);
-    await this.send(id, msg);
-    return reply;
-  }
-
-  async send(id: string, msg: GatewayMessage): Promise<void> {
+  override async send(id: string, msg: GatewayMessage): Promise<void> {
     this.sent.push({ id, msg, at: this.timers.now() });
     if (msg.t === 'offer' && !this.offered.includes(id)) this.offered.push(id);
     const role = this.roles[this.offered.indexOf(id)] ?? 'hold';
@@ -139,19 +103,6 @@ class ScriptedSite extends EventEmitter<{ event: [deviceId: string, event: Devic
       case 'confirm': return this.deliver(id, [{ t: 'confirmed', sha256: msg.sha256, version: '1.1.0' }]);
       default: return;
     }
-  }
-
-  /** Answers arrive asynchronously, after `delayMs` of fake time when given. */
-  private deliver(id: string, events: DeviceEvent[], delayMs = 0, sync = false): void {
-    const go = (): void => {
-      for (const e of events) {
-        this.emit('event', id, e);
-        for (const fn of [...(this.fns.get(id) ?? [])]) fn(e);
-      }
-    };
-    if (sync) go();
-    else if (delayMs > 0) this.timers.setTimeout(go, delayMs);
-    else setImmediate(go);
   }
 }
 

@@ -1,5 +1,7 @@
+import { EventEmitter } from 'node:events';
 import type { DeviceChannel, DeviceEvent } from '../../../gateway/device-channel.ts';
-import type { Timers } from '../../../gateway/waiter.ts';
+import { waitForValue, type Timers } from '../../../gateway/waiter.ts';
+import type { ErrorCode } from '../../../protocol/errors.ts';
 import type { GatewayMessage } from '../../../protocol/ota.ts';
 
 /** Deterministic clock: timers fire only when the test advances time. */
@@ -81,5 +83,66 @@ export class ScriptedChannel {
   }
   count(t: GatewayMessage['t']): number {
     return this.sent.filter((m) => m.t === t).length;
+  }
+}
+
+/**
+ * Several scripted devices behind one fake channel, on fake time: a subclass answers each
+ * command in `send` with `deliver` (asynchronously, as the broker would, or after `delayMs` of
+ * fake time). Every device is online; `hello` registers one at version 1.0.0 with the fleet.
+ */
+export abstract class FakeSite extends EventEmitter<{ event: [deviceId: string, event: DeviceEvent] }> {
+  private readonly fns = new Map<string, Set<(e: DeviceEvent) => void>>();
+
+  constructor(protected readonly timers: FakeTimers) {
+    super();
+  }
+
+  abstract send(id: string, msg: GatewayMessage): Promise<void>;
+
+  asChannel(): DeviceChannel {
+    return this as unknown as DeviceChannel;
+  }
+
+  /** Register a device with the fleet, as its first status does. */
+  hello(id: string): void {
+    this.deliver(id, [{
+      t: 'status', hw: 'hw', version: '1.0.0', slot: 'a', slots: { a: { state: 'confirmed', version: '1.0.0' }, b: { state: 'empty' } },
+      maxChunk: 4096, busy: false, trial: false,
+    }], 0, true);
+  }
+
+  listen(id: string, fn: (e: DeviceEvent) => void): () => void {
+    let set = this.fns.get(id);
+    if (!set) this.fns.set(id, (set = new Set()));
+    set.add(fn);
+    return () => set.delete(fn);
+  }
+
+  isOnline(): boolean {
+    return true;
+  }
+
+  waitFor<R extends DeviceEvent>(id: string, match: (e: DeviceEvent) => e is R, timeoutMs: number, what: string, code: ErrorCode = 'E_DEVICE_TIMEOUT'): Promise<R> {
+    return waitForValue((fn) => this.listen(id, fn), match, timeoutMs, this.timers, code, `${what} from ${id}`);
+  }
+
+  async request<R extends DeviceEvent>(id: string, msg: GatewayMessage, match: (e: DeviceEvent) => e is R, timeoutMs: number, what: string): Promise<R> {
+    const reply = this.waitFor(id, match, timeoutMs, what);
+    await this.send(id, msg);
+    return reply;
+  }
+
+  /** Answers arrive asynchronously, after `delayMs` of fake time when given, or at once with `sync`. */
+  protected deliver(id: string, events: DeviceEvent[], delayMs = 0, sync = false): void {
+    const go = (): void => {
+      for (const e of events) {
+        this.emit('event', id, e);
+        for (const fn of [...(this.fns.get(id) ?? [])]) fn(e);
+      }
+    };
+    if (sync) go();
+    else if (delayMs > 0) this.timers.setTimeout(go, delayMs);
+    else setImmediate(go);
   }
 }

@@ -1,16 +1,12 @@
 import assert from 'node:assert/strict';
-import { EventEmitter } from 'node:events';
 import { parseConfig } from '../../../gateway/config.ts';
-import type { DeviceChannel, DeviceEvent } from '../../../gateway/device-channel.ts';
 import { Fleet, type LinkRecord } from '../../../gateway/fleet.ts';
 import { silentLogger } from '../../../gateway/log.ts';
 import { Campaign, recentLink } from '../../../gateway/rollout/campaign.ts';
 import { ImageSource } from '../../../gateway/rollout/image-source.ts';
-import { waitForValue } from '../../../gateway/waiter.ts';
-import type { ErrorCode } from '../../../protocol/errors.ts';
 import { manifestForImage } from '../../../protocol/manifest.ts';
 import type { GatewayMessage } from '../../../protocol/ota.ts';
-import { drive, FakeTimers } from './fake.ts';
+import { drive, FakeSite, FakeTimers } from './fake.ts';
 
 /** docs/protocol.md §7.5.2: figures measured recently enough are reused (one ping, no probe). */
 
@@ -19,39 +15,9 @@ const image = Buffer.alloc(4 * CHUNK, 9);
 const manifest = manifestForImage(image, { name: 'fw', version: '1.1.0', hw: ['hw'], chunk: CHUNK });
 
 /** Devices that answer everything and update fine. */
-class Site extends EventEmitter<{ event: [deviceId: string, event: DeviceEvent] }> {
+class Site extends FakeSite {
   sent: { id: string; msg: GatewayMessage }[] = [];
-  private readonly fns = new Map<string, Set<(e: DeviceEvent) => void>>();
-  constructor(private readonly timers: FakeTimers) {
-    super();
-  }
-  asChannel(): DeviceChannel {
-    return this as unknown as DeviceChannel;
-  }
-  hello(id: string): void {
-    this.deliver(id, [{
-      t: 'status', hw: 'hw', version: '1.0.0', slot: 'a', slots: { a: { state: 'confirmed', version: '1.0.0' }, b: { state: 'empty' } },
-      maxChunk: 4096, busy: false, trial: false,
-    }], true);
-  }
-  listen(id: string, fn: (e: DeviceEvent) => void): () => void {
-    let set = this.fns.get(id);
-    if (!set) this.fns.set(id, (set = new Set()));
-    set.add(fn);
-    return () => set.delete(fn);
-  }
-  isOnline(): boolean {
-    return true;
-  }
-  waitFor<R extends DeviceEvent>(id: string, match: (e: DeviceEvent) => e is R, timeoutMs: number, what: string, code: ErrorCode = 'E_DEVICE_TIMEOUT'): Promise<R> {
-    return waitForValue((fn) => this.listen(id, fn), match, timeoutMs, this.timers, code, `${what} from ${id}`);
-  }
-  async request<R extends DeviceEvent>(id: string, msg: GatewayMessage, match: (e: DeviceEvent) => e is R, timeoutMs: number, what: string): Promise<R> {
-    const reply = this.waitFor(id, match, timeoutMs, what);
-    await this.send(id, msg);
-    return reply;
-  }
-  async send(id: string, msg: GatewayMessage): Promise<void> {
+  override async send(id: string, msg: GatewayMessage): Promise<void> {
     this.sent.push({ id, msg });
     switch (msg.t) {
       case 'ping': return this.deliver(id, [{ t: 'pong', n: msg.n }]);
@@ -66,16 +32,6 @@ class Site extends EventEmitter<{ event: [deviceId: string, event: DeviceEvent] 
   }
   count(id: string, t: GatewayMessage['t']): number {
     return this.sent.filter((s) => s.id === id && s.msg.t === t).length;
-  }
-  private deliver(id: string, events: DeviceEvent[], sync = false): void {
-    const go = (): void => {
-      for (const e of events) {
-        this.emit('event', id, e);
-        for (const fn of [...(this.fns.get(id) ?? [])]) fn(e);
-      }
-    };
-    if (sync) go();
-    else setImmediate(go);
   }
 }
 
