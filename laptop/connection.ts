@@ -1,11 +1,10 @@
-import { stat } from 'node:fs/promises';
 import type { SerialPort } from 'serialport';
 import { FwError } from '../protocol/errors.ts';
 import {
   decodeGatewayUplinkMessage, encodeUplinkMessage, type GatewayUplinkMessage, type HelloMessage, type LaptopMessage,
 } from '../protocol/uplink.ts';
 import { MessageLink } from '../transport/message-link.ts';
-import { closeSerialPort, openSerialPort } from '../transport/serial-port.ts';
+import { closeSerialPortWithin, openSerialPort, watchPortPath } from '../transport/serial-port.ts';
 import { UplinkClient, type ClientOptions } from './client.ts';
 import { laptopSettings } from './settings.ts';
 
@@ -26,24 +25,9 @@ export interface Connection {
   close(): Promise<void>;
 }
 
-/** Which device a path is now (following symlinks), or undefined when it is gone or cannot be checked. */
-async function ttyIdentity(path: string): Promise<string | undefined> {
-  try {
-    const st = await stat(path);
-    return `${st.dev}:${st.ino}:${st.rdev}`;
-  } catch {
-    return undefined;
-  }
-}
-
 /** Close a port, bounded: a port that hangs in close is left to the OS. */
 export async function closePortWithin(port: SerialPort, timeoutMs = laptopSettings.portCloseTimeoutMs): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    closeSerialPort(port),
-    new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs); }),
-  ]);
-  clearTimeout(timer);
+  await closeSerialPortWithin(port, timeoutMs);
 }
 
 /**
@@ -74,28 +58,21 @@ export async function openConnection(o: ConnectionOptions, timeoutMs: number): P
     if (!closing) lost ??= new FwError('E_LINK_CLOSED', `serial port ${o.path} closed`);
   });
   let closed: Promise<void> | undefined;
-  let watch: NodeJS.Timeout | undefined;
+  let unwatch: () => void = () => undefined;
   const close = (): Promise<void> => {
     closing = true;
-    clearInterval(watch);
+    unwatch();
     link.close();
     return (closed ??= closePortWithin(port));
   };
   // A tty that vanishes (cable or adapter pulled) is not always reported by the port: a read of a
   // hung-up tty can return 0 bytes, which the serialport binding retries forever. So the path is
   // watched too; gone, or another device in its place, is a lost link.
-  const identity = await ttyIdentity(o.path);
-  let checking = false;
-  if (identity !== undefined) watch = setInterval(() => {
-    if (checking || closing) return;
-    checking = true;
-    void ttyIdentity(o.path).then((now) => {
-      checking = false;
-      if (closing || now === identity) return;
-      lost ??= new FwError('E_LINK_CLOSED', `serial port ${o.path} ${now === undefined ? 'disappeared' : 'was replaced by another device'}`);
-      void close();
-    });
-  }, laptopSettings.portCheckIntervalMs).unref();
+  unwatch = await watchPortPath(o.path, laptopSettings.portCheckIntervalMs, (why) => {
+    if (closing) return;
+    lost ??= new FwError('E_LINK_CLOSED', `serial port ${o.path} ${why === 'disappeared' ? 'disappeared' : 'was replaced by another device'}`);
+    void close();
+  });
   const client = new UplinkClient(link, o.client);
   o.attach(client);
   let timer: NodeJS.Timeout | undefined;
