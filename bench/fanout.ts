@@ -8,6 +8,10 @@
  * plain QoS 0 messages from one MQTT.js publisher to N MQTT.js subscribers (MQTT 3.1.1, own
  * process) through a Broker started with the gateway's broker options; the publisher keeps
  * --window messages in flight. ratio_N = gateway MiB/s / baseline MiB/s.
+ * Floor, same run: the baseline again with subscribers that also do the least a device must do
+ * with an image (CRC-32 per chunk, a slot file written, read back, CRC-32 and SHA-256 at the end;
+ * bench/lib/fanout-subscribers.ts --device-work): floor_ratio_N = floor MiB/s / baseline MiB/s is
+ * the highest ratio_N any gateway and device pair could reach on this host.
  *
  *   npm run bench:fanout [-- --devices 10,100,500 --size 1048576 --json --profile 100]
  */
@@ -133,7 +137,8 @@ async function gatewayRun(n: number, cpuProfDir?: string): Promise<GatewayRun> {
 /** The same bytes as plain MQTT: broker in this process, subscribers in their own. */
 interface Baseline { wallS: number; cpuS: number; subsCpuS: number }
 
-async function baselineRun(n: number, chunk: number): Promise<Baseline> {
+async function baselineRun(n: number, chunk: number, deviceWork = false): Promise<Baseline> {
+  const workDir = deviceWork ? await mkdtemp(join(tmpdir(), 'fwgate-bench-floor-')) : undefined;
   const config = parseConfig({ broker: { host: '127.0.0.1', port: 0, connectRatePerMin: 0 }, log: { level: 'silent' } }); // as the gateway run
   const broker = await Broker.start(await brokerOptions(config, () => undefined));
   // The gateway's topic rules (broker-access.ts) let a client publish only on its own up topic and
@@ -146,6 +151,7 @@ async function baselineRun(n: number, chunk: number): Promise<Baseline> {
   aedes.authorizeSubscribe = (client, sub, done) => (sub.topic === BASELINE_TOPIC ? done(null, sub) : sub0(client, sub, done));
   const subs = startTs('fanout-subscribers', 'bench/lib/fanout-subscribers.ts', [
     '--url', broker.url, '--count', String(n), '--topic', BASELINE_TOPIC, '--bytes', String(SIZE),
+    ...(workDir === undefined ? [] : ['--device-work', workDir]),
   ], { stderr: 'inherit' });
   const publisher = mqtt.connect(broker.url, { clientId: 'fanout-pub', protocolVersion: 4, reconnectPeriod: 0 });
   try {
@@ -180,19 +186,22 @@ async function baselineRun(n: number, chunk: number): Promise<Baseline> {
     await publisher.endAsync(true);
     await subs.stop(10_000);
     await broker.close();
+    if (workDir !== undefined) await rm(workDir, { recursive: true, force: true });
   }
 }
 
 log(`bench/fanout: image ${SIZE} B to N = ${NS.join(', ')} devices on loopback (no shaping, boot delay 0); baseline window ${WINDOW}`);
-log('  N     gateway wall  MiB/s   CPU s  CPU s/MiB | baseline wall  MiB/s  broker CPU s | ratio');
-const rows: { n: number; gw: GatewayRun; base: Baseline; ratio: number }[] = [];
+log('  N     gateway wall  MiB/s   CPU s  CPU s/MiB | baseline wall  MiB/s  broker CPU s | ratio | floor wall  MiB/s | floor ratio');
+const rows: { n: number; gw: GatewayRun; base: Baseline; floor: Baseline; ratio: number; floorRatio: number }[] = [];
 for (const n of NS) {
   const gw = await gatewayRun(n);
   const base = await baselineRun(n, gw.chunk || DEFAULT_CHUNK_SIZE);
+  const floor = await baselineRun(n, gw.chunk || DEFAULT_CHUNK_SIZE, true);
   const mib = (n * SIZE) / MIB;
   const ratio = (mib / gw.wallS) / (mib / base.wallS);
-  rows.push({ n, gw, base, ratio });
-  log(`  ${String(n).padEnd(5)} ${gw.wallS.toFixed(2).padStart(8)} s ${(mib / gw.wallS).toFixed(1).padStart(7)} ${gw.cpuS.toFixed(2).padStart(7)} ${(gw.cpuS / mib).toFixed(3).padStart(9)}  | ${base.wallS.toFixed(2).padStart(10)} s ${(mib / base.wallS).toFixed(1).padStart(7)} ${base.cpuS.toFixed(2).padStart(9)}    | ${ratio.toFixed(2)}${gw.updated === n ? '' : `  (only ${gw.updated}/${n} updated)`}`);
+  const floorRatio = base.wallS / floor.wallS;
+  rows.push({ n, gw, base, floor, ratio, floorRatio });
+  log(`  ${String(n).padEnd(5)} ${gw.wallS.toFixed(2).padStart(8)} s ${(mib / gw.wallS).toFixed(1).padStart(7)} ${gw.cpuS.toFixed(2).padStart(7)} ${(gw.cpuS / mib).toFixed(3).padStart(9)}  | ${base.wallS.toFixed(2).padStart(10)} s ${(mib / base.wallS).toFixed(1).padStart(7)} ${base.cpuS.toFixed(2).padStart(9)}    | ${ratio.toFixed(2)}  | ${floor.wallS.toFixed(2).padStart(7)} s ${(mib / floor.wallS).toFixed(1).padStart(6)} | ${floorRatio.toFixed(2)}${gw.updated === n ? '' : `  (only ${gw.updated}/${n} updated)`}`);
   const p = gw.phases;
   log(`        fleet CPU ${gw.fleetCpuS.toFixed(2)} s (subscribers ${base.subsCpuS.toFixed(2)} s); probe ${p.probeMs} ms, last transfer start ${p.lastTransferStartMs} ms, last verified ${p.lastVerifiedMs} ms; per device mean/max ms: offer ${p.offerMeanMs}/${p.offerMaxMs}, transfer ${p.transferMeanMs}/${p.transferMaxMs}, verify ${p.verifyMeanMs}/${p.verifyMaxMs}, activate->confirm ${p.activateToConfirmMeanMs}/${p.activateToConfirmMaxMs}`);
 }
@@ -230,6 +239,9 @@ const out = {
   ratio_500: byN(500) ? round(byN(500)!.ratio) : null,
   cpu_s_per_mib: totalMib ? round(rows.reduce((a, r) => a + r.gw.cpuS, 0) / totalMib, 4) : null,
   target_ratio_100_ge_0_8: byN(100) ? byN(100)!.ratio >= 0.8 : null,
+  floor_ratio_10: byN(10) ? round(byN(10)!.floorRatio) : null,
+  floor_ratio_100: byN(100) ? round(byN(100)!.floorRatio) : null,
+  floor_ratio_500: byN(500) ? round(byN(500)!.floorRatio) : null,
   all_updated: rows.every((r) => r.gw.updated === r.n),
   runs: rows.map((r) => ({
     n: r.n, wall_s: round(r.gw.wallS), first_offer_s: round(r.gw.firstOfferS), gateway_mib_s: round((r.n * SIZE) / MIB / r.gw.wallS, 2),
@@ -237,6 +249,7 @@ const out = {
     fleet_cpu_s: round(r.gw.fleetCpuS),
     baseline_wall_s: round(r.base.wallS), baseline_mib_s: round((r.n * SIZE) / MIB / r.base.wallS, 2), baseline_broker_cpu_s: round(r.base.cpuS),
     baseline_subscribers_cpu_s: round(r.base.subsCpuS),
+    floor_wall_s: round(r.floor.wallS), floor_broker_cpu_s: round(r.floor.cpuS), floor_subscribers_cpu_s: round(r.floor.subsCpuS),
     phases_ms: r.gw.phases,
   })),
   hotspots: profiles.gateway?.hotspots.map((h) => ({ fn: h.fn, share: h.share })) ?? [],

@@ -15,12 +15,15 @@
  *   npm run bench:serial [-- --json --size 4194304 --baud 921600 --latency 1,16 --runs 1]
  *   npm run bench:serial -- --baud 115200,921600,3000000 --uart-size 921600:1048576
  */
+import { createHash } from 'node:crypto';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { spawn } from 'node:child_process';
 import { makeSampleImage } from '../firmware-samples/image-format.ts';
+import { crc32 } from '../protocol/crc.ts';
 import { generateSigningKey } from '../protocol/signature.ts';
 import { closeSerialPort, openSerialPort } from '../transport/serial-port.ts';
 import { freePort, ROOT, startTs, type Proc } from '../scripts/lib/processes.ts';
@@ -89,20 +92,34 @@ async function makeKeys(dir: string): Promise<Keys> {
   const config = join(dir, 'gateway.json');
   // a --frame above the gateway's default uplink.maxFrame (4096) is offered by the gateway too
   const maxFrame = values.frame ? { maxFrame: Math.max(4096, Number(values.frame)) } : {};
-  await writeFile(config, JSON.stringify({ uplink: { technicianKeys: [{ publicKey: tech.publicKeyPem }], ...maxFrame } }));
+  // and a --window above its uplink.window (16) is offered by the gateway too
+  const window = values.window ? { window: Math.max(16, Number(values.window)) } : {};
+  await writeFile(config, JSON.stringify({ uplink: { technicianKeys: [{ publicKey: tech.publicKeyPem }], ...maxFrame, ...window } }));
   return { dir, signKey: `${base}.key`, trustedKey: `${base}.pub`, techKey, config };
 }
 
-/** Copy `bytes` raw from one serial end to another; ms from the first write to the last byte read. */
-async function rawCopy(from: string, to: string, bytes: Buffer): Promise<number> {
+/**
+ * Copy `bytes` raw from one serial end to another; ms from the first write to the last byte read.
+ * With `storeTo`, the reader also does the least any receiver of an image must do with each
+ * read — its CRC-32, a running SHA-256, the bytes appended to that file — and the SHA-256 is
+ * finished at the end: a floor for any framed upload on this host (`pty_floor_ratio`).
+ */
+async function rawCopy(from: string, to: string, bytes: Buffer, storeTo?: string): Promise<number> {
   const rx = await openSerialPort(to, 921_600);
   const tx = await openSerialPort(from, 921_600);
+  const fd = storeTo === undefined ? undefined : openSync(storeTo, 'w');
+  const sha = createHash('sha256');
   try {
     let got = 0;
     const chunks: Buffer[] = [];
     const done = new Promise<void>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error(`raw copy: ${got}/${bytes.length} bytes after 300 s`)), 300_000);
       rx.on('data', (d: Buffer) => {
+        if (fd !== undefined) {
+          crc32(d);
+          sha.update(d);
+          writeSync(fd, d);
+        }
         got += d.length;
         chunks.push(d);
         if (got >= bytes.length) {
@@ -116,12 +133,14 @@ async function rawCopy(from: string, to: string, bytes: Buffer): Promise<number>
       if (!tx.write(bytes.subarray(off, off + 64 * 1024))) await new Promise((r) => tx.once('drain', r));
     }
     await done;
+    if (fd !== undefined) sha.digest();
     const ms = performance.now() - t0;
     if (!Buffer.concat(chunks).equals(bytes)) throw new Error(`raw copy ${from} -> ${to}: the bytes read differ from those written`);
     return ms;
   } finally {
     await closeSerialPort(tx);
     await closeSerialPort(rx);
+    if (fd !== undefined) closeSync(fd);
   }
 }
 
@@ -224,11 +243,16 @@ try {
     const pty = await createPtyPair(await mkdtemp(join(dir, 'pty-')));
     try {
       const rawMs = await rawCopy(pty.b, pty.a, img.bytes);
+      const floorMs = await rawCopy(pty.b, pty.a, img.bytes, join(dir, 'floor.bin'));
       const up = await upload(keys, 'pty', pty.a, pty.b, img.path, '2.0.0');
       const raw = SIZE / (rawMs / 1000) / MiB;
+      const floor = SIZE / (floorMs / 1000) / MiB;
       const mibs = up.payload / (up.ms / 1000) / MiB;
-      log(`pty pair, ${SIZE / MiB} MiB: raw copy ${raw.toFixed(2)} MiB/s, fwpush -> fwgate ${mibs.toFixed(2)} MiB/s (${(up.ms / 1000).toFixed(2)} s), ratio ${(mibs / raw).toFixed(3)}`);
-      Object.assign(out, { pty_size: SIZE, pty_raw_mibs: round(raw), pty_mibs: round(mibs), pty_ratio: round(mibs / raw) });
+      log(`pty pair, ${SIZE / MiB} MiB: raw copy ${raw.toFixed(2)} MiB/s, raw copy + CRC-32, SHA-256 and store ${floor.toFixed(2)} MiB/s (floor ratio ${(floor / raw).toFixed(3)}), fwpush -> fwgate ${mibs.toFixed(2)} MiB/s (${(up.ms / 1000).toFixed(2)} s), ratio ${(mibs / raw).toFixed(3)}`);
+      Object.assign(out, {
+        pty_size: SIZE, pty_raw_mibs: round(raw), pty_mibs: round(mibs), pty_ratio: round(mibs / raw),
+        pty_floor_mibs: round(floor), pty_floor_ratio: round(floor / raw),
+      });
     } finally {
       await pty.close();
     }

@@ -4,10 +4,19 @@
  *   {"t":"ready"}  once every client is subscribed
  *   {"t":"done"}   once every client has received --bytes bytes
  *
- *   node --import tsx bench/lib/fanout-subscribers.ts --url mqtt://127.0.0.1:1883 --count 100 --topic t --bytes 1048576
+ * With --device-work <dir>, each subscriber also does the least a device must do with an image
+ * (docs/protocol.md §6.6, §6.7): the CRC-32 of every chunk, the chunk written at its offset into
+ * its own slot file in <dir>, and once every byte is there the slot read back whole with its
+ * CRC-32 and SHA-256 — no acks, no offer, no reboot: a floor for any gateway and device pair.
+ *
+ *   node --import tsx bench/lib/fanout-subscribers.ts --url mqtt://127.0.0.1:1883 --count 100 --topic t --bytes 1048576 [--device-work DIR]
  */
+import { createHash } from 'node:crypto';
+import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import mqtt, { type MqttClient } from 'mqtt';
+import { crc32 } from '../../protocol/crc.ts';
 
 const { values } = parseArgs({
   options: {
@@ -15,6 +24,7 @@ const { values } = parseArgs({
     count: { type: 'string' },
     topic: { type: 'string' },
     bytes: { type: 'string' },
+    'device-work': { type: 'string' },
   },
   strict: true,
 });
@@ -26,6 +36,7 @@ if (!values.url || !values.topic || !Number.isInteger(COUNT) || COUNT < 1 || !Nu
 }
 const url = values.url;
 const topic = values.topic;
+const workDir = values['device-work'];
 
 const say = (o: object): void => {
   process.stdout.write(`${JSON.stringify(o)}\n`);
@@ -36,10 +47,23 @@ function subscriber(i: number): Promise<MqttClient> {
   return new Promise((resolve, reject) => {
     const client = mqtt.connect(url, { clientId: `fanout-sub-${i}`, protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 30_000 });
     let received = 0;
+    const slot = workDir === undefined ? undefined : join(workDir, `${i}.slot`);
+    const fd = slot === undefined ? undefined : openSync(slot, 'w+');
     client.on('message', (_t, payload) => {
       if (received >= BYTES) return;
+      if (fd !== undefined) {
+        crc32(payload);
+        writeSync(fd, payload, 0, payload.length, received);
+      }
       received += payload.length;
-      if (received >= BYTES && ++complete === COUNT) say({ t: 'done' });
+      if (received < BYTES) return;
+      if (fd !== undefined && slot !== undefined) {
+        closeSync(fd);
+        const image = readFileSync(slot);
+        crc32(image);
+        createHash('sha256').update(image).digest();
+      }
+      if (++complete === COUNT) say({ t: 'done' });
     });
     client.once('error', reject);
     client.once('connect', () => {
