@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { encodeCbor } from './cbor.ts';
+import { cborArgument, cborExpect, cborText } from './cbor-head.ts';
 import {
   MAX_ACK_MISSING, MAX_CHUNK_SIZE, MAX_HW_MODELS, MAX_NAME_LENGTH, MAX_OTA_MESSAGE, MIN_CHUNK_SIZE,
 } from './limits.ts';
@@ -136,11 +137,70 @@ export type TasksMessage = z.infer<typeof tasksMsg>;
 export type Task = z.infer<typeof taskEntry>;
 
 
+// ---- the short way for the two messages of every transfer (§6.6) ----
+// A campaign of N devices moves N x (size / chunk) `chunk` messages and one `ack` per few chunks.
+// In the reference encoding (§1.4: keys in table order, shortest heads, nothing after) they are
+// read without the generic CBOR decoder and schema; anything else takes the generic path, so both
+// accept and refuse exactly the same (test/protocol/ota-fast-decode.test.ts).
+
+/** `a5 "t" "chunk" "sid"`: a map of 5, "t": "chunk", then the key "sid". */
+const CHUNK_HEAD = Uint8Array.from([0xa5, ...cborText('t'), ...cborText('chunk'), ...cborText('sid')]);
+const OFF_KEY = cborText('off');
+const DATA_KEY = cborText('data');
+const CRC_KEY = cborText('crc');
+/** `a4 "t" "ack" "sid"`. */
+const ACK_HEAD = Uint8Array.from([0xa4, ...cborText('t'), ...cborText('ack'), ...cborText('sid')]);
+const NEXT_KEY = cborText('next');
+const MISSING_KEY = cborText('missing');
+
+/** `chunk` in the reference encoding, its data a view of the payload; undefined for anything else. */
+function decodeReferenceChunk(p: Uint8Array): ChunkMessage | undefined {
+  let at = cborExpect(p, 0, CHUNK_HEAD);
+  const sid = at === undefined ? undefined : cborArgument(p, at, 0);
+  at = sid && cborExpect(p, sid[1], OFF_KEY);
+  const off = at === undefined ? undefined : cborArgument(p, at, 0);
+  at = off && cborExpect(p, off[1], DATA_KEY);
+  const len = at === undefined ? undefined : cborArgument(p, at, 2);
+  if (sid === undefined || off === undefined || len === undefined || len[0] < 1 || len[0] > MAX_CHUNK_SIZE) return undefined;
+  at = cborExpect(p, len[1] + len[0], CRC_KEY);
+  const crc = at === undefined ? undefined : cborArgument(p, at, 0);
+  if (crc === undefined || crc[1] !== p.length) return undefined;
+  return { t: 'chunk', sid: sid[0], off: off[0], data: Buffer.from(p.buffer, p.byteOffset + len[1], len[0]), crc: crc[0] };
+}
+
+/** `ack` in the reference encoding; undefined for anything else. */
+function decodeReferenceAck(p: Uint8Array): AckMessage | undefined {
+  let at = cborExpect(p, 0, ACK_HEAD);
+  const sid = at === undefined ? undefined : cborArgument(p, at, 0);
+  at = sid && cborExpect(p, sid[1], NEXT_KEY);
+  const next = at === undefined ? undefined : cborArgument(p, at, 0);
+  at = next && cborExpect(p, next[1], MISSING_KEY);
+  const count = at === undefined ? undefined : cborArgument(p, at, 4);
+  if (sid === undefined || next === undefined || count === undefined || count[0] > MAX_ACK_MISSING) return undefined;
+  const missing: number[] = [];
+  let pos = count[1];
+  for (let i = 0; i < count[0]; i++) {
+    const m = cborArgument(p, pos, 0);
+    if (m === undefined) return undefined;
+    missing.push(m[0]);
+    pos = m[1];
+  }
+  return pos === p.length ? { t: 'ack', sid: sid[0], next: next[0], missing } : undefined;
+}
+
 export function decodeDeviceMessage(payload: Uint8Array): DeviceMessage {
+  if (payload.length <= MAX_OTA_MESSAGE && payload[0] === 0xa4) {
+    const ack = decodeReferenceAck(payload);
+    if (ack !== undefined) return ack;
+  }
   return decodeMessage(deviceMessage, payload, MAX_OTA_MESSAGE, 'device message');
 }
 
 export function decodeGatewayMessage(payload: Uint8Array): GatewayMessage {
+  if (payload.length <= MAX_OTA_MESSAGE && payload[0] === 0xa5) {
+    const chunk = decodeReferenceChunk(payload);
+    if (chunk !== undefined) return chunk;
+  }
   return decodeMessage(gatewayMessage, payload, MAX_OTA_MESSAGE, 'gateway message');
 }
 

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { encodeCbor } from './cbor.ts';
+import { cborArgument } from './cbor-head.ts';
 import {
   MAX_DEVICE_ID_LENGTH, MAX_FRAME_PAYLOAD, MAX_HW_MODELS, MAX_NAME_LENGTH, MAX_ORDER_ENTRIES, MAX_TEXT_LENGTH, MAX_UPLINK_MESSAGE, MAX_WINDOW,
   MIN_FRAME_PAYLOAD,
@@ -264,28 +265,6 @@ export const DATA_MESSAGE_OVERHEAD = 32;
 const DATA_HEAD = Uint8Array.from([0xa3, 0x61, 0x74, 0x64, 0x64, 0x61, 0x74, 0x61, 0x63, 0x6f, 0x66, 0x66]);
 /** `64 "data"`: the key "data". */
 const DATA_KEY = Uint8Array.from([0x64, 0x64, 0x61, 0x74, 0x61]);
-
-/**
- * The CBOR argument (RFC 8949 §3) of the head at p[pos] if it has major type `major` and is
- * shortest-form below 2^32 (§1.4.5); [value, position after the head], or undefined.
- */
-function cborArgument(p: Uint8Array, pos: number, major: number): [number, number] | undefined {
-  if (pos >= p.length) return undefined;
-  const ib = p[pos]!;
-  if (ib >> 5 !== major) return undefined;
-  const ai = ib & 0x1f;
-  if (ai <= 23) return [ai, pos + 1];
-  if (ai === 24 && pos + 2 <= p.length && p[pos + 1]! >= 24) return [p[pos + 1]!, pos + 2];
-  if (ai === 25 && pos + 3 <= p.length) {
-    const v = (p[pos + 1]! << 8) | p[pos + 2]!;
-    return v > 0xff ? [v, pos + 3] : undefined;
-  }
-  if (ai === 26 && pos + 5 <= p.length) {
-    const v = p[pos + 1]! * 0x100_0000 + ((p[pos + 2]! << 16) | (p[pos + 3]! << 8) | p[pos + 4]!);
-    return v > 0xffff ? [v, pos + 5] : undefined;
-  }
-  return undefined;
-}
 
 /**
  * `data` in the reference encoding (§7.4; keys in table order, shortest integer and length
