@@ -40,6 +40,7 @@ const { values } = parseArgs({
     frame: { type: 'string', default: '' },
     window: { type: 'string', default: '' },
     profile: { type: 'string', default: '' },
+    'reader-busy-us': { type: 'string', default: '' },
     json: { type: 'boolean', default: false },
   },
   strict: true,
@@ -66,6 +67,12 @@ for (const kv of values['uart-size'] ? values['uart-size'].split(',') : []) {
   UART_SIZE.set(int(b ?? '', 'uart-size', 50, 20_000_000), int(s ?? '', 'uart-size', 4096, 64 * 1024 * 1024));
 }
 const uartSize = (baud: number): number => Math.min(SIZE, UART_SIZE.get(baud) ?? Math.max(64 * 1024, Math.round(baud / 10 * 10 / 65536) * 65536));
+/**
+ * `--reader-busy-us 0,50,100`: `dd` copies the image into the pty pair and a reader spins that long
+ * after each read — how per-read work on the receiving side adds to the time per read
+ * (docs/performance.md).
+ */
+const READER_BUSY_US = values['reader-busy-us'] ? values['reader-busy-us'].split(',').map((v) => int(v, 'reader-busy-us', 0, 100_000)) : [];
 /** `--profile <dir>`: fwgate and fwpush run under `node --cpu-prof`, profiles written to <dir>. */
 const PROFILE = values.profile;
 /** startTs runs `node --import tsx <entry> <args>`: node options go in front of the script. */
@@ -141,6 +148,38 @@ async function rawCopy(from: string, to: string, bytes: Buffer, storeTo?: string
     await closeSerialPort(tx);
     await closeSerialPort(rx);
     if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/**
+ * `dd` writes the file into one end; this process reads the other and spins `busyUs` after each
+ * read. The writer is another process so that the spinning holds up only the reader.
+ */
+async function busyReaderCopy(from: string, to: string, file: string, size: number, busyUs: number): Promise<{ ms: number; reads: number }> {
+  const rx = await openSerialPort(to, 921_600);
+  try {
+    let got = 0;
+    let reads = 0;
+    const done = new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`busy reader: ${got}/${size} bytes after 300 s`)), 300_000);
+      rx.on('data', (d: Buffer) => {
+        reads++;
+        for (const until = performance.now() + busyUs / 1000; performance.now() < until;);
+        got += d.length;
+        if (got >= size) {
+          clearTimeout(t);
+          resolve();
+        }
+      });
+    });
+    const t0 = performance.now();
+    const dd = spawn('dd', [`if=${file}`, `of=${from}`, 'bs=65536'], { stdio: 'ignore' });
+    await done;
+    const ms = performance.now() - t0;
+    await new Promise((r) => (dd.exitCode !== null ? r(null) : dd.once('exit', r)));
+    return { ms, reads };
+  } finally {
+    await closeSerialPort(rx);
   }
 }
 
@@ -244,6 +283,12 @@ try {
     try {
       const rawMs = await rawCopy(pty.b, pty.a, img.bytes);
       const floorMs = await rawCopy(pty.b, pty.a, img.bytes, join(dir, 'floor.bin'));
+      for (const us of READER_BUSY_US) {
+        const { ms, reads } = await busyReaderCopy(pty.b, pty.a, img.path, SIZE, us);
+        const mibs = SIZE / (ms / 1000) / MiB;
+        log(`pty pair, dd -> reader busy ${us} µs after each read: ${mibs.toFixed(2)} MiB/s, ${reads} reads, ${(ms * 1000 / reads).toFixed(0)} µs per read`);
+        out[`pty_busy_${us}us_mibs`] = round(mibs);
+      }
       const up = await upload(keys, 'pty', pty.a, pty.b, img.path, '2.0.0');
       const raw = SIZE / (rawMs / 1000) / MiB;
       const floor = SIZE / (floorMs / 1000) / MiB;
