@@ -137,8 +137,9 @@ export type TasksMessage = z.infer<typeof tasksMsg>;
 export type Task = z.infer<typeof taskEntry>;
 
 
-// ---- the short way for the two messages of every transfer (§6.6) ----
-// A campaign of N devices moves N x (size / chunk) `chunk` messages and one `ack` per few chunks.
+// ---- the short way for the hot messages: chunk and ack of every transfer (§6.6), probe and probed (§6.4.3) ----
+// A campaign of N devices moves N x (size / chunk) `chunk` messages and one `ack` per few chunks,
+// after N x probeBytes / probeChunkBytes x probeBursts `probe` messages each answered by `probed`.
 // In the reference encoding (§1.4: keys in table order, shortest heads, nothing after) they are
 // read without the generic CBOR decoder and schema; anything else takes the generic path, so both
 // accept and refuse exactly the same (test/protocol/ota-fast-decode.test.ts).
@@ -152,6 +153,10 @@ const CRC_KEY = cborText('crc');
 const ACK_HEAD = Uint8Array.from([0xa4, ...cborText('t'), ...cborText('ack'), ...cborText('sid')]);
 const NEXT_KEY = cborText('next');
 const MISSING_KEY = cborText('missing');
+/** `a3 "t" "probe" "n"` and `a3 "t" "probed" "n"`: the probe phase's messages (§6.4.3), 2 x count x bursts per device. */
+const PROBE_HEAD = Uint8Array.from([0xa3, ...cborText('t'), ...cborText('probe'), ...cborText('n')]);
+const PROBED_HEAD = Uint8Array.from([0xa3, ...cborText('t'), ...cborText('probed'), ...cborText('n')]);
+const SIZE_KEY = cborText('size');
 
 /** `chunk` in the reference encoding, its data a view of the payload; undefined for anything else. */
 function decodeReferenceChunk(p: Uint8Array): ChunkMessage | undefined {
@@ -188,18 +193,38 @@ function decodeReferenceAck(p: Uint8Array): AckMessage | undefined {
   return pos === p.length ? { t: 'ack', sid: sid[0], next: next[0], missing } : undefined;
 }
 
+/** `probe` in the reference encoding, its data a view of the payload; undefined for anything else. */
+function decodeReferenceProbe(p: Uint8Array): Extract<GatewayMessage, { t: 'probe' }> | undefined {
+  const at = cborExpect(p, 0, PROBE_HEAD);
+  const n = at === undefined ? undefined : cborArgument(p, at, 0);
+  const at2 = n && cborExpect(p, n[1], DATA_KEY);
+  const len = at2 === undefined ? undefined : cborArgument(p, at2, 2);
+  if (n === undefined || len === undefined || len[0] > MAX_CHUNK_SIZE || len[1] + len[0] !== p.length) return undefined;
+  return { t: 'probe', n: n[0], data: Buffer.from(p.buffer, p.byteOffset + len[1], len[0]) };
+}
+
+/** `probed` in the reference encoding; undefined for anything else. */
+function decodeReferenceProbed(p: Uint8Array): Extract<DeviceMessage, { t: 'probed' }> | undefined {
+  const at = cborExpect(p, 0, PROBED_HEAD);
+  const n = at === undefined ? undefined : cborArgument(p, at, 0);
+  const at2 = n && cborExpect(p, n[1], SIZE_KEY);
+  const size = at2 === undefined ? undefined : cborArgument(p, at2, 0);
+  if (n === undefined || size === undefined || size[1] !== p.length) return undefined;
+  return { t: 'probed', n: n[0], size: size[0] };
+}
+
 export function decodeDeviceMessage(payload: Uint8Array): DeviceMessage {
-  if (payload.length <= MAX_OTA_MESSAGE && payload[0] === 0xa4) {
-    const ack = decodeReferenceAck(payload);
-    if (ack !== undefined) return ack;
+  if (payload.length <= MAX_OTA_MESSAGE) {
+    const fast = payload[0] === 0xa4 ? decodeReferenceAck(payload) : payload[0] === 0xa3 ? decodeReferenceProbed(payload) : undefined;
+    if (fast !== undefined) return fast;
   }
   return decodeMessage(deviceMessage, payload, MAX_OTA_MESSAGE, 'device message');
 }
 
 export function decodeGatewayMessage(payload: Uint8Array): GatewayMessage {
-  if (payload.length <= MAX_OTA_MESSAGE && payload[0] === 0xa5) {
-    const chunk = decodeReferenceChunk(payload);
-    if (chunk !== undefined) return chunk;
+  if (payload.length <= MAX_OTA_MESSAGE) {
+    const fast = payload[0] === 0xa5 ? decodeReferenceChunk(payload) : payload[0] === 0xa3 ? decodeReferenceProbe(payload) : undefined;
+    if (fast !== undefined) return fast;
   }
   return decodeMessage(gatewayMessage, payload, MAX_OTA_MESSAGE, 'gateway message');
 }

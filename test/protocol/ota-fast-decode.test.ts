@@ -130,4 +130,38 @@ describe('OTA `chunk` and `ack` decode (§6.6): the short path for the reference
     assert.equal((outcome(decodeDeviceMessage, up[1]!) as { code?: string }).code, 'E_MESSAGE_INVALID');
     assert.ok('ok' in (outcome(decodeDeviceMessage, up[3]!) as object));
   });
+
+  it('probe and probed (§6.4.3): every message, flipped bit, cut or extra byte as the generic decoder; probe data a view', () => {
+    const probes = fc.record({ n: u32, data: fc.oneof(fc.uint8Array({ maxLength: 30 }), fc.uint8Array({ minLength: 4090, maxLength: 4100 })) });
+    const probeds = fc.record({ n: u32, size: u32 });
+    fc.assert(fc.property(probes, (m) => {
+      const p = encodeGatewayMessage({ t: 'probe', ...m });
+      const d = decodeGatewayMessage(p);
+      assert.ok(d.t === 'probe');
+      assert.deepEqual(Object.keys(d), ['t', 'n', 'data']);
+      if (m.data.length > 0) assert.equal(d.data.buffer, p.buffer, 'a view of the payload');
+      assert.deepEqual(d, genericDown(p));
+    }), { numRuns: 300 });
+    fc.assert(fc.property(probeds, (m) => {
+      const p = encodeDeviceMessage({ t: 'probed', ...m });
+      assert.deepEqual(decodeDeviceMessage(p), { t: 'probed', ...m });
+      assert.deepEqual(decodeDeviceMessage(p), genericUp(p));
+    }), { numRuns: 300 });
+    fc.assert(fc.property(probes, damage, (m, d) => {
+      const q = damaged(encodeGatewayMessage({ t: 'probe', ...m }), d);
+      assert.deepEqual(outcome(decodeGatewayMessage, q), outcome(genericDown, q));
+    }), { numRuns: 3000 });
+    fc.assert(fc.property(probeds, damage, (m, d) => {
+      const q = damaged(encodeDeviceMessage({ t: 'probed', ...m }), d);
+      assert.deepEqual(outcome(decodeDeviceMessage, q), outcome(genericUp, q));
+    }), { numRuns: 3000 });
+    const other: [(p: Uint8Array) => unknown, (p: Uint8Array) => unknown, Uint8Array][] = [
+      [decodeGatewayMessage, genericDown, encodeCbor({ n: 1, t: 'probe', data: Uint8Array.of(1) })], // another key order
+      [decodeGatewayMessage, genericDown, encodeCbor({ t: 'probe', n: 1, data: new Uint8Array(MAX_CHUNK_SIZE + 1) })], // too long: refused
+      [decodeGatewayMessage, genericDown, encodeCbor({ t: 'probe', n: 2 ** 32, data: Uint8Array.of(1) })], // n beyond u32: refused
+      [decodeDeviceMessage, genericUp, encodeCbor({ t: 'probed', size: 1, n: 1 })],
+      [decodeDeviceMessage, genericUp, encodeCbor({ t: 'probed', n: 1, size: -1 })], // not a u32: refused
+    ];
+    for (const [fast, generic, p] of other) assert.deepEqual(outcome(fast, p), outcome(generic, p), Buffer.from(p).toString('hex'));
+  });
 });
