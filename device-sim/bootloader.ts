@@ -7,7 +7,7 @@ import { SlotNames, SlotStates, type SlotName, type SlotState } from '../protoco
 import { sha256Hex } from '../protocol/schema.ts';
 import { isValidVersion } from '../protocol/version.ts';
 import { makeSampleImage, readSampleHeader } from '../firmware-samples/image-format.ts';
-import { Flash, readJson, recoverAtomic, writeJsonAtomic, type FileSync } from './flash.ts';
+import { Flash, InPlaceFile, readJson, recoverAtomic, writeJsonAtomic, type FileSync } from './flash.ts';
 
 /**
  * MCUboot-like A/B bootloader over the files in `<data>/<id>/`:
@@ -78,6 +78,8 @@ export class DeviceFiles {
   readonly progressFile: string;
   /** Whether flushes and atomic replaces also fsync (device option `fsync`; flash.ts FileSync). */
   readonly sync: FileSync;
+  /** The progress file's in-place writer (keeps its descriptor for a transfer, without `fsync`). */
+  readonly progress: InPlaceFile;
   readonly #flash: Record<SlotName, Flash>;
 
   constructor(dir: string, slotCapacity: number, sync: FileSync = { fsync: true }) {
@@ -85,6 +87,7 @@ export class DeviceFiles {
     this.stateFile = join(dir, 'state.json');
     this.progressFile = join(dir, 'transfer.json');
     this.sync = sync;
+    this.progress = new InPlaceFile(this.progressFile, sync);
     this.#flash = { a: new Flash(join(dir, 'slot-a.bin'), slotCapacity, sync), b: new Flash(join(dir, 'slot-b.bin'), slotCapacity, sync) };
   }
 
@@ -92,9 +95,25 @@ export class DeviceFiles {
     return this.#flash[slot];
   }
 
-  /** Power loss: every unflushed flash write is gone. Returns the number of writes lost. */
+  /** Power loss: every unflushed flash write is gone, no file stays open. Returns the number of writes lost. */
   powerCut(): number {
+    this.progress.close();
     return this.#flash.a.powerCut() + this.#flash.b.powerCut();
+  }
+
+  /**
+   * Close the descriptors kept for a transfer (slot files, progress file); pending flash writes
+   * stay pending. At the end of a transfer, an abort, a reboot and a shutdown.
+   */
+  close(): void {
+    this.progress.close();
+    this.#flash.a.close();
+    this.#flash.b.close();
+  }
+
+  /** Descriptors kept open (for tests: none after a shutdown). */
+  get openFiles(): number {
+    return [this.progress.isOpen, this.#flash.a.isOpen, this.#flash.b.isOpen].filter(Boolean).length;
   }
 
   /** The slot-state record, or null on a blank device. A corrupt record is an error, never wiped. */
@@ -231,6 +250,7 @@ async function factoryInit(files: DeviceFiles, input: BootInput): Promise<SlotSt
   a.write(0, image);
   await a.flush();
   await files.flash('b').erase();
+  files.close();
   const rec: SlotStateRecord = {
     format: 1,
     hw: input.hw,

@@ -205,6 +205,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     if (wasOn) {
       await this.files.flash('a').flush();
       await this.files.flash('b').flush();
+      this.files.close();
       this.#emit({ type: 'stopped' });
     }
   }
@@ -298,6 +299,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     if (epoch !== this.#epoch) return;
     await this.files.flash('a').flush();
     await this.files.flash('b').flush();
+    this.files.close();
     await this.#sleep(this.options.bootDelayMs);
     if (epoch !== this.#epoch) return;
     await this.#powerOn(hint);
@@ -583,7 +585,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
       t.offer = m;
       if (t.map.chunk !== chunk) {
         t.map = t.map.rechunk(chunk);
-        t.progressBytes = await saveProgress(this.files.progressFile, { slot, meta: t.meta, map: t.map }, this.files.sync);
+        t.progressBytes = await saveProgress(this.files.progressFile, { slot, meta: t.meta, map: t.map }, this.files.sync, undefined, this.files.progress);
         if (!rt.alive) return;
       }
       return accept(t.map.next, t.map.held > 0);
@@ -592,7 +594,8 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     const prev: SlotRecord = cur.state === 'confirmed' || cur.state === 'bad' || cur.state === 'empty' ? cur : { state: 'empty' };
     rt.transfer = null;
     this.files.flash(slot).discard();
-    await removeProgress(this.files.progressFile, this.files.sync);
+    this.files.flash(slot).close();
+    await removeProgress(this.files.progressFile, this.files.sync, this.files.progress);
     if (!rt.alive) return;
     const ok = await this.#updateState(rt, (rec) => {
       rec.slots[slot] = { state: 'receiving', name: m.name, version: m.version, sha256: m.sha256, size: m.size };
@@ -641,7 +644,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
       if (!rt.alive) return;
       t.erased = true;
     }
-    flash.write(m.off, data);
+    flash.writeOwned(m.off, data); // `data` belongs to this decoded message (or is corruptCopy's copy): no copy needed
     t.unflushed.add(idx);
     rt.owed.push({ sid: m.sid });
   }
@@ -660,7 +663,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
       if (!rt.alive) return;
       for (const i of t.unflushed) t.map.add(i);
       t.unflushed.clear();
-      t.progressBytes = await saveProgress(this.files.progressFile, { slot: t.slot, meta: t.meta, map: t.map }, this.files.sync, t.progressBytes);
+      t.progressBytes = await saveProgress(this.files.progressFile, { slot: t.slot, meta: t.meta, map: t.map }, this.files.sync, t.progressBytes, this.files.progress);
       if (!rt.alive) return;
     }
     // One ack answers the whole batch (§6.6.4): every chunk of it is durable now, so the acks owed
@@ -702,12 +705,14 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     else if (createHash('sha256').update(bytes).digest('hex') !== t.meta.sha256) [code, reason] = ['sha256', 'SHA-256 of the slot does not match the offer'];
     else [code, reason] = this.#checkSignature(t.offer);
     rt.transfer = null;
-    await removeProgress(this.files.progressFile, this.files.sync);
+    flash.close(); // the transfer is over: its slot descriptor is not kept
+    await removeProgress(this.files.progressFile, this.files.sync, this.files.progress);
     if (!rt.alive) return;
     if (code !== null) {
       // Nothing is installed unless everything arrived intact: discard, a re-offer starts clean.
       if (!(await this.#updateState(rt, (rec) => { rec.slots[slot] = { state: 'empty' }; }))) return;
       await flash.erase();
+      flash.close();
       if (!rt.alive) return;
       reply(false, code, reason);
     } else {
@@ -791,11 +796,12 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
       restore = { state: 'empty' };
     }
     if (restore !== null) {
-      await removeProgress(this.files.progressFile, this.files.sync);
+      await removeProgress(this.files.progressFile, this.files.sync, this.files.progress);
       if (!rt.alive) return;
       const to = restore;
       if (!(await this.#updateState(rt, (rec) => { rec.slots[slot] = to; }))) return;
       if (to.state === 'empty') await flash.erase();
+      flash.close(); // the transfer is over: its slot descriptor is not kept
       if (!rt.alive) return;
     }
     this.#publish(rt, { t: 'aborted', sid });

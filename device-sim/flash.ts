@@ -1,6 +1,9 @@
-import { closeSync, constants, openSync, writeSync, writevSync } from 'node:fs';
+import { closeSync, constants, ftruncateSync, mkdirSync, openSync, writeFile as writeFileCallback, writeSync, writevSync } from 'node:fs';
 import { mkdir, open, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { promisify } from 'node:util';
+
+const writeFileCb = promisify(writeFileCallback);
 
 /**
  * What "durable" means for the simulator's files. The simulated power cut is modelled in the
@@ -32,6 +35,14 @@ export class Flash {
   #pendingBytes = 0;
   /** The folder is known to exist (made once, not before every flush). */
   #dirMade = false;
+  /**
+   * Without `fsync`: the slot file's descriptor, opened at the first flush or erase and kept
+   * for the transfer instead of an open and a close per flush. `close()` releases it (the device
+   * does at the end of a transfer, an abort, a power cut, a reboot and a shutdown); any later
+   * flush or erase opens it again. It only saves system calls: every flush still reaches the
+   * file before it resolves, exactly as before.
+   */
+  #fd: number | null = null;
 
   constructor(path: string, capacity: number, sync: FileSync = SYNC) {
     this.path = path;
@@ -41,10 +52,23 @@ export class Flash {
 
   /** Buffer a write; throws RangeError beyond the slot capacity. */
   write(off: number, data: Uint8Array): void {
+    this.#buffer(off, data, true);
+  }
+
+  /**
+   * write() for a buffer the caller hands over and never changes again (the device's decoded
+   * chunk data, a fresh buffer per MQTT message): buffered without the copy write() makes. The
+   * model is the same: nothing reaches the file before flush(), a power cut drops it.
+   */
+  writeOwned(off: number, data: Uint8Array): void {
+    this.#buffer(off, data, false);
+  }
+
+  #buffer(off: number, data: Uint8Array, copy: boolean): void {
     if (!Number.isInteger(off) || off < 0 || off + data.length > this.capacity) {
       throw new RangeError(`flash write [${off}, ${off + data.length}) outside slot of ${this.capacity} bytes`);
     }
-    this.#pending.push({ off, data: new Uint8Array(data) }); // a copy (one memcpy): the caller may reuse its buffer
+    this.#pending.push({ off, data: copy ? new Uint8Array(data) : data }); // copy: one memcpy, the caller may reuse its buffer
     this.#pendingBytes += data.length;
   }
 
@@ -68,17 +92,9 @@ export class Flash {
     const runs = coalesce(this.#pending);
     this.#pending = [];
     this.#pendingBytes = 0;
-    if (!this.#dirMade) {
-      await mkdir(dirname(this.path), { recursive: true });
-      this.#dirMade = true;
-    }
     if (!this.#sync.fsync) {
-      const fd = openSync(this.path, constants.O_RDWR | constants.O_CREAT, 0o644);
-      try {
-        for (const r of runs) checkWritten(writevSync(fd, r.parts, r.off), r.bytes, this.path);
-      } finally {
-        closeSync(fd);
-      }
+      const fd = this.#openSync(); // no await before the writes: the flush is one step
+      for (const r of runs) checkWritten(writevSync(fd, r.parts, r.off), r.bytes, this.path);
       return;
     }
     const fh = await this.#open();
@@ -90,6 +106,29 @@ export class Flash {
     }
   }
 
+  /** The kept descriptor (without `fsync`), opened (and the folder made) when there is none. */
+  #openSync(): number {
+    if (this.#fd !== null) return this.#fd;
+    if (!this.#dirMade) {
+      mkdirSync(dirname(this.path), { recursive: true });
+      this.#dirMade = true;
+    }
+    this.#fd = openSync(this.path, constants.O_RDWR | constants.O_CREAT, 0o644);
+    return this.#fd;
+  }
+
+  /** Release the kept descriptor, if any (pending writes stay pending). */
+  close(): void {
+    const fd = this.#fd;
+    this.#fd = null;
+    if (fd !== null) closeSync(fd);
+  }
+
+  /** Whether a descriptor is kept open (for tests). */
+  get isOpen(): boolean {
+    return this.#fd !== null;
+  }
+
   async #open(): Promise<FileHandle> {
     if (!this.#dirMade) {
       await mkdir(dirname(this.path), { recursive: true });
@@ -98,9 +137,11 @@ export class Flash {
     return open(this.path, constants.O_RDWR | constants.O_CREAT, 0o644);
   }
 
-  /** Power loss: pending writes are gone. Returns how many writes were lost. */
+  /** Power loss: pending writes are gone (and the descriptor closed). Returns how many writes were lost. */
   powerCut(): number {
-    return this.discard();
+    const lost = this.discard();
+    this.close();
+    return lost;
   }
 
   /** Drop pending writes (what a power cut does; also used when a transfer is abandoned). */
@@ -114,6 +155,10 @@ export class Flash {
   /** Erase the slot (truncate to 0, durable at once) and drop anything pending. */
   async erase(): Promise<void> {
     this.discard();
+    if (!this.#sync.fsync) {
+      ftruncateSync(this.#openSync(), 0); // page cache only: synchronous, as flush
+      return;
+    }
     const fh = await this.#open();
     try {
       await fh.truncate(0);
@@ -173,6 +218,21 @@ export function jsonText(value: unknown): string {
 export async function writeTextAtomic(path: string, text: string, beforeRename?: () => boolean, sync: FileSync = SYNC): Promise<'written' | 'cut'> {
   const tmp = `${path}.tmp`;
   const dir = dirname(path);
+  if (!sync.fsync) {
+    // one callback-API writeFile (open, write, close on the thread pool): no FileHandle object and
+    // no promise per step; the same steps, the temporary file complete and closed before the rename
+    try {
+      await writeFileCb(tmp, text, { encoding: 'utf8', mode: 0o644 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      await mkdir(dir, { recursive: true });
+      await writeFileCb(tmp, text, { encoding: 'utf8', mode: 0o644 });
+    }
+    if (beforeRename?.() === true) return 'cut';
+    await removeDurably(path, sync); // not a replace: no forced writeback (above)
+    await rename(tmp, path);
+    return 'written';
+  }
   let fh: FileHandle;
   try {
     fh = await open(tmp, 'w', 0o644);
@@ -188,9 +248,8 @@ export async function writeTextAtomic(path: string, text: string, beforeRename?:
     await fh.close();
   }
   if (beforeRename?.() === true) return 'cut';
-  if (!sync.fsync) await removeDurably(path, sync); // not a replace: no forced writeback (above)
   await rename(tmp, path);
-  if (sync.fsync) await syncDir(dir);
+  await syncDir(dir);
   return 'written';
 }
 
@@ -252,6 +311,49 @@ export async function overwriteInPlace(path: string, bytes: Uint8Array, sync: Fi
     await fh.close();
   }
   return true;
+}
+
+/**
+ * overwriteInPlace for one file written many times (a transfer's progress file): without
+ * `fsync` the descriptor stays open between writes instead of an open and a close per write.
+ * The owner calls `close()` before it replaces or removes the file (a kept descriptor would
+ * write to the old one) and when the transfer ends; a later overwrite opens it again.
+ * With `fsync` every write is overwriteInPlace as it was.
+ */
+export class InPlaceFile {
+  readonly path: string;
+  readonly #sync: FileSync;
+  #fd: number | null = null;
+
+  constructor(path: string, sync: FileSync = SYNC) {
+    this.path = path;
+    this.#sync = sync;
+  }
+
+  /** As overwriteInPlace: false, writing nothing, when the file is missing. */
+  async overwrite(bytes: Uint8Array): Promise<boolean> {
+    if (this.#sync.fsync) return overwriteInPlace(this.path, bytes, this.#sync);
+    if (this.#fd === null) {
+      try {
+        this.#fd = openSync(this.path, 'r+');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+        throw err;
+      }
+    }
+    checkWritten(writeSync(this.#fd, bytes, 0, bytes.length, 0), bytes.length, this.path);
+    return true;
+  }
+
+  close(): void {
+    const fd = this.#fd;
+    this.#fd = null;
+    if (fd !== null) closeSync(fd);
+  }
+
+  get isOpen(): boolean {
+    return this.#fd !== null;
+  }
 }
 
 /** Read and parse a JSON file; null when it does not exist. Parse errors are thrown. */

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { MAX_ACK_MISSING } from '../protocol/limits.ts';
 import { SlotNames, type SlotName } from '../protocol/ota.ts';
 import { sha256Hex } from '../protocol/schema.ts';
-import { jsonText, overwriteInPlace, readJson, removeDurably, writeTextAtomic, type FileSync } from './flash.ts';
+import { jsonText, overwriteInPlace, type InPlaceFile, readJson, removeDurably, writeTextAtomic, type FileSync } from './flash.ts';
 
 /**
  * Receive progress of the image being written to the inactive slot: which chunks are held.
@@ -147,14 +147,16 @@ export interface Progress {
  * writeback on ext4 (auto_da_alloc) — which is safe because between two such saves only bits
  * of `held` go from 0 to 1: any mix of old and new bytes (a write cut short at any byte) decodes
  * to chunks that were already flushed. Without `inPlaceOf`, or when the length differs or the
- * file is gone, the file is replaced atomically.
+ * file is gone, the file is replaced atomically. `file` (the same path) keeps the descriptor of
+ * in-place writes open between saves; it is closed before a replace.
  */
-export async function saveProgress(path: string, p: Progress, sync?: FileSync, inPlaceOf?: number): Promise<number> {
+export async function saveProgress(path: string, p: Progress, sync?: FileSync, inPlaceOf?: number, file?: InPlaceFile): Promise<number> {
   const text = jsonText({
     format: 1, slot: p.slot, ...p.meta, chunk: p.map.chunk, held: p.map.toBase64(),
   } satisfies z.infer<typeof progressSchema>);
   const bytes = Buffer.from(text, 'utf8');
-  if (inPlaceOf === bytes.length && (await overwriteInPlace(path, bytes, sync))) return bytes.length;
+  if (inPlaceOf === bytes.length && (await (file ? file.overwrite(bytes) : overwriteInPlace(path, bytes, sync)))) return bytes.length;
+  file?.close(); // the replace makes a new file: a kept descriptor would write to the old one
   await writeTextAtomic(path, text, undefined, sync);
   return bytes.length;
 }
@@ -173,6 +175,7 @@ export async function loadProgress(path: string, slot: SlotName, sha256: string)
   return { slot, meta: { name, version, size, crc32, sha256 }, map: new ReceiveMap(size, chunk, Buffer.from(held, 'base64')) };
 }
 
-export async function removeProgress(path: string, sync?: FileSync): Promise<void> {
+export async function removeProgress(path: string, sync?: FileSync, file?: InPlaceFile): Promise<void> {
+  file?.close();
   await removeDurably(path, sync);
 }
