@@ -3,37 +3,19 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { encodeCbor } from '../../protocol/cbor.ts';
-import { isFwError } from '../../protocol/errors.ts';
 import { MAX_ACK_MISSING, MAX_CHUNK_SIZE, MAX_OTA_MESSAGE } from '../../protocol/limits.ts';
 import {
   decodeDeviceMessage, decodeGatewayMessage, deviceMessage, encodeDeviceMessage, encodeGatewayMessage, gatewayMessage,
 } from '../../protocol/ota.ts';
 import { decodeMessage } from '../../protocol/schema.ts';
+import { outcome, plain } from '../helpers/decode-outcome.ts';
 
-// `chunk` (gateway -> device) and `ack` (device -> gateway) are decoded the short way when in the
+// `chunk` and `probe` (gateway -> device), `ack` and `probed` (device -> gateway) are decoded the short way in the
 // reference encoding (docs/protocol.md §1.4, §6.6); they must accept and refuse exactly what the
 // generic decoder (cbor-x + schema) does, for every input.
 
 const genericDown = (p: Uint8Array): unknown => decodeMessage(gatewayMessage, p, MAX_OTA_MESSAGE, 'gateway message');
 const genericUp = (p: Uint8Array): unknown => decodeMessage(deviceMessage, p, MAX_OTA_MESSAGE, 'device message');
-
-/** Bytes as hex, maps as plain objects: comparable whatever the byte type (Buffer or Uint8Array). */
-function plain(v: unknown): unknown {
-  if (v instanceof Uint8Array) return Buffer.from(v).toString('hex');
-  if (Array.isArray(v)) return v.map(plain);
-  if (typeof v === 'object' && v !== null) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)]));
-  return v;
-}
-
-/** The outcome of a decode, comparable: the value (bytes as hex), or the error's code and message. */
-function outcome(decode: (p: Uint8Array) => unknown, p: Uint8Array): unknown {
-  try {
-    return { ok: plain(decode(p)) };
-  } catch (err) {
-    assert.ok(isFwError(err), String(err));
-    return { code: err.code, message: err.message };
-  }
-}
 
 const u32 = fc.oneof(fc.constantFrom(0, 23, 24, 255, 256, 65_535, 65_536, 0xffff_ffff), fc.nat({ max: 0xffff_ffff }));
 const chunks = fc.record({

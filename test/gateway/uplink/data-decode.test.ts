@@ -1,33 +1,15 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { encodeCbor } from '../../../protocol/cbor.ts';
-import { isFwError } from '../../../protocol/errors.ts';
 import { MAX_UPLINK_MESSAGE } from '../../../protocol/limits.ts';
 import { decodeMessage } from '../../../protocol/schema.ts';
 import { decodeLaptopMessage, encodeUplinkMessage, laptopMessage } from '../../../protocol/uplink.ts';
+import { outcome } from '../../helpers/decode-outcome.ts';
 
 // The gateway decodes each `data` message of an upload (docs/protocol.md §7.4) the short way when
 // it is in the reference encoding; it must accept and refuse exactly what the generic decoder does.
 
 const generic = (p: Uint8Array): unknown => decodeMessage(laptopMessage, p, MAX_UPLINK_MESSAGE, 'laptop message');
-
-/** Bytes as hex, maps as plain objects: comparable whatever the byte type (Buffer or Uint8Array). */
-function plain(v: unknown): unknown {
-  if (v instanceof Uint8Array) return Buffer.from(v).toString('hex');
-  if (Array.isArray(v)) return v.map(plain);
-  if (typeof v === 'object' && v !== null) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)]));
-  return v;
-}
-
-/** The outcome of a decode, comparable: the value (bytes as hex), or the error's code and message. */
-function outcome(decode: (p: Uint8Array) => unknown, p: Uint8Array): unknown {
-  try {
-    return { ok: plain(decode(p)) };
-  } catch (err) {
-    assert.ok(isFwError(err), String(err));
-    return { code: err.code, message: err.message };
-  }
-}
 
 const dataMessages = fc.record({
   off: fc.oneof(fc.constantFrom(0, 23, 24, 255, 256, 65_535, 65_536, 0xffff_ffff), fc.nat({ max: 0xffff_ffff })),
