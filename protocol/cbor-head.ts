@@ -38,3 +38,37 @@ export function cborText(s: string): Uint8Array {
   if (s.length > 23) throw new RangeError('cborText: keys of at most 23 characters');
   return Uint8Array.from([0x60 + s.length, ...Buffer.from(s, 'ascii')]);
 }
+
+/** Bytes of the shortest head for an argument below 2^32 (§1.4.5). */
+export function cborHeadLength(value: number): number {
+  return value <= 23 ? 1 : value <= 0xff ? 2 : value <= 0xffff ? 3 : 5;
+}
+
+/**
+ * Write the shortest head of major type `major` with argument `value` (an integer below 2^32) at
+ * dst[pos]; returns the position after it.
+ */
+export function cborWriteHead(dst: Uint8Array, pos: number, major: number, value: number): number {
+  const mt = major << 5;
+  if (value <= 23) {
+    dst[pos] = mt | value;
+    return pos + 1;
+  }
+  if (value <= 0xff) {
+    dst[pos] = mt | 24;
+    dst[pos + 1] = value;
+    return pos + 2;
+  }
+  if (value <= 0xffff) {
+    dst[pos] = mt | 25;
+    dst[pos + 1] = value >>> 8;
+    dst[pos + 2] = value & 0xff;
+    return pos + 3;
+  }
+  dst[pos] = mt | 26;
+  dst[pos + 1] = value >>> 24;
+  dst[pos + 2] = (value >>> 16) & 0xff;
+  dst[pos + 3] = (value >>> 8) & 0xff;
+  dst[pos + 4] = value & 0xff;
+  return pos + 5;
+}

@@ -5,6 +5,13 @@ import {
   MIN_BODY_SIZE, SACK_BITS, SEQ_MASK, cobsMaxEncodedLength, isFrameKind, maxBodySize,
 } from './constants.ts';
 import { cobsDecodeInto, cobsEncodeInto } from './cobs.ts';
+import { ByteSlab } from './slab.ts';
+
+/** Wire buffers of encoded frames, and payload copies of decoded ones (one allocation per slab, not per frame). */
+const wireSlab = new ByteSlab();
+const payloadSlab = new ByteSlab();
+/** The body (header, payload, CRC) of the frame being encoded; grows to the largest frame seen. */
+let bodyScratch = new Uint8Array(0);
 
 /**
  * One link frame as a value (docs/protocol.md §3.3). Treat it as immutable: decoders
@@ -144,7 +151,9 @@ export function decodeBody(body: Uint8Array, maxPayload: number): Frame | DropRe
   const seq = (body[2]! << 8) | body[3]!;
   const reason = checkFields(kind, flags, seq, end - HEADER_SIZE, maxPayload);
   if (reason !== undefined) return reason;
-  return make(kind as FrameKind, flags, seq, body.slice(HEADER_SIZE, end));
+  const payload = payloadSlab.take(end - HEADER_SIZE);
+  payload.set(body.subarray(HEADER_SIZE, end));
+  return make(kind as FrameKind, flags, seq, payload);
 }
 
 /** Encoded size of a frame on the wire, delimiter included, is at most this. */
@@ -162,7 +171,8 @@ export function encodeFrame(frame: Frame, maxPayload = MAX_FRAME_PAYLOAD): Uint8
   const reason = checkFields(kind, flags, seq, payload.length, maxPayload);
   if (reason !== undefined) throw dropError(reason);
   const end = HEADER_SIZE + payload.length;
-  const body = new Uint8Array(end + CRC_SIZE);
+  if (bodyScratch.length < end + CRC_SIZE) bodyScratch = new Uint8Array(end + CRC_SIZE);
+  const body = bodyScratch.subarray(0, end + CRC_SIZE);
   body[0] = kind;
   body[1] = flags;
   body[2] = seq >>> 8;
@@ -173,10 +183,10 @@ export function encodeFrame(frame: Frame, maxPayload = MAX_FRAME_PAYLOAD): Uint8
   body[end + 1] = (crc >>> 16) & 0xff;
   body[end + 2] = (crc >>> 8) & 0xff;
   body[end + 3] = crc & 0xff;
-  const wire = new Uint8Array(cobsMaxEncodedLength(body.length) + 1);
+  const wire = wireSlab.take(cobsMaxEncodedLength(body.length) + 1);
   const len = cobsEncodeInto(body, wire);
   wire[len] = 0;
-  return wire.subarray(0, len + 1);
+  return wireSlab.trim(wire, len + 1);
 }
 
 /**

@@ -61,3 +61,38 @@ describe('uplink `data` decode (§7.4): the short path for the reference encodin
     assert.match(String((outcome(decodeLaptopMessage, cases[3]!) as { message?: string }).message), /off/);
   });
 });
+
+describe('uplink `data` encode (§7.4): the short path for the reference encoding', () => {
+  it('writes the bytes the generic encoder gives for { t, off, data }', () => {
+    fc.assert(fc.property(dataMessages, ({ off, data }) => {
+      const p = encodeUplinkMessage({ t: 'data', off, data });
+      assert.deepEqual(Buffer.from(p), Buffer.from(encodeCbor({ t: 'data', off, data })));
+    }), { numRuns: 300 });
+  });
+
+  it('each encoded message has bytes of its own: encoding more does not change one already made', () => {
+    const first = encodeUplinkMessage({ t: 'data', off: 0, data: new Uint8Array(4064).fill(0xaa) });
+    const copy = Buffer.from(first);
+    for (let i = 1; i <= 40; i++) encodeUplinkMessage({ t: 'data', off: i * 4064, data: new Uint8Array(4064).fill(i) });
+    assert.deepEqual(Buffer.from(first), copy);
+  });
+
+  it('puts the keys in table order whatever the order of the object', () => {
+    const data = Uint8Array.from([1, 2, 3]);
+    const p = encodeUplinkMessage({ off: 5, t: 'data', data } as never);
+    assert.deepEqual(Buffer.from(p), Buffer.from(encodeCbor({ t: 'data', off: 5, data })));
+  });
+
+  it('anything else takes the generic encoder: an extra key, an offset that is not a u32', () => {
+    const data = Uint8Array.from([1, 2, 3]);
+    const odd: unknown[] = [
+      { t: 'data', off: 5, data, extra: 1 },
+      { t: 'data', off: -1, data },
+      { t: 'data', off: 1.5, data },
+      { t: 'data', off: 2 ** 32, data },
+    ];
+    for (const m of odd) {
+      assert.deepEqual(Buffer.from(encodeUplinkMessage(m as never)), Buffer.from(encodeCbor(m)), JSON.stringify(m, (_, v: unknown) => (v instanceof Uint8Array ? [...v] : v)));
+    }
+  });
+});
