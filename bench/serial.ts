@@ -39,6 +39,7 @@ const { values } = parseArgs({
     'skip-pty': { type: 'boolean', default: false },
     frame: { type: 'string', default: '' },
     window: { type: 'string', default: '' },
+    'ack-every': { type: 'string', default: '' },
     profile: { type: 'string', default: '' },
     'reader-busy-us': { type: 'string', default: '' },
     json: { type: 'boolean', default: false },
@@ -101,7 +102,9 @@ async function makeKeys(dir: string): Promise<Keys> {
   const maxFrame = values.frame ? { maxFrame: Math.max(4096, Number(values.frame)) } : {};
   // and a --window above its uplink.window (16) is offered by the gateway too
   const window = values.window ? { window: Math.max(16, Number(values.window)) } : {};
-  await writeFile(config, JSON.stringify({ uplink: { technicianKeys: [{ publicKey: tech.publicKeyPem }], ...maxFrame, ...window } }));
+  // --ack-every N: the gateway's uplink.ackEvery (delayed ACK, docs/protocol.md §4.4)
+  const ackEvery = values['ack-every'] ? { ackEvery: int(values['ack-every'], 'ack-every', 1, 64) } : {};
+  await writeFile(config, JSON.stringify({ uplink: { technicianKeys: [{ publicKey: tech.publicKeyPem }], ...maxFrame, ...window, ...ackEvery } }));
   return { dir, signKey: `${base}.key`, trustedKey: `${base}.pub`, techKey, config };
 }
 

@@ -1,4 +1,4 @@
-import { readSync, writeSync } from 'node:fs';
+import { readSync, writeSync, writevSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { EventEmitter } from 'node:events';
 import { SerialPort } from 'serialport';
@@ -13,17 +13,36 @@ import { FwError } from '../protocol/errors.ts';
  */
 class CoalescingSerialPort extends SerialPort {
   #corked = false;
+  /** Set by readWriteInLoop: several buffers in one system call, without joining them first. */
+  writevNow: ((buffers: Buffer[]) => Promise<void>) | undefined;
 
   override write(chunk: unknown, encoding?: BufferEncoding | ((error: Error | null | undefined) => void), cb?: (error: Error | null | undefined) => void): boolean {
     if (!this.#corked) {
       this.#corked = true;
       this.cork();
-      process.nextTick(() => {
-        this.#corked = false;
-        this.uncork();
-      });
+      process.nextTick(() => this.flushWrites());
     }
     return typeof encoding === 'function' ? super.write(chunk, encoding) : super.write(chunk, encoding as BufferEncoding, cb);
+  }
+
+  /** Hand what was written since the turn began to the OS now (the read loop does, after each read). */
+  flushWrites(): void {
+    if (!this.#corked) return;
+    this.#corked = false;
+    this.uncork();
+  }
+
+  override _writev(...[chunks, callback]: Parameters<SerialPort['_writev']>): void {
+    const writev = this.writevNow;
+    if (writev === undefined || !this.isOpen) {
+      super._writev(chunks, callback);
+      return;
+    }
+    // as the stream's own _write does with the binding's write
+    writev(chunks.map((c) => c.chunk)).then(() => callback(null), (err: Error & { canceled?: boolean }) => {
+      if (!err.canceled) this._disconnected(err);
+      callback(err);
+    });
   }
 }
 
@@ -83,6 +102,8 @@ const tryAgain = (err: unknown): boolean => {
 
 /** Reads in a row that found data, without a wait, before one turn of the event loop. */
 const READS_BEFORE_YIELD = 16;
+/** A read gets at least this much room in the read pool; less left, and a new pool is taken. */
+const MIN_READ_ROOM = 8 * 1024;
 
 /** The poller's next `event` (its error, e.g. canceled at close, rejects). */
 const next = (poller: EventEmitter, event: 'readable' | 'writable'): Promise<void> =>
@@ -92,18 +113,24 @@ const next = (poller: EventEmitter, event: 'readable' | 'writable'): Promise<voi
  * The unix binding reads and writes its (non-blocking) fd with fs.read / fs.write through the
  * thread pool: two thread hops per chunk (the data, then EAGAIN before it polls), for a pty at
  * most 4 KiB a read. Here the read or write is tried at once on the event loop — it cannot block,
- * the fd is O_NONBLOCK — and the poller is waited for only on EAGAIN, as the binding does. Anything
+ * the fd is O_NONBLOCK — and the poller is waited for only on EAGAIN, as the binding does.
+ *
+ * Reads: a loop pushes each read straight into the stream, with no promise or stream call per
+ * read in between, and after each one hands the writes its handlers made (an ACK) to the OS; it
+ * waits for the poller on EAGAIN, lets one turn of the event loop through every
+ * READS_BEFORE_YIELD reads, and stops while the stream's buffer is full. Writes: the buffers of a
+ * turn go out in one writev, no copy to join them; after a short write the rest waits for
+ * "writable" (trying again at once would only fail with EAGAIN, and an exception costs). Anything
  * else (an error, a read of 0 bytes from a hung-up tty, a closed port) goes to the binding's own
  * read or write, which reports it as it always has.
  */
-function readWriteInLoop(port: SerialPort): void {
+function readWriteInLoop(port: CoalescingSerialPort): void {
   const bp: unknown = port.port;
   if (!isUnixBindingPort(bp)) return;
   keepPollerWaits(bp.poller);
   const read = bp.read.bind(bp);
   const write = bp.write.bind(bp);
-  // reads that find data chain through promise jobs without returning to the event loop: every
-  // few, let timers and other I/O run (a line that never runs dry would starve them)
+  // the fallback read path (errors, a 0-byte read): the stream's own _read through bp.read
   let streak = 0;
   bp.read = async (buffer, offset, length) => {
     if (++streak >= READS_BEFORE_YIELD) {
@@ -125,23 +152,92 @@ function readWriteInLoop(port: SerialPort): void {
       return { bytesRead: n, buffer };
     }
   };
-  bp.write = (buffer) => {
-    const op = (async () => {
-      let off = 0;
-      while (off < buffer.length) {
-        if (bp.fd === null) return write(buffer.subarray(off));
-        try {
-          off += writeSync(bp.fd, buffer, off, buffer.length - off);
-        } catch (err) {
-          if (!tryAgain(err)) return write(buffer.subarray(off));
-          await next(bp.poller, 'writable');
-        }
+  const streamRead = port._read.bind(port);
+  let looping = false;
+  let pool = Buffer.alloc(0);
+  let used = 0;
+  const fallBack = (size: number): void => {
+    looping = false;
+    streamRead(size);
+  };
+  const loop = (): void => {
+    for (let i = 0; i < READS_BEFORE_YIELD; i++) {
+      if (bp.fd === null || !port.isOpen) return fallBack(port.readableHighWaterMark);
+      if (pool.length - used < MIN_READ_ROOM) {
+        pool = Buffer.allocUnsafeSlow(Math.max(port.readableHighWaterMark, 2 * MIN_READ_ROOM));
+        used = 0;
       }
-      bp.writeOperation = null;
-    })();
+      let n: number;
+      try {
+        n = readSync(bp.fd, pool, used, pool.length - used, null);
+      } catch (err) {
+        if (!tryAgain(err)) return fallBack(port.readableHighWaterMark);
+        next(bp.poller, 'readable').then(loop, () => fallBack(port.readableHighWaterMark));
+        return;
+      }
+      if (n === 0) return fallBack(port.readableHighWaterMark);
+      const chunk = pool.subarray(used, used + n);
+      used += n;
+      const more = port.push(chunk);
+      port.flushWrites();
+      if (!more) {
+        looping = false;
+        return;
+      }
+    }
+    setImmediate(loop);
+  };
+  port._read = (size: number): void => {
+    if (looping) return;
+    if (bp.fd === null || !port.isOpen) {
+      streamRead(size);
+      return;
+    }
+    looping = true;
+    // started from the stream's read(): the first read happens on the next turn, not inside it
+    setImmediate(loop);
+  };
+  const drain = async (buffers: Buffer[]): Promise<void> => {
+    let rest = buffers;
+    for (;;) {
+      if (bp.fd === null) return write(Buffer.concat(rest));
+      let n: number;
+      try {
+        n = rest.length === 1 ? writeSync(bp.fd, rest[0]!) : writevSync(bp.fd, rest);
+      } catch (err) {
+        if (!tryAgain(err)) return write(Buffer.concat(rest));
+        await next(bp.poller, 'writable');
+        continue;
+      }
+      rest = unwritten(rest, n);
+      if (rest.length === 0) return;
+      // a short write: the OS buffer is full, wait until it takes more
+      await next(bp.poller, 'writable');
+    }
+  };
+  const writeAll = (buffers: Buffer[]): Promise<void> => {
+    const op = drain(buffers).finally(() => {
+      if (bp.writeOperation === op) bp.writeOperation = null;
+    });
     bp.writeOperation = op;
     return op;
   };
+  bp.write = (buffer) => writeAll([buffer]);
+  port.writevNow = writeAll;
+}
+
+/** What is left of `buffers` after the first `written` bytes of them. */
+function unwritten(buffers: Buffer[], written: number): Buffer[] {
+  let skip = written;
+  let i = 0;
+  while (i < buffers.length && skip >= buffers[i]!.length) {
+    skip -= buffers[i]!.length;
+    i++;
+  }
+  if (i === buffers.length) return [];
+  const rest = buffers.slice(i);
+  if (skip > 0) rest[0] = rest[0]!.subarray(skip);
+  return rest;
 }
 
 export async function closeSerialPort(port: SerialPort): Promise<void> {

@@ -77,12 +77,20 @@ describe('transport: serial port writes (one system call per turn)', function ()
     const tx = await openSerialPort(pair.a, 921_600);
     const rx = await openSerialPort(pair.b, 921_600);
     try {
+      // a turn's writes leave as one writev (several buffers) or one write (a single one)
       const binding = tx.port!;
       const writes: number[] = [];
       const write = binding.write.bind(binding);
       binding.write = (b: Buffer) => {
         writes.push(b.length);
         return write(b);
+      };
+      const port = tx as unknown as { writevNow?: (buffers: Buffer[]) => Promise<void> };
+      const writev = port.writevNow;
+      assert.ok(writev, 'the port writes several buffers with one writev');
+      port.writevNow = (buffers) => {
+        writes.push(buffers.reduce((n, b) => n + b.length, 0));
+        return writev(buffers);
       };
       const parts = [Buffer.alloc(100, 1), Buffer.alloc(200, 2), Buffer.alloc(300, 3)];
       const expected = Buffer.concat([...parts, ...parts]);
@@ -149,6 +157,51 @@ describe('transport: serial port reads and writes on the event loop (non-blockin
     } finally {
       await closeSerialPortWithin(x, 1000);
       await closeSerialPortWithin(y, 1000);
+      await pair.close();
+    }
+  });
+});
+
+describe('transport: the read loop stops while the reader is paused', function () {
+  this.timeout(30_000);
+  let dir: string;
+  beforeEach(async () => { dir = await mkdtemp(join(tmpdir(), 'fwgate-port-')); });
+  afterEach(async () => { await rm(dir, { recursive: true, force: true }); });
+
+  it('a paused port buffers at most about its high-water mark, then takes the rest once resumed, intact and in order', async () => {
+    const pair = await createPtyPair(dir);
+    const tx = await openSerialPort(pair.a, 921_600);
+    const rx = await openSerialPort(pair.b, 921_600);
+    try {
+      const size = 512 * 1024;
+      const bytes = Buffer.from(Array.from({ length: size }, (_, i) => (i * 31 + (i >> 9)) & 0xff));
+      const got: Buffer[] = [];
+      let n = 0;
+      rx.on('data', (d: Buffer) => {
+        got.push(Buffer.from(d));
+        n += d.length;
+      });
+      rx.pause();
+      const sent = (async () => {
+        for (let off = 0; off < size; off += 16 * 1024) {
+          if (!tx.write(bytes.subarray(off, off + 16 * 1024))) await new Promise((r) => tx.once('drain', r));
+        }
+      })();
+      // while paused, reading stops once the stream's buffer is full: the rest waits in the OS
+      const deadline = Date.now() + 5000;
+      while (rx.readableLength < rx.readableHighWaterMark && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(n, 0, 'nothing delivered while paused');
+      assert.ok(rx.readableLength >= rx.readableHighWaterMark, `buffered ${rx.readableLength}`);
+      assert.ok(rx.readableLength < rx.readableHighWaterMark + 64 * 1024, `buffered ${rx.readableLength}: reading went on while paused`);
+      rx.resume();
+      await sent;
+      const until = Date.now() + 10_000;
+      while (n < size && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+      assert.ok(Buffer.concat(got).equals(bytes), `received ${n} of ${size} bytes, intact and in order`);
+    } finally {
+      await closeSerialPortWithin(tx, 1000);
+      await closeSerialPortWithin(rx, 1000);
       await pair.close();
     }
   });
