@@ -1,0 +1,124 @@
+/**
+ * bench/link — what the serial link's own code costs per frame, without any I/O: an upload's
+ * `data` messages through two ArqLinks in one process (the laptop's sender, the gateway's
+ * receiver with its delayed-ACK settings), their wire bytes handed across in reads of at most
+ * 4095 bytes as a pty gives them. Times only the link calls on each side (send and frame
+ * encoding; receive, frame decoding, message decode), so the figure moves with the link code
+ * and not with the machine's pty or scheduler (docs/performance.md, bench/serial round 4).
+ *
+ *   npm run bench:link [-- --json --size 16777216 --runs 3]
+ */
+import { parseArgs } from 'node:util';
+import { DEFAULT_ACK_EVERY } from '../protocol/link/constants.ts';
+import { ArqLink } from '../protocol/link/arq.ts';
+import { DATA_MESSAGE_OVERHEAD, decodeLaptopMessage, encodeUplinkMessage } from '../protocol/uplink.ts';
+import { realLinkTimers } from '../transport/message-link.ts';
+
+const { values } = parseArgs({
+  options: {
+    size: { type: 'string', default: String(16 * 1024 * 1024) },
+    runs: { type: 'string', default: '3' },
+    json: { type: 'boolean', default: false },
+  },
+  strict: true,
+});
+
+function int(v: string, name: string, min: number, max: number): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    process.stderr.write(`bench/link: --${name} must be a whole number from ${min} to ${max}, got "${v}"\n`);
+    process.exit(2);
+  }
+  return n;
+}
+const SIZE = int(values.size, 'size', 64 * 1024, 256 * 1024 * 1024);
+const RUNS = int(values.runs, 'runs', 1, 20);
+/** As the gateway grants by default: 4 KiB frames, each carrying one `data` message. */
+const FRAME = 4096;
+const CHUNK = FRAME - DATA_MESSAGE_OVERHEAD;
+/** A pty hands out at most this much per read. */
+const READ = 4095;
+const WINDOW = 16;
+
+interface Run { frames: number; acks: number; senderUs: number; receiverUs: number; cpuMsPerMiB: number }
+
+async function run(image: Buffer): Promise<Run> {
+  const toGateway: Uint8Array[] = [];
+  const toLaptop: Uint8Array[] = [];
+  const laptop = new ArqLink({ timers: realLinkTimers, output: (w, written) => { toGateway.push(w); written(); }, window: WINDOW, maxPayload: FRAME });
+  const gateway = new ArqLink({
+    timers: realLinkTimers, output: (w, written) => { toLaptop.push(w); written(); }, window: WINDOW, maxPayload: FRAME,
+    ackDelayMs: 2, ackEvery: DEFAULT_ACK_EVERY,
+  });
+  let received = 0;
+  let checksum = 0;
+  gateway.on('message', (m) => {
+    const msg = decodeLaptopMessage(m);
+    if (msg.t !== 'data') throw new Error(`bench/link: unexpected ${msg.t}`);
+    received += msg.data.length;
+    checksum = (checksum + msg.data[0]!) | 0;
+  });
+  let senderMs = 0;
+  let receiverMs = 0;
+  const deliver = (queue: Uint8Array[], to: ArqLink): number => {
+    if (queue.length === 0) return 0;
+    const bytes = Buffer.concat(queue);
+    queue.length = 0;
+    const t = performance.now();
+    for (let o = 0; o < bytes.length; o += READ) to.receive(bytes.subarray(o, o + READ));
+    return performance.now() - t;
+  };
+  let off = 0;
+  const cpu0 = process.cpuUsage();
+  const deadline = Date.now() + 120_000;
+  await new Promise<void>((resolve, reject) => {
+    const turn = (): void => {
+      const t = performance.now();
+      while (off < image.length) {
+        const data = image.subarray(off, Math.min(off + CHUNK, image.length));
+        const more = laptop.send(encodeUplinkMessage({ t: 'data', off, data }));
+        off += data.length;
+        if (!more) break;
+      }
+      senderMs += performance.now() - t;
+      receiverMs += deliver(toGateway, gateway);
+      senderMs += deliver(toLaptop, laptop);
+      if (received >= image.length) return resolve();
+      if (Date.now() > deadline) return reject(new Error(`bench/link: ${received} of ${image.length} bytes after 120 s`));
+      setImmediate(turn);
+    };
+    turn();
+  });
+  const cpu = process.cpuUsage(cpu0);
+  const frames = laptop.stats.framesOut;
+  const result = {
+    frames, acks: gateway.stats.acksSent,
+    senderUs: (senderMs * 1000) / frames, receiverUs: (receiverMs * 1000) / frames,
+    cpuMsPerMiB: (cpu.user + cpu.system) / 1000 / (image.length / (1024 * 1024)),
+  };
+  laptop.close();
+  gateway.close();
+  if (laptop.stats.retransmits !== 0) throw new Error(`bench/link: ${laptop.stats.retransmits} frames sent twice on a lossless loopback`);
+  return result;
+}
+
+const image = Buffer.alloc(SIZE);
+for (let i = 0; i < SIZE; i += 4096) image[i] = i / 4096;
+const runs: Run[] = [];
+for (let i = 0; i < RUNS; i++) runs.push(await run(image));
+const median = (pick: (r: Run) => number): number => {
+  const v = runs.map(pick).sort((a, b) => a - b);
+  return v[Math.floor(v.length / 2)]!;
+};
+const round = (n: number): number => Math.round(n * 100) / 100;
+process.stderr.write(`bench/link: ${SIZE / (1024 * 1024)} MiB in ${FRAME}-byte frames, window ${WINDOW}, ACK every ${DEFAULT_ACK_EVERY}, ${RUNS} run(s)\n`);
+process.stderr.write('| run | frames | ACKs | sender µs/frame | receiver µs/frame | CPU ms/MiB |\n| --- | --- | --- | --- | --- | --- |\n');
+runs.forEach((r, i) => process.stderr.write(`| ${i + 1} | ${r.frames} | ${r.acks} | ${r.senderUs.toFixed(1)} | ${r.receiverUs.toFixed(1)} | ${r.cpuMsPerMiB.toFixed(1)} |\n`));
+if (values.json) {
+  process.stdout.write(`${JSON.stringify({
+    link_size: SIZE, link_frames: runs[0]!.frames,
+    link_sender_us_per_frame: round(median((r) => r.senderUs)),
+    link_receiver_us_per_frame: round(median((r) => r.receiverUs)),
+    link_cpu_ms_per_mib: round(median((r) => r.cpuMsPerMiB)),
+  })}\n`);
+}
