@@ -28,6 +28,9 @@ import { parseConfig } from '../gateway/config.ts';
 import { DEFAULT_CHUNK_SIZE } from '../protocol/manifest.ts';
 import { ROOT, startTs, type Proc } from '../scripts/lib/processes.ts';
 import { topSelfTime, type Hotspot } from './lib/fanout-profile.ts';
+import { intFlag } from './lib/int-flag.ts';
+
+const int = intFlag('bench/fanout');
 
 const { values } = parseArgs({
   options: {
@@ -47,14 +50,6 @@ const PROFILE_N = values.profile ? int(values.profile, 'profile', 1, 5000) : 0;
 const MIB = 1024 * 1024;
 const BASELINE_TOPIC = 'bench/fanout';
 
-function int(v: string, name: string, min: number, max: number): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) {
-    process.stderr.write(`bench/fanout: --${name} must be a whole number from ${min} to ${max}, got "${v}"\n`);
-    process.exit(2);
-  }
-  return n;
-}
 const log = (s: string): void => {
   process.stderr.write(`${s}\n`);
 };

@@ -13,6 +13,9 @@ import { DEFAULT_ACK_EVERY } from '../protocol/link/constants.ts';
 import { ArqLink } from '../protocol/link/arq.ts';
 import { DATA_MESSAGE_OVERHEAD, decodeLaptopMessage, encodeUplinkMessage } from '../protocol/uplink.ts';
 import { realLinkTimers } from '../transport/message-link.ts';
+import { intFlag } from './lib/int-flag.ts';
+
+const int = intFlag('bench/link');
 
 const { values } = parseArgs({
   options: {
@@ -23,14 +26,6 @@ const { values } = parseArgs({
   strict: true,
 });
 
-function int(v: string, name: string, min: number, max: number): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) {
-    process.stderr.write(`bench/link: --${name} must be a whole number from ${min} to ${max}, got "${v}"\n`);
-    process.exit(2);
-  }
-  return n;
-}
 const SIZE = int(values.size, 'size', 64 * 1024, 256 * 1024 * 1024);
 const RUNS = int(values.runs, 'runs', 1, 20);
 /** As the gateway grants by default: 4 KiB frames, each carrying one `data` message. */

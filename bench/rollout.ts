@@ -29,6 +29,9 @@ import { makespanLowerBound } from '../gateway/rollout/planner.ts';
 import { manifestForImage } from '../protocol/manifest.ts';
 import type { ResultMessage } from '../protocol/uplink.ts';
 import { startTs } from '../scripts/lib/processes.ts';
+import { intFlag } from './lib/int-flag.ts';
+
+const int = intFlag('bench/rollout');
 
 const { values } = parseArgs({
   options: {
@@ -50,14 +53,6 @@ const CONCURRENCY = int(values.concurrency, 'concurrency', 1, 1000);
 const RANDOM_RUNS = int(values['random-runs'], 'random-runs', 1, 20);
 const SWEEP = values.sweep ? values.sweep.split(',').map((v) => int(v, 'sweep', 1, 1000)) : [];
 
-function int(v: string, name: string, min: number, max: number): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) {
-    process.stderr.write(`bench/rollout: --${name} must be a whole number from ${min} to ${max}, got "${v}"\n`);
-    process.exit(2);
-  }
-  return n;
-}
 
 const log = (s: string): void => {
   process.stderr.write(`${s}\n`);

@@ -20,6 +20,9 @@ import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { ROOT } from '../scripts/lib/processes.ts';
+import { intFlag } from './lib/int-flag.ts';
+
+const int = intFlag('bench/scale');
 
 const { values } = parseArgs({
   options: {
@@ -35,14 +38,6 @@ const INFLIGHT = int(values.inflight, 'inflight', 1, 5000);
 const FDS = int(values.fds, 'fds', 1024, 1_048_576);
 const TARGET_KIB = 64;
 
-function int(v: string, name: string, min: number, max: number): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) {
-    process.stderr.write(`bench/scale: --${name} must be a whole number from ${min} to ${max}, got "${v}"\n`);
-    process.exit(2);
-  }
-  return n;
-}
 
 const log = (s: string): void => {
   process.stderr.write(`${s}\n`);

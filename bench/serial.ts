@@ -29,6 +29,9 @@ import { closeSerialPort, openSerialPort } from '../transport/serial-port.ts';
 import { freePort, ROOT, startTs, type Proc } from '../scripts/lib/processes.ts';
 import { createPtyPair, type PtyPair } from '../scripts/lib/pty-pair.ts';
 import { startRelay, type Relay } from './lib/serial-relay.ts';
+import { intFlag } from './lib/int-flag.ts';
+
+const int = intFlag('bench/serial');
 
 const { values } = parseArgs({
   options: {
@@ -47,14 +50,6 @@ const { values } = parseArgs({
   strict: true,
 });
 
-function int(v: string, name: string, min: number, max: number): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) {
-    process.stderr.write(`bench/serial: --${name} must be a whole number from ${min} to ${max}, got "${v}"\n`);
-    process.exit(2);
-  }
-  return n;
-}
 const SIZE = int(values.size, 'size', 4096, 64 * 1024 * 1024);
 const BAUDS = values.baud ? values.baud.split(',').map((v) => int(v, 'baud', 9600, 20_000_000)) : [];
 const LATENCIES = values.latency.split(',').map((v) => int(v, 'latency', 0, 1000));
