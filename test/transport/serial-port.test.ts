@@ -160,15 +160,8 @@ describe('transport: serial port reads and writes on the event loop (non-blockin
       await pair.close();
     }
   });
-});
 
-describe('transport: the read loop stops while the reader is paused', function () {
-  this.timeout(30_000);
-  let dir: string;
-  beforeEach(async () => { dir = await mkdtemp(join(tmpdir(), 'fwgate-port-')); });
-  afterEach(async () => { await rm(dir, { recursive: true, force: true }); });
-
-  it('a paused port buffers at most about its high-water mark, then takes the rest once resumed, intact and in order', async () => {
+  it('the read loop stops while the reader is paused: a paused port buffers at most about its high-water mark, then takes the rest once resumed, intact and in order', async () => {
     const pair = await createPtyPair(dir);
     const tx = await openSerialPort(pair.a, 921_600);
     const rx = await openSerialPort(pair.b, 921_600);
