@@ -2,7 +2,10 @@
  * bench/serial — how close does an upload laptop -> gateway come to what the serial link carries?
  *
  * 1. pty: fwpush -> fwgate over one socat pty pair, as in real use; baseline in the same run: the
- *    same bytes copied raw through the same pty pair. Payload MiB/s and the ratio to raw.
+ *    same bytes copied raw through the same pty pair. Payload MiB/s and the ratio to raw. Two
+ *    floors in the same run: the raw copy with a receiver's least work per read, and the same
+ *    acknowledged between two processes with the upload's frame, window and ACK spacing
+ *    (bench/lib/acked-copy.ts) — what the host allows any acknowledged upload.
  * 2. uart: the same upload through a pacing relay (bench/lib/serial-relay.ts) between two pty
  *    pairs that emulates a UART at --baud (at most baud/10 B/s each way) behind an FTDI-style
  *    adapter (62-byte USB packets, --latency ms latency timer). Payload rate / line rate, and link
@@ -27,6 +30,8 @@ import { crc32 } from '../protocol/crc.ts';
 import { generateSigningKey } from '../protocol/signature.ts';
 import { closeSerialPort, openSerialPort } from '../transport/serial-port.ts';
 import { freePort, ROOT, startTs, type Proc } from '../scripts/lib/processes.ts';
+import { parseConfig } from '../gateway/config.ts';
+import { laptopSettings } from '../laptop/settings.ts';
 import { createPtyPair, type PtyPair } from '../scripts/lib/pty-pair.ts';
 import { startRelay, type Relay } from './lib/serial-relay.ts';
 import { intFlag } from './lib/int-flag.ts';
@@ -181,6 +186,41 @@ async function busyReaderCopy(from: string, to: string, file: string, size: numb
   }
 }
 
+/**
+ * The link settings an upload runs with — what fwpush offers and fwgate agrees to (docs/protocol.md
+ * §7.2.1, §4.4), after --frame, --window and --ack-every — for the acknowledged floor to copy.
+ */
+function negotiatedLink(): { frame: number; window: number; ackEvery: number } {
+  const uplink = parseConfig({}).uplink;
+  const frame = values.frame ? Number(values.frame) : Math.min(uplink.maxFrame, laptopSettings.maxFrame);
+  const window = values.window ? Number(values.window) : Math.min(uplink.window, laptopSettings.window);
+  const every = values['ack-every'] ? Number(values['ack-every']) : uplink.ackEvery;
+  // an ACK at once when `every` frames, at most half the window, are owed one (§4.4)
+  return { frame, window, ackEvery: Math.min(every, Math.max(1, window >> 1)) };
+}
+
+/**
+ * The acknowledged floor (bench/lib/acked-copy.ts): a sender process and a receiver process copy
+ * the image with the upload's frame size, window and ACK spacing and the pty floor's work per
+ * read, no link code; ms from the first write to the last acknowledgement.
+ */
+async function ackedCopy(from: string, to: string, imagePath: string, outPath: string): Promise<number> {
+  const { frame, window, ackEvery } = negotiatedLink();
+  const procs: Proc[] = [];
+  try {
+    const rx = startTs('acked-copy receive', 'bench/lib/acked-copy.ts', ['receive', to, imagePath, outPath, String(frame), String(ackEvery)], { stderr: 'inherit' });
+    procs.push(rx);
+    await rx.waitForLine(/^ready$/, 60_000);
+    const tx = startTs('acked-copy send', 'bench/lib/acked-copy.ts', ['send', from, imagePath, String(frame), String(window)], { stderr: 'inherit' });
+    procs.push(tx);
+    const sent = JSON.parse(await tx.waitForLine(/^\{"ms"/, 330_000)) as { ms: number };
+    await rx.waitForLine(/^\{"ok":true\}$/, 30_000);
+    return sent.ms;
+  } finally {
+    for (const p of procs.reverse()) await p.stop(3000).catch(() => undefined);
+  }
+}
+
 interface Upload { ms: number; payload: number; retransmitHint?: string }
 
 /** fwgate on `gatewayEnd`, fwpush on `laptopEnd`; the upload timed from the first `upload` event to `committed`. */
@@ -281,6 +321,7 @@ try {
     try {
       const rawMs = await rawCopy(pty.b, pty.a, img.bytes);
       const floorMs = await rawCopy(pty.b, pty.a, img.bytes, join(dir, 'floor.bin'));
+      const ackedMs = await ackedCopy(pty.b, pty.a, img.path, join(dir, 'acked-floor.bin'));
       for (const us of READER_BUSY_US) {
         const { ms, reads } = await busyReaderCopy(pty.b, pty.a, img.path, SIZE, us);
         const mibs = SIZE / (ms / 1000) / MiB;
@@ -290,11 +331,14 @@ try {
       const up = await upload(keys, 'pty', pty.a, pty.b, img.path, '2.0.0');
       const raw = SIZE / (rawMs / 1000) / MiB;
       const floor = SIZE / (floorMs / 1000) / MiB;
+      const acked = SIZE / (ackedMs / 1000) / MiB;
+      const link = negotiatedLink();
       const mibs = up.payload / (up.ms / 1000) / MiB;
-      log(`pty pair, ${SIZE / MiB} MiB: raw copy ${raw.toFixed(2)} MiB/s, raw copy + CRC-32, SHA-256 and store ${floor.toFixed(2)} MiB/s (floor ratio ${(floor / raw).toFixed(3)}), fwpush -> fwgate ${mibs.toFixed(2)} MiB/s (${(up.ms / 1000).toFixed(2)} s), ratio ${(mibs / raw).toFixed(3)}`);
+      log(`pty pair, ${SIZE / MiB} MiB: raw copy ${raw.toFixed(2)} MiB/s, raw copy + CRC-32, SHA-256 and store ${floor.toFixed(2)} MiB/s (floor ratio ${(floor / raw).toFixed(3)}), the same acknowledged between two processes (${link.frame}-byte frames, window ${link.window}, an ACK per ${link.ackEvery}) ${acked.toFixed(2)} MiB/s (acked floor ratio ${(acked / raw).toFixed(3)}), fwpush -> fwgate ${mibs.toFixed(2)} MiB/s (${(up.ms / 1000).toFixed(2)} s), ratio ${(mibs / raw).toFixed(3)}`);
       Object.assign(out, {
         pty_size: SIZE, pty_raw_mibs: round(raw), pty_mibs: round(mibs), pty_ratio: round(mibs / raw),
         pty_floor_mibs: round(floor), pty_floor_ratio: round(floor / raw),
+        pty_acked_floor_mibs: round(acked), pty_acked_floor_ratio: round(acked / raw),
       });
     } finally {
       await pty.close();
