@@ -202,16 +202,18 @@ function negotiatedLink(): { frame: number; window: number; ackEvery: number } {
 /**
  * The acknowledged floor (bench/lib/acked-copy.ts): a sender process and a receiver process copy
  * the image with the upload's frame size, window and ACK spacing and the pty floor's work per
- * read, no link code; ms from the first write to the last acknowledgement.
+ * read — `bare`: no link code; `link`: through MessageLink/ArqLink as an upload's `data`
+ * messages. ms from the first write to the last acknowledgement.
  */
-async function ackedCopy(from: string, to: string, imagePath: string, outPath: string): Promise<number> {
+async function ackedCopy(from: string, to: string, imagePath: string, outPath: string, through: 'bare' | 'link'): Promise<number> {
   const { frame, window, ackEvery } = negotiatedLink();
+  const [receive, send] = through === 'bare' ? ['receive', 'send'] : ['link-receive', 'link-send'];
   const procs: Proc[] = [];
   try {
-    const rx = startTs('acked-copy receive', 'bench/lib/acked-copy.ts', ['receive', to, imagePath, outPath, String(frame), String(ackEvery)], { stderr: 'inherit' });
+    const rx = startTs(`acked-copy ${receive}`, 'bench/lib/acked-copy.ts', [receive, to, imagePath, outPath, String(frame), String(ackEvery)], { stderr: 'inherit' });
     procs.push(rx);
     await rx.waitForLine(/^ready$/, 60_000);
-    const tx = startTs('acked-copy send', 'bench/lib/acked-copy.ts', ['send', from, imagePath, String(frame), String(window)], { stderr: 'inherit' });
+    const tx = startTs(`acked-copy ${send}`, 'bench/lib/acked-copy.ts', [send, from, imagePath, String(frame), String(window)], { stderr: 'inherit' });
     procs.push(tx);
     const sent = JSON.parse(await tx.waitForLine(/^\{"ms"/, 330_000)) as { ms: number };
     await rx.waitForLine(/^\{"ok":true\}$/, 30_000);
@@ -321,7 +323,8 @@ try {
     try {
       const rawMs = await rawCopy(pty.b, pty.a, img.bytes);
       const floorMs = await rawCopy(pty.b, pty.a, img.bytes, join(dir, 'floor.bin'));
-      const ackedMs = await ackedCopy(pty.b, pty.a, img.path, join(dir, 'acked-floor.bin'));
+      const ackedMs = await ackedCopy(pty.b, pty.a, img.path, join(dir, 'acked-floor.bin'), 'bare');
+      const linkMs = await ackedCopy(pty.b, pty.a, img.path, join(dir, 'link.bin'), 'link');
       for (const us of READER_BUSY_US) {
         const { ms, reads } = await busyReaderCopy(pty.b, pty.a, img.path, SIZE, us);
         const mibs = SIZE / (ms / 1000) / MiB;
@@ -332,13 +335,15 @@ try {
       const raw = SIZE / (rawMs / 1000) / MiB;
       const floor = SIZE / (floorMs / 1000) / MiB;
       const acked = SIZE / (ackedMs / 1000) / MiB;
+      const linkOnly = SIZE / (linkMs / 1000) / MiB;
       const link = negotiatedLink();
       const mibs = up.payload / (up.ms / 1000) / MiB;
-      log(`pty pair, ${SIZE / MiB} MiB: raw copy ${raw.toFixed(2)} MiB/s, raw copy + CRC-32, SHA-256 and store ${floor.toFixed(2)} MiB/s (floor ratio ${(floor / raw).toFixed(3)}), the same acknowledged between two processes (${link.frame}-byte frames, window ${link.window}, an ACK per ${link.ackEvery}) ${acked.toFixed(2)} MiB/s (acked floor ratio ${(acked / raw).toFixed(3)}), fwpush -> fwgate ${mibs.toFixed(2)} MiB/s (${(up.ms / 1000).toFixed(2)} s), ratio ${(mibs / raw).toFixed(3)}`);
+      log(`pty pair, ${SIZE / MiB} MiB: raw copy ${raw.toFixed(2)} MiB/s, raw copy + CRC-32, SHA-256 and store ${floor.toFixed(2)} MiB/s (floor ratio ${(floor / raw).toFixed(3)}), the same acknowledged between two processes (${link.frame}-byte frames, window ${link.window}, an ACK per ${link.ackEvery}) ${acked.toFixed(2)} MiB/s (acked floor ratio ${(acked / raw).toFixed(3)}), and through the serial link alone ${linkOnly.toFixed(2)} MiB/s (link ratio ${(linkOnly / raw).toFixed(3)}), fwpush -> fwgate ${mibs.toFixed(2)} MiB/s (${(up.ms / 1000).toFixed(2)} s), ratio ${(mibs / raw).toFixed(3)}`);
       Object.assign(out, {
         pty_size: SIZE, pty_raw_mibs: round(raw), pty_mibs: round(mibs), pty_ratio: round(mibs / raw),
         pty_floor_mibs: round(floor), pty_floor_ratio: round(floor / raw),
         pty_acked_floor_mibs: round(acked), pty_acked_floor_ratio: round(acked / raw),
+        pty_link_mibs: round(linkOnly), pty_link_ratio: round(linkOnly / raw),
       });
     } finally {
       await pty.close();

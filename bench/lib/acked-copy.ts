@@ -9,8 +9,14 @@
  * acknowledgements back through the same pty pair) — the highest `pty_ratio` a windowed,
  * acknowledged upload with these settings can reach on the host.
  *
- *   node --import tsx bench/lib/acked-copy.ts receive <port> <image> <out-file> <frame> <ackEvery>
- *   node --import tsx bench/lib/acked-copy.ts send <port> <image> <frame> <window>
+ * With `link-receive` / `link-send` the same copy runs through fwgate's serial link instead
+ * (`pty_link_ratio`): MessageLink and ArqLink over the same transport, the image in the `data`
+ * messages and frames an upload uses (docs/protocol.md §3, §4, §7.3), the receiver's delayed-ACK
+ * settings as the gateway's, the same work per message — the link's share of the gap between the
+ * acknowledged floor and fwpush -> fwgate, without the session, the store or the gateway around it.
+ *
+ *   node --import tsx bench/lib/acked-copy.ts receive|link-receive <port> <image> <out-file> <frame> <ackEvery>
+ *   node --import tsx bench/lib/acked-copy.ts send|link-send <port> <image> <frame> <window>
  *
  * The receiver prints `ready` once its port is open, then `{"ok":true}` when every byte arrived
  * and its SHA-256 matched; the sender prints `{"ms":…}`, first write to last acknowledgement.
@@ -19,6 +25,9 @@
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { crc32 } from '../../protocol/crc.ts';
+import { parseConfig } from '../../gateway/config.ts';
+import { DATA_MESSAGE_OVERHEAD, decodeGatewayUplinkMessage, decodeLaptopMessage, encodeUplinkMessage, type GatewayUplinkMessage, type LaptopMessage } from '../../protocol/uplink.ts';
+import { MessageLink } from '../../transport/message-link.ts';
 import { closeSerialPort, openSerialPort } from '../../transport/serial-port.ts';
 
 const TIMEOUT_MS = 300_000;
@@ -117,11 +126,82 @@ async function send(port: string, imagePath: string, frame: number, window: numb
   await closeSerialPort(tx);
 }
 
+/** The receiving end through the link, set up as fwgate's is until its hello (gateway/gateway.ts, §7.2.1). */
+async function linkReceive(port: string, imagePath: string, outPath: string, frame: number, ackEvery: number): Promise<void> {
+  const image = readFileSync(imagePath);
+  const expected = createHash('sha256').update(image).digest('hex');
+  const rx = await openSerialPort(port, 921_600);
+  const uplink = parseConfig({}).uplink;
+  const link = new MessageLink<LaptopMessage, GatewayUplinkMessage>(rx, {
+    decode: decodeLaptopMessage,
+    encode: encodeUplinkMessage,
+    arq: { window: 64, maxPayload: 256, rtoInitialMs: uplink.rtoInitialMs, rtoMinMs: uplink.rtoMinMs, rtoMaxMs: uplink.rtoMaxMs, maxRetransmits: uplink.maxRetransmits },
+  });
+  // what the session applies after hello: the negotiated frame, and the delayed ACK of an upload
+  link.on('reset', () => {
+    link.configure({ maxPayload: frame });
+    link.arq.configure({ ackDelayMs: uplink.ackDelayMs, ackEvery });
+  });
+  const fd = openSync(outPath, 'w');
+  const sha = createHash('sha256');
+  let got = 0;
+  const done = new Promise<void>((resolve) => {
+    link.on('message', (msg) => {
+      if (msg.t !== 'data') fail(`link-receive: a ${msg.t} message`);
+      if (msg.off !== got) fail(`link-receive: data at ${msg.off}, expected ${got}`);
+      crc32(msg.data);
+      sha.update(msg.data);
+      writeSync(fd, msg.data);
+      got += msg.data.length;
+      if (got >= image.length) resolve();
+    });
+  });
+  process.stdout.write('ready\n');
+  const timer = setTimeout(() => fail(`link-receive: ${got} of ${image.length} bytes after ${TIMEOUT_MS} ms`), TIMEOUT_MS);
+  await done;
+  closeSync(fd);
+  if (sha.digest('hex') !== expected) fail('link-receive: the bytes received differ from the image');
+  process.stdout.write(`${JSON.stringify({ ok: true })}\n`);
+  // stay until the sender has its last acknowledgement and closes
+  await new Promise<void>((resolve) => rx.once('close', () => resolve()).once('error', () => resolve()));
+  clearTimeout(timer);
+  link.close();
+}
+
+/** The sending end through the link, as fwpush's upload (laptop/client.ts): one `data` message per frame. */
+async function linkSend(port: string, imagePath: string, frame: number, window: number): Promise<void> {
+  const image = readFileSync(imagePath);
+  const tx = await openSerialPort(port, 921_600);
+  const link = new MessageLink<GatewayUplinkMessage, LaptopMessage>(tx, {
+    decode: decodeGatewayUplinkMessage,
+    encode: encodeUplinkMessage,
+    arq: { window, maxPayload: 256 },
+    sendTimeoutMs: TIMEOUT_MS,
+  });
+  const timer = setTimeout(() => fail(`link-send: not done after ${TIMEOUT_MS} ms`), TIMEOUT_MS);
+  await link.open();
+  link.configure({ maxPayload: frame, window });
+  const chunk = frame - DATA_MESSAGE_OVERHEAD;
+  const t0 = performance.now();
+  for (let off = 0; off < image.length; off += chunk) {
+    await link.send({ t: 'data', off, data: image.subarray(off, Math.min(off + chunk, image.length)) });
+  }
+  await link.flush(TIMEOUT_MS);
+  const ms = performance.now() - t0;
+  clearTimeout(timer);
+  process.stdout.write(`${JSON.stringify({ ms })}\n`);
+  link.close();
+  await closeSerialPort(tx);
+}
+
 const [role, ...args] = process.argv.slice(2);
-if (role === 'receive') {
-  await receive(args[0] ?? fail('receive: no port'), args[1] ?? fail('receive: no image'), args[2] ?? fail('receive: no output file'), count(args[3], 'frame'), count(args[4], 'ackEvery'));
-} else if (role === 'send') {
-  await send(args[0] ?? fail('send: no port'), args[1] ?? fail('send: no image'), count(args[2], 'frame'), count(args[3], 'window'));
+const port = (): string => args[0] ?? fail(`${String(role)}: no port`);
+const imagePath = (): string => args[1] ?? fail(`${String(role)}: no image`);
+if (role === 'receive' || role === 'link-receive') {
+  const out = args[2] ?? fail(`${role}: no output file`);
+  await (role === 'receive' ? receive : linkReceive)(port(), imagePath(), out, count(args[3], 'frame'), count(args[4], 'ackEvery'));
+} else if (role === 'send' || role === 'link-send') {
+  await (role === 'send' ? send : linkSend)(port(), imagePath(), count(args[2], 'frame'), count(args[3], 'window'));
 } else {
-  fail(`the role is receive or send, got ${String(role)}`);
+  fail(`the role is receive, send, link-receive or link-send, got ${String(role)}`);
 }
