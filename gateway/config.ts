@@ -86,7 +86,7 @@ export const configSchema = z.strictObject({
   }).prefault({}),
   uplink: z.strictObject({
     /** Largest serial frame payload the gateway offers in its hello. */
-    maxFrame: z.number().int().min(MIN_FRAME_PAYLOAD).max(MAX_FRAME_PAYLOAD).default(4096),
+    maxFrame: z.number().int().min(MIN_FRAME_PAYLOAD).max(MAX_FRAME_PAYLOAD).default(16_384),
     /** ARQ window (frames in flight) the gateway offers. */
     window: z.number().int().min(1).max(MAX_WINDOW).default(16),
     rtoInitialMs: ms.default(300),

@@ -8,6 +8,7 @@ import type {
 import { signChallenge, type TechnicianKey } from '../protocol/uplink-auth.ts';
 import type { MessageLink } from '../transport/message-link.ts';
 import { laptopSettings } from './settings.ts';
+import { uploadChunk } from './upload-chunk.ts';
 
 export type LaptopLink = MessageLink<GatewayUplinkMessage, LaptopMessage>;
 
@@ -138,15 +139,17 @@ export class UplinkClient extends EventEmitter<{
     return reply;
   }
 
-  /** Send the image from the granted offset in granted chunks, emitting 'upload' as it goes. */
+  /** Send the image from the granted offset in `data` messages of at most the granted chunk (sized by uploadChunk), emitting 'upload' as it goes. */
   async upload(image: Uint8Array, grant: Grant): Promise<void> {
     const resumedAt = grant.offset;
-    for (let off = resumedAt; off < image.length; off += grant.chunk) {
-      const data = image.subarray(off, Math.min(off + grant.chunk, image.length));
+    for (let off = resumedAt; off < image.length;) {
+      // larger messages once the line is known to be fast (laptop/upload-chunk.ts)
+      const data = image.subarray(off, Math.min(off + uploadChunk(grant.chunk, this.link.arq.lineMsPerByte), image.length));
       // While the link is down, sends are dropped (MessageLink): stop instead of sending into the void.
       if (this.link.down) throw new FwError('E_LINK_TIMEOUT', `the gateway stopped acknowledging the upload at ${off} of ${image.length} bytes`);
       await this.link.send({ t: 'data', off, data });
-      this.emit('upload', off + data.length, image.length, resumedAt);
+      off += data.length;
+      this.emit('upload', off, image.length, resumedAt);
       this.throwIfGatewayError();
     }
     if (resumedAt >= image.length) this.emit('upload', image.length, image.length, resumedAt);

@@ -27,7 +27,19 @@ export const laptopSettings = Object.freeze({
   /** Serial baud rate (`--baud`); a pty ignores it. */
   baudRate: 921_600,
   /** Largest serial frame payload offered in hello (`--frame`); the gateway may answer with less. */
-  maxFrame: 4096,
+  maxFrame: 16_384,
+  /**
+   * Frame payload of the upload's `data` messages while the line is slow or not yet measured
+   * (at most the negotiated frame): a lost frame costs little on a UART, and its last frame's
+   * line time and ACK are a small part of an image.
+   */
+  uploadFrame: 4096,
+  /**
+   * Larger `data` messages, up to the negotiated frame, while the link's line rate estimate says
+   * a frame of that size spends at most this long on the line — a pty or a USB CDC-ACM gadget,
+   * never a UART at ≤ 3 Mbaud (4 KiB there takes ≥ 13 ms).
+   */
+  fastFrameMs: 2,
   /** ARQ window offered in hello (`--window`). */
   window: 16,
   /** Frame payload used until the hellos have negotiated a larger one. */

@@ -298,6 +298,14 @@ export class ArqLink extends EventEmitter<ArqEvents> {
     return this.queued;
   }
 
+  /**
+   * The line rate estimate of §4.7 in ms per wire byte: bytes acknowledged over the time the
+   * line was busy with them, smoothed; undefined until an ACK arrived with frames queued behind.
+   */
+  get lineMsPerByte(): number | undefined {
+    return this.msPerByte();
+  }
+
   /** A snapshot of the counters. */
   get stats(): Readonly<ArqStats> {
     return { ...this.counters, parser: { ...this.parser.stats }, rttMs: this.srtt, rtoMs: this.rto };

@@ -27,6 +27,8 @@ interface LineOptions {
 
 interface LineResult {
   retransmits: number; efficiency: number; payload: number; doneAtMs: number; lineMs: number; lost: number; rttMs: number | undefined;
+  /** The sender's line rate estimate at the end (§4.7), and before it sent any DATA. */
+  lineMsPerByte: number | undefined; lineMsPerByteBefore: number | undefined;
   /** ACKs the receiver sent, and DATA frames it received. */
   acks: number; frames: number;
 }
@@ -66,14 +68,28 @@ function uploadOverLine(o: LineOptions): LineResult {
   };
   a.on('drain', push);
   const t0 = clock.now();
+  const lineMsPerByteBefore = a.lineMsPerByte;
   push();
   assert.ok(clock.runUntil(() => received >= payload, 600_000), 'the upload completes');
   const s = a.stats;
   return {
     retransmits: s.retransmits, efficiency: s.dataBytesOut / s.wireBytesOut, payload: s.dataBytesOut, doneAtMs: clock.now() - t0,
     lineMs: s.dataBytesOut / bytesPerMs, lost, rttMs: s.rttMs, acks: b.stats.acksSent, frames: b.stats.framesIn,
+    lineMsPerByte: a.lineMsPerByte, lineMsPerByteBefore,
   };
 }
+
+describe('ARQ line rate estimate (§4.7), which fwpush sizes its upload messages by', () => {
+  for (const bytesPerMs of [11.52, 92.16, 10_000]) {
+    it(`measures a line of ${bytesPerMs} bytes/ms to within 10 %, and is undefined before any ACK`, () => {
+      const r = uploadOverLine({ kernelBytes: 65_536, reportWrites: true, bytesPerMs, latencyMs: 1, payload: 512 * 1024 });
+      assert.equal(r.lineMsPerByteBefore, undefined);
+      assert.ok(r.lineMsPerByte !== undefined, 'measured');
+      const measured = 1 / r.lineMsPerByte;
+      assert.ok(Math.abs(measured - bytesPerMs) / bytesPerMs < 0.1, `${measured.toFixed(2)} bytes/ms measured`);
+    });
+  }
+});
 
 describe('ARQ over a slow line with deep buffers (§4.7: a frame is timed from when the frame ahead has left the line)', () => {
   const cases: [string, LineOptions][] = [
