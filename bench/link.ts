@@ -6,7 +6,7 @@
  * encoding; receive, frame decoding, message decode), so the figure moves with the link code
  * and not with the machine's pty or scheduler (docs/performance.md, bench/serial round 4).
  *
- *   npm run bench:link [-- --json --size 16777216 --runs 3]
+ *   npm run bench:link [-- --json --size 16777216 --runs 3 --frame 4096]
  */
 import { parseArgs } from 'node:util';
 import { DEFAULT_ACK_EVERY } from '../protocol/link/constants.ts';
@@ -21,6 +21,7 @@ const { values } = parseArgs({
   options: {
     size: { type: 'string', default: String(16 * 1024 * 1024) },
     runs: { type: 'string', default: '3' },
+    frame: { type: 'string', default: '4096' },
     json: { type: 'boolean', default: false },
   },
   strict: true,
@@ -28,8 +29,12 @@ const { values } = parseArgs({
 
 const SIZE = int(values.size, 'size', 64 * 1024, 256 * 1024 * 1024);
 const RUNS = int(values.runs, 'runs', 1, 20);
-/** As the gateway grants by default: 4 KiB frames, each carrying one `data` message. */
-const FRAME = 4096;
+/**
+ * Frame payload, each frame carrying one `data` message: 4 KiB by default, what fwpush sends on a
+ * UART and before it has measured the line (laptop/upload-chunk.ts); 16384 is what it sends on a
+ * fast line with the default grant.
+ */
+const FRAME = int(values.frame, 'frame', 256, 16_384);
 const CHUNK = FRAME - DATA_MESSAGE_OVERHEAD;
 /** A pty hands out at most this much per read. */
 const READ = 4095;
@@ -111,7 +116,7 @@ process.stderr.write('| run | frames | ACKs | sender µs/frame | receiver µs/fr
 runs.forEach((r, i) => process.stderr.write(`| ${i + 1} | ${r.frames} | ${r.acks} | ${r.senderUs.toFixed(1)} | ${r.receiverUs.toFixed(1)} | ${r.cpuMsPerMiB.toFixed(1)} |\n`));
 if (values.json) {
   process.stdout.write(`${JSON.stringify({
-    link_size: SIZE, link_frames: runs[0]!.frames,
+    link_size: SIZE, link_frame: FRAME, link_frames: runs[0]!.frames,
     link_sender_us_per_frame: round(median((r) => r.senderUs)),
     link_receiver_us_per_frame: round(median((r) => r.receiverUs)),
     link_cpu_ms_per_mib: round(median((r) => r.cpuMsPerMiB)),
