@@ -100,7 +100,8 @@ async function send(port: string, imagePath: string, frame: number, window: numb
     carry = carry.subarray(whole);
     wake?.();
   });
-  const ackOrTimeout = (): Promise<void> => new Promise<void>((resolve) => {
+  // resolves at the next acknowledgement; the whole copy is bounded by the timer below
+  const nextAck = (): Promise<void> => new Promise<void>((resolve) => {
     wake = resolve;
   });
   const timer = setTimeout(() => fail(`send: ${acked} of ${image.length} bytes acknowledged after ${TIMEOUT_MS} ms`), TIMEOUT_MS);
@@ -109,7 +110,7 @@ async function send(port: string, imagePath: string, frame: number, window: numb
   let frames = 0;
   while (sent < image.length) {
     if (sent - acked >= window * frame) {
-      await ackOrTimeout();
+      await nextAck();
       continue;
     }
     const n = Math.min(frame, image.length - sent);
@@ -119,7 +120,7 @@ async function send(port: string, imagePath: string, frame: number, window: numb
     // let acknowledgements in now and then when the window is wide
     else if (++frames % 16 === 0) await new Promise<void>((resolve) => setImmediate(resolve));
   }
-  while (acked < image.length) await ackOrTimeout();
+  while (acked < image.length) await nextAck();
   const ms = performance.now() - t0;
   clearTimeout(timer);
   process.stdout.write(`${JSON.stringify({ ms })}\n`);
