@@ -7,6 +7,8 @@ import { describeError, FwError } from '../protocol/errors.ts';
 import { MAX_DEVICE_ID_LENGTH, MAX_NAME_LENGTH, MAX_ORDER_ENTRIES, MAX_UPLINK_MESSAGE } from '../protocol/limits.ts';
 import { formatIssues } from '../protocol/schema.ts';
 import { clipText, Outcomes, ResultCodes, type FleetEntry, type FleetMessage, type ResultMessage } from '../protocol/uplink.ts';
+import { MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from '../protocol/limits.ts';
+import { SlotNames, slotInfo } from '../protocol/ota.ts';
 import { TMP_MARK, writeFileDurably } from './durable.ts';
 import type { DeviceRecord, Fleet } from './fleet.ts';
 import type { Logger } from './log.ts';
@@ -37,6 +39,17 @@ const storedDevice = z.object({
   /** As last known; a gateway that (re)starts lists every device offline until it reports. */
   online: z.boolean(),
   lastResult: storedResult.optional(),
+  /** Its slots as last reported (absent in files written before the fleet was the campaigns' target set). */
+  slot: z.enum(SlotNames).optional(),
+  slots: z.object({ a: slotInfo, b: slotInfo }).optional(),
+  maxChunk: z.number().int().min(MIN_CHUNK_SIZE).max(MAX_CHUNK_SIZE).optional(),
+  /** Learned at probes and updates, so a restart does not forget them (planner.ts). */
+  link: z.object({
+    rttMs: z.number().min(0), jitterMs: z.number().min(0), measuredAt: epochMs,
+    bps: z.number().min(0).optional(), bpsSource: z.enum(['probe', 'transfer']).optional(), bpsMeasuredAt: epochMs.optional(),
+  }).optional(),
+  rebootMs: z.number().min(0).optional(),
+  deviceMsPerMiB: z.number().min(0).optional(),
 });
 const fleetFileSchema = z.object({ format: z.literal(1), savedAt: epochMs, devices: z.array(storedDevice) });
 
@@ -120,18 +133,55 @@ export class FleetStore {
 
   /** Follow the registry: a status or a connection is a check-in; a disconnection makes the device offline. */
   attach(fleet: Fleet): void {
+    fleet.restore(this.records());
     fleet.on('status', (d) => this.checkIn(d));
     fleet.on('online', (d) => this.checkIn(d));
     fleet.on('offline', (d) => this.offline(d.id));
+    fleet.on('learned', (d) => this.learned(d));
   }
 
-  checkIn(d: Pick<DeviceRecord, 'id' | 'hw' | 'version' | 'floor'>): void {
+  /**
+   * The devices of the file as registry records (offline), for Fleet.restore: what a campaign
+   * targets after a restart before any device has reconnected. Slots unknown to an older file
+   * read as the running version confirmed in slot a.
+   */
+  records(): Parameters<Fleet['restore']>[0] {
+    return [...this.devices.values()].map((d) => ({
+      id: d.id, hw: d.hw, version: d.version, ...(d.floor !== undefined ? { floor: d.floor } : {}),
+      slot: d.slot ?? 'a',
+      slots: d.slots ?? { a: { state: 'confirmed' as const, version: d.version }, b: { state: 'empty' as const } },
+      maxChunk: d.maxChunk ?? MAX_CHUNK_SIZE,
+      lastSeen: d.lastCheckIn,
+      ...(d.link ? { link: { ...d.link } } : {}),
+      ...(d.rebootMs !== undefined ? { rebootMs: d.rebootMs } : {}),
+      ...(d.deviceMsPerMiB !== undefined ? { deviceMsPerMiB: d.deviceMsPerMiB } : {}),
+    }));
+  }
+
+  checkIn(d: Pick<DeviceRecord, 'id' | 'hw' | 'version' | 'floor'> & Partial<Pick<DeviceRecord, 'slot' | 'slots' | 'maxChunk'>>): void {
     if (this.closed) return;
-    const last = this.devices.get(d.id)?.lastResult;
+    const prev = this.devices.get(d.id);
+    const last = prev?.lastResult;
     this.devices.set(d.id, {
       id: d.id, hw: d.hw, version: d.version, ...(d.floor !== undefined ? { floor: d.floor } : {}),
       lastCheckIn: Math.round(this.now()), online: true, ...(last ? { lastResult: last } : {}),
+      ...(d.slot ? { slot: d.slot } : prev?.slot ? { slot: prev.slot } : {}),
+      ...(d.slots ? { slots: structuredClone(d.slots) } : prev?.slots ? { slots: prev.slots } : {}),
+      ...(d.maxChunk !== undefined ? { maxChunk: d.maxChunk } : prev?.maxChunk !== undefined ? { maxChunk: prev.maxChunk } : {}),
+      ...(prev?.link ? { link: prev.link } : {}),
+      ...(prev?.rebootMs !== undefined ? { rebootMs: prev.rebootMs } : {}),
+      ...(prev?.deviceMsPerMiB !== undefined ? { deviceMsPerMiB: prev.deviceMsPerMiB } : {}),
     });
+    this.changed();
+  }
+
+  /** Link figures, reboot time and device time per MiB learned for a device: kept across restarts. */
+  learned(d: Pick<DeviceRecord, 'id' | 'link' | 'rebootMs' | 'deviceMsPerMiB'>): void {
+    const s = this.devices.get(d.id);
+    if (this.closed || !s) return;
+    if (d.link) s.link = { ...d.link };
+    if (d.rebootMs !== undefined) s.rebootMs = Math.round(d.rebootMs);
+    if (d.deviceMsPerMiB !== undefined) s.deviceMsPerMiB = Math.round(d.deviceMsPerMiB);
     this.changed();
   }
 
@@ -277,7 +327,7 @@ function toEntry(d: StoredDevice): FleetEntry {
 }
 
 function copy(d: StoredDevice): StoredDevice {
-  return { ...d, ...(d.lastResult ? { lastResult: { ...d.lastResult } } : {}) };
+  return structuredClone(d);
 }
 
 function byDeviceId(a: { id: string }, b: { id: string }): number {

@@ -43,7 +43,7 @@ export interface DeviceRecord {
  * presence. A device that reconnects is the same device (same id, record updated in place).
  * A device is listed only after its first valid status.
  */
-export class Fleet extends EventEmitter<{ status: [DeviceRecord]; online: [DeviceRecord]; offline: [DeviceRecord] }> {
+export class Fleet extends EventEmitter<{ status: [DeviceRecord]; online: [DeviceRecord]; offline: [DeviceRecord]; learned: [DeviceRecord] }> {
   private readonly devices = new Map<string, DeviceRecord>();
 
   constructor(channel: DeviceChannel, private readonly now: () => number = Date.now) {
@@ -80,6 +80,18 @@ export class Fleet extends EventEmitter<{ status: [DeviceRecord]; online: [Devic
     return this.devices.get(id);
   }
 
+  /**
+   * Devices known from an earlier run (the fleet file), offline until they report: the targets of
+   * a campaign are the whole known fleet, not only who is connected (docs/operations.md
+   * "Campaigns"). A device already reporting in this run is left as it is.
+   */
+  restore(records: readonly Omit<DeviceRecord, 'online' | 'busy' | 'trial'>[]): void {
+    for (const r of records) {
+      if (this.devices.has(r.id)) continue;
+      this.devices.set(r.id, { ...r, online: false, busy: false, trial: false });
+    }
+  }
+
   list(): DeviceRecord[] {
     return [...this.devices.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
@@ -90,12 +102,16 @@ export class Fleet extends EventEmitter<{ status: [DeviceRecord]; online: [Devic
 
   setRebootMs(id: string, ms: number): void {
     const rec = this.devices.get(id);
-    if (rec) rec.rebootMs = ms;
+    if (!rec) return;
+    rec.rebootMs = ms;
+    this.emit('learned', rec);
   }
 
   setDeviceMsPerMiB(id: string, ms: number): void {
     const rec = this.devices.get(id);
-    if (rec) rec.deviceMsPerMiB = ms;
+    if (!rec) return;
+    rec.deviceMsPerMiB = ms;
+    this.emit('learned', rec);
   }
 
   /** Merge new link figures into a device's record. */
@@ -105,6 +121,7 @@ export class Fleet extends EventEmitter<{ status: [DeviceRecord]; online: [Devic
     const merged = { ...rec.link, ...update };
     if (merged.rttMs === undefined || merged.jitterMs === undefined || merged.measuredAt === undefined) return;
     rec.link = merged as LinkRecord;
+    this.emit('learned', rec);
   }
 
   get size(): number {

@@ -36,7 +36,7 @@ export const MAX_TASKS = 8;
 
 const version = z.string().max(MAX_NAME_LENGTH).refine(isValidVersion, 'must be a semantic version');
 const model = z.string().min(1).max(MAX_NAME_LENGTH);
-const slotInfo = z.object({ state: z.enum(SlotStates), version: version.optional(), sha256: sha256Hex.optional() });
+export const slotInfo = z.object({ state: z.enum(SlotStates), version: version.optional(), sha256: sha256Hex.optional() });
 const sid = u32;
 
 // ---- device -> gateway (topic .../up) ----

@@ -1,13 +1,11 @@
 import { EventEmitter, setMaxListeners } from 'node:events';
-import { encodeCbor } from '../../protocol/cbor.ts';
 import { FwError } from '../../protocol/errors.ts';
-import { MAX_ORDER_ENTRIES, MAX_UPLINK_MESSAGE } from '../../protocol/limits.ts';
 import type {
   CompleteMessage, DevicePhase, HaltedInfo, OrderEntry, OrderMessage, ProgressMessage, ResultMessage, TotalsMessage,
 } from '../../protocol/uplink.ts';
 import type { GatewayConfig } from '../config.ts';
 import type { DeviceChannel } from '../device-channel.ts';
-import type { Fleet, LinkRecord } from '../fleet.ts';
+import type { Fleet } from '../fleet.ts';
 import type { Logger } from '../log.ts';
 import type { Timers } from '../waiter.ts';
 import { TokenBucket } from './bandwidth.ts';
@@ -15,9 +13,12 @@ import { DeviceSession } from './device-session.ts';
 import type { ImageSource } from './image-source.ts';
 import { ALWAYS_OPEN, type WindowGate } from './gate.ts';
 import type { JournalState } from './journal.ts';
-import { chunkWindowFor, learnDeviceMsPerMiB, linkTimeMs, planStarts, rankDevices, selectDevices, type WindowBounds } from './planner.ts';
+import { chunkWindowFor, learnDeviceMsPerMiB, linkTimeMs, rankDevices, selectDevices, type WindowBounds } from './planner.ts';
 import { measureRtt, measureThroughput } from './probe.ts';
-import { mulberry32 } from '../../protocol/seeded-random.ts';
+import { fitOrder, recentLink, startOrder, type OrderPolicy } from './order.ts';
+import { forEachLimited, Slots } from './slots.ts';
+
+export { recentLink, type OrderPolicy };
 
 export interface CampaignDeps {
   /**
@@ -77,7 +78,6 @@ type Wait = 'window' | 'check-in' | 'busy';
 /** How one device's turn ended: with its final result, or waiting. */
 type TurnEnd = { final: true } | { final: false; wait: Wait; reason: string };
 
-export type OrderPolicy = 'ranked' | 'random' | 'slowest-first';
 
 export type CampaignEvents = {
   /** Only devices waiting for a check-in or a window are left (the next campaign may start). */
@@ -658,90 +658,3 @@ export class Campaign extends EventEmitter<CampaignEvents> {
   }
 }
 
-/**
- * Keep an order message within the uplink limits (docs/protocol.md §7.5): excluded entries beyond
- * what fits are left out and counted in `excludedMore`; each of those devices still gets its result.
- */
-export function fitOrder(order: OrderMessage): OrderMessage {
-  const budget = Math.floor(MAX_UPLINK_MESSAGE * 0.9);
-  let keep = Math.min(order.excluded.length, Math.max(0, MAX_ORDER_ENTRIES - order.devices.length));
-  const build = (n: number): OrderMessage => ({
-    ...order, excluded: order.excluded.slice(0, n), ...(n < order.excluded.length ? { excludedMore: order.excluded.length - n } : {}),
-  });
-  let fitted = build(keep);
-  while (keep > 0 && encodeCbor(fitted).length > budget) {
-    keep = Math.floor(keep / 2);
-    fitted = build(keep);
-  }
-  return fitted;
-}
-
-/** The start sequence for a policy; baselines keep the ranks but start in another order. */
-export function startOrder(
-  ranked: readonly OrderEntry[], slots: number, policy: OrderPolicy, seed: number, slotMs: (e: OrderEntry) => number,
-): OrderEntry[] {
-  if (policy === 'ranked') return planStarts(ranked, slots, { slotMs });
-  const seq = policy === 'slowest-first' ? [...ranked].reverse() : shuffle(ranked, seed);
-  // planned starts for this sequence: each goes to the slot that frees first
-  const free = Array.from({ length: Math.max(1, Math.min(slots, seq.length)) }, () => 0);
-  return seq.map((e) => {
-    const i = free.indexOf(Math.min(...free));
-    const startMs = free[i]!;
-    free[i] = startMs + slotMs(e);
-    return { ...e, startMs: Math.round(startMs) };
-  });
-}
-
-/** Deterministic Fisher-Yates shuffle (mulberry32). */
-function shuffle<T>(items: readonly T[], seed: number): T[] {
-  const out = [...items];
-  const rnd = mulberry32(seed);
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(rnd() * (i + 1));
-    [out[i], out[j]] = [out[j]!, out[i]!];
-  }
-  return out;
-}
-
-
-/** A counting semaphore: at most `limit` holders; waiters are served in order. */
-class Slots {
-  private free: number;
-  private readonly waiting: (() => void)[] = [];
-  constructor(limit: number) {
-    this.free = Math.max(1, limit);
-  }
-  acquire(): Promise<void> {
-    if (this.free > 0) {
-      this.free--;
-      return Promise.resolve();
-    }
-    return new Promise<void>((resolve) => this.waiting.push(resolve));
-  }
-  release(): void {
-    const next = this.waiting.shift();
-    if (next) next();
-    else this.free++;
-  }
-}
-
-/**
- * Whether a device's link figures can stand for a new measurement (§7.5.2): round trip and
- * throughput both measured at most `maxAgeMs` ago (wall clock); never with `maxAgeMs` 0.
- */
-export function recentLink(link: LinkRecord | undefined, maxAgeMs: number, now: number): boolean {
-  if (!link || maxAgeMs <= 0 || link.bps === undefined || link.bpsMeasuredAt === undefined) return false;
-  return now - link.measuredAt <= maxAgeMs && now - link.bpsMeasuredAt <= maxAgeMs && link.measuredAt <= now && link.bpsMeasuredAt <= now;
-}
-
-/** Run `fn` over items in order with at most `limit` running at once. */
-export async function forEachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const item = items[next++]!;
-      await fn(item);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-}

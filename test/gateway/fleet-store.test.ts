@@ -41,6 +41,11 @@ function capturingLogger(): { log: Logger; lines: { level: number; msg: string }
   return { log: pino({ level: 'warn' }, out), lines };
 }
 
+/** The slot fields a status of status() leaves in the file. */
+function slotsOf(version: string): object {
+  return { slot: 'a', slots: { a: { state: 'confirmed', version }, b: { state: 'empty' } }, maxChunk: 4096 };
+}
+
 describe('fleet store (fleet.json)', () => {
   let dir: string;
   let timers: FakeTimers;
@@ -84,10 +89,10 @@ describe('fleet store (fleet.json)', () => {
     assert.deepEqual(file.devices.map((d) => d.id), ['dev-1', 'dev-2'], 'sorted by id, only devices with a status');
     const [d1, d2] = file.devices;
     assert.deepEqual({ ...d1, lastResult: { ...d1!.lastResult, reason: d1!.lastResult?.reason?.length } }, {
-      id: 'dev-1', hw: 'sensor-v1', version: '1.0.0', floor: '0.9.0', lastCheckIn: T0 + 1000, online: true,
+      id: 'dev-1', hw: 'sensor-v1', version: '1.0.0', floor: '0.9.0', lastCheckIn: T0 + 1000, online: true, ...slotsOf('1.0.0'),
       lastResult: { campaign: 'c-0001', outcome: 'updated', code: 'ok', reason: 256, version: '1.1.0', at: T0 + 2000 },
     });
-    assert.deepEqual(d2, { id: 'dev-2', hw: 'sensor-v1', version: '1.0.0', lastCheckIn: T0 + 7000, online: false });
+    assert.deepEqual(d2, { id: 'dev-2', hw: 'sensor-v1', version: '1.0.0', lastCheckIn: T0 + 7000, online: false, ...slotsOf('1.0.0') });
 
     // a later status keeps the last result and takes the new version
     wall += 1000;
@@ -109,6 +114,35 @@ describe('fleet store (fleet.json)', () => {
       ],
     });
     assert.deepEqual(decodeGatewayUplinkMessage(encodeUplinkMessage(msg)), msg, 'a valid uplink message (§7.11.4)');
+  });
+
+  it('a restart restores every known device into the registry, offline, with its slots and learned link, reboot and device figures', async () => {
+    const ch = new FakeChannel();
+    const fleet = new Fleet(ch as unknown as DeviceChannel, () => wall);
+    const store = await open();
+    store.attach(fleet);
+    ch.emit('event', 'dev-1', status('1.0.0', { maxChunk: 2048, slot: 'b', slots: { a: { state: 'bad' }, b: { state: 'confirmed', version: '1.0.0' } } }));
+    fleet.updateLink('dev-1', { rttMs: 12, jitterMs: 1, measuredAt: T0, bps: 50_000, bpsSource: 'probe', bpsMeasuredAt: T0 });
+    fleet.setRebootMs('dev-1', 2345);
+    fleet.setDeviceMsPerMiB('dev-1', 678);
+    await store.close();
+
+    const ch2 = new FakeChannel();
+    const fleet2 = new Fleet(ch2 as unknown as DeviceChannel, () => wall);
+    (await open()).attach(fleet2);
+    const d = fleet2.get('dev-1');
+    assert.ok(d, 'the device is a target before it reconnects');
+    assert.deepEqual(
+      { online: d.online, slot: d.slot, slots: d.slots, maxChunk: d.maxChunk, link: d.link, rebootMs: d.rebootMs, deviceMsPerMiB: d.deviceMsPerMiB, lastSeen: d.lastSeen },
+      {
+        online: false, slot: 'b', slots: { a: { state: 'bad' }, b: { state: 'confirmed', version: '1.0.0' } }, maxChunk: 2048,
+        link: { rttMs: 12, jitterMs: 1, measuredAt: T0, bps: 50_000, bpsSource: 'probe', bpsMeasuredAt: T0 }, rebootMs: 2345, deviceMsPerMiB: 678, lastSeen: T0,
+      },
+    );
+    // its first status in this run replaces the restored record in place
+    ch2.emit('event', 'dev-1', status('1.0.0'));
+    assert.equal(fleet2.get('dev-1')?.online, true);
+    assert.equal(fleet2.get('dev-1')?.link?.bps, 50_000, 'learned figures kept at the check-in');
   });
 
   it('writes at most once per interval, the changes of the interval together, and once more at close', async () => {
