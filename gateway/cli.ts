@@ -7,6 +7,7 @@ import { describeError, FwError } from '../protocol/errors.ts';
 import { closeSerialPort, closeSerialPortWithin, openSerialPort, watchPortPath } from '../transport/serial-port.ts';
 import { loadConfigFile, mergeConfig, parseConfig, type GatewayConfig } from './config.ts';
 import { addDeviceCommands } from './device-cli.ts';
+import { addCampaignControlCommands } from './control-cli.ts';
 import { FLEET_FILE, readFleetFile, type FleetFile } from './fleet-store.ts';
 import { Gateway } from './gateway.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -50,6 +51,11 @@ program.command('report')
   .option('--json', 'one JSON object instead of a table')
   .action((o: { json?: boolean }, cmd: Command) => {
     run = () => report(cmd.optsWithGlobals<Flags>(), o.json === true);
+  });
+
+addCampaignControlCommands(program.command('campaign').description('Control a campaign of the running gateway (through its control socket in the data directory)'),
+  async (cmd) => (await loadConfig(cmd.optsWithGlobals<Flags>())).dataDir, (r) => {
+    run = r;
   });
 
 addDeviceCommands(program, async (cmd) => (await loadConfig(cmd.optsWithGlobals<Flags>())).broker.devicesFile, (r) => {

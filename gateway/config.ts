@@ -192,6 +192,12 @@ export const configSchema = z.strictObject({
      * rolled back) have rolled back, and at least 2 have; 0 = never stop (docs/protocol.md §7.8.1).
      */
     rollbackThreshold: z.number().int().min(0).max(100).default(20),
+    /**
+     * The rollback threshold counts at least this share (percent) of the campaign's targeted devices
+     * as finished, so the first few devices to finish (the fastest: possibly a few lying devices)
+     * cannot halt a whole fleet alone (docs/security.md). 0 = count only the finished ones.
+     */
+    rollbackMinSamplePct: z.number().int().min(0).max(100).default(50),
     /** Least time between two byte-progress reports for one device (phase changes are always sent). */
     progressIntervalMs: ms.default(250),
   }).prefault({}),

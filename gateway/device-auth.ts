@@ -34,11 +34,14 @@ const LIMITS = { ln: [10, 20], r: [1, 32], p: [1, 16] } as const;
 export interface DeviceEntry {
   id: string;
   scrypt: string;
+  /** Groups a campaign can target (`fwpush --group`, docs/operations.md "Targeting and waves"). */
+  groups?: string[];
 }
 
 const entrySchema = z.strictObject({
   id: z.string().refine(isValidDeviceId, 'must be a valid device id'),
   scrypt: z.string().refine((s) => parsePhc(s) !== null, 'must be "$scrypt$ln=..,r=..,p=..$<salt>$<key>" (fwgate device add writes it)'),
+  groups: z.array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'a group name: letters, digits, ".", "_" or "-", at most 64')).max(32).optional(),
 });
 const fileSchema = z.array(entrySchema).superRefine((list, ctx) => {
   const seen = new Set<string>();
@@ -112,7 +115,7 @@ export async function writeDevicesFile(path: string, entries: readonly DeviceEnt
 }
 
 /** Add or replace one device's entry in the list at `path` (created when missing). */
-export async function setDevicePassword(path: string, id: string, password: string, params: ScryptParams = DEFAULT_SCRYPT): Promise<'added' | 'replaced'> {
+export async function setDevicePassword(path: string, id: string, password: string, params: ScryptParams = DEFAULT_SCRYPT, groups?: readonly string[]): Promise<'added' | 'replaced'> {
   if (!isValidDeviceId(id)) throw new FwError('E_USAGE', `"${id}" is not a valid device id`);
   let entries: DeviceEntry[] = [];
   try {
@@ -121,8 +124,11 @@ export async function setDevicePassword(path: string, id: string, password: stri
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
-  const entry = { id, scrypt: await hashPassword(password, params) };
   const at = entries.findIndex((e) => e.id === id);
+  // groups given replace the entry's; none given keep what it had
+  const keep = groups ?? (at >= 0 ? entries[at]!.groups : undefined);
+  const entry: DeviceEntry = { id, scrypt: await hashPassword(password, params), ...(keep && keep.length > 0 ? { groups: [...new Set(keep)] } : {}) };
+  if (entry.groups) fileSchema.element.parse(entry);
   if (at >= 0) entries[at] = entry;
   else entries.push(entry);
   await writeDevicesFile(path, entries);

@@ -14,12 +14,13 @@ export function addDeviceCommands(program: Command, devicesFile: (cmd: Command) 
     .description('Add a device to the device list, or give it a new password; the file is created when missing')
     .option('--password <password>', 'the device\'s password (it stays in the shell history: prefer --generate)')
     .option('--generate', 'generate a random password and print it on stdout')
-    .action((id: string, o: { password?: string; generate?: boolean }, cmd: Command) => {
+    .option('--group <name>', 'put the device in this group (repeat for several; replaces its groups; `fwpush --group` targets one)', (v: string, prev: string[] = []) => [...prev, v])
+    .action((id: string, o: { password?: string; generate?: boolean; group?: string[] }, cmd: Command) => {
       setRun(() => addDevice(id, o, () => devicesFile(cmd)));
     });
 }
 
-async function addDevice(id: string, opts: { password?: string; generate?: boolean }, devicesFile: () => Promise<string | undefined>): Promise<void> {
+async function addDevice(id: string, opts: { password?: string; generate?: boolean; group?: string[] }, devicesFile: () => Promise<string | undefined>): Promise<void> {
   const usage = (msg: string): void => {
     process.stderr.write(`fwgate device add: ${msg}\n`);
     process.exitCode = 2;
@@ -30,10 +31,11 @@ async function addDevice(id: string, opts: { password?: string; generate?: boole
   if (!file) return usage('no device list: give --devices <file>, or --config with broker.devicesFile');
   const password = opts.password ?? generatePassword();
   try {
-    const what = await setDevicePassword(file, id, password);
+    const what = await setDevicePassword(file, id, password, undefined, opts.group);
     process.stderr.write(`fwgate: ${what === 'added' ? 'added' : 'new password for'} ${id} in ${file}\n`);
   } catch (err) {
     if (err instanceof FwError && err.code === 'E_USAGE') return usage(err.message);
+    if (err instanceof Error && err.name === 'ZodError') return usage(`--group: ${describeError(err)}`);
     process.stderr.write(`fwgate: ${describeError(err)}\n`);
     process.exitCode = 1;
     return;

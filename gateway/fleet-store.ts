@@ -50,7 +50,12 @@ const storedDevice = z.object({
   }).optional(),
   rebootMs: z.number().min(0).optional(),
   deviceMsPerMiB: z.number().min(0).optional(),
+  /** Updates in a row that ended failed or rolled back (0 after an update): 2 or more = suspect (docs/security.md). */
+  failStreak: z.number().int().min(0).optional(),
 });
+
+/** Failed or rolled-back updates in a row from which a device is held suspect and left out of rollback thresholds. */
+export const SUSPECT_AFTER_FAILURES = 2;
 const fleetFileSchema = z.object({ format: z.literal(1), savedAt: epochMs, devices: z.array(storedDevice) });
 
 export type StoredDevice = z.infer<typeof storedDevice>;
@@ -171,8 +176,14 @@ export class FleetStore {
       ...(prev?.link ? { link: prev.link } : {}),
       ...(prev?.rebootMs !== undefined ? { rebootMs: prev.rebootMs } : {}),
       ...(prev?.deviceMsPerMiB !== undefined ? { deviceMsPerMiB: prev.deviceMsPerMiB } : {}),
+      ...(prev?.failStreak ? { failStreak: prev.failStreak } : {}),
     });
     this.changed();
+  }
+
+  /** Whether the device failed or rolled back its last SUSPECT_AFTER_FAILURES updates (its claims are not trusted for fleet-wide decisions). */
+  isSuspect(id: string): boolean {
+    return (this.devices.get(id)?.failStreak ?? 0) >= SUSPECT_AFTER_FAILURES;
   }
 
   /** Link figures, reboot time and device time per MiB learned for a device: kept across restarts. */
@@ -196,6 +207,8 @@ export class FleetStore {
   noteResult(r: ResultMessage): void {
     const d = this.devices.get(r.id);
     if (this.closed || !d) return;
+    if (r.outcome === 'updated') delete d.failStreak;
+    else if (r.outcome === 'failed' || r.outcome === 'rolled-back') d.failStreak = (d.failStreak ?? 0) + 1;
     d.lastResult = {
       campaign: r.campaign, outcome: r.outcome, code: r.code, ...(r.reason ? { reason: clipText(r.reason) } : {}), version: r.to, at: Math.round(this.now()),
     };
@@ -322,6 +335,7 @@ function toEntry(d: StoredDevice): FleetEntry {
   const r = d.lastResult;
   return {
     id: d.id, hw: d.hw, version: d.version, online: d.online, lastCheckIn: d.lastCheckIn,
+    ...((d.failStreak ?? 0) >= SUSPECT_AFTER_FAILURES ? { suspect: true as const } : {}),
     ...(r ? { lastResult: { campaign: r.campaign, outcome: r.outcome, code: r.code, version: r.version, at: r.at } } : {}),
   };
 }

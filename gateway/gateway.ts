@@ -4,8 +4,19 @@ import type { Duplex } from 'node:stream';
 import { describeError } from '../protocol/errors.ts';
 import { MAX_WINDOW } from '../protocol/limits.ts';
 import {
-  decodeLaptopMessage, encodeUplinkMessage, type CompleteMessage, type GatewayUplinkMessage, type LaptopMessage, type ResultMessage,
+  decodeLaptopMessage, encodeUplinkMessage, type CompleteMessage, type GatewayUplinkMessage, type LaptopMessage, type PlannedMessage,
+  type PreflightInfo, type ResultMessage, type RetryMessage, type Targeting,
 } from '../protocol/uplink.ts';
+import { FwError } from '../protocol/errors.ts';
+import type { Manifest } from '../protocol/manifest.ts';
+import { readDevicesFile } from './device-auth.ts';
+import { TokenBucket } from './rollout/bandwidth.ts';
+import { Slots } from './rollout/slots.ts';
+import { campaignTargets, preflightCounts } from './rollout/targeting.ts';
+import { replayFromJournal } from './rollout/replay.ts';
+import { parseJournal } from './rollout/journal.ts';
+import { readFileSync, readdirSync } from 'node:fs';
+import { serveControl, type ControlRequest } from './control.ts';
 import { MessageLink } from '../transport/message-link.ts';
 import { Broker } from './broker.ts';
 import { brokerOptions } from './broker-setup.ts';
@@ -34,7 +45,11 @@ export type CampaignPolicy = 'now' | 'window';
  * Per-campaign options beyond the config: the policy a laptop asks for in its `rts`, and (for
  * benchmarks) the start order.
  */
-export type CampaignOptions = Pick<CampaignDeps, 'orderPolicy' | 'seed'> & { policy?: CampaignPolicy; force?: boolean; downgrade?: boolean };
+export type CampaignOptions = Pick<CampaignDeps, 'orderPolicy' | 'seed'> & Targeting & {
+  policy?: CampaignPolicy; force?: boolean; downgrade?: boolean;
+  /** A retry (§7.12.2): the campaign it repeats; its `only` names the devices. */
+  retryOf?: string;
+};
 
 /** A created campaign, not started yet, and what the laptop is told about it in `committed`. */
 export interface PreparedCampaign {
@@ -69,6 +84,11 @@ export class Gateway {
   /** Live campaigns with policy `now`. */
   private readonly nowCampaigns = new Set<Campaign>();
   private readonly runs = new Set<Promise<unknown>>();
+  /** One concurrency limit and one site bandwidth cap across every campaign. */
+  private readonly slots: Slots;
+  private readonly bandwidth: TokenBucket | undefined;
+  /** Device groups from the device list (broker.devicesFile), read when a campaign targets a group. */
+  private groups = new Map<string, string[]>();
   private stopping = false;
   readonly campaigns: Campaign[] = [];
   private readonly journals = new Map<Campaign, CampaignJournal>();
@@ -78,6 +98,7 @@ export class Gateway {
   private uplinkQueue: Promise<void> = Promise.resolve();
   private uplinkQueued = 0;
   uplink: UplinkSession | undefined;
+  private controlServer: { close(): Promise<void> } | undefined;
   uplinkLink: MessageLink<LaptopMessage, GatewayUplinkMessage> | undefined;
 
   private constructor(
@@ -96,6 +117,8 @@ export class Gateway {
     readonly fleetStore: FleetStore,
   ) {
     this.keyRing = new KeyRing(config.security.trustedKeys.map((k) => parsePublicKey(k.publicKey)));
+    this.slots = new Slots(config.rollout.concurrency);
+    this.bandwidth = config.rollout.siteBps > 0 ? new TokenBucket(config.rollout.siteBps, timers) : undefined;
     fleet.on('status', (d) => this.sendTasks(d));
     gate.onChange((open) => {
       log.info({ open, ...(open ? { endsAt: gate.endsAt() } : { nextOpenAt: gate.nextOpenAt() }) }, open ? 'maintenance window open' : 'maintenance window closed');
@@ -109,9 +132,12 @@ export class Gateway {
   static async start(opts: GatewayOptions): Promise<Gateway> {
     const { config, log } = opts;
     const timers = opts.timers ?? realTimers;
+    const ring = new KeyRing(config.security.trustedKeys.map((k) => parsePublicKey(k.publicKey)));
     const store = await ImageStore.open({
       dir: join(config.dataDir, 'store'), maxImageSize: config.uplink.maxImageBytes, syncEveryBytes: config.uplink.partialSyncBytes,
       logger: (line) => log.info(line),
+      // the disk is not trusted either: a stored manifest must verify as an upload's would (§7.3.1)
+      checkManifest: (m) => manifestDistrust(ring, config.security.allowUnsigned, m),
     });
     const fleetStore = await FleetStore.open({ dataDir: config.dataDir, timers, log: log.child({ part: 'fleet' }) });
     const broker = await Broker.start(await brokerOptions(config, (line) => log.warn(line)));
@@ -128,6 +154,11 @@ export class Gateway {
     logSecurity(gw.keyRing, config.security.allowUnsigned, log);
     if (opts.uplinkStream) gw.attachUplink(opts.uplinkStream);
     await gw.resumeUnfinished();
+    try {
+      gw.controlServer = await serveControl(config.dataDir, (r) => gw.control(r), (line) => log.info(line));
+    } catch (err) {
+      log.warn({ err: describeError(err) }, 'control socket not available: fwgate campaign cancel/retry/resume will not reach this gateway');
+    }
     log.info({ broker: broker.url, images: store.list().length, serial: config.serial.path ?? null }, 'gateway ready');
     return gw;
   }
@@ -150,7 +181,17 @@ export class Gateway {
       link, store: this.store, config: config.uplink, log: log.child({ part: 'uplink' }), agent: GATEWAY_AGENT,
       keyRing: this.keyRing, allowUnsigned: config.security.allowUnsigned,
       busyReason: (request) => this.busyReason(request),
-      campaignState: () => this.campaignState(),
+      campaignState: (id) => this.campaignState(id),
+      preflight: (manifest, request) => this.preflight(manifest, request),
+      cancel: (id) => this.cancelCampaign(id, 'cancelled by the technician (fwpush cancel)').id,
+      retry: async (req) => {
+        const { campaign, start, queued } = await this.retryCampaign(req);
+        return { id: campaign.id, start, ...(queued ? { queued } : {}) };
+      },
+      resume: (id) => {
+        this.resumeCampaign(id);
+      },
+      plan: (manifest, request) => this.plan(manifest, request),
       onImageStored: async (image, request) => {
         const { campaign, start, queued, supersedes } = await this.prepareCampaign(image, request);
         return { id: campaign.id, start, ...(queued ? { queued } : {}), ...(supersedes ? { supersedes } : {}) };
@@ -194,6 +235,7 @@ export class Gateway {
     const busy = resume ? undefined : this.busyReason({ ...opts, policy });
     if (busy) throw new Error(busy);
     const id = resume?.state.id ?? `c-${randomBytes(4).toString('hex')}`;
+    // read back from disk: verified (SHA-256) before any device gets a byte of it
     const source = new ImageSource(image.manifest, await this.store.read(image.manifest.sha256));
     const busyNow = resume ? undefined : this.busyReason({ ...opts, policy }); // re-check: another start may have won during the read
     if (busyNow) throw new Error(busyNow);
@@ -201,6 +243,11 @@ export class Gateway {
     const downgrade = resume?.state.policy?.downgrade ?? opts.downgrade ?? false;
     const expiresAt = resume?.state.policy?.expiresAt ?? this.gate.now() + this.config.rollout.campaignExpiryMs;
     const windowed = policy === 'window';
+    // fixed at creation when the laptop narrowed them (or a retry): else every device known when it runs
+    const targets = resume ? resume.state.targets : opts.only || opts.group !== undefined ? (await this.targetsFor(opts)).map((d) => d.id) : undefined;
+    const waves = resume ? resume.state.waves : opts.waves;
+    const waveGate = resume ? resume.state.waveGate : opts.waveGate;
+    const wavePause = resume ? resume.state.wavePause : opts.wavePause;
     const campaign: Campaign = new Campaign(id, source, {
       channel: this.channel, fleet: this.fleet, config: this.config.rollout, timers: this.timers, log: this.log.child({ part: 'rollout' }),
       // the order is durable and handed to the uplink (it waits for its record) before any transfer
@@ -214,9 +261,16 @@ export class Gateway {
       ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
       downgrade,
       force,
-      ...(windowed ? {
-        gate: this.gate, downloadEarly: this.config.rollout.downloadEarly, checkIn: { expiresAt, force },
-      } : {}),
+      slots: this.slots,
+      ...(this.bandwidth ? { bandwidth: this.bandwidth } : {}),
+      ...(targets ? { targets } : {}),
+      ...(waves ? { waves } : {}),
+      ...(waveGate !== undefined ? { waveGatePct: waveGate } : {}),
+      ...(wavePause ? { wavePause } : {}),
+      isSuspect: (devId: string) => this.fleetStore.isSuspect(devId),
+      // offline and busy devices wait for their check-in until the expiry, in every policy
+      checkIn: { expiresAt, force },
+      ...(windowed ? { gate: this.gate, downloadEarly: this.config.rollout.downloadEarly } : {}),
       ...(resume ? { resume: resume.state } : {}),
     });
     const superseded = windowed && !resume ? this.queue.filter((q) => q.policy === 'window' && q.campaign.image.manifest.hw.some((hw) => image.manifest.hw.includes(hw))) : [];
@@ -231,11 +285,17 @@ export class Gateway {
     // order, result and complete go to the laptop from journalCampaign, once their record is durable
     this.journalCampaign(campaign, resume
       ? CampaignJournal.reopen(resume.path, resume.validBytes)
-      : CampaignJournal.create(this.journalDir, id, image.manifest.sha256, Date.now(), { mode: policy, force, downgrade, expiresAt }));
+      : CampaignJournal.create(this.journalDir, id, image.manifest.sha256, Date.now(), { mode: policy, force, downgrade, expiresAt }, {
+        manifest: image.manifest,
+        ...(targets ? { targets } : {}), ...(waves ? { waves } : {}), ...(waveGate !== undefined ? { waveGate } : {}), ...(wavePause ? { wavePause } : {}),
+        ...(opts.retryOf ? { retryOf: opts.retryOf } : {}),
+      }));
     campaign.on('progress', (m) => this.forward(m));
     campaign.on('totals', (m) => this.forward(m));
+    campaign.on('waiting', (m) => this.forward(m));
     this.recordResults(campaign, resume?.state.results.values());
     for (const old of superseded) this.supersede(old.campaign, campaign);
+    if (!resume) this.supersedePending(campaign, targets);
     let started = false;
     const start = (): void => {
       if (started) return;
@@ -249,6 +309,147 @@ export class Gateway {
       ? { reason: 'waits for the next maintenance window', ...(this.gate.nextOpenAt() !== undefined ? { nextWindowAt: this.gate.nextOpenAt()! } : {}), expiresAt }
       : queuedBehind ? { reason: `queued behind campaign ${queuedBehind.id}`, expiresAt } : undefined;
     return { campaign, start, ...(queued ? { queued } : {}), ...(superseded[0] ? { supersedes: superseded[0].campaign.id } : {}) };
+  }
+
+  /** The known devices a campaign with this targeting would reach (docs/operations.md "Targeting and waves"). */
+  private async targetsFor(t: Targeting): Promise<ReturnType<typeof campaignTargets>> {
+    if (t.group !== undefined) await this.loadGroups();
+    return campaignTargets(this.fleet.list(), t, (id) => this.groups.get(id) ?? []);
+  }
+
+  /** Device groups from the device list (broker.devicesFile); none without one. */
+  private async loadGroups(): Promise<void> {
+    const file = this.config.broker.devicesFile;
+    if (!file) return;
+    try {
+      this.groups = new Map((await readDevicesFile(file)).map((e) => [e.id, e.groups ?? []]));
+    } catch (err) {
+      this.log.warn({ file, err: describeError(err) }, 'device list unreadable: device groups unknown');
+    }
+  }
+
+  /**
+   * The pre-flight counts of an upload with this targeting (§7.3.7); throws E_NO_TARGETS when
+   * --only/--group leave no known device, and E_NOT_ENOUGH_ONLINE below `requireOnline`.
+   */
+  async preflight(manifest: Manifest, opts: CampaignOptions): Promise<PreflightInfo> {
+    const targets = await this.targetsFor(opts);
+    if ((opts.only || opts.group !== undefined) && targets.length === 0) {
+      throw new FwError('E_NO_TARGETS', `no known device matches ${opts.only ? `--only ${opts.only.join(',')}` : ''}${opts.group !== undefined ? ` --group ${opts.group}` : ''} (fwgate device list, fwgate report)`);
+    }
+    const counts = preflightCounts(manifest, this.fleet.list(), targets, opts.downgrade ?? false);
+    if (opts.requireOnline !== undefined && this.policyOf(opts) === 'now' && counts.eligibleOnline < opts.requireOnline) {
+      throw new FwError('E_NOT_ENOUGH_ONLINE', `${counts.eligibleOnline} eligible device(s) online, --require-online asks for ${opts.requireOnline}; nothing stored`);
+    }
+    return counts;
+  }
+
+  /** A newer campaign for a device takes over the device's pending task in older live campaigns of the same image name (§7.12.5). */
+  private supersedePending(by: Campaign, targets: readonly string[] | undefined): void {
+    const scope = targets ? new Set(targets) : undefined;
+    for (const old of this.live) {
+      if (old === by || old.image.manifest.name !== by.image.manifest.name) continue;
+      for (const id of old.waitingIds()) {
+        if (scope && !scope.has(id)) continue;
+        if (old.supersedeDevice(id, by.id)) this.log.info({ campaign: old.id, device: id, by: by.id }, 'pending task superseded by a newer campaign');
+      }
+    }
+  }
+
+  /** The live campaign with this id, else the sweeping or newest live one when no id is given. */
+  private liveCampaign(id: string | undefined): Campaign | undefined {
+    if (id === undefined) return this.sweeping ?? [...this.live].at(-1);
+    return [...this.live].find((c) => c.id === id);
+  }
+
+  /**
+   * Cancel a campaign (§7.12.1): queued ones end at once without touching a device; a running or
+   * waiting one stops as Campaign.cancelByUser says. E_UNKNOWN_CAMPAIGN when no live campaign has
+   * that id (a finished one cannot be cancelled).
+   */
+  cancelCampaign(id: string | undefined, by: string): Campaign {
+    const c = this.liveCampaign(id);
+    if (!c) throw new FwError('E_UNKNOWN_CAMPAIGN', id ? `no live campaign ${id} (finished campaigns cannot be cancelled; fwgate campaigns lists them)` : 'no live campaign to cancel');
+    if (!c.cancelByUser(by)) throw new FwError('E_UNKNOWN_CAMPAIGN', `campaign ${c.id} is already cancelled or complete`);
+    const queued = this.queue.findIndex((q) => q.campaign === c);
+    if (queued >= 0) {
+      // not started: run it now outside the sweep, every device ends cancelled without a probe
+      this.queue.splice(queued, 1);
+      const run = c.run().catch((err: unknown) => this.log.error({ campaign: c.id, err: describeError(err) }, 'campaign failed')).finally(() => this.runs.delete(run));
+      this.runs.add(run);
+    }
+    return c;
+  }
+
+  /** A request from the host's control socket (`fwgate campaign cancel|retry|resume`); returns the campaign id. */
+  async control(r: ControlRequest): Promise<string> {
+    switch (r.op) {
+      case 'cancel': return this.cancelCampaign(r.campaign, 'cancelled by the operator (fwgate campaign cancel)').id;
+      case 'resume': return this.resumeCampaign(r.campaign).id;
+      case 'retry': {
+        const { op: _op, ...req } = r;
+        const prepared = await this.retryCampaign(req);
+        prepared.start();
+        return prepared.campaign.id;
+      }
+      default: {
+        const never: never = r;
+        throw new FwError('E_USAGE', `unknown control request ${JSON.stringify(never)}`);
+      }
+    }
+  }
+
+  /** Go on with the next wave of a campaign paused between waves (§7.12.3). */
+  resumeCampaign(id: string): Campaign {
+    const c = this.liveCampaign(id);
+    if (!c || !c.resumeWaves()) throw new FwError('E_UNKNOWN_CAMPAIGN', `campaign ${id} is not paused between waves`);
+    return c;
+  }
+
+  /**
+   * A new campaign from a stored campaign's manifest for its devices whose result is one of
+   * `outcomes` (§7.12.2): no upload. E_UNKNOWN_CAMPAIGN for an unknown id, E_NOTHING_TO_RETRY
+   * when no device matches.
+   */
+  async retryCampaign(req: Omit<RetryMessage, 't'>): Promise<PreparedCampaign> {
+    const j = this.readJournal(req.campaign);
+    const manifest = j.manifest;
+    const image = manifest ? this.store.get(manifest.sha256) : this.store.get(j.sha256);
+    if (!image) throw new FwError('E_UNKNOWN_CAMPAIGN', `the image of campaign ${req.campaign} is no longer stored; push it again`);
+    const want = new Set<string>(req.outcomes);
+    const ids = [...j.results.values()].filter((r) => want.has(r.outcome)).map((r) => r.id);
+    if (ids.length === 0) throw new FwError('E_NOTHING_TO_RETRY', `campaign ${req.campaign} has no device with result ${req.outcomes.join(' or ')}`);
+    const stored = manifest ? { ...image, manifest } : image;
+    return this.prepareCampaign(stored, {
+      only: ids, retryOf: req.campaign,
+      ...(req.policy ? { policy: req.policy } : {}),
+      force: req.force ?? j.policy?.force ?? false, downgrade: j.policy?.downgrade ?? false,
+    });
+  }
+
+  /** A campaign's journal state by id (finished or not). E_UNKNOWN_CAMPAIGN when there is none. */
+  readJournal(id: string): ReturnType<typeof parseJournal>['state'] {
+    if (!/^[A-Za-z0-9._-]{1,64}$/.test(id) || !readdirSync(this.journalDir).includes(`${id}.jsonl`)) {
+      throw new FwError('E_UNKNOWN_CAMPAIGN', `no campaign ${id} in ${this.journalDir} (fwgate campaigns lists them)`);
+    }
+    const path = join(this.journalDir, `${id}.jsonl`);
+    return parseJournal(readFileSync(path, 'utf8'), path).state;
+  }
+
+  /** A dry run (§7.12.4): measure and rank as an upload of this manifest would, without storing or updating anything. */
+  async plan(manifest: Manifest, opts: CampaignOptions): Promise<PlannedMessage> {
+    const preflight = await this.preflight(manifest, { ...opts, requireOnline: undefined });
+    const targets = opts.only || opts.group !== undefined ? (await this.targetsFor(opts)).map((d) => d.id) : undefined;
+    const order = await Campaign.dryRun(manifest, {
+      channel: this.channel, fleet: this.fleet, config: this.config.rollout, timers: this.timers, log: this.log.child({ part: 'plan' }),
+      downgrade: opts.downgrade ?? false, ...(targets ? { targets } : {}), ...(opts.waves ? { waves: opts.waves } : {}), checkIn: { expiresAt: Infinity },
+    });
+    const etaMs = order.devices.reduce((m, d) => Math.max(m, (d.startMs ?? 0) + (d.etaMs ?? 0)), 0);
+    return {
+      t: 'planned', image: order.image, devices: order.devices, excluded: order.excluded,
+      ...(order.excludedMore !== undefined ? { excludedMore: order.excludedMore } : {}), preflight,
+      ...(order.devices.some((d) => d.etaMs !== undefined) ? { etaMs: Math.round(etaMs || 0) } : {}),
+    };
   }
 
   /**
@@ -318,12 +519,27 @@ export class Gateway {
    */
   private async resumeUnfinished(): Promise<void> {
     for (const u of findUnfinished(this.journalDir, (msg) => this.log.warn(msg))) {
-      const image = this.store.get(u.state.sha256);
-      if (!image) {
-        this.closeJournal(u, `its image ${u.state.sha256} is no longer in the store`);
+      const stored = this.store.get(u.state.sha256);
+      if (!stored) {
+        this.closeJournal(u, `its image ${u.state.sha256} is no longer in the store (quarantined or removed): re-push the image`);
         continue;
       }
-      const { campaign, start } = await this.prepareCampaign(image, {}, u);
+      // the journal's manifest is the campaign's release; it is read back from disk, so it is checked again
+      const m = u.state.manifest;
+      const distrust = m ? (m.sha256 !== u.state.sha256 ? `its manifest names image ${m.sha256}, not ${u.state.sha256}` : manifestDistrust(this.keyRing, this.config.security.allowUnsigned, m)) : undefined;
+      if (distrust !== undefined) {
+        this.closeJournal(u, `its journal's manifest is not trusted (${distrust})`);
+        continue;
+      }
+      let prepared: PreparedCampaign;
+      try {
+        prepared = await this.prepareCampaign(m ? { ...stored, manifest: m } : stored, {}, u);
+      } catch (err) {
+        this.closeJournal(u, describeError(err));
+        continue;
+      }
+      const { campaign, start } = prepared;
+      const image = campaign.image;
       this.log.info({ campaign: campaign.id, image: image.manifest.version, policy: u.state.policy?.mode ?? 'now', results: u.state.results.size, records: u.state.records }, 'resuming an unfinished campaign');
       start();
     }
@@ -335,6 +551,7 @@ export class Gateway {
     const count = (o: ResultMessage['outcome']): number => results.filter((r) => r.outcome === o).length;
     const journal = CampaignJournal.reopen(u.path, u.validBytes);
     try {
+      journal.append({ r: 'state', state: 'halted', at: Date.now(), reason: why });
       journal.append({
         r: 'complete',
         complete: { t: 'complete', campaign: u.state.id, devices: results.length, updated: count('updated'), failed: count('failed'), rolledBack: count('rolled-back'), skipped: count('skipped'), durationMs: Math.max(0, Date.now() - u.state.startedAt) },
@@ -379,6 +596,7 @@ export class Gateway {
       }
     });
     campaign.on('result', (result) => reported(result, append({ r: 'result', result })));
+    campaign.on('state', (st) => void append({ r: 'state', at: Date.now(), ...st }));
     campaign.on('complete', (complete) => {
       reported(complete, append({ r: 'complete', complete }));
       journal.close(); // once the completion is durable
@@ -437,13 +655,25 @@ export class Gateway {
    * `state` plus the replay of the sweeping campaign, else of the newest live one, else of the
    * last one; `state.queued` lists the campaigns waiting to start.
    */
-  campaignState(): GatewayUplinkMessage[] {
+  campaignState(id?: string): GatewayUplinkMessage[] {
+    const inMemory = [...new Set([...this.campaigns, ...this.live])];
+    if (id !== undefined && !inMemory.some((c) => c.id === id)) {
+      // a campaign no longer in memory: its journal (E_UNKNOWN_CAMPAIGN when there is none)
+      const j = this.readJournal(id);
+      const image = j.manifest ?? j.order?.image;
+      return [
+        { t: 'state', running: false, campaign: j.id, ...(image ? { image: { name: image.name, version: image.version, sha256: image.sha256 } } : {}) },
+        this.fleetStore.message(),
+        ...replayFromJournal(j),
+      ];
+    }
     const queued = this.queue.slice(0, 16).map(({ campaign: q }) => ({
       campaign: q.id, image: { name: q.image.manifest.name, version: q.image.manifest.version, sha256: q.image.manifest.sha256 },
       hw: q.image.manifest.hw.slice(0, 16), ...(this.gate.windowed && this.gate.nextOpenAt() !== undefined ? { nextWindowAt: this.gate.nextOpenAt()! } : {}),
     }));
     const started = [...this.live].filter((c) => !this.queue.some((q) => q.campaign === c));
-    const c = this.sweeping ?? started.at(-1) ?? this.campaigns.filter((x) => !this.queue.some((q) => q.campaign === x)).at(-1);
+    const c = (id !== undefined ? inMemory.find((x) => x.id === id) : undefined)
+      ?? this.sweeping ?? started.at(-1) ?? this.campaigns.filter((x) => !this.queue.some((q) => q.campaign === x)).at(-1);
     if (!c) return [{ t: 'state', running: false, ...(queued.length ? { queued } : {}) }, this.fleetStore.message()];
     const m = c.image.manifest;
     const snap = c.snapshot();
@@ -454,6 +684,7 @@ export class Gateway {
       ...snap.progress,
       ...(snap.totals ? [snap.totals] : []),
       ...snap.results.filter((r) => !this.notDurable.has(r)),
+      ...(snap.waiting ? [snap.waiting] : []),
       ...(snap.complete && !this.notDurable.has(snap.complete) ? [snap.complete] : []),
     ];
   }
@@ -469,6 +700,7 @@ export class Gateway {
    */
   async stop(): Promise<void> {
     this.stopping = true;
+    await this.controlServer?.close();
     await this.fleetStore.close(); // the last write; the cancellations below are no device's result
     for (const j of this.journals.values()) j.close();
     this.journals.clear();
@@ -481,6 +713,13 @@ export class Gateway {
     this.log.info(this.counters(), 'counters at shutdown');
     await this.broker.close();
   }
+}
+
+/** Why a manifest read from disk must not be used (its signature), or undefined (docs/security.md "The gateway's own disk"). */
+export function manifestDistrust(ring: KeyRing, allowUnsigned: boolean, m: Manifest): string | undefined {
+  const r = ring.check(m);
+  if (r.ok || (r.failure === 'unsigned' && allowUnsigned)) return undefined;
+  return r.reason;
 }
 
 /** Say at start-up which keys are trusted, and loudly when unsigned images are accepted (development mode). */

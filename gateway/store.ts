@@ -5,7 +5,7 @@ import { basename, dirname, join } from 'node:path';
 import { crc32 } from '../protocol/crc.ts';
 import { syncDir, TMP_MARK, writeFileDurably } from './durable.ts';
 import { describeError, FwError, isFwError } from '../protocol/errors.ts';
-import { checkDigest, parseManifest, type ImageDigest, type Manifest } from '../protocol/manifest.ts';
+import { checkDigest, digestImage, parseManifest, type ImageDigest, type Manifest } from '../protocol/manifest.ts';
 
 /**
  * The durable, content-addressed image store.
@@ -32,6 +32,11 @@ export interface StoreOptions {
   logger?: (line: string) => void;
   /** Clock for `storedAt`; injected for tests. */
   now?: () => Date;
+  /**
+   * Why a stored manifest must not be trusted (its signature does not verify with the trusted
+   * keys), or undefined: checked for every image at start-up, which quarantines a failure.
+   */
+  checkManifest?: (m: Manifest) => string | undefined;
 }
 
 export interface StoredImage {
@@ -74,6 +79,7 @@ export class ImageStore {
   readonly #syncEveryBytes: number;
   readonly #log: (line: string) => void;
   readonly #now: () => Date;
+  readonly #checkManifest: ((m: Manifest) => string | undefined) | undefined;
   readonly #images = new Map<string, StoredImage>();
   /** The live upload per sha256 (at most one). */
   readonly #active = new Map<string, UploadImpl>();
@@ -89,6 +95,7 @@ export class ImageStore {
     this.#syncEveryBytes = opts.syncEveryBytes ?? SYNC_EVERY_BYTES;
     this.#log = opts.logger ?? (() => undefined);
     this.#now = opts.now ?? (() => new Date());
+    this.#checkManifest = opts.checkManifest;
   }
 
   /** Create the directories, delete temp files, verify every stored image (quarantining bad ones) and check partials. */
@@ -119,17 +126,67 @@ export class ImageStore {
     return [...this.#images.values()].sort((a, b) => a.storedAt.localeCompare(b.storedAt));
   }
 
-  /** The whole image. E_IMAGE_NOT_FOUND when not stored. */
+  /**
+   * The whole image, verified against its digest (size, CRC-32, SHA-256) as it is read back: a
+   * stored copy that no longer matches (a flipped bit on disk, a hand edit) is quarantined and
+   * never served (E_IMAGE_CORRUPT: re-push the image). E_IMAGE_NOT_FOUND when not stored.
+   */
   async read(sha256: string): Promise<Buffer> {
     const img = this.#images.get(sha256);
     if (!img) throw new FwError('E_IMAGE_NOT_FOUND', `image ${sha256} is not in the store`, { details: { sha256 } });
     const data = await io(`read ${img.path}`, () => readFile(img.path));
-    if (data.length !== img.manifest.size) {
-      throw new FwError('E_IMAGE_SIZE', `stored image ${sha256} is ${data.length} bytes, manifest says ${img.manifest.size}`, {
-        details: { expected: img.manifest.size, actual: data.length },
-      });
+    try {
+      checkDigest(img.manifest, digestImage(data));
+    } catch (err) {
+      await this.#setAside(sha256, err);
+      throw new FwError('E_IMAGE_CORRUPT', `stored copy of image ${sha256} is corrupt (${describeError(err)}); quarantined: re-push the image`, { cause: err, details: { sha256 } });
     }
     return data;
+  }
+
+  /**
+   * Re-check a stored image on disk (streamed); a copy that no longer matches is quarantined and
+   * forgotten, so an upload of the same image stores it afresh. True when it verifies.
+   */
+  async verify(sha256: string): Promise<boolean> {
+    const img = this.#images.get(sha256);
+    if (!img) return false;
+    try {
+      checkDigest(img.manifest, await io(`read ${img.path}`, () => digestFile(img.path)));
+      return true;
+    } catch (err) {
+      await this.#setAside(sha256, err);
+      return false;
+    }
+  }
+
+  /**
+   * A new signed manifest for an image already stored (same bytes: a new version, seq or
+   * signature, §7.3.8): kept as the image's manifest from now on (images/<sha>.json, replaced
+   * durably) and returned as the stored image campaigns use. The caller checked its signature.
+   */
+  async adoptManifest(untrusted: Manifest): Promise<StoredImage> {
+    const manifest = parseManifest(untrusted);
+    const img = this.#images.get(manifest.sha256);
+    if (!img) throw new FwError('E_IMAGE_NOT_FOUND', `image ${manifest.sha256} is not in the store`, { details: { sha256: manifest.sha256 } });
+    if (img.manifest.size !== manifest.size || img.manifest.crc32 !== manifest.crc32) {
+      throw new FwError('E_MANIFEST_INVALID', `manifest for ${manifest.sha256} gives size ${manifest.size} / CRC ${manifest.crc32}, the stored image has ${img.manifest.size} / ${img.manifest.crc32}`);
+    }
+    if (!sameManifest(img.manifest, manifest)) {
+      await io(`store manifest ${manifest.sha256}`, () => writeFileDurably(join(this.#imagesDir, `${manifest.sha256}.json`), `${JSON.stringify(manifest, null, 2)}\n`));
+      this.#log(`store: image ${short(manifest.sha256)} now goes with ${manifest.name} ${manifest.version}${manifest.seq !== undefined ? ` seq ${manifest.seq}` : ''}`);
+    }
+    const next: StoredImage = { ...img, manifest };
+    this.#images.set(manifest.sha256, next);
+    return next;
+  }
+
+  async #setAside(sha256: string, err: unknown): Promise<void> {
+    const img = this.#images.get(sha256);
+    if (!img) return;
+    this.#images.delete(sha256);
+    this.#log(`store: quarantined image ${sha256}: ${describeError(err)}`);
+    await this.#quarantine(img.path, join(this.#imagesDir, `${sha256}.json`));
   }
 
   /**
@@ -202,7 +259,7 @@ export class ImageStore {
         await removeQuietly(partPath, metaPath);
         await syncDir(this.#partialDir);
       });
-      return existing;
+      return this.adoptManifest(manifest); // this upload's manifest is the one its campaign uses
     }
     const binPath = join(this.#imagesDir, `${sha}.bin`);
     const jsonPath = join(this.#imagesDir, `${sha}.json`);
@@ -240,7 +297,10 @@ export class ImageStore {
       const binPath = join(this.#imagesDir, `${sha}.bin`);
       const jsonPath = join(this.#imagesDir, `${sha}.json`);
       try {
-        this.#images.set(sha, await verifyStored(sha, binPath, jsonPath));
+        const img = await verifyStored(sha, binPath, jsonPath);
+        const untrusted = this.#checkManifest?.(img.manifest);
+        if (untrusted !== undefined) throw new FwError('E_MANIFEST_SIGNATURE', `manifest ${jsonPath}: ${untrusted}`);
+        this.#images.set(sha, img);
       } catch (err) {
         this.#log(`store: quarantined image ${sha}: ${describeError(err)}`);
         await this.#quarantine(binPath, jsonPath);

@@ -2,6 +2,7 @@ import { Command, InvalidArgumentError, Option, type OutputConfiguration } from 
 import type { CampaignOptions } from './client.ts';
 import { laptopSettings } from './settings.ts';
 import { parseSeq } from './signing.ts';
+import type { RetryMessage, WaveSize } from '../protocol/uplink.ts';
 
 /** fwpush's flags, parsed and range-checked. Times are as given (seconds). */
 export interface Opts {
@@ -13,10 +14,16 @@ export interface Opts {
   techKey?: string;
   /** Manifest signing (laptop/signing.ts, docs/protocol.md §5.4). */
   signKey?: string; seq?: number;
+  /** Targeting and waves (docs/protocol.md §7.3.6). */
+  only?: string[]; group?: string; waves?: WaveSize[]; waveGate?: number; wavePause?: boolean; requireOnline?: number;
+  /** `status --campaign`: that campaign (§7.11.5). */
+  campaign?: string;
+  /** `retry`: which device results (§7.12.2). */
+  failed?: boolean; rolledBack?: boolean; expired?: boolean; cancelled?: boolean; skippedDevices?: boolean;
 }
 
 /** What the command line asks for, or the exit code when it asks for nothing more (help, a usage error). */
-export type ParsedArgs = { kind: 'run'; opts: Opts; target: string } | { kind: 'exit'; code: 0 | 2 };
+export type ParsedArgs = { kind: 'run'; opts: Opts; target: string; arg?: string } | { kind: 'exit'; code: 0 | 2 };
 
 type Range = readonly [number, number];
 
@@ -34,7 +41,24 @@ export function campaignOptions(o: Opts): CampaignOptions {
     ...(o.now ? { policy: 'now' as const } : o.inWindow ? { policy: 'window' as const } : {}),
     ...(o.allowDowngrade ? { downgrade: true } : {}),
     ...(o.force ? { force: true } : {}),
+    ...(o.only ? { only: o.only } : {}),
+    ...(o.group !== undefined ? { group: o.group } : {}),
+    ...(o.waves ? { waves: o.waves } : {}),
+    ...(o.waveGate !== undefined ? { waveGate: o.waveGate } : {}),
+    ...(o.wavePause ? { wavePause: true } : {}),
+    ...(o.requireOnline !== undefined ? { requireOnline: o.requireOnline } : {}),
   };
+}
+
+/** `retry`'s result flags as the outcomes the request names; none given: failed and rolled back. */
+export function retryOutcomes(o: Opts): RetryMessage['outcomes'] {
+  const out: RetryMessage['outcomes'] = [];
+  if (o.failed) out.push('failed');
+  if (o.rolledBack) out.push('rolled-back');
+  if (o.expired) out.push('expired');
+  if (o.cancelled) out.push('cancelled');
+  if (o.skippedDevices) out.push('skipped');
+  return out.length > 0 ? out : ['failed', 'rolled-back'];
 }
 
 /** A fresh program each time (no module-level state), so tests can parse many command lines. */
@@ -43,7 +67,8 @@ function program(output: OutputConfiguration | undefined): Command {
   const s = laptopSettings;
   const cmd = new Command('fwpush')
     .description('Send a firmware image to an fwgate gateway over its serial link and follow the rollout to every device — or, when the gateway queues it for a maintenance window, say when the window opens and exit (code 0); with "status", show the running or last campaign and the queued ones instead, and follow the running one to its end.')
-    .argument('<image|status>', 'firmware image file to push, or the word "status" to show and follow what the gateway is doing (an image file named status: ./status)')
+    .argument('<image|command>', 'firmware image file to push, or a command: "status" (show and follow what the gateway is doing), "cancel [campaign]", "retry <campaign>", "resume <campaign>", "plan <image>" (an image file named like a command: ./status)')
+    .argument('[arg]', 'the campaign of cancel / retry / resume, the image of plan')
     .requiredOption('-P, --port <tty>', 'serial port connected to the gateway, e.g. /dev/ttyUSB0')
     .option('-K, --tech-key <file>', 'technician key (Ed25519 private key, PKCS#8 PEM, from `fwpush keygen`) the gateway trusts: needed to push, not for status')
     .option('-m, --manifest <file>', 'JSON manifest for the image (otherwise one is made from the image and the flags below)')
@@ -67,6 +92,22 @@ function program(output: OutputConfiguration | undefined): Command {
     .option('--force', 'update devices that report themselves busy (otherwise they are deferred, never forced)')
     .option('--no-local-check', 'do not check the image against --manifest before sending (the gateway always checks)')
     .option('--json', 'print one JSON object per event and a final summary line')
+    .option('--only <ids>', 'update only these devices (comma-separated ids), in this order for waves', (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
+    .option('--group <name>', 'update only the devices of this group (fwgate device add --group)')
+    .option('--waves <list>', 'staged waves, cumulative: counts or percentages of the targets, e.g. 1,10%,100% (the first is a canary)', (v: string) => {
+      const w = parseWaves(v);
+      if (!w) throw new InvalidArgumentError(`--waves takes a comma-separated list of counts (1..) and percentages (1%..100%), e.g. 1,10%,100%; got "${v}"`);
+      return w;
+    })
+    .option('--wave-gate <pct>', 'failure share (percent) of a wave at which later waves are not started (default: the gateway\'s rollback threshold)', int('--wave-gate', [1, 100]))
+    .option('--wave-pause', 'stop after each wave until `fwpush resume <campaign>`')
+    .option('--require-online <n>', 'refuse to start a now campaign with fewer than n eligible devices online (nothing is uploaded)', int('--require-online', [1, 1_000_000]))
+    .option('--campaign <id>', 'status: show (and follow) this campaign instead of the current one')
+    .option('--failed', 'retry: the devices that failed')
+    .option('--rolled-back', 'retry: the devices that rolled back')
+    .option('--expired', 'retry: the devices whose campaign expired before they checked in')
+    .option('--cancelled', 'retry: the devices a cancel left on their old image')
+    .option('--skipped-devices', 'retry: the devices that were skipped')
     .addHelpText('after', `
 Campaign policy: with neither --now nor --in-window the gateway decides (the next
 maintenance window when it has windows configured, else at once); the two exclude
@@ -88,5 +129,26 @@ export function parseArgs(argv: readonly string[], output?: OutputConfiguration)
   } catch (err) {
     return { kind: 'exit', code: (err as { exitCode?: number }).exitCode === 0 ? 0 : 2 };
   }
-  return { kind: 'run', opts: cmd.opts<Opts>(), target: cmd.args[0]! };
+  const [target, arg] = cmd.args as [string, string | undefined];
+  return { kind: 'run', opts: cmd.opts<Opts>(), target, ...(arg !== undefined ? { arg } : {}) };
+}
+
+/** `--waves 1,10%,100%` as wave sizes; undefined for a malformed list (the caller names the flag). */
+export function parseWaves(text: string): WaveSize[] | undefined {
+  const parts = text.split(',').map((p) => p.trim()).filter(Boolean);
+  if (parts.length === 0 || parts.length > 16) return undefined;
+  const out: WaveSize[] = [];
+  for (const p of parts) {
+    const pct = /^(\d{1,3})%$/.exec(p);
+    if (pct) {
+      const v = Number(pct[1]);
+      if (v < 1 || v > 100) return undefined;
+      out.push({ pct: v });
+    } else if (/^\d{1,7}$/.test(p) && Number(p) >= 1) {
+      out.push({ count: Number(p) });
+    } else {
+      return undefined;
+    }
+  }
+  return out;
 }

@@ -3,9 +3,9 @@ import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { describeError, FwError, isFwError } from '../protocol/errors.ts';
 import { checkDigest, digestImage, manifestForImage, parseManifest, type Manifest } from '../protocol/manifest.ts';
-import type { CompleteMessage, GatewayUplinkMessage, OrderMessage, QueuedInfo, ResultMessage } from '../protocol/uplink.ts';
-import { campaignOptions, parseArgs, type Opts } from './args.ts';
-import { defaultClientOptions } from './client.ts';
+import type { CompleteMessage, GatewayUplinkMessage, OrderMessage, QueuedInfo, ResultMessage, WaitingMessage } from '../protocol/uplink.ts';
+import { campaignOptions, parseArgs, retryOutcomes, type Opts } from './args.ts';
+import { defaultClientOptions, type UplinkClient } from './client.ts';
 import { openConnection, type Connection, type ConnectionOptions } from './connection.ts';
 import { noticeWriter } from './notices.ts';
 import { pushAndFollow, SeenEvents, statusAndFollow, type FlowDeps } from './push.ts';
@@ -48,7 +48,32 @@ async function loadInputs(imagePath: string, o: Opts): Promise<{ manifest: Manif
 }
 
 /** What this run does: push an image and follow its campaign, or follow/replay what the gateway is doing. */
-type Mode = { kind: 'push'; imagePath: string } | { kind: 'status' };
+type Mode =
+  | { kind: 'push'; imagePath: string } | { kind: 'plan'; imagePath: string } | { kind: 'status'; campaign?: string }
+  | { kind: 'cancel'; campaign?: string } | { kind: 'retry'; campaign: string } | { kind: 'resume'; campaign: string };
+
+/** The command line's first words as what this run does; a usage problem as E_USAGE. */
+function modeOf(target: string, arg: string | undefined, o: Opts): Mode {
+  const needs = (what: string): string => {
+    if (arg === undefined) throw new FwError('E_USAGE', `${what} needs a campaign id (fwgate campaigns, or fwpush status, shows them); see --help`);
+    return arg;
+  };
+  switch (target) {
+    case 'status': {
+      const campaign = o.campaign ?? arg;
+      return { kind: 'status', ...(campaign !== undefined ? { campaign } : {}) };
+    }
+    case 'cancel': return { kind: 'cancel', ...(arg !== undefined ? { campaign: arg } : {}) };
+    case 'retry': return { kind: 'retry', campaign: needs('retry') };
+    case 'resume': return { kind: 'resume', campaign: needs('resume') };
+    case 'plan':
+      if (arg === undefined) throw new FwError('E_USAGE', 'plan needs an image file (and --manifest or --version/--hw); see --help');
+      return { kind: 'plan', imagePath: arg };
+    default:
+      if (arg !== undefined) throw new FwError('E_USAGE', `unexpected argument "${arg}" after the image ${target}; see --help`);
+      return { kind: 'push', imagePath: target };
+  }
+}
 
 /** A campaign's order and results as they arrive, for the summary; events of another campaign are left out. */
 class CampaignWatch {
@@ -56,8 +81,10 @@ class CampaignWatch {
   order: OrderMessage | undefined;
   readonly results = new Map<string, ResultMessage>();
   complete: CompleteMessage | undefined;
+  waiting: WaitingMessage | undefined;
   see(m: GatewayUplinkMessage): void {
-    if ((m.t === 'committed' && m.ok) || m.t === 'state') this.campaign = m.campaign;
+    if ((m.t === 'committed' && m.ok) || m.t === 'state' || m.t === 'accepted') this.campaign = m.campaign;
+    if (m.t === 'waiting' && m.campaign === this.campaign) this.waiting = m;
     if ((m.t === 'order' || m.t === 'result' || m.t === 'complete') && this.campaign !== undefined && m.campaign !== this.campaign) return;
     if (m.t === 'order') this.order = m;
     if (m.t === 'result') this.results.set(m.id, m);
@@ -69,14 +96,20 @@ async function main(): Promise<number> {
   if (process.argv[2] === 'keygen') return keygen(process.argv.slice(3), (l) => console.log(l), (l) => console.error(l));
   const args = parseArgs(process.argv.slice(2));
   if (args.kind === 'exit') return args.code === 0 ? EXIT.ok : EXIT.usage;
-  const { opts: o, target } = args;
-  const mode: Mode = target === 'status' ? { kind: 'status' } : { kind: 'push', imagePath: target };
+  const { opts: o, target, arg } = args;
   const render: Renderer = o.json ? new JsonRenderer() : new HumanRenderer({ maxBars: settings.maxBars, totalsEveryMs: settings.totalsEveryMs, fps: settings.fps });
+  let mode: Mode;
   let inputs: { manifest: Manifest; image: Buffer } | undefined;
   let techKey: TechnicianKey | undefined;
-  if (mode.kind === 'push') {
+  try {
+    mode = modeOf(target, arg, o);
+  } catch (err) {
+    render.error(describeError(err), 'E_USAGE');
+    return EXIT.usage;
+  }
+  if (mode.kind !== 'status') {
     try {
-      inputs = await loadInputs(mode.imagePath, o);
+      if (mode.kind === 'push' || mode.kind === 'plan') inputs = await loadInputs(mode.imagePath, o);
       if (o.techKey !== undefined) techKey = await loadTechKey(o.techKey);
     } catch (err) {
       render.error(describeError(err), isFwError(err) ? err.code : undefined);
@@ -136,10 +169,31 @@ async function main(): Promise<number> {
   const started = Date.now();
   try {
     if (mode.kind === 'status') {
-      const { state, followed } = await statusAndFollow(flow);
+      const { state, followed } = await statusAndFollow(flow, mode.campaign);
       if (!followed) return EXIT.ok; // the renderer said "gateway idle: no campaign"
       const image = state.image ?? watch.order?.image ?? { name: '?', version: '?', sha256: '' };
       return finish(render, watch, followed.campaign, image, followed.complete?.durationMs ?? Date.now() - started);
+    }
+    if (mode.kind === 'plan') {
+      await session.current.client.plan(inputs!.manifest, campaignOptions(o));
+      render.close();
+      return EXIT.ok;
+    }
+    if (mode.kind === 'cancel' || mode.kind === 'resume') {
+      const accepted = await session.current.client.control({ t: mode.kind, ...(mode.campaign !== undefined ? { campaign: mode.campaign } : {}) } as Parameters<UplinkClient['control']>[0]);
+      if (mode.kind === 'resume') {
+        const { state, followed } = await statusAndFollow(flow, accepted.campaign);
+        return followed ? finish(render, watch, followed.campaign, state.image ?? { name: '?', version: '?', sha256: '' }, Date.now() - started) : EXIT.ok;
+      }
+      return EXIT.ok;
+    }
+    if (mode.kind === 'retry') {
+      const accepted = await session.current.client.control({
+        t: 'retry', campaign: mode.campaign, outcomes: retryOutcomes(o),
+        ...(o.now ? { policy: 'now' as const } : o.inWindow ? { policy: 'window' as const } : {}), ...(o.force ? { force: true } : {}),
+      });
+      const { state, followed } = await statusAndFollow(flow, accepted.campaign);
+      return followed ? finish(render, watch, followed.campaign, state.image ?? { name: '?', version: '?', sha256: '' }, Date.now() - started) : EXIT.ok;
     }
     const { manifest, image } = inputs!;
     const { campaign, complete, queued } = await pushAndFollow(flow, manifest, image, campaignOptions(o));
@@ -180,6 +234,7 @@ function finish(render: Renderer, watch: CampaignWatch, campaign: string, image:
     campaign, image: { name: image.name, version: image.version, sha256: image.sha256 }, order: watch.order, results: watch.results.values(), durationMs,
     ...(watch.complete ? { complete: watch.complete } : {}),
     ...(queued ? { queued } : {}),
+    ...(watch.waiting && watch.waiting.campaign === campaign ? { waiting: watch.waiting } : {}),
   });
   render.summary(summary);
   return exitCodeFor(summary);

@@ -3,7 +3,7 @@ import { FwError } from '../protocol/errors.ts';
 import { MAX_FRAME_PAYLOAD, MAX_UPLINK_MESSAGE, PROTOCOL_VERSION } from '../protocol/limits.ts';
 import type { Manifest } from '../protocol/manifest.ts';
 import type {
-  CampaignPolicy, CompleteMessage, GatewayUplinkMessage, HelloMessage, LaptopMessage, RtsMessage,
+  CampaignPolicy, CompleteMessage, GatewayUplinkMessage, HelloMessage, LaptopMessage, PlannedMessage, RetryMessage, RtsMessage, Targeting, WaitingMessage,
 } from '../protocol/uplink.ts';
 import { signChallenge, type TechnicianKey } from '../protocol/uplink-auth.ts';
 import type { MessageLink } from '../transport/message-link.ts';
@@ -33,6 +33,8 @@ export const defaultClientOptions: ClientOptions = Object.freeze({
 });
 
 type Msg<T extends GatewayUplinkMessage['t']> = Extract<GatewayUplinkMessage, { t: T }>;
+type Msg2<T extends LaptopMessage['t']> = Extract<LaptopMessage, { t: T }>;
+export type { RetryMessage };
 
 /** The gateway's answer to a request to send: where to continue and in what chunks (§7.3). */
 export type Grant = Msg<'grant'>;
@@ -42,7 +44,7 @@ export type Grant = Msg<'grant'>;
  * one leaves the gateway's default (policy: `window` when maintenance windows are configured, else
  * `now`; no downgrade; busy devices deferred, never forced).
  */
-export interface CampaignOptions {
+export interface CampaignOptions extends Targeting {
   policy?: CampaignPolicy;
   downgrade?: boolean;
   force?: boolean;
@@ -53,12 +55,12 @@ export type Committed = Msg<'committed'> & { ok: true; campaign: string };
 
 /** The request to send for a manifest: the options that are set, and no other key (§1.4.8: no undefined). */
 export function rtsFor(manifest: Manifest, options: CampaignOptions = {}): RtsMessage {
-  return {
-    t: 'rts', manifest,
-    ...(options.policy !== undefined ? { policy: options.policy } : {}),
-    ...(options.downgrade !== undefined ? { downgrade: options.downgrade } : {}),
-    ...(options.force !== undefined ? { force: options.force } : {}),
-  };
+  return { t: 'rts', manifest, ...defined(options) };
+}
+
+/** The fields that are set (§1.4.8: no undefined on the wire). */
+function defined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 /** `error` codes that report one dropped message, not a failed upload (docs/protocol.md §7.9.1). */
@@ -176,8 +178,14 @@ export class UplinkClient extends EventEmitter<{
    * follow() when `state.campaign` is set.
    */
   /** `status` (§7.11): resolves with the gateway's `state` once the `fleet` report that follows it has arrived too. */
-  async status(): Promise<Msg<'state'>> {
-    await this.link.send({ t: 'status' });
+  async status(campaign?: string): Promise<Msg<'state'>> {
+    await this.link.send({ t: 'status', ...(campaign !== undefined ? { campaign } : {}) });
+    if (campaign !== undefined) {
+      const r = await this.next((m): m is Msg<'state'> | Msg<'deny'> => m.t === 'state' || m.t === 'deny', this.opts.replyTimeoutMs, 'the gateway state');
+      if (r.t === 'deny') throw new FwError('E_UPLINK_STATE', `gateway refused status --campaign ${campaign} (${r.code}): ${r.reason}`, { details: { deny: r.code } });
+      await this.next((m): m is Msg<'fleet'> => m.t === 'fleet', this.opts.replyTimeoutMs, 'the fleet report');
+      return r;
+    }
     const state = await this.next((m): m is Msg<'state'> => m.t === 'state', this.opts.replyTimeoutMs, 'the gateway state');
     await this.next((m): m is Msg<'fleet'> => m.t === 'fleet', this.opts.replyTimeoutMs, 'the fleet report');
     return state;
@@ -189,6 +197,33 @@ export class UplinkClient extends EventEmitter<{
    */
   async follow(campaign: string, idleTimeoutMs = this.opts.idleTimeoutMs): Promise<CompleteMessage> {
     return this.next((m): m is Msg<'complete'> => m.t === 'complete' && m.campaign === campaign, idleTimeoutMs, 'campaign completion', true);
+  }
+
+  /**
+   * Follow a campaign until it completes, or until it has done what it can now and only devices
+   * waiting for their check-in are left (`waiting`, §7.6.4): the gateway carries on without the
+   * laptop. A `waiting` that only says the campaign paused between waves ends it too.
+   */
+  async followUntilWaiting(campaign: string, idleTimeoutMs = this.opts.idleTimeoutMs): Promise<CompleteMessage | WaitingMessage> {
+    return this.next((m): m is Msg<'complete'> | Msg<'waiting'> => (m.t === 'complete' || m.t === 'waiting') && m.campaign === campaign, idleTimeoutMs, 'campaign completion', true);
+  }
+
+  /** `cancel`, `retry`, `resume` (§7.12): resolves with the gateway's `accepted`; rejects with its deny. */
+  async control(msg: Msg2<'cancel'> | Msg2<'retry'> | Msg2<'resume'>): Promise<Msg<'accepted'>> {
+    await this.link.send(defined(msg) as LaptopMessage);
+    const r = await this.next((m): m is Msg<'accepted'> | Msg<'deny'> => m.t === 'accepted' || m.t === 'deny', this.opts.replyTimeoutMs, `the answer to ${msg.t}`);
+    if (r.t === 'deny') throw new FwError('E_UPLINK_STATE', `gateway refused ${msg.t} (${r.code}): ${r.reason}`, { details: { deny: r.code } });
+    return r;
+  }
+
+  /** A dry run (§7.12.4): the order an upload of this manifest would get now. */
+  async plan(manifest: Manifest, options: CampaignOptions = {}): Promise<PlannedMessage> {
+    const { policy: _p, force: _f, ...rest } = options;
+    await this.link.send({ t: 'plan', manifest, ...defined(rest) });
+    // the gateway measures every link first: as long as a campaign's probe phase may take
+    const r = await this.next((m): m is Msg<'planned'> | Msg<'deny'> => m.t === 'planned' || m.t === 'deny', Math.max(this.opts.replyTimeoutMs, this.opts.idleTimeoutMs), 'the plan');
+    if (r.t === 'deny') throw new FwError('E_UPLINK_STATE', `gateway refused the plan (${r.code}): ${r.reason}`, { details: { deny: r.code } });
+    return r;
   }
 
   private throwIfGatewayError(): void {

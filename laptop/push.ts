@@ -1,6 +1,6 @@
 import { FwError, isFwError } from '../protocol/errors.ts';
 import type { Manifest } from '../protocol/manifest.ts';
-import type { CompleteMessage, GatewayUplinkMessage, QueuedInfo, StateMessage } from '../protocol/uplink.ts';
+import type { CompleteMessage, GatewayUplinkMessage, QueuedInfo, StateMessage, WaitingMessage } from '../protocol/uplink.ts';
 import type { CampaignOptions, UplinkClient } from './client.ts';
 import type { Connection } from './connection.ts';
 import type { LinkNotice, RunPhase } from './notices.ts';
@@ -19,6 +19,13 @@ export interface Followed {
   complete: CompleteMessage | undefined;
   /** The campaign waits for a maintenance window (`committed.queued`, §7.4.5): it was not followed. */
   queued?: QueuedInfo;
+  /** Followed until only devices waiting for their check-in were left (§7.6.4): the gateway carries on. */
+  waiting?: WaitingMessage;
+}
+
+/** A followed campaign's end: its completion, or its `waiting`. */
+function ended(campaign: string, end: CompleteMessage | WaitingMessage): Followed {
+  return end.t === 'complete' ? { campaign, complete: end } : { campaign, complete: undefined, waiting: end };
 }
 
 /**
@@ -45,7 +52,7 @@ export async function pushAndFollow(d: FlowDeps, manifest: Manifest, image: Uint
       const state = await client.status();
       if (!state.running || !state.campaign || state.image?.sha256 !== manifest.sha256) throw err;
       campaign = state.campaign;
-      return { campaign, complete: await client.follow(campaign) };
+      return ended(campaign, await client.followUntilWaiting(campaign));
     }
     if (again) d.notify({ event: 'upload-resumed', sha256: manifest.sha256, offset: grant.offset, size: manifest.size });
     await client.upload(image, grant);
@@ -53,7 +60,7 @@ export async function pushAndFollow(d: FlowDeps, manifest: Manifest, image: Uint
     const committed = await client.commit();
     campaign = committed.campaign;
     if (committed.queued) return { campaign, complete: undefined, queued: committed.queued };
-    return { campaign, complete: await client.follow(campaign) };
+    return ended(campaign, await client.followUntilWaiting(campaign));
   });
 }
 
@@ -62,10 +69,10 @@ export async function pushAndFollow(d: FlowDeps, manifest: Manifest, image: Uint
  * finished one read from its replay. Resolves with the state and, when there is a campaign, how
  * it ended. After a lost link the same campaign is asked for again.
  */
-export async function statusAndFollow(d: FlowDeps): Promise<{ state: StateMessage; followed: Followed | undefined }> {
-  let campaign: string | undefined;
+export async function statusAndFollow(d: FlowDeps, named?: string): Promise<{ state: StateMessage; followed: Followed | undefined }> {
+  let campaign: string | undefined = named;
   return d.session.run(() => 'follow' as RunPhase, async (conn) => {
-    const state = await conn.client.status();
+    const state = await conn.client.status(named);
     if (!state.campaign) return { state, followed: undefined };
     campaign ??= state.campaign;
     return { state, followed: await follow(conn.client, state, campaign, d, conn) };
@@ -77,9 +84,9 @@ async function follow(client: UplinkClient, state: StateMessage, expected: strin
   if (state.campaign !== expected) {
     throw new FwError('E_UPLINK_STATE', `campaign ${expected} is no longer the gateway's current or last campaign (it reports ${state.campaign ?? 'none'})`);
   }
-  if (state.running) return { campaign: expected, complete: await client.follow(expected) };
+  if (state.running) return ended(expected, await client.followUntilWaiting(expected));
   try {
-    return { campaign: expected, complete: await client.follow(expected, d.replayIdleMs) };
+    return ended(expected, await client.followUntilWaiting(expected, d.replayIdleMs));
   } catch (err) {
     if (!isFwError(err, 'E_LINK_TIMEOUT') || conn.lost) throw err;
     return { campaign: expected, complete: undefined }; // it ended without a completion: what was replayed is all there is

@@ -1,12 +1,12 @@
 import cliProgress from 'cli-progress';
 import type {
-  CommittedMessage, CompleteMessage, DevicePhase, GatewayUplinkMessage, HaltedInfo, HelloMessage, OrderMessage, ProgressMessage, QueuedInfo,
-  ResultMessage, StateMessage, TotalsMessage,
+  CommittedMessage, CompleteMessage, DevicePhase, GatewayUplinkMessage, HaltedInfo, HelloMessage, OrderMessage, PlannedMessage, ProgressMessage,
+  PreflightInfo, QueuedInfo, ResultMessage, StateMessage, TotalsMessage, WaitingMessage,
 } from '../protocol/uplink.ts';
 import { committedLines, fmtIso, queuedEvent, queuedTable, type WhenOptions } from './queued.ts';
 
 /** Exit codes (docs/operations.md): stable, for scripts. */
-export const EXIT = { ok: 0, devicesFailed: 1, usage: 2, nothingToUpdate: 3, refused: 4, link: 5, halted: 6 } as const;
+export const EXIT = { ok: 0, devicesFailed: 1, usage: 2, nothingToUpdate: 3, refused: 4, link: 5, halted: 6, pending: 7, cancelled: 8 } as const;
 
 export interface Summary {
   event: 'summary';
@@ -19,6 +19,11 @@ export interface Summary {
   failed: number;
   rolledBack: number;
   skipped: number;
+  /** Devices still waiting for their check-in when fwpush stopped following (the campaign goes on). */
+  pending: number;
+  cancelled: number;
+  superseded: number;
+  expired: number;
   order: string[];
   durationMs: number;
   message: string;
@@ -42,6 +47,8 @@ export interface CampaignRecord {
   complete?: CompleteMessage;
   /** `committed.queued`: the campaign waits for a maintenance window and was not followed. */
   queued?: QueuedInfo;
+  /** The campaign's `waiting`, when fwpush stopped at it: the devices that wait for their check-in. */
+  waiting?: WaitingMessage;
 }
 
 /** The summary of a campaign (pure). */
@@ -50,7 +57,7 @@ export function summarise(c: CampaignRecord): Summary {
     const at = c.queued.nextWindowAt;
     return {
       event: 'summary', ok: true, campaign: c.campaign, image: c.image,
-      devices: 0, targeted: 0, updated: 0, failed: 0, rolledBack: 0, skipped: 0, order: [], durationMs: c.durationMs,
+      devices: 0, targeted: 0, updated: 0, failed: 0, rolledBack: 0, skipped: 0, pending: 0, cancelled: 0, superseded: 0, expired: 0, order: [], durationMs: c.durationMs,
       message: `campaign ${c.campaign ?? '-'} is queued ${at !== undefined ? `for the maintenance window opening ${fmtIso(at)}` : `(${c.queued.reason})`}; no device updated yet`,
       queued: true,
     };
@@ -61,14 +68,18 @@ export function summarise(c: CampaignRecord): Summary {
   const updated = count('updated');
   const ok = targeted > 0 && updated === targeted;
   const halted = c.complete?.halted;
+  const pending = c.complete ? 0 : c.waiting?.pending ?? 0;
   const message = ok
     ? `all ${targeted} targeted devices run ${c.image.version}`
     : targeted === 0
       ? `no device needed ${c.image.name} ${c.image.version}: ${all.length} skipped (${[...new Set(all.map((x) => x.code))].join(', ') || 'no devices known'})`
-      : `${targeted - updated} of ${targeted} targeted devices were not updated${halted ? `; ${haltText(halted)}` : ''}`;
+      : pending > 0 && updated + pending === targeted
+        ? `done with the devices that were online: ${updated} updated; ${pending} pending at their check-in${c.waiting?.expiresAt !== undefined ? ` until ${fmtIso(c.waiting.expiresAt)}` : ''} (the gateway carries on: fwpush status --campaign ${c.campaign ?? '-'})`
+        : `${targeted - updated} of ${targeted} targeted devices were not updated${pending > 0 ? ` (${pending} pending at their check-in)` : ''}${halted ? `; ${haltText(halted)}` : ''}`;
   return {
     event: 'summary', ok, campaign: c.campaign, image: c.image,
     devices: all.length, targeted, updated, failed: count('failed'), rolledBack: count('rolled-back'), skipped: count('skipped'),
+    pending, cancelled: count('cancelled'), superseded: count('superseded'), expired: count('expired'),
     order: c.order?.devices.map((d) => d.id) ?? [], durationMs: c.durationMs, message,
     ...(halted ? { halted } : {}),
   };
@@ -80,8 +91,25 @@ export function summarise(c: CampaignRecord): Summary {
  */
 export function exitCodeFor(s: Summary): number {
   if (s.queued || s.ok) return EXIT.ok;
+  if (s.cancelled > 0 && s.failed === 0 && s.rolledBack === 0) return EXIT.cancelled;
   if (s.halted) return EXIT.halted;
-  return s.targeted === 0 ? EXIT.nothingToUpdate : EXIT.devicesFailed;
+  if (s.targeted === 0) return EXIT.nothingToUpdate;
+  if (s.failed > 0 || s.rolledBack > 0) return EXIT.devicesFailed;
+  if (s.pending > 0) return EXIT.pending;
+  // the rest were superseded by a newer campaign (nothing to do here), or skipped or expired
+  return s.skipped === 0 && s.expired === 0 ? EXIT.ok : EXIT.devicesFailed;
+}
+
+/** The pre-flight counts (§7.3.7) as one line for people. */
+export function preflightText(p: PreflightInfo): string {
+  return [
+    `${p.eligibleOnline} eligible online${p.busy > 0 ? ` (${p.busy} busy)` : ''}`,
+    `${p.eligibleOffline} eligible offline (pending until they check in)`,
+    ...(p.notNewer > 0 ? [`${p.notNewer} not older than the image`] : []),
+    ...(p.otherHw > 0 ? [`${p.otherHw} other hardware`] : []),
+    ...(p.belowFloor > 0 ? [`${p.belowFloor} below their security floor`] : []),
+    ...(p.notTargeted > 0 ? [`${p.notTargeted} not targeted`] : []),
+  ].join(', ');
 }
 
 /** Why the gateway stopped a rollout, in one line (docs/protocol.md §7.8.1). */
@@ -89,6 +117,8 @@ export function haltText(h: HaltedInfo): string {
   switch (h.code) {
     case 'rollback-threshold':
       return `rollout stopped: ${h.rolledBack} of ${h.finished} finished devices rolled back, threshold ${h.thresholdPct} %`;
+    case 'wave-gate':
+      return `later waves not started: ${h.reason}`;
     default: {
       const never: never = h.code;
       return `rollout stopped (${String(never)}): ${h.reason}`;
@@ -166,7 +196,7 @@ export interface HumanOptions {
   timeZone?: string;
 }
 
-const FINAL: ReadonlySet<DevicePhase> = new Set(['done', 'failed', 'rolled-back', 'skipped']);
+const FINAL: ReadonlySet<DevicePhase> = new Set(['done', 'failed', 'rolled-back', 'skipped', 'cancelled', 'superseded', 'expired']);
 /** Orders longer than this are listed in part while they run (the completion table has every device). */
 const ORDER_PREVIEW = 20;
 
@@ -323,8 +353,14 @@ export class HumanRenderer implements Renderer {
       case 'result': return this.onResult(msg);
       case 'error': return this.say(`Gateway error ${msg.code}: ${msg.reason}`);
       case 'complete': return this.onComplete(msg);
-      case 'hello':
+      case 'waiting': return this.onWaiting(msg);
+      case 'accepted': return this.say(`Gateway accepted ${msg.request}: campaign ${msg.campaign}${msg.reason ? ` (${msg.reason})` : ''}`);
+      case 'planned': return this.onPlanned(msg);
       case 'grant':
+        if (msg.preflight) this.say(`Pre-flight: ${preflightText(msg.preflight)}`);
+        if (msg.stored) this.say('image already on the gateway: upload skipped');
+        return;
+      case 'hello':
       case 'deny':
         return; // summarised, or answered by the client
       default: {
@@ -332,6 +368,25 @@ export class HumanRenderer implements Renderer {
         return never;
       }
     }
+  }
+
+  private onWaiting(w: WaitingMessage): void {
+    const ids = w.devices.slice(0, 8).map((d) => d.id).join(', ');
+    if (w.pausedBeforeWave !== undefined) {
+      this.say(`Paused before wave ${w.pausedBeforeWave}: fwpush --port ${this.port} resume ${w.campaign} starts it`);
+    } else {
+      this.say(`${w.pending} device${w.pending === 1 ? '' : 's'} pending at their check-in${w.expiresAt !== undefined ? ` until ${fmtIso(w.expiresAt)}` : ''}${ids ? `: ${ids}${w.devices.length > 8 ? ', …' : ''}` : ''}`);
+    }
+  }
+
+  private onPlanned(p: PlannedMessage): void {
+    this.say(`Plan for ${p.image.name} ${p.image.version} (nothing stored, nothing updated)`);
+    this.say(`Pre-flight: ${preflightText(p.preflight)}`);
+    for (const d of p.devices) {
+      this.say(`  ${String(d.rank).padStart(3)}  ${d.id.padEnd(this.idWidth)}  ${d.from.padEnd(10)}${d.wave !== undefined ? `  wave ${d.wave}` : ''}${d.rttMs !== undefined ? `  rtt ${Math.round(d.rttMs)} ms` : ''}${d.bps !== undefined ? `  ${fmtBytes(d.bps)}/s` : ''}${d.etaMs !== undefined ? `  eta ${fmtMs(d.etaMs)}` : '  pending (offline)'}`);
+    }
+    for (const x of p.excluded) this.say(`   --  ${x.id.padEnd(this.idWidth)}  ${x.code}: ${x.reason}`);
+    if (p.etaMs !== undefined) this.say(`Expected time for the rollout: ${fmtMs(p.etaMs)}`);
   }
 
   summary(s: Summary): void {
@@ -343,7 +398,8 @@ export class HumanRenderer implements Renderer {
       return;
     }
     this.out.write(`\n${this.table(s).join('\n')}\n`);
-    this.out.write(`\n${s.ok ? 'Done' : 'Finished with problems'}: ${s.updated}/${s.targeted} targeted devices updated, ${s.failed} failed, ${s.rolledBack} rolled back, ${s.skipped} skipped (${s.devices} known) in ${fmtMs(s.durationMs)}\n`);
+    const more = [s.pending > 0 ? `${s.pending} pending` : '', s.cancelled > 0 ? `${s.cancelled} cancelled` : '', s.superseded > 0 ? `${s.superseded} superseded` : '', s.expired > 0 ? `${s.expired} expired` : ''].filter(Boolean);
+    this.out.write(`\n${s.ok ? 'Done' : s.pending > 0 && s.failed + s.rolledBack === 0 ? 'Done for now' : 'Finished with problems'}: ${s.updated}/${s.targeted} targeted devices updated, ${s.failed} failed, ${s.rolledBack} rolled back, ${s.skipped} skipped${more.length ? `, ${more.join(', ')}` : ''} (${s.devices} known) in ${fmtMs(s.durationMs)}\n`);
     if (!s.ok) this.out.write(`${s.message}\n`);
   }
 

@@ -29,6 +29,7 @@ export const ErrorCodes = {
   E_IMAGE_TOO_LARGE: 'image exceeds the gateway limit',
   E_IMAGE_NOT_FOUND: 'image not in the store',
   E_STORE_IO: 'image store I/O failed',
+  E_IMAGE_CORRUPT: 'stored image no longer matches its digest (quarantined)',
   // uplink session
   E_UPLINK_STATE: 'message not allowed in this session state',
   E_UPLINK_OFFSET: 'data at an unexpected offset',
@@ -43,6 +44,11 @@ export const ErrorCodes = {
   E_DEVICE_RETRIES: 'retry limit reached',
   E_CANCELLED: 'cancelled',
   E_JOURNAL: 'campaign journal unreadable',
+  // campaigns (docs/protocol.md §7.12)
+  E_UNKNOWN_CAMPAIGN: 'no such campaign, or not in a state that allows the request',
+  E_NOTHING_TO_RETRY: 'no device of the campaign has the results asked for',
+  E_NO_TARGETS: 'the targeting leaves no known device',
+  E_NOT_ENOUGH_ONLINE: 'fewer eligible devices online than required',
   // configuration and CLI
   E_CONFIG: 'configuration invalid',
   E_USAGE: 'command-line usage error',

@@ -19,19 +19,19 @@ import { AUTH_CHALLENGE_BYTES, AUTH_SIG_BYTES } from './uplink-auth.ts';
 /** Why the gateway refuses a request-to-send (§7.3). */
 export const DenyCodes = [
   'busy', 'too-large', 'invalid-manifest', 'protocol', 'no-space', 'state', 'internal', 'unsigned', 'unknown-key', 'bad-signature',
-  'unauthorised',
+  'unauthorised', 'unknown-campaign', 'not-enough-online', 'nothing-to-retry', 'no-targets',
 ] as const;
 export type DenyCode = (typeof DenyCodes)[number];
 
 /** Phases a device goes through in a campaign (§7.6). */
 export const DevicePhases = [
   'queued', 'probing', 'offering', 'transferring', 'verifying', 'activating', 'rebooting', 'confirming',
-  'done', 'failed', 'rolled-back', 'skipped',
+  'done', 'failed', 'rolled-back', 'skipped', 'cancelled', 'superseded', 'expired',
 ] as const;
 export type DevicePhase = (typeof DevicePhases)[number];
 
 /** Final outcome of one device in a campaign (§7.7). */
-export const Outcomes = ['updated', 'failed', 'rolled-back', 'skipped'] as const;
+export const Outcomes = ['updated', 'failed', 'rolled-back', 'skipped', 'cancelled', 'superseded', 'expired'] as const;
 export type Outcome = (typeof Outcomes)[number];
 
 /**
@@ -41,7 +41,7 @@ export type Outcome = (typeof Outcomes)[number];
 export const ResultCodes = [
   'ok', 'integrity-failure', 'no-space', 'connection-lost', 'unsupported', 'cancelled', 'deferred',
   'busy', 'incompatible-hw', 'not-newer', 'below-floor', 'offline', 'timeout', 'self-test-failed', 'reverted', 'rejected',
-  'retries-exhausted', 'campaign-halted', 'bad-signature', 'seq-rollback',
+  'retries-exhausted', 'campaign-halted', 'bad-signature', 'seq-rollback', 'not-targeted', 'superseded', 'expired', 'image-corrupt',
 ] as const;
 export type ResultCode = (typeof ResultCodes)[number];
 
@@ -56,7 +56,7 @@ export type CampaignPolicy = (typeof CampaignPolicies)[number];
 export const MAX_QUEUED_CAMPAIGNS = 16;
 
 /** Why the gateway stopped a campaign before every device was tried (§7.8.1). */
-export const HaltCodes = ['rollback-threshold'] as const;
+export const HaltCodes = ['rollback-threshold', 'wave-gate'] as const;
 export type HaltCode = (typeof HaltCodes)[number];
 
 const deviceId = z.string().min(1).max(MAX_DEVICE_ID_LENGTH);
@@ -86,6 +86,28 @@ export const authMsg = z.object({
   keyId: z.string().regex(/^[0-9a-f]{16}$/, 'must be 16 lowercase hex digits'),
   sig: bytes.refine((b) => b.length === AUTH_SIG_BYTES, `must be ${AUTH_SIG_BYTES} bytes`),
 });
+/** A wave's cumulative size (§7.3.6): a count of the targets, or a percentage of them. */
+export const waveSize = z.union([
+  z.strictObject({ count: z.number().int().min(1).max(1_000_000) }),
+  z.strictObject({ pct: z.number().int().min(1).max(100) }),
+]);
+/** Which devices a campaign targets and in what stages (§7.3.6); every field optional, absent = the whole fleet at once. */
+const targetingFields = {
+  /** Only these devices (ids). */
+  only: z.array(deviceId).min(1).max(MAX_ORDER_ENTRIES).optional(),
+  /** Only the devices of this group (the device list's `groups`). */
+  group: z.string().min(1).max(MAX_NAME_LENGTH).optional(),
+  /** Staged waves, cumulative and increasing; the last is the whole target set. */
+  waves: z.array(waveSize).min(1).max(16).optional(),
+  /** Failure share, percent, at or above which the next wave does not start (default: the rollback threshold). */
+  waveGate: z.number().int().min(1).max(100).optional(),
+  /** Stop after each wave until `resume`. */
+  wavePause: z.boolean().optional(),
+  /** A `now` campaign starts only with at least this many eligible devices online (deny `not-enough-online`). */
+  requireOnline: z.number().int().min(1).max(1_000_000).optional(),
+};
+export type Targeting = { [K in keyof typeof targetingFields]?: z.infer<(typeof targetingFields)[K]> };
+
 export const rtsMsg = z.object({
   t: z.literal('rts'),
   manifest: manifestSchema,
@@ -95,13 +117,48 @@ export const rtsMsg = z.object({
   downgrade: z.boolean().optional(),
   /** The campaign may update busy devices; absent = false: busy devices are deferred, never forced (§7.3.5). */
   force: z.boolean().optional(),
+  ...targetingFields,
 });
 export const dataMsg = z.object({ t: z.literal('data'), off: u32, data: bytes });
 export const commitMsg = z.object({ t: z.literal('commit') });
-/** Ask for the current campaign state; the gateway answers `state` then replays (§7.11). */
-export const statusReqMsg = z.object({ t: z.literal('status') });
+/** Ask for the current campaign state; the gateway answers `state` then replays (§7.11); with `campaign`, that campaign's (§7.11.5). */
+export const statusReqMsg = z.object({ t: z.literal('status'), campaign: campaign.optional() });
+/** Cancel a campaign (§7.12.1): the named one, else the current one. Technician-authorised. */
+export const cancelMsg = z.object({ t: z.literal('cancel'), campaign: campaign.optional() });
+/** Device results a retry takes (§7.12.2). */
+export const RetryOutcomes = ['failed', 'rolled-back', 'expired', 'cancelled', 'skipped'] as const;
+/** A new campaign from a stored campaign's manifest for its devices with these results (§7.12.2). Technician-authorised. */
+export const retryMsg = z.object({
+  t: z.literal('retry'), campaign,
+  outcomes: z.array(z.enum(RetryOutcomes)).min(1).max(RetryOutcomes.length),
+  policy: z.enum(CampaignPolicies).optional(),
+  force: z.boolean().optional(),
+});
+/** Let a campaign paused between waves go on with its next wave (§7.12.3). Technician-authorised. */
+export const resumeMsg = z.object({ t: z.literal('resume'), campaign });
+/** A dry run (§7.12.4): measure and rank as an upload of this manifest would, store and update nothing. Technician-authorised. */
+export const planMsg = z.object({ t: z.literal('plan'), manifest: manifestSchema, downgrade: z.boolean().optional(), ...targetingFields });
 
-export const grantMsg = z.object({ t: z.literal('grant'), sha256: sha256Hex, offset: u32, chunk: z.number().int().min(1).max(MAX_FRAME_PAYLOAD) });
+/** Who the campaign of an upload would reach, counted before any data (§7.3.7). */
+export const preflightInfo = z.object({
+  /** Eligible and connected now. */
+  eligibleOnline: z.number().int().min(0),
+  /** Eligible but offline: pending until they check in. */
+  eligibleOffline: z.number().int().min(0),
+  notNewer: z.number().int().min(0),
+  otherHw: z.number().int().min(0),
+  belowFloor: z.number().int().min(0),
+  /** Eligible and connected, but busy: updated when idle (counted in eligibleOnline too). */
+  busy: z.number().int().min(0),
+  /** Known devices that --only / --group leave out. */
+  notTargeted: z.number().int().min(0),
+});
+export const grantMsg = z.object({
+  t: z.literal('grant'), sha256: sha256Hex, offset: u32, chunk: z.number().int().min(1).max(MAX_FRAME_PAYLOAD),
+  /** The gateway already holds these bytes (verified): `offset` is the size, no `data` is needed (§7.3.8). */
+  stored: z.literal(true).optional(),
+  preflight: preflightInfo.optional(),
+});
 export const denyMsg = z.object({ t: z.literal('deny'), code: z.enum(DenyCodes), reason: text });
 export const committedMsg = z.object({
   t: z.literal('committed'),
@@ -124,6 +181,8 @@ export const orderEntry = z.object({
   etaMs: z.number().min(0).optional(),
   /** Planned start, ms after the transfers begin (tail protection may start a slow device early). */
   startMs: z.number().min(0).optional(),
+  /** Its wave (1-based) when the campaign runs in waves (§7.3.6). */
+  wave: z.number().int().min(1).max(16).optional(),
 });
 export const excludedEntry = z.object({ id: deviceId, code: z.enum(ResultCodes), reason: text, version: version.optional() });
 export const orderMsg = z.object({
@@ -181,6 +240,8 @@ export const fleetEntry = z.object({
   online: z.boolean(),
   /** Its last `status` or connection to the broker. */
   lastCheckIn: epochMs,
+  /** It failed or rolled back its last updates in a row: left out of rollback thresholds (§7.8.1). */
+  suspect: z.literal(true).optional(),
   /** Its result in the last campaign that gave it one; `version` is that campaign's image version. */
   lastResult: z.object({ campaign, outcome: z.enum(Outcomes), code: z.enum(ResultCodes), version, at: epochMs }).optional(),
 });
@@ -227,13 +288,43 @@ export const completeMsg = z.object({
   skipped: z.number().int().min(0),
   durationMs: z.number().min(0),
   halted: haltedInfo.optional(),
+  /** Devices whose result is `cancelled`, `superseded`, `expired` (absent: none). */
+  cancelled: z.number().int().min(0).optional(),
+  superseded: z.number().int().min(0).optional(),
+  expired: z.number().int().min(0).optional(),
 });
 export const errorMsg = z.object({ t: z.literal('error'), code: text, reason: text });
+/**
+ * A campaign has updated what it could now; the rest wait for their check-in (§7.6.4): devices that
+ * are offline or busy, until `expiresAt`. A laptop that follows the campaign may stop here.
+ */
+export const waitingMsg = z.object({
+  t: z.literal('waiting'),
+  campaign,
+  pending: z.number().int().min(0),
+  devices: z.array(z.object({ id: deviceId, reason: text })).max(MAX_ORDER_ENTRIES),
+  expiresAt: epochMs.optional(),
+  /** Paused between waves until `resume` (§7.12.3): the next wave's number (1-based). */
+  pausedBeforeWave: z.number().int().min(1).optional(),
+});
+/** Answer to `cancel`, `retry` and `resume` (§7.12): done, with the campaign it concerns (a retry's new campaign). */
+export const acceptedMsg = z.object({ t: z.literal('accepted'), request: z.enum(['cancel', 'retry', 'resume']), campaign, reason: text.optional() });
+/** Answer to `plan` (§7.12.4): the order an upload would get now, and the pre-flight counts. */
+export const plannedMsg = z.object({
+  t: z.literal('planned'),
+  image: z.object({ name: z.string().max(MAX_NAME_LENGTH), version, sha256: sha256Hex }),
+  devices: z.array(orderEntry).max(MAX_ORDER_ENTRIES),
+  excluded: z.array(excludedEntry).max(MAX_ORDER_ENTRIES),
+  excludedMore: z.number().int().min(0).optional(),
+  preflight: preflightInfo,
+  /** Expected time for the whole rollout at the concurrency limit, ms. */
+  etaMs: z.number().min(0).optional(),
+});
 
-export const laptopMessage = z.discriminatedUnion('t', [helloMsg, authMsg, rtsMsg, dataMsg, commitMsg, statusReqMsg]);
+export const laptopMessage = z.discriminatedUnion('t', [helloMsg, authMsg, rtsMsg, dataMsg, commitMsg, statusReqMsg, cancelMsg, retryMsg, resumeMsg, planMsg]);
 export const gatewayUplinkMessage = z.discriminatedUnion('t', [
   helloMsg, grantMsg, denyMsg, committedMsg, orderMsg, progressMsg, totalsMsg, resultMsg, completeMsg, errorMsg, stateMsg,
-  fleetMsg,
+  fleetMsg, waitingMsg, acceptedMsg, plannedMsg,
 ]);
 
 export type LaptopMessage = z.infer<typeof laptopMessage>;
@@ -253,6 +344,11 @@ export type FleetMessage = z.infer<typeof fleetMsg>;
 export type FleetEntry = z.infer<typeof fleetEntry>;
 export type RtsMessage = z.infer<typeof rtsMsg>;
 export type CommittedMessage = z.infer<typeof committedMsg>;
+export type WaitingMessage = z.infer<typeof waitingMsg>;
+export type PlannedMessage = z.infer<typeof plannedMsg>;
+export type PreflightInfo = z.infer<typeof preflightInfo>;
+export type RetryMessage = z.infer<typeof retryMsg>;
+export type WaveSize = z.infer<typeof waveSize>;
 /** Why and until when a committed campaign waits (§7.4.5). */
 export type QueuedInfo = NonNullable<CommittedMessage['queued']>;
 /** One campaign waiting for a maintenance window, as `state` lists it (§7.11). */

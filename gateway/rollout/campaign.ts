@@ -1,7 +1,7 @@
 import { EventEmitter, setMaxListeners } from 'node:events';
 import { FwError } from '../../protocol/errors.ts';
 import type {
-  CompleteMessage, DevicePhase, HaltedInfo, OrderEntry, OrderMessage, ProgressMessage, ResultMessage, TotalsMessage,
+  CompleteMessage, DevicePhase, HaltedInfo, OrderEntry, OrderMessage, ProgressMessage, ResultMessage, TotalsMessage, WaitingMessage, WaveSize,
 } from '../../protocol/uplink.ts';
 import type { GatewayConfig } from '../config.ts';
 import type { DeviceChannel } from '../device-channel.ts';
@@ -10,13 +10,15 @@ import type { Logger } from '../log.ts';
 import type { Timers } from '../waiter.ts';
 import { TokenBucket } from './bandwidth.ts';
 import { DeviceSession } from './device-session.ts';
-import type { ImageSource } from './image-source.ts';
+import { ImageSource } from './image-source.ts';
+import type { Manifest } from '../../protocol/manifest.ts';
 import { ALWAYS_OPEN, type WindowGate } from './gate.ts';
 import type { JournalState } from './journal.ts';
 import { chunkWindowFor, learnDeviceMsPerMiB, linkTimeMs, rankDevices, selectDevices, type WindowBounds } from './planner.ts';
 import { measureRtt, measureThroughput } from './probe.ts';
 import { fitOrder, recentLink, startOrder, type OrderPolicy } from './order.ts';
 import { forEachLimited, Slots } from './slots.ts';
+import { assignWaves, waveGateStops } from './waves.ts';
 
 export { recentLink, type OrderPolicy };
 
@@ -71,8 +73,32 @@ export interface CampaignDeps {
   downgrade?: boolean;
   /** Busy devices are updated anyway: offers carry `force` (§6.5.3). */
   force?: boolean;
+  /**
+   * The devices this campaign may update, fixed when it was created and journaled (the known
+   * fleet, online or not, narrowed by `--only` / `--group`), in target order (waves follow it).
+   * Undefined: every device the registry knows when the campaign runs.
+   */
+  targets?: readonly string[];
+  /** The gateway's one concurrency limit across every campaign (default: one of its own). */
+  slots?: Slots;
+  /** The gateway's one site bandwidth cap across every campaign (default: one of its own when `siteBps` is set). */
+  bandwidth?: TokenBucket;
+  /** Staged waves (§7.3.6): cumulative sizes; absent = one wave. */
+  waves?: readonly WaveSize[];
+  /** Failure share, percent, that stops the campaign after a wave (default `rollout.rollbackThreshold`). */
+  waveGatePct?: number;
+  /** Pause after each wave until resumeWaves(). */
+  wavePause?: boolean;
+  /** Devices the gateway holds suspect (they failed their previous update too): left out of the rollback threshold. */
+  isSuspect?: (id: string) => boolean;
 }
 
+/** Where a campaign is in its life (docs/operations.md "Campaign states"). */
+export type CampaignState = 'queued' | 'running' | 'waiting' | 'paused' | 'halted' | 'cancelled' | 'completed' | 'expired';
+export interface CampaignStateEvent { state: CampaignState; wave?: number; reason?: string }
+
+/** Why the campaign stopped a device's session. */
+type StopReason = 'window' | 'expired' | 'halt' | 'cancel';
 /** Why a device is not updated yet but may still be, in this campaign. */
 type Wait = 'window' | 'check-in' | 'busy';
 /** How one device's turn ended: with its final result, or waiting. */
@@ -87,6 +113,9 @@ export type CampaignEvents = {
   totals: [TotalsMessage];
   result: [ResultMessage];
   complete: [CompleteMessage];
+  /** Updated what it could now; the rest wait for their check-in (or for `resume`, between waves). */
+  waiting: [WaitingMessage];
+  state: [CampaignStateEvent];
 };
 
 /** Per-device progress as the campaign tracks it (for rates, ETAs, totals and replays). */
@@ -104,7 +133,7 @@ interface Track {
   final: boolean;
 }
 
-const FINAL_PHASES: ReadonlySet<DevicePhase> = new Set(['done', 'failed', 'rolled-back', 'skipped']);
+const FINAL_PHASES: ReadonlySet<DevicePhase> = new Set(['done', 'failed', 'rolled-back', 'skipped', 'cancelled', 'superseded', 'expired']);
 
 /**
  * Phases in which a halt stops a device's session (§7.8.1): its image is not verified yet, so the
@@ -118,14 +147,16 @@ export const ROLLBACK_THRESHOLD_MIN = 2;
 
 /**
  * Whether the rollback threshold is passed (pure, §7.8.1): at least `min` devices rolled back,
- * and they are at least `thresholdPct` % of the finished ones (updated, failed or rolled back).
- * A threshold of 0 never stops a campaign.
+ * and they are at least `thresholdPct` % of the finished ones (updated, failed or rolled back) —
+ * counted as at least `minSample` finished, so that the first few devices (the fastest, who may
+ * be a few lying devices) cannot stop the rollout of a whole fleet alone. A threshold of 0 never
+ * stops a campaign.
  */
 export function rollbackThresholdPassed(
-  counts: { rolledBack: number; finished: number }, thresholdPct: number, min = ROLLBACK_THRESHOLD_MIN,
+  counts: { rolledBack: number; finished: number }, thresholdPct: number, min = ROLLBACK_THRESHOLD_MIN, minSample = 0,
 ): boolean {
   if (thresholdPct <= 0) return false;
-  return counts.rolledBack >= Math.max(1, min) && counts.rolledBack * 100 >= thresholdPct * counts.finished;
+  return counts.rolledBack >= Math.max(1, min) && counts.rolledBack * 100 >= thresholdPct * Math.max(counts.finished, minSample);
 }
 
 /**
@@ -158,14 +189,40 @@ export class Campaign extends EventEmitter<CampaignEvents> {
   /** The stop switch of each running device session. */
   private readonly sessions = new Map<string, AbortController>();
   /** Why a session was stopped, when the campaign stopped it. */
-  private readonly stopReasons = new Map<string, 'window' | 'expired' | 'halt'>();
+  private readonly stopReasons = new Map<string, StopReason>();
+  /** Per wave: devices that finished an update (updated, failed, rolled back) and those that failed or rolled back. */
+  private readonly waveCounts = new Map<number, { finished: number; failed: number }>();
   /** Devices the window-fit check deferred in the current window. */
   private readonly fitDeferred = new Set<string>();
   /** Set when the campaign's expiry passed: the reason given to devices still waiting. */
   private expired: string | undefined;
+  /** Set by cancelByUser(): why (who cancelled). */
+  private cancelled: string | undefined;
+  /** Devices waiting for their check-in, a window or a busy recheck (not running, no result). */
+  private readonly waitingDevices = new Map<string, { entry: OrderEntry; wait: Wait; reason: string; timer?: unknown }>();
+  /** The wave whose devices may start (1-based); later waves wait for it. */
+  private currentWave = 1;
+  private lastWave = 1;
+  /** Set while paused between waves: resumeWaves() calls it. */
+  private unpause: (() => void) | undefined;
+  private lastWaiting: WaitingMessage | undefined;
+  /** Wakes the dispatch loop (a release, a cancel, a resume). */
+  private poke: () => void = () => undefined;
 
   constructor(readonly id: string, readonly image: ImageSource, private readonly deps: CampaignDeps) {
     super();
+  }
+
+  /**
+   * A dry run (§7.12.4, `fwpush plan`): select, measure and rank as a campaign of this manifest
+   * would, and return the order it would announce. Stores and updates nothing (the measured link
+   * figures are kept, as after any probe).
+   */
+  static async dryRun(manifest: Manifest, deps: CampaignDeps): Promise<OrderMessage> {
+    const c = new Campaign('plan', new ImageSource(manifest, Buffer.alloc(0)), deps);
+    const { config } = deps;
+    await c.announce({ min: config.minChunkWindow, max: config.chunkWindow, rebootMs: config.rebootEstimateMs, deviceMsPerMiB: config.deviceMsPerMiBEstimate });
+    return c.order!;
   }
 
   /** Whether run() has begun (a queued campaign has not). */
@@ -184,30 +241,92 @@ export class Campaign extends EventEmitter<CampaignEvents> {
     const bounds = { min: config.minChunkWindow, max: config.chunkWindow, rebootMs: config.rebootEstimateMs, deviceMsPerMiB: config.deviceMsPerMiBEstimate };
     const journal = this.deps.resume;
     const resumed = journal?.order ? { ...journal, order: journal.order } : undefined;
-    const { starts, pending } = resumed ? { starts: this.resumeFrom(resumed), pending: [] } : await this.announce(bounds);
+    this.emit('state', { state: 'running', ...(this.deps.waves ? { wave: this.currentWave } : {}) });
+    const { starts, pending } = resumed ? this.resumeFrom(resumed) : await this.announce(bounds);
     for (const r of starts) this.progress(r.id, 'queued', resumed?.held.get(r.id) ?? 0, true);
-    for (const r of pending) this.progress(r.id, 'queued', 0, true);
+    for (const r of pending) this.progress(r.id, 'queued', resumed?.held.get(r.id) ?? 0, true);
+    this.lastWave = Math.max(1, ...[...starts, ...pending].map((e) => e.wave ?? 1));
 
     this.tickTotals();
-    const bandwidth = config.siteBps > 0 ? new TokenBucket(config.siteBps, timers) : undefined;
+    const bandwidth = this.deps.bandwidth ?? (config.siteBps > 0 ? new TokenBucket(config.siteBps, timers) : undefined);
     await this.dispatch(starts, pending, (entry, release) => this.update(entry, bounds, bandwidth, release, resumed?.activating.has(entry.id) ?? false));
     timers.clearTimeout(this.totalsTimer);
     this.emitTotals();
 
     const count = (o: ResultMessage['outcome']): number => this.results.filter((r) => r.outcome === o).length;
+    const extra = { cancelled: count('cancelled'), superseded: count('superseded'), expired: count('expired') };
     this.completed = {
       t: 'complete', campaign: this.id, devices: this.results.length,
       updated: count('updated'), failed: count('failed'), rolledBack: count('rolled-back'), skipped: count('skipped'),
       durationMs: Math.round(timers.now() - this.startedAt + (resumed ? Math.max(0, Date.now() - this.resumedAt - resumed.startedAt) : 0)),
       ...(this.halted ? { halted: this.halted } : {}),
+      ...Object.fromEntries(Object.entries(extra).filter(([, n]) => n > 0)),
     };
     log.info({ ...this.completed, t: undefined }, 'campaign complete');
+    const final: CampaignState = this.cancelled ? 'cancelled' : this.halted ? 'halted' : extra.expired > 0 ? 'expired' : 'completed';
+    this.emit('state', { state: final, ...(this.cancelled ? { reason: this.cancelled } : this.halted ? { reason: this.halted.reason } : {}) });
     this.emit('complete', this.completed);
     return this.completed;
   }
 
+  /** Stop at once (gateway shutdown): every session ends, nothing is reported as a device's result; the journal resumes it. */
   cancel(): void {
     this.abort.abort();
+  }
+
+  /**
+   * Cancel the campaign (§7.12.1, `fwpush cancel`, `fwgate campaign cancel`): devices not offered
+   * yet end `cancelled`; devices in transfer or verification are told `abort` and keep their old
+   * image (`cancelled`); a device between `activate` and `confirm` is never interrupted and reports
+   * its own result. False when it has already completed.
+   */
+  cancelByUser(reason: string): boolean {
+    if (this.completed || this.cancelled !== undefined) return false;
+    this.cancelled = reason;
+    const stopped = this.stopSessions('cancel', (phase) => HALT_STOPS.has(phase));
+    this.deps.log.warn({ campaign: this.id, reason, stopped }, 'campaign cancelled');
+    this.unpause = undefined;
+    this.poke();
+    return true;
+  }
+
+  /** Whether cancelByUser() was called. */
+  get isCancelled(): boolean {
+    return this.cancelled !== undefined;
+  }
+
+  /** Paused between waves: go on with the next one (§7.12.3). False when not paused. */
+  resumeWaves(): boolean {
+    if (!this.unpause) return false;
+    this.unpause();
+    return true;
+  }
+
+  get paused(): boolean {
+    return this.unpause !== undefined;
+  }
+
+  /**
+   * A newer campaign takes over this device (§7.12.5): if it waits here for its check-in (not
+   * running, no result), its result is `superseded`. True when it was.
+   */
+  supersedeDevice(id: string, by: string): boolean {
+    const w = this.waitingDevices.get(id);
+    if (!w || this.completed) return false;
+    this.deps.timers.clearTimeout(w.timer);
+    this.waitingDevices.delete(id);
+    this.progress(id, 'superseded', this.tracks.get(id)?.bytes ?? 0, true);
+    this.pushResult({
+      t: 'result', campaign: this.id, id, outcome: 'superseded', code: 'superseded', reason: `superseded by campaign ${by}`,
+      from: w.entry.from, to: this.image.manifest.version, durationMs: 0, retries: 0,
+    });
+    this.poke();
+    return true;
+  }
+
+  /** Devices waiting for their check-in (or a window, or a busy recheck) in this campaign. */
+  waitingIds(): string[] {
+    return [...this.waitingDevices.keys()];
   }
 
   /** Whether the device is one this campaign updates (in its order). */
@@ -221,29 +340,45 @@ export class Campaign extends EventEmitter<CampaignEvents> {
   }
 
   /**
-   * Select, measure, rank and plan; announce the order; skip the excluded. The start sequence,
-   * and (check-in campaigns) the devices that are eligible but offline: they are in the order
-   * after the ranked ones, without figures, and wait for their check-in.
+   * Select, measure, rank and plan; announce the order; skip the excluded. The targets are the
+   * devices fixed at creation (the whole known fleet, online or not, narrowed by --only/--group);
+   * eligible ones that are offline are in the order after the ranked ones of their wave, without
+   * figures, and wait for their check-in. With waves, each wave is ranked fastest first within
+   * itself and its devices carry their wave.
    */
   private async announce(bounds: WindowBounds): Promise<{ starts: OrderEntry[]; pending: OrderEntry[] }> {
     const { fleet, config, log } = this.deps;
     const manifest = this.image.manifest;
-    const plan = selectDevices(manifest, fleet.list(), { downgrade: this.deps.downgrade ?? false });
-    const reachable = await this.measure(plan.eligible, plan.excluded);
-    const ranked = rankDevices(manifest, reachable, bounds);
-    const offline = this.deps.checkIn ? plan.excluded.filter((x) => x.code === 'offline') : [];
-    const excluded = plan.excluded.filter((x) => !offline.includes(x));
-    const pending: OrderEntry[] = offline.map((x, i) => ({ id: x.id, rank: ranked.length + i + 1, from: x.version ?? '' }));
+    const targets = this.deps.targets;
+    const scope = targets ? targets.map((id) => fleet.get(id)).filter((d) => d !== undefined) : fleet.list();
+    const plan = selectDevices(manifest, scope, { downgrade: this.deps.downgrade ?? false });
+    const offlineEntries = this.deps.checkIn ? plan.excluded.filter((x) => x.code === 'offline') : [];
+    const excluded = plan.excluded.filter((x) => !offlineEntries.includes(x));
+    const waveOf = this.deps.waves
+      ? assignWaves(scope.map((d) => d.id).filter((id) => plan.eligible.some((e) => e.id === id) || offlineEntries.some((x) => x.id === id)), this.deps.waves)
+      : undefined;
+    const reachable = await this.measure(plan.eligible, excluded);
     // A device holds its transfer slot until its image is verified, not through its reboot.
     const slotMs = (e: OrderEntry): number => Math.max(0, (e.etaMs ?? 0) - (fleet.get(e.id)?.rebootMs ?? config.rebootEstimateMs));
-    const starts = startOrder(ranked, config.concurrency, this.deps.orderPolicy ?? 'ranked', this.deps.seed ?? 1, slotMs);
+    const starts: OrderEntry[] = [];
+    const pending: OrderEntry[] = [];
+    const waves = Math.max(1, ...(waveOf ? waveOf.values() : [1]));
+    for (let w = 1; w <= waves; w++) {
+      const inWave = (id: string): boolean => (waveOf?.get(id) ?? 1) === w;
+      const ranked = rankDevices(manifest, reachable.filter((d) => inWave(d.id)), bounds)
+        .map((e) => ({ ...e, rank: e.rank + starts.length + pending.length, ...(waveOf ? { wave: w } : {}) }));
+      starts.push(...startOrder(ranked, config.concurrency, this.deps.orderPolicy ?? 'ranked', this.deps.seed ?? 1, slotMs));
+      for (const x of offlineEntries.filter((o) => inWave(o.id))) {
+        pending.push({ id: x.id, rank: starts.length + pending.length + 1, from: x.version ?? '', ...(waveOf ? { wave: w } : {}) });
+      }
+    }
     const devices = [...starts, ...pending].sort((a, b) => a.rank - b.rank);
     this.order = fitOrder({
       t: 'order', campaign: this.id,
       image: { name: manifest.name, version: manifest.version, sha256: manifest.sha256 },
       devices, excluded,
     });
-    log.info({ campaign: this.id, devices: devices.length, excluded: excluded.length, waiting: pending.map((p) => p.id), order: devices.map((r) => r.id), starts: starts.map((s) => s.id) }, 'rollout order');
+    log.info({ campaign: this.id, devices: devices.length, excluded: excluded.length, waiting: pending.map((p) => p.id), order: devices.map((r) => r.id), starts: starts.map((s) => s.id), waves }, 'rollout order');
     for (const d of devices) if (d.etaMs !== undefined) this.plannedEta.set(d.id, d.etaMs);
     this.emit('order', this.order);
     await this.deps.beforeTransfers?.();
@@ -259,32 +394,38 @@ export class Campaign extends EventEmitter<CampaignEvents> {
 
   /**
    * Resume from the journal: its order and results stand (not announced again: a laptop that
-   * asks gets them in the replay); the devices without a result are the start sequence, in
-   * their planned order. Journaled rollbacks count towards the threshold again.
+   * asks gets them in the replay); the devices without a result start again in their planned
+   * order (a device that does not come back within rollout.offlineWaitMs then waits for its
+   * check-in). Journaled rollbacks
+   * count towards the threshold again; the wave the journal reached is the current one.
    */
-  private resumeFrom(journal: JournalState & { order: OrderMessage }): OrderEntry[] {
+  private resumeFrom(journal: JournalState & { order: OrderMessage }): { starts: OrderEntry[]; pending: OrderEntry[] } {
     this.resumedAt = Date.now();
     this.order = journal.order;
+    this.currentWave = Math.max(1, journal.wave ?? 1);
     for (const d of journal.order.devices) if (d.etaMs !== undefined) this.plannedEta.set(d.id, d.etaMs);
     for (const r of journal.results.values()) {
       this.results.push(r);
       this.progress(r.id, r.outcome === 'updated' ? 'done' : r.outcome, r.outcome === 'updated' ? this.image.size : journal.held.get(r.id) ?? 0, true);
-      if (r.outcome !== 'skipped' && journal.order.devices.some((d) => d.id === r.id)) this.countFinished(r.outcome === 'rolled-back');
+      if (journal.order.devices.some((d) => d.id === r.id)) this.countFinished(r.id, r.outcome);
     }
-    const starts = journal.order.devices
+    const left = journal.order.devices
       .filter((d) => !journal.results.has(d.id))
-      .sort((a, b) => (a.startMs ?? Infinity) - (b.startMs ?? Infinity) || a.rank - b.rank);
-    this.deps.log.info({ campaign: this.id, results: journal.results.size, remaining: starts.map((d) => d.id), pastActivate: [...journal.activating].filter((id) => !journal.results.has(id)) }, 'campaign resumed from its journal');
-    return starts;
+      .sort((a, b) => (a.wave ?? 1) - (b.wave ?? 1) || (a.startMs ?? Infinity) - (b.startMs ?? Infinity) || a.rank - b.rank);
+    // Right after a restart no device has reconnected yet: each starts its turn, which waits up to
+    // rollout.offlineWaitMs for it (§8.1.2), and only then waits for its check-in.
+    this.deps.log.info({ campaign: this.id, results: journal.results.size, remaining: left.map((d) => d.id), pastActivate: [...journal.activating].filter((id) => !journal.results.has(id)) }, 'campaign resumed from its journal');
+    return { starts: left, pending: [] };
   }
 
   /** Everything a laptop that connects late needs to catch up: order, latest progress, totals, results, completion. */
-  snapshot(): { order?: OrderMessage; progress: ProgressMessage[]; totals?: TotalsMessage; results: ResultMessage[]; complete?: CompleteMessage } {
+  snapshot(): { order?: OrderMessage; progress: ProgressMessage[]; totals?: TotalsMessage; results: ResultMessage[]; waiting?: WaitingMessage; complete?: CompleteMessage } {
     return {
       ...(this.order ? { order: this.order } : {}),
       progress: [...this.tracks].map(([id, tr]) => this.progressMessage(id, tr)),
       ...(this.lastTotals ? { totals: this.lastTotals } : {}),
       results: [...this.results],
+      ...(this.lastWaiting && !this.completed ? { waiting: this.lastWaiting } : {}),
       ...(this.completed ? { complete: this.completed } : {}),
     };
   }
@@ -295,6 +436,7 @@ export class Campaign extends EventEmitter<CampaignEvents> {
   private async measure(eligible: ReturnType<typeof selectDevices>['eligible'], excluded: OrderMessage['excluded']): Promise<typeof eligible> {
     const { fleet, channel, config, timers } = this.deps;
     const reachable: typeof eligible = [];
+    if (this.cancelled !== undefined) return [...eligible]; // cancelled before it ran: nobody is probed, everyone ends cancelled
     await forEachLimited(eligible, config.probeConcurrency, async (d) => {
       this.progress(d.id, 'probing', 0, true);
       // figures measured recently enough (a campaign right after another): one ping, no new measurement
@@ -327,23 +469,26 @@ export class Campaign extends EventEmitter<CampaignEvents> {
   // ---- one device ----
 
   /**
-   * The device turns of the campaign (docs/operations.md "Maintenance windows"). Devices in
-   * `ready` start in order, at most `rollout.concurrency` transferring at once (a device gives its
-   * slot back once its image is verified, or when its turn ends) and only while the gate is open
-   * (with `downloadEarly`, transfers also outside it). A turn that ends waiting goes to `waiting`:
-   * for the next window (back to `ready` when the gate opens), for its check-in (a `status` from
-   * the device), or, busy, for its check-in as idle or a recheck after `rollout.busyRecheckMs`.
-   * Ends when no device is ready, running or waiting; waiting ones end at the campaign's expiry.
+   * The device turns of the campaign (docs/operations.md "Maintenance windows", "Waves"). Devices
+   * in `ready` start in order, at most `rollout.concurrency` transferring at once across every
+   * campaign (a device gives its slot back once its image is verified, or when its turn ends), only
+   * while the gate is open (with `downloadEarly`, transfers also outside it), and only once their
+   * wave has begun. A turn that ends waiting goes to `waiting`: for the next window (back to
+   * `ready` when the gate opens), for its check-in (a `status` from the device), or, busy, for its
+   * check-in as idle or a recheck after `rollout.busyRecheckMs`. When a wave has no device ready
+   * or running, its failure share is checked against the wave gate before the next one begins (or
+   * the campaign pauses until resumeWaves()). Ends when no device is ready, running or waiting;
+   * waiting ones end at the campaign's expiry, a cancel or a halt.
    */
   private async dispatch(starts: readonly OrderEntry[], pending: readonly OrderEntry[], turn: (entry: OrderEntry, release: () => void) => Promise<TurnEnd>): Promise<void> {
     const { config, timers, fleet } = this.deps;
     const gate = this.deps.gate ?? ALWAYS_OPEN;
-    const slots = new Slots(config.concurrency);
+    const slots = this.deps.slots ?? new Slots(config.concurrency);
     const ready: OrderEntry[] = [...starts];
-    const waiting = new Map<string, { entry: OrderEntry; wait: Wait; timer?: unknown }>(pending.map((e) => [e.id, { entry: e, wait: 'check-in' as Wait }]));
-    const running = new Set<Promise<void>>();
-    let poke: () => void = () => undefined;
-    const wake = (): void => poke();
+    const waiting = this.waitingDevices;
+    for (const e of pending) waiting.set(e.id, { entry: e, wait: 'check-in', reason: 'offline: waits for its check-in' });
+    const running = new Map<Promise<void>, number>();
+    const wake = (): void => this.poke();
     const release = (id: string): void => {
       const w = waiting.get(id);
       if (!w) return;
@@ -380,25 +525,36 @@ export class Campaign extends EventEmitter<CampaignEvents> {
     const onAbort = (): void => wake();
     this.abort.signal.addEventListener('abort', onAbort);
     stops.push(() => this.abort.signal.removeEventListener('abort', onAbort));
+    const isEnding = (): boolean => this.abort.signal.aborted || this.halted !== undefined || this.expired !== undefined || this.cancelled !== undefined;
+    const startable = (e: OrderEntry): boolean => isEnding() || (e.wave ?? 1) <= this.currentWave;
     let swept = false;
     try {
       for (;;) {
-        const ending = this.abort.signal.aborted || this.halted !== undefined || this.expired !== undefined;
+        const ending = isEnding();
         if (ending) for (const id of [...waiting.keys()]) release(id); // each gets its final result below
-        if (ready.length === 0 && running.size === 0 && !swept) {
+        const woken = new Promise<void>((resolve) => { this.poke = resolve; });
+        const waveBusy = ready.some((e) => (e.wave ?? 1) <= this.currentWave) || [...running.values()].some((w) => w <= this.currentWave);
+        if (!ending && !waveBusy && this.currentWave < this.lastWave && !this.unpause) {
+          this.nextWave();
+          if (!this.unpause) continue;
+        }
+        if (ready.filter(startable).length === 0 && running.size === 0 && !swept) {
           swept = true;
           this.emit('swept');
         }
+        if (ready.filter(startable).length === 0 && running.size === 0 && !this.unpause && waiting.size > 0 && !ending) this.announceWaiting();
         if (ready.length === 0 && running.size === 0 && waiting.size === 0) break;
-        const woken = new Promise<void>((resolve) => { poke = resolve; });
-        if (ready.length > 0 && (ending || gate.isOpen() || this.deps.downloadEarly)) {
+        const i = ready.findIndex(startable);
+        if (i >= 0 && (ending || gate.isOpen() || this.deps.downloadEarly)) {
           await slots.acquire();
-          const stillEnding = this.abort.signal.aborted || this.halted !== undefined || this.expired !== undefined;
-          const entry = stillEnding || gate.isOpen() || this.deps.downloadEarly ? ready.shift() : undefined;
+          const stillEnding = isEnding();
+          const k = ready.findIndex(startable);
+          const entry = k >= 0 && (stillEnding || gate.isOpen() || this.deps.downloadEarly) ? ready.splice(k, 1)[0] : undefined;
           if (!entry) {
             slots.release(); // the window closed while this waited for a slot
             continue;
           }
+          swept = false;
           let released = false;
           const free = (): void => {
             if (released) return;
@@ -408,7 +564,7 @@ export class Campaign extends EventEmitter<CampaignEvents> {
           const p: Promise<void> = turn(entry, free)
             .then((end) => {
               if (end.final) return;
-              const w = { entry, wait: end.wait, timer: undefined as unknown };
+              const w = { entry, wait: end.wait, reason: end.reason, timer: undefined as unknown };
               if (end.wait === 'busy') w.timer = timers.setTimeout(() => release(entry.id), config.busyRecheckMs);
               waiting.set(entry.id, w);
               this.progress(entry.id, 'queued', this.tracks.get(entry.id)?.bytes ?? 0, true);
@@ -420,19 +576,67 @@ export class Campaign extends EventEmitter<CampaignEvents> {
               running.delete(p);
               wake();
             });
-          running.add(p);
+          running.set(p, entry.wave ?? 1);
           continue;
         }
         await woken;
       }
     } finally {
       for (const w of waiting.values()) timers.clearTimeout(w.timer);
+      waiting.clear();
       for (const stop of stops) stop();
     }
   }
 
+  /**
+   * The current wave has no device ready or running: check its failure share against the wave
+   * gate (halt: later waves end `skipped` / `campaign-halted`), pause when asked to (until
+   * resumeWaves(); devices of earlier waves that check in meanwhile are still updated), else let
+   * the next wave begin.
+   */
+  private nextWave(): void {
+    const w = this.currentWave;
+    const counts = this.waveCounts.get(w) ?? { finished: 0, failed: 0 };
+    const gatePct = this.deps.waveGatePct ?? this.deps.config.rollbackThreshold;
+    if (waveGateStops(counts, gatePct)) {
+      this.halted = {
+        code: 'wave-gate', reason: `wave ${w}: ${counts.failed} of ${counts.finished} finished devices failed or rolled back, wave gate ${gatePct} %`,
+        rolledBack: counts.failed, finished: counts.finished, thresholdPct: Math.max(1, Math.min(100, gatePct)),
+      };
+      this.deps.log.warn({ campaign: this.id, wave: w, ...counts, gatePct }, 'wave gate: later waves not started');
+      return;
+    }
+    const advance = (): void => {
+      this.unpause = undefined;
+      this.currentWave = w + 1;
+      this.emit('state', { state: 'running', wave: this.currentWave });
+      this.deps.log.info({ campaign: this.id, wave: this.currentWave }, 'next wave');
+      this.poke();
+    };
+    if (!this.deps.wavePause) return advance();
+    this.unpause = advance;
+    this.emit('state', { state: 'paused', wave: w + 1 });
+    this.announceWaiting(w + 1);
+    this.emit('swept');
+    this.deps.log.info({ campaign: this.id, wave: w, next: w + 1 }, 'paused between waves: waits for resume');
+  }
+
+  /** Tell listeners which devices wait for their check-in (or that the campaign is paused before a wave). */
+  private announceWaiting(pausedBeforeWave?: number): void {
+    const devices = [...this.waitingDevices.values()].map((w) => ({ id: w.entry.id, reason: w.reason }));
+    const msg: WaitingMessage = {
+      t: 'waiting', campaign: this.id, pending: devices.length, devices: devices.slice(0, 256),
+      ...(this.deps.checkIn ? { expiresAt: Math.round(this.deps.checkIn.expiresAt) } : {}),
+      ...(pausedBeforeWave !== undefined ? { pausedBeforeWave } : {}),
+    };
+    if (this.lastWaiting && JSON.stringify(this.lastWaiting) === JSON.stringify(msg)) return;
+    this.lastWaiting = msg;
+    if (pausedBeforeWave === undefined) this.emit('state', { state: 'waiting' });
+    this.emit('waiting', msg);
+  }
+
   /** Stop the running sessions whose phase matches, remembering why (their turn then waits or ends). */
-  private stopSessions(why: 'window' | 'expired' | 'halt', phaseMatches: (phase: DevicePhase) => boolean): string[] {
+  private stopSessions(why: StopReason, phaseMatches: (phase: DevicePhase) => boolean): string[] {
     const ids = [...this.sessions.keys()].filter((id) => phaseMatches(this.tracks.get(id)?.phase ?? 'queued'));
     for (const id of ids) {
       this.stopReasons.set(id, why);
@@ -473,8 +677,9 @@ export class Campaign extends EventEmitter<CampaignEvents> {
     if (this.abort.signal.aborted) return notStarted('failed', 'cancelled', 'campaign cancelled before this device started');
     const haltedBefore = this.halted; // a local: this.halted changes while the session runs
     // not started: never offered the image (§7.8.1)
+    if (this.cancelled !== undefined) return notStarted('cancelled', 'cancelled', `campaign cancelled before this device started (${this.cancelled})`);
     if (haltedBefore) return notStarted('skipped', 'campaign-halted', `rollout stopped before this device started (${haltedBefore.reason})`);
-    if (this.expired) return notStarted('skipped', 'deferred', this.expired);
+    if (this.expired) return notStarted('expired', 'expired', this.expired);
     this.fitDeferred.delete(entry.id);
     const device = fleet.get(entry.id);
     const chunk = Math.min(manifest.chunk, device?.maxChunk ?? manifest.chunk);
@@ -525,15 +730,18 @@ export class Campaign extends EventEmitter<CampaignEvents> {
     const stoppedBy = stop.signal.aborted && !this.abort.signal.aborted && rest.code === 'cancelled' ? this.stopReasons.get(entry.id) : undefined;
     if (stoppedBy === 'window') return { final: false, wait: 'window', reason: 'the maintenance window closed' };
     if (rest.code === 'deferred' && !this.expired) return { final: false, wait: 'window', reason: rest.reason ?? 'waits for a window' };
-    if (this.deps.checkIn && !this.expired && !this.halted) {
+    if (stoppedBy === 'cancel') this.abortOnDevice(entry.id, session.openSid, stoppedBy);
+    if (this.deps.checkIn && !this.expired && !this.halted && this.cancelled === undefined) {
       if (rest.code === 'offline') return { final: false, wait: 'check-in', reason: rest.reason ?? 'offline' };
       if (rest.code === 'busy' && !this.deps.checkIn.force) return { final: false, wait: 'busy', reason: rest.reason ?? 'busy' };
     }
     let r: typeof rest = rest;
-    if (stoppedBy === 'halt' && this.halted) {
+    if (stoppedBy === 'cancel') {
+      r = { ...rest, outcome: 'cancelled', code: 'cancelled', reason: `campaign cancelled (${this.cancelled ?? 'cancelled'}) before this device was activated: it keeps its old image` };
+    } else if (stoppedBy === 'halt' && this.halted) {
       r = { ...rest, outcome: 'skipped', code: 'campaign-halted', reason: `rollout stopped before this device was activated (${this.halted.reason})` };
     } else if (stoppedBy === 'expired' || (rest.code === 'deferred' && this.expired)) {
-      r = { ...rest, outcome: 'skipped', code: 'deferred', reason: this.expired ?? 'campaign expired' };
+      r = { ...rest, outcome: 'expired', code: 'expired', reason: this.expired ?? 'campaign expired' };
     }
     if (rebootMs !== undefined && r.outcome === 'updated') fleet.setRebootMs(entry.id, rebootMs);
     if (r.outcome === 'updated' && r.retries === 0 && slot.wholeImage && slot.ms !== undefined && linkMs !== undefined) {
@@ -543,22 +751,44 @@ export class Campaign extends EventEmitter<CampaignEvents> {
     this.progress(entry.id, final, r.outcome === 'updated' ? this.image.size : this.tracks.get(entry.id)?.bytes ?? 0, true);
     log.info({ campaign: this.id, device: entry.id, outcome: r.outcome, code: r.code, reason: r.reason, ms: r.durationMs, retries: r.retries, transferBps }, 'device result');
     this.pushResult({ t: 'result', campaign: this.id, id: entry.id, ...r });
-    if (r.outcome !== 'skipped') this.countFinished(r.outcome === 'rolled-back');
+    this.countFinished(entry.id, r.outcome);
     return { final: true };
   }
 
+  /** A stopped session's device holds part of the image under `sid`: tell it to drop it (§6.11), best effort. */
+  private abortOnDevice(id: string, sid: number | undefined, why: StopReason): void {
+    if (sid === undefined) return;
+    const reason = why === 'cancel' ? `campaign ${this.id} cancelled` : `campaign ${this.id} halted`;
+    this.deps.channel.send(id, { t: 'abort', sid, reason }).catch((err: unknown) => this.deps.log.debug({ device: id, err: (err as Error).message }, 'abort not sent'));
+  }
+
   /**
-   * Count a ranked device's finished update; the first time the rollback threshold is passed,
-   * halt: no device starts from now on, and sessions whose image is not verified yet are stopped.
+   * Count a ranked device's finished update (updated, failed, rolled back), overall and in its
+   * wave; the first time the rollback threshold is passed, halt: no device starts from now on, and
+   * sessions whose image is not verified yet are stopped. A device the gateway holds suspect
+   * (`isSuspect`: it failed its previous update too) is left out of the threshold (§7.8.1).
    */
-  private countFinished(rolledBack: boolean): void {
+  private countFinished(id: string, outcome: ResultMessage['outcome']): void {
+    if (outcome !== 'updated' && outcome !== 'failed' && outcome !== 'rolled-back') return;
+    const wave = this.order?.devices.find((d) => d.id === id)?.wave ?? 1;
+    const wc = this.waveCounts.get(wave) ?? { finished: 0, failed: 0 };
+    wc.finished++;
+    if (outcome !== 'updated') wc.failed++;
+    this.waveCounts.set(wave, wc);
+    if (outcome === 'rolled-back' && this.deps.isSuspect?.(id)) {
+      this.deps.log.warn({ campaign: this.id, device: id }, 'rolled back again: a suspect device, left out of the rollback threshold');
+      return;
+    }
     this.finished.finished++;
-    if (rolledBack) this.finished.rolledBack++;
+    if (outcome === 'rolled-back') this.finished.rolledBack++;
     const pct = this.deps.config.rollbackThreshold;
-    if (this.halted || !rollbackThresholdPassed(this.finished, pct)) return;
+    const targets = this.order?.devices.length ?? 0;
+    const minSample = Math.ceil((this.deps.config.rollbackMinSamplePct * targets) / 100);
+    if (this.halted || !rollbackThresholdPassed(this.finished, pct, ROLLBACK_THRESHOLD_MIN, minSample)) return;
     const { finished, rolledBack: back } = this.finished;
     this.halted = {
-      code: 'rollback-threshold', reason: `${back} of ${finished} finished devices rolled back, threshold ${pct} %`,
+      code: 'rollback-threshold',
+      reason: `${back} of ${finished} finished devices rolled back${minSample > finished ? ` (counted as ${minSample}: ${this.deps.config.rollbackMinSamplePct} % of the ${targets} targets)` : ''}, threshold ${pct} %`,
       rolledBack: back, finished, thresholdPct: pct,
     };
     const stopped = this.stopSessions('halt', (phase) => HALT_STOPS.has(phase));

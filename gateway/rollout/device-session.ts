@@ -119,6 +119,11 @@ export class DeviceSession {
     this.inbox = new Inbox<DeviceEvent>(deps.timers);
   }
 
+  /** The session id of an offer the device accepted and was not told to activate: what an `abort` names (§6.11). */
+  get openSid(): number | undefined {
+    return this.sid !== 0 && !this.pastActivate && !this.activated ? this.sid : undefined;
+  }
+
   async run(): Promise<SessionResult> {
     const { timers, config, log } = this.deps;
     const started = timers.now();

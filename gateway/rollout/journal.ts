@@ -3,7 +3,8 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from '../../protocol/crc.ts';
 import { describeError, FwError } from '../../protocol/errors.ts';
-import { completeMsg, orderMsg, resultMsg, type CompleteMessage, type OrderMessage, type ResultMessage } from '../../protocol/uplink.ts';
+import { completeMsg, orderMsg, resultMsg, waveSize, type CompleteMessage, type OrderMessage, type ResultMessage, type WaveSize } from '../../protocol/uplink.ts';
+import { manifestSchema, type Manifest } from '../../protocol/manifest.ts';
 import { z } from 'zod';
 
 /**
@@ -28,6 +29,22 @@ const line = z.discriminatedUnion('r', [
     r: z.literal('campaign'), id: z.string().min(1), sha256: z.string().regex(/^[0-9a-f]{64}$/), at: z.number(),
     /** How the campaign runs (absent in journals of `now` campaigns written before policies existed). */
     policy: z.object({ mode: z.enum(['now', 'window']), force: z.boolean(), downgrade: z.boolean(), expiresAt: z.number() }).optional(),
+    /** The signed manifest the campaign installs (its digest names the release, docs/operations.md "Releases"). */
+    manifest: manifestSchema.optional(),
+    /** The devices it may update, fixed at creation (the known fleet narrowed by --only/--group), in target order. */
+    targets: z.array(z.string().min(1)).optional(),
+    /** Waves and their gate (§7.3.6). */
+    waves: z.array(waveSize).optional(),
+    waveGate: z.number().int().min(1).max(100).optional(),
+    wavePause: z.boolean().optional(),
+    /** The campaign a retry was made from (§7.12.2). */
+    retryOf: z.string().min(1).optional(),
+  }),
+  /** Where the campaign is in its life (docs/operations.md "Campaign states"); the latest one holds. */
+  z.object({
+    r: z.literal('state'),
+    state: z.enum(['queued', 'running', 'waiting', 'paused', 'halted', 'cancelled', 'completed', 'expired']),
+    at: z.number(), wave: z.number().int().min(1).optional(), reason: z.string().optional(),
   }),
   z.object({ r: z.literal('order'), order: orderMsg }),
   z.object({ r: z.literal('activating'), id: z.string().min(1) }),
@@ -37,6 +54,8 @@ const line = z.discriminatedUnion('r', [
 ]);
 export type JournalRecord = z.infer<typeof line>;
 export type CampaignPolicyRecord = NonNullable<Extract<JournalRecord, { r: 'campaign' }>['policy']>;
+export type CampaignRecord = Extract<JournalRecord, { r: 'campaign' }>;
+export type StateRecord = Extract<JournalRecord, { r: 'state' }>;
 
 /** What a journal says about its campaign. */
 export interface JournalState {
@@ -44,6 +63,16 @@ export interface JournalState {
   sha256: string;
   startedAt: number;
   policy?: CampaignPolicyRecord;
+  /** The campaign record's manifest, targets, waves (absent in journals written before them). */
+  manifest?: Manifest;
+  targets?: string[];
+  waves?: WaveSize[];
+  waveGate?: number;
+  wavePause?: boolean;
+  retryOf?: string;
+  /** The latest `state` record, and the highest wave a `state` record named. */
+  lastState?: Omit<StateRecord, 'r'>;
+  wave?: number;
   order?: OrderMessage;
   /** Devices for which `activate` may have been sent. */
   activating: Set<string>;
@@ -78,8 +107,9 @@ export function parseJournal(text: string, file = 'journal'): { state: JournalSt
     if (!rec) break;
     if (!state) {
       if (rec.r !== 'campaign') throw new FwError('E_JOURNAL', `${file}: first record is "${rec.r}", expected "campaign"`);
+      const { r: _r, id, sha256, at, ...rest } = rec;
       state = {
-        id: rec.id, sha256: rec.sha256, startedAt: rec.at, ...(rec.policy ? { policy: rec.policy } : {}),
+        id, sha256, startedAt: at, ...rest,
         activating: new Set(), held: new Map(), results: new Map(), records: 0, tornBytes: 0,
       };
     } else {
@@ -111,6 +141,12 @@ function apply(s: JournalState, rec: JournalRecord): void {
   switch (rec.r) {
     case 'campaign': throw new FwError('E_JOURNAL', `journal of ${s.id}: a second campaign record`);
     case 'order': s.order = rec.order; break;
+    case 'state': {
+      const { r: _r, ...st } = rec;
+      s.lastState = st;
+      if (rec.wave !== undefined) s.wave = Math.max(s.wave ?? 1, rec.wave);
+      break;
+    }
     case 'activating': s.activating.add(rec.id); break;
     case 'held': s.held.set(rec.id, rec.bytes); break;
     case 'result': s.results.set(rec.result.id, rec.result); break;
@@ -148,11 +184,11 @@ export class CampaignJournal {
   }
 
   /** Create the journal of a new campaign and write its first record. */
-  static create(dir: string, id: string, sha256: string, at = Date.now(), policy?: CampaignPolicyRecord): CampaignJournal {
+  static create(dir: string, id: string, sha256: string, at = Date.now(), policy?: CampaignPolicyRecord, extra: Omit<CampaignRecord, 'r' | 'id' | 'sha256' | 'at' | 'policy'> = {}): CampaignJournal {
     const path = join(dir, `${id}.jsonl`);
     const fd = openSync(path, 'wx');
     const j = new CampaignJournal(path, fd);
-    j.append({ r: 'campaign', id, sha256, at, ...(policy ? { policy } : {}) });
+    j.append({ r: 'campaign', id, sha256, at, ...(policy ? { policy } : {}), ...extra });
     syncDir(dir);
     return j;
   }

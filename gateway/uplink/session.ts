@@ -5,7 +5,8 @@ import { PROTOCOL_VERSION } from '../../protocol/limits.ts';
 import type { Manifest } from '../../protocol/manifest.ts';
 import type { KeyRing } from '../../protocol/signature.ts';
 import {
-  clipReasons, DATA_MESSAGE_OVERHEAD, type DenyCode, type GatewayUplinkMessage, type LaptopMessage,
+  clipReasons, DATA_MESSAGE_OVERHEAD, type DenyCode, type GatewayUplinkMessage, type LaptopMessage, type PlannedMessage, type PreflightInfo,
+  type RetryMessage, type Targeting,
 } from '../../protocol/uplink.ts';
 import { TechnicianAuth } from './auth.ts';
 import type { MessageLink } from '../../transport/message-link.ts';
@@ -27,8 +28,18 @@ export interface UplinkDeps {
   allowUnsigned: boolean;
   /** Why a new upload with this campaign policy cannot be granted now (e.g. a `now` campaign while one runs), or undefined. */
   busyReason(request: CampaignRequest): string | undefined;
-  /** What the gateway is doing now and the messages that bring a late laptop up to date (§7.11). */
-  campaignState(): GatewayUplinkMessage[];
+  /** What the gateway is doing now (or did in campaign `id`) and the messages that bring a late laptop up to date (§7.11). */
+  campaignState(id?: string): GatewayUplinkMessage[];
+  /** Pre-flight counts of an upload (§7.3.7); throws E_NO_TARGETS / E_NOT_ENOUGH_ONLINE to refuse it. */
+  preflight(manifest: Manifest, request: CampaignRequest): Promise<PreflightInfo>;
+  /** Cancel a campaign (§7.12.1); returns its id; throws E_UNKNOWN_CAMPAIGN. */
+  cancel(id: string | undefined): string;
+  /** A retry campaign (§7.12.2), created and not started; throws E_UNKNOWN_CAMPAIGN / E_NOTHING_TO_RETRY. */
+  retry(req: Omit<RetryMessage, 't'>): Promise<StoredCampaign>;
+  /** Resume a campaign paused between waves (§7.12.3); throws E_UNKNOWN_CAMPAIGN. */
+  resume(id: string): void;
+  /** A dry run (§7.12.4). */
+  plan(manifest: Manifest, request: CampaignRequest): Promise<PlannedMessage>;
   /**
    * A verified image was stored: create its campaign; returns the campaign id, how to start it,
    * and, when it waits for a maintenance window, why and until when (§7.4.3).
@@ -39,7 +50,7 @@ export interface UplinkDeps {
 }
 
 /** The campaign policy a laptop asks for in its `rts` (§7.3). */
-export type CampaignRequest = Pick<Extract<LaptopMessage, { t: 'rts' }>, 'policy' | 'downgrade' | 'force'>;
+export type CampaignRequest = Pick<Extract<LaptopMessage, { t: 'rts' }>, 'policy' | 'downgrade' | 'force'> & Targeting;
 
 /** A campaign created for a stored image, as the laptop is told in `committed`. */
 export interface StoredCampaign {
@@ -63,6 +74,8 @@ export class UplinkSession {
   private maxFrame = 0;
   /** The campaign policy of the current upload's `rts`. */
   private request: CampaignRequest = {};
+  /** The upload needs no data: the gateway already holds these bytes (§7.3.8); the manifest to adopt at commit. */
+  private storedManifest: Manifest | undefined;
   /** Who this session's laptop proved to be (§7.2.4); reset by every hello and link reset. */
   private readonly auth: TechnicianAuth;
 
@@ -127,7 +140,18 @@ export class UplinkSession {
       case 'rts': return this.onRequestToSend(msg);
       case 'data': return this.onData(msg.off, msg.data);
       case 'commit': return this.onCommit();
-      case 'status': return this.onStatus();
+      case 'status': return this.onStatus(msg.campaign);
+      case 'cancel': return this.onControl('cancel', msg.campaign, async () => ({ campaign: this.deps.cancel(msg.campaign) }));
+      case 'retry': return this.onControl('retry', msg.campaign, async () => {
+        const { t: _t, ...req } = msg;
+        const c = await this.deps.retry(req);
+        return { campaign: c.id, start: c.start, reason: `retry of ${msg.campaign}` };
+      });
+      case 'resume': return this.onControl('resume', msg.campaign, async () => {
+        this.deps.resume(msg.campaign);
+        return { campaign: msg.campaign };
+      });
+      case 'plan': return this.onPlan(msg);
       default: {
         const never: never = msg;
         this.deps.log.warn({ msg: never }, 'unhandled uplink message');
@@ -169,11 +193,8 @@ export class UplinkSession {
     const unauthorised = this.auth.refusal();
     if (unauthorised !== undefined) return this.deny('unauthorised', unauthorised);
     if (this.state === 'receiving' || this.state === 'committing') return this.deny('state', 'an upload is already in progress in this session');
-    this.request = {
-      ...(rts.policy !== undefined ? { policy: rts.policy } : {}),
-      ...(rts.downgrade !== undefined ? { downgrade: rts.downgrade } : {}),
-      ...(rts.force !== undefined ? { force: rts.force } : {}),
-    };
+    const { t: _t, manifest: _m, ...request } = rts;
+    this.request = request;
     const busy = this.deps.busyReason(this.request);
     if (busy) return this.deny('busy', busy);
     if (manifest.size > config.maxImageBytes) {
@@ -184,6 +205,23 @@ export class UplinkSession {
       if (signed.failure !== 'unsigned' || !this.deps.allowUnsigned) return this.deny(signed.failure, `${signed.reason}; nothing stored`);
       log.warn({ image: `${manifest.name} ${manifest.version}`, sha256: manifest.sha256 }, 'DEVELOPMENT MODE: accepting an UNSIGNED image (security.allowUnsigned)');
     }
+    let preflight: PreflightInfo;
+    try {
+      preflight = await this.deps.preflight(manifest, this.request);
+    } catch (err) {
+      if (isFwError(err, 'E_NO_TARGETS')) return this.deny('no-targets', err.message);
+      if (isFwError(err, 'E_NOT_ENOUGH_ONLINE')) return this.deny('not-enough-online', err.message);
+      return this.deny('internal', describeError(err));
+    }
+    const chunk = this.maxFrame - DATA_MESSAGE_OVERHEAD;
+    // the bytes are already here (verified now: a rotten copy is quarantined and uploaded afresh)
+    if (store.has(manifest.sha256) && (await store.verify(manifest.sha256))) {
+      this.storedManifest = manifest;
+      this.state = 'receiving';
+      log.info({ image: `${manifest.name} ${manifest.version}`, sha256: manifest.sha256, preflight }, 'image already stored: upload skipped');
+      await this.send({ t: 'grant', sha256: manifest.sha256, offset: manifest.size, chunk, stored: true, preflight });
+      return;
+    }
     try {
       this.upload = await store.beginUpload(manifest);
     } catch (err) {
@@ -191,9 +229,46 @@ export class UplinkSession {
       return this.deny(code, describeError(err));
     }
     this.state = 'receiving';
-    const chunk = this.maxFrame - DATA_MESSAGE_OVERHEAD;
-    log.info({ image: `${manifest.name} ${manifest.version}`, size: manifest.size, sha256: manifest.sha256, resumeAt: this.upload.offset }, 'upload granted');
-    await this.send({ t: 'grant', sha256: manifest.sha256, offset: this.upload.offset, chunk });
+    log.info({ image: `${manifest.name} ${manifest.version}`, size: manifest.size, sha256: manifest.sha256, resumeAt: this.upload.offset, preflight }, 'upload granted');
+    await this.send({ t: 'grant', sha256: manifest.sha256, offset: this.upload.offset, chunk, preflight });
+  }
+
+  /**
+   * `cancel`, `retry`, `resume` (§7.12): technician-authorised like a request to send; answered
+   * `accepted` (with the campaign it concerns) or `deny` with the reason.
+   */
+  private async onControl(request: 'cancel' | 'retry' | 'resume', named: string | undefined, act: () => Promise<{ campaign: string; start?: () => void; reason?: string }>): Promise<void> {
+    if (this.state === 'idle') return this.deny('state', 'send hello first');
+    const unauthorised = this.auth.refusal();
+    if (unauthorised !== undefined) return this.deny('unauthorised', unauthorised);
+    let done: { campaign: string; start?: () => void; reason?: string };
+    try {
+      done = await act();
+    } catch (err) {
+      if (isFwError(err, 'E_UNKNOWN_CAMPAIGN')) return this.deny('unknown-campaign', err.message);
+      if (isFwError(err, 'E_NOTHING_TO_RETRY')) return this.deny('nothing-to-retry', err.message);
+      if (isFwError(err, 'E_NO_TARGETS')) return this.deny('no-targets', err.message);
+      return this.deny(request === 'retry' ? 'busy' : 'internal', describeError(err));
+    }
+    this.deps.log.info({ request, campaign: done.campaign, named: named ?? null }, `technician ${request}`);
+    try {
+      await this.send({ t: 'accepted', request, campaign: done.campaign, ...(done.reason ? { reason: done.reason } : {}) });
+    } finally {
+      done.start?.();
+    }
+  }
+
+  private async onPlan(msg: Extract<LaptopMessage, { t: 'plan' }>): Promise<void> {
+    if (this.state === 'idle') return this.deny('state', 'send hello first');
+    const unauthorised = this.auth.refusal();
+    if (unauthorised !== undefined) return this.deny('unauthorised', unauthorised);
+    const { t: _t, manifest, ...request } = msg;
+    try {
+      await this.send(await this.deps.plan(manifest, request));
+    } catch (err) {
+      if (isFwError(err, 'E_NO_TARGETS')) return this.deny('no-targets', err.message);
+      return this.deny('internal', describeError(err));
+    }
   }
 
   private async onData(off: number, data: Uint8Array): Promise<void> {
@@ -212,25 +287,34 @@ export class UplinkSession {
   }
 
   /** `state`, then a replay of the current (or last) campaign; live events follow as they happen. */
-  private async onStatus(): Promise<void> {
+  private async onStatus(campaign?: string): Promise<void> {
     if (this.state === 'idle') return this.deny('state', 'send hello first');
-    for (const msg of this.deps.campaignState()) await this.send(msg);
+    let msgs: GatewayUplinkMessage[];
+    try {
+      msgs = this.deps.campaignState(campaign);
+    } catch (err) {
+      return this.deny(isFwError(err, 'E_UNKNOWN_CAMPAIGN') ? 'unknown-campaign' : 'internal', describeError(err));
+    }
+    for (const msg of msgs) await this.send(msg);
   }
 
   private async onCommit(): Promise<void> {
     const { link, log } = this.deps;
-    if (this.state !== 'receiving' || !this.upload) return this.deny('state', 'commit without an upload');
+    if (this.state !== 'receiving' || (!this.upload && !this.storedManifest)) return this.deny('state', 'commit without an upload');
     const upload = this.upload;
+    const adopt = this.storedManifest;
     this.state = 'committing';
     this.upload = undefined;
+    this.storedManifest = undefined;
+    const sha256 = upload?.manifest.sha256 ?? adopt!.sha256;
     let stored: StoredImage;
     try {
-      stored = await upload.commit();
+      stored = upload ? await upload.commit() : await this.deps.store.adoptManifest(adopt!);
     } catch (err) {
       this.state = 'ready';
       const code = isFwError(err) ? err.code : 'E_STORE_IO';
-      log.warn({ err: describeError(err), sha256: upload.manifest.sha256 }, 'upload refused: image does not verify; nothing stored');
-      await this.send({ t: 'committed', ok: false, sha256: upload.manifest.sha256, code, reason: describeError(err) });
+      log.warn({ err: describeError(err), sha256 }, 'upload refused: image does not verify; nothing stored');
+      await this.send({ t: 'committed', ok: false, sha256, code, reason: describeError(err) });
       return;
     }
     this.state = 'ready';
@@ -239,7 +323,10 @@ export class UplinkSession {
     try {
       campaign = await this.deps.onImageStored(stored, this.request);
     } catch (err) {
-      await this.send({ t: 'committed', ok: false, sha256: stored.manifest.sha256, code: 'E_UPLINK_BUSY', reason: `image stored, but its campaign could not start: ${describeError(err)}` });
+      const code = isFwError(err, 'E_IMAGE_CORRUPT') ? 'E_IMAGE_CORRUPT' : 'E_UPLINK_BUSY';
+      const reason = isFwError(err, 'E_IMAGE_CORRUPT') ? `stored copy corrupt: re-push the image (${describeError(err)})` : `image stored, but its campaign could not start: ${describeError(err)}`;
+      log.error({ sha256: stored.manifest.sha256, err: describeError(err) }, 'campaign not started');
+      await this.send({ t: 'committed', ok: false, sha256: stored.manifest.sha256, code, reason });
       return;
     }
     try {
@@ -274,6 +361,7 @@ export class UplinkSession {
   }
 
   private async endUpload(discard: boolean): Promise<void> {
+    this.storedManifest = undefined;
     const u = this.upload;
     this.upload = undefined;
     if (!u) return;

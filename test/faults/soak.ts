@@ -76,7 +76,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakFigures> {
   const shape: SoakShape = { devices, chunks: Math.ceil(size / chunk), links: true };
   const maxCampaigns = opts.maxCampaigns ?? Math.ceil(opts.faults / 4) + 20;
   const rnd = mulberry32(opts.seed);
-  const outcomes: Record<Outcome, number> = { updated: 0, 'rolled-back': 0, failed: 0, skipped: 0 };
+  const outcomes: Record<Outcome, number> = { updated: 0, 'rolled-back': 0, failed: 0, skipped: 0, cancelled: 0, superseded: 0, expired: 0 };
   const byKind: SoakFigures['byKind'] = {};
   const problems: string[] = [];
   const bricked = new Set<string>();
@@ -133,7 +133,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakFigures> {
       }
       scheduled += armed.length;
       injected += fired;
-      const counts: Record<Outcome, number> = { updated: 0, 'rolled-back': 0, failed: 0, skipped: 0 };
+      const counts: Record<Outcome, number> = { updated: 0, 'rolled-back': 0, failed: 0, skipped: 0, cancelled: 0, superseded: 0, expired: 0 };
       for (const t of run.targets) if (t.result) counts[t.result.outcome]++;
       for (const o of Object.keys(counts) as Outcome[]) outcomes[o] += counts[o];
 

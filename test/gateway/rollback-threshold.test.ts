@@ -156,13 +156,13 @@ describe('a campaign halted by the rollback threshold (§7.8.1), scripted device
     for (const id of [hold1!, hold2!]) {
       const r = by.get(id)!;
       assert.deepEqual([r.outcome, r.code], ['skipped', 'campaign-halted'], id);
-      assert.match(r.reason ?? '', /before this device was activated \(2 of 2 finished devices rolled back, threshold 20 %\)/);
+      assert.match(r.reason ?? '', /before this device was activated \(2 of 2 finished devices rolled back \(counted as 4: 50 % of the 7 targets\), threshold 20 %\)/);
       assert.ok(r.durationMs > 0);
     }
     for (const id of notStarted) {
       const r = by.get(id)!;
       assert.deepEqual([r.outcome, r.code, r.durationMs, r.from, r.to], ['skipped', 'campaign-halted', 0, '1.0.0', '1.1.0'], id);
-      assert.match(r.reason ?? '', /before this device started \(2 of 2 finished devices rolled back, threshold 20 %\)/);
+      assert.match(r.reason ?? '', /before this device started \(2 of 2 finished devices rolled back \(counted as 4: 50 % of the 7 targets\), threshold 20 %\)/);
       assert.equal(site.sent.filter((s) => s.id === id && s.msg.t !== 'ping' && s.msg.t !== 'probe').length, 0, `${id} was sent nothing but the measurement`);
     }
     // every device's last progress is final and matches its result
@@ -174,7 +174,7 @@ describe('a campaign halted by the rollback threshold (§7.8.1), scripted device
     const late = site.sent.filter((s) => s.at >= haltAt && (s.msg.t === 'offer' || s.msg.t === 'activate'));
     assert.deepEqual(late, []);
 
-    assert.deepEqual(complete.halted, { code: 'rollback-threshold', reason: '2 of 2 finished devices rolled back, threshold 20 %', rolledBack: 2, finished: 2, thresholdPct: 20 });
+    assert.deepEqual(complete.halted, { code: 'rollback-threshold', reason: '2 of 2 finished devices rolled back (counted as 4: 50 % of the 7 targets), threshold 20 %', rolledBack: 2, finished: 2, thresholdPct: 20 });
     assert.deepEqual([complete.devices, complete.updated, complete.rolledBack, complete.failed, complete.skipped], [7, 1, 2, 0, 4]);
   });
 

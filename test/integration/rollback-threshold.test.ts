@@ -58,7 +58,7 @@ describe('integration: the rollback threshold halts a rollout of bad firmware', 
     const by = new Map(results.map((r) => [r.id, r]));
     for (const id of [first!, second!]) assert.deepEqual([by.get(id)?.outcome, by.get(id)?.code], ['rolled-back', 'self-test-failed'], id);
     assert.deepEqual(complete.halted, {
-      code: 'rollback-threshold', reason: '2 of 2 finished devices rolled back, threshold 20 %', rolledBack: 2, finished: 2, thresholdPct: 20,
+      code: 'rollback-threshold', reason: '2 of 2 finished devices rolled back (counted as 4: 50 % of the 8 targets), threshold 20 %', rolledBack: 2, finished: 2, thresholdPct: 20,
     });
     assert.deepEqual([complete.devices, complete.updated, complete.rolledBack, complete.failed, complete.skipped], [8, 0, 2, 0, 6]);
 
@@ -67,7 +67,7 @@ describe('integration: the rollback threshold halts a rollout of bad firmware', 
     for (const id of later) {
       const r = by.get(id)!;
       assert.deepEqual([r.outcome, r.code], ['skipped', 'campaign-halted'], id);
-      assert.match(r.reason ?? '', /rollout stopped before this device was activated \(2 of 2 finished devices rolled back, threshold 20 %\)/);
+      assert.match(r.reason ?? '', /rollout stopped before this device was activated \(2 of 2 finished devices rolled back \(counted as 4: 50 % of the 8 targets\), threshold 20 %\)/);
       assert.ok(!(seen.get(id) ?? []).some((e) => e.type === 'activated'), `${id} was never activated`);
     }
     // the devices not started were never offered the image and were told why

@@ -225,7 +225,7 @@ describe('integration: bad firmware and busy devices', function () {
     rig = undefined;
   });
 
-  it('an image that fails its self-test comes back rolled back on the old version; a busy device is skipped', async () => {
+  it('an image that fails its self-test comes back rolled back on the old version; a busy device waits for its check-in and is left out when the rollout halts', async () => {
     rig = await Rig.start({ devices: 3, faults: (i) => (i === 0 ? { busy: true } : undefined) });
     const { image, manifest } = sampleImage({ version: '1.2.0', size: 32 * 1024, selftest: 'fail' });
     await rig.client.connect();
@@ -234,7 +234,7 @@ describe('integration: bad firmware and busy devices', function () {
     assert.deepEqual([complete.updated, complete.rolledBack, complete.skipped], [0, 2, 1]);
     const results = new Map(ofType<ResultMessage>(rig.events, 'result').map((r) => [r.id, r]));
     const [busy, a, b] = rig.sims.devices;
-    assert.deepEqual([results.get(busy!.id)?.outcome, results.get(busy!.id)?.code], ['skipped', 'busy']);
+    assert.deepEqual([results.get(busy!.id)?.outcome, results.get(busy!.id)?.code], ['skipped', 'campaign-halted'], 'busy: pending, never offered once the two rolled back');
     for (const d of [a!, b!]) {
       assert.deepEqual([results.get(d.id)?.outcome, results.get(d.id)?.code], ['rolled-back', 'self-test-failed'], d.id);
       assert.equal(d.running?.version, '1.0.0', `${d.id} runs its old image`);

@@ -154,7 +154,7 @@ describe('integration: maintenance windows, check-in and deferred devices', func
     assert.ok(accepted.length >= 2 && accepted.at(-1)!.resumed && accepted.at(-1)!.next > 0, `resumed in the next window: ${JSON.stringify(accepted)}`);
   });
 
-  it('a device that never checks in ends skipped / deferred when the campaign expires; complete comes then', async () => {
+  it('a device that never checks in ends expired when the campaign expires; complete comes then', async () => {
     const clock = new FakeWallClock('2026-11-22T02:05:00Z');
     rig = await Rig.start({ devices: 2, config: { windows: WINDOWS }, wallClock: clock });
     const gone = rig.sims.devices[1]!;
@@ -167,9 +167,9 @@ describe('integration: maintenance windows, check-in and deferred devices', func
     assert.equal(ofType(rig.events, 'complete').length, 0, 'the campaign waits for the offline device');
     clock.moveTo('2026-11-29T02:06:00Z'); // past the default expiry of 7 days
     const complete = await rig.client.follow(campaign);
-    assert.deepEqual([complete.updated, complete.skipped], [1, 1], JSON.stringify(complete));
+    assert.deepEqual([complete.updated, complete.skipped, complete.expired], [1, 0, 1], JSON.stringify(complete));
     const r = ofType(rig.events, 'result').find((x) => x.id === gone.id);
-    assert.equal(r?.code, 'deferred');
+    assert.deepEqual([r?.outcome, r?.code], ['expired', 'expired']);
     assert.match(r?.reason ?? '', /expired/);
   });
 

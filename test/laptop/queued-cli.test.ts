@@ -67,6 +67,11 @@ class QueuingGateway {
         });
         return this.reply({ t: 'fleet', now: Date.now(), devices: [] }); // §7.11.4: the fleet report follows the state
       }
+      case 'cancel':
+      case 'retry':
+      case 'resume':
+      case 'plan':
+        return this.reply({ t: 'deny', code: 'state', reason: 'not in these tests' });
       default: {
         const never: never = m;
         return never;

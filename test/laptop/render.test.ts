@@ -148,6 +148,30 @@ describe('fwpush rendering', () => {
       assert.equal(exitCodeFor(s), 1);
     });
 
+    it('done with the online devices, the rest pending at their check-in -> exit 7; a failure among them still exits 1', () => {
+      const updated = (id: string): ResultMessage => ({ t: 'result', campaign: C, id, outcome: 'updated', code: 'ok', from: '1.0.0', to: '1.1.0', durationMs: 900, retries: 0 });
+      const waiting = { t: 'waiting' as const, campaign: C, pending: 2, devices: [{ id: 'dev-003', reason: 'offline' }, { id: 'dev-004', reason: 'offline' }], expiresAt: Date.UTC(2026, 11, 14) };
+      const s = summarise({ campaign: C, image: IMAGE, order: { ...order, excluded: [] }, results: [updated('dev-001'), updated('dev-002')], durationMs: 5000, waiting });
+      assert.deepEqual([s.ok, s.updated, s.pending, s.failed], [false, 2, 2, 0]);
+      assert.match(s.message, /^done with the devices that were online: 2 updated; 2 pending at their check-in until 2026-12-14T00:00:00Z/);
+      assert.equal(exitCodeFor(s), EXIT.pending);
+      assert.equal(EXIT.pending, 7);
+      const failed: ResultMessage = { ...updated('dev-002'), outcome: 'failed', code: 'timeout' };
+      assert.equal(exitCodeFor(summarise({ campaign: C, image: IMAGE, order: { ...order, excluded: [] }, results: [updated('dev-001'), failed], durationMs: 5000, waiting })), EXIT.devicesFailed);
+      // once the campaign completed, nothing is pending any more
+      const complete: CompleteMessage = { t: 'complete', campaign: C, devices: 2, updated: 2, failed: 0, rolledBack: 0, skipped: 0, durationMs: 1 };
+      assert.equal(summarise({ campaign: C, image: IMAGE, order: { ...order, excluded: [] }, results: [updated('dev-001')], durationMs: 1, waiting, complete }).pending, 0);
+    });
+
+    it('a cancelled campaign (devices left on their old image, none failed) -> exit 8', () => {
+      const r = (id: string, outcome: ResultMessage['outcome'], code: ResultMessage['code']): ResultMessage => ({ t: 'result', campaign: C, id, outcome, code, from: '1.0.0', to: '1.1.0', durationMs: 10, retries: 0 });
+      const s = summarise({ campaign: C, image: IMAGE, order: { ...order, excluded: [] }, results: [r('dev-001', 'updated', 'ok'), r('dev-002', 'cancelled', 'cancelled'), r('dev-003', 'cancelled', 'cancelled'), r('dev-004', 'cancelled', 'cancelled')], durationMs: 10 });
+      assert.deepEqual([s.updated, s.cancelled], [1, 3]);
+      assert.equal(exitCodeFor(s), EXIT.cancelled);
+      assert.equal(EXIT.cancelled, 8);
+      assert.equal(exitCodeFor(summarise({ campaign: C, image: IMAGE, order: { ...order, excluded: [] }, results: [r('dev-001', 'failed', 'timeout'), r('dev-002', 'cancelled', 'cancelled')], durationMs: 10 })), EXIT.devicesFailed);
+    });
+
     it('no device targeted -> exit 3, naming why they were skipped', () => {
       const excluded: ResultMessage[] = [
         { t: 'result', campaign: C, id: 'dev-005', outcome: 'skipped', code: 'not-newer', from: '1.1.0', to: '1.1.0', durationMs: 0, retries: 0 },
@@ -163,7 +187,8 @@ describe('fwpush rendering', () => {
 
     it('keeps the summary keys scripts rely on', () => {
       assert.deepEqual(Object.keys(summarise(record())).sort(), [
-        'campaign', 'devices', 'durationMs', 'event', 'failed', 'image', 'message', 'ok', 'order', 'rolledBack', 'skipped', 'targeted', 'updated',
+        'campaign', 'cancelled', 'devices', 'durationMs', 'event', 'expired', 'failed', 'image', 'message', 'ok', 'order', 'pending', 'rolledBack', 'skipped',
+        'superseded', 'targeted', 'updated',
       ]);
     });
 

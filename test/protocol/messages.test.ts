@@ -13,7 +13,7 @@ import {
   encodeGatewayMessage, gatewayMessage, type DeviceMessage, type GatewayMessage,
 } from '../../protocol/ota.ts';
 import {
-  DenyCodes, DevicePhases, Outcomes, ResultCodes, decodeGatewayUplinkMessage, decodeLaptopMessage,
+  CampaignPolicies, DenyCodes, DevicePhases, Outcomes, ResultCodes, RetryOutcomes, decodeGatewayUplinkMessage, decodeLaptopMessage,
   encodeUplinkMessage, gatewayUplinkMessage, laptopMessage, type GatewayUplinkMessage, type LaptopMessage,
 } from '../../protocol/uplink.ts';
 import { compareVersions, isOlder, isValidVersion } from '../../protocol/version.ts';
@@ -115,7 +115,17 @@ const laptopArbs: Record<LaptopMessage['t'], fc.Arbitrary<unknown>> = {
   rts: rec({ t: fc.constant('rts'), manifest }, ['t', 'manifest']),
   data: rec({ t: fc.constant('data'), off: u32, data: bytes(0, 4096) }, ['t', 'off', 'data']),
   commit: rec({ t: fc.constant('commit') }, ['t']),
-  status: rec({ t: fc.constant('status') }, ['t']),
+  status: rec({ t: fc.constant('status'), campaign: text(64, 1) }, ['t']),
+  cancel: rec({ t: fc.constant('cancel'), campaign: text(64, 1) }, ['t']),
+  retry: rec({
+    t: fc.constant('retry'), campaign: text(64, 1), outcomes: fc.subarray([...RetryOutcomes], { minLength: 1 }), policy: fc.constantFrom(...CampaignPolicies), force: bool,
+  }, ['t', 'campaign', 'outcomes']),
+  resume: rec({ t: fc.constant('resume'), campaign: text(64, 1) }, ['t', 'campaign']),
+  plan: rec({
+    t: fc.constant('plan'), manifest, downgrade: bool, only: fc.array(text(64, 1), { minLength: 1, maxLength: 4 }), group: text(64, 1),
+    waves: fc.array(fc.oneof(rec({ count: fc.integer({ min: 1, max: 1000 }) }, ['count']), rec({ pct: fc.integer({ min: 1, max: 100 }) }, ['pct'])), { minLength: 1, maxLength: 4 }),
+    waveGate: fc.integer({ min: 1, max: 100 }), wavePause: bool, requireOnline: fc.integer({ min: 1, max: 1000 }),
+  }, ['t', 'manifest']),
 };
 
 const campaign = text(64, 1);
@@ -127,11 +137,14 @@ const orderEntry = rec({
 const imageRef = rec({ name: text(64), version: anyVersion, sha256 }, ['name', 'version', 'sha256']);
 const excludedEntry = rec({ id: deviceId, code: fc.constantFrom(...ResultCodes), reason: text(), version: anyVersion }, ['id', 'code', 'reason']);
 const count = fc.integer({ min: 0, max: 0xffff_ffff });
+const preflight = rec({
+  eligibleOnline: count, eligibleOffline: count, notNewer: count, otherHw: count, belowFloor: count, busy: count, notTargeted: count,
+}, ['eligibleOnline', 'eligibleOffline', 'notNewer', 'otherHw', 'belowFloor', 'busy', 'notTargeted']);
 const epochMs = fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER });
 
 const gatewayUplinkArbs: Record<GatewayUplinkMessage['t'], fc.Arbitrary<unknown>> = {
   hello: hello('gateway'),
-  grant: rec({ t: fc.constant('grant'), sha256, offset: u32, chunk: fc.integer({ min: 1, max: 16_384 }) }, ['t', 'sha256', 'offset', 'chunk']),
+  grant: rec({ t: fc.constant('grant'), sha256, offset: u32, chunk: fc.integer({ min: 1, max: 16_384 }), stored: fc.constant(true), preflight }, ['t', 'sha256', 'offset', 'chunk']),
   deny: rec({ t: fc.constant('deny'), code: fc.constantFrom(...DenyCodes), reason: text() }, ['t', 'code', 'reason']),
   committed: rec({ t: fc.constant('committed'), ok: bool, sha256, code: text(), reason: text(), campaign }, ['t', 'ok', 'sha256']),
   order: rec({
@@ -162,6 +175,15 @@ const gatewayUplinkArbs: Record<GatewayUplinkMessage['t'], fc.Arbitrary<unknown>
     }, ['id', 'hw', 'version', 'online', 'lastCheckIn']), { maxLength: 5 }),
     more: count,
   }, ['t', 'now', 'devices']),
+  waiting: rec({
+    t: fc.constant('waiting'), campaign, pending: count, devices: fc.array(rec({ id: deviceId, reason: text() }, ['id', 'reason']), { maxLength: 5 }),
+    expiresAt: epochMs, pausedBeforeWave: fc.integer({ min: 1, max: 16 }),
+  }, ['t', 'campaign', 'pending', 'devices']),
+  accepted: rec({ t: fc.constant('accepted'), request: fc.constantFrom('cancel', 'retry', 'resume'), campaign, reason: text() }, ['t', 'request', 'campaign']),
+  planned: rec({
+    t: fc.constant('planned'), image: imageRef, devices: fc.array(orderEntry, { maxLength: 5 }), excluded: fc.array(excludedEntry, { maxLength: 5 }),
+    excludedMore: count, preflight, etaMs: num,
+  }, ['t', 'image', 'devices', 'excluded', 'preflight']),
 };
 
 // ---------------------------------------------------------------- the four directions

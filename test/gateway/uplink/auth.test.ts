@@ -36,8 +36,9 @@ class FakeLink extends EventEmitter {
 const image = new Uint8Array(200).map((_, i) => i);
 const manifest = manifestForImage(image, { name: 'sensor-fw', version: '1.2.0', hw: ['sensor-v1'], chunk: 64 });
 
-/** A store that opens every upload at offset 0 and does nothing else. */
+/** A store that holds no image, opens every upload at offset 0 and does nothing else. */
 const store = {
+  has: () => false,
   beginUpload: async (m: typeof manifest): Promise<Upload> => ({
     manifest: m, offset: 0, write: async () => undefined, commit: async () => { throw new Error('not in these tests'); },
     abandon: async () => undefined, discard: async () => undefined,
@@ -47,6 +48,15 @@ const store = {
 const newKey = (): { key: TechnicianKey; publicKey: string } => {
   const k = generateSigningKey();
   return { key: technicianKey(parsePrivateKey(k.privateKeyPem)), publicKey: k.publicKeyPem };
+};
+
+/** The campaign requests these tests do not use. */
+const noCampaignControl = {
+  preflight: () => Promise.resolve({ eligibleOnline: 0, eligibleOffline: 0, notNewer: 0, otherHw: 0, belowFloor: 0, busy: 0, notTargeted: 0 }),
+  cancel: (): string => { throw new Error('not in these tests'); },
+  retry: () => Promise.reject(new Error('not in these tests')),
+  resume: (): void => { throw new Error('not in these tests'); },
+  plan: () => Promise.reject(new Error('not in these tests')),
 };
 
 /** Deterministic challenges: 32 bytes of 1, then of 2, … */
@@ -62,6 +72,7 @@ function session(uplink: ConfigInput['uplink']): { link: FakeLink; s: UplinkSess
     link: link as unknown as UplinkLink, store, config: config.uplink, log: silentLogger(), agent: 'fwgate/test',
     keyRing: new KeyRing([]), allowUnsigned: true,
     busyReason: () => undefined, campaignState: () => [{ t: 'state', running: false }], onImageStored: () => Promise.reject(new Error('not in these tests')),
+    ...noCampaignControl,
     randomBytes: counterRandom(),
   });
   return {
