@@ -135,8 +135,8 @@ export function parseArgs(argv: readonly string[], output?: OutputConfiguration)
 
 /** `--waves 1,10%,100%` as wave sizes; undefined for a malformed list (the caller names the flag). */
 export function parseWaves(text: string): WaveSize[] | undefined {
-  const parts = text.split(',').map((p) => p.trim()).filter(Boolean);
-  if (parts.length === 0 || parts.length > 16) return undefined;
+  const parts = text.split(',').map((p) => p.trim());
+  if (parts.length > 16 || parts.some((p) => p === '')) return undefined;
   const out: WaveSize[] = [];
   for (const p of parts) {
     const pct = /^(\d{1,3})%$/.exec(p);

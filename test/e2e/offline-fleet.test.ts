@@ -162,6 +162,41 @@ describe('end to end: a fleet that is not always online', function () {
     assert.deepEqual([stored.version, stored.seq], ['1.2.0', 2], 'the new manifest is the stored one');
   });
 
+  it('kill -9 while a campaign has only its first journal record (queued for a window), restart: it runs on the fleet the gateway knows, not on an empty one', async () => {
+    const { techKey, port, gwArgs } = await setup();
+    const image = makeSampleImage({ name: 'sensor-fw', version: '1.1.0', hw: HW, size: 32 * 1024 });
+    const imagePath = join(dir, 'fw.bin');
+    await writeFile(imagePath, image);
+    // first run: a maintenance window once a year, so the campaign is queued (its journal holds only the campaign record)
+    const cfg = JSON.parse(await readFile(join(dir, 'gateway.json'), 'utf8')) as Record<string, unknown>;
+    await writeFile(join(dir, 'gateway.json'), JSON.stringify({ ...cfg, windows: { list: [{ cron: '0 3 1 1 *', durationMin: 60, timeZone: 'UTC' }] } }));
+    const first = startTs('fwgate', 'gateway/cli.ts', ['--serial', pty!.a, ...gwArgs], { stderr: 'ignore' });
+    procs.push(first);
+    await first.waitForLine(/^fwgate ready/, 30_000);
+    const sim = startSim(port, 'dev', 4);
+    await sim.waitForLine(() => connected(sim) >= 4, 60_000);
+    await waitUntil(async () => (await readFleetFile(join(dir, 'gw', 'fleet.json')).catch(() => undefined))?.devices.length === 4, 20_000, 'four devices in fleet.json');
+    const queued = await fwpush(['--tech-key', techKey, imagePath, '--name', 'sensor-fw', '--version', '1.1.0', '--hw', HW, '--sign-key', testKeyFiles().key, '--seq', '1', '--in-window']);
+    assert.equal(queued.code, 0, JSON.stringify(queued.events.slice(-2)));
+    const campaign = String(queued.events.at(-1)?.campaign);
+    assert.equal((await journalOf(campaign)).records, 1, 'only the campaign record');
+    first.child.kill('SIGKILL');
+    await first.exited;
+
+    // second run: no windows (a window campaign runs at once), the devices not reconnected yet when it resumes
+    await writeFile(join(dir, 'gateway.json'), JSON.stringify(cfg));
+    const second = startTs('fwgate', 'gateway/cli.ts', gwArgs, { stderr: 'ignore' });
+    procs.push(second);
+    await second.waitForLine(/^fwgate ready/, 30_000);
+    await waitUntil(async () => (await journalOf(campaign)).complete !== undefined, 90_000, `campaign ${campaign} complete`);
+    const j = await journalOf(campaign);
+    assert.equal(j.complete?.updated, 4, JSON.stringify(j.complete));
+    for (let i = 0; i < 4; i++) {
+      const slot = await running('dev', fleetDeviceId('dev', i));
+      assert.deepEqual([slot.state, slot.version], ['confirmed', '1.1.0'], fleetDeviceId('dev', i));
+    }
+  });
+
   it('fwpush cancel during the transfers: every device keeps a bootable old image, the journal says cancelled', async () => {
     const { techKey, port, startGateway } = await setup();
     const image = makeSampleImage({ name: 'sensor-fw', version: '1.1.0', hw: HW, size: 1024 * 1024 });

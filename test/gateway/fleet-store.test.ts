@@ -145,6 +145,22 @@ describe('fleet store (fleet.json)', () => {
     assert.equal(fleet2.get('dev-1')?.link?.bps, 50_000, 'learned figures kept at the check-in');
   });
 
+  it('a device that failed or rolled back twice in a row is suspect (flagged in the report) until it updates', async () => {
+    const store = await open();
+    store.checkIn({ id: 'dev-1', hw: 'sensor-v1', version: '1.0.0' });
+    store.noteResult(result('dev-1', { outcome: 'rolled-back', code: 'self-test-failed', campaign: 'c-1' }));
+    assert.equal(store.isSuspect('dev-1'), false, 'one failure is bad luck');
+    store.checkIn({ id: 'dev-1', hw: 'sensor-v1', version: '1.0.0' }); // a check-in keeps the streak
+    store.noteResult(result('dev-1', { outcome: 'failed', code: 'integrity-failure', campaign: 'c-2' }));
+    assert.equal(store.isSuspect('dev-1'), true);
+    assert.equal(store.message().devices[0]?.suspect, true);
+    store.noteResult(result('dev-1', { outcome: 'skipped', code: 'busy', campaign: 'c-3' }));
+    assert.equal(store.isSuspect('dev-1'), true, 'a skip is no evidence either way');
+    store.noteResult(result('dev-1', { campaign: 'c-4' }));
+    assert.equal(store.isSuspect('dev-1'), false, 'an update clears it');
+    assert.equal(store.message().devices[0]?.suspect, undefined);
+  });
+
   it('writes at most once per interval, the changes of the interval together, and once more at close', async () => {
     const store = await open();
     const path = join(dir, FLEET_FILE);

@@ -38,6 +38,61 @@ describe('gateway/store', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
+  async function storeOne(store: ImageStore, size = 8192): Promise<{ data: Buffer; manifest: Manifest }> {
+    const img = image(size);
+    const up = await store.beginUpload(img.manifest);
+    await writeAll(up, img.data, 4096);
+    await up.commit();
+    return img;
+  }
+
+  it('read() verifies the digest of what it reads back: a rotten copy is quarantined and never served (E_IMAGE_CORRUPT)', async () => {
+    const store = await open();
+    const { manifest } = await storeOne(store);
+    const bin = join(dir, 'images', `${manifest.sha256}.bin`);
+    const bytes = await readFile(bin);
+    bytes[17] = bytes[17]! ^ 1; // same size, one bit off
+    await writeFile(bin, bytes);
+    await assert.rejects(store.read(manifest.sha256), fwCode('E_IMAGE_CORRUPT', { sha256: manifest.sha256 }));
+    assert.equal(store.has(manifest.sha256), false, 'forgotten');
+    assert.ok((await readdir(join(dir, 'quarantine'))).some((n) => n.endsWith(`${manifest.sha256}.bin`)), 'moved to quarantine');
+    await assert.rejects(store.read(manifest.sha256), fwCode('E_IMAGE_NOT_FOUND'));
+  });
+
+  it('verify() re-hashes the file on disk: true while it matches, false (and quarantined) once it does not', async () => {
+    const store = await open();
+    const { manifest } = await storeOne(store);
+    assert.equal(await store.verify(manifest.sha256), true);
+    await writeFile(join(dir, 'images', `${manifest.sha256}.bin`), Buffer.alloc(8192));
+    assert.equal(await store.verify(manifest.sha256), false);
+    assert.equal(store.has(manifest.sha256), false);
+    assert.equal(await store.verify('0'.repeat(64)), false, 'an image it does not hold');
+  });
+
+  it('adoptManifest(): a new manifest for stored bytes replaces the stored one durably; one that names other sizes is refused', async () => {
+    const store = await open();
+    const { manifest } = await storeOne(store);
+    const newer = { ...manifest, version: '1.3.0', seq: 5 };
+    const adopted = await store.adoptManifest(newer);
+    assert.deepEqual([adopted.manifest.version, adopted.manifest.seq], ['1.3.0', 5]);
+    assert.equal(store.get(manifest.sha256)?.manifest.version, '1.3.0');
+    const reopened = await open();
+    assert.equal(reopened.get(manifest.sha256)?.manifest.version, '1.3.0', 'kept across a restart');
+    await assert.rejects(store.adoptManifest({ ...manifest, size: manifest.size + 1 }), fwCode('E_MANIFEST_INVALID'));
+    await assert.rejects(store.adoptManifest({ ...manifest, sha256: 'f'.repeat(64) }), fwCode('E_IMAGE_NOT_FOUND'));
+  });
+
+  it('at start-up a stored manifest that checkManifest distrusts (its signature) is quarantined, never served', async () => {
+    const first = await open();
+    const { manifest } = await storeOne(first);
+    const trusted = await open({ checkManifest: () => undefined });
+    assert.ok(trusted.has(manifest.sha256));
+    const distrusting = await open({ checkManifest: (m) => (m.sha256 === manifest.sha256 ? 'manifest has no signature' : undefined) });
+    assert.equal(distrusting.has(manifest.sha256), false);
+    assert.ok(logs.some((l) => l.includes(`quarantined image ${manifest.sha256}`) && l.includes('manifest has no signature')), logs.join('\n'));
+    assert.ok((await readdir(join(dir, 'quarantine'))).some((n) => n.endsWith(`${manifest.sha256}.json`)));
+  });
+
   it('creates its directories', async () => {
     await open();
     assert.deepEqual((await readdir(dir)).sort(), ['images', 'partial', 'quarantine']);

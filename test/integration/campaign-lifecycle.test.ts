@@ -1,0 +1,147 @@
+import assert from 'node:assert/strict';
+import { readFile, writeFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { SimEvent } from '../../device-sim/device.ts';
+import { controlCall } from '../../gateway/control.ts';
+import { parseJournal } from '../../gateway/rollout/journal.ts';
+import type { GatewayUplinkMessage } from '../../protocol/uplink.ts';
+import { Rig, sampleImage } from '../helpers/rig.ts';
+import { waitUntil } from '../helpers/wait.ts';
+import { signed } from '../helpers/keys.ts';
+
+/**
+ * The campaign lifecycle with a real gateway, broker, serial pty and simulated devices
+ * (docs/operations.md "Campaigns for a fleet that is not always online", docs/protocol.md §7.3.6,
+ * §7.12): waves and their gate, pause and resume, retry, cancel from the host, a rotten stored
+ * copy. Outcomes are read from the devices (their events and running slot) and the journal.
+ */
+const ofType = <T extends GatewayUplinkMessage['t']>(events: GatewayUplinkMessage[], t: T): Extract<GatewayUplinkMessage, { t: T }>[] =>
+  events.filter((e): e is Extract<GatewayUplinkMessage, { t: T }> => e.t === t);
+
+function offersOf(r: Rig): Map<string, number> {
+  const offers = new Map<string, number>();
+  for (const d of r.sims.devices) d.on('event', (e: SimEvent) => {
+    if (e.type === 'offer-accepted') offers.set(d.id, (offers.get(d.id) ?? 0) + 1);
+  });
+  return offers;
+}
+
+describe('integration: campaign lifecycle (waves, pause, retry, cancel, a rotten stored copy)', function () {
+  this.timeout(90_000);
+  let rig: Rig | undefined;
+  afterEach(async () => {
+    await rig?.stop();
+    rig = undefined;
+  });
+
+  it('a canary wave that fails stops the campaign at the wave gate: later waves are never offered the image', async () => {
+    rig = await Rig.start({ devices: 5, faults: (i) => (i === 0 ? { failSelfTest: true } : undefined) });
+    const offers = offersOf(rig);
+    const { image, manifest } = sampleImage({ version: '1.1.0', size: 16 * 1024 });
+    await rig.client.connect();
+    const { campaign } = await rig.client.push(manifest, image, { waves: [{ count: 1 }, { pct: 100 }] });
+    const complete = await rig.client.follow(campaign);
+    assert.equal(complete.halted?.code, 'wave-gate', JSON.stringify(complete));
+    const order = ofType(rig.events, 'order')[0]!;
+    assert.deepEqual(order.devices.map((d) => [d.id, d.wave]), [['dev-001', 1], ...['dev-002', 'dev-003', 'dev-004', 'dev-005'].map((id) => [id, 2])].sort((a, b) => Number(a[1]) - Number(b[1])) as never);
+    const results = new Map(ofType(rig.events, 'result').map((r) => [r.id, r]));
+    assert.deepEqual([results.get('dev-001')?.outcome, results.get('dev-001')?.code], ['rolled-back', 'self-test-failed']);
+    for (const d of rig.sims.devices.slice(1)) {
+      assert.deepEqual([results.get(d.id)?.outcome, results.get(d.id)?.code], ['skipped', 'campaign-halted'], d.id);
+      assert.equal(offers.get(d.id), undefined, `${d.id} was never offered the image`);
+      assert.equal(d.running?.version, '1.0.0');
+    }
+  });
+
+  it('--wave-pause: after the first wave the campaign waits (no offer to the next wave) until resume', async () => {
+    rig = await Rig.start({ devices: 4 });
+    const offers = offersOf(rig);
+    const { image, manifest } = sampleImage({ version: '1.1.0', size: 16 * 1024 });
+    await rig.client.connect();
+    const { campaign } = await rig.client.push(manifest, image, { waves: [{ count: 2 }, { pct: 100 }], wavePause: true });
+    const paused = await rig.client.followUntilWaiting(campaign);
+    assert.equal(paused.t, 'waiting');
+    assert.equal(paused.t === 'waiting' && paused.pausedBeforeWave, 2);
+    // the event sequence so far: wave 1's two devices updated, nobody of wave 2 offered
+    assert.deepEqual(ofType(rig.events, 'result').map((r) => [r.id, r.outcome]), [['dev-001', 'updated'], ['dev-002', 'updated']].sort() as never);
+    assert.deepEqual([offers.get('dev-003'), offers.get('dev-004')], [undefined, undefined]);
+    const accepted = await rig.client.control({ t: 'resume', campaign });
+    assert.deepEqual([accepted.request, accepted.campaign], ['resume', campaign]);
+    const complete = await rig.client.follow(campaign);
+    assert.equal(complete.updated, 4);
+    for (const d of rig.sims.devices) assert.equal(d.running?.version, '1.1.0', d.id);
+    // resume of a campaign that is not paused is refused
+    await assert.rejects(rig.client.control({ t: 'resume', campaign }), /unknown-campaign/);
+  });
+
+  it('retry --rolled-back: a new campaign from the stored manifest for exactly the device that rolled back, with no upload', async () => {
+    rig = await Rig.start({ devices: 3, faults: (i) => (i === 1 ? { failSelfTest: true } : undefined) });
+    const { image, manifest } = sampleImage({ version: '1.1.0', size: 16 * 1024 });
+    await rig.client.connect();
+    const { campaign } = await rig.client.push(manifest, image);
+    const first = await rig.client.follow(campaign);
+    assert.deepEqual([first.updated, first.rolledBack], [2, 1]);
+    const bad = rig.sims.devices[1]!;
+    bad.setFaults({ failSelfTest: undefined });
+    const storedBefore = await readdir(join(rig.dir, 'gateway', 'store', 'images'));
+    await assert.rejects(rig.client.control({ t: 'retry', campaign, outcomes: ['failed'] }), /nothing-to-retry/);
+    const accepted = await rig.client.control({ t: 'retry', campaign, outcomes: ['rolled-back'] });
+    assert.notEqual(accepted.campaign, campaign);
+    const complete = await rig.client.follow(accepted.campaign);
+    assert.deepEqual([complete.devices, complete.updated], [1, 1], JSON.stringify(complete));
+    const order = ofType(rig.events, 'order').find((o) => o.campaign === accepted.campaign)!;
+    assert.deepEqual(order.devices.map((d) => d.id), [bad.id]);
+    assert.equal(bad.running?.version, '1.1.0');
+    assert.deepEqual(await readdir(join(rig.dir, 'gateway', 'store', 'images')), storedBefore, 'nothing new stored');
+    const journal = parseJournal(await readFile(join(rig.dir, 'gateway', 'journal', `${accepted.campaign}.jsonl`), 'utf8')).state;
+    assert.deepEqual([journal.retryOf, journal.targets], [campaign, [bad.id]]);
+  });
+
+  it('fwgate campaign cancel (the control socket) on a queued campaign: every device ends cancelled, none is offered, the history says cancelled', async () => {
+    rig = await Rig.start({ devices: 2, config: { windows: { list: [{ cron: '0 3 1 1 *', durationMin: 60, timeZone: 'UTC' }] } } });
+    const offers = offersOf(rig);
+    const { image, manifest } = sampleImage({ version: '1.1.0', size: 16 * 1024 });
+    await rig.client.connect();
+    const { campaign, committed } = await rig.client.push(manifest, image, { policy: 'window' });
+    assert.ok(committed.queued, 'queued for the window');
+    const dataDir = join(rig.dir, 'gateway');
+    const unknown = await controlCall(dataDir, { op: 'cancel', campaign: 'c-nope' });
+    assert.deepEqual([unknown.ok, !unknown.ok && unknown.code], [false, 'E_UNKNOWN_CAMPAIGN']);
+    const a = await controlCall(dataDir, { op: 'cancel', campaign });
+    assert.deepEqual(a, { ok: true, campaign });
+    const path = join(dataDir, 'journal', `${campaign}.jsonl`);
+    await waitUntil(async () => parseJournal(await readFile(path, 'utf8')).state.complete !== undefined, 20_000, 'the cancelled campaign to complete');
+    const j = parseJournal(await readFile(path, 'utf8')).state;
+    assert.equal(j.lastState?.state, 'cancelled');
+    assert.deepEqual([...j.results.values()].map((r) => [r.id, r.outcome, r.code]).sort(), [['dev-001', 'cancelled', 'cancelled'], ['dev-002', 'cancelled', 'cancelled']]);
+    assert.equal(j.complete?.cancelled, 2);
+    assert.equal(offers.size, 0, 'no device was offered the image');
+    const again = await controlCall(dataDir, { op: 'cancel', campaign });
+    assert.equal(again.ok, false, 'a finished campaign cannot be cancelled');
+  });
+
+  it('a stored copy that rotted on disk is not served: the next push of the same image re-checks it, quarantines it and uploads afresh', async () => {
+    rig = await Rig.start({ devices: 2 });
+    const v1 = sampleImage({ version: '1.1.0', size: 16 * 1024 });
+    await rig.client.connect();
+    const first = await rig.client.push(v1.manifest, v1.image);
+    assert.equal((await rig.client.follow(first.campaign)).updated, 2);
+    // flip one byte of the stored image
+    const bin = join(rig.dir, 'gateway', 'store', 'images', `${v1.manifest.sha256}.bin`);
+    const bytes = await readFile(bin);
+    bytes[100] = bytes[100]! ^ 0xff;
+    await writeFile(bin, bytes);
+    // the same bytes under a newer manifest (so the devices take it): the gateway must not trust its copy
+    const v2 = { ...v1.manifest, version: '1.2.0', seq: 2 };
+    const m2 = signed({ ...v2, signature: undefined });
+    const grant = await rig.client.requestToSend(m2);
+    assert.equal(grant.offset, 0, 'the rotten copy is not offered as stored: the upload starts at 0');
+    assert.equal(grant.stored, undefined);
+    assert.ok((await readdir(join(rig.dir, 'gateway', 'store', 'quarantine'))).some((n) => n.endsWith(`${v1.manifest.sha256}.bin`)), 'quarantined');
+    await rig.client.upload(v1.image, grant);
+    const c = await rig.client.commit();
+    const complete = await rig.client.follow(c.campaign);
+    assert.deepEqual([complete.updated, complete.failed], [2, 0]);
+    for (const d of rig.sims.devices) assert.equal(d.running?.version, '1.2.0');
+  });
+});
