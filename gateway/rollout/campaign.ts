@@ -206,6 +206,8 @@ export class Campaign extends EventEmitter<CampaignEvents> {
   /** Set while paused between waves: resumeWaves() calls it. */
   private unpause: (() => void) | undefined;
   private lastWaiting: WaitingMessage | undefined;
+  /** Earlier turns of a device that ended waiting (busy, offline, a window): their time and attempts count in its result. */
+  private readonly earlierTurns = new Map<string, { ms: number; attempts: number }>();
   /** Wakes the dispatch loop (a release, a cancel, a resume). */
   private poke: () => void = () => undefined;
 
@@ -668,10 +670,16 @@ export class Campaign extends EventEmitter<CampaignEvents> {
   private async update(entry: OrderEntry, bounds: WindowBounds, bandwidth: TokenBucket | undefined, onTransferred: () => void, pastActivate: boolean): Promise<TurnEnd> {
     const { fleet, channel, config, timers, log } = this.deps;
     const manifest = this.image.manifest;
+    const earlier = this.earlierTurns.get(entry.id) ?? { ms: 0, attempts: 0 };
     const notStarted = (outcome: ResultMessage['outcome'], code: ResultMessage['code'], reason: string): TurnEnd => {
       this.progress(entry.id, outcome === 'updated' ? 'done' : outcome, this.tracks.get(entry.id)?.bytes ?? 0, true);
-      this.pushResult({ t: 'result', campaign: this.id, id: entry.id, outcome, code, reason, from: entry.from, to: manifest.version, durationMs: 0, retries: 0 });
+      this.pushResult({ t: 'result', campaign: this.id, id: entry.id, outcome, code, reason, from: entry.from, to: manifest.version, durationMs: Math.round(earlier.ms), retries: earlier.attempts });
       return { final: true };
+    };
+    /** The turn ends waiting: its time and attempts are kept for the device's result. */
+    const waits = (end: TurnEnd & { final: false }, ran: { durationMs: number; retries: number }): TurnEnd => {
+      this.earlierTurns.set(entry.id, { ms: earlier.ms + ran.durationMs, attempts: earlier.attempts + ran.retries + 1 });
+      return end;
     };
     // every targeted device gets exactly one final result, also when it never started
     if (this.abort.signal.aborted) return notStarted('failed', 'cancelled', 'campaign cancelled before this device started');
@@ -728,14 +736,15 @@ export class Campaign extends EventEmitter<CampaignEvents> {
     // stopped by a halt, a window's close or the expiry (not by a cancel): not activated, so it
     // still runs its old image
     const stoppedBy = stop.signal.aborted && !this.abort.signal.aborted && rest.code === 'cancelled' ? this.stopReasons.get(entry.id) : undefined;
-    if (stoppedBy === 'window') return { final: false, wait: 'window', reason: 'the maintenance window closed' };
-    if (rest.code === 'deferred' && !this.expired) return { final: false, wait: 'window', reason: rest.reason ?? 'waits for a window' };
+    if (stoppedBy === 'window') return waits({ final: false, wait: 'window', reason: 'the maintenance window closed' }, rest);
+    if (rest.code === 'deferred' && !this.expired) return waits({ final: false, wait: 'window', reason: rest.reason ?? 'waits for a window' }, rest);
     if (stoppedBy === 'cancel') this.abortOnDevice(entry.id, session.openSid, stoppedBy);
     if (this.deps.checkIn && !this.expired && !this.halted && this.cancelled === undefined) {
-      if (rest.code === 'offline') return { final: false, wait: 'check-in', reason: rest.reason ?? 'offline' };
-      if (rest.code === 'busy' && !this.deps.checkIn.force) return { final: false, wait: 'busy', reason: rest.reason ?? 'busy' };
+      if (rest.code === 'offline') return waits({ final: false, wait: 'check-in', reason: rest.reason ?? 'offline' }, rest);
+      if (rest.code === 'busy' && !this.deps.checkIn.force) return waits({ final: false, wait: 'busy', reason: rest.reason ?? 'busy' }, rest);
     }
-    let r: typeof rest = rest;
+    // earlier turns (deferred, busy, offline) count in the device's time and attempts
+    let r: typeof rest = { ...rest, durationMs: rest.durationMs + Math.round(earlier.ms), retries: rest.retries + earlier.attempts };
     if (stoppedBy === 'cancel') {
       r = { ...rest, outcome: 'cancelled', code: 'cancelled', reason: `campaign cancelled (${this.cancelled ?? 'cancelled'}) before this device was activated: it keeps its old image` };
     } else if (stoppedBy === 'halt' && this.halted) {

@@ -522,10 +522,16 @@ export class DeviceSession {
   }
 }
 
+/** `what`, with the device's reason after it unless the reason already says it ("device is busy: device is busy"). */
+export function withDeviceReason(what: string, reason: string | undefined): string {
+  if (!reason) return what;
+  return reason.toLowerCase().startsWith(what.toLowerCase()) ? reason : `${what}: ${reason}`;
+}
+
 function rejection(r: Ev<'reject'>): SessionFailure {
   const why = r.reason ? `: ${r.reason}` : '';
   switch (r.code) {
-    case 'busy': return new SessionFailure('skipped', 'busy', `device is busy${why}`, true);
+    case 'busy': return new SessionFailure('skipped', 'busy', withDeviceReason('device is busy', r.reason), true);
     case 'incompatible': return new SessionFailure('skipped', 'incompatible-hw', `device refuses the hardware model${why}`, true);
     case 'not-newer': return new SessionFailure('skipped', 'not-newer', `device refuses: image is not newer${why}`, true);
     case 'below-floor': return new SessionFailure('skipped', 'below-floor', `device refuses: image is below its anti-rollback security floor${why}`, true);

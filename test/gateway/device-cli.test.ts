@@ -43,6 +43,21 @@ describe('fwgate device add', function () {
     assert.equal(await after.check('dev-002', 'pw-two'), 'bad-password');
   });
 
+  it('--group puts the device in groups (repeatable); a later add without --group keeps them, with --group replaces them; a bad name is a usage error', async () => {
+    const file = join(dir, 'devices.json');
+    const groupsOf = async (id: string): Promise<string[] | undefined> => (JSON.parse(await readFile(file, 'utf8')) as { id: string; groups?: string[] }[]).find((e) => e.id === id)?.groups;
+    assert.equal((await fwgate(['device', 'add', 'dev-001', '--generate', '--group', 'north', '--group', 'pumps', '--devices', file])).code, 0);
+    assert.deepEqual(await groupsOf('dev-001'), ['north', 'pumps']);
+    assert.equal((await fwgate(['device', 'add', 'dev-001', '--password', 'x1', '--devices', file])).code, 0);
+    assert.deepEqual(await groupsOf('dev-001'), ['north', 'pumps'], 'a new password keeps the groups');
+    assert.equal((await fwgate(['device', 'add', 'dev-001', '--password', 'x2', '--group', 'south', '--devices', file])).code, 0);
+    assert.deepEqual(await groupsOf('dev-001'), ['south']);
+    const bad = await fwgate(['device', 'add', 'dev-001', '--password', 'x3', '--group', 'no spaces', '--devices', file]);
+    assert.equal(bad.code, 2, bad.stderr);
+    assert.match(bad.stderr, /--group/);
+    assert.deepEqual(await groupsOf('dev-001'), ['south'], 'unchanged');
+  });
+
   it('usage errors exit 2 naming the problem', async () => {
     const file = join(dir, 'devices.json');
     for (const [args, pattern] of [

@@ -5,6 +5,7 @@ import type { SimEvent } from '../../device-sim/device.ts';
 import { controlCall } from '../../gateway/control.ts';
 import { parseJournal } from '../../gateway/rollout/journal.ts';
 import type { GatewayUplinkMessage } from '../../protocol/uplink.ts';
+import { isFwError } from '../../protocol/errors.ts';
 import { Rig, sampleImage } from '../helpers/rig.ts';
 import { waitUntil } from '../helpers/wait.ts';
 import { signed } from '../helpers/keys.ts';
@@ -74,6 +75,72 @@ describe('integration: campaign lifecycle (waves, pause, retry, cancel, a rotten
     await assert.rejects(rig.client.control({ t: 'resume', campaign }), /unknown-campaign/);
   });
 
+  it('a busy device in a now campaign is pending (exit 7 for fwpush), updated once it reports idle; its result counts the busy turn', async () => {
+    rig = await Rig.start({ devices: 2, faults: (i) => (i === 0 ? { busy: true } : undefined) });
+    const { image, manifest } = sampleImage({ version: '1.1.0', size: 16 * 1024 });
+    await rig.client.connect();
+    const { campaign } = await rig.client.push(manifest, image, { policy: 'now' });
+    const waiting = await rig.client.followUntilWaiting(campaign);
+    assert.equal(waiting.t, 'waiting', JSON.stringify(waiting));
+    const busy = rig.sims.devices[0]!;
+    assert.deepEqual(waiting.t === 'waiting' ? waiting.devices.map((d) => [d.id, d.reason]) : [], [[busy.id, 'device is busy']], 'the device\'s reason, not repeated');
+    busy.setFaults({ busy: undefined }); // it reports idle: its check-in releases it
+    const complete = await rig.client.follow(campaign);
+    assert.equal(complete.updated, 2);
+    const r = ofType(rig.events, 'result').find((x) => x.id === busy.id)!;
+    assert.equal(r.outcome, 'updated');
+    assert.ok(r.retries >= 1, `the busy offer counts as an attempt: ${JSON.stringify(r)}`);
+    assert.equal(busy.running?.version, '1.1.0');
+  });
+
+  it('two campaigns alive: one waits for an offline device while a newer upload of the same image name runs; the newer one supersedes the pending task, and the device gets the newer image at its check-in', async () => {
+    rig = await Rig.start({ devices: 2 });
+    const gone = rig.sims.devices[1]!;
+    await gone.stop();
+    await waitUntil(() => !rig!.gateway.fleet.get(gone.id)?.online, 10_000, 'the gateway to see the device go');
+    const v1 = sampleImage({ version: '1.1.0', size: 16 * 1024 });
+    await rig.client.connect();
+    const a = await rig.client.push(v1.manifest, v1.image, { policy: 'now' });
+    const waiting = await rig.client.followUntilWaiting(a.campaign);
+    assert.equal(waiting.t, 'waiting');
+    // the first campaign only waits for a check-in: it does not hold the next upload back
+    const v2 = sampleImage({ version: '1.2.0', size: 16 * 1024, seq: 2 });
+    const b = await rig.client.push(v2.manifest, v2.image, { policy: 'now' });
+    const completeA = await rig.client.follow(a.campaign);
+    assert.deepEqual([completeA.updated, completeA.superseded], [1, 1], JSON.stringify(completeA));
+    const sup = ofType(rig.events, 'result').find((r) => r.campaign === a.campaign && r.id === gone.id)!;
+    assert.deepEqual([sup.outcome, sup.code, sup.reason], ['superseded', 'superseded', `superseded by campaign ${b.campaign}`]);
+    await gone.start();
+    const completeB = await rig.client.follow(b.campaign);
+    assert.equal(completeB.updated, 2, JSON.stringify(completeB));
+    assert.equal(gone.running?.version, '1.2.0', 'the newer image, never the superseded one');
+  });
+
+  it('plan measures and ranks without storing or updating; --only / --group narrow the targets; --require-online and unknown targets are refused before any data', async () => {
+    rig = await Rig.start({ devices: 3 });
+    const offers = offersOf(rig);
+    const { image, manifest } = sampleImage({ version: '1.1.0', size: 16 * 1024 });
+    await rig.client.connect();
+    const plan = await rig.client.plan(manifest, { only: ['dev-003', 'dev-001'] });
+    assert.deepEqual(plan.devices.map((d) => d.id).sort(), ['dev-001', 'dev-003']);
+    assert.ok(plan.devices.every((d) => d.rttMs !== undefined && d.etaMs !== undefined), 'measured');
+    assert.deepEqual(plan.preflight, { eligibleOnline: 2, eligibleOffline: 0, notNewer: 0, otherHw: 0, belowFloor: 0, busy: 0, notTargeted: 1 });
+    assert.equal(offers.size, 0, 'nothing offered');
+    assert.equal(rig.gateway.store.has(manifest.sha256), false, 'nothing stored');
+    await assert.rejects(rig.client.requestToSend(manifest, { policy: 'now', requireOnline: 4 }), /not-enough-online/);
+    await assert.rejects(rig.client.requestToSend(manifest, { only: ['nobody'] }), /no-targets/);
+    await assert.rejects(rig.client.requestToSend(manifest, { group: 'north' }), /no-targets/, 'no device in that group');
+    // groups come from the device list (fwgate device add --group)
+    const file = join(rig.dir, 'devices.json');
+    const list = JSON.parse(await readFile(file, 'utf8')) as { id: string; groups?: string[] }[];
+    list[1]!.groups = ['north'];
+    await writeFile(file, JSON.stringify(list));
+    const { campaign } = await rig.client.push(manifest, image, { group: 'north' });
+    const complete = await rig.client.follow(campaign);
+    assert.deepEqual([complete.devices, complete.updated], [1, 1]);
+    assert.deepEqual([...offers.keys()], ['dev-002']);
+  });
+
   it('retry --rolled-back: a new campaign from the stored manifest for exactly the device that rolled back, with no upload', async () => {
     rig = await Rig.start({ devices: 3, faults: (i) => (i === 1 ? { failSelfTest: true } : undefined) });
     const { image, manifest } = sampleImage({ version: '1.1.0', size: 16 * 1024 });
@@ -131,6 +198,10 @@ describe('integration: campaign lifecycle (waves, pause, retry, cancel, a rotten
     const bytes = await readFile(bin);
     bytes[100] = bytes[100]! ^ 0xff;
     await writeFile(bin, bytes);
+    // opened for a campaign (here a retry), the copy is read back and verified: refused, quarantined
+    const stored = rig.gateway.store.get(v1.manifest.sha256)!;
+    await assert.rejects(rig.gateway.startCampaign(stored), (err: unknown) => isFwError(err, 'E_IMAGE_CORRUPT') && /re-push the image/.test((err as Error).message));
+    assert.equal(rig.gateway.store.has(v1.manifest.sha256), false);
     // the same bytes under a newer manifest (so the devices take it): the gateway must not trust its copy
     const v2 = { ...v1.manifest, version: '1.2.0', seq: 2 };
     const m2 = signed({ ...v2, signature: undefined });
