@@ -233,6 +233,11 @@ export async function runCampaign(rig: Rig, stored: StoredImage, opts: { timeout
   const results: ResultMessage[] = [];
   campaign.on('result', (r) => results.push(r));
   const completed = new Promise<CompleteMessage>((resolve) => campaign.once('complete', resolve));
+  // Busy devices are pending until they report idle (docs/operations.md "Pending devices"): once
+  // only pending devices are left, the busy ones become idle, and their check-in releases them.
+  campaign.on('waiting', () => {
+    for (const d of rig.sims.devices) if (d.faults.busy) d.setFaults({ busy: undefined });
+  });
   opts.arm?.(campaign);
   start();
   let complete = await within(completed, opts.timeoutMs);

@@ -139,12 +139,14 @@ const cells: Cell[] = [
     },
   },
   {
-    name: 'busy device: skipped with the reason, nothing transferred',
+    name: 'busy device: pending while busy (never forced, nothing transferred then), updated once it reports idle',
     fault: { kind: 'busy', device: FAULTY },
     expect: (c) => {
-      assert.deepEqual([c.result.outcome, c.result.code], ['skipped', 'busy']);
-      assert.ok((c.result.reason ?? '').length > 0);
-      assert.equal(c.stats.chunks, 0);
+      assert.deepEqual([c.result.outcome, c.result.code], ['updated', 'ok']);
+      assert.ok(c.result.retries >= 1, `the busy refusal counts as an attempt: ${JSON.stringify(c.result)}`);
+      const rejected = c.events.findIndex((e) => e.type === 'offer-rejected' && e.code === 'busy');
+      const acceptedAfter = c.events.findIndex((e, i) => i > rejected && e.type === 'offer-accepted');
+      assert.ok(rejected >= 0 && acceptedAfter > rejected, 'refused as busy first, accepted only after');
     },
   },
 ];

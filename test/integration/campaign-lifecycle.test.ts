@@ -141,6 +141,30 @@ describe('integration: campaign lifecycle (waves, pause, retry, cancel, a rotten
     assert.deepEqual([...offers.keys()], ['dev-002']);
   });
 
+  it('status --campaign replays a given campaign, from memory or from its journal after a restart; an unknown id is refused', async () => {
+    rig = await Rig.start({ devices: 2 });
+    const v1 = sampleImage({ version: '1.1.0', size: 16 * 1024 });
+    await rig.client.connect();
+    const a = await rig.client.push(v1.manifest, v1.image);
+    await rig.client.follow(a.campaign);
+    const v2 = sampleImage({ version: '1.2.0', size: 16 * 1024, seq: 2 });
+    const b = await rig.client.push(v2.manifest, v2.image);
+    await rig.client.follow(b.campaign);
+    const before = rig.events.length;
+    const state = await rig.client.status(a.campaign);
+    assert.deepEqual([state.campaign, state.running, state.image?.version], [a.campaign, false, '1.1.0']);
+    await waitUntil(() => rig!.events.slice(before).some((e) => e.t === 'complete' && e.campaign === a.campaign), 10_000, 'the replay of the first campaign');
+    const replayed = rig.events.slice(before).filter((e) => 'campaign' in e && e.campaign === a.campaign);
+    assert.deepEqual(replayed.filter((e) => e.t === 'result').map((e) => e.t === 'result' && e.id).sort(), ['dev-001', 'dev-002']);
+    // from the journal: a campaign the gateway no longer holds in memory
+    const fromJournal = rig.gateway.campaignState(a.campaign);
+    rig.gateway.campaigns.splice(0);
+    const again = rig.gateway.campaignState(a.campaign);
+    assert.deepEqual(again.map((m) => m.t), ['state', 'fleet', 'order', 'result', 'result', 'complete']);
+    assert.deepEqual(again.filter((m) => m.t === 'complete'), fromJournal.filter((m) => m.t === 'complete'), 'the same completion from memory and from the journal');
+    await assert.rejects(rig.client.status('c-unknown'), /unknown-campaign/);
+  });
+
   it('retry --rolled-back: a new campaign from the stored manifest for exactly the device that rolled back, with no upload', async () => {
     rig = await Rig.start({ devices: 3, faults: (i) => (i === 1 ? { failSelfTest: true } : undefined) });
     const { image, manifest } = sampleImage({ version: '1.1.0', size: 16 * 1024 });
