@@ -21,8 +21,13 @@ import { z } from 'zod';
  * - `activating`: written before `activate` is sent to a device, so a restarted gateway knows
  *   the device may be rebooting into the image and never activates it a second time blindly;
  * - `held`: how much of the image a device held (throttled), so progress resumes where it was;
- * - `result` / `complete`: final outcomes, never redone.
+ * - `result` / `complete`: final outcomes, never redone;
+ * - `state`: the campaign entered a state (queued, running, waiting, ...); the latest one counts.
  */
+/** States of a campaign, as its `state` records name them. Ended: halted, cancelled, completed, expired. */
+export const CampaignStates = ['queued', 'running', 'waiting', 'paused', 'halted', 'cancelled', 'completed', 'expired'] as const;
+export type CampaignState = (typeof CampaignStates)[number];
+
 const line = z.discriminatedUnion('r', [
   z.object({
     r: z.literal('campaign'), id: z.string().min(1), sha256: z.string().regex(/^[0-9a-f]{64}$/), at: z.number(),
@@ -34,6 +39,8 @@ const line = z.discriminatedUnion('r', [
   z.object({ r: z.literal('held'), id: z.string().min(1), bytes: z.number().int().min(0) }),
   z.object({ r: z.literal('result'), result: resultMsg }),
   z.object({ r: z.literal('complete'), complete: completeMsg }),
+  /** The campaign entered a state (the latest one is its state; docs/operations.md "Campaign history"). */
+  z.object({ r: z.literal('state'), state: z.enum(CampaignStates), at: z.number(), reason: z.string().optional() }),
 ]);
 export type JournalRecord = z.infer<typeof line>;
 export type CampaignPolicyRecord = NonNullable<Extract<JournalRecord, { r: 'campaign' }>['policy']>;
@@ -51,6 +58,8 @@ export interface JournalState {
   held: Map<string, number>;
   results: Map<string, ResultMessage>;
   complete?: CompleteMessage;
+  /** The latest `state` record: the campaign's state since `at` (journals written before states existed have none). */
+  lastState?: { state: CampaignState; at: number; reason?: string };
   /** Records read; a torn tail is not counted. */
   records: number;
   /** Bytes cut off the end (a torn or corrupt tail). */
@@ -115,6 +124,7 @@ function apply(s: JournalState, rec: JournalRecord): void {
     case 'held': s.held.set(rec.id, rec.bytes); break;
     case 'result': s.results.set(rec.result.id, rec.result); break;
     case 'complete': s.complete = rec.complete; break;
+    case 'state': s.lastState = { state: rec.state, at: rec.at, ...(rec.reason !== undefined ? { reason: rec.reason } : {}) }; break;
     default: {
       const never: never = rec;
       throw new FwError('E_JOURNAL', `unknown journal record ${JSON.stringify(never)}`);
