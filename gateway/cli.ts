@@ -9,6 +9,7 @@ import { loadConfigFile, mergeConfig, parseConfig, type GatewayConfig } from './
 import { addDeviceCommands } from './device-cli.ts';
 import { FLEET_FILE, readFleetFile, type FleetFile } from './fleet-store.ts';
 import { Gateway } from './gateway.ts';
+import { addHistoryCommands } from './history-cli.ts';
 import { createLogger, type Logger } from './log.ts';
 
 function int(name: string) {
@@ -53,6 +54,9 @@ program.command('report')
   });
 
 addDeviceCommands(program, async (cmd) => (await loadConfig(cmd.optsWithGlobals<Flags>())).broker.devicesFile, (r) => {
+  run = r;
+});
+addHistoryCommands(program, (cmd) => loadConfig(cmd.optsWithGlobals<Flags>()), (r) => {
   run = r;
 });
 
