@@ -109,13 +109,15 @@ export function journalDirOf(dataDir: string): string {
 
 /**
  * Every campaign with a journal, oldest first. A journal that cannot be read is left out and
- * reported through `warn` (naming the file); none at all (no journal directory) is an empty list.
+ * reported through `warn` (naming the file), an empty one (being created) silently; none at all
+ * (no journal directory) is an empty list.
  */
 export function listCampaigns(dataDir: string, warn: (msg: string) => void = () => undefined): CampaignSummary[] {
   const images = new ImageNames(dataDir);
   const out: CampaignSummary[] = [];
   for (const file of journalFiles(journalDirOf(dataDir))) {
     try {
+      if (statSync(file).size === 0) continue; // being created: its first record is not written yet
       out.push(summaryOf(detailOf(readJournal(file), images)));
     } catch (err) {
       warn(describeError(err));

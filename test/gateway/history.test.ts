@@ -172,9 +172,11 @@ describe('campaign history (gateway/history.ts: reads the journals, writes nothi
     it('a journal that cannot be read is left out of the list and named in a warning; show exits on it naming the file', () => {
       writeJournal(data, { id: 'c-ok', sha256: SHA_A, at: T0 });
       writeFileSync(join(data, 'journal', 'c-bad.jsonl'), encodeRecord({ r: 'held', id: 'd1', bytes: 1 }));
+      writeFileSync(join(data, 'journal', 'c-new.jsonl'), ''); // being created by a gateway: left out without a word
       const warnings: string[] = [];
       assert.deepEqual(listCampaigns(data, (m) => warnings.push(m)).map((c) => c.id), ['c-ok']);
       assert.match(warnings.join('\n'), /E_JOURNAL: .*c-bad\.jsonl: first record is "held"/);
+      assert.equal(warnings.length, 1);
       assert.throws(() => showCampaign(data, 'c-bad'), (err) => isFwError(err, 'E_JOURNAL') && /c-bad\.jsonl/.test(err.message));
     });
 
