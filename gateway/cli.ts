@@ -10,6 +10,7 @@ import { addDeviceCommands } from './device-cli.ts';
 import { addCampaignControlCommands } from './control-cli.ts';
 import { FLEET_FILE, readFleetFile, type FleetFile } from './fleet-store.ts';
 import { Gateway } from './gateway.ts';
+import { addHistoryCommands } from './history-cli.ts';
 import { createLogger, type Logger } from './log.ts';
 
 function int(name: string) {
@@ -53,12 +54,14 @@ program.command('report')
     run = () => report(cmd.optsWithGlobals<Flags>(), o.json === true);
   });
 
-addCampaignControlCommands(program.command('campaign').description('Control a campaign of the running gateway (through its control socket in the data directory)'),
-  async (cmd) => (await loadConfig(cmd.optsWithGlobals<Flags>())).dataDir, (r) => {
-    run = r;
-  });
-
 addDeviceCommands(program, async (cmd) => (await loadConfig(cmd.optsWithGlobals<Flags>())).broker.devicesFile, (r) => {
+  run = r;
+});
+const { campaign } = addHistoryCommands(program, (cmd) => loadConfig(cmd.optsWithGlobals<Flags>()), (r) => {
+  run = r;
+});
+// cancel, retry and resume go to the running gateway through its control socket in the data directory
+addCampaignControlCommands(campaign, async (cmd) => (await loadConfig(cmd.optsWithGlobals<Flags>())).dataDir, (r) => {
   run = r;
 });
 

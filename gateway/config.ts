@@ -209,6 +209,17 @@ export const configSchema = z.strictObject({
     /** Maintenance windows (gateway/windows.ts); none = campaigns run at once. */
     list: z.array(windowSpec).max(64).default([]),
   }).prefault({}),
+  storage: z.strictObject({
+    /**
+     * Journals of ended campaigns (halted, cancelled, completed, expired) kept for `fwgate campaigns`:
+     * the newest `count`, none that ended more than `maxAgeDays` ago; 0 = no limit of that kind.
+     * Applied at start-up (and by `fwgate images prune`); unfinished campaigns are always kept.
+     */
+    keepCampaigns: z.strictObject({
+      count: z.number().int().min(0).max(1_000_000).default(100),
+      maxAgeDays: z.number().int().min(0).max(36_500).default(365),
+    }).prefault({}),
+  }).prefault({}),
   security: z.strictObject({
     /** Keys whose manifest signatures are accepted (several during a key rotation); none = every upload is denied unless allowUnsigned. */
     trustedKeys: z.array(trustedKey).max(64).default([]),

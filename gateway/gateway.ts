@@ -29,6 +29,8 @@ import { Campaign, type CampaignDeps } from './rollout/campaign.ts';
 import { windowGate, type WindowGate } from './rollout/gate.ts';
 import { selectDevices } from './rollout/planner.ts';
 import { ImageSource } from './rollout/image-source.ts';
+import { acquirePidFile, type PidFile } from './pid-file.ts';
+import { pruneJournals } from './retention.ts';
 import { CampaignJournal, findUnfinished, journalDir, type JournalRecord, type UnfinishedCampaign } from './rollout/journal.ts';
 import { ImageStore, type StoredImage } from './store.ts';
 import { UplinkSession } from './uplink/session.ts';
@@ -132,6 +134,7 @@ export class Gateway {
   static async start(opts: GatewayOptions): Promise<Gateway> {
     const { config, log } = opts;
     const timers = opts.timers ?? realTimers;
+    const pidFile = acquirePidFile(config.dataDir, 'gateway'); // refuses while another live process holds the data directory
     const ring = new KeyRing(config.security.trustedKeys.map((k) => parsePublicKey(k.publicKey)));
     const store = await ImageStore.open({
       dir: join(config.dataDir, 'store'), maxImageSize: config.uplink.maxImageBytes, syncEveryBytes: config.uplink.partialSyncBytes,
@@ -151,6 +154,8 @@ export class Gateway {
     const windows = new MaintenanceWindows(config.windows.list, wallClock, opts.wallClock ? undefined : nodeCronStarts);
     windows.start();
     const gw = new Gateway(config, log, timers, broker, channel, fleet, store, await journalDir(config.dataDir), windows, windowGate(windows, wallClock), fleetStore);
+    gw.pidFile = pidFile;
+    gw.pruneJournals();
     logSecurity(gw.keyRing, config.security.allowUnsigned, log);
     if (opts.uplinkStream) gw.attachUplink(opts.uplinkStream);
     await gw.resumeUnfinished();
@@ -601,6 +606,7 @@ export class Gateway {
       reported(complete, append({ r: 'complete', complete }));
       journal.close(); // once the completion is durable
       this.journals.delete(campaign);
+      this.pruneJournals(); // retention (storage.keepCampaigns): never an unfinished campaign's journal
     });
   }
 
@@ -689,6 +695,15 @@ export class Gateway {
     ];
   }
 
+  /** `<dataDir>/fwgate.pid`, held from start to a clean stop (gateway/pid-file.ts). */
+  private pidFile: PidFile | undefined;
+
+  /** Campaign retention (storage.keepCampaigns): remove the journals of ended campaigns beyond it. At start-up; call after a campaign ends. */
+  pruneJournals(now = Date.now()): void {
+    const removed = pruneJournals(this.journalDir, this.config.storage.keepCampaigns, now, { warn: (msg) => this.log.warn(msg) });
+    if (removed.length > 0) this.log.info({ removed: removed.map((r) => r.id), keep: this.config.storage.keepCampaigns }, 'retention: removed the journals of old campaigns');
+  }
+
   /** The campaign being swept, else the newest one not complete. */
   get activeCampaign(): Campaign | undefined {
     return this.sweeping ?? [...this.live].at(-1);
@@ -712,6 +727,7 @@ export class Gateway {
     this.uplinkLink?.close();
     this.log.info(this.counters(), 'counters at shutdown');
     await this.broker.close();
+    this.pidFile?.release();
   }
 }
 

@@ -22,8 +22,13 @@ import { z } from 'zod';
  * - `activating`: written before `activate` is sent to a device, so a restarted gateway knows
  *   the device may be rebooting into the image and never activates it a second time blindly;
  * - `held`: how much of the image a device held (throttled), so progress resumes where it was;
- * - `result` / `complete`: final outcomes, never redone.
+ * - `result` / `complete`: final outcomes, never redone;
+ * - `state`: the campaign entered a state (queued, running, waiting, ...); the latest one counts.
  */
+/** States of a campaign, as its `state` records name them. Ended: halted, cancelled, completed, expired. */
+export const CampaignStates = ['queued', 'running', 'waiting', 'paused', 'halted', 'cancelled', 'completed', 'expired'] as const;
+export type CampaignState = (typeof CampaignStates)[number];
+
 const line = z.discriminatedUnion('r', [
   z.object({
     r: z.literal('campaign'), id: z.string().min(1), sha256: z.string().regex(/^[0-9a-f]{64}$/), at: z.number(),
@@ -43,7 +48,7 @@ const line = z.discriminatedUnion('r', [
   /** Where the campaign is in its life (docs/operations.md "Campaign states"); the latest one holds. */
   z.object({
     r: z.literal('state'),
-    state: z.enum(['queued', 'running', 'waiting', 'paused', 'halted', 'cancelled', 'completed', 'expired']),
+    state: z.enum(CampaignStates),
     at: z.number(), wave: z.number().int().min(1).optional(), reason: z.string().optional(),
   }),
   z.object({ r: z.literal('order'), order: orderMsg }),
@@ -70,7 +75,7 @@ export interface JournalState {
   waveGate?: number;
   wavePause?: boolean;
   retryOf?: string;
-  /** The latest `state` record, and the highest wave a `state` record named. */
+  /** The latest `state` record (the campaign's state since `at`; journals written before states existed have none), and the highest wave a `state` record named. */
   lastState?: Omit<StateRecord, 'r'>;
   wave?: number;
   order?: OrderMessage;

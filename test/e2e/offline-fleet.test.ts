@@ -14,6 +14,7 @@ import { freePort, ROOT, startTs, type Proc } from '../../scripts/lib/processes.
 import { createPtyPair, type PtyPair } from '../../scripts/lib/pty-pair.ts';
 import { testKeyFiles } from '../helpers/keys.ts';
 import { waitUntil } from '../helpers/wait.ts';
+import { runEntry } from '../helpers/run-entry.ts';
 
 const HW = 'sensor-v1';
 const FROM = '1.0.0';
@@ -142,6 +143,11 @@ describe('end to end: a fleet that is not always online', function () {
     const j = await journalOf(campaign);
     assert.equal(j.complete?.updated, 6, JSON.stringify(j.complete));
     assert.equal(j.lastState?.state, 'completed');
+    // the operator's history, while the gateway runs
+    const list = await runEntry('gateway/cli.ts', ['campaigns', '--data', join(dir, 'gw'), '--json']);
+    assert.equal(list.code, 0, list.stderr);
+    const entry = (JSON.parse(list.stdout) as { id: string; state: string; counts: Record<string, number> }[]).find((c) => c.id === campaign);
+    assert.deepEqual([entry?.state, entry?.counts.updated, entry?.counts.pending], ['completed', 6, 0], list.stdout);
     for (let i = 0; i < 2; i++) {
       const slot = await running('mob', fleetDeviceId('mob', i));
       assert.deepEqual([slot.state, slot.version], ['confirmed', '1.1.0'], 'updated at its check-in');
@@ -222,6 +228,11 @@ describe('end to end: a fleet that is not always online', function () {
     await waitUntil(async () => (await journalOf(campaign)).complete !== undefined, 60_000, `campaign ${campaign} complete`);
     const j = await journalOf(campaign);
     assert.equal(j.lastState?.state, 'cancelled');
+    const show = await runEntry('gateway/cli.ts', ['campaign', 'show', campaign, '--data', join(dir, 'gw'), '--json']);
+    assert.equal(show.code, 0, show.stderr);
+    const detail = JSON.parse(show.stdout) as { state: string; devices: { id: string; outcome: string }[] };
+    assert.equal(detail.state, 'cancelled');
+    assert.deepEqual(detail.devices.map((d) => [d.id, d.outcome]).sort(), [...j.results.values()].map((r) => [r.id, r.outcome]).sort(), 'campaign show says what the journal says');
     const results = [...j.results.values()];
     assert.equal(results.length, 4);
     assert.ok(results.some((r) => r.outcome === 'cancelled'), JSON.stringify(results));
