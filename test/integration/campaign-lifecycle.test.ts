@@ -8,7 +8,7 @@ import type { GatewayUplinkMessage } from '../../protocol/uplink.ts';
 import { isFwError } from '../../protocol/errors.ts';
 import { Rig, sampleImage } from '../helpers/rig.ts';
 import { waitUntil } from '../helpers/wait.ts';
-import { signed } from '../helpers/keys.ts';
+import { makeTestKey, signed, testKey } from '../helpers/keys.ts';
 
 /**
  * The campaign lifecycle with a real gateway, broker, serial pty and simulated devices
@@ -163,6 +163,29 @@ describe('integration: campaign lifecycle (waves, pause, retry, cancel, a rotten
     assert.deepEqual(again.map((m) => m.t), ['state', 'fleet', 'order', 'result', 'result', 'complete']);
     assert.deepEqual(again.filter((m) => m.t === 'complete'), fromJournal.filter((m) => m.t === 'complete'), 'the same completion from memory and from the journal');
     await assert.rejects(rig.client.status('c-unknown'), /unknown-campaign/);
+  });
+
+  it('a key rotation: the same bytes re-signed with the new key upload nothing, and devices that pin only the new key take them', async () => {
+    const newKey = makeTestKey();
+    rig = await Rig.start({
+      devices: 2, device: { pinnedKeys: [newKey.publicKeyPem] },
+      config: { security: { trustedKeys: [{ publicKey: testKey().publicKeyPem }, { publicKey: newKey.publicKeyPem }], allowUnsigned: false } },
+    });
+    const { image, manifest } = sampleImage({ version: '1.1.0', size: 16 * 1024 }); // signed with the old key
+    await rig.client.connect();
+    const old = await rig.client.push(manifest, image);
+    const first = await rig.client.follow(old.campaign);
+    assert.deepEqual([first.updated, first.failed], [0, 2], 'the devices refuse the old key');
+    assert.ok(ofType(rig.events, 'result').every((r) => r.code === 'bad-signature'), JSON.stringify(ofType(rig.events, 'result')));
+    const rotated = signed({ ...manifest, seq: 2, signature: undefined }, newKey);
+    const grant = await rig.client.requestToSend(rotated);
+    assert.deepEqual([grant.stored, grant.offset], [true, image.length], 'the bytes are already there');
+    await rig.client.upload(image, grant);
+    const c = await rig.client.commit();
+    const complete = await rig.client.follow(c.campaign);
+    assert.deepEqual([complete.updated, complete.failed], [2, 0], JSON.stringify(complete));
+    for (const d of rig.sims.devices) assert.equal(d.running?.version, '1.1.0');
+    assert.equal(rig.gateway.store.get(manifest.sha256)?.manifest.signature?.keyId, newKey.keyId, 'the new manifest is the stored one');
   });
 
   it('retry --rolled-back: a new campaign from the stored manifest for exactly the device that rolled back, with no upload', async () => {
