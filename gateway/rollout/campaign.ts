@@ -15,9 +15,10 @@ import type { Manifest } from '../../protocol/manifest.ts';
 import { ALWAYS_OPEN, type WindowGate } from './gate.ts';
 import type { JournalState } from './journal.ts';
 import { chunkWindowFor, learnDeviceMsPerMiB, linkTimeMs, rankDevices, selectDevices, type WindowBounds } from './planner.ts';
-import { measureRtt, measureThroughput } from './probe.ts';
+import { measureLinks } from './measure.ts';
 import { fitOrder, recentLink, startOrder, type OrderPolicy } from './order.ts';
-import { forEachLimited, Slots } from './slots.ts';
+import { Slots } from './slots.ts';
+import { ProgressTracker } from './progress.ts';
 import { assignWaves, waveGateStops } from './waves.ts';
 
 export { recentLink, type OrderPolicy };
@@ -118,22 +119,6 @@ export type CampaignEvents = {
   state: [CampaignStateEvent];
 };
 
-/** Per-device progress as the campaign tracks it (for rates, ETAs, totals and replays). */
-interface Track {
-  phase: DevicePhase;
-  bytes: number;
-  /** When the last progress event for this device went out. */
-  sentAt: number;
-  sentBytes: number;
-  /** Smoothed transfer rate, bytes/s. */
-  bps: number;
-  rateAt: number;
-  rateBytes: number;
-  etaMs?: number;
-  final: boolean;
-}
-
-const FINAL_PHASES: ReadonlySet<DevicePhase> = new Set(['done', 'failed', 'rolled-back', 'skipped', 'cancelled', 'superseded', 'expired']);
 
 /**
  * Phases in which a halt stops a device's session (§7.8.1): its image is not verified yet, so the
@@ -171,17 +156,13 @@ export class Campaign extends EventEmitter<CampaignEvents> {
     setMaxListeners(0, c.signal); // one listener per device session, however many run at once
     return c;
   })();
-  private readonly tracks = new Map<string, Track>();
+  private readonly tracker: ProgressTracker;
   private readonly results: ResultMessage[] = [];
   private order: OrderMessage | undefined;
-  /** Planned update time per ranked device (from the order), for ETAs on the progress path. */
-  private readonly plannedEta = new Map<string, number>();
   private completed: CompleteMessage | undefined;
-  private lastTotals: TotalsMessage | undefined;
   private startedAt = 0;
   /** Wall-clock ms when a resumed campaign picked up (0 when not resumed). */
   private resumedAt = 0;
-  private totalsTimer: unknown;
   /** Ranked devices whose update ended updated, failed or rolled back, and those rolled back. */
   private readonly finished = { finished: 0, rolledBack: 0 };
   /** Set once the rollback threshold is passed: no device starts after it (§7.8.1). */
@@ -213,6 +194,15 @@ export class Campaign extends EventEmitter<CampaignEvents> {
 
   constructor(readonly id: string, readonly image: ImageSource, private readonly deps: CampaignDeps) {
     super();
+    this.tracker = new ProgressTracker({
+      campaign: id, size: image.size, timers: deps.timers, progressIntervalMs: deps.config.progressIntervalMs, concurrency: deps.config.concurrency,
+      rttMs: (dev) => deps.fleet.get(dev)?.link?.rttMs, emitProgress: (m) => this.emit('progress', m), emitTotals: (m) => this.emit('totals', m),
+    });
+  }
+
+  /** Track a device's phase and bytes (throttled `progress` events, ProgressTracker). */
+  private progress(id: string, phase: DevicePhase, bytes: number, force = false): void {
+    this.tracker.update(id, phase, bytes, force);
   }
 
   /**
@@ -249,11 +239,10 @@ export class Campaign extends EventEmitter<CampaignEvents> {
     for (const r of pending) this.progress(r.id, 'queued', resumed?.held.get(r.id) ?? 0, true);
     this.lastWave = Math.max(1, ...[...starts, ...pending].map((e) => e.wave ?? 1));
 
-    this.tickTotals();
+    this.tracker.startTotals(() => this.order?.devices ?? []);
     const bandwidth = this.deps.bandwidth ?? (config.siteBps > 0 ? new TokenBucket(config.siteBps, timers) : undefined);
     await this.dispatch(starts, pending, (entry, release) => this.update(entry, bounds, bandwidth, release, resumed?.activating.has(entry.id) ?? false));
-    timers.clearTimeout(this.totalsTimer);
-    this.emitTotals();
+    this.tracker.stopTotals(this.order?.devices ?? []);
 
     const count = (o: ResultMessage['outcome']): number => this.results.filter((r) => r.outcome === o).length;
     const extra = { cancelled: count('cancelled'), superseded: count('superseded'), expired: count('expired') };
@@ -317,7 +306,7 @@ export class Campaign extends EventEmitter<CampaignEvents> {
     if (!w || this.completed) return false;
     this.deps.timers.clearTimeout(w.timer);
     this.waitingDevices.delete(id);
-    this.progress(id, 'superseded', this.tracks.get(id)?.bytes ?? 0, true);
+    this.progress(id, 'superseded', this.tracker.bytesOf(id), true);
     this.pushResult({
       t: 'result', campaign: this.id, id, outcome: 'superseded', code: 'superseded', reason: `superseded by campaign ${by}`,
       from: w.entry.from, to: this.image.manifest.version, durationMs: 0, retries: 0,
@@ -381,7 +370,7 @@ export class Campaign extends EventEmitter<CampaignEvents> {
       devices, excluded,
     });
     log.info({ campaign: this.id, devices: devices.length, excluded: excluded.length, waiting: pending.map((p) => p.id), order: devices.map((r) => r.id), starts: starts.map((s) => s.id), waves }, 'rollout order');
-    for (const d of devices) if (d.etaMs !== undefined) this.plannedEta.set(d.id, d.etaMs);
+    this.tracker.plan(devices);
     this.emit('order', this.order);
     await this.deps.beforeTransfers?.();
 
@@ -405,7 +394,7 @@ export class Campaign extends EventEmitter<CampaignEvents> {
     this.resumedAt = Date.now();
     this.order = journal.order;
     this.currentWave = Math.max(1, journal.wave ?? 1);
-    for (const d of journal.order.devices) if (d.etaMs !== undefined) this.plannedEta.set(d.id, d.etaMs);
+    this.tracker.plan(journal.order.devices);
     for (const r of journal.results.values()) {
       this.results.push(r);
       this.progress(r.id, r.outcome === 'updated' ? 'done' : r.outcome, r.outcome === 'updated' ? this.image.size : journal.held.get(r.id) ?? 0, true);
@@ -424,8 +413,7 @@ export class Campaign extends EventEmitter<CampaignEvents> {
   snapshot(): { order?: OrderMessage; progress: ProgressMessage[]; totals?: TotalsMessage; results: ResultMessage[]; waiting?: WaitingMessage; complete?: CompleteMessage } {
     return {
       ...(this.order ? { order: this.order } : {}),
-      progress: [...this.tracks].map(([id, tr]) => this.progressMessage(id, tr)),
-      ...(this.lastTotals ? { totals: this.lastTotals } : {}),
+      ...this.tracker.snapshot(),
       results: [...this.results],
       ...(this.lastWaiting && !this.completed ? { waiting: this.lastWaiting } : {}),
       ...(this.completed ? { complete: this.completed } : {}),
@@ -434,38 +422,11 @@ export class Campaign extends EventEmitter<CampaignEvents> {
 
   // ---- measurement ----
 
-  /** RTT then throughput for each eligible device, a few at a time; a device that does not answer is excluded. */
+  /** RTT then throughput for each eligible device (measure.ts); cancelled before it ran: nobody is probed, everyone ends cancelled. */
   private async measure(eligible: ReturnType<typeof selectDevices>['eligible'], excluded: OrderMessage['excluded']): Promise<typeof eligible> {
-    const { fleet, channel, config, timers } = this.deps;
-    const reachable: typeof eligible = [];
-    if (this.cancelled !== undefined) return [...eligible]; // cancelled before it ran: nobody is probed, everyone ends cancelled
-    await forEachLimited(eligible, config.probeConcurrency, async (d) => {
-      this.progress(d.id, 'probing', 0, true);
-      // figures measured recently enough (a campaign right after another): one ping, no new measurement
-      const recent = recentLink(fleet.get(d.id)?.link, config.probeMaxAgeMs, Date.now());
-      try {
-        const rtt = await measureRtt(channel, d.id, recent ? 1 : config.probePings, config.pingTimeoutMs, timers);
-        if (recent) {
-          reachable.push(d);
-          return;
-        }
-        fleet.updateLink(d.id, { rttMs: rtt.rttMs, jitterMs: rtt.jitterMs, measuredAt: Date.now() });
-      } catch (err) {
-        excluded.push({ id: d.id, code: 'offline', reason: `no answer to ping: ${(err as Error).message}`, version: d.version });
-        this.progress(d.id, 'skipped', 0, true);
-        return;
-      }
-      try {
-        const count = Math.max(2, Math.ceil(config.probeBytes / config.probeChunkBytes));
-        const tp = await measureThroughput(channel, d.id, { count, size: config.probeChunkBytes, timeoutMs: config.probeTimeoutMs, bursts: config.probeBursts }, timers);
-        fleet.updateLink(d.id, { bps: tp.bps, bpsSource: 'probe', bpsMeasuredAt: Date.now() });
-      } catch (err) {
-        // Ranked on its round trip alone (an older throughput figure, if any, stays).
-        this.deps.log.warn({ device: d.id, err: (err as Error).message }, 'throughput probe failed');
-      }
-      reachable.push(d);
-    });
-    return reachable;
+    if (this.cancelled !== undefined) return [...eligible];
+    const { fleet, channel, config, timers, log } = this.deps;
+    return measureLinks(eligible, excluded, { fleet, channel, config, timers, log, onPhase: (id, phase) => this.progress(id, phase, 0, true) });
   }
 
   // ---- one device ----
@@ -569,7 +530,7 @@ export class Campaign extends EventEmitter<CampaignEvents> {
               const w = { entry, wait: end.wait, reason: end.reason, timer: undefined as unknown };
               if (end.wait === 'busy') w.timer = timers.setTimeout(() => release(entry.id), config.busyRecheckMs);
               waiting.set(entry.id, w);
-              this.progress(entry.id, 'queued', this.tracks.get(entry.id)?.bytes ?? 0, true);
+              this.progress(entry.id, 'queued', this.tracker.bytesOf(entry.id), true);
               this.deps.log.info({ campaign: this.id, device: entry.id, wait: end.wait, reason: end.reason }, 'device waits');
               if (end.wait === 'window' && gate.isOpen() && !this.windowDeferred(entry.id)) release(entry.id);
             })
@@ -639,7 +600,7 @@ export class Campaign extends EventEmitter<CampaignEvents> {
 
   /** Stop the running sessions whose phase matches, remembering why (their turn then waits or ends). */
   private stopSessions(why: StopReason, phaseMatches: (phase: DevicePhase) => boolean): string[] {
-    const ids = [...this.sessions.keys()].filter((id) => phaseMatches(this.tracks.get(id)?.phase ?? 'queued'));
+    const ids = [...this.sessions.keys()].filter((id) => phaseMatches(this.tracker.phaseOf(id) ?? 'queued'));
     for (const id of ids) {
       this.stopReasons.set(id, why);
       this.sessions.get(id)?.abort();
@@ -672,7 +633,7 @@ export class Campaign extends EventEmitter<CampaignEvents> {
     const manifest = this.image.manifest;
     const earlier = this.earlierTurns.get(entry.id) ?? { ms: 0, attempts: 0 };
     const notStarted = (outcome: ResultMessage['outcome'], code: ResultMessage['code'], reason: string): TurnEnd => {
-      this.progress(entry.id, outcome === 'updated' ? 'done' : outcome, this.tracks.get(entry.id)?.bytes ?? 0, true);
+      this.progress(entry.id, outcome === 'updated' ? 'done' : outcome, this.tracker.bytesOf(entry.id), true);
       this.pushResult({ t: 'result', campaign: this.id, id: entry.id, outcome, code, reason, from: entry.from, to: manifest.version, durationMs: Math.round(earlier.ms), retries: earlier.attempts });
       return { final: true };
     };
@@ -757,7 +718,7 @@ export class Campaign extends EventEmitter<CampaignEvents> {
       fleet.setDeviceMsPerMiB(entry.id, learnDeviceMsPerMiB(device?.deviceMsPerMiB, slot.ms, linkMs, manifest.size));
     }
     const final: DevicePhase = r.outcome === 'updated' ? 'done' : r.outcome;
-    this.progress(entry.id, final, r.outcome === 'updated' ? this.image.size : this.tracks.get(entry.id)?.bytes ?? 0, true);
+    this.progress(entry.id, final, r.outcome === 'updated' ? this.image.size : this.tracker.bytesOf(entry.id), true);
     log.info({ campaign: this.id, device: entry.id, outcome: r.outcome, code: r.code, reason: r.reason, ms: r.durationMs, retries: r.retries, transferBps }, 'device result');
     this.pushResult({ t: 'result', campaign: this.id, id: entry.id, ...r });
     this.countFinished(entry.id, r.outcome);
@@ -808,92 +769,4 @@ export class Campaign extends EventEmitter<CampaignEvents> {
     this.results.push(r);
     this.emit('result', r);
   }
-
-  // ---- progress ----
-
-  /**
-   * Track a device's phase and bytes. Phase changes always go out; byte progress within a phase
-   * at most every progressIntervalMs. Bytes never go backwards within a phase; the rate is a
-   * smoothed bytes/s over the transfer, and the ETA comes from it.
-   */
-  private progress(id: string, phase: DevicePhase, bytes: number, force = false): void {
-    const now = this.deps.timers.now();
-    let tr = this.tracks.get(id);
-    const phaseChanged = !tr || tr.phase !== phase;
-    if (!tr) {
-      tr = { phase, bytes, sentAt: -Infinity, sentBytes: -1, bps: 0, rateAt: now, rateBytes: bytes, final: false };
-      this.tracks.set(id, tr);
-    }
-    if (tr.final) return; // one final state per device
-    if (phaseChanged) {
-      tr.phase = phase;
-      tr.bytes = bytes;
-      if (phase === 'transferring') {
-        tr.rateAt = now;
-        tr.rateBytes = bytes;
-      }
-    } else {
-      tr.bytes = Math.max(tr.bytes, bytes);
-    }
-    if (phase === 'transferring' && now - tr.rateAt >= 100) {
-      const inst = ((tr.bytes - tr.rateBytes) * 1000) / (now - tr.rateAt);
-      tr.bps = tr.bps > 0 ? 0.7 * tr.bps + 0.3 * inst : inst;
-      tr.rateAt = now;
-      tr.rateBytes = tr.bytes;
-    }
-    tr.final = FINAL_PHASES.has(phase);
-    tr.etaMs = this.etaFor(id, tr);
-    const due = force || phaseChanged || tr.final || now - tr.sentAt >= this.deps.config.progressIntervalMs || tr.bytes === this.image.size;
-    if (!due || (!phaseChanged && tr.bytes === tr.sentBytes)) return;
-    tr.sentAt = now;
-    tr.sentBytes = tr.bytes;
-    this.emit('progress', this.progressMessage(id, tr));
-  }
-
-  private etaFor(id: string, tr: Track): number | undefined {
-    if (tr.final) return 0;
-    const rtt = this.deps.fleet.get(id)?.link?.rttMs ?? 0;
-    if (tr.phase === 'transferring' && tr.bps > 0) return Math.round(((this.image.size - tr.bytes) * 1000) / tr.bps + 3 * rtt);
-    if (['verifying', 'activating', 'rebooting', 'confirming'].includes(tr.phase)) return Math.round(3 * rtt);
-    return this.plannedEta.get(id);
-  }
-
-  private progressMessage(id: string, tr: Track): ProgressMessage {
-    return {
-      t: 'progress', campaign: this.id, id, phase: tr.phase, bytes: tr.bytes, total: this.image.size,
-      ...(tr.phase === 'transferring' && tr.bps > 0 ? { bps: Math.round(tr.bps) } : {}),
-      ...(tr.etaMs !== undefined ? { etaMs: tr.etaMs } : {}),
-    };
-  }
-
-  /** Campaign totals every progress interval while devices are being updated. */
-  private tickTotals(): void {
-    this.emitTotals();
-    this.totalsTimer = this.deps.timers.setTimeout(() => this.tickTotals(), Math.max(this.deps.config.progressIntervalMs, 100));
-  }
-
-  private emitTotals(): void {
-    const targeted = this.order?.devices ?? [];
-    let bytes = 0;
-    let bps = 0;
-    let done = 0;
-    let remainingMs = 0;
-    for (const d of targeted) {
-      const tr = this.tracks.get(d.id);
-      if (!tr) continue;
-      bytes += tr.final && tr.phase === 'done' ? this.image.size : tr.bytes;
-      if (tr.final) done++;
-      if (tr.phase === 'transferring') bps += tr.bps;
-      remainingMs += tr.etaMs ?? 0;
-    }
-    const slots = Math.max(1, Math.min(this.deps.config.concurrency, targeted.length - done));
-    this.lastTotals = {
-      t: 'totals', campaign: this.id, devices: targeted.length, done,
-      kib: Math.floor(bytes / 1024), totalKib: Math.floor((targeted.length * this.image.size) / 1024),
-      bps: Math.round(bps),
-      ...(targeted.length > 0 ? { etaMs: Math.round(remainingMs / slots) } : {}),
-    };
-    this.emit('totals', this.lastTotals);
-  }
 }
-

@@ -106,7 +106,9 @@ describe('integration: campaign lifecycle (waves, pause, retry, cancel, a rotten
     // the first campaign only waits for a check-in: it does not hold the next upload back
     const v2 = sampleImage({ version: '1.2.0', size: 16 * 1024, seq: 2 });
     const b = await rig.client.push(v2.manifest, v2.image, { policy: 'now' });
-    const completeA = await rig.client.follow(a.campaign);
+    // (A's completion may come while B's push is answered: read it from the events, not by following A)
+    await waitUntil(() => ofType(rig!.events, 'complete').some((c) => c.campaign === a.campaign), 20_000, 'the first campaign to complete');
+    const completeA = ofType(rig.events, 'complete').find((c) => c.campaign === a.campaign)!;
     assert.deepEqual([completeA.updated, completeA.superseded], [1, 1], JSON.stringify(completeA));
     const sup = ofType(rig.events, 'result').find((r) => r.campaign === a.campaign && r.id === gone.id)!;
     assert.deepEqual([sup.outcome, sup.code, sup.reason], ['superseded', 'superseded', `superseded by campaign ${b.campaign}`]);
