@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FWD_CBOR_MAX_DEPTH 4
+#define FWD_CBOR_MAX_DEPTH 6
 
 enum { FWD_CBOR_OK = 0, FWD_CBOR_ERR = 1, FWD_CBOR_FULL = 2 };
 

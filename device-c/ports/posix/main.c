@@ -150,7 +150,7 @@ static int p_kv_write(void *ctx, int key, const void *buf, size_t len) {
   int fd, ok;
   (void)ctx;
   path_of(p, sizeof p, kv_name(key));
-  snprintf(tmp, sizeof tmp, "%s.tmp", p);
+  if (snprintf(tmp, sizeof tmp, "%s.tmp", p) >= (int)sizeof tmp) return -1;
   fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) return -1;
   ok = write(fd, buf, len) == (ssize_t)len && fsync(fd) == 0;
