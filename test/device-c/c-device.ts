@@ -65,6 +65,11 @@ export class CDevice {
     });
   }
 
+  /** The process id while it runs (a reboot re-executes in the same process). */
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
   count(type: string): number {
     return this.events.filter((e) => e.type === type).length;
   }

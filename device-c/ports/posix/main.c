@@ -47,7 +47,7 @@ static struct {
   fwd_config cfg;
 } g = { .fds = { -1, -1 } };
 
-static volatile sig_atomic_t got_signal;
+static volatile sig_atomic_t got_signal, toggle_busy;
 
 /* ---------------------------------------------------------------- console */
 
@@ -357,7 +357,7 @@ static void usage(void) {
     "  --password P | --credentials FILE (JSON id -> password)  --ca FILE (mqtts)\n"
     "  --pinned-key FILE (repeatable; PEM, base64 or hex)  --max-chunk N (4096)  --window N (8)\n"
     "  --trial-timeout MS (30000)  --boot-delay MS (300)  --factory-size BYTES (65536)\n"
-    "  faults: --busy  --corrupt-chunk N  --fail-self-test\n");
+    "  faults: --busy (SIGUSR1 toggles it)  --corrupt-chunk N  --fail-self-test\n");
 }
 
 static void parse(int argc, char **argv) {
@@ -420,6 +420,8 @@ static void parse(int argc, char **argv) {
 }
 
 static void on_signal(int s) { got_signal = s; }
+/* SIGUSR1 toggles the busy switch at run time (the device then publishes status, section 6.3.1). */
+static void on_usr1(int s) { (void)s; toggle_busy = 1; }
 
 static void do_reboot(void) {
   uint32_t start = p_now(0);
@@ -466,6 +468,7 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
+  signal(SIGUSR1, on_usr1);
   parse(argc, argv);
   if (sodium_init() < 0) die(1, "libsodium failed to start");
   {
@@ -506,6 +509,12 @@ int main(int argc, char **argv) {
       while (!got_signal && !g.reboot_pending) {
         rc = mosquitto_loop(g.mosq, 100, FWD_FLUSH_BATCH);
         fwd_idle(&g.dev); /* nothing more waiting: make the batch durable and ack it */
+        if (toggle_busy) {
+          toggle_busy = 0;
+          g.busy = !g.busy;
+          fwd_set_busy(&g.dev, g.busy);
+          console("busy", g.busy ? "\"busy\":true" : "\"busy\":false");
+        }
         fwd_tick(&g.dev);
         if (g.connected) delay = 1000;
         if (rc != MOSQ_ERR_SUCCESS) break;
