@@ -5,7 +5,7 @@ import type { CompleteMessage, ResultMessage } from '../../protocol/uplink.ts';
 import { testKeyFiles } from '../helpers/keys.ts';
 import { Rig, sampleImage } from '../helpers/rig.ts';
 import { waitUntil } from '../helpers/wait.ts';
-import { buildDeviceC } from './build.ts';
+import { buildDeviceC } from '../../scripts/lib/device-c.ts';
 import { CDevice } from './c-device.ts';
 
 /**

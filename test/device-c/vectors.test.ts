@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
-import { buildDeviceC } from './build.ts';
+import { buildDeviceC } from '../../scripts/lib/device-c.ts';
 
 /**
  * The C core's codec (device-c/core/fwd_msg.c, fwd_cbor.c) against every OTA vector of

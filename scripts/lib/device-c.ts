@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { ROOT } from '../../scripts/lib/processes.ts';
+import { ROOT } from './processes.ts';
 
 const run = promisify(execFile);
 
