@@ -118,8 +118,7 @@ int fwd_boot(fwd_device *d) {
     rec->trial = 0;
     rec->active = (uint8_t)other;
     d->boot_reverted = 1;
-    set_reason(d, "trial of ", rec->slots[a].version);
-    strncat(d->boot_reason, " not confirmed before a reset", sizeof d->boot_reason - strlen(d->boot_reason) - 1);
+    set_reason(d, "trial image not confirmed before reset", ""); /* never "self-test" (section 6.9.4) */
     changed = 1;
   } else {
     for (i = 0; i < 2; i++) {

@@ -76,8 +76,8 @@ static void send_status(fwd_device *d) {
   for (i = 0; i < 2; i++) {
     const fwd_slot_rec *r = &d->rec.slots[i];
     s.slots[i].state = fwd_slot_state_name(r->state);
-    /* version and sha256 when the slot holds or receives an image (section 6.3) */
-    if (r->state != FWD_EMPTY && r->state != FWD_BAD && r->version[0]) {
+    /* version and sha256 when the slot holds, receives or refused an image (section 6.3) */
+    if (r->state != FWD_EMPTY && r->version[0]) {
       fwd_hex_encode(r->sha256, 32, hex[i]);
       s.slots[i].version = r->version;
       s.slots[i].sha256_hex = hex[i];
@@ -397,9 +397,6 @@ static void on_offer(fwd_device *d, const fwd_down *m) {
   fwd_slot_rec *cur = &d->rec.slots[slot];
   uint32_t chunk = m->chunk < d->cfg.max_chunk ? m->chunk : d->cfg.max_chunk, i;
   uint8_t sha[32];
-  char reason[160];
-  fwd_json r = { reason, sizeof reason, 0 };
-  (void)r;
   fwd_hex_decode(m->sha256.p, 64, sha);
   /* 6.5.3 refusal, in this order */
   if (d->busy && !m->force) { reject(d, m, "busy", "device in use"); return; }
