@@ -59,6 +59,13 @@
 #define FWD_TRIAL_TIMEOUT_MS 30000u
 #endif
 
+#if FWD_WINDOW > 32
+#error "FWD_WINDOW: at most 32 (the bad chunks of one batch are tracked in a 32-bit mask)"
+#endif
+#if FWD_FLUSH_BATCH < 1 || FWD_MAX_CHUNKS > 65536
+#error "FWD_FLUSH_BATCH >= 1 and FWD_MAX_CHUNKS <= 65536 (chunk indexes are 16-bit in the batch)"
+#endif
+
 #define FWD_MAX_NAME 64u           /* MAX_NAME_LENGTH */
 #define FWD_MAX_HW_MODELS 16u      /* MAX_HW_MODELS */
 #define FWD_MAX_TASKS 8u           /* MAX_TASKS */

@@ -400,7 +400,17 @@ static void parse(int argc, char **argv) {
     else { usage(); die(2, "unknown option %s", a); }
   }
   if (!broker || !g.id || !g.dir) { usage(); die(2, "--broker, --id and --dir are required"); }
-  if (strlen(g.id) > 64 || !*g.id) die(2, "--id: \"%s\" is not a device id", g.id);
+  {
+    /* DEVICE_ID_PATTERN ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$ (section 1.8) */
+    size_t k, n = strlen(g.id);
+    int ok = n >= 1 && n <= 64;
+    for (k = 0; ok && k < n; k++) {
+      char c = g.id[k];
+      int alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+      ok = alnum || (k > 0 && (c == '_' || c == '.' || c == '-'));
+    }
+    if (!ok) die(2, "--id: \"%s\" is not a device id (letters, digits, \".\", \"_\", \"-\"; at most 64)", g.id);
+  }
   if (!fwd_version_valid_str(g.version)) die(2, "--version: \"%s\" is not a semantic version such as 1.0.0", g.version);
   if (g.floor && !fwd_version_valid_str(g.floor)) die(2, "--security-floor: \"%s\" is not a semantic version", g.floor);
   if (strncmp(broker, "mqtts://", 8) == 0) { g.tls = 1; broker += 8; }
