@@ -2,7 +2,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describeError } from '../protocol/errors.ts';
-import { buildDeviceC } from '../scripts/lib/device-c.ts';
+import { buildDeviceC, fwdevicePath } from '../scripts/lib/device-c.ts';
 import { ROOT } from '../scripts/lib/processes.ts';
 import { bridgeUp, BRIDGE, deviceUp, GATEWAY_ADDRESS, isTcRate, netnsDevice, teardown } from './netns.ts';
 
@@ -82,7 +82,7 @@ async function main(argv: string[]): Promise<number> {
       ...flags,
     ];
     // a C board: its own files in <dir>/<id>/, as fwsim keeps them; a reboot re-executes in the same process
-    const exe = cDevice ? (await buildDeviceC()).fwdevice : process.execPath;
+    const exe = cDevice ? fwdevicePath() : process.execPath; // built once by the rig's preflight, not per board
     const args = cDevice
       ? ['--id', id, '--broker', broker, '--dir', join(dir, id), ...common]
       : ['--import', 'tsx', 'device-sim/cli.ts', '--id', id, '--broker', broker, '--data', dir, '--json', ...common];

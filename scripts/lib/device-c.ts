@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ROOT } from './processes.ts';
@@ -27,7 +28,10 @@ export function buildDeviceC(): Promise<DeviceCBuild> {
   building ??= (async () => {
     const src = join(ROOT, 'device-c');
     try {
-      await run('cmake', ['-S', src, '-B', DEVICE_C_BUILD, '-DCMAKE_BUILD_TYPE=RelWithDebInfo'], { maxBuffer: 1 << 24 });
+      // configure once; `cmake --build` re-runs the configuration itself when CMakeLists.txt changes
+      if (!existsSync(join(DEVICE_C_BUILD, 'CMakeCache.txt'))) {
+        await run('cmake', ['-S', src, '-B', DEVICE_C_BUILD, '-DCMAKE_BUILD_TYPE=RelWithDebInfo'], { maxBuffer: 1 << 24 });
+      }
       await run('cmake', ['--build', DEVICE_C_BUILD, '-j', '2'], { maxBuffer: 1 << 24 });
     } catch (err) {
       const e = err as { stdout?: string; stderr?: string; message: string };
@@ -40,4 +44,11 @@ export function buildDeviceC(): Promise<DeviceCBuild> {
     };
   })();
   return building;
+}
+
+/** The built fwdevice, without building (for a rig's power-on, after its preflight built it). */
+export function fwdevicePath(): string {
+  const path = join(DEVICE_C_BUILD, 'fwdevice');
+  if (!existsSync(path)) throw new Error(`${path} is missing: build device-c first (the rig's preflight \`sim-device.ts c-build\`, or cmake -S device-c -B device-c/build && cmake --build device-c/build)`);
+  return path;
 }
