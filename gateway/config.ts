@@ -140,7 +140,7 @@ export const configSchema = z.strictObject({
     probeMaxAgeMs: ms.default(0),
     /** Window campaigns: a device that refused as busy is offered again after this long (or when it reports idle). */
     busyRecheckMs: ms.default(60_000),
-    /** Window campaigns: devices still waiting (offline, busy) this long after the upload end as skipped / deferred. */
+    /** Campaigns (now and window): devices still pending (offline, busy) this long after the upload end expired. */
     campaignExpiryMs: z.number().int().min(60_000).max(365 * 24 * 3600 * 1000).default(7 * 24 * 3600 * 1000),
     /** Window campaigns: transfer outside the windows too; only activations wait for a window. */
     downloadEarly: z.boolean().default(false),

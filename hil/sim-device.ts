@@ -2,6 +2,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describeError } from '../protocol/errors.ts';
+import { buildDeviceC, fwdevicePath } from '../scripts/lib/device-c.ts';
 import { ROOT } from '../scripts/lib/processes.ts';
 import { bridgeUp, BRIDGE, deviceUp, GATEWAY_ADDRESS, isTcRate, netnsDevice, teardown } from './netns.ts';
 
@@ -12,6 +13,8 @@ import { bridgeUp, BRIDGE, deviceUp, GATEWAY_ADDRESS, isTcRate, netnsDevice, tea
  *   node --import tsx hil/sim-device.ts off                   # power cut: SIGKILL it
  *   ... on --netns [--down 2mbit] [--up 1mbit] [fwsim flags...]  # in its own network namespace
  *   ... netns-setup | netns-cleanup                            # the rig's preflight / teardown
+ *   ... on --c [fwdevice flags...]   # the board is a C device (device-c, `fwdevice`) instead of fwsim
+ *   ... c-build                      # the C rig's preflight: build device-c (CMake, incremental)
  *
  * The board is HIL_DEVICE; it is one fwsim process (`--id HIL_DEVICE`) on its own files in
  * HIL_WORK/devices/<id>/, reaching HIL_BROKER; its console (fwsim's JSON events and messages) is
@@ -50,7 +53,9 @@ async function main(argv: string[]): Promise<number> {
   const [action, ...rest] = argv;
   if (action === 'netns-setup') return netnsSetup();
   if (action === 'netns-cleanup') return netnsCleanup();
-  const { netns, flags } = netnsFlags(rest);
+  if (action === 'c-build') return buildDeviceC().then(() => 0);
+  const cDevice = rest[0] === '--c';
+  const { netns, flags } = netnsFlags(cDevice ? rest.slice(1) : rest);
   const id = env('HIL_DEVICE');
   const dir = join(env('HIL_WORK'), 'devices');
   mkdirSync(dir, { recursive: true });
@@ -71,19 +76,23 @@ async function main(argv: string[]): Promise<number> {
       broker = url.toString().replace(/\/$/, '');
       prefix = ['ip', 'netns', 'exec', d.ns];
     }
-    const args = [
-      '--import', 'tsx', 'device-sim/cli.ts', '--id', id, '--broker', broker, '--data', dir, '--json',
+    const common = [
       ...(process.env.HIL_HW ? ['--hw', process.env.HIL_HW] : []),
       ...(pub ? ['--pinned-key', pub] : []),
       ...flags,
     ];
+    // a C board: its own files in <dir>/<id>/, as fwsim keeps them; a reboot re-executes in the same process
+    const exe = cDevice ? fwdevicePath() : process.execPath; // built once by the rig's preflight, not per board
+    const args = cDevice
+      ? ['--id', id, '--broker', broker, '--dir', join(dir, id), ...common]
+      : ['--import', 'tsx', 'device-sim/cli.ts', '--id', id, '--broker', broker, '--data', dir, '--json', ...common];
     const out = openSync(join(dir, `${id}.console`), 'a');
     // `ip netns exec` execs the command in the namespace: the pid is fwsim's either way
     const child = prefix.length
-      ? spawn(prefix[0]!, [...prefix.slice(1), process.execPath, ...args], { cwd: ROOT, detached: true, stdio: ['ignore', out, out] })
-      : spawn(process.execPath, args, { cwd: ROOT, detached: true, stdio: ['ignore', out, out] });
+      ? spawn(prefix[0]!, [...prefix.slice(1), exe, ...args], { cwd: ROOT, detached: true, stdio: ['ignore', out, out] })
+      : spawn(exe, args, { cwd: ROOT, detached: true, stdio: ['ignore', out, out] });
     closeSync(out);
-    if (child.pid === undefined) throw new Error('fwsim did not start');
+    if (child.pid === undefined) throw new Error(`${cDevice ? 'fwdevice' : 'fwsim'} did not start`);
     writeFileSync(pidFile, `${child.pid}\n`);
     child.unref();
     return 0;
@@ -101,7 +110,7 @@ async function main(argv: string[]): Promise<number> {
     rmSync(pidFile, { force: true });
     return 0;
   }
-  process.stderr.write('usage: sim-device.ts on [fwsim flags...] | off   (HIL_DEVICE, HIL_WORK, HIL_BROKER from the HIL runner)\n');
+  process.stderr.write('usage: sim-device.ts on [--c] [fwsim or fwdevice flags...] | off | c-build   (HIL_DEVICE, HIL_WORK, HIL_BROKER from the HIL runner)\n');
   return 2;
 }
 

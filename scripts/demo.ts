@@ -1,10 +1,11 @@
 /**
- * npm run demo [-- --devices N] [--json] [--keep] [--profile mixed|lan|wifi-good|wifi-poor|cellular|<file>]
+ * npm run demo [-- --devices N] [--c-devices N] [--json] [--keep] [--profile mixed|lan|wifi-good|wifi-poor|cellular|<file>]
  *
  * A whole rollout on this machine, every part real: a socat pty pair as the USB-serial cable,
  * fwgate on a temporary data dir and a free port, fwsim with N devices (each behind its own
  * shaping proxy: profile `mixed` by default, so links differ and ranking shows), and fwpush sending a
- * sample image over the pty. Ends when fwpush ends; everything started is stopped, also on
+ * sample image over the pty. `--c-devices N` adds N C devices (device-c's fwdevice, built on
+ * demand with CMake) to the fleet. Ends when fwpush ends; everything started is stopped, also on
  * Ctrl-C. Exit code is fwpush's.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -17,12 +18,14 @@ import { fleetDeviceId } from '../device-sim/fleet.ts';
 import { makeSampleImage } from '../firmware-samples/image-format.ts';
 import { generatePassword, hashPassword, writeDevicesFile } from '../gateway/device-auth.ts';
 import { generateSigningKey } from '../protocol/signature.ts';
+import { cDeviceId, cDevicesOn, startCDevices } from './lib/demo-c-devices.ts';
 import { freePort, ROOT, startTs, type Proc } from './lib/processes.ts';
 import { createPtyPair, type PtyPair } from './lib/pty-pair.ts';
 
 const { values } = parseArgs({
   options: {
     devices: { type: 'string', default: '20' },
+    'c-devices': { type: 'string', default: '0' },
     json: { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
     profile: { type: 'string', default: 'mixed' },
@@ -32,6 +35,11 @@ const { values } = parseArgs({
 const devices = Number(values.devices);
 if (!Number.isInteger(devices) || devices < 1 || devices > 1000) {
   process.stderr.write(`demo: --devices must be a whole number from 1 to 1000, got "${values.devices}"\n`);
+  process.exit(2);
+}
+const cDevices = Number(values['c-devices']);
+if (!Number.isInteger(cDevices) || cDevices < 0 || cDevices > 100) {
+  process.stderr.write(`demo: --c-devices must be a whole number from 0 to 100, got "${values['c-devices']}"\n`);
   process.exit(2);
 }
 const json = values.json;
@@ -88,7 +96,7 @@ try {
 
   // Broker authentication (docs/operations.md "Device credentials"): a device list with a scrypt
   // hash per device for fwgate, the passwords themselves for fwsim.
-  const ids = Array.from({ length: devices }, (_, i) => fleetDeviceId('dev', i));
+  const ids = [...Array.from({ length: devices }, (_, i) => fleetDeviceId('dev', i)), ...Array.from({ length: cDevices }, (_, i) => cDeviceId(i))];
   const passwords = Object.fromEntries(ids.map((id) => [id, generatePassword()]));
   await writeDevicesFile(join(dir, 'devices.json'), await Promise.all(ids.map(async (id) => ({ id, scrypt: await hashPassword(passwords[id]!) }))));
   await writeFile(join(dir, 'credentials.json'), JSON.stringify(passwords), { mode: 0o600 });
@@ -123,6 +131,11 @@ try {
     return connected >= devices;
   }, 60_000);
   say(`demo: ${devices} simulated devices (${HW}, running ${FROM}) connected, each through its own shaped link (profile ${values.profile})`);
+  const cProcs = await startCDevices(cDevices, {
+    broker: `mqtt://127.0.0.1:${port}`, dir: join(dir, 'c-devices'), credentials: join(dir, 'credentials.json'), pinnedKey: `${keyBase}.pub`, hw: HW, version: FROM,
+  });
+  procs.push(...cProcs);
+  if (cDevices > 0) say(`demo: ${cDevices} C devices (device-c fwdevice, ${HW}, running ${FROM}) connected directly`);
 
   say(`demo: fwpush ${imagePath} -> ${pty.b}\n`);
   const push = spawn(process.execPath, [
@@ -142,8 +155,10 @@ try {
     const active = state?.slots[state.active];
     if (active?.version === TO && active.state === 'confirmed' && !state!.trial) onNew++;
   }
-  say(`demo: checked on the devices' own files: ${onNew}/${devices} boot ${TO} (confirmed)`);
-  if (code === 0 && onNew !== devices) code = 1;
+  for (const p of cProcs) await p.stop();
+  const cOnNew = await cDevicesOn(cDevices, join(dir, 'c-devices'), TO);
+  say(`demo: checked on the devices' own files: ${onNew}/${devices} boot ${TO} (confirmed)${cDevices > 0 ? `; C devices ${cOnNew}/${cDevices}` : ''}`);
+  if (code === 0 && (onNew !== devices || cOnNew !== cDevices)) code = 1;
 } catch (err) {
   process.stderr.write(`demo: ${(err as Error).message}\n`);
   code = 1;

@@ -379,7 +379,11 @@ export class DeviceSession {
     const { config, timers } = this.deps;
     this.deps.onPhase('rebooting', this.held);
     const target = this.deps.image.manifest;
-    const boot = await this.expect((e): e is Ev<'boot'> => e.t === 'boot', config.rebootTimeoutMs, 'the device to reboot and report', false)
+    // §6.9.1: a `boot` lost with its connection is recovered from the `status` that follows every
+    // connection — a device in trial on the new version can only be there after this reboot.
+    const boot = await this.expect((e): e is Ev<'boot'> | Ev<'status'> => e.t === 'boot' || (e.t === 'status' && e.trial && e.version === target.version),
+      config.rebootTimeoutMs, 'the device to reboot and report', false)
+      .then((e) => (e.t === 'boot' ? e : trialBootOf(e)))
       .catch((err: unknown) => {
         throw isFwError(err, 'E_DEVICE_TIMEOUT')
           ? new SessionFailure('failed', 'timeout', `device did not report a boot within ${config.rebootTimeoutMs} ms of activation`, true)
@@ -526,6 +530,12 @@ export class DeviceSession {
 export function withDeviceReason(what: string, reason: string | undefined): string {
   if (!reason) return what;
   return reason.toLowerCase().startsWith(what.toLowerCase()) ? reason : `${what}: ${reason}`;
+}
+
+/** The boot report a `status` in trial stands for when the `boot` itself was lost (§6.9.1). */
+function trialBootOf(s: Ev<'status'>): Ev<'boot'> {
+  const sha256 = s.slots[s.slot].sha256;
+  return { t: 'boot', version: s.version, slot: s.slot, ...(sha256 !== undefined ? { sha256 } : {}), trial: true, reverted: false };
 }
 
 function rejection(r: Ev<'reject'>): SessionFailure {

@@ -23,8 +23,15 @@ export interface Proc {
  * Start a TypeScript entry point of this project as its own process (node --import tsx).
  * stdout is captured line by line (and optionally echoed); stderr goes where you say.
  */
-export function startTs(name: string, entry: string, args: string[], opts: { echo?: (line: string) => void; stderr?: 'inherit' | 'pipe' | 'ignore' | number; env?: NodeJS.ProcessEnv } = {}): Proc {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], {
+export function startTs(name: string, entry: string, args: string[], opts: StartOptions = {}): Proc {
+  return startProcess(name, process.execPath, ['--import', 'tsx', entry, ...args], opts);
+}
+
+export interface StartOptions { echo?: (line: string) => void; stderr?: 'inherit' | 'pipe' | 'ignore' | number; env?: NodeJS.ProcessEnv }
+
+/** Start any executable the same way (e.g. device-c's fwdevice): stdout line by line, stop() by SIGTERM then SIGKILL. */
+export function startProcess(name: string, command: string, args: string[], opts: StartOptions = {}): Proc {
+  const child = spawn(command, args, {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', opts.stderr ?? 'pipe'],
     env: { ...process.env, ...opts.env },

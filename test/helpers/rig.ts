@@ -38,6 +38,8 @@ export interface RigOptions {
   wallClock?: GatewayOptions['wallClock'];
   /** The gateway's logger (default: silent, or FWGATE_TEST_LOG). */
   log?: Logger;
+  /** More device ids admitted by the broker (e.g. C devices the test starts itself); their passwords are in `rig.passwords`. */
+  extraDeviceIds?: readonly string[];
 }
 
 /** Test timeouts: short, but generous enough for a loaded 2-core machine. */
@@ -75,6 +77,8 @@ export class Rig {
     readonly techKey: TechnicianKey,
     /** The same key as a PKCS#8 PEM file, for `fwpush --tech-key`. */
     readonly techKeyPath: string,
+    /** Device id -> MQTT password of every device the broker admits (the simulated ones and `extraDeviceIds`). */
+    readonly passwords: ReadonlyMap<string, string>,
   ) {}
 
   /** Client options of the rig's laptop sessions: test timeouts and the rig's technician key. */
@@ -91,7 +95,7 @@ export class Rig {
     const techKey = technicianKey(parsePrivateKey(tech.privateKeyPem));
     // Broker authentication on (docs/protocol.md §6.1.8): a device list with a password per simulated device.
     const devicesFile = join(dir, 'devices.json');
-    const passwords = await writeDeviceList(devicesFile, Array.from({ length: opts.devices }, (_, i) => fleetDeviceId('dev', i)));
+    const passwords = await writeDeviceList(devicesFile, [...Array.from({ length: opts.devices }, (_, i) => fleetDeviceId('dev', i)), ...(opts.extraDeviceIds ?? [])]);
     const config = parseConfig({ ...TEST_CONFIG, ...opts.config, dataDir: join(dir, 'gateway'),
       uplink: { technicianKeys: [{ publicKey: tech.publicKeyPem }], ...opts.config?.uplink },
       broker: { ...TEST_CONFIG.broker, devicesFile, ...opts.config?.broker }, rollout: { ...TEST_CONFIG.rollout, ...opts.config?.rollout },
@@ -119,7 +123,7 @@ export class Rig {
     const client = new UplinkClient(laptopLink, { ...defaultClientOptions, replyTimeoutMs: 20_000, idleTimeoutMs: 60_000, techKey });
     const events: GatewayUplinkMessage[] = [];
     client.on('event', (e) => events.push(e));
-    return new Rig(dir, pty, gateway, gatewayPort, sims, laptopPort, laptopLink, client, events, techKey, techKeyPath);
+    return new Rig(dir, pty, gateway, gatewayPort, sims, laptopPort, laptopLink, client, events, techKey, techKeyPath, passwords);
   }
 
   /** A second laptop session on the same serial port (after the first one was unplugged). */

@@ -28,6 +28,8 @@ interface DeviceOpts {
   dropAck?: (off: number, nth: number) => boolean;
   badOnce?: number;
   noBoot?: boolean;
+  /** The boot report is lost with the connection; the status after the reconnect shows the trial (§6.9.1). */
+  lostBoot?: boolean;
   /** Every activation comes back reverted with this reason. */
   revert?: string;
   /** The first n activations: power lost during the first boot of the new slot, so it comes back reverted (§6.9.2 rule 1). */
@@ -82,6 +84,12 @@ function device(opts: DeviceOpts = {}) {
           return [{ t: 'offline' }, { t: 'boot', version: '1.0.0', slot: 'a', trial: false, reverted: false }];
         }
         if (opts.noBoot) return [{ t: 'activated', sid: m.sid, slot: 'b' }, { t: 'offline' }];
+        if (opts.lostBoot) {
+          return [{ t: 'activated', sid: m.sid, slot: 'b' }, { t: 'offline' }, {
+            t: 'status', hw: 'hw', version: '1.1.0', slot: 'b', maxChunk: CHUNK, busy: false, trial: true,
+            slots: { a: { state: 'confirmed', version: '1.0.0', sha256: 'a'.repeat(64) }, b: { state: 'trial', version: '1.1.0', sha256: manifest.sha256 } },
+          }];
+        }
         if (opts.revert) return [{ t: 'activated', sid: m.sid, slot: 'b' }, { t: 'offline' }, revertedBoot(opts.revert)];
         if (trialCuts++ < (opts.cutFirstBoots ?? 0)) return [{ t: 'activated', sid: m.sid, slot: 'b' }, { t: 'offline' }, revertedBoot(UNCONFIRMED)];
         return [{ t: 'activated', sid: m.sid, slot: 'b' }, { t: 'offline' }, trialBoot, { t: 'status' } as DeviceEvent];
@@ -378,6 +386,15 @@ describe('device session (fake clock, scripted device)', () => {
       assert.deepEqual([r.outcome, r.code], ['failed', 'timeout']);
       assert.equal(ch.count('activate'), 1);
       assert.ok(timers.now() >= 20_000);
+    });
+
+    it('a lost boot report is recovered from the status in trial that follows the reconnect (§6.9.1): confirmed at once, no reboot timeout', async () => {
+      const timers = new FakeTimers();
+      const ch = new ScriptedChannel(device({ lostBoot: true }));
+      const r = await drive(timers, session(ch, timers).run(), 120_000);
+      assert.deepEqual([r.outcome, r.code, r.retries], ['updated', 'ok', 0]);
+      assert.equal(ch.count('activate'), 1);
+      assert.ok(timers.now() < 20_000, `waited ${timers.now()} ms: not the reboot timeout`);
     });
 
     it('a device that reverts after a failed self-test is reported rolled back, not retried', async () => {
