@@ -138,7 +138,7 @@ export const configSchema = z.strictObject({
      * ranking requires by default; raise it on a site that runs campaigns back to back.
      */
     probeMaxAgeMs: ms.default(0),
-    /** Window campaigns: a device that refused as busy is offered again after this long (or when it reports idle). */
+    /** A device that refused as busy is offered again after this long (or when it reports idle). */
     busyRecheckMs: ms.default(60_000),
     /** Campaigns (now and window): devices still pending (offline, busy) this long after the upload end expired. */
     campaignExpiryMs: z.number().int().min(60_000).max(365 * 24 * 3600 * 1000).default(7 * 24 * 3600 * 1000),
