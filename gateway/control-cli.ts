@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { describeError } from '../protocol/errors.ts';
 import { controlCall, type ControlRequest } from './control.ts';
-import type { RetryMessage } from '../protocol/uplink.ts';
+import { retryOutcomesOf } from '../protocol/uplink.ts';
 
 /**
  * `fwgate campaign cancel|retry|resume <id>` on the gateway host: sent to the running gateway
@@ -34,12 +34,6 @@ export function addCampaignControlCommands(campaign: Command, dataDir: (cmd: Com
     .option('--failed').option('--rolled-back').option('--expired').option('--cancelled').option('--skipped')
     .option('--now', 'start at once, also outside a maintenance window').option('--force', 'update busy devices too')
     .action((id: string, o: Record<string, boolean | undefined>, cmd: Command) => {
-      const outcomes: RetryMessage['outcomes'] = [];
-      if (o.failed) outcomes.push('failed');
-      if (o.rolledBack) outcomes.push('rolled-back');
-      if (o.expired) outcomes.push('expired');
-      if (o.cancelled) outcomes.push('cancelled');
-      if (o.skipped) outcomes.push('skipped');
-      call({ op: 'retry', campaign: id, outcomes: outcomes.length ? outcomes : ['failed', 'rolled-back'], ...(o.now ? { policy: 'now' as const } : {}), ...(o.force ? { force: true } : {}) }, cmd);
+      call({ op: 'retry', campaign: id, outcomes: retryOutcomesOf(o), ...(o.now ? { policy: 'now' as const } : {}), ...(o.force ? { force: true } : {}) }, cmd);
     });
 }

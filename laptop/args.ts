@@ -2,7 +2,7 @@ import { Command, InvalidArgumentError, Option, type OutputConfiguration } from 
 import type { CampaignOptions } from './client.ts';
 import { laptopSettings } from './settings.ts';
 import { parseSeq } from './signing.ts';
-import type { RetryMessage, WaveSize } from '../protocol/uplink.ts';
+import { retryOutcomesOf, type RetryMessage, type WaveSize } from '../protocol/uplink.ts';
 
 /** fwpush's flags, parsed and range-checked. Times are as given (seconds). */
 export interface Opts {
@@ -52,13 +52,7 @@ export function campaignOptions(o: Opts): CampaignOptions {
 
 /** `retry`'s result flags as the outcomes the request names; none given: failed and rolled back. */
 export function retryOutcomes(o: Opts): RetryMessage['outcomes'] {
-  const out: RetryMessage['outcomes'] = [];
-  if (o.failed) out.push('failed');
-  if (o.rolledBack) out.push('rolled-back');
-  if (o.expired) out.push('expired');
-  if (o.cancelled) out.push('cancelled');
-  if (o.skippedDevices) out.push('skipped');
-  return out.length > 0 ? out : ['failed', 'rolled-back'];
+  return retryOutcomesOf({ ...o, skipped: o.skippedDevices });
 }
 
 /** A fresh program each time (no module-level state), so tests can parse many command lines. */

@@ -127,6 +127,13 @@ export const statusReqMsg = z.object({ t: z.literal('status'), campaign: campaig
 export const cancelMsg = z.object({ t: z.literal('cancel'), campaign: campaign.optional() });
 /** Device results a retry takes (§7.12.2). */
 export const RetryOutcomes = ['failed', 'rolled-back', 'expired', 'cancelled', 'skipped'] as const;
+/** The outcomes a retry takes from command-line style flags (fwpush retry, fwgate campaign retry); none: failed and rolled back (§7.12.2). */
+export function retryOutcomesOf(f: { failed?: boolean; rolledBack?: boolean; expired?: boolean; cancelled?: boolean; skipped?: boolean }): RetryMessage['outcomes'] {
+  const out = ([['failed', f.failed], ['rolled-back', f.rolledBack], ['expired', f.expired], ['cancelled', f.cancelled], ['skipped', f.skipped]] as const)
+    .filter(([, on]) => on === true).map(([o]) => o);
+  return out.length > 0 ? out : ['failed', 'rolled-back'];
+}
+
 /** A new campaign from a stored campaign's manifest for its devices with these results (§7.12.2). Technician-authorised. */
 export const retryMsg = z.object({
   t: z.literal('retry'), campaign,

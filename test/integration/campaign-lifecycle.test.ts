@@ -8,6 +8,7 @@ import type { GatewayUplinkMessage } from '../../protocol/uplink.ts';
 import { isFwError } from '../../protocol/errors.ts';
 import { Rig, sampleImage } from '../helpers/rig.ts';
 import { waitUntil } from '../helpers/wait.ts';
+import { runEntry } from '../helpers/run-entry.ts';
 import { makeTestKey, signed, testKey } from '../helpers/keys.ts';
 
 /**
@@ -223,8 +224,16 @@ describe('integration: campaign lifecycle (waves, pause, retry, cancel, a rotten
     const dataDir = join(rig.dir, 'gateway');
     const unknown = await controlCall(dataDir, { op: 'cancel', campaign: 'c-nope' });
     assert.deepEqual([unknown.ok, !unknown.ok && unknown.code], [false, 'E_UNKNOWN_CAMPAIGN']);
-    const a = await controlCall(dataDir, { op: 'cancel', campaign });
-    assert.deepEqual(a, { ok: true, campaign });
+    // the operator's command line, a real process, through the same socket
+    const refused = await runEntry('gateway/cli.ts', ['campaign', 'cancel', 'c-nope', '--data', dataDir]);
+    assert.equal(refused.code, 1, refused.stderr);
+    assert.match(refused.stderr, /E_UNKNOWN_CAMPAIGN: no live campaign c-nope/);
+    const none = await runEntry('gateway/cli.ts', ['campaign', 'cancel', campaign, '--data', join(rig.dir, 'elsewhere')]);
+    assert.equal(none.code, 3, none.stderr);
+    assert.match(none.stderr, /no gateway is running on/);
+    const done = await runEntry('gateway/cli.ts', ['campaign', 'cancel', campaign, '--data', dataDir]);
+    assert.equal(done.code, 0, done.stderr);
+    assert.equal(done.stdout, `cancel: campaign ${campaign}\n`);
     const path = join(dataDir, 'journal', `${campaign}.jsonl`);
     await waitUntil(async () => parseJournal(await readFile(path, 'utf8')).state.complete !== undefined, 20_000, 'the cancelled campaign to complete');
     const j = parseJournal(await readFile(path, 'utf8')).state;

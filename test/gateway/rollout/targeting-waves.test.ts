@@ -5,6 +5,7 @@ import { campaignTargets, preflightCounts } from '../../../gateway/rollout/targe
 import { assignWaves, waveBounds, waveGateStops } from '../../../gateway/rollout/waves.ts';
 import { parseWaves } from '../../../laptop/args.ts';
 import { manifestForImage } from '../../../protocol/manifest.ts';
+import { retryOutcomesOf } from '../../../protocol/uplink.ts';
 
 const dev = (id: string, over: Partial<DeviceRecord> = {}): DeviceRecord => ({
   id, hw: 'sensor-v1', version: '1.0.0', slot: 'a', slots: { a: { state: 'confirmed', version: '1.0.0' }, b: { state: 'empty' } },
@@ -42,6 +43,12 @@ describe('targeting, pre-flight and waves (pure; docs/protocol.md §7.3.6, §7.3
     assert.deepEqual([...assignWaves(['d', 'c', 'b', 'a'], [{ count: 1 }, { pct: 50 }])], [['d', 1], ['c', 2], ['b', 3], ['a', 3]]);
     assert.deepEqual(parseWaves('1,10%,100%'), [{ count: 1 }, { pct: 10 }, { pct: 100 }]);
     for (const bad of ['', '0', '1,0%', '101%', 'x', '1,,', '5%%']) assert.equal(parseWaves(bad), undefined, bad);
+  });
+
+  it('retry flags name the outcomes; none given: failed and rolled back', () => {
+    assert.deepEqual(retryOutcomesOf({}), ['failed', 'rolled-back']);
+    assert.deepEqual(retryOutcomesOf({ expired: true, skipped: true }), ['expired', 'skipped']);
+    assert.deepEqual(retryOutcomesOf({ failed: true, rolledBack: true, expired: true, cancelled: true, skipped: true }), ['failed', 'rolled-back', 'expired', 'cancelled', 'skipped']);
   });
 
   it('the wave gate stops on a failure share at or above it, never on a wave with nothing finished', () => {
