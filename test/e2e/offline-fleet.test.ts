@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DeviceFiles } from '../../device-sim/bootloader.ts';
@@ -124,6 +124,14 @@ describe('end to end: a fleet that is not always online', function () {
     await gw.stop();
     gw = await startGateway(true);
     await simA.waitForLine(() => connected(simA) >= 8, 60_000);
+
+    // a dry run first: the order it would get, nothing stored
+    const plan = await fwpush(['--tech-key', techKey, 'plan', imagePath, '--name', 'sensor-fw', '--version', '1.1.0', '--hw', HW, '--sign-key', testKeyFiles().key, '--seq', '1']);
+    assert.equal(plan.code, 0, JSON.stringify(plan.events.slice(-3)));
+    const planned = plan.events.find((e) => e.event === 'planned') as { devices: { id: string; etaMs?: number }[]; preflight: Record<string, number> } | undefined;
+    assert.ok(planned, JSON.stringify(plan.events));
+    assert.deepEqual([planned.devices.filter((d) => d.etaMs !== undefined).length, planned.devices.length, planned.preflight.eligibleOffline], [4, 6, 2], 'four measured, two pending');
+    assert.equal(existsSync(join(dir, 'gw', 'store', 'images')) ? (await readdir(join(dir, 'gw', 'store', 'images'))).length : 0, 0, 'nothing stored by the plan');
 
     const first = await fwpush(['--tech-key', techKey, imagePath, '--name', 'sensor-fw', '--version', '1.1.0', '--hw', HW, '--sign-key', testKeyFiles().key, '--seq', '1', '--now']);
     const summary = first.events.at(-1)!;
