@@ -15,6 +15,8 @@ export const groups = {
   link: {
     mutate: ['protocol/link/*.ts', '!protocol/link/index.ts'],
     spec: ['test/protocol/link/*.test.ts'],
+    // ~70,000 frames each way: past its own 20 s bound once instrumented, so left out of the mutation run (npm test runs it)
+    grep: '^(?!.*sequence numbers wrap at 65536)',
   },
   messages: {
     mutate: ['protocol/ota.ts', 'protocol/uplink.ts'],
@@ -30,7 +32,7 @@ export const groups = {
   },
   windows: {
     mutate: ['gateway/windows.ts'],
-    spec: ['test/gateway/windows.test.ts'],
+    spec: ['test/gateway/windows.test.ts', 'test/gateway/windows-details.test.ts'],
   },
   store: {
     mutate: ['gateway/store.ts'],
@@ -51,6 +53,7 @@ export default {
   mochaOptions: {
     config: '.mocharc.json',
     spec: [...new Set(picked.flatMap((g) => g.spec))],
+    ...(group !== undefined && 'grep' in groups[/** @type {keyof typeof groups} */ (group)] ? { grep: /** @type {{ grep: string }} */ (groups[/** @type {keyof typeof groups} */ (group)]).grep } : {}),
   },
   mutate: [...new Set(picked.flatMap((g) => g.mutate))],
   coverageAnalysis: 'perTest',
