@@ -36,7 +36,7 @@ export const groups = {
   },
   store: {
     mutate: ['gateway/store.ts'],
-    spec: ['test/gateway/store.test.ts', 'test/gateway/crash-consistency.test.ts'],
+    spec: ['test/gateway/store.test.ts', 'test/gateway/store-details.test.ts', 'test/gateway/crash-consistency.test.ts'],
   },
 };
 
@@ -57,6 +57,8 @@ export default {
   },
   mutate: [...new Set(picked.flatMap((g) => g.mutate))],
   coverageAnalysis: 'perTest',
+  // STRYKER_IGNORE_STATIC=1: skip mutants of module-level code (each needs the whole group's tests; they are then not in the score)
+  ignoreStatic: process.env.STRYKER_IGNORE_STATIC === '1',
   concurrency: Number(process.env.STRYKER_CONCURRENCY ?? 2),
   timeoutMS: 10_000,
   timeoutFactor: 2,
