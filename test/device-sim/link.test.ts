@@ -182,11 +182,14 @@ describe('device-sim: link proxy', function () {
     await within(once(px, 'outage'), 2_000, 'the outage');
     const start = performance.now();
     let ended = 0;
+    // the order of what happened, recorded: bytes reaching the target, and the outage's end
+    const seq: string[] = [];
+    for (const s of t.sockets) s.on('data', () => seq.push('data'));
+    px.on('outage-end', () => seq.push('outage-end'));
     px.once('outage-end', () => (ended = performance.now()));
     c.write(numbered(1000));
-    await new Promise((r) => setTimeout(r, 250));
-    assert.equal(t.bytes(), 6, 'nothing passed during the outage');
-    await waitFor(() => t.bytes() === 6 + 4000, 1_000, 'bytes after the outage');
+    await waitFor(() => t.bytes() === 6 + 4000, 2_000, 'bytes after the outage');
+    assert.equal(seq[0], 'outage-end', `nothing passed during the outage: ${seq.join(', ')}`);
     const arrived = performance.now();
     assert.ok(arrived - start >= 349, `arrived ${(arrived - start).toFixed(0)} ms after the outage began`);
     assert.ok(ended > 0 && ended <= arrived);
@@ -195,11 +198,11 @@ describe('device-sim: link proxy', function () {
     assert.ok(Buffer.concat(t.received).subarray(6).equals(numbered(1000)));
     // no more periodic outages; interrupt(): an outage on demand
     px.setProfile({ outage: undefined });
+    seq.length = 0;
     px.interrupt(200);
     c.write('x');
-    await new Promise((r) => setTimeout(r, 120));
-    assert.equal(t.bytes(), 4006);
     await waitFor(() => t.bytes() === 4007, 1_000, 'byte after interrupt');
+    assert.deepEqual(seq, ['outage-end', 'data'], 'the byte written during the interrupt passed only after it ended');
   });
 
   it('a slower profile gives a measurably slower transfer of the same bytes', async () => {
@@ -225,8 +228,13 @@ describe('device-sim: link proxy', function () {
     const px = await proxy(t, profile({ upBps: 200_000 }));
     const c = await client(px.port);
     c.write(Buffer.alloc(16 * 1024 * 1024));
-    await new Promise((r) => setTimeout(r, 300));
-    assert.ok(px.queuedBytes <= QUEUE_HIGH_WATER + 65_536, `queued ${px.queuedBytes}`);
+    // watched until the target has taken 256 KiB (the link has been busy a while), never more queued than the bound
+    let most = 0;
+    await waitFor(() => {
+      most = Math.max(most, px.queuedBytes);
+      return t.bytes() >= 256 * 1024;
+    }, 10_000, '256 KiB through the slow link');
+    assert.ok(most <= QUEUE_HIGH_WATER + 65_536, `queued up to ${most}`);
     assert.ok(c.writableLength > 0, 'the sender is held back');
   });
 

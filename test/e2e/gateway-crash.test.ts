@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -10,9 +10,10 @@ import { fleetDeviceId } from '../../device-sim/fleet.ts';
 import { makeSampleImage } from '../../firmware-samples/image-format.ts';
 import { parseJournal } from '../../gateway/rollout/journal.ts';
 import { generateSigningKey } from '../../protocol/signature.ts';
-import { freePort, ROOT, startTs, type Proc } from '../../scripts/lib/processes.ts';
+import { ROOT, startTs, type Proc } from '../../scripts/lib/processes.ts';
 import { createPtyPair, type PtyPair } from '../../scripts/lib/pty-pair.ts';
 import { testKeyFiles } from '../helpers/keys.ts';
+import { waitUntil } from '../helpers/wait.ts';
 
 const HW = 'sensor-v1';
 const FROM = '1.0.0';
@@ -20,6 +21,21 @@ const TO = '1.1.0';
 const DEVICES = 6;
 
 /** fwgate as a real process; its JSON log lines (stderr) are collected and can be waited for. */
+/** Devices the journals show holding part of the image and not yet activating (0 while there is no journal). */
+async function journalHeld(journalDir: string): Promise<number> {
+  const names = await readdir(journalDir).catch(() => [] as string[]);
+  let n = 0;
+  for (const name of names.filter((f) => f.endsWith('.jsonl'))) {
+    try {
+      const { state } = parseJournal(await readFile(join(journalDir, name), 'utf8'));
+      n += [...state.held].filter(([id, bytes]) => bytes > 0 && !state.activating.has(id)).length;
+    } catch {
+      // being written: its first record is not there yet
+    }
+  }
+  return n;
+}
+
 function startGateway(args: string[]): { proc: Proc; logs: Record<string, unknown>[]; waitForLog: (msg: string, timeoutMs: number) => Promise<Record<string, unknown>> } {
   const proc = startTs('fwgate', 'gateway/cli.ts', args, { stderr: 'pipe' });
   const logs: Record<string, unknown>[] = [];
@@ -79,17 +95,19 @@ describe('end to end: fwgate killed with SIGKILL mid-campaign, then restarted', 
     const sha256 = createHash('sha256').update(image).digest('hex');
     const imagePath = join(dir, 'fw.bin');
     await writeFile(imagePath, image);
-    const port = await freePort();
     // the technician key that authorises the push (docs/protocol.md §7.2.4)
     const tech = generateSigningKey();
     await writeFile(join(dir, 'technician.key'), tech.privateKeyPem, { mode: 0o600 });
     await writeFile(join(dir, 'gateway.json'), JSON.stringify({ uplink: { technicianKeys: [{ publicKey: tech.publicKeyPem }] } }));
-    const gwArgs = ['--config', join(dir, 'gateway.json'), '--data', join(dir, 'gw'), '--host', '127.0.0.1', '--port', String(port), '--log-format', 'json', '--concurrency', '3',
+    const gwArgs = (port: number): string[] => ['--config', join(dir, 'gateway.json'), '--data', join(dir, 'gw'), '--host', '127.0.0.1', '--port', String(port), '--log-format', 'json', '--concurrency', '3',
       '--trusted-key', testKeyFiles().pub];
 
-    const first = startGateway(['--serial', pty.a, ...gwArgs]);
+    // the first gateway binds any free port (no check-then-bind); the restarted one takes the same, as a real one would
+    const first = startGateway(['--serial', pty.a, ...gwArgs(0)]);
     procs.push(first.proc);
-    await first.proc.waitForLine(/^fwgate ready/, 30_000);
+    const ready = await first.proc.waitForLine(/^fwgate ready/, 30_000);
+    const port = Number(/:(\d+)\s*$/.exec(ready)?.[1]);
+    assert.ok(port > 0, `the ready line names the bound port: ${ready}`);
     // wifi-poor links (250 kB/s, 1 % loss): a 256 KiB image takes about a second per device, so
     // at the kill some devices are mid-transfer and one is past its activation.
     const sim = startTs('fwsim', 'device-sim/cli.ts', [
@@ -110,16 +128,17 @@ describe('end to end: fwgate killed with SIGKILL mid-campaign, then restarted', 
       '--sign-key', testKeyFiles().key, '--seq', '1'], { cwd: ROOT, stdio: 'ignore' });
     const pushExited = new Promise<void>((r) => push.once('exit', () => r()));
 
-    // kill -9 at the kill point (for mid-transfer: once a device has taken a few chunks)
+    // kill -9 at the kill point (for mid-transfer: once the journal shows a device holding part of
+    // the image — it acked flushed chunks, so its own files hold them — and none activated yet)
     await sim.waitForLine((l) => l.includes(kill.at), 90_000);
-    if (kill.at.includes('offer-accepted')) await new Promise((r) => setTimeout(r, 300));
+    if (kill.resumesTransfer && kill.at.includes('offer-accepted')) await waitUntil(async () => (await journalHeld(join(dir, 'gw', 'journal'))) > 0, 90_000, 'a device holding part of the image in the journal');
     first.proc.child.kill('SIGKILL');
     await first.proc.exited;
     const killedAt = sim.lines.length;
     push.kill('SIGKILL');
     await pushExited;
 
-    const second = startGateway(gwArgs);
+    const second = startGateway(gwArgs(port));
     procs.push(second.proc);
     await second.proc.waitForLine(/^fwgate ready/, 30_000);
     const resumed = await second.waitForLog('resuming an unfinished campaign', 10_000);

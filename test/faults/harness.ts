@@ -269,14 +269,21 @@ export function unsettled(rig: Rig, d: SimDevice): string | null {
   return null;
 }
 
-/** Wait (bounded) until every device runs a confirmed image, is connected and known to the gateway; returns those that did not. */
+/**
+ * Wait (bounded) until every device runs a confirmed image, is connected and known to the gateway.
+ * A device still unsettled when the bound runs out fails the run loudly (naming each and why):
+ * the checks that follow would otherwise judge a fleet in mid-flight. Returns [] when settled.
+ */
 export async function settleFleet(rig: Rig, timeoutMs: number): Promise<{ id: string; why: string }[]> {
   const pending = (): { id: string; why: string }[] => rig.sims.devices.flatMap((d) => {
     const why = unsettled(rig, d);
     return why === null ? [] : [{ id: d.id, why }];
   });
-  await waitFor(() => pending().length === 0, timeoutMs);
-  return pending();
+  if (!(await waitFor(() => pending().length === 0, timeoutMs))) {
+    const left = pending();
+    if (left.length > 0) throw new Error(`the fleet did not settle within ${timeoutMs} ms: ${left.map((u) => `${u.id} ${u.why}`).join(', ')}`);
+  }
+  return [];
 }
 
 /** Resolve with the value, or undefined after `ms`. */

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import { access, cp, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +9,8 @@ import { describeError } from '../../protocol/errors.ts';
 import { checkDigest, parseManifest } from '../../protocol/manifest.ts';
 import type { SlotName } from '../../protocol/ota.ts';
 import type { ResultMessage } from '../../protocol/uplink.ts';
+import { testKey } from '../helpers/keys.ts';
+import { judgeDevice, storedManifests, type IndependentVerdict } from './independent-check.ts';
 
 /**
  * End-of-run checks of the fault tests (docs/reliability.md "Invariants"). They read the
@@ -159,6 +161,10 @@ export interface InvariantReport {
   unaccounted: Unaccounted[];
   /** Corrupted or missing stored images plus devices not accounted for. */
   lost: number;
+  /** The second judge (independent-check.ts, no code shared with device-sim/), per device. */
+  independent: Map<string, IndependentVerdict>;
+  /** Devices both judges find bootable, but into different images. */
+  disagreements: string[];
 }
 
 export interface InvariantInput {
@@ -171,12 +177,26 @@ export interface InvariantInput {
   storedImages?: Iterable<string>;
   /** The last campaign: its image and its targets (each must be accounted for). */
   campaign?: { image: { version: string; sha256: string }; targets: readonly Target[] };
+  /** Keys the stored manifests must be signed by (default: the test vendor key the rig trusts). */
+  trustedKeys?: readonly KeyObject[];
 }
 
 export async function checkInvariants(input: InvariantInput): Promise<InvariantReport> {
   const devices = new Map<string, BootCheck>();
   for (const id of input.ids) devices.set(id, await bootFromFiles(id, join(input.devicesDir, id)));
   const bricked = [...devices.values()].filter((d) => !d.bootable);
+  const manifests = await storedManifests(input.storeDir);
+  const independent = new Map<string, IndependentVerdict>();
+  const disagreements: string[] = [];
+  for (const id of input.ids) {
+    const v = await judgeDevice(id, join(input.devicesDir, id), manifests, input.trustedKeys ?? [testKey().publicKey]);
+    independent.set(id, v);
+    const own = devices.get(id)!;
+    if (!v.bootable && own.bootable) bricked.push({ id, bootable: false, why: `independent check: ${v.why ?? '?'}` });
+    else if (v.bootable && own.bootable && (v.sha256 !== own.sha256 || v.slot !== own.slot)) {
+      disagreements.push(`${id}: the simulator's bootloader boots slot ${own.slot ?? '?'} (${own.version ?? '?'}), the independent check slot ${v.slot ?? '?'} (${v.version ?? '?'})`);
+    }
+  }
   const store = await checkStore(input.storeDir, input.storedImages);
   const unaccounted: Unaccounted[] = [];
   for (const t of input.campaign?.targets ?? []) {
@@ -185,7 +205,7 @@ export async function checkInvariants(input: InvariantInput): Promise<InvariantR
     const why = accountFor(t, input.campaign!.image, boot);
     if (why !== null) unaccounted.push({ id: t.id, why });
   }
-  return { devices, bricked, store, unaccounted, lost: store.corrupted.length + store.missing.length + unaccounted.length };
+  return { devices, bricked, store, unaccounted, lost: store.corrupted.length + store.missing.length + unaccounted.length, independent, disagreements };
 }
 
 /** One line per violation, for assertion messages and the soak's report. */
@@ -195,5 +215,6 @@ export function describeViolations(r: InvariantReport): string[] {
     ...r.store.corrupted.map((c) => `corrupted image ${c.file}: ${c.why}`),
     ...r.store.missing.map((sha) => `stored image ${sha.slice(0, 12)} is gone`),
     ...r.unaccounted.map((u) => `unaccounted ${u.id}: ${u.why}`),
+    ...r.disagreements.map((d) => `judges disagree on ${d}`),
   ];
 }

@@ -136,6 +136,14 @@ export async function runSoak(opts: SoakOptions): Promise<SoakFigures> {
       const counts: Record<Outcome, number> = { updated: 0, 'rolled-back': 0, failed: 0, skipped: 0, cancelled: 0, superseded: 0, expired: 0 };
       for (const t of run.targets) if (t.result) counts[t.result.outcome]++;
       for (const o of Object.keys(counts) as Outcome[]) outcomes[o] += counts[o];
+      // Progress, device by device: one that no fault was planned for must be updated (a fault without a device hits all).
+      const touched = new Set(plan.faults.flatMap((f) => ('device' in f && typeof f.device === 'number' ? [ids[f.device]] : ids)));
+      for (const t of run.targets) {
+        if (touched.has(t.id) || t.result?.outcome === 'updated') continue;
+        const v = `campaign ${plan.index} ${plan.version}: ${t.id} had no fault, yet ended ${t.result ? `${t.result.outcome} ${t.result.code}` : 'without a result'}`;
+        violations.push(v);
+        problems.push(v);
+      }
 
       log(`campaign ${plan.index} ${plan.version}: ${fired}/${armed.length} faults fired (total ${injected}/${opts.faults}); `
         + `updated ${counts.updated}, rolled-back ${counts['rolled-back']}, failed ${counts.failed}, skipped ${counts.skipped}; `

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
@@ -33,7 +33,8 @@ let files: { key: string; pub: string } | undefined;
 export function testKeyFiles(): { key: string; pub: string } {
   if (!files) {
     const dir = mkdtempSync(join(tmpdir(), 'fwgate-test-key-'));
-    mkdirSync(dir, { recursive: true });
+    // one folder per test process, removed when the process ends (it used to be left behind)
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
     const k = testKey();
     files = { key: join(dir, 'vendor.key'), pub: join(dir, 'vendor.pub') };
     writeFileSync(files.key, k.privateKeyPem, { mode: 0o600 });

@@ -7,3 +7,15 @@ export async function waitUntil(cond: () => boolean | Promise<boolean>, timeoutM
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
+
+/** `p`, or a rejection naming `what` once `timeoutMs` pass (the timer never outlives the wait). */
+export async function bounded<T>(p: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs);
+    })]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -19,10 +19,10 @@ describe('hil: a short run on the simulated rig (real processes, ptys, power cut
   before(async () => { dir = await mkdtemp(join(tmpdir(), 'fwgate-hil-test-')); });
   after(async () => { await rm(dir, { recursive: true, force: true }); });
 
-  it('happy path, power cut during the transfer, bad image rolled back, gateway restarted mid-campaign: all pass, with consoles, timelines and JUnit', async () => {
+  it('happy path, power cut during the transfer, bad image rolled back, gateway restarted mid-campaign, laptop unplugged mid-upload: all pass, with consoles, timelines and JUnit', async () => {
     const sim = await loadRigFile('hil/rigs/sim.json');
     const rig: LoadedRig = { ...sim, file: { ...sim.file, devices: sim.file.devices.slice(1) } };
-    const names = ['happy-path', 'power-cut-transfer', 'bad-image', 'gateway-restart'];
+    const names = ['happy-path', 'power-cut-transfer', 'bad-image', 'gateway-restart', 'laptop-unplug'];
     const reportDir = join(dir, 'report');
     const result = await runSuite(rig, { scenarios: SCENARIOS.filter((s) => names.includes(s.name)), workDir: join(dir, 'work'), reportDir });
     const failures = result.scenarios.filter((s) => s.status !== 'passed')
@@ -35,6 +35,11 @@ describe('hil: a short run on the simulated rig (real processes, ptys, power cut
     // the power cut landed on a device mid-transfer, and that device still ended updated
     const cut = result.scenarios.find((s) => s.name === 'power-cut-transfer')!;
     assert.ok(cut.checks.some((c) => c.name === 'power cut while transferring' && c.ok), JSON.stringify(cut.checks));
+    // the simulated cable was really pulled mid-upload (its processes killed) and fwpush resumed part-way
+    const unplug = result.scenarios.find((s) => s.name === 'laptop-unplug')!;
+    for (const name of ['cable pulled mid-upload', 'fwpush saw the link lost', 'fwpush reconnected', 'upload resumed part-way']) {
+      assert.ok(unplug.checks.some((c) => c.name === name && c.ok), `${name}: ${JSON.stringify(unplug.checks)}`);
+    }
 
     // the report folder: summary, gateway log, per scenario consoles and per-device timelines
     const files = await readdir(join(reportDir, 'power-cut-transfer'));
@@ -45,7 +50,7 @@ describe('hil: a short run on the simulated rig (real processes, ptys, power cut
     assert.ok(consoles.every((c) => c.includes('"type":"confirmed"')), 'every console shows its confirmation');
     assert.equal(JSON.parse(await readFile(join(reportDir, 'summary.json'), 'utf8')).ok, true);
     const xml = junitXml(result);
-    assert.match(xml, /tests="4" failures="0" errors="0" skipped="0"/);
+    assert.match(xml, /tests="5" failures="0" errors="0" skipped="0"/);
     await writeFile(join(dir, 'junit.xml'), xml);
   });
 });

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import type { LinkProfile } from '../../device-sim/link.ts';
 import type { GatewayUplinkMessage, OrderMessage, ProgressMessage, ResultMessage } from '../../protocol/uplink.ts';
 import { Rig, sampleImage } from '../helpers/rig.ts';
+import { bounded } from '../helpers/wait.ts';
 
 const profile = (name: string, latencyMs: number, downBps: number): LinkProfile => ({ name, latencyMs, jitterMs: 0, downBps, upBps: 0, lossPct: 0 });
 
@@ -90,7 +91,7 @@ describe('integration: measured ranking, fastest first, live progress', function
     await rig.client.connect();
     const { campaign } = await rig.client.push(manifest, image);
     // wait for the first result, then pull the cable
-    await new Promise<void>((resolve) => rig!.client.on('event', (e) => { if (e.t === 'result') resolve(); }));
+    await bounded(new Promise<void>((resolve) => rig!.client.on('event', (e) => { if (e.t === 'result') resolve(); })), 60_000, 'the first result');
     rig.laptopLink.close();
     await new Promise((r) => setTimeout(r, 300));
 

@@ -14,7 +14,7 @@ import { setDevicePassword } from '../../gateway/device-auth.ts';
 import { TEST_SCRYPT } from '../helpers/devices.ts';
 import { signed } from '../helpers/keys.ts';
 import { Rig, sampleImage } from '../helpers/rig.ts';
-import { waitUntil } from '../helpers/wait.ts';
+import { bounded, waitUntil } from '../helpers/wait.ts';
 
 function ofType<T extends { t: string }>(events: { t: string }[], t: T['t']): T[] {
   return events.filter((e) => e.t === t) as T[];
@@ -193,11 +193,11 @@ describe('integration: the laptop leaves mid-upload and comes back', function ()
     // Cut the first session off after ~40% of the image, as if the cable were pulled.
     const first = rig.client.push(manifest, image);
     first.catch(() => undefined);
-    await new Promise<void>((resolve) => {
+    await bounded(new Promise<void>((resolve) => {
       rig!.client.on('upload', (sent) => {
         if (sent > image.length * 0.4) resolve();
       });
-    });
+    }), 60_000, '40 % of the image uploaded');
     rig.laptopLink.close();
     await assert.rejects(first);
 
@@ -257,7 +257,7 @@ describe('integration: gateway shutdown during a campaign', function () {
       let complete: CompleteMessage | undefined;
       campaign.on('result', (r) => results.push(r));
       campaign.on('complete', (c) => { complete = c; });
-      await new Promise<void>((resolve) => campaign.once('progress', () => resolve()));
+      await bounded(new Promise<void>((resolve) => campaign.once('progress', () => resolve())), 30_000, 'the campaign\'s first progress');
       await rig.gateway.stop();
       assert.ok(complete, 'the campaign completed');
       assert.equal(complete.devices, 4);

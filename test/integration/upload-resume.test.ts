@@ -8,6 +8,7 @@ import type { LaptopMessage } from '../../protocol/uplink.ts';
 import { createPtyPair, type PtyPair } from '../../scripts/lib/pty-pair.ts';
 import { closeSerialPort, openSerialPort } from '../../transport/serial-port.ts';
 import { Rig, sampleImage } from '../helpers/rig.ts';
+import { bounded } from '../helpers/wait.ts';
 import { jsonLines, startFwpush } from '../laptop/run-fwpush.ts';
 
 /**
@@ -45,16 +46,15 @@ describe('integration: fwpush survives a pulled cable (real pty pair, gateway, s
   }
 
   /** Resolves at the first message the gateway's current uplink receives that matches. */
-  function gatewayReceives(r: Rig, match: (m: LaptopMessage) => boolean): Promise<void> {
+  function gatewayReceives(r: Rig, match: (m: LaptopMessage) => boolean, timeoutMs = 60_000): Promise<void> {
     const link = r.gateway.uplinkLink!;
-    return new Promise((resolve) => {
-      const on = (m: LaptopMessage): void => {
-        if (!match(m)) return;
-        link.off('message', on);
-        resolve();
+    let on: ((m: LaptopMessage) => void) | undefined;
+    return bounded(new Promise<void>((resolve) => {
+      on = (m: LaptopMessage): void => {
+        if (match(m)) resolve();
       };
       link.on('message', on);
-    });
+    }), timeoutMs, 'the gateway to receive the awaited uplink message').finally(() => link.off('message', on!));
   }
 
   /** Pull the cable: the gateway stops reading (so the cut lands where it was seen), then socat dies. */

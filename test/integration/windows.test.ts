@@ -54,27 +54,39 @@ describe('integration: maintenance windows, check-in and deferred devices', func
     rig = undefined;
   });
 
-  function eventsOf(r: Rig): Map<string, SimEvent[]> {
-    const seen = new Map<string, SimEvent[]>();
-    for (const d of r.sims.devices) d.on('event', (e) => seen.set(d.id, [...(seen.get(d.id) ?? []), e]));
+  /**
+   * Every device event, stamped with the (fake) wall-clock time it happened at: the wall clock only
+   * moves when a test moves it, so an event stamped before a window opens happened outside it —
+   * whenever it is looked at. No sleep is needed to prove that something did not happen early.
+   */
+  function eventsOf(r: Rig, clock: FakeWallClock): Map<string, (SimEvent & { wallAt: number })[]> {
+    const seen = new Map<string, (SimEvent & { wallAt: number })[]>();
+    for (const d of r.sims.devices) d.on('event', (e) => seen.set(d.id, [...(seen.get(d.id) ?? []), { ...e, wallAt: clock.now() }]));
     return seen;
   }
+
+  /** The wall-clock times of `type` events of every device, in order. */
+  const stamps = (seen: Map<string, (SimEvent & { wallAt: number })[]>, type: SimEvent['type']): number[] => [...seen.values()].flat().filter((e) => e.type === type).map((e) => e.wallAt);
 
   it('an upload outside a window is stored and queued with the next opening; nothing starts until the window opens', async () => {
     const clock = new FakeWallClock('2026-11-22T01:00:00Z');
     rig = await Rig.start({ devices: 2, config: { windows: WINDOWS }, wallClock: clock });
-    const seen = eventsOf(rig);
+    const seen = eventsOf(rig, clock);
     const { image, manifest } = sampleImage({ version: '1.1.0', size: 16 * 1024 });
     await rig.client.connect();
     const { campaign, committed } = await rig.client.push(manifest, image);
     assert.equal(committed.queued?.nextWindowAt, Date.parse('2026-11-22T02:00:00Z'), JSON.stringify(committed));
-    await new Promise((r) => setTimeout(r, 300));
-    assert.equal([...seen.values()].flat().filter((e) => e.type === 'offer-accepted').length, 0, 'no offer outside the window');
-    assert.equal(ofType(rig.events, 'order').length, 0);
+    const opens = Date.parse('2026-11-22T02:00:00Z');
+    let orderAt: number | undefined;
+    rig.client.on('event', (e) => { if (e.t === 'order') orderAt ??= clock.now(); });
 
     clock.moveTo('2026-11-22T02:00:00Z');
     const complete = await rig.client.follow(campaign);
     assert.equal(complete.updated, 2, JSON.stringify(complete));
+    const offers = stamps(seen, 'offer-accepted');
+    assert.equal(offers.length, 2, 'one offer per device');
+    assert.ok(offers.every((at) => at >= opens), `no offer before the window opened: ${offers.map((t) => new Date(t).toISOString()).join(', ')}`);
+    assert.ok(orderAt !== undefined && orderAt >= opens, 'the order is announced when the window opens, not before');
     for (const d of rig.sims.devices) assert.equal(d.running?.version, '1.1.0');
   });
 
@@ -84,7 +96,7 @@ describe('integration: maintenance windows, check-in and deferred devices', func
       devices: 3, config: { windows: WINDOWS, rollout: { busyRecheckMs: 500, offlineWaitMs: 500 } }, wallClock: clock,
       faults: (i) => (i === 1 ? { busy: true } : undefined),
     });
-    const seen = eventsOf(rig);
+    const seen = eventsOf(rig, clock);
     const offline = rig.sims.devices[2]!;
     await offline.stop();
     await waitUntil(() => !rig!.gateway.fleet.get(offline.id)?.online, 10_000, 'the gateway to see the device go');
@@ -112,21 +124,18 @@ describe('integration: maintenance windows, check-in and deferred devices', func
   it('the window-fit check defers an activation that would not finish before the close; the next window activates it', async () => {
     const clock = new FakeWallClock('2026-11-22T02:59:58Z'); // 2 s left: less than reboot estimate + confirm timeout
     rig = await Rig.start({ devices: 1, config: { windows: WINDOWS }, wallClock: clock });
-    const seen = eventsOf(rig);
+    const seen = eventsOf(rig, clock);
     const dev = rig.sims.devices[0]!;
     const { image, manifest } = sampleImage({ version: '1.1.0', size: 16 * 1024 });
     await rig.client.connect();
     const { campaign } = await rig.client.push(manifest, image);
     await waitUntil(() => (seen.get(dev.id) ?? []).some((e) => e.type === 'verified'), 20_000, 'the image verified on the device');
-    await new Promise((r) => setTimeout(r, 300));
-    assert.equal((seen.get(dev.id) ?? []).filter((e) => e.type === 'activated').length, 0, 'not activated late in the window');
-    assert.equal(dev.running?.version, '1.0.0');
 
     clock.moveTo('2026-11-23T02:00:00Z');
     const complete = await rig.client.follow(campaign);
     assert.equal(complete.updated, 1, JSON.stringify(complete));
-    assert.equal((seen.get(dev.id) ?? []).filter((e) => e.type === 'activated').length, 1);
-    const accepted = (seen.get(dev.id) ?? []).filter((e): e is Extract<SimEvent, { type: 'offer-accepted' }> => e.type === 'offer-accepted');
+    assert.deepEqual(stamps(seen, 'activated'), [Date.parse('2026-11-23T02:00:00Z')], 'activated once, when the next window opened — not late in the first');
+    const accepted = (seen.get(dev.id) ?? []).filter((e): e is Extract<SimEvent, { type: 'offer-accepted' }> & { wallAt: number } => e.type === 'offer-accepted');
     assert.equal(accepted.at(-1)?.next, image.length, 'the second window did not transfer the image again');
   });
 
@@ -136,7 +145,7 @@ describe('integration: maintenance windows, check-in and deferred devices', func
       devices: 1, config: { windows: WINDOWS }, wallClock: clock,
       profiles: () => ({ name: 'slow', latencyMs: 5, jitterMs: 0, downBps: 100_000, upBps: 100_000, lossPct: 0 }),
     });
-    const seen = eventsOf(rig);
+    const seen = eventsOf(rig, clock);
     const dev = rig.sims.devices[0]!;
     const { image, manifest } = sampleImage({ version: '1.1.0', size: 256 * 1024 });
     await rig.client.connect();
@@ -150,7 +159,7 @@ describe('integration: maintenance windows, check-in and deferred devices', func
     clock.moveTo('2026-11-23T02:00:00Z');
     const complete = await rig.client.follow(campaign);
     assert.equal(complete.updated, 1, JSON.stringify(complete));
-    const accepted = (seen.get(dev.id) ?? []).filter((e): e is Extract<SimEvent, { type: 'offer-accepted' }> => e.type === 'offer-accepted');
+    const accepted = (seen.get(dev.id) ?? []).filter((e): e is Extract<SimEvent, { type: 'offer-accepted' }> & { wallAt: number } => e.type === 'offer-accepted');
     assert.ok(accepted.length >= 2 && accepted.at(-1)!.resumed && accepted.at(-1)!.next > 0, `resumed in the next window: ${JSON.stringify(accepted)}`);
   });
 
@@ -187,19 +196,18 @@ describe('integration: maintenance windows, check-in and deferred devices', func
   it('downloadEarly: outside a window the image is transferred and verified, the activation waits for the window', async () => {
     const clock = new FakeWallClock('2026-11-22T01:00:00Z');
     rig = await Rig.start({ devices: 1, config: { windows: WINDOWS, rollout: { downloadEarly: true } }, wallClock: clock });
-    const seen = eventsOf(rig);
+    const seen = eventsOf(rig, clock);
     const dev = rig.sims.devices[0]!;
     const { image, manifest } = sampleImage({ version: '1.1.0', size: 16 * 1024 });
     await rig.client.connect();
     const { campaign, committed } = await rig.client.push(manifest, image);
     assert.equal(committed.queued, undefined, 'with downloadEarly the campaign starts at once');
     await waitUntil(() => (seen.get(dev.id) ?? []).some((e) => e.type === 'verified'), 20_000, 'the image verified outside the window');
-    await new Promise((r) => setTimeout(r, 300));
-    assert.equal((seen.get(dev.id) ?? []).filter((e) => e.type === 'activated').length, 0, 'no activation outside the window');
+    assert.ok(stamps(seen, 'verified').every((at) => at < Date.parse('2026-11-22T02:00:00Z')), 'transferred and verified before the window');
     clock.moveTo('2026-11-22T02:00:00Z');
     const complete = await rig.client.follow(campaign);
     assert.equal(complete.updated, 1, JSON.stringify(complete));
-    assert.equal((seen.get(dev.id) ?? []).filter((e) => e.type === 'activated').length, 1);
+    assert.deepEqual(stamps(seen, 'activated'), [Date.parse('2026-11-22T02:00:00Z')], 'activated once, when the window opened');
   });
 
   it('a newer upload for the same hardware supersedes a queued campaign; status lists what is queued', async () => {

@@ -351,6 +351,8 @@ describe('fwpush rendering', () => {
       const r = new HumanRenderer({ out, err: out, now: () => clock.now });
       const seen = new Map<string, { phase: string; pct: number }>();
       let sawDevice = false;
+      // each conditional check below counts that it ran: a recording that never meets its condition fails, not passes
+      const ran = { compared: 0, midTransfer: 0, done: 0 };
       for (const [at, m] of RECORDED) {
         clock.now = at;
         r.event(m);
@@ -361,10 +363,14 @@ describe('fwpush rendering', () => {
           sawDevice = true;
           const [, id, phase, pct] = d;
           const before = seen.get(id!);
-          if (pct !== undefined && before !== undefined && before.phase === phase) assert.ok(Number(pct) >= before.pct, `${id} went back: ${line}`);
+          if (pct !== undefined && before !== undefined && before.phase === phase) {
+            assert.ok(Number(pct) >= before.pct, `${id} went back: ${line}`);
+            ran.compared++;
+          }
           seen.set(id!, { phase: phase!, pct: Number(pct ?? 0) });
         }
         if (m.t === 'progress' && m.id === 'dev-001' && m.bytes === 65_536) {
+          ran.midTransfer++;
           const lines = r.barLines(100);
           assert.match(lines[0]!, /^Devices +0\/4 done +\[[█░]+\] {2}0 B of 512 KiB {2}0 B\/s {2}ETA 5\.4 s$/);
           assert.match(lines[1]!, /^dev-001 +transferring +\[█+░+\] +50% +256 KiB\/s {2}ETA 250 ms$/);
@@ -375,9 +381,14 @@ describe('fwpush rendering', () => {
           assert.match(narrow[0]!, /ETA 5\.4 s$/, 'on a narrow terminal the least useful details go first');
           assert.match(narrow[1]!, /50%.*ETA 250 ms$/);
         }
-        if (m.t === 'progress' && m.phase === 'done') assert.ok(!r.barLines().some((l) => l.startsWith(m.id)), 'a finished device has no bar');
+        if (m.t === 'progress' && m.phase === 'done') {
+          assert.ok(!r.barLines().some((l) => l.startsWith(m.id)), 'a finished device has no bar');
+          ran.done++;
+        }
       }
       assert.ok(sawDevice);
+      assert.equal(ran.midTransfer, 1, 'the recording has dev-001 at 64 KiB, where the bars are checked');
+      assert.ok(ran.done >= 1 && ran.compared >= 1, `the done and never-back checks ran: ${JSON.stringify(ran)}`);
       assert.deepEqual(r.barLines().length, 1, 'only the overall bar is left');
       r.close();
     });

@@ -78,9 +78,15 @@ const decoders: Decoder[] = [
 
 // ---------------------------------------------------------------- helpers
 
-/** Run fn; it returns or throws an FwError with one of `codes`, within `maxMs`. */
-function expectTyped(what: string, codes: readonly ErrorCode[], fn: () => unknown, maxMs = 500): { ok: boolean; code?: ErrorCode } {
-  const started = performance.now();
+/**
+ * Run fn; it returns or throws an FwError with one of `codes`. No wall-clock bound (a loaded machine
+ * must not fail a test): the work is bounded instead, by what the decoder may allocate while it runs
+ * (`maxAllocMb`, the growth of the JS heap plus array buffers across the call), and a decoder that
+ * walked a claimed 2^32..2^64 items would never return, which the test's own timeout catches.
+ * Timings of these decoders belong to benchmarks.
+ */
+function expectTyped(what: string, codes: readonly ErrorCode[], fn: () => unknown, maxAllocMb = 32): { ok: boolean; code?: ErrorCode } {
+  const before = allocatedMb();
   try {
     fn();
     return { ok: true };
@@ -89,9 +95,15 @@ function expectTyped(what: string, codes: readonly ErrorCode[], fn: () => unknow
     assert.ok(codes.includes(err.code), `${what}: unexpected code ${err.code} (${err.message})`);
     return { ok: false, code: err.code };
   } finally {
-    const ms = performance.now() - started;
-    assert.ok(ms < maxMs, `${what}: took ${ms.toFixed(0)} ms`);
+    const grew = allocatedMb() - before;
+    assert.ok(grew < maxAllocMb, `${what}: allocated ${grew.toFixed(0)} MB while decoding`);
   }
+}
+
+/** Live JS heap plus ArrayBuffer memory, in MB (a GC during a call can only make a growth look smaller). */
+function allocatedMb(): number {
+  const m = process.memoryUsage();
+  return (m.heapUsed + m.arrayBuffers) / 1e6;
 }
 
 async function expectTypedAsync(what: string, codes: readonly ErrorCode[], fn: () => Promise<unknown>): Promise<void> {
@@ -202,10 +214,10 @@ describe('security: decoders refuse hostile input with typed errors', function (
         }), { numRuns: 400 });
       });
 
-      it('length headers inflated to 2^24..2^64: refused fast, without allocating the claim', () => {
+      it('length headers inflated to 2^24..2^64: refused without allocating the claim', () => {
         const before = rssMb();
         fc.assert(fc.property(inflatedLengths(d.samples), (b) => {
-          const r = expectTyped(d.name, d.codes, () => d.decode(b), 100);
+          const r = expectTyped(d.name, d.codes, () => d.decode(b), 16);
           assert.equal(r.ok, false, 'a header claiming more than the payload holds is never a value');
         }), { numRuns: 300 });
         const grew = rssMb() - before;
@@ -216,7 +228,7 @@ describe('security: decoders refuse hostile input with typed errors', function (
         const b = new Uint8Array(d.limit + 1);
         b.set([0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
         const before = rssMb();
-        const r = expectTyped(d.name, d.name === 'decodeCbor' ? ['E_CBOR'] : ['E_MESSAGE_INVALID'], () => d.decode(b), 50);
+        const r = expectTyped(d.name, d.name === 'decodeCbor' ? ['E_CBOR'] : ['E_MESSAGE_INVALID'], () => d.decode(b), 16);
         assert.equal(r.ok, false);
         assert.ok(rssMb() - before < 50);
       });
@@ -228,7 +240,7 @@ describe('security: decoders refuse hostile input with typed errors', function (
     for (const head of [0x9a, 0xba]) {
       const b = new Uint8Array(5 * 2000);
       for (let i = 0; i < 2000; i++) b.set([head, 0xff, 0xff, 0xff, 0xff], i * 5);
-      expectTyped('nested claims', ['E_CBOR'], () => decodeCbor(b), 200);
+      expectTyped('nested claims', ['E_CBOR'], () => decodeCbor(b), 16);
     }
     assert.ok(rssMb() - before < 50);
   });
@@ -264,7 +276,7 @@ describe('security: serial link decoders (protocol/link)', function () {
   it('decodeFrame: 100 MB of input is refused as too long without being decoded', () => {
     const huge = new Uint8Array(100_000_000).fill(0x01);
     const before = rssMb();
-    const r = expectTyped('decodeFrame', ['E_FRAME_TOO_LONG'], () => decodeFrame(huge), 50);
+    const r = expectTyped('decodeFrame', ['E_FRAME_TOO_LONG'], () => decodeFrame(huge), 16);
     assert.equal(r.code, 'E_FRAME_TOO_LONG');
     assert.ok(rssMb() - before < 50);
   });
@@ -374,9 +386,7 @@ describe('security: manifest and config validation', function () {
       // a file larger than MAX_CONFIG_FILE_BYTES, and a device that never ends, are refused without reading them whole
       await writeFile(file, `{"dataDir":"${'x'.repeat(MAX_CONFIG_FILE_BYTES)}"}`);
       await assert.rejects(loadConfigFile(file), (err: unknown) => err instanceof FwError && err.code === 'E_CONFIG' && /larger than/.test(err.message));
-      const started = performance.now();
       await assert.rejects(loadConfigFile('/dev/zero'), (err: unknown) => err instanceof FwError && err.code === 'E_CONFIG');
-      assert.ok(performance.now() - started < 2000, '/dev/zero is refused at once');
       await expectTypedAsync('a directory', ['E_CONFIG'], () => loadConfigFile(dir));
     } finally {
       await rm(dir, { recursive: true, force: true });

@@ -54,14 +54,36 @@ describe('transport: serial port path watch (a pulled adapter, a remade pty pair
   });
 
   it('a path that does not exist is not watched (nothing to lose); stop() ends a watch', async () => {
+    // Proof by the recorded timer calls, not by waiting: a watch that can never fire again is one
+    // whose interval was cleared (or never set).
+    const real = { set: globalThis.setInterval, clear: globalThis.clearInterval };
+    const set: unknown[] = [];
+    const cleared: unknown[] = [];
     let called = false;
-    const stop = await watchPortPath(join(dir, 'none.tty'), 20, () => { called = true; });
-    stop();
-    const pair = await createPtyPair(dir);
-    const stop2 = await watchPortPath(pair.a, 20, () => { called = true; });
-    stop2();
-    await pair.close();
-    await new Promise((r) => setTimeout(r, 150));
+    globalThis.setInterval = ((fn: () => void, ms?: number) => {
+      const h = real.set(fn, ms);
+      set.push(h);
+      return h;
+    }) as typeof setInterval;
+    globalThis.clearInterval = ((h?: Parameters<typeof clearInterval>[0]) => {
+      cleared.push(h);
+      real.clear(h);
+    }) as typeof clearInterval;
+    let pair: Awaited<ReturnType<typeof createPtyPair>> | undefined;
+    try {
+      const stop = await watchPortPath(join(dir, 'none.tty'), 20, () => { called = true; });
+      assert.equal(set.length, 0, 'no interval for a path that does not exist');
+      stop();
+      pair = await createPtyPair(dir);
+      const stop2 = await watchPortPath(pair.a, 20, () => { called = true; });
+      assert.equal(set.length, 1, 'an existing path is polled');
+      stop2();
+      assert.ok(cleared.includes(set[0]), 'stop() clears the interval: the watch cannot fire again');
+    } finally {
+      globalThis.setInterval = real.set;
+      globalThis.clearInterval = real.clear;
+      await pair?.close();
+    }
     assert.equal(called, false);
   });
 });

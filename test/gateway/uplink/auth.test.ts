@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 import { parseConfig, type ConfigInput } from '../../../gateway/config.ts';
 import { silentLogger } from '../../../gateway/log.ts';
 import type { ImageStore, Upload } from '../../../gateway/store.ts';
+import { noCampaignControl } from '../../helpers/uplink-deps.ts';
 import { UplinkSession, type UplinkLink } from '../../../gateway/uplink/session.ts';
 import { manifestForImage } from '../../../protocol/manifest.ts';
 import { generateSigningKey, KeyRing, parsePrivateKey } from '../../../protocol/signature.ts';
@@ -48,15 +49,6 @@ const store = {
 const newKey = (): { key: TechnicianKey; publicKey: string } => {
   const k = generateSigningKey();
   return { key: technicianKey(parsePrivateKey(k.privateKeyPem)), publicKey: k.publicKeyPem };
-};
-
-/** The campaign requests these tests do not use. */
-const noCampaignControl = {
-  preflight: () => Promise.resolve({ eligibleOnline: 0, eligibleOffline: 0, notNewer: 0, otherHw: 0, belowFloor: 0, busy: 0, notTargeted: 0 }),
-  cancel: (): string => { throw new Error('not in these tests'); },
-  retry: () => Promise.reject(new Error('not in these tests')),
-  resume: (): void => { throw new Error('not in these tests'); },
-  plan: () => Promise.reject(new Error('not in these tests')),
 };
 
 /** Deterministic challenges: 32 bytes of 1, then of 2, … */
