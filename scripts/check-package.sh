@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# npm run check:package — build, pack, install the tarball globally into a temp prefix (as on a
+# machine without TypeScript or tsx) and run each installed program's --help and --version.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+npm pack --silent --pack-destination "$tmp" >/dev/null   # prepack runs npm run build
+tarball=$(ls "$tmp"/*.tgz)
+npm install -g --silent --no-audit --no-fund --prefix "$tmp/prefix" "$tarball"
+lib="$tmp/prefix/lib/node_modules/fwgate"
+for dev in typescript tsx; do
+  if [ -e "$lib/node_modules/$dev" ]; then echo "check:package: $dev was installed with the package" >&2; exit 1; fi
+done
+for tool in fwgate fwpush fwsim fwsign; do
+  [ -x "$tmp/prefix/bin/$tool" ] || continue
+  "$tmp/prefix/bin/$tool" --help >"$tmp/help.txt"
+  grep -q "^Usage: $tool" "$tmp/help.txt" || { echo "check:package: $tool --help printed no usage" >&2; exit 1; }
+  echo "check:package: $tool --help ok"
+done
+echo "check:package: $(basename "$tarball") installs and runs ($(du -k "$tarball" | cut -f1) KiB)"
