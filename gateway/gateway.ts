@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { describeError } from '../protocol/errors.ts';
@@ -8,6 +9,7 @@ import {
 } from '../protocol/uplink.ts';
 import { MessageLink } from '../transport/message-link.ts';
 import { Broker } from './broker.ts';
+import { brokerLogger, logPresence } from './broker-log.ts';
 import { brokerOptions } from './broker-setup.ts';
 import type { GatewayConfig } from './config.ts';
 import { DeviceChannel } from './device-channel.ts';
@@ -78,6 +80,8 @@ export class Gateway {
   private uplinkQueue: Promise<void> = Promise.resolve();
   private uplinkQueued = 0;
   uplink: UplinkSession | undefined;
+  /** Typed events for subscribers at the edges (HTTP status page, metrics): each campaign as it is created. */
+  readonly events = new EventEmitter<{ campaign: [Campaign] }>();
   uplinkLink: MessageLink<LaptopMessage, GatewayUplinkMessage> | undefined;
 
   private constructor(
@@ -114,10 +118,11 @@ export class Gateway {
       logger: (line) => log.info(line),
     });
     const fleetStore = await FleetStore.open({ dataDir: config.dataDir, timers, log: log.child({ part: 'fleet' }) });
-    const broker = await Broker.start(await brokerOptions(config, (line) => log.warn(line)));
+    const broker = await Broker.start(await brokerOptions(config, brokerLogger(log.child({ part: 'broker' }))));
     const channel = new DeviceChannel(broker, log.child({ part: 'devices' }), timers);
     await channel.start();
     const fleet = new Fleet(channel);
+    logPresence(fleet, log.child({ part: 'devices' }));
     fleetStore.attach(fleet);
     fleet.on('status', (d) => log.debug({ device: d.id, hw: d.hw, version: d.version, slot: d.slot }, 'device status'));
     const wallClock = opts.wallClock ?? { now: () => Date.now(), setTimeout: timers.setTimeout, clearTimeout: timers.clearTimeout };
@@ -130,6 +135,11 @@ export class Gateway {
     await gw.resumeUnfinished();
     log.info({ broker: broker.url, images: store.list().length, serial: config.serial.path ?? null }, 'gateway ready');
     return gw;
+  }
+
+  /** Where the campaign journals live (<dataDir>/journal). */
+  get journalPath(): string {
+    return this.journalDir;
   }
 
   /** Serve a laptop on this stream (a serial port). */
@@ -223,6 +233,7 @@ export class Gateway {
     this.campaigns.push(campaign);
     if (this.campaigns.length > 10) this.campaigns.shift(); // the last few, for status replays
     this.live.add(campaign);
+    this.events.emit('campaign', campaign);
     if (policy === 'now') this.nowCampaigns.add(campaign);
     campaign.once('complete', () => {
       this.live.delete(campaign);
