@@ -6,6 +6,8 @@ import { Command, InvalidArgumentError } from 'commander';
 import { describeError, FwError } from '../protocol/errors.ts';
 import { closeSerialPort, closeSerialPortWithin, openSerialPort, watchPortPath } from '../transport/serial-port.ts';
 import { loadConfigFile, mergeConfig, parseConfig, type GatewayConfig } from './config.ts';
+import { addConfigCommands } from './config-cli.ts';
+import { addDeviceAdminCommands } from './device-admin-cli.ts';
 import { addDeviceCommands } from './device-cli.ts';
 import { FLEET_FILE, readFleetFile, type FleetFile } from './fleet-store.ts';
 import { Gateway } from './gateway.ts';
@@ -57,7 +59,12 @@ program.command('report')
     run = () => report(cmd.optsWithGlobals<Flags>(), o.json === true);
   });
 
-addDeviceCommands(program, async (cmd) => (await loadConfig(cmd.optsWithGlobals<Flags>())).broker.devicesFile, (r) => {
+addConfigCommands(program, (cmd) => loadConfig(cmd.optsWithGlobals<Flags>()), (r) => {
+  run = r;
+});
+addDeviceAdminCommands(addDeviceCommands(program, async (cmd) => (await loadConfig(cmd.optsWithGlobals<Flags>())).broker.devicesFile, (r) => {
+  run = r;
+}), (cmd) => loadConfig(cmd.optsWithGlobals<Flags>()), (r) => {
   run = r;
 });
 

@@ -34,11 +34,14 @@ const LIMITS = { ln: [10, 20], r: [1, 32], p: [1, 16] } as const;
 export interface DeviceEntry {
   id: string;
   scrypt: string;
+  /** `fwgate device disable`: refused at CONNECT, kept in the list and in the fleet report. */
+  disabled?: boolean;
 }
 
 const entrySchema = z.strictObject({
   id: z.string().refine(isValidDeviceId, 'must be a valid device id'),
   scrypt: z.string().refine((s) => parsePhc(s) !== null, 'must be "$scrypt$ln=..,r=..,p=..$<salt>$<key>" (fwgate device add writes it)'),
+  disabled: z.boolean().optional(),
 });
 const fileSchema = z.array(entrySchema).superRefine((list, ctx) => {
   const seen = new Set<string>();
@@ -121,15 +124,21 @@ export async function setDevicePassword(path: string, id: string, password: stri
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
-  const entry = { id, scrypt: await hashPassword(password, params) };
   const at = entries.findIndex((e) => e.id === id);
+  // a new password does not re-enable a disabled device (`fwgate device enable` does)
+  const entry: DeviceEntry = { id, scrypt: await hashPassword(password, params), ...(entries[at]?.disabled ? { disabled: true } : {}) };
   if (at >= 0) entries[at] = entry;
   else entries.push(entry);
   await writeDevicesFile(path, entries);
   return at >= 0 ? 'replaced' : 'added';
 }
 
-export type CredentialCheck = 'ok' | 'bad-password' | 'unknown-device';
+export type CredentialCheck = 'ok' | 'bad-password' | 'unknown-device' | 'disabled';
+
+/** Change the list at `path` with `fn` (read, validated, written atomically); a missing file is E_CONFIG. */
+export async function updateDevicesFile(path: string, fn: (entries: DeviceEntry[]) => DeviceEntry[]): Promise<void> {
+  await writeDevicesFile(path, fn(await readDevicesFile(path)));
+}
 
 /**
  * The device list in memory, as the broker's authenticator. Re-read when the file's mtime or size
@@ -140,7 +149,7 @@ export type CredentialCheck = 'ok' | 'bad-password' | 'unknown-device';
  * reconnects (after every reboot) costs no second scrypt; a changed entry forgets it.
  */
 export class DeviceCredentials {
-  #entries = new Map<string, Parsed & { phc: string; verified?: Buffer }>();
+  #entries = new Map<string, Parsed & { phc: string; verified?: Buffer; disabled?: boolean }>();
   #stamp = '';
   #checkedAt = 0;
   #reloading: Promise<boolean> | undefined;
@@ -164,6 +173,11 @@ export class DeviceCredentials {
     return this.#entries.has(id);
   }
 
+  /** Listed and disabled (as of the last read of the file). */
+  disabled(id: string): boolean {
+    return this.#entries.get(id)?.disabled === true;
+  }
+
   /** Check a device's password; a failure re-reads a changed file first, so a device just added gets in. */
   async check(id: string, password: string): Promise<CredentialCheck> {
     await this.#maybeReload(false);
@@ -177,6 +191,7 @@ export class DeviceCredentials {
       await checkPassword(password, await this.#dummy);
       return 'unknown-device';
     }
+    if (e.disabled) return 'disabled';
     const quick = createHash('sha256').update(e.salt).update(password).digest();
     if (e.verified && timingSafeEqual(quick, e.verified)) return 'ok';
     const key = await derive(password, e.salt, e.params, e.key.length);
@@ -201,10 +216,10 @@ export class DeviceCredentials {
       const stamp = `${st.mtimeMs}:${st.size}`;
       if (stamp === this.#stamp) return false;
       const list = await readDevicesFile(this.path);
-      const next = new Map<string, Parsed & { phc: string; verified?: Buffer }>();
-      for (const { id, scrypt: phc } of list) {
+      const next = new Map<string, Parsed & { phc: string; verified?: Buffer; disabled?: boolean }>();
+      for (const { id, scrypt: phc, disabled } of list) {
         const old = this.#entries.get(id);
-        next.set(id, old && old.phc === phc ? old : { ...parsePhc(phc)!, phc });
+        next.set(id, { ...(old && old.phc === phc ? old : { ...parsePhc(phc)!, phc }), disabled: disabled === true });
       }
       this.#entries = next;
       this.#stamp = stamp;
