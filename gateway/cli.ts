@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { describeError, FwError } from '../protocol/errors.ts';
+import { TOOL_VERSION } from '../protocol/tool-version.ts';
 import { closeSerialPort, closeSerialPortWithin, openSerialPort, watchPortPath } from '../transport/serial-port.ts';
 import { loadConfigFile, mergeConfig, parseConfig, type GatewayConfig } from './config.ts';
 import { addConfigCommands } from './config-cli.ts';
@@ -39,7 +40,8 @@ const program = new Command('fwgate')
   .option('--allow-unsigned', 'DEVELOPMENT ONLY: accept unsigned images (security.allowUnsigned); says so loudly at start-up')
   .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent')
   .option('--log-format <format>', 'pretty|json')
-  .showHelpAfterError()
+  .version(`fwgate ${TOOL_VERSION}`, '-V, --version', 'print fwgate\'s version')
+  .configureOutput({ outputError: (str, write) => write(`${str.trimEnd()} (see fwgate --help)\n`) })
   .exitOverride();
 
 type Flags = {
