@@ -7,6 +7,7 @@ import type { CompleteMessage, GatewayUplinkMessage, OrderMessage, QueuedInfo, R
 import { TOOL_VERSION } from '../protocol/tool-version.ts';
 import { campaignOptions, parseArgs, type Opts } from './args.ts';
 import { portOpenHint, resolveDefaults, waitingHint } from './defaults.ts';
+import { seqWarning } from './seq-warning.ts';
 import { listPorts, portsTable } from './ports.ts';
 import { defaultClientOptions } from './client.ts';
 import { openConnection, type Connection, type ConnectionOptions } from './connection.ts';
@@ -163,6 +164,8 @@ async function main(): Promise<number> {
     const { manifest, image } = inputs!;
     const { campaign, complete, queued } = await pushAndFollow(flow, manifest, image, campaignOptions(o));
     // A campaign queued for a maintenance window is not followed: fwpush says when it opens and exits 0.
+    const warning = seqWarning(manifest.seq, watch.results.values());
+    if (warning) process.stderr.write(`fwpush: ${warning}\n`);
     return finish(render, watch, campaign, manifest, complete?.durationMs || Date.now() - started, queued);
   } catch (err) {
     if (isFwError(err) && err.details?.deny === 'busy') {

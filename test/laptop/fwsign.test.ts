@@ -58,3 +58,14 @@ describe('fwsign: signing releases on the build machine', function () {
     assert.equal((await applySigning(m, true, { signKey: key, seq: 3 })).seq, 3);
   });
 });
+
+describe('fwpush: seq below what the fleet installed', () => {
+  it('warns naming the seq, the devices that refused it (seq-rollback) and the next step', async () => {
+    const { seqWarning } = await import('../../laptop/seq-warning.ts');
+    const r = (id: string, code: 'ok' | 'seq-rollback'): Parameters<typeof seqWarning>[1] extends Iterable<infer T> ? T : never => ({
+      t: 'result', campaign: 'c-1', id, outcome: code === 'ok' ? 'updated' : 'skipped', code, from: '1.0.0', to: '1.1.0', durationMs: 1, retries: 0,
+    });
+    assert.equal(seqWarning(3, [r('dev-1', 'ok')]), undefined);
+    assert.match(seqWarning(3, [r('dev-1', 'ok'), r('dev-2', 'seq-rollback')])!, /seq 3 is below what 1 device has installed \(seq-rollback: dev-2\).*fwsign --seq/);
+  });
+});
