@@ -16,6 +16,12 @@ for tool in fwgate fwpush fwsim fwsign; do
   [ -x "$tmp/prefix/bin/$tool" ] || continue
   "$tmp/prefix/bin/$tool" --help >"$tmp/help.txt"
   grep -q "^Usage: $tool" "$tmp/help.txt" || { echo "check:package: $tool --help printed no usage" >&2; exit 1; }
-  echo "check:package: $tool --help ok"
+  flag=--version; case $tool in fwpush|fwsign) flag=-V;; esac
+  version=$("$tmp/prefix/bin/$tool" $flag)
+  [ "$version" = "$tool $(node -p 'require("./package.json").version')" ] || { echo "check:package: $tool $flag printed '$version'" >&2; exit 1; }
+  echo "check:package: $tool --help and $flag ok ($version)"
 done
+# the serial port list loads serialport's native binding (prebuilt; no install script needed)
+"$tmp/prefix/bin/fwpush" ports --json | grep -q '"ports"' || { echo "check:package: fwpush ports failed" >&2; exit 1; }
+echo "check:package: fwpush ports ok (serialport binding loads)"
 echo "check:package: $(basename "$tarball") installs and runs ($(du -k "$tarball" | cut -f1) KiB)"
