@@ -76,15 +76,14 @@ describe("fwpush: the technician's first minute", function () {
   it('-V / --tool-version print the version; a usage error is one line and "see --help"; keygen is listed', async () => {
     const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
     assert.equal(TOOL_VERSION, pkg.version);
-    for (const [entry, flag, name] of [['laptop/cli.ts', '-V', 'fwpush'], ['laptop/cli.ts', '--tool-version', 'fwpush'], ['gateway/cli.ts', '--version', 'fwgate'], ['device-sim/cli.ts', '--version', 'fwsim'], ['laptop/fwsign-cli.ts', '-V', 'fwsign']] as const) {
-      const r = await runEntry(entry, [flag]);
-      assert.deepEqual([r.code, r.stdout], [0, `${name} ${TOOL_VERSION}\n`], `${name} ${flag}`);
-    }
-    const bad = await runEntry('laptop/cli.ts', ['--bogus', 'img.bin']);
-    assert.equal(bad.code, 2);
-    assert.equal(bad.stderr, "error: unknown option '--bogus' (see fwpush --help)\n");
-    const help = await runEntry('laptop/cli.ts', ['--help']);
-    assert.match(help.stdout, /^ {2}fwpush keygen --out <base>/m);
-    assert.match(help.stdout, /^ {2}fwpush ports/m);
+    const tools = [['laptop/cli.ts', '-V', 'fwpush'], ['laptop/cli.ts', '--tool-version', 'fwpush'], ['gateway/cli.ts', '--version', 'fwgate'], ['device-sim/cli.ts', '--version', 'fwsim'], ['laptop/fwsign-cli.ts', '-V', 'fwsign']] as const;
+    const [bad, help, ...versions] = await Promise.all([
+      runEntry('laptop/cli.ts', ['--bogus', 'img.bin']), runEntry('laptop/cli.ts', ['--help']), ...tools.map(([entry, flag]) => runEntry(entry, [flag])),
+    ]);
+    tools.forEach(([, flag, name], i) => assert.deepEqual([versions[i]!.code, versions[i]!.stdout], [0, `${name} ${TOOL_VERSION}\n`], `${name} ${flag}`));
+    assert.equal(bad!.code, 2);
+    assert.equal(bad!.stderr, "error: unknown option '--bogus' (see fwpush --help)\n");
+    assert.match(help!.stdout, /^ {2}fwpush keygen --out <base>/m);
+    assert.match(help!.stdout, /^ {2}fwpush ports/m);
   });
 });
