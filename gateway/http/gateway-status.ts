@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { CompleteMessage } from '../../protocol/uplink.ts';
 import type { Gateway } from '../gateway.ts';
 import type { DeviceRecord } from '../fleet.ts';
+import type { StoredDevice } from '../fleet-store.ts';
 import type { Campaign } from '../rollout/campaign.ts';
 import type { JournalState } from '../rollout/journal.ts';
 import { JournalHistory } from './journal-history.ts';
@@ -24,7 +25,10 @@ export function gatewayStatus(gw: Gateway): { source: StatusSource; counters: ()
     (em as EventEmitter).on(name, fn as (...a: unknown[]) => void);
     offs.push(() => (em as EventEmitter).off(name, fn as (...a: unknown[]) => void));
   };
-  const row = (id: string): FleetRow | undefined => fleetRows(gw).find((r) => r.id === id);
+  const row = (id: string): FleetRow | undefined => {
+    const d = gw.fleetStore.get(id);
+    return d && fleetRow(gw, d);
+  };
   const device = (d: DeviceRecord): void => {
     const r = row(d.id);
     if (r) events.emit('device', r);
@@ -100,15 +104,18 @@ export function gatewayStatus(gw: Gateway): { source: StatusSource; counters: ()
 }
 
 function fleetRows(gw: Gateway): FleetRow[] {
-  return gw.fleetStore.list().map((d) => {
-    const live = gw.fleet.get(d.id);
-    return {
-      id: d.id, hw: d.hw, version: d.version, online: live?.online ?? d.online, lastCheckIn: Math.max(d.lastCheckIn, live?.lastSeen ?? 0),
-      ...(live ? { slot: live.slot, slots: live.slots, trial: live.trial } : {}),
-      ...(live?.link ? { link: { rttMs: live.link.rttMs, ...(live.link.bps !== undefined ? { bps: live.link.bps } : {}), measuredAt: live.link.measuredAt } } : {}),
-      ...(d.lastResult ? { lastResult: { campaign: d.lastResult.campaign, outcome: d.lastResult.outcome, code: d.lastResult.code, version: d.lastResult.version, at: d.lastResult.at } } : {}),
-    };
-  });
+  return gw.fleetStore.list().map((d) => fleetRow(gw, d));
+}
+
+/** One device: its fleet-report entry with the live registry's figures. */
+function fleetRow(gw: Gateway, d: StoredDevice): FleetRow {
+  const live = gw.fleet.get(d.id);
+  return {
+    id: d.id, hw: d.hw, version: d.version, online: live?.online ?? d.online, lastCheckIn: Math.max(d.lastCheckIn, live?.lastSeen ?? 0),
+    ...(live ? { slot: live.slot, slots: live.slots, trial: live.trial } : {}),
+    ...(live?.link ? { link: { rttMs: live.link.rttMs, ...(live.link.bps !== undefined ? { bps: live.link.bps } : {}), measuredAt: live.link.measuredAt } } : {}),
+    ...(d.lastResult ? { lastResult: { campaign: d.lastResult.campaign, outcome: d.lastResult.outcome, code: d.lastResult.code, version: d.lastResult.version, at: d.lastResult.at } } : {}),
+  };
 }
 
 function counts(complete: CompleteMessage | undefined, results: { outcome: string }[]): Pick<CampaignSummary, 'devices' | 'updated' | 'failed' | 'rolledBack' | 'skipped'> {
