@@ -2,7 +2,7 @@
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'bin/**', 'eslint.config.js', 'device-c/build/**', '.stryker-tmp/**', 'reports/**'] },
+  { ignores: ['node_modules/**', 'dist/**', 'bin/**', 'eslint.config.js', 'device-c/build/**', '.stryker-tmp/**', 'reports/**'] },
   {
     files: ['**/*.ts'],
     languageOptions: {

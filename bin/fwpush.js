@@ -1,6 +1,5 @@
 #!/usr/bin/env node
-// Runs the TypeScript entry point through tsx, so a global install needs no build step.
-import { register } from 'tsx/esm/api';
+// Runs the compiled laptop tool (npm run build puts it in dist/); in a checkout, `npm run push` runs the sources through tsx.
+import { loadCompiled } from './load.js';
 
-register();
-await import('../laptop/cli.ts');
+await loadCompiled('fwpush', '../dist/laptop/cli.js');

@@ -1,7 +1,6 @@
 #!/usr/bin/env node
-// Runs the TypeScript entry point through tsx, so a global install needs no build step.
-import { register } from 'tsx/esm/api';
+// Runs the compiled device simulator (npm run build puts it in dist/); in a checkout, `npm run sim` runs the sources through tsx.
+import { loadCompiled } from './load.js';
 
-register();
-const { main } = await import('../device-sim/cli.ts');
+const { main } = await loadCompiled('fwsim', '../dist/device-sim/cli.js');
 process.exit(await main(process.argv.slice(2)));

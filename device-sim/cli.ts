@@ -11,6 +11,7 @@ import {
 import { Fleet, MAX_FLEET_SIZE, fleetDeviceId, type FleetLink, type FleetOptions } from './fleet.ts';
 import { MAX_CHUNK_SIZE, MAX_WINDOW, MIN_CHUNK_SIZE } from '../protocol/limits.ts';
 import { isValidDeviceId } from '../protocol/topics.ts';
+import { TOOL_VERSION } from '../protocol/tool-version.ts';
 import { compareVersions, isValidVersion } from '../protocol/version.ts';
 import { DEVICE_DEFAULTS, isBrokerUrl, resolveDeviceOptions } from './options.ts';
 import { readCredentialsFile } from './credentials.ts';
@@ -48,7 +49,7 @@ function buildProgram(): Command {
     .option('--count <n>', `number of devices (1..${MAX_FLEET_SIZE})`, '1')
     .option('--data <dir>', 'data folder; each device uses <dir>/<id>/', 'data/sim')
     .option('--hw <model>', 'hardware model', DEVICE_DEFAULTS.hw)
-    .option('--version <v>', 'factory version for blank devices', DEVICE_DEFAULTS.factoryVersion)
+    .option('--version <v>', 'factory version for blank devices (--version alone, or -V: print fwsim\'s own version)', DEVICE_DEFAULTS.factoryVersion)
     .option('--security-floor <version>', 'anti-rollback floor: refuse every image older than this, even as a downgrade (default: none)')
     .option('--pinned-key <file>', 'pin this Ed25519 public key (PEM from `fwpush keygen`): verify checks the offer\'s signature; repeat for a key rotation (default: none, no signature check)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--prefix <p>', 'device id prefix (ids are <p>-001, <p>-002, ...)', 'dev')
@@ -237,6 +238,12 @@ function describeTask(t: Task): string {
 
 /** Run the CLI; resolves with the exit code once the fleet has stopped. */
 export async function main(argv: readonly string[]): Promise<number> {
+  // `--version` alone (or -V) is fwsim's own version; `--version <v>` stays the factory version
+  const v = argv.findIndex((a) => a === '--version' || a === '-V');
+  if (v >= 0 && (argv[v] === '-V' || argv[v + 1] === undefined || argv[v + 1]!.startsWith('-'))) {
+    process.stdout.write(`fwsim ${TOOL_VERSION}\n`);
+    return 0;
+  }
   let cfg: CliConfig;
   try {
     cfg = parseCli(argv);

@@ -10,6 +10,8 @@ import type { CredentialCheck } from './device-auth.ts';
 export interface CredentialVerifier {
   has(id: string): boolean;
   check(id: string, password: string): Promise<CredentialCheck>;
+  /** Listed but disabled (`fwgate device disable`): refused at CONNECT whatever it presents. */
+  disabled?(id: string): boolean;
 }
 
 export interface AccessOptions {
@@ -49,6 +51,7 @@ export async function authenticateClient(opts: AccessOptions, who: ConnectIdenti
   if (username !== undefined && username !== clientId) {
     return { ok: false, returnCode: NOT_AUTHORIZED, reason: `user name "${username}" is not the client id` };
   }
+  if (opts.credentials?.disabled?.(clientId)) return { ok: false, returnCode: NOT_AUTHORIZED, reason: 'disabled' };
   if (certificateCn !== undefined) {
     return certificateCn === clientId
       ? { ok: true, via: 'certificate' }
@@ -57,6 +60,7 @@ export async function authenticateClient(opts: AccessOptions, who: ConnectIdenti
   const listed = opts.credentials?.has(clientId) === true;
   if (password !== undefined && opts.credentials && (listed || opts.requireAuth)) {
     const result = await opts.credentials.check(clientId, password.toString('utf8'));
+    if (result === 'disabled') return { ok: false, returnCode: NOT_AUTHORIZED, reason: 'disabled' };
     return result === 'ok' ? { ok: true, via: 'password' } : { ok: false, returnCode: BAD_CREDENTIALS, reason: result };
   }
   if (opts.requireAuth || listed) return { ok: false, returnCode: NOT_AUTHORIZED, reason: 'no credentials' };

@@ -240,6 +240,11 @@ export class Broker extends EventEmitter<BrokerEvents> {
     return broker;
   }
 
+  /** The MQTT listener accepts connections (not closing). */
+  get listening(): boolean {
+    return this.#server.listening && !this.#closing;
+  }
+
   get stats(): BrokerStats {
     return {
       connections: this.#conns.size,

@@ -4,13 +4,18 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { describeError, FwError } from '../protocol/errors.ts';
+import { TOOL_VERSION } from '../protocol/tool-version.ts';
 import { closeSerialPort, closeSerialPortWithin, openSerialPort, watchPortPath } from '../transport/serial-port.ts';
 import { loadConfigFile, mergeConfig, parseConfig, type GatewayConfig } from './config.ts';
+import { addConfigCommands } from './config-cli.ts';
+import { addDeviceAdminCommands } from './device-admin-cli.ts';
 import { addDeviceCommands } from './device-cli.ts';
 import { addCampaignControlCommands } from './control-cli.ts';
 import { FLEET_FILE, readFleetFile, type FleetFile } from './fleet-store.ts';
 import { Gateway } from './gateway.ts';
 import { addHistoryCommands } from './history-cli.ts';
+import { startFailed } from './start-failure.ts';
+import { startHttp } from './http/start.ts';
 import { createLogger, type Logger } from './log.ts';
 
 function int(name: string) {
@@ -31,15 +36,19 @@ const program = new Command('fwgate')
   .option('--devices <file>', 'device list with password hashes (broker.devicesFile): devices must log in')
   .option('--concurrency <n>', 'devices updated at the same time', int('--concurrency'))
   .option('--trusted-key <file>', 'trust manifests signed by this Ed25519 public key (PEM from `fwpush keygen`); repeat for a key rotation; added to security.trustedKeys', (v: string, prev: string[] = []) => [...prev, v])
+  .option('--technician-key <file>', 'accept uploads authenticated with this technician public key (PEM from `fwpush keygen`); repeat for several; added to uplink.technicianKeys', (v: string, prev: string[] = []) => [...prev, v])
+  .option('--http-port <port>', 'serve metrics, health, the JSON API and the status page on this port (http.port; 0 = any free port; default off)', int('--http-port'))
+  .option('--http-host <addr>', 'HTTP listen address (http.host, default 127.0.0.1; any other needs http.token)')
   .option('--allow-unsigned', 'DEVELOPMENT ONLY: accept unsigned images (security.allowUnsigned); says so loudly at start-up')
   .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent')
   .option('--log-format <format>', 'pretty|json')
-  .showHelpAfterError()
+  .version(`fwgate ${TOOL_VERSION}`, '-V, --version', 'print fwgate\'s version')
+  .configureOutput({ outputError: (str, write) => write(`${str.trimEnd()} (see fwgate --help)\n`) })
   .exitOverride();
 
 type Flags = {
   config?: string; serial?: string; baud?: number; data?: string; host?: string; port?: number; concurrency?: number; logLevel?: string; logFormat?: string;
-  trustedKey?: string[]; allowUnsigned?: boolean;
+  trustedKey?: string[]; allowUnsigned?: boolean; technicianKey?: string[]; httpPort?: number; httpHost?: string;
 };
 
 /** What this run does: serve (no subcommand) or a subcommand; set by the action commander picks. */
@@ -54,7 +63,12 @@ program.command('report')
     run = () => report(cmd.optsWithGlobals<Flags>(), o.json === true);
   });
 
-addDeviceCommands(program, async (cmd) => (await loadConfig(cmd.optsWithGlobals<Flags>())).broker.devicesFile, (r) => {
+addConfigCommands(program, (cmd) => loadConfig(cmd.optsWithGlobals<Flags>()), (r) => {
+  run = r;
+});
+addDeviceAdminCommands(addDeviceCommands(program, async (cmd) => (await loadConfig(cmd.optsWithGlobals<Flags>())).broker.devicesFile, (r) => {
+  run = r;
+}), (cmd) => loadConfig(cmd.optsWithGlobals<Flags>()), (r) => {
   run = r;
 });
 const { campaign } = addHistoryCommands(program, (cmd) => loadConfig(cmd.optsWithGlobals<Flags>()), (r) => {
@@ -81,6 +95,8 @@ async function loadConfig(o: Flags): Promise<GatewayConfig> {
     const file = o.config ? await loadConfigFile(o.config) : {};
     const flagKeys = await Promise.all((o.trustedKey ?? []).map(async (path) => ({ publicKey: await readKeyFile(path) })));
     const fileKeys = (file as { security?: { trustedKeys?: unknown } } | null)?.security?.trustedKeys;
+    const techKeys = await Promise.all((o.technicianKey ?? []).map(async (path) => ({ publicKey: await readKeyFile(path, 'technician key') })));
+    const fileTechKeys = (file as { uplink?: { technicianKeys?: unknown } } | null)?.uplink?.technicianKeys;
     const flags = {
       security: {
         trustedKeys: flagKeys.length > 0 ? [...(Array.isArray(fileKeys) ? fileKeys : []), ...flagKeys] : undefined,
@@ -88,6 +104,8 @@ async function loadConfig(o: Flags): Promise<GatewayConfig> {
       },
       dataDir: o.data,
       serial: { path: o.serial, baudRate: o.baud },
+      uplink: { technicianKeys: techKeys.length > 0 ? [...(Array.isArray(fileTechKeys) ? fileTechKeys : []), ...techKeys] : undefined },
+      http: { port: o.httpPort, host: o.httpHost },
       broker: { host: o.host, port: o.port, devicesFile: (o as { devices?: string }).devices },
       rollout: { concurrency: o.concurrency },
       log: { level: o.logLevel, format: o.logFormat },
@@ -99,11 +117,11 @@ async function loadConfig(o: Flags): Promise<GatewayConfig> {
   }
 }
 
-async function readKeyFile(path: string): Promise<string> {
+async function readKeyFile(path: string, what = 'trusted key'): Promise<string> {
   try {
     return await readFile(path, 'utf8');
   } catch (cause) {
-    throw new FwError('E_CONFIG', `cannot read trusted key ${path}: ${(cause as Error).message}`, { cause });
+    throw new FwError('E_CONFIG', `cannot read ${what} ${path}: ${(cause as Error).message}`, { cause });
   }
 }
 
@@ -111,13 +129,20 @@ async function serve(o: Flags): Promise<void> {
   const config = await loadConfig(o);
   const log = createLogger({ level: config.log.level, format: config.log.format });
   let gw: Gateway;
+  let http: Awaited<ReturnType<typeof startHttp>>;
   try {
     gw = await Gateway.start({ config, log });
   } catch (err) {
-    log.fatal({ err: describeError(err) }, 'gateway failed to start');
-    process.exit(1);
+    startFailed(err, log);
+  }
+  try {
+    http = await startHttp(gw, config.http);
+  } catch (err) {
+    await gw.stop().catch(() => undefined);
+    startFailed(err, log);
   }
   process.stdout.write(`fwgate ready: broker ${gw.broker.url}\n`);
+  if (http) process.stdout.write(`fwgate http: ${http.url}\n`);
   if (config.security.allowUnsigned) process.stdout.write('fwgate: DEVELOPMENT MODE (--allow-unsigned): unsigned firmware images are accepted\n');
   const serial = config.serial.path ? serveSerial(gw, config, log) : undefined;
 
@@ -130,6 +155,7 @@ async function serve(o: Flags): Promise<void> {
     hard.unref();
     void (async () => {
       await serial?.stop();
+      await http?.stop();
       await gw.stop();
       log.info('stopped');
       process.exit(0);

@@ -4,6 +4,7 @@ import { FwError } from '../protocol/errors.ts';
 import { MAX_FRAME_PAYLOAD, MAX_IMAGE_SIZE, MAX_WINDOW, MIN_FRAME_PAYLOAD } from '../protocol/limits.ts';
 import { formatIssues } from '../protocol/schema.ts';
 import { keyIdOf, parsePublicKey } from '../protocol/signature.ts';
+import { isLoopback } from './http/loopback.ts';
 import { cronProblem, MAX_WINDOW_MIN, timeZoneProblem } from './windows.ts';
 
 /**
@@ -204,6 +205,21 @@ export const configSchema = z.strictObject({
   log: z.strictObject({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     format: z.enum(['pretty', 'json']).default('pretty'),
+  }).prefault({}),
+  http: z.strictObject({
+    /** Listen address of the HTTP listener (metrics, health, API, status page); loopback unless named. */
+    host: z.string().min(1).default('127.0.0.1'),
+    /** Listen port; absent = no HTTP listener (the default); 0 = any free port. */
+    port: z.number().int().min(0).max(65_535).optional(),
+    /** Bearer token every route but /healthz requires; needed when host is not loopback. */
+    token: z.string().min(16, 'must be at least 16 characters').optional(),
+    /** A file holding the token (first line), instead of token. */
+    tokenFile: z.string().min(1).optional(),
+  }).superRefine((h, ctx) => {
+    if (h.token !== undefined && h.tokenFile !== undefined) ctx.addIssue({ code: 'custom', message: 'give token or tokenFile, not both', path: ['tokenFile'] });
+    if (!isLoopback(h.host) && h.token === undefined && h.tokenFile === undefined) {
+      ctx.addIssue({ code: 'custom', message: `${h.host} is not loopback: set http.token or http.tokenFile, so that only holders of the token can read the fleet`, path: ['token'] });
+    }
   }).prefault({}),
   windows: z.strictObject({
     /** Maintenance windows (gateway/windows.ts); none = campaigns run at once. */

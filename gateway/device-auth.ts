@@ -36,12 +36,15 @@ export interface DeviceEntry {
   scrypt: string;
   /** Groups a campaign can target (`fwpush --group`, docs/operations.md "Targeting and waves"). */
   groups?: string[];
+  /** `fwgate device disable`: refused at CONNECT, kept in the list and in the fleet report. */
+  disabled?: boolean;
 }
 
 const entrySchema = z.strictObject({
   id: z.string().refine(isValidDeviceId, 'must be a valid device id'),
   scrypt: z.string().refine((s) => parsePhc(s) !== null, 'must be "$scrypt$ln=..,r=..,p=..$<salt>$<key>" (fwgate device add writes it)'),
   groups: z.array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'a group name: letters, digits, ".", "_" or "-", at most 64')).max(32).optional(),
+  disabled: z.boolean().optional(),
 });
 const fileSchema = z.array(entrySchema).superRefine((list, ctx) => {
   const seen = new Set<string>();
@@ -125,9 +128,13 @@ export async function setDevicePassword(path: string, id: string, password: stri
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
   const at = entries.findIndex((e) => e.id === id);
-  // groups given replace the entry's; none given keep what it had
+  // groups given replace the entry's; none given keep what it had; a new password does not
+  // re-enable a disabled device (`fwgate device enable` does)
   const keep = groups ?? (at >= 0 ? entries[at]!.groups : undefined);
-  const entry: DeviceEntry = { id, scrypt: await hashPassword(password, params), ...(keep && keep.length > 0 ? { groups: [...new Set(keep)] } : {}) };
+  const entry: DeviceEntry = {
+    id, scrypt: await hashPassword(password, params), ...(keep && keep.length > 0 ? { groups: [...new Set(keep)] } : {}),
+    ...(entries[at]?.disabled ? { disabled: true } : {}),
+  };
   if (entry.groups) fileSchema.element.parse(entry);
   if (at >= 0) entries[at] = entry;
   else entries.push(entry);
@@ -135,7 +142,12 @@ export async function setDevicePassword(path: string, id: string, password: stri
   return at >= 0 ? 'replaced' : 'added';
 }
 
-export type CredentialCheck = 'ok' | 'bad-password' | 'unknown-device';
+export type CredentialCheck = 'ok' | 'bad-password' | 'unknown-device' | 'disabled';
+
+/** Change the list at `path` with `fn` (read, validated, written atomically); a missing file is E_CONFIG. */
+export async function updateDevicesFile(path: string, fn: (entries: DeviceEntry[]) => DeviceEntry[]): Promise<void> {
+  await writeDevicesFile(path, fn(await readDevicesFile(path)));
+}
 
 /**
  * The device list in memory, as the broker's authenticator. Re-read when the file's mtime or size
@@ -146,7 +158,7 @@ export type CredentialCheck = 'ok' | 'bad-password' | 'unknown-device';
  * reconnects (after every reboot) costs no second scrypt; a changed entry forgets it.
  */
 export class DeviceCredentials {
-  #entries = new Map<string, Parsed & { phc: string; verified?: Buffer }>();
+  #entries = new Map<string, Parsed & { phc: string; verified?: Buffer; disabled?: boolean }>();
   #stamp = '';
   #checkedAt = 0;
   #reloading: Promise<boolean> | undefined;
@@ -170,6 +182,11 @@ export class DeviceCredentials {
     return this.#entries.has(id);
   }
 
+  /** Listed and disabled (as of the last read of the file). */
+  disabled(id: string): boolean {
+    return this.#entries.get(id)?.disabled === true;
+  }
+
   /** Check a device's password; a failure re-reads a changed file first, so a device just added gets in. */
   async check(id: string, password: string): Promise<CredentialCheck> {
     await this.#maybeReload(false);
@@ -183,6 +200,7 @@ export class DeviceCredentials {
       await checkPassword(password, await this.#dummy);
       return 'unknown-device';
     }
+    if (e.disabled) return 'disabled';
     const quick = createHash('sha256').update(e.salt).update(password).digest();
     if (e.verified && timingSafeEqual(quick, e.verified)) return 'ok';
     const key = await derive(password, e.salt, e.params, e.key.length);
@@ -207,10 +225,10 @@ export class DeviceCredentials {
       const stamp = `${st.mtimeMs}:${st.size}`;
       if (stamp === this.#stamp) return false;
       const list = await readDevicesFile(this.path);
-      const next = new Map<string, Parsed & { phc: string; verified?: Buffer }>();
-      for (const { id, scrypt: phc } of list) {
+      const next = new Map<string, Parsed & { phc: string; verified?: Buffer; disabled?: boolean }>();
+      for (const { id, scrypt: phc, disabled } of list) {
         const old = this.#entries.get(id);
-        next.set(id, old && old.phc === phc ? old : { ...parsePhc(phc)!, phc });
+        next.set(id, { ...(old && old.phc === phc ? old : { ...parsePhc(phc)!, phc }), disabled: disabled === true });
       }
       this.#entries = next;
       this.#stamp = stamp;

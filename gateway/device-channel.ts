@@ -17,6 +17,10 @@ export interface ChannelStats {
   invalid: number;
   unknownType: number;
   badTopic: number;
+  /** Bytes of messages published to devices (all types). */
+  bytesSent: number;
+  /** `chunk` messages for an offset already sent in the same transfer (session id) to the same device. */
+  chunkResends: number;
 }
 
 /**
@@ -28,12 +32,17 @@ export class DeviceChannel extends EventEmitter<{ event: [deviceId: string, even
   private readonly deviceListeners = new Map<string, Set<(e: DeviceEvent) => void>>();
   private unsubscribe: (() => Promise<void>) | undefined;
   private readonly ready = new Set<string>();
-  readonly stats: ChannelStats = { received: 0, sent: 0, invalid: 0, unknownType: 0, badTopic: 0 };
+  readonly stats: ChannelStats = { received: 0, sent: 0, invalid: 0, unknownType: 0, badTopic: 0, bytesSent: 0, chunkResends: 0 };
+  /** Per device: the transfer (sid) being sent and the chunk offsets sent in it, to count resends. */
+  private readonly chunksSent = new Map<string, { sid: number; offsets: Set<number> }>();
 
   constructor(private readonly broker: Broker, private readonly log: Logger, private readonly timers: Timers = realTimers) {
     super();
     broker.on('clientConnected', (id) => this.dispatch(id, { t: 'online' }));
-    broker.on('clientDisconnected', (id) => this.dispatch(id, { t: 'offline' }));
+    broker.on('clientDisconnected', (id) => {
+      this.chunksSent.delete(id);
+      this.dispatch(id, { t: 'offline' });
+    });
   }
 
   async start(): Promise<void> {
@@ -82,7 +91,20 @@ export class DeviceChannel extends EventEmitter<{ event: [deviceId: string, even
   async send(deviceId: string, msg: GatewayMessage, encoded?: Uint8Array): Promise<void> {
     const qos = msg.t === 'chunk' || msg.t === 'ping' || msg.t === 'probe' ? 0 : 1;
     this.stats.sent++;
-    await this.broker.publish(topics.down(deviceId), encoded ?? encodeGatewayMessage(msg), qos);
+    if (msg.t === 'chunk') this.countChunk(deviceId, msg.sid, msg.off);
+    const bytes = encoded ?? encodeGatewayMessage(msg);
+    this.stats.bytesSent += bytes.byteLength;
+    await this.broker.publish(topics.down(deviceId), bytes, qos);
+  }
+
+  private countChunk(deviceId: string, sid: number, off: number): void {
+    let sent = this.chunksSent.get(deviceId);
+    if (!sent || sent.sid !== sid) {
+      sent = { sid, offsets: new Set() };
+      this.chunksSent.set(deviceId, sent);
+    }
+    if (sent.offsets.has(off)) this.stats.chunkResends++;
+    else sent.offsets.add(off);
   }
 
   /** Receive every event of one device until the returned function is called. */

@@ -8,7 +8,7 @@ import { generatePassword, setDevicePassword } from './device-auth.ts';
  * --generate the new password goes to stdout. Exit 2 on a usage error, 1 when the file cannot be
  * written.
  */
-export function addDeviceCommands(program: Command, devicesFile: (cmd: Command) => Promise<string | undefined>, setRun: (run: () => Promise<void>) => void): void {
+export function addDeviceCommands(program: Command, devicesFile: (cmd: Command) => Promise<string | undefined>, setRun: (run: () => Promise<void>) => void): Command {
   const device = program.command('device').description('Manage the broker\'s device list (--devices or broker.devicesFile)');
   device.command('add <id>')
     .description('Add a device to the device list, or give it a new password; the file is created when missing')
@@ -18,6 +18,7 @@ export function addDeviceCommands(program: Command, devicesFile: (cmd: Command) 
     .action((id: string, o: { password?: string; generate?: boolean; group?: string[] }, cmd: Command) => {
       setRun(() => addDevice(id, o, () => devicesFile(cmd)));
     });
+  return device;
 }
 
 async function addDevice(id: string, opts: { password?: string; generate?: boolean; group?: string[] }, devicesFile: () => Promise<string | undefined>): Promise<void> {

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { describeError } from '../protocol/errors.ts';
@@ -19,6 +20,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { serveControl, type ControlRequest } from './control.ts';
 import { MessageLink } from '../transport/message-link.ts';
 import { Broker } from './broker.ts';
+import { brokerLogger, logPresence } from './broker-log.ts';
 import { brokerOptions } from './broker-setup.ts';
 import type { GatewayConfig } from './config.ts';
 import { DeviceChannel } from './device-channel.ts';
@@ -101,6 +103,8 @@ export class Gateway {
   private uplinkQueued = 0;
   uplink: UplinkSession | undefined;
   private controlServer: { close(): Promise<void> } | undefined;
+  /** Typed events for subscribers at the edges (HTTP status page, metrics): each campaign as it is created. */
+  readonly events = new EventEmitter<{ campaign: [Campaign] }>();
   uplinkLink: MessageLink<LaptopMessage, GatewayUplinkMessage> | undefined;
 
   private constructor(
@@ -143,10 +147,11 @@ export class Gateway {
       checkManifest: (m) => manifestDistrust(ring, config.security.allowUnsigned, m),
     });
     const fleetStore = await FleetStore.open({ dataDir: config.dataDir, timers, log: log.child({ part: 'fleet' }) });
-    const broker = await Broker.start(await brokerOptions(config, (line) => log.warn(line)));
+    const broker = await Broker.start(await brokerOptions(config, brokerLogger(log.child({ part: 'broker' }))));
     const channel = new DeviceChannel(broker, log.child({ part: 'devices' }), timers);
     await channel.start();
     const fleet = new Fleet(channel);
+    logPresence(fleet, log.child({ part: 'devices' }));
     fleetStore.attach(fleet);
     fleet.on('status', (d) => log.debug({ device: d.id, hw: d.hw, version: d.version, slot: d.slot }, 'device status'));
     const wallClock = opts.wallClock ?? { now: () => Date.now(), setTimeout: timers.setTimeout, clearTimeout: timers.clearTimeout };
@@ -166,6 +171,11 @@ export class Gateway {
     }
     log.info({ broker: broker.url, images: store.list().length, serial: config.serial.path ?? null }, 'gateway ready');
     return gw;
+  }
+
+  /** Where the campaign journals live (<dataDir>/journal). */
+  get journalPath(): string {
+    return this.journalDir;
   }
 
   /** Serve a laptop on this stream (a serial port). */
@@ -282,6 +292,7 @@ export class Gateway {
     this.campaigns.push(campaign);
     if (this.campaigns.length > 10) this.campaigns.shift(); // the last few, for status replays
     this.live.add(campaign);
+    this.events.emit('campaign', campaign);
     if (policy === 'now') this.nowCampaigns.add(campaign);
     campaign.once('complete', () => {
       this.live.delete(campaign);

@@ -6,14 +6,15 @@ import { retryOutcomesOf, type RetryMessage, type WaveSize } from '../protocol/u
 
 /** fwpush's flags, parsed and range-checked. Times are as given (seconds). */
 export interface Opts {
-  port: string; manifest?: string; name?: string; version?: string; imageVersion?: string; hw?: string; chunk: number;
+  /** Absent: FWPUSH_PORT, the profile, or the one USB-serial adapter (laptop/defaults.ts). */
+  port?: string; manifest?: string; name?: string; version?: string; imageVersion?: string; hw?: string; chunk: number;
   baud: number; frame: number; window: number; timeout: number; reconnectTimeout: number; json?: boolean; localCheck: boolean;
   /** Campaign policy (docs/protocol.md §7.3.5): at once, or in the next maintenance window; neither: the gateway's default. */
   now?: boolean; inWindow?: boolean; allowDowngrade?: boolean; force?: boolean;
   /** Technician key (PKCS#8 PEM) answering the gateway's challenge (docs/protocol.md §7.2.4); needed to push. */
   techKey?: string;
   /** Manifest signing (laptop/signing.ts, docs/protocol.md §5.4). */
-  signKey?: string; seq?: number;
+  signKey?: string; seq?: number; allowSeqZero?: boolean;
   /** Targeting and waves (docs/protocol.md §7.3.6). */
   only?: string[]; group?: string; waves?: WaveSize[]; waveGate?: number; wavePause?: boolean; requireOnline?: number;
   /** `status --campaign`: that campaign (§7.11.5). */
@@ -63,8 +64,8 @@ function program(output: OutputConfiguration | undefined): Command {
     .description('Send a firmware image to an fwgate gateway over its serial link and follow the rollout to every device — or, when the gateway queues it for a maintenance window, say when the window opens and exit (code 0); with "status", show the running or last campaign and the queued ones instead, and follow the running one to its end.')
     .argument('<image|command>', 'firmware image file to push, or a command: "status" (show and follow what the gateway is doing), "cancel [campaign]", "retry <campaign>", "resume <campaign>", "plan <image>" (an image file named like a command: ./status)')
     .argument('[arg]', 'the campaign of cancel / retry / resume, the image of plan')
-    .requiredOption('-P, --port <tty>', 'serial port connected to the gateway, e.g. /dev/ttyUSB0')
-    .option('-K, --tech-key <file>', 'technician key (Ed25519 private key, PKCS#8 PEM, from `fwpush keygen`) the gateway trusts: needed to push, not for status')
+    .option('-P, --port <tty>', 'serial port connected to the gateway, e.g. /dev/ttyUSB0 (default: $FWPUSH_PORT, the profile\'s port, or the only USB-serial adapter plugged in)')
+    .option('-K, --tech-key <file>', 'technician key (Ed25519 private key, PKCS#8 PEM, from `fwpush keygen`) the gateway trusts: needed to push, not for status (default: $FWPUSH_TECH_KEY or the profile\'s techKey)')
     .option('-m, --manifest <file>', 'JSON manifest for the image (otherwise one is made from the image and the flags below)')
     .option('--name <name>', 'image name for a generated manifest (default: file name without extension)')
     .option('--version <semver>', 'image version for a generated manifest')
@@ -72,6 +73,7 @@ function program(output: OutputConfiguration | undefined): Command {
     .option('--hw <models>', 'comma-separated hardware models for a generated manifest')
     .option('--chunk <bytes>', 'chunk size towards devices for a generated manifest', int('--chunk', r.chunk), s.deviceChunk)
     .option('--seq <n>', 'anti-rollback sequence number for the manifest (required with --sign-key for a generated one)', parseSeq)
+    .option('--allow-seq-zero', 'sign with seq 0 (refused otherwise: devices that installed a higher seq refuse it)')
     .option('--sign-key <file>', 'sign the manifest with this Ed25519 private key (PEM, from `fwpush keygen`); a --manifest already signed is sent unchanged')
     .option('--baud <rate>', 'serial baud rate', int('--baud', r.baud), s.baudRate)
     .option('--frame <bytes>', 'largest serial frame payload to offer', int('--frame', r.frame), s.maxFrame)
@@ -103,11 +105,20 @@ function program(output: OutputConfiguration | undefined): Command {
     .option('--cancelled', 'retry: the devices a cancel left on their old image')
     .option('--skipped-devices', 'retry: the devices that were skipped')
     .addHelpText('after', `
+Commands:
+  fwpush keygen --out <base>   make an Ed25519 key pair (technician key: <base>.key; give <base>.pub to the gateway)
+  fwpush ports [--json]        list the serial ports, their /dev/serial/by-id names and USB ids
+  fwpush -V, --tool-version    print fwpush's own version (--version is the image's version)
+
+Defaults: --port and --tech-key from FWPUSH_PORT / FWPUSH_TECH_KEY, else from the profile
+(FWPUSH_PROFILE, default ~/.config/fwpush/profile.json: {"port": "...", "techKey": "..."});
+with exactly one USB-serial adapter plugged in, --port may be left out.
+
 Campaign policy: with neither --now nor --in-window the gateway decides (the next
 maintenance window when it has windows configured, else at once); the two exclude
 each other. --allow-downgrade and --force hold for this campaign only.`)
-    .showHelpAfterError()
-    .exitOverride();
+    .exitOverride()
+    .configureOutput({ outputError: (str, write) => write(`${str.trimEnd()} (see fwpush --help)\n`) });
   if (output) cmd.configureOutput(output);
   return cmd;
 }

@@ -4,7 +4,11 @@ import { basename } from 'node:path';
 import { describeError, FwError, isFwError } from '../protocol/errors.ts';
 import { checkDigest, digestImage, manifestForImage, parseManifest, type Manifest } from '../protocol/manifest.ts';
 import type { CompleteMessage, GatewayUplinkMessage, OrderMessage, QueuedInfo, ResultMessage, WaitingMessage } from '../protocol/uplink.ts';
+import { TOOL_VERSION } from '../protocol/tool-version.ts';
 import { campaignOptions, parseArgs, retryOutcomes, type Opts } from './args.ts';
+import { portOpenHint, resolveDefaults, waitingHint } from './defaults.ts';
+import { seqWarning } from './seq-warning.ts';
+import { listPorts, portsTable } from './ports.ts';
 import { defaultClientOptions, type UplinkClient } from './client.ts';
 import { openConnection, type Connection, type ConnectionOptions } from './connection.ts';
 import { noticeWriter } from './notices.ts';
@@ -94,9 +98,23 @@ class CampaignWatch {
 
 async function main(): Promise<number> {
   if (process.argv[2] === 'keygen') return keygen(process.argv.slice(3), (l) => console.log(l), (l) => console.error(l));
+  if (process.argv[2] === 'ports') return portsCommand(process.argv.slice(3));
+  if (process.argv.slice(2).some((a) => a === '-V' || a === '--tool-version')) {
+    console.log(`fwpush ${TOOL_VERSION}`);
+    return EXIT.ok;
+  }
   const args = parseArgs(process.argv.slice(2));
   if (args.kind === 'exit') return args.code === 0 ? EXIT.ok : EXIT.usage;
-  const { opts: o, target, arg } = args;
+  const { opts: given, target, arg } = args;
+  let o: Opts & { port: string };
+  try {
+    const resolved = await resolveDefaults({ ...(given.port !== undefined ? { port: given.port } : {}), ...(given.techKey !== undefined ? { techKey: given.techKey } : {}) }, { listPorts: () => listPorts() });
+    for (const note of resolved.notes) process.stderr.write(`fwpush: using ${note}\n`);
+    o = { ...given, port: resolved.port, ...(resolved.techKey !== undefined ? { techKey: resolved.techKey } : {}) };
+  } catch (err) {
+    process.stderr.write(`fwpush: ${describeError(err)}\n`);
+    return EXIT.usage;
+  }
   const render: Renderer = o.json ? new JsonRenderer() : new HumanRenderer({ maxBars: settings.maxBars, totalsEveryMs: settings.totalsEveryMs, fps: settings.fps });
   let mode: Mode;
   let inputs: { manifest: Manifest; image: Buffer } | undefined;
@@ -117,12 +135,15 @@ async function main(): Promise<number> {
     }
   }
 
+  const notify = noticeWriter(o.json === true, process.stdout, () => render.close());
   const watch = new CampaignWatch();
   const seen = new SeenEvents();
   const connection: ConnectionOptions = {
     path: o.port,
     baudRate: o.baud,
     client: { ...defaultClientOptions, maxFrame: o.frame, window: o.window, idleTimeoutMs: o.timeout * 1000, ...(techKey ? { techKey } : {}) },
+    // only before the first hello: a reconnect says what it does in its own notices
+    onWaiting: (remainingMs) => first === undefined && notify({ event: 'waiting', port: o.port, remainingMs, message: waitingHint(o.port, Math.round(remainingMs / 1000)) }),
     attach: (client) => {
       client.on('event', (m) => {
         if (!seen.fresh(m)) return; // repeated by a replay after a reconnect
@@ -132,16 +153,15 @@ async function main(): Promise<number> {
       client.on('upload', (sent, total, resumedAt) => render.upload(sent, total, resumedAt));
     },
   };
-  let first: Connection;
+  let first: Connection | undefined;
   try {
     first = await openConnection(connection, settings.connectTimeoutMs);
   } catch (err) {
-    render.error(describeError(err), isFwError(err) ? err.code : 'E_LINK_CLOSED');
+    render.error(describeError(err), isFwError(err) ? err.code : 'E_LINK_CLOSED', portOpenHint(err, o.port) ?? (isFwError(err, 'E_LINK_TIMEOUT') ? waitingHint(o.port, 0).replace(/ Still trying for 0 s\.$/, '') : undefined));
     render.close();
     return isLinkError(err) ? EXIT.link : EXIT.refused;
   }
   render.connected(first.hello, o.port);
-  const notify = noticeWriter(o.json === true, process.stdout, () => render.close());
   const abort = new AbortController();
   const session = new Reconnecting(first, {
     port: o.port,
@@ -198,6 +218,8 @@ async function main(): Promise<number> {
     const { manifest, image } = inputs!;
     const { campaign, complete, queued } = await pushAndFollow(flow, manifest, image, campaignOptions(o));
     // A campaign queued for a maintenance window is not followed: fwpush says when it opens and exits 0.
+    const warning = seqWarning(manifest.seq, watch.results.values());
+    if (warning) process.stderr.write(`fwpush: ${warning}\n`);
     return finish(render, watch, campaign, manifest, complete?.durationMs || Date.now() - started, queued);
   } catch (err) {
     if (isFwError(err) && err.details?.deny === 'busy') {
@@ -214,6 +236,17 @@ async function main(): Promise<number> {
     render.close();
     await session.current.close();
   }
+}
+
+/** `fwpush ports [--json]`: the serial ports of this machine. */
+async function portsCommand(argv: string[]): Promise<number> {
+  if (argv.some((a) => a !== '--json')) {
+    console.error(`fwpush ports: unknown argument ${argv.find((a) => a !== '--json')} (see fwpush --help)`);
+    return EXIT.usage;
+  }
+  const ports = await listPorts();
+  console.log(argv.includes('--json') ? JSON.stringify({ ports }) : portsTable(ports).join('\n'));
+  return EXIT.ok;
 }
 
 function isLinkError(err: unknown): boolean {

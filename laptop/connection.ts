@@ -14,6 +14,8 @@ export interface ConnectionOptions {
   client: ClientOptions;
   /** Called with each new client before its hello, to subscribe to its events. */
   attach(client: UplinkClient): void;
+  /** Called once when the gateway has not answered `waitingHintMs` after the port opened, with the time left. */
+  onWaiting?(remainingMs: number): void;
 }
 
 /** One session with the gateway: an open port, its link, a client that has exchanged hellos. */
@@ -76,6 +78,9 @@ export async function openConnection(o: ConnectionOptions, timeoutMs: number): P
   const client = new UplinkClient(link, o.client);
   o.attach(client);
   let timer: NodeJS.Timeout | undefined;
+  const waiting = o.onWaiting && laptopSettings.waitingHintMs < timeoutMs
+    ? setTimeout(() => o.onWaiting!(timeoutMs - laptopSettings.waitingHintMs), laptopSettings.waitingHintMs)
+    : undefined;
   try {
     const hello = await Promise.race([
       client.connect(),
@@ -89,5 +94,6 @@ export async function openConnection(o: ConnectionOptions, timeoutMs: number): P
     throw err;
   } finally {
     clearTimeout(timer);
+    clearTimeout(waiting);
   }
 }

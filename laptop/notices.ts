@@ -11,7 +11,9 @@ export type RunPhase = 'upload' | 'follow';
 export type LinkNotice =
   | { event: 'link-lost'; port: string; phase: RunPhase; code: string | null; message: string; reconnectTimeoutMs: number }
   | { event: 'reconnected'; port: string; phase: RunPhase; attempts: number; afterMs: number }
-  | { event: 'upload-resumed'; sha256: string; offset: number; size: number };
+  | { event: 'upload-resumed'; sha256: string; offset: number; size: number }
+  /** The gateway has not answered a few seconds after the port opened: what fwpush waits for, the likely causes. */
+  | { event: 'waiting'; port: string; remainingMs: number; message: string };
 
 /** One plain line per notice. */
 export function noticeText(n: LinkNotice): string {
@@ -22,6 +24,8 @@ export function noticeText(n: LinkNotice): string {
       return `Reconnected on ${n.port} after ${fmtMs(n.afterMs)} (${n.attempts} attempt${n.attempts === 1 ? '' : 's'}); ${n.phase === 'upload' ? 'resuming the upload' : 'following the campaign again'}`;
     case 'upload-resumed':
       return `The gateway holds ${fmtBytes(n.offset)} of ${fmtBytes(n.size)}; uploading the rest from there`;
+    case 'waiting':
+      return n.message;
     default: {
       const never: never = n;
       return never;

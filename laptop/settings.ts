@@ -12,6 +12,8 @@ export const laptopSettings = Object.freeze({
   replayIdleMs: 5000,
   /** Longest wait to open the port, reset the link and exchange hellos (each reconnect attempt: at most the time left). */
   connectTimeoutMs: 60_000,
+  /** No answer from the gateway this long after the port opened: say what fwpush waits for and the likely causes (it keeps trying). */
+  waitingHintMs: 3000,
   /** How long to keep reopening the port after the link is lost mid-push (`--reconnect-timeout`, in seconds); 0: exit at once. */
   reconnectTimeoutMs: 300_000,
   /** Wait before the second attempt to reopen the port; it doubles after each failed attempt... */

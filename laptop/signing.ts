@@ -11,7 +11,7 @@ import { generateSigningKey, parsePrivateKey, signManifest } from '../protocol/s
  */
 
 /** What the signing flags ask for. */
-export interface SigningOpts { signKey?: string; seq?: number }
+export interface SigningOpts { signKey?: string; seq?: number; allowSeqZero?: boolean }
 
 /** `--seq <n>`: a whole number 0 .. 2^32 - 1. */
 export function parseSeq(v: string): number {
@@ -39,6 +39,9 @@ export async function applySigning(manifest: Manifest, generated: boolean, o: Si
   }
   if (generated && o.seq === undefined && manifest.seq === undefined) {
     throw new FwError('E_USAGE', 'signing a generated manifest needs --seq <n>, the anti-rollback sequence number (higher than any image the devices have installed)');
+  }
+  if ((o.seq ?? manifest.seq ?? 0) === 0 && !o.allowSeqZero) {
+    throw new FwError('E_USAGE', 'refusing to sign with seq 0 (a manifest without seq is 0): a device that installed a release with a higher seq refuses it (seq-rollback); give --seq <n>, or --allow-seq-zero for a first release. Better: sign on the build machine with fwsign');
   }
   let pem: string;
   try {

@@ -20,6 +20,8 @@ export class TechnicianAuth {
   private authorisedKey: string | undefined;
   /** Why the last `auth` failed; undefined when none was sent since the last hello. */
   private problem: string | undefined;
+  /** `auth` messages that did not authorise (cumulative; metrics). */
+  failures = 0;
 
   constructor(
     private readonly config: Pick<GatewayConfig['uplink'], 'technicianKeys' | 'allowUnauthenticated'>,
@@ -63,7 +65,8 @@ export class TechnicianAuth {
       this.authorisedKey = msg.keyId;
       this.log.info({ keyId: msg.keyId }, 'technician authenticated');
     } else {
-      this.log.warn({ keyId: msg.keyId, problem: this.problem }, 'technician authentication failed');
+      this.failures++;
+      this.log.warn({ event: 'uplink.auth-failed', keyId: msg.keyId, problem: this.problem }, 'technician authentication failed');
     }
   }
 

@@ -78,6 +78,10 @@ export class UplinkSession {
   private storedManifest: Manifest | undefined;
   /** Who this session's laptop proved to be (§7.2.4); reset by every hello and link reset. */
   private readonly auth: TechnicianAuth;
+  /** Technician `auth` messages that did not authorise (metrics). */
+  get authFailures(): number {
+    return this.auth.failures;
+  }
 
   constructor(private readonly deps: UplinkDeps) {
     this.auth = new TechnicianAuth(deps.config, deps.log, deps.randomBytes ?? ((n) => randomBytes(n)));

@@ -1,0 +1,14 @@
+import type { ResultMessage } from '../protocol/uplink.ts';
+
+/**
+ * The fleet has confirmed a higher seq than the pushed manifest's when devices refuse it as
+ * `seq-rollback` (§6.5.7); the gateway's fleet report carries no seq, so this is what fwpush can
+ * tell. The warning names the seq and the next step (a new release signed with a higher seq).
+ */
+export function seqWarning(seq: number | undefined, results: Iterable<ResultMessage>): string | undefined {
+  const refused = [...results].filter((r) => r.code === 'seq-rollback').map((r) => r.id);
+  if (refused.length === 0) return undefined;
+  const shown = refused.slice(0, 5).join(', ') + (refused.length > 5 ? ` and ${refused.length - 5} more` : '');
+  return `warning: the manifest's seq ${seq ?? 0} is below what ${refused.length} device${refused.length === 1 ? ' has' : 's have'} installed (seq-rollback: ${shown}); `
+    + 'sign the release again with a higher seq (fwsign --seq, above the last release the fleet confirmed)';
+}

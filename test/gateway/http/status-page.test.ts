@@ -1,0 +1,80 @@
+import assert from 'node:assert/strict';
+import { DevicePhases } from '../../../protocol/uplink.ts';
+import { startHttp } from '../../../gateway/http/start.ts';
+import { launchBrowser } from '../../helpers/browser.ts';
+import { Rig, sampleImage } from '../../helpers/rig.ts';
+
+/**
+ * The status page in a real headless Chromium (Debian's /usr/bin/chromium through playwright-core):
+ * it is open while a rollout runs; what it showed is recorded in the page itself by a
+ * MutationObserver, so the test judges the page's own DOM, not the API.
+ */
+describe('status page (headless Chromium)', function () {
+  this.timeout(120_000);
+  let rig: Rig | undefined;
+  let http: Awaited<ReturnType<typeof startHttp>>;
+  let browser: Awaited<ReturnType<typeof launchBrowser>> | undefined;
+  afterEach(async () => {
+    await browser?.close();
+    browser = undefined;
+    await http?.stop();
+    http = undefined;
+    await rig?.stop();
+    rig = undefined;
+  });
+
+  it('shows the fleet, each device moving through its phases to updated, the history, and a device going offline', async () => {
+    rig = await Rig.start({ devices: 3 });
+    http = await startHttp(rig.gateway, { host: '127.0.0.1', port: 0 });
+    assert.ok(http);
+    const ids = rig.sims.devices.map((d) => d.id).sort();
+    browser = await launchBrowser();
+    const page = await browser.context.newPage();
+    // every phase each device row showed in the running-campaign view, in order
+    // (page code as a string: this project's TypeScript has no DOM types)
+    await page.addInitScript({
+      content: `window.seen = {};
+        new MutationObserver(() => {
+          document.querySelectorAll('#running tr[data-device]').forEach((tr) => {
+            const list = (window.seen[tr.dataset.device] ??= []);
+            if (list.at(-1) !== tr.dataset.phase) list.push(tr.dataset.phase);
+          });
+        }).observe(document, { subtree: true, childList: true, attributes: true });`,
+    });
+    await page.goto(`${http.url}/`);
+    for (const id of ids) await page.locator(`#fleet tr[data-device="${id}"][data-online="true"]`).waitFor({ timeout: 30_000 });
+    await page.locator('#conn', { hasText: 'live' }).waitFor({ timeout: 30_000 });
+
+    const { image, manifest } = sampleImage({ version: '1.1.0', size: 256 * 1024 });
+    await rig.client.connect();
+    const { campaign } = await rig.client.push(manifest, image);
+    await rig.client.follow(campaign);
+
+    // the history lists the campaign completed, and the fleet table each device updated
+    await page.locator(`#history tr[data-campaign="${campaign}"][data-state="completed"]`).waitFor({ timeout: 30_000 });
+    for (const id of ids) {
+      const row = page.locator(`#fleet tr[data-device="${id}"]`);
+      await row.filter({ hasText: 'updated 1.1.0' }).waitFor({ timeout: 30_000 });
+      assert.match(await row.innerText(), /\b1\.1\.0\b/);
+    }
+    const historyRow = await page.locator(`#history tr[data-campaign="${campaign}"]`).innerText();
+    assert.match(historyRow, /completed\t\d{1,2}\/.*\t3\t3\t0\t0\t0\t/, historyRow);
+
+    const seen = await page.evaluate<Record<string, string[]>>('window.seen');
+    for (const id of ids) {
+      const phases = seen[id] ?? [];
+      assert.ok(phases.includes('transferring'), `${id} was shown transferring: ${phases.join(' > ')}`);
+      assert.equal(phases.at(-1), 'done', `${id} ended done: ${phases.join(' > ')}`);
+      // measured (probing) and queued before its turn, then offering .. done in the order of §7.6
+      const fromOffer = phases.slice(phases.indexOf('offering')).map((p) => DevicePhases.indexOf(p as (typeof DevicePhases)[number]));
+      assert.ok(phases.includes('offering'), `${id} was shown offering: ${phases.join(' > ')}`);
+      assert.deepEqual(fromOffer, [...fromOffer].sort((a, b) => a - b), `${id}: phases in their order: ${phases.join(' > ')}`);
+    }
+
+    // a device that leaves the broker is shown offline, live
+    const gone = rig.sims.devices.find((d) => d.id === ids[0])!;
+    await gone.stop();
+    await page.locator(`#fleet tr[data-device="${ids[0]}"][data-online="false"]`).waitFor({ timeout: 30_000 });
+    assert.equal(await page.locator('#fleet tr[data-online="true"]').count(), ids.length - 1);
+  });
+});
