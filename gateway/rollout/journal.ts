@@ -1,6 +1,6 @@
-import { closeSync, fdatasync, fdatasyncSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, truncateSync, writeSync } from 'node:fs';
+import { closeSync, copyFileSync, fdatasync, fdatasyncSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, truncateSync, writeSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { crc32 } from '../../protocol/crc.ts';
 import { describeError, FwError } from '../../protocol/errors.ts';
 import { completeMsg, orderMsg, resultMsg, type CompleteMessage, type OrderMessage, type ResultMessage } from '../../protocol/uplink.ts';
@@ -11,9 +11,11 @@ import { z } from 'zod';
  * campaign, `<dataDir>/journal/<campaign>.jsonl`, one record per line, each line written and
  * fdatasync'ed before the step it records goes on (`held` hints excepted, see append()): at once
  * (append), or group-committed by an fdatasync in libuv's thread pool that the step awaits
- * (record + durable). A line is `<crc32 as 8 hex digits> <JSON>`;
- * reading stops at the first line that is torn or fails its CRC (a crash mid-append), and that
- * tail is cut off before anything is appended again.
+ * (record + durable). A line is `<crc32 as 8 hex digits> <JSON>`. Only the LAST line can be
+ * torn by a crash mid-append (appends are sequential): a bad last line is cut off before
+ * anything is appended again. A bad line with verified lines after it is corruption (bit rot, an
+ * editor): the lines that verify are kept, the original file is copied aside (`*.corrupt-<ms>`)
+ * and the journal rewritten with the verified lines only (parseJournal, repairJournal).
  *
  * What is recorded, and why it is enough to resume after `kill -9`:
  * - `campaign`: id and image digest (the image itself is in the store, verified at start-up);
@@ -53,8 +55,10 @@ export interface JournalState {
   complete?: CompleteMessage;
   /** Records read; a torn tail is not counted. */
   records: number;
-  /** Bytes cut off the end (a torn or corrupt tail). */
+  /** Bytes cut off the end (a torn last line). */
   tornBytes: number;
+  /** Bad lines with verified lines after them (corruption, not a torn append), 1-based line numbers. */
+  corruptLines: number[];
 }
 
 export function encodeRecord(rec: JournalRecord): string {
@@ -63,36 +67,72 @@ export function encodeRecord(rec: JournalRecord): string {
 }
 
 /**
- * Parse a journal's text. Stops at the first line without its newline, with a wrong CRC, or
- * that is not a record: everything from there on is the torn tail (`validBytes` ends before it).
- * The first record must be `campaign`.
+ * Parse a journal's text. Every line that verifies (its newline, CRC and a valid record) counts.
+ * A bad LAST line (no newline, a wrong CRC, not a record) is a torn append: `validBytes` ends
+ * before it. A bad line followed by a line that verifies is corruption: it is skipped, listed in
+ * `corruptLines`, and the file must be rewritten before appending (repairJournal): `validBytes`
+ * then ends after the last verified line. The first record must be `campaign`.
  */
 export function parseJournal(text: string, file = 'journal'): { state: JournalState; validBytes: number } {
   let pos = 0;
   let state: JournalState | undefined;
   let records = 0;
+  let validEnd = 0;
+  let lineNo = 0;
+  let lastGood = 0;
+  const bad: number[] = [];
   while (pos < text.length) {
     const nl = text.indexOf('\n', pos);
     if (nl < 0) break;
+    lineNo++;
     const rec = decodeLine(text.slice(pos, nl));
-    if (!rec) break;
+    pos = nl + 1;
+    if (!rec) {
+      bad.push(lineNo);
+      continue;
+    }
     if (!state) {
       if (rec.r !== 'campaign') throw new FwError('E_JOURNAL', `${file}: first record is "${rec.r}", expected "campaign"`);
       state = {
         id: rec.id, sha256: rec.sha256, startedAt: rec.at, ...(rec.policy ? { policy: rec.policy } : {}),
-        activating: new Set(), held: new Map(), results: new Map(), records: 0, tornBytes: 0,
+        activating: new Set(), held: new Map(), results: new Map(), records: 0, tornBytes: 0, corruptLines: [],
       };
     } else {
       apply(state, rec);
     }
     records++;
-    pos = nl + 1;
+    validEnd = pos;
+    lastGood = lineNo;
   }
   if (!state) throw new FwError('E_JOURNAL', `${file}: no campaign record`);
-  const validBytes = Buffer.byteLength(text.slice(0, pos), 'utf8');
+  const validBytes = Buffer.byteLength(text.slice(0, validEnd), 'utf8');
   state.records = records;
   state.tornBytes = Buffer.byteLength(text, 'utf8') - validBytes;
+  // bad lines before the last verified one are corruption; those after it are the torn tail
+  state.corruptLines = bad.filter((n) => n < lastGood);
   return { state, validBytes };
+}
+
+/**
+ * A journal with corrupt lines in its middle: copy the original aside (`<path>.corrupt-<ms>`,
+ * never deleted) and rewrite the journal with only the lines that verify (temp file, fsync,
+ * rename, folder fsync). Returns the copy's path and the new valid length.
+ */
+export function repairJournal(path: string, text: string): { copy: string; validBytes: number } {
+  const copy = `${path}.corrupt-${Date.now()}`;
+  copyFileSync(path, copy);
+  const kept = text.split('\n').filter((l) => decodeLine(l) !== undefined).map((l) => `${l}\n`).join('');
+  const tmp = `${path}.tmp-${process.pid}`;
+  const fd = openSync(tmp, 'w', 0o644);
+  try {
+    writeSync(fd, kept);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+  syncDir(dirname(path));
+  return { copy, validBytes: Buffer.byteLength(kept, 'utf8') };
 }
 
 function decodeLine(l: string): JournalRecord | undefined {
@@ -272,8 +312,19 @@ export function findUnfinished(dir: string, warn: (msg: string) => void): Unfini
   for (const name of readdirSync(dir).filter((n) => n.endsWith('.jsonl')).sort()) {
     const path = join(dir, name);
     try {
-      const { state, validBytes } = parseJournal(readFileSync(path, 'utf8'), path);
-      if (state.tornBytes > 0) warn(`${path}: ${state.tornBytes} bytes of a torn record at the end (a crash mid-append); ignored`);
+      const text = readFileSync(path, 'utf8');
+      const parsed = parseJournal(text, path);
+      const { state } = parsed;
+      let { validBytes } = parsed;
+      if (state.corruptLines.length > 0) {
+        // not a crash: bit rot or an edit. Keep what verifies, set the original aside.
+        const repaired = repairJournal(path, text);
+        validBytes = repaired.validBytes;
+        warn(`${path}: CORRUPT journal: line(s) ${state.corruptLines.join(', ')} fail their CRC with verified records after them; `
+          + `kept the ${state.records} records that verify (${state.complete ? 'the campaign completed: not run again' : 'the campaign resumes from them'}), original copied to ${repaired.copy}`);
+      } else if (state.tornBytes > 0) {
+        warn(`${path}: ${state.tornBytes} bytes of a torn record at the end (a crash mid-append); ignored`);
+      }
       if (!state.complete) out.push({ path, state, validBytes });
     } catch (err) {
       warn(`${path}: unreadable journal (${describeError(err)}); renamed to ${name}.corrupt`);
