@@ -100,6 +100,14 @@ export const configSchema = z.strictObject({
     ackDelayMs: z.number().int().min(0).max(100).default(2),
     /** ...and at once when this many DATA frames are owed an ACK. */
     ackEvery: z.number().int().min(1).max(MAX_WINDOW).default(4),
+    /**
+     * Link keepalive interval offered in the gateway's hello (docs/protocol.md §4.11.1): with a
+     * laptop that offers one too, each side sends a frame at least this often (the longer offer
+     * wins); 0: none.
+     */
+    keepaliveMs: z.number().int().min(0).max(60_000).refine((v) => v === 0 || v >= 100, 'must be 0 (off) or at least 100').default(2000),
+    /** With keepalives agreed: nothing from the laptop for this long (at least 3 intervals) and its link is down. */
+    linkSilenceMs: ms.default(15_000),
     /** Largest image the gateway accepts for upload. */
     maxImageBytes: z.number().int().min(1).max(MAX_IMAGE_SIZE).default(64 * 1024 * 1024),
     /** An upload's partial file is made durable (fdatasync) at least every this many bytes: what a crash can cost a resume. */

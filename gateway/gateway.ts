@@ -146,6 +146,7 @@ export class Gateway {
       },
     });
     this.uplinkLink = link;
+    link.announceReset(); // §4.11.2: a laptop still holding a session with the gateway before this one learns it is gone
     this.uplink = new UplinkSession({
       link, store: this.store, config: config.uplink, log: log.child({ part: 'uplink' }), agent: GATEWAY_AGENT,
       keyRing: this.keyRing, allowUnsigned: config.security.allowUnsigned,

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { encodeCbor } from './cbor.ts';
 import { cborArgument, cborHeadLength, cborWriteHead } from './cbor-head.ts';
 import { ByteSlab } from './link/slab.ts';
+import { KEEPALIVE_MAX_MS, KEEPALIVE_MIN_MS } from './link/keepalive.ts';
 import {
   MAX_DEVICE_ID_LENGTH, MAX_FRAME_PAYLOAD, MAX_HW_MODELS, MAX_NAME_LENGTH, MAX_ORDER_ENTRIES, MAX_TEXT_LENGTH, MAX_UPLINK_MESSAGE, MAX_WINDOW,
   MIN_FRAME_PAYLOAD,
@@ -77,6 +78,11 @@ export const helloMsg = z.object({
   window: z.number().int().min(1).max(MAX_WINDOW),
   maxMessage: u32,
   maxImage: u32.optional(),
+  /**
+   * Keepalive interval, ms (§4.11.1): the laptop's offer; the gateway's answer is the agreed one.
+   * Absent on either side: no keepalives (older peers).
+   */
+  keepalive: z.number().int().min(KEEPALIVE_MIN_MS).max(KEEPALIVE_MAX_MS).optional(),
   /** Gateway only: fresh random bytes the laptop signs in its `auth` (§7.2.4). */
   challenge: bytes.refine((b) => b.length === AUTH_CHALLENGE_BYTES, `must be ${AUTH_CHALLENGE_BYTES} bytes`).optional(),
 });

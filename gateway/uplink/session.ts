@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { decodeCbor } from '../../protocol/cbor.ts';
 import { describeError, isFwError, type FwError } from '../../protocol/errors.ts';
 import { PROTOCOL_VERSION } from '../../protocol/limits.ts';
+import { agreedKeepalive } from '../../protocol/link/keepalive.ts';
 import type { Manifest } from '../../protocol/manifest.ts';
 import type { KeyRing } from '../../protocol/signature.ts';
 import {
@@ -144,11 +145,14 @@ export class UplinkSession {
     await this.endUpload(false);
     const maxFrame = Math.min(config.maxFrame, msg.maxFrame);
     const window = Math.min(config.window, msg.window);
+    const keepalive = agreedKeepalive(msg.keepalive, config.keepaliveMs); // §4.11.1
     await this.send({
       t: 'hello', proto: PROTOCOL_VERSION, role: 'gateway', agent: this.deps.agent,
       maxFrame, window, maxMessage: msg.maxMessage, maxImage: config.maxImageBytes, challenge: this.auth.newChallenge(),
+      ...(keepalive ? { keepalive } : {}),
     });
     link.configure({ maxPayload: maxFrame, window });
+    if (keepalive) link.startKeepalive(keepalive, config.linkSilenceMs);
     // the upload's DATA frames come back to back: one ACK for several (§4.4)
     link.arq.configure({ ackDelayMs: config.ackDelayMs, ackEvery: config.ackEvery });
     this.maxFrame = maxFrame;
