@@ -93,6 +93,8 @@ export interface ArqStats {
   acksDelayed: number;
   /** Keepalive ACKs (§4.11.1), included in acksSent. */
   keepalivesSent: number;
+  /** DATA frames the peer acknowledged (first time each). */
+  framesAcked: number;
   naksSent: number;
   naksReceived: number;
   /** DATA frames already delivered or already buffered. */
@@ -194,7 +196,7 @@ export class ArqLink extends EventEmitter<ArqEvents> {
   private maxPayload: number;
   private linkState: LinkState = 'up';
   private readonly counters: Counters = {
-    framesOut: 0, framesIn: 0, retransmits: 0, dataBytesOut: 0, wireBytesOut: 0, wireBytesIn: 0, acksSent: 0, acksDelayed: 0, keepalivesSent: 0,
+    framesOut: 0, framesIn: 0, retransmits: 0, dataBytesOut: 0, wireBytesOut: 0, wireBytesIn: 0, acksSent: 0, acksDelayed: 0, keepalivesSent: 0, framesAcked: 0,
     naksSent: 0, naksReceived: 0, duplicates: 0, outOfWindow: 0, ignored: 0, messagesOut: 0, messagesIn: 0, oversize: 0,
   };
   private readonly events: (() => void)[] = [];
@@ -368,9 +370,9 @@ export class ArqLink extends EventEmitter<ArqEvents> {
    * §4.11.1: nothing arrived from the peer for `ms` although it agreed to keepalives: the link
    * is down (`E_LINK_TIMEOUT`, 'down') until a RESET either way, as after the retransmit limit.
    */
-  peerSilent(ms: number): void {
+  peerSilent(ms: number, what = 'nothing from the link peer'): void {
     if (this.closed || this.linkState !== 'up') return;
-    this.linkDown(new FwError('E_LINK_TIMEOUT', `nothing from the link peer for ${ms} ms`));
+    this.linkDown(new FwError('E_LINK_TIMEOUT', `${what} for ${ms} ms`));
     this.flush();
   }
 
@@ -600,6 +602,7 @@ export class ArqLink extends EventEmitter<ArqEvents> {
     const take = (e: Outgoing | undefined, seq: number): void => {
       if (e === undefined || e.acked || e.seq !== seq) return;
       e.acked = true;
+      this.counters.framesAcked++;
       this.unackedCount--;
       ackedWire += e.wire.length;
       // on the line since the previous ACK at the latest: it was written and waiting for the frame ahead

@@ -25,8 +25,8 @@ export interface KeepaliveOptions {
 /**
  * Link liveness both ways (docs/protocol.md §4.11.1), once both sides agreed to it: when this
  * side has sent no frame for `intervalMs` it sends a keepalive (an ACK of its receive state),
- * and when no frame at all has arrived for `silenceMs` it declares the link down
- * (ArqLink.peerSilent: `E_LINK_TIMEOUT`, 'down'). One timer, ticking at a quarter of the
+ * and when no frame at all has arrived for `silenceMs`, or DATA has waited that long without any
+ * acknowledgement, it declares the link down (ArqLink.peerSilent: `E_LINK_TIMEOUT`, 'down'). One timer, ticking at a quarter of the
  * interval; it watches the link's frame counters, so it costs nothing per frame. Stopped by
  * stop() (the application stops it on a peer RESET, 'down' or close).
  */
@@ -36,6 +36,9 @@ export class LinkKeepalive {
   private lastIn: number;
   private outAt: number;
   private inAt: number;
+  private lastAcked: number;
+  /** Since when DATA has been waiting for an acknowledgement that does not come (undefined: none waits, or one came). */
+  private stuckSince: number | undefined;
   private readonly tickMs: number;
   readonly silenceMs: number;
 
@@ -43,6 +46,7 @@ export class LinkKeepalive {
     const s = arq.stats;
     this.lastOut = s.framesOut;
     this.lastIn = s.framesIn;
+    this.lastAcked = s.framesAcked;
     this.outAt = this.inAt = o.timers.now();
     this.silenceMs = Math.max(o.silenceMs, 3 * o.intervalMs);
     this.tickMs = Math.max(1, Math.floor(o.intervalMs / 4));
@@ -73,6 +77,18 @@ export class LinkKeepalive {
     if (now - this.inAt >= this.silenceMs) {
       this.arq.peerSilent(Math.round(now - this.inAt));
       return; // down: no more keepalives until the application starts them again
+    }
+    // frames arrive but none acknowledges our DATA (a restarted peer whose RESET was lost answers
+    // the old session's frames with ACKs of its own, new session): as dead as silence
+    if (s.framesAcked !== this.lastAcked || this.arq.unacked === 0) {
+      this.lastAcked = s.framesAcked;
+      this.stuckSince = undefined;
+    } else {
+      this.stuckSince ??= now;
+      if (now - this.stuckSince >= this.silenceMs) {
+        this.arq.peerSilent(Math.round(now - this.stuckSince), 'no acknowledgement from the link peer');
+        return;
+      }
     }
     if (now - this.outAt >= this.o.intervalMs) {
       this.arq.sendKeepalive();

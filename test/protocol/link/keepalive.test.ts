@@ -72,6 +72,31 @@ describe('link liveness (docs/protocol.md §4.11)', () => {
     ka.stop();
   });
 
+  it('§4.11.1: frames keep coming but none acknowledges the DATA outstanding (a restarted peer that lost its RESET): down after the silence limit', async () => {
+    const p = linkPair({ ab: { latencyMs: 5 } });
+    await openPair(p);
+    for (let i = 0; i < 100; i++) { // the old session is well under way: its sequence numbers are past a fresh receiver's window
+      p.a.send(new Uint8Array([i]));
+      p.clock.advance(20);
+    }
+    let down = 0;
+    p.a.on('down', () => down++);
+    const errors: string[] = [];
+    p.a.on('error', (e) => errors.push(e.message));
+    const ka = new LinkKeepalive(p.a, { intervalMs: 1000, silenceMs: 8000, timers: p.clock });
+    // the peer restarts without announcing: a fresh link that answers the old session's DATA with ACKs of its own
+    const b2 = new ArqLink({ timers: p.clock, output: p.ba.send });
+    p.ab.deliver = (bytes) => b2.receive(bytes);
+    const from = p.clock.now();
+    p.a.send(new Uint8Array(300).fill(2));
+    p.clock.runUntil(() => down > 0, from + 60_000);
+    assert.equal(down, 1);
+    assert.match(errors.join(), /no acknowledgement from the link peer for \d+ ms/);
+    assert.ok(p.clock.now() - from <= 8000 + 1000, `within the silence limit, not the retransmit limit (${p.clock.now() - from} ms)`);
+    assert.ok(b2.stats.framesOut > 0, 'the fresh peer did answer (so silence alone would not have told)');
+    ka.stop();
+  });
+
   it('the silence limit is at least 3 intervals', async () => {
     const p = linkPair({ ab: { latencyMs: 5 } });
     await openPair(p);
