@@ -149,6 +149,11 @@ export const configSchema = z.strictObject({
     /** Window campaigns: a device that refused as busy is offered again after this long (or when it reports idle). */
     busyRecheckMs: ms.default(60_000),
     /** Window campaigns: devices still waiting (offline, busy) this long after the upload end as skipped / deferred. */
+    /**
+     * A campaign paused because its journal cannot be written (disk full, docs/reliability.md
+     * "Disk full") tries the disk again this often; nothing that needs the record happens meanwhile.
+     */
+    journalRetryMs: z.number().int().min(100).max(3_600_000).default(5000),
     campaignExpiryMs: z.number().int().min(60_000).max(365 * 24 * 3600 * 1000).default(7 * 24 * 3600 * 1000),
     /** Window campaigns: transfer outside the windows too; only activations wait for a window. */
     downloadEarly: z.boolean().default(false),

@@ -18,6 +18,8 @@ import { Campaign, type CampaignDeps } from './rollout/campaign.ts';
 import { windowGate, type WindowGate } from './rollout/gate.ts';
 import { selectDevices } from './rollout/planner.ts';
 import { ImageSource } from './rollout/image-source.ts';
+import { DurableSteps } from './rollout/durable-steps.ts';
+import { pausedMessage, pausedReplay } from './disk-full.ts';
 import { CampaignJournal, findUnfinished, journalDir, type JournalRecord, type UnfinishedCampaign } from './rollout/journal.ts';
 import { ImageStore, type StoredImage } from './store.ts';
 import { UplinkSession } from './uplink/session.ts';
@@ -72,6 +74,8 @@ export class Gateway {
   private stopping = false;
   readonly campaigns: Campaign[] = [];
   private readonly journals = new Map<Campaign, CampaignJournal>();
+  /** Per campaign: its steps wait for their records, pausing while the disk refuses them (issue 17.4). */
+  private readonly durableSteps = new Map<Campaign, DurableSteps>();
   /** Results and completions whose journal record is not durable yet: not reported (nor replayed) until it is. */
   private readonly notDurable = new Set<ResultMessage | CompleteMessage>();
   /** Campaign messages for the laptop, in event order, while some wait for their journal record. */
@@ -361,7 +365,11 @@ export class Gateway {
     const append = (rec: JournalRecord, durable = true): Promise<void> => {
       if (this.journals.get(campaign) !== journal) return Promise.resolve(); // detached at shutdown: the campaign resumes at the next start
       try {
-        return journal.record(rec, durable).catch((err: unknown) => this.journalFailed(campaign, rec, err));
+        // a record the disk refused is kept and written once it takes it again; what waits for it waits on
+        return journal.record(rec, durable).catch((err: unknown) => {
+          this.journalFailed(campaign, rec, err);
+          return this.durableFor(campaign);
+        });
       } catch (err) {
         this.journalFailed(campaign, rec, err);
         return Promise.resolve();
@@ -391,11 +399,38 @@ export class Gateway {
     this.log.error({ campaign: campaign.id, err: describeError(err), record: rec.r }, 'campaign journal append failed');
   }
 
-  /** Resolves once every record of the campaign's journal written so far is durable (at once when detached). */
+  /**
+   * Resolves once every record of the campaign's journal so far is durable (at once when
+   * detached). While the disk refuses them the campaign is paused (gateway/rollout/durable-steps.ts):
+   * said once to the log and the laptop, tried again every `rollout.journalRetryMs`.
+   */
   private durableFor(campaign: Campaign): Promise<void> {
     const journal = this.journals.get(campaign);
     if (!journal) return Promise.resolve();
-    return journal.durable().catch((err: unknown) => this.log.error({ campaign: campaign.id, err: describeError(err) }, 'campaign journal sync failed'));
+    let steps = this.durableSteps.get(campaign);
+    if (!steps) {
+      const retryMs = this.config.rollout.journalRetryMs;
+      steps = new DurableSteps({
+        durable: () => journal.durable(), timers: this.timers, retryMs,
+        stopped: () => this.journals.get(campaign) !== journal,
+        onPause: (reason, err) => {
+          this.log.error({ campaign: campaign.id, err: describeError(err), retryMs }, `campaign paused: ${reason}; no device is activated until its journal records are durable`);
+          this.notifyNow(pausedMessage(campaign.id, reason, retryMs)); // not behind the results that wait for the disk
+        },
+        onResume: (pausedMs) => this.log.warn({ campaign: campaign.id, pausedMs: Math.round(pausedMs) }, 'campaign resumed: its journal is durable again'),
+      });
+      this.durableSteps.set(campaign, steps);
+      campaign.once('complete', () => this.durableSteps.delete(campaign));
+    }
+    return steps.settle();
+  }
+
+  private notifyNow(msg: GatewayUplinkMessage): void {
+    try {
+      this.uplink?.notify(msg);
+    } catch (err) {
+      this.log.warn({ err: describeError(err), t: msg.t }, 'message not forwarded');
+    }
   }
 
   /**
@@ -456,6 +491,7 @@ export class Gateway {
       ...(snap.totals ? [snap.totals] : []),
       ...snap.results.filter((r) => !this.notDurable.has(r)),
       ...(snap.complete && !this.notDurable.has(snap.complete) ? [snap.complete] : []),
+      ...pausedReplay(this.durableSteps.get(c), c.id, this.config.rollout.journalRetryMs),
     ];
   }
 

@@ -43,6 +43,7 @@ export const ErrorCodes = {
   E_DEVICE_RETRIES: 'retry limit reached',
   E_CANCELLED: 'cancelled',
   E_JOURNAL: 'campaign journal unreadable',
+  E_DISK_FULL: 'no space left on device',
   // configuration and CLI
   E_CONFIG: 'configuration invalid',
   E_USAGE: 'command-line usage error',

@@ -1,4 +1,4 @@
-import { closeSync, copyFileSync, fdatasync, fdatasyncSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, truncateSync, writeSync } from 'node:fs';
+import { closeSync, copyFileSync, fdatasync, fdatasyncSync, fsyncSync, ftruncateSync, openSync, readdirSync, readFileSync, renameSync, truncateSync, writeSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { crc32 } from '../../protocol/crc.ts';
@@ -180,11 +180,19 @@ export class CampaignJournal {
   private syncing: number | undefined;
   private readonly waiters: { upTo: number; resolve: () => void; reject: (err: Error) => void }[] = [];
   private closing = false;
+  /** Length of the file: every line in it is whole (a failed write is cut back to it). */
+  private size: number;
+  /**
+   * Records whose write failed (ENOSPC, EIO), in order, and every record after them: written
+   * before anything else once the disk takes them again (durable() retries), never out of order.
+   */
+  private readonly pending: Buffer[] = [];
   /** fdatasyncs issued by `record`/`durable` (group commits), for tests and figures. */
   groupCommits = 0;
 
-  private constructor(readonly path: string, fd: number) {
+  private constructor(readonly path: string, fd: number, size = 0) {
     this.fd = fd;
+    this.size = size;
   }
 
   /** Create the journal of a new campaign and write its first record. */
@@ -200,7 +208,7 @@ export class CampaignJournal {
   /** Reopen an existing journal for appending, cutting off a torn tail first. */
   static reopen(path: string, validBytes: number): CampaignJournal {
     truncateSync(path, validBytes);
-    return new CampaignJournal(path, openSync(path, 'a'));
+    return new CampaignJournal(path, openSync(path, 'a'), validBytes);
   }
 
   /**
@@ -211,6 +219,7 @@ export class CampaignJournal {
    */
   append(rec: JournalRecord, durable = true): void {
     const fd = this.write(rec);
+    if (this.pending.length > 0) throw this.writeError('append', this.lastWriteError);
     if (durable) {
       fdatasyncSync(fd);
       this.settle(this.written); // every line written so far is durable
@@ -227,8 +236,18 @@ export class CampaignJournal {
     return durable ? this.durable() : Promise.resolve();
   }
 
-  /** Resolves once every line written so far is durable (at once when it already is). */
+  /** Records not written yet because the disk refused them (docs/reliability.md "Disk full"). */
+  get unwritten(): number {
+    return this.pending.length;
+  }
+
+  /**
+   * Resolves once every record so far is written and durable (at once when it already is).
+   * Records the disk refused are written first; when it still refuses, rejects with
+   * `E_JOURNAL` whose cause is the system error (ENOSPC: no space left on device).
+   */
   durable(): Promise<void> {
+    if (this.pending.length > 0 && !this.writePending()) return Promise.reject(this.writeError('write', this.lastWriteError));
     const upTo = this.written;
     if (upTo <= this.synced) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
@@ -247,13 +266,49 @@ export class CampaignJournal {
     if (this.syncing === undefined && this.waiters.length === 0) this.closeNow();
   }
 
+  private lastWriteError: unknown;
+
+  /**
+   * Write one line at the end, or queue it behind records the disk refused. A write that fails
+   * part-way is cut back (ftruncate) so the file never holds a partial line followed by whole
+   * ones — which a reader would take for corruption, not a torn tail.
+   */
   private write(rec: JournalRecord): number {
     if (this.fd === undefined || this.closing) throw new FwError('E_JOURNAL', `journal ${this.path} is closed`);
     const buf = Buffer.from(encodeRecord(rec), 'utf8');
-    let off = 0;
-    while (off < buf.length) off += writeSync(this.fd, buf, off);
-    this.written++;
+    if (this.pending.length > 0 || !this.writeLine(buf)) this.pending.push(buf);
     return this.fd;
+  }
+
+  private writeLine(buf: Buffer): boolean {
+    const fd = this.fd!;
+    let off = 0;
+    try {
+      while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off, this.size + off);
+    } catch (err) {
+      this.lastWriteError = err;
+      try {
+        if (off > 0) ftruncateSync(fd, this.size);
+      } catch { /* the next write starts at this.size anyway (positional) and the line is rewritten whole */ }
+      return false;
+    }
+    this.size += buf.length;
+    this.written++;
+    return true;
+  }
+
+  /** Write the queued records in order; false (the rest still queued) at the first that fails. */
+  private writePending(): boolean {
+    while (this.pending.length > 0) {
+      if (this.fd === undefined || !this.writeLine(this.pending[0]!)) return false;
+      this.pending.shift();
+    }
+    return true;
+  }
+
+  private writeError(what: string, cause: unknown): FwError {
+    const why = (cause as NodeJS.ErrnoException | undefined)?.code === 'ENOSPC' ? 'no space left on device' : describeError(cause);
+    return new FwError('E_JOURNAL', `journal ${this.path}: ${what} failed: ${why} (${this.pending.length} record(s) not written yet)`, { cause });
   }
 
   /** Start an fdatasync for every line written so far, unless one is running (it restarts after). */

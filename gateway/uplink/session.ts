@@ -9,6 +9,7 @@ import {
   clipReasons, DATA_MESSAGE_OVERHEAD, type DenyCode, type GatewayUplinkMessage, type LaptopMessage,
 } from '../../protocol/uplink.ts';
 import { TechnicianAuth } from './auth.ts';
+import { isNoSpace, NO_SPACE } from '../disk-full.ts';
 import type { MessageLink } from '../../transport/message-link.ts';
 import type { GatewayConfig } from '../config.ts';
 import type { Logger } from '../log.ts';
@@ -208,10 +209,15 @@ export class UplinkSession {
     try {
       await this.upload.write(off, data);
     } catch (err) {
-      this.deps.log.error({ err: describeError(err) }, 'upload write failed; upload abandoned');
-      await this.endUpload(false);
+      // disk full: the partial is removed, so the space goes back to the journals of running
+      // campaigns (docs/reliability.md "Disk full"); the push starts again from 0 once space is freed
+      const full = isNoSpace(err);
+      this.deps.log.error({ err: describeError(err), ...(full ? { partial: 'removed' } : {}) }, full ? `upload abandoned: ${NO_SPACE}; its partial is removed` : 'upload write failed; upload abandoned');
+      await this.endUpload(full);
       this.state = 'ready';
-      this.notify({ t: 'error', code: isFwError(err) ? err.code : 'E_STORE_IO', reason: describeError(err) });
+      this.notify(full
+        ? { t: 'error', code: 'E_DISK_FULL', reason: `${NO_SPACE} on the gateway: upload abandoned at ${off} bytes and its partial removed; free space on the gateway and push again` }
+        : { t: 'error', code: isFwError(err) ? err.code : 'E_STORE_IO', reason: describeError(err) });
     }
   }
 
