@@ -41,3 +41,36 @@ export function fillDisk(dir: string, name = 'filler'): string {
   } catch { /* the last bytes */ }
   return path;
 }
+
+/**
+ * A small ext4 file system with 1 KiB blocks on a loop device: a full one refuses a journal's
+ * next line within a block's slack (tmpfs pages leave up to 4 KiB); undefined when not root or
+ * loop devices are unavailable.
+ */
+export function mountSmallExt4(sizeKiB: number): SmallDisk | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  const dir = mkdtempSync(join(tmpdir(), 'fwgate-ext4-'));
+  const img = `${dir}.img`;
+  try {
+    execFileSync('truncate', ['-s', `${sizeKiB}k`, img], { stdio: 'ignore' });
+    execFileSync('mkfs.ext4', ['-q', '-F', '-b', '1024', '-m', '0', '-O', '^has_journal', img], { stdio: 'ignore' });
+    execFileSync('mount', ['-o', 'loop', img, dir], { stdio: 'ignore' });
+  } catch {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(img, { force: true });
+    return undefined;
+  }
+  return {
+    dir,
+    unmount: () => {
+      try {
+        execFileSync('umount', [dir], { stdio: 'ignore' });
+      } catch {
+        execFileSync('umount', ['-l', dir], { stdio: 'ignore' });
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+        rmSync(img, { force: true });
+      }
+    },
+  };
+}
