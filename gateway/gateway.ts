@@ -19,6 +19,7 @@ import { windowGate, type WindowGate } from './rollout/gate.ts';
 import { selectDevices } from './rollout/planner.ts';
 import { ImageSource } from './rollout/image-source.ts';
 import { DurableSteps } from './rollout/durable-steps.ts';
+import { closedCompletion, imageGoneReason } from './rollout/closed-campaign.ts';
 import { pausedMessage, pausedReplay } from './disk-full.ts';
 import { CampaignJournal, findUnfinished, journalDir, type JournalRecord, type UnfinishedCampaign } from './rollout/journal.ts';
 import { ImageStore, type StoredImage } from './store.ts';
@@ -325,7 +326,7 @@ export class Gateway {
     for (const u of findUnfinished(this.journalDir, (msg) => this.log.warn(msg))) {
       const image = this.store.get(u.state.sha256);
       if (!image) {
-        this.closeJournal(u, `its image ${u.state.sha256} is no longer in the store`);
+        this.closeJournal(u, imageGoneReason(join(this.config.dataDir, 'store'), u.state.sha256));
         continue;
       }
       const { campaign, start } = await this.prepareCampaign(image, {}, u);
@@ -334,20 +335,20 @@ export class Gateway {
     }
   }
 
-  /** Write the completion of a campaign that will not resume, from the results its journal has. */
+  /** Campaigns closed at start-up without running (§7.8.2): the last one is what `status` replays when nothing else ran since. */
+  private readonly closedAtStart: CompleteMessage[] = [];
+
+  /** Write the completion of a campaign that will not resume, with the results its journal has and why (§7.8.2). */
   private closeJournal(u: UnfinishedCampaign, why: string): void {
-    const results = [...u.state.results.values()];
-    const count = (o: ResultMessage['outcome']): number => results.filter((r) => r.outcome === o).length;
+    const complete = closedCompletion(u, why);
     const journal = CampaignJournal.reopen(u.path, u.validBytes);
     try {
-      journal.append({
-        r: 'complete',
-        complete: { t: 'complete', campaign: u.state.id, devices: results.length, updated: count('updated'), failed: count('failed'), rolledBack: count('rolled-back'), skipped: count('skipped'), durationMs: Math.max(0, Date.now() - u.state.startedAt) },
-      });
+      journal.append({ r: 'complete', complete });
     } finally {
       journal.close();
     }
-    this.log.error({ campaign: u.state.id, results: results.length }, `unfinished campaign not resumed: ${why}; closed with the results it had`);
+    this.closedAtStart.push(complete);
+    this.log.error({ campaign: u.state.id, results: complete.devices }, `unfinished campaign not resumed: ${why}; closed with the results it had`);
   }
 
   /**
@@ -480,6 +481,8 @@ export class Gateway {
     }));
     const started = [...this.live].filter((c) => !this.queue.some((q) => q.campaign === c));
     const c = this.sweeping ?? started.at(-1) ?? this.campaigns.filter((x) => !this.queue.some((q) => q.campaign === x)).at(-1);
+    const closed = this.closedAtStart.at(-1);
+    if (!c && closed) return [{ t: 'state', running: false, campaign: closed.campaign, ...(queued.length ? { queued } : {}) }, this.fleetStore.message(), closed];
     if (!c) return [{ t: 'state', running: false, ...(queued.length ? { queued } : {}) }, this.fleetStore.message()];
     const m = c.image.manifest;
     const snap = c.snapshot();

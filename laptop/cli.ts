@@ -163,7 +163,7 @@ async function main(): Promise<number> {
 }
 
 function isLinkError(err: unknown): boolean {
-  return isFwError(err, 'E_LINK_TIMEOUT') || isFwError(err, 'E_LINK_CLOSED');
+  return isFwError(err, 'E_LINK_TIMEOUT') || isFwError(err, 'E_LINK_CLOSED') || isFwError(err, 'E_LINK_RESET');
 }
 
 /** What to do after fwpush gave up on a lost link: the gateway kept what it had. */

@@ -59,6 +59,8 @@ export const MAX_QUEUED_CAMPAIGNS = 16;
 /** Why the gateway stopped a campaign before every device was tried (§7.8.1). */
 export const HaltCodes = ['rollback-threshold'] as const;
 export type HaltCode = (typeof HaltCodes)[number];
+/** Why the gateway closed a campaign without running it (§7.8.2). */
+export const CloseCodes = ['image-unavailable'] as const;
 
 const deviceId = z.string().min(1).max(MAX_DEVICE_ID_LENGTH);
 const version = z.string().max(MAX_NAME_LENGTH);
@@ -233,6 +235,8 @@ export const completeMsg = z.object({
   skipped: z.number().int().min(0),
   durationMs: z.number().min(0),
   halted: haltedInfo.optional(),
+  /** Present when the gateway closed the campaign without running it to its end (§7.8.2). */
+  closed: z.object({ code: z.enum(CloseCodes), reason: text }).optional(),
 });
 export const errorMsg = z.object({ t: z.literal('error'), code: text, reason: text });
 
