@@ -215,6 +215,10 @@ export const configSchema = z.strictObject({
   windows: z.strictObject({
     /** Maintenance windows (gateway/windows.ts); none = campaigns run at once. */
     list: z.array(windowSpec).max(64).default([]),
+    /** With windows: how often the wall clock is compared with the monotonic clock, so a step of it re-checks the schedule at once. */
+    clockCheckMs: z.number().int().min(100).max(3_600_000).default(5000),
+    /** ...and how far the two may drift apart in one check before it counts as a step. */
+    clockJumpMs: z.number().int().min(10).max(3_600_000).default(2000),
   }).prefault({}),
   security: z.strictObject({
     /** Keys whose manifest signatures are accepted (several during a key rotation); none = every upload is denied unless allowUnsigned. */

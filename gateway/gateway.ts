@@ -27,6 +27,7 @@ import { UplinkSession } from './uplink/session.ts';
 import { KeyRing, parsePublicKey } from '../protocol/signature.ts';
 import { realTimers, type Timers } from './waiter.ts';
 import { MaintenanceWindows, nodeCronStarts, type Clock as WallClock } from './windows.ts';
+import { watchClockJumps } from './clock-jump.ts';
 
 export const GATEWAY_AGENT = 'fwgate/0.1.0';
 
@@ -53,6 +54,8 @@ export interface GatewayOptions {
   timers?: Timers;
   /** Wall clock of the maintenance windows (tests inject a fake one); default the real one. */
   wallClock?: WallClock;
+  /** Monotonic time for noticing wall-clock steps (tests with a wall clock of their own); default timers.now. */
+  monotonic?: () => number;
   /** The laptop link: an open serial port or any Duplex (tests). */
   uplinkStream?: Duplex;
 }
@@ -129,6 +132,8 @@ export class Gateway {
     // node-cron fires the starts on the system clock; an injected (test) clock has only its timers
     const windows = new MaintenanceWindows(config.windows.list, wallClock, opts.wallClock ? undefined : nodeCronStarts);
     windows.start();
+    // issue 17.7: a wall-clock step re-checks the windows (an injected wall clock steps only if the test gives a monotonic one)
+    watchClockJumps(windows, wallClock, opts.monotonic ?? (opts.wallClock ? () => wallClock.now() : () => timers.now()), config.windows, log);
     const gw = new Gateway(config, log, timers, broker, channel, fleet, store, await journalDir(config.dataDir), windows, windowGate(windows, wallClock), fleetStore);
     logSecurity(gw.keyRing, config.security.allowUnsigned, log);
     if (opts.uplinkStream) gw.attachUplink(opts.uplinkStream);
