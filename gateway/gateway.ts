@@ -395,9 +395,14 @@ export class Gateway {
     });
     campaign.on('result', (result) => reported(result, append({ r: 'result', result })));
     campaign.on('complete', (complete) => {
-      reported(complete, append({ r: 'complete', complete }));
-      journal.close(); // once the completion is durable
-      this.journals.delete(campaign);
+      const durable = append({ r: 'complete', complete });
+      reported(complete, durable);
+      // closed once every record is written and durable (records the disk refused are retried until then)
+      void durable.then(() => this.durableFor(campaign)).finally(() => {
+        if (this.journals.get(campaign) !== journal) return; // detached at shutdown
+        journal.close();
+        this.journals.delete(campaign);
+      });
     });
   }
 

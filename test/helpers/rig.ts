@@ -38,6 +38,8 @@ export interface RigOptions {
   wallClock?: GatewayOptions['wallClock'];
   /** The gateway's logger (default: silent, or FWGATE_TEST_LOG). */
   log?: Logger;
+  /** The gateway's data directory (e.g. on a small file system of its own); default `<rig dir>/gateway`. */
+  gatewayDir?: string;
 }
 
 /** Test timeouts: short, but generous enough for a loaded 2-core machine. */
@@ -75,6 +77,8 @@ export class Rig {
     readonly techKey: TechnicianKey,
     /** The same key as a PKCS#8 PEM file, for `fwpush --tech-key`. */
     readonly techKeyPath: string,
+    /** The gateway's data directory. */
+    readonly gatewayDir: string,
   ) {}
 
   /** Client options of the rig's laptop sessions: test timeouts and the rig's technician key. */
@@ -92,7 +96,8 @@ export class Rig {
     // Broker authentication on (docs/protocol.md §6.1.8): a device list with a password per simulated device.
     const devicesFile = join(dir, 'devices.json');
     const passwords = await writeDeviceList(devicesFile, Array.from({ length: opts.devices }, (_, i) => fleetDeviceId('dev', i)));
-    const config = parseConfig({ ...TEST_CONFIG, ...opts.config, dataDir: join(dir, 'gateway'),
+    const gatewayDir = opts.gatewayDir ?? join(dir, 'gateway');
+    const config = parseConfig({ ...TEST_CONFIG, ...opts.config, dataDir: gatewayDir,
       uplink: { technicianKeys: [{ publicKey: tech.publicKeyPem }], ...opts.config?.uplink },
       broker: { ...TEST_CONFIG.broker, devicesFile, ...opts.config?.broker }, rollout: { ...TEST_CONFIG.rollout, ...opts.config?.rollout },
       log: { ...TEST_CONFIG.log, ...opts.config?.log }, security: opts.config?.security ?? testSecurity() });
@@ -119,7 +124,7 @@ export class Rig {
     const client = new UplinkClient(laptopLink, { ...defaultClientOptions, replyTimeoutMs: 20_000, idleTimeoutMs: 60_000, techKey });
     const events: GatewayUplinkMessage[] = [];
     client.on('event', (e) => events.push(e));
-    return new Rig(dir, pty, gateway, gatewayPort, sims, laptopPort, laptopLink, client, events, techKey, techKeyPath);
+    return new Rig(dir, pty, gateway, gatewayPort, sims, laptopPort, laptopLink, client, events, techKey, techKeyPath, gatewayDir);
   }
 
   /** A second laptop session on the same serial port (after the first one was unplugged). */
