@@ -32,7 +32,7 @@ describe('end to end: fwgate restarted under fwpush (issue 17.3)', function () {
     // (a campaign created with no device connected is issue 17.1's, not this test's)
     const sim = await startDevices(s, DEVICES, ['--reconnect-delay', '50', '--reconnect-max', '250']);
     // an image large enough that the upload over the pty is still running when the partial holds 1 MiB
-    const { sha256, args } = await imagePush(s, TO, 12 * 1024 * 1024);
+    const { sha256, args } = await imagePush(s, TO, 6 * 1024 * 1024);
     const push = startFwpush(args);
     s.procs.push({ stop: async () => { push.child.kill('SIGKILL'); await push.exited; } });
     if (when === 'upload') {
