@@ -57,7 +57,8 @@ function buildProgram(): Command {
     .option('--credentials <file>', 'JSON object of device id -> MQTT password (user name = device id); devices not in it connect without credentials')
     .option('--ca <file>', 'mqtts: PEM CA certificate that signed the broker\'s certificate')
     .option('--boot-delay <ms>', 'reboot delay', String(DEVICE_DEFAULTS.bootDelayMs))
-    .option('--trial-timeout <ms>', 'revert a trial image not confirmed within this time', String(DEVICE_DEFAULTS.trialTimeoutMs))
+    .option('--trial-timeout <ms>', 'revert a trial image not confirmed within this much time connected to the broker', String(DEVICE_DEFAULTS.trialTimeoutMs))
+    .option('--trial-max <ms>', 'revert a trial image not confirmed within this time of its boot, connected or not', String(DEVICE_DEFAULTS.trialMaxMs))
     .option('--reconnect-delay <ms>', 'first reconnect delay (doubles up to --reconnect-max)', String(DEVICE_DEFAULTS.reconnectDelayMs))
     .option('--reconnect-max <ms>', 'largest reconnect delay', String(DEVICE_DEFAULTS.reconnectMaxMs))
     .option('--power-off <ms>', 'how long a power cut lasts', String(DEVICE_DEFAULTS.powerOffMs))
@@ -135,6 +136,7 @@ export function parseCli(argv: readonly string[]): CliConfig {
       factoryVersion: str('version'),
       bootDelayMs: ms('--boot-delay', 'bootDelay'),
       trialTimeoutMs: ms('--trial-timeout', 'trialTimeout', 1),
+      trialMaxMs: ms('--trial-max', 'trialMax', 1),
       reconnectDelayMs: ms('--reconnect-delay', 'reconnectDelay', 1),
       reconnectMaxMs: ms('--reconnect-max', 'reconnectMax', 1),
       powerOffMs: ms('--power-off', 'powerOff'),

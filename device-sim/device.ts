@@ -19,6 +19,7 @@ import {
 import { connectCredentials } from './credentials.ts';
 import { FaultSwitches, corruptCopy, type Faults, type PowerCutPhase } from './faults.ts';
 import { realTimers, resolveDeviceOptions, type DeviceOptions, type DeviceOptionsInput, type Timers } from './options.ts';
+import { TrialClock } from './trial-clock.ts';
 import { ReceiveMap, loadProgress, removeProgress, saveProgress, type ImageMeta } from './transfer.ts';
 
 /**
@@ -115,7 +116,8 @@ interface Runtime {
   commitNow: boolean;
   dropAfterCommit: boolean;
   transfer: Transfer | null;
-  trialTimer: unknown;
+  /** The trial timeout while the running image is in trial (§6.9.3): runs only while connected. */
+  trial: TrialClock | null;
   /** The last check-in task list received this boot (§6.14): shown and logged, never acted on. */
   tasks: readonly Task[];
 }
@@ -278,12 +280,15 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     this.#emit({ type: 'booted', slot, version, trial, reverted, factory, bootCount: out.record.bootCount, ...(reason !== undefined ? { reason } : {}) });
     if (reverted) this.#emit({ type: 'reverted', slot, version, reason: reason ?? 'reverted' });
     if (trial) {
-      rt.trialTimer = this.#timers.setTimeout(() => {
-        rt.trialTimer = null;
-        if (!rt.alive) return;
-        this.#emit({ type: 'trial-timeout' });
-        this.#track(this.#reboot(rt, 'trial timeout', `trial not confirmed within ${this.options.trialTimeoutMs} ms`));
-      }, this.options.trialTimeoutMs);
+      rt.trial = new TrialClock({
+        timeoutMs: this.options.trialTimeoutMs, maxMs: this.options.trialMaxMs, timers: this.#timers, now: () => this.#timers.now?.() ?? performance.now(),
+        onExpire: (why) => {
+          rt.trial = null;
+          if (!rt.alive) return;
+          this.#emit({ type: 'trial-timeout' });
+          this.#track(this.#reboot(rt, 'trial timeout', why));
+        },
+      }, rt.connected);
     }
     return out;
   }
@@ -326,8 +331,8 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     rt.alive = false;
     rt.inbox = [];
     rt.owed = [];
-    if (rt.trialTimer !== null) this.#timers.clearTimeout(rt.trialTimer);
-    rt.trialTimer = null;
+    rt.trial?.stop();
+    rt.trial = null;
     if (rt.connected) {
       rt.connected = false;
       this.#emit({ type: 'disconnected' });
@@ -352,11 +357,12 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     const rt: Runtime = {
       alive: true, boot, rec: boot.record, client, connected: false, connects: 0, bootReported: false,
       backoffMs: o.reconnectDelayMs, inbox: [], pumping: false, owed: [], commitNow: false, dropAfterCommit: false,
-      transfer, trialTimer: null, tasks: [],
+      transfer, trial: null, tasks: [],
     };
     client.on('connect', () => this.#track(this.#onConnect(rt)));
     client.on('message', (topic, payload) => this.#onMessage(rt, topic, payload));
     client.on('close', () => {
+      rt.trial?.disconnected(); // §6.9.3: the trial waits for the gateway
       if (rt.connected) {
         rt.connected = false;
         if (rt.alive) this.#emit({ type: 'disconnected' });
@@ -395,6 +401,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     // and would distort the gateway's link probes.
     (rt.client.stream as unknown as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
     rt.connected = true;
+    rt.trial?.connected();
     rt.connects += 1;
     if (rt.connects > 1) this.stats.reconnects += 1;
     rt.backoffMs = this.options.reconnectDelayMs;
@@ -769,8 +776,8 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
         const seq = Math.max(rec.seq ?? 0, rec.slots[s].seq ?? 0);
         if (seq > 0) rec.seq = seq;
       }))) return;
-      if (rt.trialTimer !== null) this.#timers.clearTimeout(rt.trialTimer);
-      rt.trialTimer = null;
+      rt.trial?.stop();
+      rt.trial = null;
     }
     this.#publish(rt, { t: 'confirmed', sha256, version: rt.boot.version });
     this.#emit({ type: 'confirmed', sha256, version: rt.boot.version, repeat });

@@ -26,8 +26,13 @@ export const DEVICE_DEFAULTS = {
   // ---- timings (ms unless noted) ----
   /** Time between closing the connection for a reboot and the bootloader running. */
   bootDelayMs: 300,
-  /** A trial image not confirmed within this time makes the device reboot and revert. */
+  /**
+   * A trial image not confirmed within this much time *connected to the broker* makes the device
+   * reboot and revert (§6.9.3: the trial waits while the gateway is unreachable) ...
+   */
   trialTimeoutMs: 30_000,
+  /** ... and within this long from the trial boot in any case, connected or not. */
+  trialMaxMs: 600_000,
   /** First reconnect delay after a lost connection; doubles per failed attempt ... */
   reconnectDelayMs: 1_000,
   /** ... up to this bound. Reset to reconnectDelayMs after every successful connect. */
@@ -75,6 +80,7 @@ export const deviceOptionsSchema = z.strictObject({
   factoryImageSize: z.number().int().min(1024).max(64 * 1024 * 1024).default(DEVICE_DEFAULTS.factoryImageSize),
   bootDelayMs: ms.default(DEVICE_DEFAULTS.bootDelayMs),
   trialTimeoutMs: ms.min(1).default(DEVICE_DEFAULTS.trialTimeoutMs),
+  trialMaxMs: ms.min(1).default(DEVICE_DEFAULTS.trialMaxMs),
   reconnectDelayMs: ms.min(1).default(DEVICE_DEFAULTS.reconnectDelayMs),
   reconnectMaxMs: ms.min(1).default(DEVICE_DEFAULTS.reconnectMaxMs),
   keepaliveS: z.number().int().min(1).max(65_535).default(DEVICE_DEFAULTS.keepaliveS),
@@ -141,6 +147,8 @@ export function resolveDeviceOptions(input: DeviceOptionsInput): DeviceOptions {
 export interface Timers {
   setTimeout(fn: () => void, ms: number): unknown;
   clearTimeout(handle: unknown): void;
+  /** Monotonic ms (fake clocks); default performance.now. */
+  now?(): number;
 }
 
 export const realTimers: Timers = {

@@ -101,6 +101,14 @@ export const configSchema = z.strictObject({
     ackDelayMs: z.number().int().min(0).max(100).default(2),
     /** ...and at once when this many DATA frames are owed an ACK. */
     ackEvery: z.number().int().min(1).max(MAX_WINDOW).default(4),
+    /**
+     * Link keepalive interval offered in the gateway's hello (docs/protocol.md §4.11.1): with a
+     * laptop that offers one too, each side sends a frame at least this often (the longer offer
+     * wins); 0: none.
+     */
+    keepaliveMs: z.number().int().min(0).max(60_000).refine((v) => v === 0 || v >= 100, 'must be 0 (off) or at least 100').default(2000),
+    /** With keepalives agreed: nothing from the laptop for this long (at least 3 intervals) and its link is down. */
+    linkSilenceMs: ms.default(15_000),
     /** Largest image the gateway accepts for upload. */
     maxImageBytes: z.number().int().min(1).max(MAX_IMAGE_SIZE).default(64 * 1024 * 1024),
     /** An upload's partial file is made durable (fdatasync) at least every this many bytes: what a crash can cost a resume. */
@@ -142,6 +150,11 @@ export const configSchema = z.strictObject({
     /** A device that refused as busy is offered again after this long (or when it reports idle). */
     busyRecheckMs: ms.default(60_000),
     /** Campaigns (now and window): devices still pending (offline, busy) this long after the upload end expired. */
+    /**
+     * A campaign paused because its journal cannot be written (disk full, docs/reliability.md
+     * "Disk full") tries the disk again this often; nothing that needs the record happens meanwhile.
+     */
+    journalRetryMs: z.number().int().min(100).max(3_600_000).default(5000),
     campaignExpiryMs: z.number().int().min(60_000).max(365 * 24 * 3600 * 1000).default(7 * 24 * 3600 * 1000),
     /** Window campaigns: transfer outside the windows too; only activations wait for a window. */
     downloadEarly: z.boolean().default(false),
@@ -224,6 +237,10 @@ export const configSchema = z.strictObject({
   windows: z.strictObject({
     /** Maintenance windows (gateway/windows.ts); none = campaigns run at once. */
     list: z.array(windowSpec).max(64).default([]),
+    /** With windows: how often the wall clock is compared with the monotonic clock, so a step of it re-checks the schedule at once. */
+    clockCheckMs: z.number().int().min(100).max(3_600_000).default(5000),
+    /** ...and how far the two may drift apart in one check before it counts as a step. */
+    clockJumpMs: z.number().int().min(10).max(3_600_000).default(2000),
   }).prefault({}),
   storage: z.strictObject({
     /**

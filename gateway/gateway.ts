@@ -33,12 +33,16 @@ import { selectDevices } from './rollout/planner.ts';
 import { ImageSource } from './rollout/image-source.ts';
 import { acquirePidFile, type PidFile } from './pid-file.ts';
 import { pruneJournals } from './retention.ts';
+import { DurableSteps } from './rollout/durable-steps.ts';
+import { closedCompletion, imageGoneReason } from './rollout/closed-campaign.ts';
+import { pausedMessage, pausedReplay } from './disk-full.ts';
 import { CampaignJournal, findUnfinished, journalDir, type JournalRecord, type UnfinishedCampaign } from './rollout/journal.ts';
 import { ImageStore, type StoredImage } from './store.ts';
 import { UplinkSession } from './uplink/session.ts';
 import { KeyRing, parsePublicKey } from '../protocol/signature.ts';
 import { realTimers, type Timers } from './waiter.ts';
 import { MaintenanceWindows, nodeCronStarts, type Clock as WallClock } from './windows.ts';
+import { watchClockJumps } from './clock-jump.ts';
 
 export const GATEWAY_AGENT = 'fwgate/0.1.0';
 
@@ -69,6 +73,8 @@ export interface GatewayOptions {
   timers?: Timers;
   /** Wall clock of the maintenance windows (tests inject a fake one); default the real one. */
   wallClock?: WallClock;
+  /** Monotonic time for noticing wall-clock steps (tests with a wall clock of their own); default timers.now. */
+  monotonic?: () => number;
   /** The laptop link: an open serial port or any Duplex (tests). */
   uplinkStream?: Duplex;
 }
@@ -96,6 +102,8 @@ export class Gateway {
   private stopping = false;
   readonly campaigns: Campaign[] = [];
   private readonly journals = new Map<Campaign, CampaignJournal>();
+  /** Per campaign: its steps wait for their records, pausing while the disk refuses them (issue 17.4). */
+  private readonly durableSteps = new Map<Campaign, DurableSteps>();
   /** Results and completions whose journal record is not durable yet: not reported (nor replayed) until it is. */
   private readonly notDurable = new Set<ResultMessage | CompleteMessage>();
   /** Campaign messages for the laptop, in event order, while some wait for their journal record. */
@@ -158,6 +166,8 @@ export class Gateway {
     // node-cron fires the starts on the system clock; an injected (test) clock has only its timers
     const windows = new MaintenanceWindows(config.windows.list, wallClock, opts.wallClock ? undefined : nodeCronStarts);
     windows.start();
+    // issue 17.7: a wall-clock step re-checks the windows (an injected wall clock steps only if the test gives a monotonic one)
+    watchClockJumps(windows, wallClock, opts.monotonic ?? (opts.wallClock ? () => wallClock.now() : () => timers.now()), config.windows, log);
     const gw = new Gateway(config, log, timers, broker, channel, fleet, store, await journalDir(config.dataDir), windows, windowGate(windows, wallClock), fleetStore);
     gw.pidFile = pidFile;
     gw.pruneJournals();
@@ -192,6 +202,7 @@ export class Gateway {
       },
     });
     this.uplinkLink = link;
+    link.announceReset(); // §4.11.2: a laptop still holding a session with the gateway before this one learns it is gone
     this.uplink = new UplinkSession({
       link, store: this.store, config: config.uplink, log: log.child({ part: 'uplink' }), agent: GATEWAY_AGENT,
       keyRing: this.keyRing, allowUnsigned: config.security.allowUnsigned,
@@ -537,7 +548,7 @@ export class Gateway {
     for (const u of findUnfinished(this.journalDir, (msg) => this.log.warn(msg))) {
       const stored = this.store.get(u.state.sha256);
       if (!stored) {
-        this.closeJournal(u, `its image ${u.state.sha256} is no longer in the store (quarantined or removed): re-push the image`);
+        this.closeJournal(u, imageGoneReason(join(this.config.dataDir, 'store'), u.state.sha256));
         continue;
       }
       // the journal's manifest is the campaign's release; it is read back from disk, so it is checked again
@@ -561,21 +572,21 @@ export class Gateway {
     }
   }
 
-  /** Write the completion of a campaign that will not resume, from the results its journal has. */
+  /** Campaigns closed at start-up without running (§7.8.2): the last one is what `status` replays when nothing else ran since. */
+  private readonly closedAtStart: CompleteMessage[] = [];
+
+  /** Write the completion of a campaign that will not resume, with the results its journal has and why (§7.8.2). */
   private closeJournal(u: UnfinishedCampaign, why: string): void {
-    const results = [...u.state.results.values()];
-    const count = (o: ResultMessage['outcome']): number => results.filter((r) => r.outcome === o).length;
+    const complete = closedCompletion(u, why);
     const journal = CampaignJournal.reopen(u.path, u.validBytes);
     try {
       journal.append({ r: 'state', state: 'halted', at: Date.now(), reason: why });
-      journal.append({
-        r: 'complete',
-        complete: { t: 'complete', campaign: u.state.id, devices: results.length, updated: count('updated'), failed: count('failed'), rolledBack: count('rolled-back'), skipped: count('skipped'), durationMs: Math.max(0, Date.now() - u.state.startedAt) },
-      });
+      journal.append({ r: 'complete', complete });
     } finally {
       journal.close();
     }
-    this.log.error({ campaign: u.state.id, results: results.length }, `unfinished campaign not resumed: ${why}; closed with the results it had`);
+    this.closedAtStart.push(complete);
+    this.log.error({ campaign: u.state.id, results: complete.devices }, `unfinished campaign not resumed: ${why}; closed with the results it had`);
   }
 
   /**
@@ -593,7 +604,11 @@ export class Gateway {
     const append = (rec: JournalRecord, durable = true): Promise<void> => {
       if (this.journals.get(campaign) !== journal) return Promise.resolve(); // detached at shutdown: the campaign resumes at the next start
       try {
-        return journal.record(rec, durable).catch((err: unknown) => this.journalFailed(campaign, rec, err));
+        // a record the disk refused is kept and written once it takes it again; what waits for it waits on
+        return journal.record(rec, durable).catch((err: unknown) => {
+          this.journalFailed(campaign, rec, err);
+          return this.durableFor(campaign);
+        });
       } catch (err) {
         this.journalFailed(campaign, rec, err);
         return Promise.resolve();
@@ -614,10 +629,15 @@ export class Gateway {
     campaign.on('result', (result) => reported(result, append({ r: 'result', result })));
     campaign.on('state', (st) => void append({ r: 'state', at: Date.now(), ...st }));
     campaign.on('complete', (complete) => {
-      reported(complete, append({ r: 'complete', complete }));
-      journal.close(); // once the completion is durable
-      this.journals.delete(campaign);
-      this.pruneJournals(); // retention (storage.keepCampaigns): never an unfinished campaign's journal
+      const durable = append({ r: 'complete', complete });
+      reported(complete, durable);
+      // closed once every record is written and durable (records the disk refused are retried until then)
+      void durable.then(() => this.durableFor(campaign)).finally(() => {
+        if (this.journals.get(campaign) !== journal) return; // detached at shutdown
+        journal.close();
+        this.journals.delete(campaign);
+        this.pruneJournals(); // retention (storage.keepCampaigns): never an unfinished campaign's journal
+      });
     });
   }
 
@@ -625,11 +645,38 @@ export class Gateway {
     this.log.error({ campaign: campaign.id, err: describeError(err), record: rec.r }, 'campaign journal append failed');
   }
 
-  /** Resolves once every record of the campaign's journal written so far is durable (at once when detached). */
+  /**
+   * Resolves once every record of the campaign's journal so far is durable (at once when
+   * detached). While the disk refuses them the campaign is paused (gateway/rollout/durable-steps.ts):
+   * said once to the log and the laptop, tried again every `rollout.journalRetryMs`.
+   */
   private durableFor(campaign: Campaign): Promise<void> {
     const journal = this.journals.get(campaign);
     if (!journal) return Promise.resolve();
-    return journal.durable().catch((err: unknown) => this.log.error({ campaign: campaign.id, err: describeError(err) }, 'campaign journal sync failed'));
+    let steps = this.durableSteps.get(campaign);
+    if (!steps) {
+      const retryMs = this.config.rollout.journalRetryMs;
+      steps = new DurableSteps({
+        durable: () => journal.durable(), timers: this.timers, retryMs,
+        stopped: () => this.journals.get(campaign) !== journal,
+        onPause: (reason, err) => {
+          this.log.error({ campaign: campaign.id, err: describeError(err), retryMs }, `campaign paused: ${reason}; no device is activated until its journal records are durable`);
+          this.notifyNow(pausedMessage(campaign.id, reason, retryMs)); // not behind the results that wait for the disk
+        },
+        onResume: (pausedMs) => this.log.warn({ campaign: campaign.id, pausedMs: Math.round(pausedMs) }, 'campaign resumed: its journal is durable again'),
+      });
+      this.durableSteps.set(campaign, steps);
+      campaign.once('complete', () => this.durableSteps.delete(campaign));
+    }
+    return steps.settle();
+  }
+
+  private notifyNow(msg: GatewayUplinkMessage): void {
+    try {
+      this.uplink?.notify(msg);
+    } catch (err) {
+      this.log.warn({ err: describeError(err), t: msg.t }, 'message not forwarded');
+    }
   }
 
   /**
@@ -691,6 +738,8 @@ export class Gateway {
     const started = [...this.live].filter((c) => !this.queue.some((q) => q.campaign === c));
     const c = (id !== undefined ? inMemory.find((x) => x.id === id) : undefined)
       ?? this.sweeping ?? started.at(-1) ?? this.campaigns.filter((x) => !this.queue.some((q) => q.campaign === x)).at(-1);
+    const closed = this.closedAtStart.at(-1);
+    if (!c && closed) return [{ t: 'state', running: false, campaign: closed.campaign, ...(queued.length ? { queued } : {}) }, this.fleetStore.message(), closed];
     if (!c) return [{ t: 'state', running: false, ...(queued.length ? { queued } : {}) }, this.fleetStore.message()];
     const m = c.image.manifest;
     const snap = c.snapshot();
@@ -703,6 +752,7 @@ export class Gateway {
       ...snap.results.filter((r) => !this.notDurable.has(r)),
       ...(snap.waiting ? [snap.waiting] : []),
       ...(snap.complete && !this.notDurable.has(snap.complete) ? [snap.complete] : []),
+      ...pausedReplay(this.durableSteps.get(c), c.id, this.config.rollout.journalRetryMs),
     ];
   }
 

@@ -163,6 +163,11 @@ export class MaintenanceWindows extends EventEmitter<{ open: [WindowState]; clos
     if (this.starts) for (const w of this.specsIn) this.cronStops.push(this.starts(w.cron, w.timeZone, () => this.recheck()));
   }
 
+  /** Also undo this at stop() (a clock-jump watch that calls recheck()). */
+  onStop(fn: () => void): void {
+    this.cronStops.push(fn);
+  }
+
   stop(): void {
     this.running = false;
     for (const stop of this.cronStops.splice(0)) stop();
@@ -214,8 +219,12 @@ export class MaintenanceWindows extends EventEmitter<{ open: [WindowState]; clos
     this.recheck();
   }
 
-  /** Re-evaluate now (a timer or a cron start fired): emit the change, if any, and re-arm the timer. */
-  private recheck(): void {
+  /**
+   * Re-evaluate now (a timer or a cron start fired, or the wall clock stepped: ClockJumpWatch):
+   * emit the change, if any, and re-arm the timer from the wall clock as it is now.
+   */
+  recheck(): void {
+    this.memo = undefined;
     if (!this.running) return;
     const was = this.current.open;
     this.current = this.state();

@@ -250,7 +250,7 @@ async function portsCommand(argv: string[]): Promise<number> {
 }
 
 function isLinkError(err: unknown): boolean {
-  return isFwError(err, 'E_LINK_TIMEOUT') || isFwError(err, 'E_LINK_CLOSED');
+  return isFwError(err, 'E_LINK_TIMEOUT') || isFwError(err, 'E_LINK_CLOSED') || isFwError(err, 'E_LINK_RESET');
 }
 
 /** What to do after fwpush gave up on a lost link: the gateway kept what it had. */

@@ -22,6 +22,9 @@ export interface ClientOptions {
   idleTimeoutMs: number;
   /** Answers the gateway's hello challenge with `auth` (§7.2.4); without it only `status` is allowed. */
   techKey?: TechnicianKey;
+  /** Keepalive interval offered in hello (§4.11.1; 0: none) and the silence after which the link counts as lost. */
+  keepaliveMs?: number;
+  linkSilenceMs?: number;
 }
 
 export const defaultClientOptions: ClientOptions = Object.freeze({
@@ -30,6 +33,8 @@ export const defaultClientOptions: ClientOptions = Object.freeze({
   window: laptopSettings.window,
   replyTimeoutMs: laptopSettings.replyTimeoutMs,
   idleTimeoutMs: laptopSettings.idleTimeoutMs,
+  keepaliveMs: laptopSettings.keepaliveMs,
+  linkSilenceMs: laptopSettings.linkSilenceMs,
 });
 
 type Msg<T extends GatewayUplinkMessage['t']> = Extract<GatewayUplinkMessage, { t: T }>;
@@ -78,11 +83,20 @@ export class UplinkClient extends EventEmitter<{
   private wake: (() => void) | undefined;
   /** The link was closed (its port closed or failed, or close() was called): nothing more will arrive. */
   private closed = false;
+  /** The hellos were exchanged: from then on a peer RESET means the gateway's session is gone. */
+  private connected = false;
+  /** The gateway reset the link after the hellos (§4.11.2: it restarted): this session is over. */
+  private peerReset: FwError | undefined;
 
   constructor(private readonly link: LaptopLink, private readonly opts: ClientOptions = defaultClientOptions) {
     super();
     link.once('closed', () => {
       this.closed = true;
+      this.wake?.();
+    });
+    link.on('reset', () => {
+      if (!this.connected) return;
+      this.peerReset ??= new FwError('E_LINK_RESET', 'the gateway reset the link: it restarted, or another laptop took the line');
       this.wake?.();
     });
     link.on('message', (m) => {
@@ -101,6 +115,7 @@ export class UplinkClient extends EventEmitter<{
     await this.link.send({
       t: 'hello', proto: PROTOCOL_VERSION, role: 'laptop', agent: this.opts.agent,
       maxFrame: Math.min(this.opts.maxFrame, MAX_FRAME_PAYLOAD), window: this.opts.window, maxMessage: MAX_UPLINK_MESSAGE,
+      ...(this.opts.keepaliveMs ? { keepalive: this.opts.keepaliveMs } : {}),
     });
     const hello = await this.next((m): m is Msg<'hello'> | Msg<'deny'> => m.t === 'hello' || m.t === 'deny', this.opts.replyTimeoutMs, 'the gateway hello');
     if (hello.t === 'deny') throw new FwError('E_UPLINK_PROTOCOL', `gateway refused the session (${hello.code}): ${hello.reason}`);
@@ -108,6 +123,9 @@ export class UplinkClient extends EventEmitter<{
       throw new FwError('E_UPLINK_PROTOCOL', `gateway speaks uplink protocol ${hello.proto}, this fwpush speaks ${PROTOCOL_VERSION}`);
     }
     this.link.configure({ maxPayload: hello.maxFrame, window: hello.window });
+    // §4.11.1: keepalives only when both offered (an older gateway answers without `keepalive`)
+    if (hello.keepalive && this.opts.keepaliveMs) this.link.startKeepalive(hello.keepalive, this.opts.linkSilenceMs ?? laptopSettings.linkSilenceMs);
+    this.connected = true;
     // Not answered by the gateway: a refused auth shows as `deny` `unauthorised` at the request to send.
     if (hello.challenge && this.opts.techKey) await this.link.send(signChallenge(this.opts.techKey, hello.challenge));
     return hello;
@@ -149,6 +167,7 @@ export class UplinkClient extends EventEmitter<{
       const data = image.subarray(off, Math.min(off + uploadChunk(grant.chunk, this.link.arq.lineMsPerByte), image.length));
       // While the link is down, sends are dropped (MessageLink): stop instead of sending into the void.
       if (this.link.down) throw new FwError('E_LINK_TIMEOUT', `the gateway stopped acknowledging the upload at ${off} of ${image.length} bytes`);
+      if (this.peerReset) throw this.peerReset;
       await this.link.send({ t: 'data', off, data });
       off += data.length;
       this.emit('upload', off, image.length, resumedAt);
@@ -254,6 +273,7 @@ export class UplinkClient extends EventEmitter<{
       }
       const left = deadline - Date.now();
       if (left <= 0) throw new FwError('E_LINK_TIMEOUT', `no ${what} from the gateway within ${timeoutMs} ms`);
+      if (this.peerReset) throw this.peerReset;
       if (this.closed) throw new FwError('E_LINK_CLOSED', `the link closed while waiting for ${what}`);
       if (this.link.down) throw new FwError('E_LINK_TIMEOUT', `the gateway stopped answering while waiting for ${what}`);
       await new Promise<void>((resolve) => {

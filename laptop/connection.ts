@@ -56,6 +56,11 @@ export async function openConnection(o: ConnectionOptions, timeoutMs: number): P
   link.on('down', (err) => {
     if (!closing) lost ??= err;
   });
+  // §4.11.2: a RESET from the gateway after the hellos: it restarted and this session is gone
+  let helloDone = false;
+  link.on('reset', () => {
+    if (!closing && helloDone) lost ??= new FwError('E_LINK_RESET', 'the gateway reset the link (it restarted)');
+  });
   link.on('closed', () => {
     if (!closing) lost ??= new FwError('E_LINK_CLOSED', `serial port ${o.path} closed`);
   });
@@ -88,6 +93,7 @@ export async function openConnection(o: ConnectionOptions, timeoutMs: number): P
         timer = setTimeout(() => reject(new FwError('E_LINK_TIMEOUT', `no link handshake and hello on ${o.path} within ${timeoutMs} ms`)), timeoutMs);
       }),
     ]);
+    helloDone = true;
     return { client, hello, get lost() { return lost; }, close };
   } catch (err) {
     await close(); // also ends a connect() that lost the race

@@ -19,7 +19,7 @@ export type LinkNotice =
 export function noticeText(n: LinkNotice): string {
   switch (n.event) {
     case 'link-lost':
-      return `Link to the gateway on ${n.port} lost (${n.message}); reconnecting for up to ${fmtMs(n.reconnectTimeoutMs)}…`;
+      return `Link lost: gateway restarted or cable pulled (${n.port}: ${n.message}); reconnecting for up to ${fmtMs(n.reconnectTimeoutMs)}…`;
     case 'reconnected':
       return `Reconnected on ${n.port} after ${fmtMs(n.afterMs)} (${n.attempts} attempt${n.attempts === 1 ? '' : 's'}); ${n.phase === 'upload' ? 'resuming the upload' : 'following the campaign again'}`;
     case 'upload-resumed':

@@ -29,6 +29,8 @@ export interface Summary {
   message: string;
   /** Present when the gateway halted the campaign (docs/protocol.md §7.8.1), as its `complete` said. */
   halted?: HaltedInfo;
+  /** Present when the gateway closed the campaign without running it (§7.8.2: its image was no longer usable). */
+  closed?: NonNullable<CompleteMessage['closed']>;
   /**
    * Present when the campaign waits for a maintenance window (§7.4.5): the image is accepted and
    * stored, no device has been touched, fwpush did not follow it; `ok` is true, exit code 0.
@@ -69,7 +71,10 @@ export function summarise(c: CampaignRecord): Summary {
   const ok = targeted > 0 && updated === targeted;
   const halted = c.complete?.halted;
   const pending = c.complete ? 0 : c.waiting?.pending ?? 0;
-  const message = ok
+  const closed = c.complete?.closed;
+  const message = closed
+    ? `campaign ${c.campaign ?? '-'} was closed by the gateway without running (${closed.code}): ${closed.reason}`
+    : ok
     ? `all ${targeted} targeted devices run ${c.image.version}`
     : targeted === 0
       ? `no device needed ${c.image.name} ${c.image.version}: ${all.length} skipped (${[...new Set(all.map((x) => x.code))].join(', ') || 'no devices known'})`
@@ -82,17 +87,19 @@ export function summarise(c: CampaignRecord): Summary {
     pending, cancelled: count('cancelled'), superseded: count('superseded'), expired: count('expired'),
     order: c.order?.devices.map((d) => d.id) ?? [], durationMs: c.durationMs, message,
     ...(halted ? { halted } : {}),
+    ...(closed ? { closed } : {}),
   };
 }
 
 /**
  * fwpush's exit code for a finished campaign (pure): 0 all targeted updated or the campaign queued
- * for a maintenance window, 3 none targeted, 6 halted by the gateway's rollback threshold, else 1.
+ * for a maintenance window, 3 none targeted, 6 halted by the gateway's rollback threshold or closed
+ * by it without running (§7.8.2), else 1.
  */
 export function exitCodeFor(s: Summary): number {
   if (s.queued || s.ok) return EXIT.ok;
   if (s.cancelled > 0 && s.failed === 0 && s.rolledBack === 0) return EXIT.cancelled;
-  if (s.halted) return EXIT.halted;
+  if (s.halted || s.closed) return EXIT.halted;
   if (s.targeted === 0) return EXIT.nothingToUpdate;
   if (s.failed > 0 || s.rolledBack > 0) return EXIT.devicesFailed;
   if (s.pending > 0) return EXIT.pending;
@@ -540,6 +547,7 @@ export class HumanRenderer implements Renderer {
 
   /** The totals are in the summary; a halt is said at once, as the gateway reports it. */
   private onComplete(c: CompleteMessage): void {
+    if (c.closed) this.say(`Campaign ${c.campaign} was closed by the gateway without running: ${c.closed.reason}`);
     if (!c.halted) return;
     const notUpdated = [...this.results.values()].filter((r) => r.code === 'campaign-halted').length;
     const text = haltText(c.halted);

@@ -22,6 +22,16 @@ export const laptopSettings = Object.freeze({
   reconnectBackoffMaxMs: 5000,
   /** How often the port's path is checked while connected: a tty that vanished or was replaced is a lost link. */
   portCheckIntervalMs: 250,
+  /**
+   * Link keepalive interval offered in hello (docs/protocol.md §4.11.1): with a gateway that
+   * agrees, each side sends a frame at least this often (the longer offer wins).
+   */
+  keepaliveMs: 2000,
+  /**
+   * With keepalives agreed: nothing from the gateway for this long (at least 3 intervals) is a
+   * lost link (gateway stopped or restarted, cable pulled), and fwpush reconnects.
+   */
+  linkSilenceMs: 15_000,
   /** Longest wait for room in the link's send queue before a send fails. */
   sendTimeoutMs: 30_000,
   /** Longest wait for the serial port to close when fwpush ends, is interrupted or reconnects. */

@@ -44,6 +44,7 @@ export const ErrorCodes = {
   E_DEVICE_RETRIES: 'retry limit reached',
   E_CANCELLED: 'cancelled',
   E_JOURNAL: 'campaign journal unreadable',
+  E_DISK_FULL: 'no space left on device',
   // campaigns (docs/protocol.md §7.12)
   E_UNKNOWN_CAMPAIGN: 'no such campaign, or not in a state that allows the request',
   E_NOTHING_TO_RETRY: 'no device of the campaign has the results asked for',

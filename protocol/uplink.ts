@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { encodeCbor } from './cbor.ts';
 import { cborArgument, cborHeadLength, cborWriteHead } from './cbor-head.ts';
 import { ByteSlab } from './link/slab.ts';
+import { KEEPALIVE_MAX_MS, KEEPALIVE_MIN_MS } from './link/keepalive.ts';
 import {
   MAX_DEVICE_ID_LENGTH, MAX_FRAME_PAYLOAD, MAX_HW_MODELS, MAX_NAME_LENGTH, MAX_ORDER_ENTRIES, MAX_TEXT_LENGTH, MAX_UPLINK_MESSAGE, MAX_WINDOW,
   MIN_FRAME_PAYLOAD,
@@ -58,6 +59,8 @@ export const MAX_QUEUED_CAMPAIGNS = 16;
 /** Why the gateway stopped a campaign before every device was tried (§7.8.1). */
 export const HaltCodes = ['rollback-threshold', 'wave-gate'] as const;
 export type HaltCode = (typeof HaltCodes)[number];
+/** Why the gateway closed a campaign without running it (§7.8.2). */
+export const CloseCodes = ['image-unavailable'] as const;
 
 const deviceId = z.string().min(1).max(MAX_DEVICE_ID_LENGTH);
 const version = z.string().max(MAX_NAME_LENGTH);
@@ -77,6 +80,11 @@ export const helloMsg = z.object({
   window: z.number().int().min(1).max(MAX_WINDOW),
   maxMessage: u32,
   maxImage: u32.optional(),
+  /**
+   * Keepalive interval, ms (§4.11.1): the laptop's offer; the gateway's answer is the agreed one.
+   * Absent on either side: no keepalives (older peers).
+   */
+  keepalive: z.number().int().min(KEEPALIVE_MIN_MS).max(KEEPALIVE_MAX_MS).optional(),
   /** Gateway only: fresh random bytes the laptop signs in its `auth` (§7.2.4). */
   challenge: bytes.refine((b) => b.length === AUTH_CHALLENGE_BYTES, `must be ${AUTH_CHALLENGE_BYTES} bytes`).optional(),
 });
@@ -299,6 +307,8 @@ export const completeMsg = z.object({
   cancelled: z.number().int().min(0).optional(),
   superseded: z.number().int().min(0).optional(),
   expired: z.number().int().min(0).optional(),
+  /** Present when the gateway closed the campaign without running it to its end (§7.8.2). */
+  closed: z.object({ code: z.enum(CloseCodes), reason: text }).optional(),
 });
 export const errorMsg = z.object({ t: z.literal('error'), code: text, reason: text });
 /**

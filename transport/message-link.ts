@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { FwError, isFwError } from '../protocol/errors.ts';
-import { ArqLink, type ArqOptions, type LinkTimers } from '../protocol/link/index.ts';
+import { ArqLink, LinkKeepalive, type ArqOptions, type LinkTimers } from '../protocol/link/index.ts';
 
 export const realLinkTimers: LinkTimers = {
   now: () => performance.now(),
@@ -43,21 +43,25 @@ export class MessageLink<In, Out> extends EventEmitter<{
   private isDown = false;
   private closed = false;
   private readonly sendTimeoutMs: number;
+  private readonly timers: LinkTimers;
+  private keepalive: LinkKeepalive | undefined;
   private readonly onData = (chunk: Buffer): void => this.arq.receive(chunk);
   private readonly onClose = (): void => this.close();
 
   constructor(private readonly stream: Duplex, private readonly opts: MessageLinkOptions<In, Out>) {
     super();
     this.sendTimeoutMs = opts.sendTimeoutMs ?? 30_000;
+    this.timers = opts.timers ?? realLinkTimers;
     this.arq = new ArqLink({
       ...opts.arq,
-      timers: opts.timers ?? realLinkTimers,
+      timers: this.timers,
       output: (wire, written) => {
         if (!this.closed) stream.write(wire, (err) => { if (!err) written(); });
       },
     });
     this.arq.on('message', (bytes) => this.onMessage(bytes));
     this.arq.on('reset', () => {
+      this.stopKeepalive(); // the new peer session agrees again in its hello
       this.isDown = false;
       this.emit('reset');
     });
@@ -65,6 +69,7 @@ export class MessageLink<In, Out> extends EventEmitter<{
       this.isDown = false;
     });
     this.arq.on('down', () => {
+      this.stopKeepalive();
       this.isDown = true;
       this.emit('down', new FwError('E_LINK_TIMEOUT', 'link peer stopped answering'));
     });
@@ -138,6 +143,27 @@ export class MessageLink<In, Out> extends EventEmitter<{
     });
   }
 
+  /**
+   * Keepalives both ways as agreed in the hellos (docs/protocol.md §4.11.1): a frame at least
+   * every `intervalMs`, the link down after `silenceMs` without one from the peer. Runs until a
+   * peer RESET, 'down' or close; starting again replaces the running one.
+   */
+  startKeepalive(intervalMs: number, silenceMs: number): void {
+    this.stopKeepalive();
+    if (this.closed || intervalMs <= 0) return;
+    this.keepalive = new LinkKeepalive(this.arq, { intervalMs, silenceMs, timers: this.timers });
+  }
+
+  stopKeepalive(): void {
+    this.keepalive?.stop();
+    this.keepalive = undefined;
+  }
+
+  /** §4.11.2: a starting passive side (the gateway) tells a peer holding an old session that it is gone. */
+  announceReset(): void {
+    if (!this.closed) this.arq.announceReset();
+  }
+
   configure(p: { window?: number; maxPayload?: number }): void {
     this.arq.configure(p);
   }
@@ -145,6 +171,7 @@ export class MessageLink<In, Out> extends EventEmitter<{
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.stopKeepalive();
     this.arq.close();
     this.stream.off('data', this.onData);
     this.stream.off('close', this.onClose);

@@ -114,6 +114,8 @@ export class DeviceSession {
   private deadlineAt = Infinity;
   /** From `activate` on, the device deadline no longer cuts a wait short (§8.1.1). */
   private pastActivate = false;
+  /** What an `updated` result should still say (a second activation after a revert). */
+  private note: string | undefined;
 
   constructor(readonly deviceId: string, readonly fromVersion: string, private readonly deps: SessionDeps) {
     this.inbox = new Inbox<DeviceEvent>(deps.timers);
@@ -206,7 +208,15 @@ export class DeviceSession {
     const runsTarget = s.version === target.version && (running.sha256 === undefined || running.sha256 === target.sha256);
     const pending = other.state === 'pending' && other.sha256 === target.sha256;
     this.deps.log.info({ device: this.deviceId, version: s.version, trial: s.trial, other: other.state }, 'resuming an update that was past activate');
-    if (!runsTarget && !pending) return false;
+    if (!runsTarget && !pending) {
+      // the trial of the activation before the restart was reverted (the slot is `bad`): the
+      // next activation is a second one, and the result says so (issue 17.5)
+      if (other.state === 'bad' && other.sha256 === target.sha256) {
+        this.retries++;
+        this.note = 'its first activation was reverted (trial not confirmed while the gateway was down); activated a second time';
+      }
+      return false;
+    }
     this.activated = true;
     this.pastActivate = true;
     this.activateSentAt = this.deps.timers.now();
@@ -519,7 +529,7 @@ export class DeviceSession {
     return {
       ...(this.transferBps !== undefined ? { transferBps: this.transferBps } : {}),
       ...(this.rebootMs !== undefined ? { rebootMs: this.rebootMs } : {}),
-      outcome, code, ...(reason ? { reason } : {}),
+      outcome, code, ...(reason ?? this.note ? { reason: reason ?? this.note } : {}),
       from: this.fromVersion, to: this.deps.image.manifest.version,
       retries: this.retries, durationMs: Math.round(this.deps.timers.now() - started),
     };

@@ -1,6 +1,6 @@
-import { closeSync, fdatasync, fdatasyncSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, truncateSync, writeSync } from 'node:fs';
+import { closeSync, copyFileSync, fdatasync, fdatasyncSync, fsyncSync, ftruncateSync, openSync, readdirSync, readFileSync, renameSync, truncateSync, writeSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { crc32 } from '../../protocol/crc.ts';
 import { describeError, FwError } from '../../protocol/errors.ts';
 import { completeMsg, orderMsg, resultMsg, waveSize, type CompleteMessage, type OrderMessage, type ResultMessage, type WaveSize } from '../../protocol/uplink.ts';
@@ -12,9 +12,11 @@ import { z } from 'zod';
  * campaign, `<dataDir>/journal/<campaign>.jsonl`, one record per line, each line written and
  * fdatasync'ed before the step it records goes on (`held` hints excepted, see append()): at once
  * (append), or group-committed by an fdatasync in libuv's thread pool that the step awaits
- * (record + durable). A line is `<crc32 as 8 hex digits> <JSON>`;
- * reading stops at the first line that is torn or fails its CRC (a crash mid-append), and that
- * tail is cut off before anything is appended again.
+ * (record + durable). A line is `<crc32 as 8 hex digits> <JSON>`. Only the LAST line can be
+ * torn by a crash mid-append (appends are sequential): a bad last line is cut off before
+ * anything is appended again. A bad line with verified lines after it is corruption (bit rot, an
+ * editor): the lines that verify are kept, the original file is copied aside (`*.corrupt-<ms>`)
+ * and the journal rewritten with the verified lines only (parseJournal, repairJournal).
  *
  * What is recorded, and why it is enough to resume after `kill -9`:
  * - `campaign`: id and image digest (the image itself is in the store, verified at start-up);
@@ -87,8 +89,10 @@ export interface JournalState {
   complete?: CompleteMessage;
   /** Records read; a torn tail is not counted. */
   records: number;
-  /** Bytes cut off the end (a torn or corrupt tail). */
+  /** Bytes cut off the end (a torn last line). */
   tornBytes: number;
+  /** Bad lines with verified lines after them (corruption, not a torn append), 1-based line numbers. */
+  corruptLines: number[];
 }
 
 export function encodeRecord(rec: JournalRecord): string {
@@ -97,37 +101,73 @@ export function encodeRecord(rec: JournalRecord): string {
 }
 
 /**
- * Parse a journal's text. Stops at the first line without its newline, with a wrong CRC, or
- * that is not a record: everything from there on is the torn tail (`validBytes` ends before it).
- * The first record must be `campaign`.
+ * Parse a journal's text. Every line that verifies (its newline, CRC and a valid record) counts.
+ * A bad LAST line (no newline, a wrong CRC, not a record) is a torn append: `validBytes` ends
+ * before it. A bad line followed by a line that verifies is corruption: it is skipped, listed in
+ * `corruptLines`, and the file must be rewritten before appending (repairJournal): `validBytes`
+ * then ends after the last verified line. The first record must be `campaign`.
  */
 export function parseJournal(text: string, file = 'journal'): { state: JournalState; validBytes: number } {
   let pos = 0;
   let state: JournalState | undefined;
   let records = 0;
+  let validEnd = 0;
+  let lineNo = 0;
+  let lastGood = 0;
+  const bad: number[] = [];
   while (pos < text.length) {
     const nl = text.indexOf('\n', pos);
     if (nl < 0) break;
+    lineNo++;
     const rec = decodeLine(text.slice(pos, nl));
-    if (!rec) break;
+    pos = nl + 1;
+    if (!rec) {
+      bad.push(lineNo);
+      continue;
+    }
     if (!state) {
       if (rec.r !== 'campaign') throw new FwError('E_JOURNAL', `${file}: first record is "${rec.r}", expected "campaign"`);
       const { r: _r, id, sha256, at, ...rest } = rec;
       state = {
         id, sha256, startedAt: at, ...rest,
-        activating: new Set(), held: new Map(), results: new Map(), records: 0, tornBytes: 0,
+        activating: new Set(), held: new Map(), results: new Map(), records: 0, tornBytes: 0, corruptLines: [],
       };
     } else {
       apply(state, rec);
     }
     records++;
-    pos = nl + 1;
+    validEnd = pos;
+    lastGood = lineNo;
   }
   if (!state) throw new FwError('E_JOURNAL', `${file}: no campaign record`);
-  const validBytes = Buffer.byteLength(text.slice(0, pos), 'utf8');
+  const validBytes = Buffer.byteLength(text.slice(0, validEnd), 'utf8');
   state.records = records;
   state.tornBytes = Buffer.byteLength(text, 'utf8') - validBytes;
+  // bad lines before the last verified one are corruption; those after it are the torn tail
+  state.corruptLines = bad.filter((n) => n < lastGood);
   return { state, validBytes };
+}
+
+/**
+ * A journal with corrupt lines in its middle: copy the original aside (`<path>.corrupt-<ms>`,
+ * never deleted) and rewrite the journal with only the lines that verify (temp file, fsync,
+ * rename, folder fsync). Returns the copy's path and the new valid length.
+ */
+export function repairJournal(path: string, text: string): { copy: string; validBytes: number } {
+  const copy = `${path}.corrupt-${Date.now()}`;
+  copyFileSync(path, copy);
+  const kept = text.split('\n').filter((l) => decodeLine(l) !== undefined).map((l) => `${l}\n`).join('');
+  const tmp = `${path}.tmp-${process.pid}`;
+  const fd = openSync(tmp, 'w', 0o644);
+  try {
+    writeSync(fd, kept);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+  syncDir(dirname(path));
+  return { copy, validBytes: Buffer.byteLength(kept, 'utf8') };
 }
 
 function decodeLine(l: string): JournalRecord | undefined {
@@ -181,11 +221,19 @@ export class CampaignJournal {
   private syncing: number | undefined;
   private readonly waiters: { upTo: number; resolve: () => void; reject: (err: Error) => void }[] = [];
   private closing = false;
+  /** Length of the file: every line in it is whole (a failed write is cut back to it). */
+  private size: number;
+  /**
+   * Records whose write failed (ENOSPC, EIO), in order, and every record after them: written
+   * before anything else once the disk takes them again (durable() retries), never out of order.
+   */
+  private readonly pending: Buffer[] = [];
   /** fdatasyncs issued by `record`/`durable` (group commits), for tests and figures. */
   groupCommits = 0;
 
-  private constructor(readonly path: string, fd: number) {
+  private constructor(readonly path: string, fd: number, size = 0) {
     this.fd = fd;
+    this.size = size;
   }
 
   /** Create the journal of a new campaign and write its first record. */
@@ -201,7 +249,7 @@ export class CampaignJournal {
   /** Reopen an existing journal for appending, cutting off a torn tail first. */
   static reopen(path: string, validBytes: number): CampaignJournal {
     truncateSync(path, validBytes);
-    return new CampaignJournal(path, openSync(path, 'a'));
+    return new CampaignJournal(path, openSync(path, 'a'), validBytes);
   }
 
   /**
@@ -212,6 +260,7 @@ export class CampaignJournal {
    */
   append(rec: JournalRecord, durable = true): void {
     const fd = this.write(rec);
+    if (this.pending.length > 0) throw this.writeError('append', this.lastWriteError);
     if (durable) {
       fdatasyncSync(fd);
       this.settle(this.written); // every line written so far is durable
@@ -228,8 +277,18 @@ export class CampaignJournal {
     return durable ? this.durable() : Promise.resolve();
   }
 
-  /** Resolves once every line written so far is durable (at once when it already is). */
+  /** Records not written yet because the disk refused them (docs/reliability.md "Disk full"). */
+  get unwritten(): number {
+    return this.pending.length;
+  }
+
+  /**
+   * Resolves once every record so far is written and durable (at once when it already is).
+   * Records the disk refused are written first; when it still refuses, rejects with
+   * `E_JOURNAL` whose cause is the system error (ENOSPC: no space left on device).
+   */
   durable(): Promise<void> {
+    if (this.pending.length > 0 && !this.writePending()) return Promise.reject(this.writeError('write', this.lastWriteError));
     const upTo = this.written;
     if (upTo <= this.synced) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
@@ -248,13 +307,49 @@ export class CampaignJournal {
     if (this.syncing === undefined && this.waiters.length === 0) this.closeNow();
   }
 
+  private lastWriteError: unknown;
+
+  /**
+   * Write one line at the end, or queue it behind records the disk refused. A write that fails
+   * part-way is cut back (ftruncate) so the file never holds a partial line followed by whole
+   * ones — which a reader would take for corruption, not a torn tail.
+   */
   private write(rec: JournalRecord): number {
     if (this.fd === undefined || this.closing) throw new FwError('E_JOURNAL', `journal ${this.path} is closed`);
     const buf = Buffer.from(encodeRecord(rec), 'utf8');
-    let off = 0;
-    while (off < buf.length) off += writeSync(this.fd, buf, off);
-    this.written++;
+    if (this.pending.length > 0 || !this.writeLine(buf)) this.pending.push(buf);
     return this.fd;
+  }
+
+  private writeLine(buf: Buffer): boolean {
+    const fd = this.fd!;
+    let off = 0;
+    try {
+      while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off, this.size + off);
+    } catch (err) {
+      this.lastWriteError = err;
+      try {
+        if (off > 0) ftruncateSync(fd, this.size);
+      } catch { /* the next write starts at this.size anyway (positional) and the line is rewritten whole */ }
+      return false;
+    }
+    this.size += buf.length;
+    this.written++;
+    return true;
+  }
+
+  /** Write the queued records in order; false (the rest still queued) at the first that fails. */
+  private writePending(): boolean {
+    while (this.pending.length > 0) {
+      if (this.fd === undefined || !this.writeLine(this.pending[0]!)) return false;
+      this.pending.shift();
+    }
+    return true;
+  }
+
+  private writeError(what: string, cause: unknown): FwError {
+    const why = (cause as NodeJS.ErrnoException | undefined)?.code === 'ENOSPC' ? 'no space left on device' : describeError(cause);
+    return new FwError('E_JOURNAL', `journal ${this.path}: ${what} failed: ${why} (${this.pending.length} record(s) not written yet)`, { cause });
   }
 
   /** Start an fdatasync for every line written so far, unless one is running (it restarts after). */
@@ -313,8 +408,19 @@ export function findUnfinished(dir: string, warn: (msg: string) => void): Unfini
   for (const name of readdirSync(dir).filter((n) => n.endsWith('.jsonl')).sort()) {
     const path = join(dir, name);
     try {
-      const { state, validBytes } = parseJournal(readFileSync(path, 'utf8'), path);
-      if (state.tornBytes > 0) warn(`${path}: ${state.tornBytes} bytes of a torn record at the end (a crash mid-append); ignored`);
+      const text = readFileSync(path, 'utf8');
+      const parsed = parseJournal(text, path);
+      const { state } = parsed;
+      let { validBytes } = parsed;
+      if (state.corruptLines.length > 0) {
+        // not a crash: bit rot or an edit. Keep what verifies, set the original aside.
+        const repaired = repairJournal(path, text);
+        validBytes = repaired.validBytes;
+        warn(`${path}: CORRUPT journal: line(s) ${state.corruptLines.join(', ')} fail their CRC with verified records after them; `
+          + `kept the ${state.records} records that verify (${state.complete ? 'the campaign completed: not run again' : 'the campaign resumes from them'}), original copied to ${repaired.copy}`);
+      } else if (state.tornBytes > 0) {
+        warn(`${path}: ${state.tornBytes} bytes of a torn record at the end (a crash mid-append); ignored`);
+      }
       if (!state.complete) out.push({ path, state, validBytes });
     } catch (err) {
       warn(`${path}: unreadable journal (${describeError(err)}); renamed to ${name}.corrupt`);

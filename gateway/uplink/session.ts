@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { decodeCbor } from '../../protocol/cbor.ts';
 import { describeError, isFwError, type FwError } from '../../protocol/errors.ts';
 import { PROTOCOL_VERSION } from '../../protocol/limits.ts';
+import { agreedKeepalive } from '../../protocol/link/keepalive.ts';
 import type { Manifest } from '../../protocol/manifest.ts';
 import type { KeyRing } from '../../protocol/signature.ts';
 import {
@@ -9,6 +10,7 @@ import {
   type RetryMessage, type Targeting,
 } from '../../protocol/uplink.ts';
 import { TechnicianAuth } from './auth.ts';
+import { isNoSpace, NO_SPACE } from '../disk-full.ts';
 import type { MessageLink } from '../../transport/message-link.ts';
 import type { GatewayConfig } from '../config.ts';
 import type { Logger } from '../log.ts';
@@ -172,11 +174,14 @@ export class UplinkSession {
     await this.endUpload(false);
     const maxFrame = Math.min(config.maxFrame, msg.maxFrame);
     const window = Math.min(config.window, msg.window);
+    const keepalive = agreedKeepalive(msg.keepalive, config.keepaliveMs); // §4.11.1
     await this.send({
       t: 'hello', proto: PROTOCOL_VERSION, role: 'gateway', agent: this.deps.agent,
       maxFrame, window, maxMessage: msg.maxMessage, maxImage: config.maxImageBytes, challenge: this.auth.newChallenge(),
+      ...(keepalive ? { keepalive } : {}),
     });
     link.configure({ maxPayload: maxFrame, window });
+    if (keepalive) link.startKeepalive(keepalive, config.linkSilenceMs);
     // the upload's DATA frames come back to back: one ACK for several (§4.4)
     link.arq.configure({ ackDelayMs: config.ackDelayMs, ackEvery: config.ackEvery });
     this.maxFrame = maxFrame;
@@ -283,10 +288,15 @@ export class UplinkSession {
     try {
       await this.upload.write(off, data);
     } catch (err) {
-      this.deps.log.error({ err: describeError(err) }, 'upload write failed; upload abandoned');
-      await this.endUpload(false);
+      // disk full: the partial is removed, so the space goes back to the journals of running
+      // campaigns (docs/reliability.md "Disk full"); the push starts again from 0 once space is freed
+      const full = isNoSpace(err);
+      this.deps.log.error({ err: describeError(err), ...(full ? { partial: 'removed' } : {}) }, full ? `upload abandoned: ${NO_SPACE}; its partial is removed` : 'upload write failed; upload abandoned');
+      await this.endUpload(full);
       this.state = 'ready';
-      this.notify({ t: 'error', code: isFwError(err) ? err.code : 'E_STORE_IO', reason: describeError(err) });
+      this.notify(full
+        ? { t: 'error', code: 'E_DISK_FULL', reason: `${NO_SPACE} on the gateway: upload abandoned at ${off} bytes and its partial removed; free space on the gateway and push again` }
+        : { t: 'error', code: isFwError(err) ? err.code : 'E_STORE_IO', reason: describeError(err) });
     }
   }
 

@@ -91,6 +91,10 @@ export interface ArqStats {
   acksSent: number;
   /** ACKs sent by the delayed-ACK timer (§4.4), included in acksSent. */
   acksDelayed: number;
+  /** Keepalive ACKs (§4.11.1), included in acksSent. */
+  keepalivesSent: number;
+  /** DATA frames the peer acknowledged (first time each). */
+  framesAcked: number;
   naksSent: number;
   naksReceived: number;
   /** DATA frames already delivered or already buffered. */
@@ -192,7 +196,7 @@ export class ArqLink extends EventEmitter<ArqEvents> {
   private maxPayload: number;
   private linkState: LinkState = 'up';
   private readonly counters: Counters = {
-    framesOut: 0, framesIn: 0, retransmits: 0, dataBytesOut: 0, wireBytesOut: 0, wireBytesIn: 0, acksSent: 0, acksDelayed: 0,
+    framesOut: 0, framesIn: 0, retransmits: 0, dataBytesOut: 0, wireBytesOut: 0, wireBytesIn: 0, acksSent: 0, acksDelayed: 0, keepalivesSent: 0, framesAcked: 0,
     naksSent: 0, naksReceived: 0, duplicates: 0, outOfWindow: 0, ignored: 0, messagesOut: 0, messagesIn: 0, oversize: 0,
   };
   private readonly events: (() => void)[] = [];
@@ -335,6 +339,41 @@ export class ArqLink extends EventEmitter<ArqEvents> {
     this.armHandshake();
     this.flush();
     return promise;
+  }
+
+  /**
+   * §4.11.2: a passive side that starts (a restarted gateway) sends one RESET(nonce) with a fresh
+   * nonce, so a peer still holding the old session learns at once that it is gone. Nothing else
+   * changes: this side is already in the state after a RESET and does not wait for the
+   * RESET_ACK (it is ignored when it comes).
+   */
+  announceReset(): void {
+    if (this.closed) return;
+    let nonce = this.nextNonce() >>> 0;
+    if (nonce === this.ownNonce) nonce = (nonce + 1) >>> 0;
+    this.ownNonce = nonce;
+    this.sendControl(resetFrame(nonce));
+  }
+
+  /**
+   * §4.11.1: a keepalive, sent when nothing was sent for the agreed interval — an ACK of the
+   * receive state as it is (any ARQ peer takes it as a duplicate ACK and changes nothing).
+   */
+  sendKeepalive(): void {
+    if (this.closed) return;
+    this.counters.keepalivesSent++;
+    this.sendAck();
+    this.flush();
+  }
+
+  /**
+   * §4.11.1: nothing arrived from the peer for `ms` although it agreed to keepalives: the link
+   * is down (`E_LINK_TIMEOUT`, 'down') until a RESET either way, as after the retransmit limit.
+   */
+  peerSilent(ms: number, what = 'nothing from the link peer'): void {
+    if (this.closed || this.linkState !== 'up') return;
+    this.linkDown(new FwError('E_LINK_TIMEOUT', `${what} for ${ms} ms`));
+    this.flush();
   }
 
   /**
@@ -563,6 +602,7 @@ export class ArqLink extends EventEmitter<ArqEvents> {
     const take = (e: Outgoing | undefined, seq: number): void => {
       if (e === undefined || e.acked || e.seq !== seq) return;
       e.acked = true;
+      this.counters.framesAcked++;
       this.unackedCount--;
       ackedWire += e.wire.length;
       // on the line since the previous ACK at the latest: it was written and waiting for the frame ahead

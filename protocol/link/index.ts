@@ -4,3 +4,4 @@ export * from './cobs.ts';
 export * from './frame.ts';
 export * from './parser.ts';
 export * from './arq.ts';
+export * from './keepalive.ts';

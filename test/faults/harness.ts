@@ -10,6 +10,7 @@ import type { Manifest } from '../../protocol/manifest.ts';
 import type { CompleteMessage, ResultMessage } from '../../protocol/uplink.ts';
 import type { Rig } from '../helpers/rig.ts';
 import { bootFromFiles, type Target } from './invariants.ts';
+import { describeDiskFull, type DiskFullSpec } from './disk-fault.ts';
 
 /**
  * Shared machinery of the fault matrix and the soak: fast timeouts, storing an image straight
@@ -41,7 +42,7 @@ export async function storeImage(rig: Rig, image: Uint8Array, manifest: Manifest
 }
 
 export function storeDir(rig: Rig): string {
-  return join(rig.dir, 'gateway', 'store');
+  return join(rig.gatewayDir, 'store');
 }
 
 export function devicesDir(rig: Rig): string {
@@ -52,7 +53,7 @@ export function devicesDir(rig: Rig): string {
 
 /** The faults the tests inject. `gateway-kill` is the extension point for the campaign journal (not injected yet). */
 export const FaultKinds = [
-  'power-cut', 'power-cut-now', 'corrupt-chunk', 'link-drop', 'link-outage', 'busy', 'fail-self-test', 'gateway-kill',
+  'power-cut', 'power-cut-now', 'corrupt-chunk', 'link-drop', 'link-outage', 'busy', 'fail-self-test', 'gateway-kill', 'disk-full',
 ] as const;
 export type FaultKind = (typeof FaultKinds)[number];
 
@@ -73,7 +74,9 @@ export type FaultSpec =
   | { kind: 'busy'; device: number }
   | { kind: 'fail-self-test'; device: number }
   /** Kill -9 the gateway and start it again on the same data dir. Not injected yet: see docs/reliability.md. */
-  | { kind: 'gateway-kill'; delayMs: number };
+  | { kind: 'gateway-kill'; delayMs: number }
+  /** The gateway's disk full just before a durable step's journal record (test/faults/disk-fault.ts). */
+  | DiskFullSpec;
 
 function describeTrigger(w: Trigger): string {
   return 'afterAcceptMs' in w ? `+${w.afterAcceptMs}ms after accept` : `at ${Math.round(w.atFraction * 100)}%`;
@@ -90,6 +93,7 @@ export function describeFault(f: FaultSpec, id?: string): string {
     case 'busy': return `${who} busy`;
     case 'fail-self-test': return `${who} fail-self-test`;
     case 'gateway-kill': return `gateway kill -9 +${f.delayMs}ms`;
+    case 'disk-full': return describeDiskFull(f);
     default: {
       const never: never = f;
       return String(never);
@@ -113,6 +117,7 @@ export function armFault(rig: Rig, spec: FaultSpec, image: Pick<Manifest, 'size'
   if (spec.kind === 'gateway-kill') {
     throw new Error('gateway-kill faults need a gateway that resumes its campaigns at start-up (gateway/rollout/journal.ts); not injected yet');
   }
+  if (spec.kind === 'disk-full') throw new Error('disk-full faults are armed on their campaign: armDiskFull (test/faults/disk-fault.ts)');
   const device = rig.sims.devices[spec.device];
   if (!device) throw new Error(`no device ${spec.device} in a fleet of ${rig.sims.devices.length}`);
   const id = device.id;

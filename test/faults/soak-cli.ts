@@ -1,22 +1,25 @@
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { runSoak, SOAK_FAULT_KINDS } from './soak.ts';
+import { runRestartSoak } from './restart-soak.ts';
 
 /**
- * `npm run test:faults -- --seed S --faults N [--devices D] [--verbose]`: the seeded random soak
- * alone (docs/reliability.md). Prints a line per campaign and the summary line; exit 1 when a
+ * `npm run test:faults -- --seed S --faults N [--devices D] [--restarts R] [--verbose]`: the seeded
+ * random soak, then R gateway restarts under fwpush with real processes (test/faults/restart-soak.ts;
+ * docs/reliability.md). Prints a line per campaign and the summary line; exit 1 when a
  * device was bricked or anything was lost, 2 on a usage error.
  */
 
-const USAGE = `usage: npm run test:faults -- [--seed S] [--faults N] [--devices D] [--verbose]
+const USAGE = `usage: npm run test:faults -- [--seed S] [--faults N] [--devices D] [--restarts R] [--verbose]
 
   --seed S      PRNG seed, integer 0..4294967295 (default: a random one, printed)
   --faults N    run campaigns until at least N faults have fired, 1..100000 (default 200)
   --devices D   simulated devices, 2..64 (default 8)
+  --restarts R  then R rounds of fwgate killed and restarted under fwpush (real processes), 0..1000 (default 3)
   --verbose     print each campaign's fault schedule, which faults fired and every device's result
   --help        this text
 
-Faults drawn: ${SOAK_FAULT_KINDS.join(', ')}.
+Faults drawn: ${SOAK_FAULT_KINDS.join(', ')}, disk-full (root), gateway restart under fwpush (--restarts).
 Reproduce a failing run with the same --seed, --faults and --devices.`;
 
 export interface SoakArgs {
@@ -24,6 +27,8 @@ export interface SoakArgs {
   faults: number;
   devices: number;
   verbose: boolean;
+  /** Rounds of the gateway restart under fwpush (real processes) after the soak. */
+  restarts: number;
 }
 
 export class UsageError extends Error {
@@ -36,7 +41,7 @@ export function parseSoakArgs(argv: readonly string[], randomSeed: () => number)
     ({ values } = parseArgs({
       args: [...argv],
       options: {
-        seed: { type: 'string' }, faults: { type: 'string' }, devices: { type: 'string' },
+        seed: { type: 'string' }, faults: { type: 'string' }, devices: { type: 'string' }, restarts: { type: 'string' },
         verbose: { type: 'boolean', short: 'v' }, help: { type: 'boolean', short: 'h' },
       },
       strict: true, allowPositionals: false,
@@ -57,6 +62,7 @@ export function parseSoakArgs(argv: readonly string[], randomSeed: () => number)
     faults: int('faults', values.faults, 1, 100_000, 200),
     devices: int('devices', values.devices, 2, 64, 8),
     verbose: values.verbose === true,
+    restarts: int('restarts', values.restarts, 0, 1000, 3),
   };
 }
 
@@ -73,7 +79,7 @@ async function main(): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
-  const { seed, faults, devices, verbose } = args;
+  const { seed, faults, devices, verbose, restarts } = args;
   const t = (): string => new Date().toISOString().slice(11, 23);
   process.stdout.write(`${t()} soak: seed ${seed}, at least ${faults} faults, ${devices} devices (reproduce: npm run test:faults -- --seed ${seed} --faults ${faults} --devices ${devices})\n`);
   const f = await runSoak({ seed, faults, devices, verbose, log: (line) => process.stdout.write(`${t()} ${line}\n`) });
@@ -81,9 +87,18 @@ async function main(): Promise<number> {
   process.stdout.write(`${t()} ${f.campaigns} campaigns in ${(f.ms / 1000).toFixed(1)} s; fired/scheduled by kind: ${kinds}; skipped ${f.skipped}\n`);
   for (const p of f.problems) process.stdout.write(`PROBLEM ${p}\n`);
   process.stdout.write(`${f.summary}\n`);
-  if (f.bricked !== 0 || f.lost !== 0) {
+  if (f.bricked !== 0 || f.lost !== 0 || f.problems.length > 0) {
     process.stdout.write(`FAILED: reproduce with npm run test:faults -- --seed ${seed} --faults ${faults} --devices ${devices} --verbose\n`);
     return 1;
+  }
+  if (restarts > 0) {
+    const r = await runRestartSoak({ seed, rounds: restarts, log: (line) => process.stdout.write(`${t()} ${line}\n`) });
+    for (const p of r.problems) process.stdout.write(`PROBLEM ${p}\n`);
+    process.stdout.write(`gateway restarts under fwpush: ${r.restarts} in ${r.rounds} rounds, problems ${r.problems.length}\n`);
+    if (r.problems.length > 0) {
+      process.stdout.write(`FAILED: reproduce with npm run test:faults -- --seed ${seed} --faults 1 --restarts ${restarts}\n`);
+      return 1;
+    }
   }
   return 0;
 }

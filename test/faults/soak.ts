@@ -8,6 +8,9 @@ import {
 import { checkInvariants, describeViolations } from './invariants.ts';
 import { mulberry32 } from '../../protocol/seeded-random.ts';
 import { FAULT_WEIGHTS, planCampaign, type SoakShape } from './schedule.ts';
+import { activatingOnDisk, armDiskFull, checkJournal, describeDiskFull, planGatewayFault } from './disk-fault.ts';
+import { mountSmallExt4, type SmallDisk } from '../helpers/tmpfs.ts';
+import { join } from 'node:path';
 
 /**
  * The seeded random soak (docs/reliability.md): campaigns v1.1.0, v1.2.0, ... to one fleet,
@@ -37,6 +40,12 @@ export interface SoakOptions {
   campaignTimeoutMs?: number;
   /** Print each campaign's schedule, which faults fired, and each device's result. */
   verbose?: boolean;
+  /**
+   * The gateway's data directory on a small file system of its own, filled before durable steps
+   * (disk-full faults, test/faults/disk-fault.ts). Default: when root (a loop-mounted ext4);
+   * otherwise the disk-full faults are scheduled but cannot fire.
+   */
+  diskFull?: boolean;
   log?: (line: string) => void;
 }
 
@@ -86,8 +95,11 @@ export async function runSoak(opts: SoakOptions): Promise<SoakFigures> {
   let injected = 0;
   let campaigns = 0;
 
+  const disk: SmallDisk | undefined = opts.diskFull === false ? undefined : mountSmallExt4(32 * 1024);
+  if (!disk) log('disk-full faults cannot fire: the small file system needs root (loop-mounted ext4)');
   const rig = await Rig.start({
-    devices, config: FAULT_CONFIG, device: FAULT_DEVICE,
+    devices, config: { ...FAULT_CONFIG, rollout: { ...FAULT_CONFIG.rollout, journalRetryMs: 200 } }, device: FAULT_DEVICE,
+    ...(disk ? { gatewayDir: join(disk.dir, 'gateway') } : {}),
     // Every device behind its own loopback link proxy, so link outages can be injected.
     profiles: () => BUILTIN_PROFILES.lan,
   });
@@ -96,21 +108,39 @@ export async function runSoak(opts: SoakOptions): Promise<SoakFigures> {
     while (injected < opts.faults && campaigns < maxCampaigns) {
       campaigns++;
       const plan = planCampaign(rnd, campaigns, shape);
+      const gwFault = planGatewayFault(opts.seed, campaigns);
       if (opts.verbose) {
-        log(`campaign ${plan.index} ${plan.version} schedule: ${plan.faults.map((f) => describeFault(f, 'device' in f ? ids[f.device] : undefined)).join('; ') || '(none)'}`);
+        log(`campaign ${plan.index} ${plan.version} schedule: ${[...plan.faults.map((f) => describeFault(f, 'device' in f ? ids[f.device] : undefined)), ...(gwFault ? [describeDiskFull(gwFault)] : [])].join('; ') || '(none)'}`);
       }
       const { image, manifest } = sampleImage({ version: plan.version, size, chunk });
       const stored = await storeImage(rig, image, manifest);
       storedShas.push(manifest.sha256);
       const armed: ArmedFault[] = [];
+      // who acted on `activate` in this campaign: each must have its durable `activating` record
+      const activated = new Set<string>();
+      const early: string[] = [];
+      let campaignId = '';
+      const onActivated = (d: (typeof rig.sims.devices)[number]) => (e: { type: string }): void => {
+        if (e.type !== 'activated') return;
+        activated.add(d.id);
+        // at the moment the device acts on `activate`, its record is on disk already
+        if (campaignId && !activatingOnDisk(rig, campaignId, d.id)) early.push(`${d.id} acted on activate before its activating record was written`);
+      };
+      const listeners = rig.sims.devices.map((d) => [d, onActivated(d)] as const);
+      for (const [d, fn] of listeners) d.on('event', fn);
       let run: Awaited<ReturnType<typeof runCampaign>>;
       try {
         run = await runCampaign(rig, stored, {
           timeoutMs: opts.campaignTimeoutMs ?? 60_000,
-          arm: () => { for (const f of plan.faults) armed.push(armFault(rig, f, manifest)); },
+          arm: (c) => {
+            campaignId = c.id;
+            for (const f of plan.faults) armed.push(armFault(rig, f, manifest));
+            if (gwFault) armed.push(armDiskFull(rig, gwFault, c, disk?.dir, ids.length));
+          },
         });
       } finally {
         for (const a of armed) a.disarm();
+        for (const [d, fn] of listeners) d.off('event', fn);
       }
       const unsettled = await settleFleet(rig, 15_000);
       const report = await checkInvariants({
@@ -118,7 +148,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakFigures> {
       });
       for (const b of report.bricked) bricked.add(b.id);
       lost += report.unaccounted.length;
-      const violations = describeViolations(report).map((v) => `campaign ${plan.index} ${plan.version}: ${v}`);
+      const violations = [...describeViolations(report), ...early, ...(await checkJournal(rig, run.id, activated))].map((v) => `campaign ${plan.index} ${plan.version}: ${v}`);
       if (run.timedOut) violations.push(`campaign ${plan.index} ${plan.version}: did not complete within its bound; cancelled`);
       problems.push(...violations);
 
@@ -170,6 +200,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakFigures> {
     for (const v of endViolations) log(`  VIOLATION ${v}`);
   } finally {
     await rig.stop();
+    disk?.unmount();
   }
 
   const figures = {

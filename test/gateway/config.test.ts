@@ -44,7 +44,7 @@ describe('gateway config', () => {
     const ok = { cron: '0 2 * * *', durationMin: 120, timeZone: 'Europe/Berlin' };
 
     it('accepts a list and defaults to none', () => {
-      assert.deepEqual(parseConfig({}).windows, { list: [] });
+      assert.deepEqual(parseConfig({}).windows, { list: [], clockCheckMs: 5000, clockJumpMs: 2000 });
       assert.deepEqual(parseConfig({ windows: { list: [ok, { ...ok, cron: '0 30 1 * * 6', timeZone: 'UTC' }] } }).windows.list[1],
         { cron: '0 30 1 * * 6', durationMin: 120, timeZone: 'UTC' });
     });

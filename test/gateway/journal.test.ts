@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CampaignJournal, encodeRecord, findUnfinished, parseJournal, type JournalRecord } from '../../gateway/rollout/journal.ts';
@@ -61,14 +61,65 @@ describe('campaign journal', () => {
     assert.equal(reread.state.held.get('d1'), 200);
   });
 
-  it('a record whose CRC does not match ends the valid part: nothing after it is trusted', () => {
-    const recs: JournalRecord[] = [{ r: 'campaign', id: 'c-1', sha256: SHA, at: 1 }, { r: 'held', id: 'd1', bytes: 1 }, { r: 'held', id: 'd1', bytes: 2 }];
+  it('a bad LAST record is a torn append: cut off, nothing after it', () => {
+    const recs: JournalRecord[] = [{ r: 'campaign', id: 'c-1', sha256: SHA, at: 1 }, { r: 'held', id: 'd1', bytes: 1 }];
     const lines = recs.map(encodeRecord);
-    lines[1] = lines[1]!.replace('"bytes":1', '"bytes":9'); // bit rot: the CRC no longer matches
+    lines[1] = lines[1]!.replace('"bytes":1', '"bytes":9'); // the CRC no longer matches
     const { state, validBytes } = parseJournal(lines.join(''));
     assert.equal(validBytes, Buffer.byteLength(lines[0]!));
     assert.equal(state.held.size, 0);
     assert.equal(state.records, 1);
+    assert.deepEqual(state.corruptLines, []);
+  });
+
+  it('a bad record in the middle is corruption: the records after it that verify are kept (issue 17.6)', () => {
+    const recs: JournalRecord[] = [{ r: 'campaign', id: 'c-1', sha256: SHA, at: 1 }, { r: 'held', id: 'd1', bytes: 1 }, { r: 'held', id: 'd2', bytes: 2 }];
+    const lines = recs.map(encodeRecord);
+    lines[1] = lines[1]!.replace('"bytes":1', '"bytes":9');
+    const { state, validBytes } = parseJournal(lines.join(''));
+    assert.deepEqual(state.corruptLines, [2]);
+    assert.equal(state.records, 2);
+    assert.equal(state.held.get('d2'), 2);
+    assert.equal(state.tornBytes, 0);
+    assert.equal(validBytes, Buffer.byteLength(lines.join('')));
+  });
+
+  it('a completed campaign with a flipped byte in its middle is not run again; the original is copied aside and the journal rewritten with what verifies', () => {
+    const result = { t: 'result', campaign: 'c-2', id: 'd1', outcome: 'updated', code: 'ok', from: '1.0.0', to: '1.1.0', durationMs: 5, retries: 0 } as const;
+    const recs: JournalRecord[] = [
+      { r: 'campaign', id: 'c-2', sha256: SHA, at: 1 }, { r: 'activating', id: 'd1' }, { r: 'result', result },
+      { r: 'complete', complete: { t: 'complete', campaign: 'c-2', devices: 1, updated: 1, failed: 0, rolledBack: 0, skipped: 0, durationMs: 9 } },
+    ];
+    const lines = recs.map(encodeRecord);
+    lines[1] = lines[1]!.replace('"d1"', '"e1"'); // one flipped byte
+    const path = join(dir, 'c-2.jsonl');
+    writeFileSync(path, lines.join(''));
+    const warnings: string[] = [];
+    assert.deepEqual(findUnfinished(dir, (m) => warnings.push(m)), [], 'the completed campaign is not resumed');
+    assert.match(warnings.join('\n'), /CORRUPT journal: line\(s\) 2 .*completed: not run again/);
+    const copies = readdirSync(dir).filter((n) => n.startsWith('c-2.jsonl.corrupt-'));
+    assert.equal(copies.length, 1, 'the original is kept aside');
+    assert.equal(readFileSync(join(dir, copies[0]!), 'utf8'), lines.join(''));
+    const reread = parseJournal(readFileSync(path, 'utf8'));
+    assert.deepEqual(reread.state.corruptLines, []);
+    assert.equal(reread.state.records, 3);
+    assert.equal(reread.state.results.size, 1);
+    assert.ok(reread.state.complete);
+  });
+
+  it('an unfinished campaign with a corrupt middle line resumes from the records that verify, and appends after them', () => {
+    const recs: JournalRecord[] = [{ r: 'campaign', id: 'c-3', sha256: SHA, at: 1 }, { r: 'held', id: 'd1', bytes: 1 }, { r: 'activating', id: 'd2' }];
+    const lines = recs.map(encodeRecord);
+    lines[1] = lines[1]!.replace('"bytes":1', '"bytes":7');
+    writeFileSync(join(dir, 'c-3.jsonl'), lines.join(''));
+    const [u] = findUnfinished(dir, () => undefined);
+    assert.deepEqual([...u!.state.activating], ['d2']);
+    const j = CampaignJournal.reopen(u!.path, u!.validBytes);
+    j.append({ r: 'activating', id: 'd3' });
+    j.close();
+    const reread = parseJournal(readFileSync(u!.path, 'utf8'));
+    assert.deepEqual([...reread.state.activating], ['d2', 'd3']);
+    assert.deepEqual(reread.state.corruptLines, []);
   });
 
   it('sets an unreadable journal aside as .corrupt and reports it, keeping its bytes', () => {

@@ -40,6 +40,8 @@ export interface RigOptions {
   log?: Logger;
   /** More device ids admitted by the broker (e.g. C devices the test starts itself); their passwords are in `rig.passwords`. */
   extraDeviceIds?: readonly string[];
+  /** The gateway's data directory (e.g. on a small file system of its own); default `<rig dir>/gateway`. */
+  gatewayDir?: string;
 }
 
 /** Test timeouts: short, but generous enough for a loaded 2-core machine. */
@@ -79,6 +81,8 @@ export class Rig {
     readonly techKeyPath: string,
     /** Device id -> MQTT password of every device the broker admits (the simulated ones and `extraDeviceIds`). */
     readonly passwords: ReadonlyMap<string, string>,
+    /** The gateway's data directory. */
+    readonly gatewayDir: string,
   ) {}
 
   /** Client options of the rig's laptop sessions: test timeouts and the rig's technician key. */
@@ -96,7 +100,8 @@ export class Rig {
     // Broker authentication on (docs/protocol.md §6.1.8): a device list with a password per simulated device.
     const devicesFile = join(dir, 'devices.json');
     const passwords = await writeDeviceList(devicesFile, [...Array.from({ length: opts.devices }, (_, i) => fleetDeviceId('dev', i)), ...(opts.extraDeviceIds ?? [])]);
-    const config = parseConfig({ ...TEST_CONFIG, ...opts.config, dataDir: join(dir, 'gateway'),
+    const gatewayDir = opts.gatewayDir ?? join(dir, 'gateway');
+    const config = parseConfig({ ...TEST_CONFIG, ...opts.config, dataDir: gatewayDir,
       uplink: { technicianKeys: [{ publicKey: tech.publicKeyPem }], ...opts.config?.uplink },
       broker: { ...TEST_CONFIG.broker, devicesFile, ...opts.config?.broker }, rollout: { ...TEST_CONFIG.rollout, ...opts.config?.rollout },
       log: { ...TEST_CONFIG.log, ...opts.config?.log }, security: opts.config?.security ?? testSecurity() });
@@ -123,7 +128,7 @@ export class Rig {
     const client = new UplinkClient(laptopLink, { ...defaultClientOptions, replyTimeoutMs: 20_000, idleTimeoutMs: 60_000, techKey });
     const events: GatewayUplinkMessage[] = [];
     client.on('event', (e) => events.push(e));
-    return new Rig(dir, pty, gateway, gatewayPort, sims, laptopPort, laptopLink, client, events, techKey, techKeyPath, passwords);
+    return new Rig(dir, pty, gateway, gatewayPort, sims, laptopPort, laptopLink, client, events, techKey, techKeyPath, passwords, gatewayDir);
   }
 
   /** A second laptop session on the same serial port (after the first one was unplugged). */

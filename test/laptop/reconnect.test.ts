@@ -151,7 +151,7 @@ describe('laptop/notices: what fwpush says about its link', () => {
     write(resumed);
     assert.equal(cleared, 3);
     assert.deepEqual(out.split('\n'), [
-      'Link to the gateway on /dev/ttyUSB0 lost (serial port /dev/ttyUSB0 failed: EIO); reconnecting for up to 5 min 00 s…',
+      'Link lost: gateway restarted or cable pulled (/dev/ttyUSB0: serial port /dev/ttyUSB0 failed: EIO); reconnecting for up to 5 min 00 s…',
       'Reconnected on /dev/ttyUSB0 after 2.4 s (3 attempts); following the campaign again',
       noticeText(resumed),
       '',

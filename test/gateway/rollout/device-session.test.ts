@@ -522,6 +522,8 @@ describe('device session after a gateway restart past activate (journal)', () =>
     const r = await drive(timers, session(ch, timers, {}, { resumeAfterActivate: () => ready }).run(), 60_000);
     assert.deepEqual([r.outcome, r.code], ['updated', 'ok']);
     assert.deepEqual(['offer', 'activate', 'confirm'].map((t) => ch.count(t as GatewayMessage['t'])), [1, 1, 1]);
+    assert.equal(r.retries, 0, 'not a second activation: the first never took effect');
+    assert.equal(r.reason, undefined);
   });
 
   it('a device that reverted while the gateway was down is offered again within the bounds (its slot is marked bad)', async () => {
@@ -531,6 +533,9 @@ describe('device session after a gateway restart past activate (journal)', () =>
     assert.deepEqual([r.outcome, r.code], ['updated', 'ok']);
     assert.equal(ch.count('offer'), 1);
     assert.equal(ch.count('activate'), 1);
+    // issue 17.5: the result says honestly that this was the image's second activation on the device
+    assert.equal(r.retries, 1);
+    assert.match(r.reason ?? '', /first activation was reverted .* activated a second time/);
   });
 });
 
