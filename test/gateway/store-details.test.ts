@@ -59,7 +59,7 @@ describe('gateway/store: details', () => {
     assert.ok(!logs.some((l) => /image\(s\) verified/.test(l)), 'nothing to say about an empty store');
   });
 
-  it('read(): E_IMAGE_NOT_FOUND naming the image; a file changed under the store gives E_IMAGE_SIZE with both sizes', async () => {
+  it('read(): E_IMAGE_NOT_FOUND naming the image; a file changed under the store gives E_IMAGE_CORRUPT, its E_IMAGE_SIZE cause naming both sizes', async () => {
     const s = await open();
     const a = image(3000, 3);
     await store(s, a);
@@ -67,9 +67,9 @@ describe('gateway/store: details', () => {
     await assert.rejects(s.read('ab'.repeat(32)), (err: unknown) => isFwError(err, 'E_IMAGE_NOT_FOUND')
       && err.message === `image ${'ab'.repeat(32)} is not in the store` && (err.details as { sha256: string }).sha256 === 'ab'.repeat(32));
     await truncate(join(dir, 'images', `${a.manifest.sha256}.bin`), 100);
-    await assert.rejects(s.read(a.manifest.sha256), (err: unknown) => isFwError(err, 'E_IMAGE_SIZE')
-      && err.message === `stored image ${a.manifest.sha256} is 100 bytes, manifest says 3000`
-      && JSON.stringify(err.details) === JSON.stringify({ expected: 3000, actual: 100 }));
+    await assert.rejects(s.read(a.manifest.sha256), (err: unknown) => isFwError(err, 'E_IMAGE_CORRUPT')
+      && err.message.startsWith(`stored copy of image ${a.manifest.sha256} is corrupt (`) && err.message.endsWith('; quarantined: re-push the image')
+      && isFwError(err.cause, 'E_IMAGE_SIZE') && JSON.stringify(err.cause.details) === JSON.stringify({ expected: 3000, actual: 100 }));
   });
 
   it('the size limit: exactly maxImageSize is accepted, one byte more is E_IMAGE_TOO_LARGE naming both', async () => {
