@@ -113,6 +113,11 @@ export const configSchema = z.strictObject({
     technicianKeys: z.array(trustedKey).max(64).default([]),
     /** DEVELOPMENT ONLY: grant requests to send without a technician's `auth` (a warning at start-up). */
     allowUnauthenticated: z.boolean().default(false),
+    /**
+     * A session's technician authorisation lapses when no authorised request came for this long since
+     * the hello (or the last authorised one): later requests are denied until a new hello (§7.2.4).
+     */
+    authIdleMs: z.number().int().min(1000).max(3_600_000).default(60_000),
   }).prefault({}),
   rollout: z.strictObject({
     /** Devices updated at the same time. */

@@ -5,7 +5,7 @@ import type { Manifest } from '../protocol/manifest.ts';
 import type {
   CampaignPolicy, CompleteMessage, GatewayUplinkMessage, HelloMessage, LaptopMessage, RtsMessage,
 } from '../protocol/uplink.ts';
-import { signChallenge, type TechnicianKey } from '../protocol/uplink-auth.ts';
+import { signChallenge, signRequest, type TechnicianKey, type UplinkRequest } from '../protocol/uplink-auth.ts';
 import type { MessageLink } from '../transport/message-link.ts';
 import { laptopSettings } from './settings.ts';
 import { uploadChunk } from './upload-chunk.ts';
@@ -76,6 +76,8 @@ export class UplinkClient extends EventEmitter<{
   private wake: (() => void) | undefined;
   /** The link was closed (its port closed or failed, or close() was called): nothing more will arrive. */
   private closed = false;
+  /** This session's challenge and request counter (§7.2.4); set by each hello exchange. */
+  private session: { challenge: Uint8Array | undefined; authIdleMs: number | undefined; n: number; lastAt: number } | undefined;
 
   constructor(private readonly link: LaptopLink, private readonly opts: ClientOptions = defaultClientOptions) {
     super();
@@ -96,6 +98,11 @@ export class UplinkClient extends EventEmitter<{
    */
   async connect(): Promise<HelloMessage> {
     await this.link.open();
+    return this.exchangeHellos();
+  }
+
+  /** Send hello and take the gateway's: a new session with a new challenge (§7.2, §7.2.4). */
+  private async exchangeHellos(): Promise<HelloMessage> {
     await this.link.send({
       t: 'hello', proto: PROTOCOL_VERSION, role: 'laptop', agent: this.opts.agent,
       maxFrame: Math.min(this.opts.maxFrame, MAX_FRAME_PAYLOAD), window: this.opts.window, maxMessage: MAX_UPLINK_MESSAGE,
@@ -106,9 +113,27 @@ export class UplinkClient extends EventEmitter<{
       throw new FwError('E_UPLINK_PROTOCOL', `gateway speaks uplink protocol ${hello.proto}, this fwpush speaks ${PROTOCOL_VERSION}`);
     }
     this.link.configure({ maxPayload: hello.maxFrame, window: hello.window });
-    // Not answered by the gateway: a refused auth shows as `deny` `unauthorised` at the request to send.
-    if (hello.challenge && this.opts.techKey) await this.link.send(signChallenge(this.opts.techKey, hello.challenge));
+    this.session = { challenge: hello.challenge, authIdleMs: hello.authIdleMs, n: 0, lastAt: Date.now() };
+    // A gateway of the previous version (no authIdleMs in its hello) knows only the session-wide auth (§7.2.4, version 1).
+    if (hello.challenge && hello.authIdleMs === undefined && this.opts.techKey) await this.link.send(signChallenge(this.opts.techKey, hello.challenge));
     return hello;
+  }
+
+  /**
+   * The request with the technician's `auth` (§7.2.4): signed over the session challenge, the
+   * next counter and its content. Before a request that comes more than half the gateway's
+   * authIdleMs after the last one, a new hello fetches a fresh challenge. Unchanged without a
+   * technician key or towards a gateway of the previous version.
+   */
+  async authorised<M extends LaptopMessage & UplinkRequest>(msg: M): Promise<M> {
+    const key = this.opts.techKey;
+    if (key === undefined || this.session === undefined) return msg;
+    if (this.session.authIdleMs !== undefined && Date.now() - this.session.lastAt > this.session.authIdleMs / 2) await this.exchangeHellos();
+    const { challenge, authIdleMs } = this.session;
+    if (challenge === undefined || authIdleMs === undefined) return msg;
+    this.session.n += 1;
+    this.session.lastAt = Date.now();
+    return signRequest(key, challenge, this.session.n, msg);
   }
 
   /**
@@ -128,7 +153,7 @@ export class UplinkClient extends EventEmitter<{
    * already holds of it (keyed by its digest); rejects on a deny, its code in `details.deny`.
    */
   async requestToSend(manifest: Manifest, options: CampaignOptions = {}): Promise<Grant> {
-    await this.link.send(rtsFor(manifest, options));
+    await this.link.send(await this.authorised(rtsFor(manifest, options)));
     const reply = await this.next((m): m is Msg<'grant'> | Msg<'deny'> => m.t === 'grant' || m.t === 'deny', this.opts.replyTimeoutMs, 'grant or deny');
     if (reply.t === 'deny') {
       throw new FwError('E_UPLINK_STATE', `gateway refused the upload (${reply.code}): ${reply.reason}`, { details: { deny: reply.code } });

@@ -8,7 +8,7 @@ import {
 } from './limits.ts';
 import { manifestSchema } from './manifest.ts';
 import { bytes, decodeMessage, sha256Hex, text, u32 } from './schema.ts';
-import { AUTH_CHALLENGE_BYTES, AUTH_SIG_BYTES } from './uplink-auth.ts';
+import { AUTH_CHALLENGE_BYTES, AUTH_SIG_BYTES, MAX_REQUEST_COUNTER } from './uplink-auth.ts';
 
 /**
  * Uplink messages between the field laptop (fwpush) and the gateway over the serial link
@@ -79,8 +79,16 @@ export const helloMsg = z.object({
   maxImage: u32.optional(),
   /** Gateway only: fresh random bytes the laptop signs in its `auth` (§7.2.4). */
   challenge: bytes.refine((b) => b.length === AUTH_CHALLENGE_BYTES, `must be ${AUTH_CHALLENGE_BYTES} bytes`).optional(),
+  /** Gateway only: requests are authorised one by one (`auth` field, §7.2.4) and the session's authorisation lapses after this idle time. */
+  authIdleMs: u32.optional(),
 });
-/** The laptop proves it holds a technician key: Ed25519 over the gateway's challenge (§7.2.4). */
+/** The `auth` field of an authorised request (§7.2.4): Ed25519 over the challenge, the counter and the request's content. */
+export const requestAuth = z.strictObject({
+  keyId: z.string().regex(/^[0-9a-f]{16}$/, 'must be 16 lowercase hex digits'),
+  n: z.number().int().min(1).max(MAX_REQUEST_COUNTER),
+  sig: bytes.refine((b) => b.length === AUTH_SIG_BYTES, `must be ${AUTH_SIG_BYTES} bytes`),
+});
+/** Version 1 of technician authentication (§7.2.4): accepted on the wire, never authorises (a laptop that sends it is told to upgrade). */
 export const authMsg = z.object({
   t: z.literal('auth'),
   keyId: z.string().regex(/^[0-9a-f]{16}$/, 'must be 16 lowercase hex digits'),
@@ -95,6 +103,8 @@ export const rtsMsg = z.object({
   downgrade: z.boolean().optional(),
   /** The campaign may update busy devices; absent = false: busy devices are deferred, never forced (§7.3.5). */
   force: z.boolean().optional(),
+  /** The technician's authorisation of this very request (§7.2.4). */
+  auth: requestAuth.optional(),
 });
 export const dataMsg = z.object({ t: z.literal('data'), off: u32, data: bytes });
 export const commitMsg = z.object({ t: z.literal('commit') });
@@ -240,6 +250,7 @@ export type LaptopMessage = z.infer<typeof laptopMessage>;
 export type GatewayUplinkMessage = z.infer<typeof gatewayUplinkMessage>;
 export type HelloMessage = z.infer<typeof helloMsg>;
 export type AuthMessage = z.infer<typeof authMsg>;
+export type RequestAuthField = z.infer<typeof requestAuth>;
 export type OrderMessage = z.infer<typeof orderMsg>;
 export type OrderEntry = z.infer<typeof orderEntry>;
 export type ExcludedEntry = z.infer<typeof excludedEntry>;

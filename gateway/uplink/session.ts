@@ -7,6 +7,7 @@ import type { KeyRing } from '../../protocol/signature.ts';
 import {
   clipReasons, DATA_MESSAGE_OVERHEAD, type DenyCode, type GatewayUplinkMessage, type LaptopMessage,
 } from '../../protocol/uplink.ts';
+import { needsRequestAuth, type UplinkRequest } from '../../protocol/uplink-auth.ts';
 import { TechnicianAuth } from './auth.ts';
 import type { MessageLink } from '../../transport/message-link.ts';
 import type { GatewayConfig } from '../config.ts';
@@ -36,6 +37,8 @@ export interface UplinkDeps {
   onImageStored(image: StoredImage, request: CampaignRequest): Promise<StoredCampaign>;
   /** Source of the hello challenges (§7.2.4); default crypto.randomBytes. Injected by tests. */
   randomBytes?: (n: number) => Uint8Array;
+  /** Clock of the authorisation's idle lapse (§7.2.4); default Date.now. Injected by tests. */
+  now?: () => number;
 }
 
 /** The campaign policy a laptop asks for in its `rts` (§7.3). */
@@ -67,7 +70,7 @@ export class UplinkSession {
   private readonly auth: TechnicianAuth;
 
   constructor(private readonly deps: UplinkDeps) {
-    this.auth = new TechnicianAuth(deps.config, deps.log, deps.randomBytes ?? ((n) => randomBytes(n)));
+    this.auth = new TechnicianAuth(deps.config, deps.log, deps.randomBytes ?? ((n) => randomBytes(n)), deps.now ?? Date.now);
     deps.link.on('message', (msg) => {
       this.queue = this.queue.then(() => this.dispatch(msg)).catch((err: unknown) => {
         deps.log.error({ err: describeError(err) }, 'uplink handler failed');
@@ -121,6 +124,12 @@ export class UplinkSession {
   }
 
   private async dispatch(msg: LaptopMessage): Promise<void> {
+    // every request of AUTHORISED_REQUEST_TYPES carries its own technician signature (§7.2.4)
+    if (needsRequestAuth(msg.t)) {
+      if (this.state === 'idle') return this.deny('state', 'send hello first');
+      const unauthorised = this.auth.authorise(msg as UplinkRequest);
+      if (unauthorised !== undefined) return this.deny('unauthorised', unauthorised);
+    }
     switch (msg.t) {
       case 'hello': return this.onHello(msg);
       case 'auth': return this.onAuth(msg);
@@ -147,6 +156,7 @@ export class UplinkSession {
     await this.send({
       t: 'hello', proto: PROTOCOL_VERSION, role: 'gateway', agent: this.deps.agent,
       maxFrame, window, maxMessage: msg.maxMessage, maxImage: config.maxImageBytes, challenge: this.auth.newChallenge(),
+      authIdleMs: config.authIdleMs,
     });
     link.configure({ maxPayload: maxFrame, window });
     // the upload's DATA frames come back to back: one ACK for several (§4.4)
@@ -156,18 +166,15 @@ export class UplinkSession {
     this.deps.log.info({ agent: msg.agent, maxFrame, window }, 'laptop hello');
   }
 
-  /** `auth` (§7.2.4): not answered; its outcome decides the next request to send. */
+  /** The session-wide `auth` of version 1 (§7.2.4): not answered, authorises nothing; denied requests then say to upgrade fwpush. */
   private async onAuth(msg: Extract<LaptopMessage, { t: 'auth' }>): Promise<void> {
     if (this.state === 'idle') return this.deny('state', 'send hello first');
-    this.auth.check(msg);
+    this.auth.noteLegacyAuth(msg);
   }
 
   private async onRequestToSend(rts: Extract<LaptopMessage, { t: 'rts' }>): Promise<void> {
     const { log, store, config } = this.deps;
     const manifest: Manifest = rts.manifest;
-    if (this.state === 'idle') return this.deny('state', 'send hello first');
-    const unauthorised = this.auth.refusal();
-    if (unauthorised !== undefined) return this.deny('unauthorised', unauthorised);
     if (this.state === 'receiving' || this.state === 'committing') return this.deny('state', 'an upload is already in progress in this session');
     this.request = {
       ...(rts.policy !== undefined ? { policy: rts.policy } : {}),
