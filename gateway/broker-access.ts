@@ -1,4 +1,4 @@
-import { parseDeviceTopic, topics } from '../protocol/topics.ts';
+import { isValidDeviceId, parseDeviceTopic, topics } from '../protocol/topics.ts';
 import type { CredentialCheck } from './device-auth.ts';
 
 /**
@@ -20,6 +20,7 @@ export interface AccessOptions {
 }
 
 /** Return codes of a refused CONNECT [MQTT-3.2.2-3, table 3.1]. */
+export const IDENTIFIER_REJECTED = 2;
 export const BAD_CREDENTIALS = 4;
 export const NOT_AUTHORIZED = 5;
 
@@ -33,10 +34,13 @@ export interface ConnectIdentity {
 
 export type AuthVerdict =
   | { ok: true; via: 'certificate' | 'password' | 'anonymous' }
-  | { ok: false; returnCode: typeof BAD_CREDENTIALS | typeof NOT_AUTHORIZED; reason: string };
+  | { ok: false; returnCode: typeof IDENTIFIER_REJECTED | typeof BAD_CREDENTIALS | typeof NOT_AUTHORIZED; reason: string };
 
 /**
- * §6.1.8 rules 1-4, in order:
+ * §6.1.8 rules 0-4, in order:
+ *  0. the client id must be a device id (§1.8: 1-64 of letters, digits, ".", "_", "-", starting with
+ *     a letter or digit) whatever the mode — open, requireAuth false or true: the ACLs substitute it
+ *     into topics, so "+", "#", "/", an empty or an over-long id would widen them (2, identifier rejected);
  *  1. a verified client certificate authenticates the client whose id is its CN (a user name, if
  *     sent, must be that id too; the password is not checked); another id: not authorized (5);
  *  2. a user name must equal the client id (else 5); a password is then checked against the device
@@ -46,6 +50,9 @@ export type AuthVerdict =
  */
 export async function authenticateClient(opts: AccessOptions, who: ConnectIdentity): Promise<AuthVerdict> {
   const { clientId, username, password, certificateCn } = who;
+  if (!isValidDeviceId(clientId)) {
+    return { ok: false, returnCode: IDENTIFIER_REJECTED, reason: `client id ${JSON.stringify(clientId.slice(0, 80))} is not a device id (1-64 letters, digits, ".", "_", "-")` };
+  }
   if (username !== undefined && username !== clientId) {
     return { ok: false, returnCode: NOT_AUTHORIZED, reason: `user name "${username}" is not the client id` };
   }

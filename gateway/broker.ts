@@ -4,6 +4,7 @@ import { Duplex } from 'node:stream';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { Aedes, type AedesPublishPacket, type AuthenticateError, type Client } from 'aedes';
 import { describeError, FwError } from '../protocol/errors.ts';
+import { isValidDeviceId } from '../protocol/topics.ts';
 import { authenticateClient, publishRefusal, subscribeRefusal, type AccessOptions } from './broker-access.ts';
 import { ConnectRateLimiter } from './rate-limit.ts';
 
@@ -143,6 +144,11 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.tlsPort = tlsAddr?.port;
     this.tlsUrl = tlsAddr ? urlOf('mqtts', tlsAddr) : undefined;
 
+    // the client id as sent: aedes replaces an empty one by a generated id before `authenticate`
+    aedes.preConnect = (client, packet, done) => {
+      if (client.conn instanceof GuardedConnection) client.conn.requestedClientId = packet.clientId;
+      done(null, true);
+    };
     aedes.authenticate = (client, username, password, done) => this.#admit(client, username, password, done);
     aedes.authorizePublish = (client, packet, done) => {
       const why = client ? publishRefusal(client.id, packet.topic, packet.retain) : 'no client';
@@ -386,10 +392,11 @@ export class Broker extends EventEmitter<BrokerEvents> {
       return true;
     };
     if (atCap()) return;
-    authenticateClient(this.#access, { clientId: client.id, username, password, certificateCn: conn.certificateCn }).then((verdict) => {
+    const clientId = conn.requestedClientId ?? client.id;
+    authenticateClient(this.#access, { clientId, username, password, certificateCn: conn.certificateCn }).then((verdict) => {
       if (!verdict.ok) {
         this.#authFailures++;
-        this.#log(`broker: refused ${client.id} from ${conn.remote}: ${verdict.reason} (CONNACK ${verdict.returnCode})`);
+        this.#log(`broker: refused ${isValidDeviceId(clientId) ? clientId : JSON.stringify(clientId.slice(0, 80))} from ${conn.remote}: ${verdict.reason} (CONNACK ${verdict.returnCode})`);
         refuse('E_BROKER_DENIED', verdict.reason, verdict.returnCode);
         return;
       }
@@ -530,6 +537,8 @@ export class MqttSizeGuard {
 export class GuardedConnection extends Duplex {
   readonly #socket: Socket;
   readonly #guard: MqttSizeGuard;
+  /** The client id of the CONNECT, as sent (aedes' preConnect); undefined before it. */
+  requestedClientId: string | undefined;
 
   constructor(
     socket: Socket,
