@@ -50,6 +50,8 @@ export interface BrokerOptions {
   connectRatePerMin?: number;
   /** An additional MQTT-over-TLS listener. */
   tls?: BrokerTlsOptions;
+  /** The plain listener on host:port; false = TLS only (then `port` and `url` are the TLS listener's). Default true. */
+  plain?: boolean;
   /** Clock of the connect-rate buckets. */
   now?: () => number;
 }
@@ -137,9 +139,10 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.aedes = aedes;
     this.#server = server;
     this.#tlsListener = tlsListener;
-    const addr = server.address() as AddressInfo;
+    const plain = opts.plain !== false;
+    const addr = (plain ? server.address() : tlsListener!.net.address()) as AddressInfo;
     this.port = addr.port;
-    this.url = urlOf('mqtt', addr);
+    this.url = urlOf(plain ? 'mqtt' : 'mqtts', addr);
     const tlsAddr = tlsListener?.net.address() as AddressInfo | undefined;
     this.tlsPort = tlsAddr?.port;
     this.tlsUrl = tlsAddr ? urlOf('mqtts', tlsAddr) : undefined;
@@ -211,6 +214,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     if (opts.access?.requireAuth && !opts.access.credentials && !(opts.tls?.ca && opts.tls.requestCert)) {
       throw new FwError('E_CONFIG', 'broker requireAuth needs a device list or a TLS listener with client certificates (ca and requestCert)');
     }
+    if (opts.plain === false && !opts.tls) throw new FwError('E_CONFIG', 'broker plain: false needs a TLS listener (no listener would be left)');
     let tlsServer: TlsServer | undefined;
     if (opts.tls) {
       const t = opts.tls;
@@ -229,8 +233,10 @@ export class Broker extends EventEmitter<BrokerEvents> {
     const tlsNet = tlsServer ? createServer({ noDelay: true }) : undefined;
     const listening: Server[] = [];
     try {
-      await listen(server, opts.port, opts.host);
-      listening.push(server);
+      if (opts.plain !== false) {
+        await listen(server, opts.port, opts.host);
+        listening.push(server);
+      }
       if (tlsNet) {
         await listen(tlsNet, opts.tls!.port, opts.tls!.host ?? opts.host);
         listening.push(tlsNet);
@@ -242,7 +248,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
     }
     const broker = new Broker(opts, aedes, server, tlsNet && tlsServer ? { net: tlsNet, tls: tlsServer } : undefined);
     const auth = broker.#access.requireAuth ? 'authentication required' : 'authentication optional';
-    broker.#log(`broker: listening on ${broker.url}${broker.tlsUrl ? ` and ${broker.tlsUrl}` : ''} (max packet ${opts.maxPacketBytes} bytes, max clients ${opts.maxClients}, ${auth})`);
+    const urls = opts.plain === false ? `${broker.tlsUrl} only (plain listener off)` : `${broker.url}${broker.tlsUrl ? ` and ${broker.tlsUrl}` : ''}`;
+    broker.#log(`broker: listening on ${urls} (max packet ${opts.maxPacketBytes} bytes, max clients ${opts.maxClients}, ${auth})`);
     return broker;
   }
 
@@ -313,7 +320,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
   async #close(): Promise<void> {
     const tlsNet = this.#tlsListener?.net;
     const serverClosed = Promise.all([
-      new Promise<void>((resolve) => this.#server.close(() => resolve())),
+      new Promise<void>((resolve) => (this.#server.listening ? this.#server.close(() => resolve()) : resolve())),
       tlsNet ? new Promise<void>((resolve) => tlsNet.close(() => resolve())) : undefined,
     ]).then(() => undefined);
     const aedesClosed = new Promise<void>((resolve) => this.aedes.close(() => resolve()));

@@ -68,8 +68,18 @@ export const configSchema = z.strictObject({
     maxClients: positive.default(10_000),
     /** Device list with scrypt password hashes (`fwgate device add`); none = no passwords (docs/protocol.md §6.1.8). */
     devicesFile: z.string().min(1).optional(),
-    /** Every client must authenticate (password or client certificate). Default: true when devicesFile is set. */
+    /** Every client must authenticate (password or client certificate). Default: true when devicesFile (or client certificates) is set. */
     requireAuth: z.boolean().optional(),
+    /**
+     * Start without device authentication on an address beyond loopback (CLI --insecure-open; lab only).
+     * Without it (or an explicit requireAuth: false) such a start is refused (gateway/broker-exposure.ts).
+     */
+    insecureOpen: z.boolean().default(false),
+    /**
+     * The plain (non-TLS) listener on host:port. false: TLS only (needs broker.tls). Must be said
+     * explicitly when TLS is configured and host is beyond loopback (passwords in clear text).
+     */
+    plain: z.boolean().optional(),
     /** TCP connections accepted per minute from one remote address (token bucket, a minute's worth of burst); 0 = no limit. */
     connectRatePerMin: z.number().int().min(0).default(600),
     /** An additional MQTT-over-TLS (mqtts) listener. */
@@ -83,7 +93,7 @@ export const configSchema = z.strictObject({
       ca: z.string().min(1).optional(),
       requestCert: z.boolean().default(false),
     }).refine((t) => !t.requestCert || t.ca !== undefined, { message: 'requestCert needs ca', path: ['requestCert'] }).optional(),
-  }).prefault({}),
+  }).refine((b) => b.plain !== false || b.tls !== undefined, { message: 'plain: false needs broker.tls (no listener would be left)', path: ['plain'] }).prefault({}),
   uplink: z.strictObject({
     /** Largest serial frame payload the gateway offers in its hello. */
     maxFrame: z.number().int().min(MIN_FRAME_PAYLOAD).max(MAX_FRAME_PAYLOAD).default(16_384),
