@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { FwError } from '../protocol/errors.ts';
 import type { BrokerOptions } from './broker.ts';
 import type { GatewayConfig } from './config.ts';
+import { FailureBackoff, ScryptLimiter } from './auth-guard.ts';
 import { checkExposure } from './broker-exposure.ts';
 import { DeviceCredentials } from './device-auth.ts';
 
@@ -12,7 +13,9 @@ import { DeviceCredentials } from './device-auth.ts';
  */
 export async function brokerOptions(config: GatewayConfig, logger: (line: string) => void): Promise<BrokerOptions> {
   const b = config.broker;
-  const credentials = b.devicesFile ? await DeviceCredentials.open(b.devicesFile, { log: logger }) : undefined;
+  const limiter = new ScryptLimiter(b.maxConcurrentScrypt, b.maxQueuedScrypt);
+  const credentials = b.devicesFile ? await DeviceCredentials.open(b.devicesFile, { log: logger, limiter }) : undefined;
+  const backoff = new FailureBackoff({ baseMs: b.authBackoffMs, maxMs: b.authBackoffMaxMs });
   const requireAuth = b.requireAuth ?? (credentials !== undefined || (b.tls?.ca !== undefined && b.tls.requestCert));
   const file = async (what: string, path: string): Promise<Buffer> => {
     try {
@@ -33,7 +36,9 @@ export async function brokerOptions(config: GatewayConfig, logger: (line: string
   return {
     host: b.host, port: b.port, plain: b.plain !== false, maxPacketBytes: b.maxPacketBytes, maxClients: b.maxClients,
     connectRatePerMin: b.connectRatePerMin,
-    access: { requireAuth, ...(credentials ? { credentials } : {}) },
+    publishRate: { perSec: b.publishRatePerSec, burst: b.publishBurst, dropLimit: b.publishDropLimit },
+    refusalLogIntervalMs: b.refusalLogIntervalMs,
+    access: { requireAuth, backoff, ...(credentials ? { credentials } : {}) },
     ...(tls ? { tls } : {}),
     logger,
   };

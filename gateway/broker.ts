@@ -3,10 +3,10 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import { Duplex } from 'node:stream';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { Aedes, type AedesPublishPacket, type AuthenticateError, type Client } from 'aedes';
-import { describeError, FwError } from '../protocol/errors.ts';
+import { describeError, FwError, isFwError } from '../protocol/errors.ts';
 import { isValidDeviceId } from '../protocol/topics.ts';
-import { authenticateClient, publishRefusal, subscribeRefusal, type AccessOptions } from './broker-access.ts';
-import { ConnectRateLimiter } from './rate-limit.ts';
+import { authenticateClient, publishRefusal, SERVER_UNAVAILABLE, subscribeRefusal, type AccessOptions } from './broker-access.ts';
+import { ConnectRateLimiter, LogThrottle, PublishRateLimiter } from './rate-limit.ts';
 
 /**
  * The embedded MQTT 3.1.1 broker (Aedes) with the two limits Aedes lacks:
@@ -52,9 +52,16 @@ export interface BrokerOptions {
   tls?: BrokerTlsOptions;
   /** The plain listener on host:port; false = TLS only (then `port` and `url` are the TLS listener's). Default true. */
   plain?: boolean;
-  /** Clock of the connect-rate buckets. */
+  /** Per-client publish rate (token bucket): publishes per second, burst, drops in 10 s before a disconnect; perSec 0 = off (default). */
+  publishRate?: { perSec: number; burst: number; dropLimit: number };
+  /** A repeated refusal (same kind and client or address) is logged at most once per this many ms (default 10000). */
+  refusalLogIntervalMs?: number;
+  /** Clock of the connect-rate buckets, the publish rate and the log throttle. */
   now?: () => number;
 }
+
+/** Where a publish over its client's rate goes: a topic no one subscribes to (the gateway listens on fwgate/v1/dev/+/up). */
+const DROPPED_TOPIC = '$fwgate/dropped';
 
 export interface BrokerTlsOptions {
   /** Default: the plain listener's host. */
@@ -92,6 +99,12 @@ export interface BrokerStats {
   deniedSubscribes: number;
   /** TCP connections dropped by the connect-rate limit before any byte was read (cumulative). */
   rateLimited: number;
+  /** Publishes dropped by the per-client publish rate limit (cumulative). */
+  droppedPublishes: number;
+  /** Clients disconnected for dropping more than publishDropLimit publishes in 10 s (cumulative). */
+  rateDisconnects: number;
+  /** Password checks not run because the address or id was backing off, or too many were waiting (CONNACK 3, cumulative). */
+  throttledLogins: number;
 }
 
 type BrokerEvents = { clientConnected: [clientId: string]; clientDisconnected: [clientId: string] };
@@ -99,7 +112,6 @@ export type PublishHandler = (topic: string, payload: Buffer, clientId: string |
 
 const DEFAULT_CLOSE_TIMEOUT_MS = 5000;
 /** Return code 3 "Server unavailable" [MQTT-3.2.2-3, table 3.1]. */
-const SERVER_UNAVAILABLE = 3;
 
 export class Broker extends EventEmitter<BrokerEvents> {
   readonly aedes: Aedes;
@@ -128,6 +140,11 @@ export class Broker extends EventEmitter<BrokerEvents> {
   #deniedPublishes = 0;
   #deniedSubscribes = 0;
   #rateLimited = 0;
+  #droppedPublishes = 0;
+  #rateDisconnects = 0;
+  #throttledLogins = 0;
+  readonly #publishRate: PublishRateLimiter;
+  readonly #logThrottle: LogThrottle;
   #closing: Promise<void> | undefined;
 
   private constructor(opts: BrokerOptions, aedes: Aedes, server: Server, tlsListener: { net: Server; tls: TlsServer } | undefined) {
@@ -136,6 +153,9 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.#log = opts.logger ?? (() => undefined);
     this.#access = opts.access ?? { requireAuth: false };
     this.#rate = new ConnectRateLimiter(opts.connectRatePerMin ?? 0, opts.now);
+    const pr = opts.publishRate ?? { perSec: 0, burst: 1, dropLimit: 1 };
+    this.#publishRate = new PublishRateLimiter(pr.perSec, pr.burst, pr.dropLimit, opts.now);
+    this.#logThrottle = new LogThrottle(opts.refusalLogIntervalMs ?? 10_000, opts.now);
     this.aedes = aedes;
     this.#server = server;
     this.#tlsListener = tlsListener;
@@ -155,16 +175,16 @@ export class Broker extends EventEmitter<BrokerEvents> {
     aedes.authenticate = (client, username, password, done) => this.#admit(client, username, password, done);
     aedes.authorizePublish = (client, packet, done) => {
       const why = client ? publishRefusal(client.id, packet.topic, packet.retain) : 'no client';
-      if (why === null) return done(null);
+      if (why === null) return this.#rateLimitPublish(client!, packet, done);
       this.#deniedPublishes++;
-      this.#log(`broker: refused a publish of ${client?.id ?? '(will of a gone client)'} from ${remoteOf(client)}: ${why}`);
+      this.#logThrottle.log(`publish:${client?.id ?? ''}`, `broker: refused a publish of ${client?.id ?? '(will of a gone client)'} from ${remoteOf(client)}: ${why}`, this.#log);
       done(new FwError('E_BROKER_DENIED', why));
     };
     aedes.authorizeSubscribe = (client, sub, done) => {
       const why = subscribeRefusal(client.id, sub.topic);
       if (why === null) return done(null, sub);
       this.#deniedSubscribes++;
-      this.#log(`broker: refused a subscription of ${client.id} from ${remoteOf(client)}: ${why}`);
+      this.#logThrottle.log(`subscribe:${client.id}`, `broker: refused a subscription of ${client.id} from ${remoteOf(client)}: ${why}`, this.#log);
       done(null, null);
     };
     aedes.on('client', (client) => {
@@ -173,6 +193,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     });
     aedes.on('clientDisconnect', (client) => {
       this.#connected.delete(client.id);
+      this.#publishRate.forget(client.id);
       this.emit('clientDisconnected', client.id);
     });
     aedes.on('clientError', (client, err) => this.#onClientError(client, err));
@@ -264,6 +285,9 @@ export class Broker extends EventEmitter<BrokerEvents> {
       deniedPublishes: this.#deniedPublishes,
       deniedSubscribes: this.#deniedSubscribes,
       rateLimited: this.#rateLimited,
+      droppedPublishes: this.#droppedPublishes,
+      rateDisconnects: this.#rateDisconnects,
+      throttledLogins: this.#throttledLogins,
     };
   }
 
@@ -400,10 +424,13 @@ export class Broker extends EventEmitter<BrokerEvents> {
     };
     if (atCap()) return;
     const clientId = conn.requestedClientId ?? client.id;
-    authenticateClient(this.#access, { clientId, username, password, certificateCn: conn.certificateCn }).then((verdict) => {
+    const address = conn.remote.slice(0, conn.remote.lastIndexOf(':'));
+    authenticateClient(this.#access, { clientId, username, password, certificateCn: conn.certificateCn, address }).then((verdict) => {
       if (!verdict.ok) {
         this.#authFailures++;
-        this.#log(`broker: refused ${isValidDeviceId(clientId) ? clientId : JSON.stringify(clientId.slice(0, 80))} from ${conn.remote}: ${verdict.reason} (CONNACK ${verdict.returnCode})`);
+        if (verdict.returnCode === SERVER_UNAVAILABLE) this.#throttledLogins++;
+        const shown = isValidDeviceId(clientId) ? clientId : JSON.stringify(clientId.slice(0, 80));
+        this.#logThrottle.log(`connect:${address}:${verdict.returnCode}`, `broker: refused ${shown} from ${conn.remote}: ${verdict.reason} (CONNACK ${verdict.returnCode})`, this.#log);
         refuse('E_BROKER_DENIED', verdict.reason, verdict.returnCode);
         return;
       }
@@ -412,9 +439,25 @@ export class Broker extends EventEmitter<BrokerEvents> {
       done(null, true);
     }, (err: unknown) => {
       this.#authFailures++;
-      this.#log(`broker: refused ${client.id} from ${conn.remote}: credential check failed: ${describeError(err)}`);
+      if (isFwError(err, 'E_BROKER_LIMIT')) this.#throttledLogins++;
+      this.#logThrottle.log(`connect:${address}:error`, `broker: refused ${client.id} from ${conn.remote}: credential check failed: ${describeError(err)}`, this.#log);
       refuse('E_BROKER_DENIED', 'credential check failed', SERVER_UNAVAILABLE);
     });
+  }
+
+  /** A publish the topic rules allow, through the client's publish rate (issue 18 item 7): on, dropped (counted), or the client disconnected. */
+  #rateLimitPublish(client: Client, packet: { topic: string }, done: (err: Error | null) => void): void {
+    const verdict = this.#publishRate.take(client.id);
+    if (verdict === 'ok') return done(null);
+    if (verdict === 'drop') {
+      this.#droppedPublishes++;
+      packet.topic = DROPPED_TOPIC; // aedes still acknowledges a QoS 1 publish; no one receives it
+      this.#logThrottle.log(`rate:${client.id}`, `broker: dropping publishes of ${client.id} from ${remoteOf(client)}: over ${this.#publishRate.perSec} per second (${this.#droppedPublishes} dropped so far)`, this.#log);
+      return done(null);
+    }
+    this.#rateDisconnects++;
+    this.#log(`broker: disconnected ${client.id} from ${remoteOf(client)}: more than ${this.#publishRate.dropLimit} publishes over its rate in 10 s`);
+    done(new FwError('E_BROKER_DENIED', 'publish rate'));
   }
 
   #isAdmitted(clientId: string): boolean {

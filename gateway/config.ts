@@ -82,6 +82,25 @@ export const configSchema = z.strictObject({
     plain: z.boolean().optional(),
     /** TCP connections accepted per minute from one remote address (token bucket, a minute's worth of burst); 0 = no limit. */
     connectRatePerMin: z.number().int().min(0).default(600),
+    /** After a failed password check, checks from that address and for that client id wait this long (doubling per failure); 0 = off. */
+    authBackoffMs: z.number().int().min(0).max(60_000).default(1000),
+    /** Longest such wait. */
+    authBackoffMaxMs: z.number().int().min(0).max(3_600_000).default(60_000),
+    /** scrypt password checks running at once: well below the libuv pool (4 threads) that file I/O needs too. */
+    maxConcurrentScrypt: z.number().int().min(1).max(8).default(1),
+    /** Password checks waiting for a slot; more are refused at once (CONNACK 3). */
+    maxQueuedScrypt: z.number().int().min(0).max(10_000).default(32),
+    /**
+     * Publishes per second per client (token bucket); over it they are dropped and counted; 0 = no limit.
+     * A device's acks are cumulative (§6.6.4): dropping some of a fast transfer's acks only coarsens them.
+     */
+    publishRatePerSec: z.number().int().min(0).max(100_000).default(500),
+    /** Burst of the publish bucket (publishes): the acks of a whole multi-MiB transfer at 4 KiB chunks fit. */
+    publishBurst: z.number().int().min(1).max(1_000_000).default(2000),
+    /** A client with more than this many dropped publishes within 10 s is disconnected. */
+    publishDropLimit: z.number().int().min(1).max(1_000_000).default(10_000),
+    /** Repeated refusals of one kind (per client or address) are logged at most once per this long, with a count. */
+    refusalLogIntervalMs: z.number().int().min(0).max(3_600_000).default(10_000),
     /** An additional MQTT-over-TLS (mqtts) listener. */
     tls: z.strictObject({
       host: z.string().min(1).optional(),

@@ -6,6 +6,7 @@ import {
 import { parseDeviceTopic, topics } from '../protocol/topics.ts';
 import type { Broker } from './broker.ts';
 import type { Logger } from './log.ts';
+import { LogThrottle } from './rate-limit.ts';
 import { realTimers, waitForValue, type Timers } from './waiter.ts';
 
 /** A device message, or a presence change seen by the broker. */
@@ -29,9 +30,12 @@ export class DeviceChannel extends EventEmitter<{ event: [deviceId: string, even
   private unsubscribe: (() => Promise<void>) | undefined;
   private readonly ready = new Set<string>();
   readonly stats: ChannelStats = { received: 0, sent: 0, invalid: 0, unknownType: 0, badTopic: 0 };
+  /** A device sending garbage gets one warning per 10 s, with the count left out, not one per message. */
+  private readonly invalidLog: LogThrottle;
 
   constructor(private readonly broker: Broker, private readonly log: Logger, private readonly timers: Timers = realTimers) {
     super();
+    this.invalidLog = new LogThrottle(10_000, () => timers.now());
     broker.on('clientConnected', (id) => this.dispatch(id, { t: 'online' }));
     broker.on('clientDisconnected', (id) => this.dispatch(id, { t: 'offline' }));
   }
@@ -59,7 +63,8 @@ export class DeviceChannel extends EventEmitter<{ event: [deviceId: string, even
     } catch (err) {
       if (isFwError(err, 'E_MESSAGE_TYPE')) this.stats.unknownType++;
       else this.stats.invalid++;
-      this.log.warn({ device: parsed.deviceId, err: isFwError(err) ? err.message : String(err) }, 'dropped invalid device message');
+      const { log, suppressed } = this.invalidLog.allow(parsed.deviceId);
+      if (log) this.log.warn({ device: parsed.deviceId, err: isFwError(err) ? err.message : String(err), ...(suppressed > 0 ? { suppressed } : {}) }, 'dropped invalid device message');
       return;
     }
     this.stats.received++;
