@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { parseConfig, type ConfigInput } from '../../../gateway/config.ts';
-import { silentLogger } from '../../../gateway/log.ts';
+import { silentLogger, type Logger } from '../../../gateway/log.ts';
+import { TechnicianAuth } from '../../../gateway/uplink/auth.ts';
 import type { ImageStore, Upload } from '../../../gateway/store.ts';
 import { UplinkSession, type UplinkLink } from '../../../gateway/uplink/session.ts';
 import { manifestForImage } from '../../../protocol/manifest.ts';
@@ -249,5 +250,40 @@ describe('uplink technician authorisation, bound to each request (docs/protocol.
     await deliver(hello);
     await deliver({ t: 'status' });
     assert.deepEqual(link.last(), { t: 'state', running: false });
+  });
+});
+
+describe('uplink technician authorisation: what the gateway says at start-up', () => {
+  const record = (): { log: Logger; lines: [string, unknown][] } => {
+    const lines: [string, unknown][] = [];
+    const log = { ...silentLogger(), warn: (o: unknown, m?: string) => lines.push(['warn', m ?? o]), info: (o: unknown, m?: string) => lines.push(['info', o]) } as unknown as Logger;
+    return { log, lines };
+  };
+  const make = (uplink: ConfigInput['uplink'], log: Logger): TechnicianAuth => new TechnicianAuth(parseConfig({ uplink }).uplink, log, (n) => new Uint8Array(n));
+
+  it('development mode: an UNSAFE warning; no keys: a warning that every request is denied; keys: their ids', () => {
+    const a = record();
+    make({ allowUnauthenticated: true }, a.log);
+    assert.deepEqual(a.lines.map(([l]) => l), ['warn']);
+    assert.match(String(a.lines[0]![1]), /^UNSAFE: uplink\.allowUnauthenticated/);
+    const b = record();
+    make({}, b.log);
+    assert.deepEqual(b.lines.map(([l]) => l), ['warn']);
+    assert.match(String(b.lines[0]![1]), /no technician keys configured/);
+    const k = generateSigningKey();
+    const c = record();
+    make({ technicianKeys: [{ publicKey: k.publicKeyPem }] }, c.log);
+    assert.deepEqual(c.lines, [['info', { technicianKeys: [k.keyId], authIdleMs: 60_000 }]]);
+  });
+
+  it('keeps 8 earlier challenges: a request signed 8 hellos ago is stale, 9 hellos ago merely bad', () => {
+    const alice = newKey();
+    const challenges: Uint8Array[] = [];
+    let i = 0;
+    const fresh = new TechnicianAuth(parseConfig({ uplink: { technicianKeys: [{ publicKey: alice.publicKey }] } }).uplink, silentLogger(), (n) => new Uint8Array(n).fill(++i));
+    for (let h = 0; h < 10; h++) challenges.push(fresh.newChallenge());
+    assert.match(fresh.authorise(signRequest(alice.key, challenges[1]!, 1, rts))!, /^stale challenge/);
+    assert.match(fresh.authorise(signRequest(alice.key, challenges[0]!, 1, rts))!, /^bad signature/);
+    assert.equal(fresh.authorise(signRequest(alice.key, challenges[9]!, 1, rts)), undefined);
   });
 });
