@@ -3,10 +3,11 @@ import { isFwError, type ErrorCode } from '../protocol/errors.ts';
 import {
   decodeDeviceMessage, encodeGatewayMessage, type DeviceMessage, type GatewayMessage,
 } from '../protocol/ota.ts';
-import { parseDeviceTopic, topics } from '../protocol/topics.ts';
+import { topics } from '../protocol/topics.ts';
 import type { Broker } from './broker.ts';
 import type { Logger } from './log.ts';
 import { LogThrottle } from './rate-limit.ts';
+import { upTopicSender } from './up-topic.ts';
 import { realTimers, waitForValue, type Timers } from './waiter.ts';
 
 /** A device message, or a presence change seen by the broker. */
@@ -51,8 +52,8 @@ export class DeviceChannel extends EventEmitter<{ event: [deviceId: string, even
   }
 
   private onPublish(topic: string, payload: Buffer, clientId: string | null): void {
-    const parsed = parseDeviceTopic(topic);
-    if (!parsed || parsed.kind !== 'up' || (clientId !== null && clientId !== parsed.deviceId)) {
+    const deviceId = upTopicSender(topic, clientId);
+    if (deviceId === undefined) {
       this.stats.badTopic++;
       this.log.debug({ topic, clientId }, 'dropped publish on a topic that is not the sender\'s up topic');
       return;
@@ -63,12 +64,12 @@ export class DeviceChannel extends EventEmitter<{ event: [deviceId: string, even
     } catch (err) {
       if (isFwError(err, 'E_MESSAGE_TYPE')) this.stats.unknownType++;
       else this.stats.invalid++;
-      const { log, suppressed } = this.invalidLog.allow(parsed.deviceId);
-      if (log) this.log.warn({ device: parsed.deviceId, err: isFwError(err) ? err.message : String(err), ...(suppressed > 0 ? { suppressed } : {}) }, 'dropped invalid device message');
+      const { log, suppressed } = this.invalidLog.allow(deviceId);
+      if (log) this.log.warn({ device: deviceId, err: isFwError(err) ? err.message : String(err), ...(suppressed > 0 ? { suppressed } : {}) }, 'dropped invalid device message');
       return;
     }
     this.stats.received++;
-    this.dispatch(parsed.deviceId, msg);
+    this.dispatch(deviceId, msg);
   }
 
   private dispatch(deviceId: string, event: DeviceEvent): void {
