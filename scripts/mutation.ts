@@ -2,6 +2,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { ROOT } from './lib/processes.ts';
 
 /**
@@ -47,6 +48,12 @@ function runStryker(name: string): Promise<number> {
   });
 }
 
+/** The files of the config's `mutate` list (a line range `file:1-9` counts as the file). */
+async function mutatedFiles(name: string): Promise<Set<string>> {
+  const config = (await import(pathToFileURL(join(ROOT, `stryker.${name}.config.mjs`)).href) as { default: { mutate?: string[] } }).default;
+  return new Set((config.mutate ?? []).map((m) => m.replace(/:\d.*$/, '')));
+}
+
 function readReport(name: string): Report {
   const path = join(ROOT, 'reports', 'mutation', `${name}.json`);
   if (!existsSync(path)) throw new Error(`no report ${relative(ROOT, path)}: run without --report-only first`);
@@ -68,8 +75,11 @@ async function main(): Promise<number> {
   for (const name of names) {
     if (!reportOnly && (await runStryker(name)) !== 0) failed = true;
     const report = readReport(name);
+    // the set's modules now: an incremental report may still hold files the config no longer mutates
+    const mutate = await mutatedFiles(name);
     for (const [file, { mutants }] of Object.entries(report.files).sort(([a], [b]) => a.localeCompare(b))) {
       const module = relative(ROOT, join(ROOT, file));
+      if (!mutate.has(module)) continue;
       modules.push(figures(module, mutants));
       for (const m of mutants.filter((x) => UNDETECTED.has(x.status))) {
         survivors.push(`${module}:${m.location.start.line}:${m.location.start.column} ${m.status} ${m.mutatorName}${m.replacement ? ` -> ${m.replacement.replace(/\s+/g, ' ').slice(0, 80)}` : ''}`);
