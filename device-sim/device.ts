@@ -556,6 +556,10 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
       this.#publish(rt, { t: 'reject', sid: m.sid, code, reason });
       this.#emit({ type: 'offer-rejected', sid: m.sid, version: m.version, code, reason });
     };
+    // The offer carries the signed manifest (§6.5.3 step 0): checked before anything is accepted,
+    // downloaded or discarded, so a rogue gateway can neither force a download nor evict a staged image.
+    const [badSignature, why] = this.#checkSignature(m);
+    if (badSignature) return reject('invalid', `signature: ${why}`);
     if (this.faults.busy && m.force !== true) return reject('busy', 'device is busy');
     if (!m.hw.includes(rt.rec.hw)) return reject('incompatible', `hardware ${rt.rec.hw} is not in [${m.hw.join(', ')}]`);
     const floor = this.options.securityFloor;

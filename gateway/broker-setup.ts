@@ -2,6 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { FwError } from '../protocol/errors.ts';
 import type { BrokerOptions } from './broker.ts';
 import type { GatewayConfig } from './config.ts';
+import { FailureBackoff, ScryptLimiter } from './auth-guard.ts';
+import { checkExposure } from './broker-exposure.ts';
 import { DeviceCredentials } from './device-auth.ts';
 
 /**
@@ -11,8 +13,10 @@ import { DeviceCredentials } from './device-auth.ts';
  */
 export async function brokerOptions(config: GatewayConfig, logger: (line: string) => void): Promise<BrokerOptions> {
   const b = config.broker;
-  const credentials = b.devicesFile ? await DeviceCredentials.open(b.devicesFile, { log: logger }) : undefined;
-  const requireAuth = b.requireAuth ?? credentials !== undefined;
+  const limiter = new ScryptLimiter(b.maxConcurrentScrypt, b.maxQueuedScrypt);
+  const credentials = b.devicesFile ? await DeviceCredentials.open(b.devicesFile, { log: logger, limiter }) : undefined;
+  const backoff = new FailureBackoff({ baseMs: b.authBackoffMs, maxMs: b.authBackoffMaxMs });
+  const requireAuth = b.requireAuth ?? (credentials !== undefined || (b.tls?.ca !== undefined && b.tls.requestCert));
   const file = async (what: string, path: string): Promise<Buffer> => {
     try {
       return await readFile(path);
@@ -28,18 +32,14 @@ export async function brokerOptions(config: GatewayConfig, logger: (line: string
     ...(b.tls.ca ? { ca: await file('ca', b.tls.ca) } : {}),
     requestCert: b.tls.requestCert,
   };
-  if (!requireAuth && !isLoopback(b.host)) {
-    logger(`broker: listening on ${b.host} without authentication: any client that reaches it can connect (set broker.devicesFile)`);
-  }
+  for (const line of checkExposure(b).warnings) logger(`broker: ${line}`);
   return {
-    host: b.host, port: b.port, maxPacketBytes: b.maxPacketBytes, maxClients: b.maxClients,
+    host: b.host, port: b.port, plain: b.plain !== false, maxPacketBytes: b.maxPacketBytes, maxClients: b.maxClients,
     connectRatePerMin: b.connectRatePerMin,
-    access: { requireAuth, ...(credentials ? { credentials } : {}) },
+    publishRate: { perSec: b.publishRatePerSec, burst: b.publishBurst, dropLimit: b.publishDropLimit },
+    refusalLogIntervalMs: b.refusalLogIntervalMs,
+    access: { requireAuth, backoff, ...(credentials ? { credentials } : {}) },
     ...(tls ? { tls } : {}),
     logger,
   };
-}
-
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }

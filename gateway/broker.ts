@@ -3,9 +3,10 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import { Duplex } from 'node:stream';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { Aedes, type AedesPublishPacket, type AuthenticateError, type Client } from 'aedes';
-import { describeError, FwError } from '../protocol/errors.ts';
-import { authenticateClient, publishRefusal, subscribeRefusal, type AccessOptions } from './broker-access.ts';
-import { ConnectRateLimiter } from './rate-limit.ts';
+import { describeError, FwError, isFwError } from '../protocol/errors.ts';
+import { isValidDeviceId } from '../protocol/topics.ts';
+import { authenticateClient, publishRefusal, SERVER_UNAVAILABLE, subscribeRefusal, type AccessOptions } from './broker-access.ts';
+import { ConnectRateLimiter, LogThrottle, PublishRateLimiter } from './rate-limit.ts';
 
 /**
  * The embedded MQTT 3.1.1 broker (Aedes) with the two limits Aedes lacks:
@@ -49,9 +50,18 @@ export interface BrokerOptions {
   connectRatePerMin?: number;
   /** An additional MQTT-over-TLS listener. */
   tls?: BrokerTlsOptions;
-  /** Clock of the connect-rate buckets. */
+  /** The plain listener on host:port; false = TLS only (then `port` and `url` are the TLS listener's). Default true. */
+  plain?: boolean;
+  /** Per-client publish rate (token bucket): publishes per second, burst, drops in 10 s before a disconnect; perSec 0 = off (default). */
+  publishRate?: { perSec: number; burst: number; dropLimit: number };
+  /** A repeated refusal (same kind and client or address) is logged at most once per this many ms (default 10000). */
+  refusalLogIntervalMs?: number;
+  /** Clock of the connect-rate buckets, the publish rate and the log throttle. */
   now?: () => number;
 }
+
+/** Where a publish over its client's rate goes: a topic no one subscribes to (the gateway listens on fwgate/v1/dev/+/up). */
+const DROPPED_TOPIC = '$fwgate/dropped';
 
 export interface BrokerTlsOptions {
   /** Default: the plain listener's host. */
@@ -89,6 +99,12 @@ export interface BrokerStats {
   deniedSubscribes: number;
   /** TCP connections dropped by the connect-rate limit before any byte was read (cumulative). */
   rateLimited: number;
+  /** Publishes dropped by the per-client publish rate limit (cumulative). */
+  droppedPublishes: number;
+  /** Clients disconnected for dropping more than publishDropLimit publishes in 10 s (cumulative). */
+  rateDisconnects: number;
+  /** Password checks not run because the address or id was backing off, or too many were waiting (CONNACK 3, cumulative). */
+  throttledLogins: number;
 }
 
 type BrokerEvents = { clientConnected: [clientId: string]; clientDisconnected: [clientId: string] };
@@ -96,7 +112,6 @@ export type PublishHandler = (topic: string, payload: Buffer, clientId: string |
 
 const DEFAULT_CLOSE_TIMEOUT_MS = 5000;
 /** Return code 3 "Server unavailable" [MQTT-3.2.2-3, table 3.1]. */
-const SERVER_UNAVAILABLE = 3;
 
 export class Broker extends EventEmitter<BrokerEvents> {
   readonly aedes: Aedes;
@@ -125,6 +140,11 @@ export class Broker extends EventEmitter<BrokerEvents> {
   #deniedPublishes = 0;
   #deniedSubscribes = 0;
   #rateLimited = 0;
+  #droppedPublishes = 0;
+  #rateDisconnects = 0;
+  #throttledLogins = 0;
+  readonly #publishRate: PublishRateLimiter;
+  readonly #logThrottle: LogThrottle;
   #closing: Promise<void> | undefined;
 
   private constructor(opts: BrokerOptions, aedes: Aedes, server: Server, tlsListener: { net: Server; tls: TlsServer } | undefined) {
@@ -133,29 +153,38 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.#log = opts.logger ?? (() => undefined);
     this.#access = opts.access ?? { requireAuth: false };
     this.#rate = new ConnectRateLimiter(opts.connectRatePerMin ?? 0, opts.now);
+    const pr = opts.publishRate ?? { perSec: 0, burst: 1, dropLimit: 1 };
+    this.#publishRate = new PublishRateLimiter(pr.perSec, pr.burst, pr.dropLimit, opts.now);
+    this.#logThrottle = new LogThrottle(opts.refusalLogIntervalMs ?? 10_000, opts.now);
     this.aedes = aedes;
     this.#server = server;
     this.#tlsListener = tlsListener;
-    const addr = server.address() as AddressInfo;
+    const plain = opts.plain !== false;
+    const addr = (plain ? server.address() : tlsListener!.net.address()) as AddressInfo;
     this.port = addr.port;
-    this.url = urlOf('mqtt', addr);
+    this.url = urlOf(plain ? 'mqtt' : 'mqtts', addr);
     const tlsAddr = tlsListener?.net.address() as AddressInfo | undefined;
     this.tlsPort = tlsAddr?.port;
     this.tlsUrl = tlsAddr ? urlOf('mqtts', tlsAddr) : undefined;
 
+    // the client id as sent: aedes replaces an empty one by a generated id before `authenticate`
+    aedes.preConnect = (client, packet, done) => {
+      if (client.conn instanceof GuardedConnection) client.conn.requestedClientId = packet.clientId;
+      done(null, true);
+    };
     aedes.authenticate = (client, username, password, done) => this.#admit(client, username, password, done);
     aedes.authorizePublish = (client, packet, done) => {
       const why = client ? publishRefusal(client.id, packet.topic, packet.retain) : 'no client';
-      if (why === null) return done(null);
+      if (why === null) return this.#rateLimitPublish(client!, packet, done);
       this.#deniedPublishes++;
-      this.#log(`broker: refused a publish of ${client?.id ?? '(will of a gone client)'} from ${remoteOf(client)}: ${why}`);
+      this.#logThrottle.log(`publish:${client?.id ?? ''}`, `broker: refused a publish of ${client?.id ?? '(will of a gone client)'} from ${remoteOf(client)}: ${why}`, this.#log);
       done(new FwError('E_BROKER_DENIED', why));
     };
     aedes.authorizeSubscribe = (client, sub, done) => {
       const why = subscribeRefusal(client.id, sub.topic);
       if (why === null) return done(null, sub);
       this.#deniedSubscribes++;
-      this.#log(`broker: refused a subscription of ${client.id} from ${remoteOf(client)}: ${why}`);
+      this.#logThrottle.log(`subscribe:${client.id}`, `broker: refused a subscription of ${client.id} from ${remoteOf(client)}: ${why}`, this.#log);
       done(null, null);
     };
     aedes.on('client', (client) => {
@@ -164,6 +193,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     });
     aedes.on('clientDisconnect', (client) => {
       this.#connected.delete(client.id);
+      this.#publishRate.forget(client.id);
       this.emit('clientDisconnected', client.id);
     });
     aedes.on('clientError', (client, err) => this.#onClientError(client, err));
@@ -205,6 +235,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     if (opts.access?.requireAuth && !opts.access.credentials && !(opts.tls?.ca && opts.tls.requestCert)) {
       throw new FwError('E_CONFIG', 'broker requireAuth needs a device list or a TLS listener with client certificates (ca and requestCert)');
     }
+    if (opts.plain === false && !opts.tls) throw new FwError('E_CONFIG', 'broker plain: false needs a TLS listener (no listener would be left)');
     let tlsServer: TlsServer | undefined;
     if (opts.tls) {
       const t = opts.tls;
@@ -223,8 +254,10 @@ export class Broker extends EventEmitter<BrokerEvents> {
     const tlsNet = tlsServer ? createServer({ noDelay: true }) : undefined;
     const listening: Server[] = [];
     try {
-      await listen(server, opts.port, opts.host);
-      listening.push(server);
+      if (opts.plain !== false) {
+        await listen(server, opts.port, opts.host);
+        listening.push(server);
+      }
       if (tlsNet) {
         await listen(tlsNet, opts.tls!.port, opts.tls!.host ?? opts.host);
         listening.push(tlsNet);
@@ -236,7 +269,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
     }
     const broker = new Broker(opts, aedes, server, tlsNet && tlsServer ? { net: tlsNet, tls: tlsServer } : undefined);
     const auth = broker.#access.requireAuth ? 'authentication required' : 'authentication optional';
-    broker.#log(`broker: listening on ${broker.url}${broker.tlsUrl ? ` and ${broker.tlsUrl}` : ''} (max packet ${opts.maxPacketBytes} bytes, max clients ${opts.maxClients}, ${auth})`);
+    const urls = opts.plain === false ? `${broker.tlsUrl} only (plain listener off)` : `${broker.url}${broker.tlsUrl ? ` and ${broker.tlsUrl}` : ''}`;
+    broker.#log(`broker: listening on ${urls} (max packet ${opts.maxPacketBytes} bytes, max clients ${opts.maxClients}, ${auth})`);
     return broker;
   }
 
@@ -256,6 +290,9 @@ export class Broker extends EventEmitter<BrokerEvents> {
       deniedPublishes: this.#deniedPublishes,
       deniedSubscribes: this.#deniedSubscribes,
       rateLimited: this.#rateLimited,
+      droppedPublishes: this.#droppedPublishes,
+      rateDisconnects: this.#rateDisconnects,
+      throttledLogins: this.#throttledLogins,
     };
   }
 
@@ -312,7 +349,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
   async #close(): Promise<void> {
     const tlsNet = this.#tlsListener?.net;
     const serverClosed = Promise.all([
-      new Promise<void>((resolve) => this.#server.close(() => resolve())),
+      new Promise<void>((resolve) => (this.#server.listening ? this.#server.close(() => resolve()) : resolve())),
       tlsNet ? new Promise<void>((resolve) => tlsNet.close(() => resolve())) : undefined,
     ]).then(() => undefined);
     const aedesClosed = new Promise<void>((resolve) => this.aedes.close(() => resolve()));
@@ -391,10 +428,14 @@ export class Broker extends EventEmitter<BrokerEvents> {
       return true;
     };
     if (atCap()) return;
-    authenticateClient(this.#access, { clientId: client.id, username, password, certificateCn: conn.certificateCn }).then((verdict) => {
+    const clientId = conn.requestedClientId ?? client.id;
+    const address = conn.remote.slice(0, conn.remote.lastIndexOf(':'));
+    authenticateClient(this.#access, { clientId, username, password, certificateCn: conn.certificateCn, address }).then((verdict) => {
       if (!verdict.ok) {
         this.#authFailures++;
-        this.#log(`broker: refused ${client.id} from ${conn.remote}: ${verdict.reason} (CONNACK ${verdict.returnCode})`);
+        if (verdict.returnCode === SERVER_UNAVAILABLE) this.#throttledLogins++;
+        const shown = isValidDeviceId(clientId) ? clientId : JSON.stringify(clientId.slice(0, 80));
+        this.#logThrottle.log(`connect:${address}:${verdict.returnCode}`, `broker: refused ${shown} from ${conn.remote}: ${verdict.reason} (CONNACK ${verdict.returnCode})`, this.#log);
         refuse('E_BROKER_DENIED', verdict.reason, verdict.returnCode);
         return;
       }
@@ -403,9 +444,25 @@ export class Broker extends EventEmitter<BrokerEvents> {
       done(null, true);
     }, (err: unknown) => {
       this.#authFailures++;
-      this.#log(`broker: refused ${client.id} from ${conn.remote}: credential check failed: ${describeError(err)}`);
+      if (isFwError(err, 'E_BROKER_LIMIT')) this.#throttledLogins++;
+      this.#logThrottle.log(`connect:${address}:error`, `broker: refused ${client.id} from ${conn.remote}: credential check failed: ${describeError(err)}`, this.#log);
       refuse('E_BROKER_DENIED', 'credential check failed', SERVER_UNAVAILABLE);
     });
+  }
+
+  /** A publish the topic rules allow, through the client's publish rate (issue 18 item 7): on, dropped (counted), or the client disconnected. */
+  #rateLimitPublish(client: Client, packet: { topic: string }, done: (err: Error | null) => void): void {
+    const verdict = this.#publishRate.take(client.id);
+    if (verdict === 'ok') return done(null);
+    if (verdict === 'drop') {
+      this.#droppedPublishes++;
+      packet.topic = DROPPED_TOPIC; // aedes still acknowledges a QoS 1 publish; no one receives it
+      this.#logThrottle.log(`rate:${client.id}`, `broker: dropping publishes of ${client.id} from ${remoteOf(client)}: over ${this.#publishRate.perSec} per second (${this.#droppedPublishes} dropped so far)`, this.#log);
+      return done(null);
+    }
+    this.#rateDisconnects++;
+    this.#log(`broker: disconnected ${client.id} from ${remoteOf(client)}: more than ${this.#publishRate.dropLimit} publishes over its rate in 10 s`);
+    done(new FwError('E_BROKER_DENIED', 'publish rate'));
   }
 
   #isAdmitted(clientId: string): boolean {
@@ -535,6 +592,8 @@ export class MqttSizeGuard {
 export class GuardedConnection extends Duplex {
   readonly #socket: Socket;
   readonly #guard: MqttSizeGuard;
+  /** The client id of the CONNECT, as sent (aedes' preConnect); undefined before it. */
+  requestedClientId: string | undefined;
 
   constructor(
     socket: Socket,

@@ -6,6 +6,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { describeError, FwError } from '../protocol/errors.ts';
 import { TOOL_VERSION } from '../protocol/tool-version.ts';
 import { closeSerialPort, closeSerialPortWithin, openSerialPort, watchPortPath } from '../transport/serial-port.ts';
+import { checkExposure, type Exposure } from './broker-exposure.ts';
 import { loadConfigFile, mergeConfig, parseConfig, type GatewayConfig } from './config.ts';
 import { addConfigCommands } from './config-cli.ts';
 import { addDeviceAdminCommands } from './device-admin-cli.ts';
@@ -34,6 +35,7 @@ const program = new Command('fwgate')
   .option('--host <addr>', 'MQTT listen address (default 127.0.0.1)')
   .option('-p, --port <port>', 'MQTT listen port (default 1883; 0 = any free port)', int('--port'))
   .option('--devices <file>', 'device list with password hashes (broker.devicesFile): devices must log in')
+  .option('--insecure-open', 'LAB ONLY: allow an open broker (no device authentication) on an address beyond loopback (broker.insecureOpen); says so loudly at start-up')
   .option('--concurrency <n>', 'devices updated at the same time', int('--concurrency'))
   .option('--trusted-key <file>', 'trust manifests signed by this Ed25519 public key (PEM from `fwpush keygen`); repeat for a key rotation; added to security.trustedKeys', (v: string, prev: string[] = []) => [...prev, v])
   .option('--technician-key <file>', 'accept uploads authenticated with this technician public key (PEM from `fwpush keygen`); repeat for several; added to uplink.technicianKeys', (v: string, prev: string[] = []) => [...prev, v])
@@ -48,7 +50,7 @@ const program = new Command('fwgate')
 
 type Flags = {
   config?: string; serial?: string; baud?: number; data?: string; host?: string; port?: number; concurrency?: number; logLevel?: string; logFormat?: string;
-  trustedKey?: string[]; allowUnsigned?: boolean; technicianKey?: string[]; httpPort?: number; httpHost?: string;
+  trustedKey?: string[]; allowUnsigned?: boolean; technicianKey?: string[]; httpPort?: number; httpHost?: string; insecureOpen?: boolean;
 };
 
 /** What this run does: serve (no subcommand) or a subcommand; set by the action commander picks. */
@@ -106,7 +108,7 @@ async function loadConfig(o: Flags): Promise<GatewayConfig> {
       serial: { path: o.serial, baudRate: o.baud },
       uplink: { technicianKeys: techKeys.length > 0 ? [...(Array.isArray(fileTechKeys) ? fileTechKeys : []), ...techKeys] : undefined },
       http: { port: o.httpPort, host: o.httpHost },
-      broker: { host: o.host, port: o.port, devicesFile: (o as { devices?: string }).devices },
+      broker: { host: o.host, port: o.port, devicesFile: (o as { devices?: string }).devices, insecureOpen: o.insecureOpen ? true : undefined },
       rollout: { concurrency: o.concurrency },
       log: { level: o.logLevel, format: o.logFormat },
     };
@@ -127,6 +129,13 @@ async function readKeyFile(path: string, what = 'trusted key'): Promise<string> 
 
 async function serve(o: Flags): Promise<void> {
   const config = await loadConfig(o);
+  let exposure: Exposure;
+  try {
+    exposure = checkExposure(config.broker);
+  } catch (err) {
+    process.stderr.write(`fwgate: ${describeError(err)}\n`);
+    process.exit(2);
+  }
   const log = createLogger({ level: config.log.level, format: config.log.format });
   let gw: Gateway;
   let http: Awaited<ReturnType<typeof startHttp>>;
@@ -142,6 +151,7 @@ async function serve(o: Flags): Promise<void> {
     startFailed(err, log);
   }
   process.stdout.write(`fwgate ready: broker ${gw.broker.url}\n`);
+  for (const line of exposure.warnings) process.stdout.write(`fwgate: ${line}\n`);
   if (http) process.stdout.write(`fwgate http: ${http.url}\n`);
   if (config.security.allowUnsigned) process.stdout.write('fwgate: DEVELOPMENT MODE (--allow-unsigned): unsigned firmware images are accepted\n');
   const serial = config.serial.path ? serveSerial(gw, config, log) : undefined;

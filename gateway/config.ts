@@ -69,10 +69,39 @@ export const configSchema = z.strictObject({
     maxClients: positive.default(10_000),
     /** Device list with scrypt password hashes (`fwgate device add`); none = no passwords (docs/protocol.md §6.1.8). */
     devicesFile: z.string().min(1).optional(),
-    /** Every client must authenticate (password or client certificate). Default: true when devicesFile is set. */
+    /** Every client must authenticate (password or client certificate). Default: true when devicesFile (or client certificates) is set. */
     requireAuth: z.boolean().optional(),
+    /**
+     * Start without device authentication on an address beyond loopback (CLI --insecure-open; lab only).
+     * Without it (or an explicit requireAuth: false) such a start is refused (gateway/broker-exposure.ts).
+     */
+    insecureOpen: z.boolean().default(false),
+    /**
+     * The plain (non-TLS) listener on host:port. false: TLS only (needs broker.tls). Must be said
+     * explicitly when TLS is configured and host is beyond loopback (passwords in clear text).
+     */
+    plain: z.boolean().optional(),
     /** TCP connections accepted per minute from one remote address (token bucket, a minute's worth of burst); 0 = no limit. */
     connectRatePerMin: z.number().int().min(0).default(600),
+    /** After a failed password check, checks from that address and for that client id wait this long (doubling per failure); 0 = off. */
+    authBackoffMs: z.number().int().min(0).max(60_000).default(1000),
+    /** Longest such wait. */
+    authBackoffMaxMs: z.number().int().min(0).max(3_600_000).default(60_000),
+    /** scrypt password checks running at once: well below the libuv pool (4 threads) that file I/O needs too. */
+    maxConcurrentScrypt: z.number().int().min(1).max(8).default(1),
+    /** Password checks waiting for a slot; more are refused at once (CONNACK 3). */
+    maxQueuedScrypt: z.number().int().min(0).max(10_000).default(32),
+    /**
+     * Publishes per second per client (token bucket); over it they are dropped and counted; 0 = no limit.
+     * A device's acks are cumulative (§6.6.4): dropping some of a fast transfer's acks only coarsens them.
+     */
+    publishRatePerSec: z.number().int().min(0).max(100_000).default(500),
+    /** Burst of the publish bucket (publishes): the acks of a whole multi-MiB transfer at 4 KiB chunks fit. */
+    publishBurst: z.number().int().min(1).max(1_000_000).default(2000),
+    /** A client with more than this many dropped publishes within 10 s is disconnected. */
+    publishDropLimit: z.number().int().min(1).max(1_000_000).default(10_000),
+    /** Repeated refusals of one kind (per client or address) are logged at most once per this long, with a count. */
+    refusalLogIntervalMs: z.number().int().min(0).max(3_600_000).default(10_000),
     /** An additional MQTT-over-TLS (mqtts) listener. */
     tls: z.strictObject({
       host: z.string().min(1).optional(),
@@ -84,7 +113,7 @@ export const configSchema = z.strictObject({
       ca: z.string().min(1).optional(),
       requestCert: z.boolean().default(false),
     }).refine((t) => !t.requestCert || t.ca !== undefined, { message: 'requestCert needs ca', path: ['requestCert'] }).optional(),
-  }).prefault({}),
+  }).refine((b) => b.plain !== false || b.tls !== undefined, { message: 'plain: false needs broker.tls (no listener would be left)', path: ['plain'] }).prefault({}),
   uplink: z.strictObject({
     /** Largest serial frame payload the gateway offers in its hello. */
     maxFrame: z.number().int().min(MIN_FRAME_PAYLOAD).max(MAX_FRAME_PAYLOAD).default(16_384),
@@ -122,6 +151,11 @@ export const configSchema = z.strictObject({
     technicianKeys: z.array(trustedKey).max(64).default([]),
     /** DEVELOPMENT ONLY: grant requests to send without a technician's `auth` (a warning at start-up). */
     allowUnauthenticated: z.boolean().default(false),
+    /**
+     * A session's technician authorisation lapses when no authorised request came for this long since
+     * the hello (or the last authorised one): later requests are denied until a new hello (§7.2.4).
+     */
+    authIdleMs: z.number().int().min(1000).max(3_600_000).default(60_000),
   }).prefault({}),
   rollout: z.strictObject({
     /** Devices updated at the same time. */

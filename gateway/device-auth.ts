@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { FwError } from '../protocol/errors.ts';
 import { formatIssues } from '../protocol/schema.ts';
 import { isValidDeviceId } from '../protocol/topics.ts';
+import type { ScryptLimiter } from './auth-guard.ts';
 
 /**
  * Per-device MQTT credentials (docs/protocol.md §6.1.8, docs/operations.md "Device credentials").
@@ -162,14 +163,20 @@ export class DeviceCredentials {
   #stamp = '';
   #checkedAt = 0;
   #reloading: Promise<boolean> | undefined;
-  readonly #dummy: Promise<string>;
+  readonly #dummy: Promise<Parsed>;
 
-  private constructor(readonly path: string, private readonly log: (line: string) => void, private readonly now: () => number) {
-    this.#dummy = hashPassword(generatePassword());
+  private constructor(
+    readonly path: string,
+    private readonly log: (line: string) => void,
+    private readonly now: () => number,
+    private readonly limiter: ScryptLimiter | undefined,
+  ) {
+    this.#dummy = hashPassword(generatePassword()).then((phc) => parsePhc(phc)!);
   }
 
-  static async open(path: string, opts: { log?: (line: string) => void; now?: () => number } = {}): Promise<DeviceCredentials> {
-    const c = new DeviceCredentials(path, opts.log ?? (() => undefined), opts.now ?? Date.now);
+  /** `limiter`: every scrypt of a check (the dummy one too) runs through it (gateway/auth-guard.ts). */
+  static async open(path: string, opts: { log?: (line: string) => void; now?: () => number; limiter?: ScryptLimiter } = {}): Promise<DeviceCredentials> {
+    const c = new DeviceCredentials(path, opts.log ?? (() => undefined), opts.now ?? Date.now, opts.limiter);
     await c.#load(true);
     return c;
   }
@@ -194,16 +201,33 @@ export class DeviceCredentials {
     return r !== 'ok' && (await this.#maybeReload(true)) ? this.#check(id, password) : r;
   }
 
+  /**
+   * Whether this password is the one the device last logged in with, from memory: no scrypt
+   * (a device locked out by someone else's failures on its id still gets in, gateway/auth-guard.ts).
+   */
+  cached(id: string, password: string): boolean {
+    const e = this.#entries.get(id);
+    if (!e?.verified) return false;
+    return timingSafeEqual(createHash('sha256').update(e.salt).update(password).digest(), e.verified);
+  }
+
+  #derive(password: string, p: Parsed): Promise<Buffer> {
+    const run = (): Promise<Buffer> => derive(password, p.salt, p.params, p.key.length);
+    return this.limiter ? this.limiter.run(run) : run();
+  }
+
   async #check(id: string, password: string): Promise<CredentialCheck> {
     const e = this.#entries.get(id);
     if (!e) {
-      await checkPassword(password, await this.#dummy);
+      // the same scrypt as for a listed device: an unknown id takes as long as a wrong password
+      const dummy = await this.#dummy;
+      timingSafeEqual(await this.#derive(password, dummy), dummy.key);
       return 'unknown-device';
     }
     if (e.disabled) return 'disabled';
     const quick = createHash('sha256').update(e.salt).update(password).digest();
     if (e.verified && timingSafeEqual(quick, e.verified)) return 'ok';
-    const key = await derive(password, e.salt, e.params, e.key.length);
+    const key = await this.#derive(password, e);
     if (!timingSafeEqual(key, e.key)) return 'bad-password';
     if (this.#entries.get(id) === e) e.verified = quick;
     return 'ok';

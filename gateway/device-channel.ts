@@ -3,9 +3,11 @@ import { isFwError, type ErrorCode } from '../protocol/errors.ts';
 import {
   decodeDeviceMessage, encodeGatewayMessage, type DeviceMessage, type GatewayMessage,
 } from '../protocol/ota.ts';
-import { parseDeviceTopic, topics } from '../protocol/topics.ts';
+import { topics } from '../protocol/topics.ts';
 import type { Broker } from './broker.ts';
 import type { Logger } from './log.ts';
+import { LogThrottle } from './rate-limit.ts';
+import { upTopicSender } from './up-topic.ts';
 import { realTimers, waitForValue, type Timers } from './waiter.ts';
 
 /** A device message, or a presence change seen by the broker. */
@@ -35,9 +37,12 @@ export class DeviceChannel extends EventEmitter<{ event: [deviceId: string, even
   readonly stats: ChannelStats = { received: 0, sent: 0, invalid: 0, unknownType: 0, badTopic: 0, bytesSent: 0, chunkResends: 0 };
   /** Per device: the transfer (sid) being sent and the chunk offsets sent in it, to count resends. */
   private readonly chunksSent = new Map<string, { sid: number; offsets: Set<number> }>();
+  /** A device sending garbage gets one warning per 10 s, with the count left out, not one per message. */
+  private readonly invalidLog: LogThrottle;
 
   constructor(private readonly broker: Broker, private readonly log: Logger, private readonly timers: Timers = realTimers) {
     super();
+    this.invalidLog = new LogThrottle(10_000, () => timers.now());
     broker.on('clientConnected', (id) => this.dispatch(id, { t: 'online' }));
     broker.on('clientDisconnected', (id) => {
       this.chunksSent.delete(id);
@@ -56,8 +61,8 @@ export class DeviceChannel extends EventEmitter<{ event: [deviceId: string, even
   }
 
   private onPublish(topic: string, payload: Buffer, clientId: string | null): void {
-    const parsed = parseDeviceTopic(topic);
-    if (!parsed || parsed.kind !== 'up' || (clientId !== null && clientId !== parsed.deviceId)) {
+    const deviceId = upTopicSender(topic, clientId);
+    if (deviceId === undefined) {
       this.stats.badTopic++;
       this.log.debug({ topic, clientId }, 'dropped publish on a topic that is not the sender\'s up topic');
       return;
@@ -68,11 +73,12 @@ export class DeviceChannel extends EventEmitter<{ event: [deviceId: string, even
     } catch (err) {
       if (isFwError(err, 'E_MESSAGE_TYPE')) this.stats.unknownType++;
       else this.stats.invalid++;
-      this.log.warn({ device: parsed.deviceId, err: isFwError(err) ? err.message : String(err) }, 'dropped invalid device message');
+      const { log, suppressed } = this.invalidLog.allow(deviceId);
+      if (log) this.log.warn({ device: deviceId, err: isFwError(err) ? err.message : String(err), ...(suppressed > 0 ? { suppressed } : {}) }, 'dropped invalid device message');
       return;
     }
     this.stats.received++;
-    this.dispatch(parsed.deviceId, msg);
+    this.dispatch(deviceId, msg);
   }
 
   private dispatch(deviceId: string, event: DeviceEvent): void {

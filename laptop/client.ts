@@ -5,7 +5,7 @@ import type { Manifest } from '../protocol/manifest.ts';
 import type {
   CampaignPolicy, CompleteMessage, GatewayUplinkMessage, HelloMessage, LaptopMessage, PlannedMessage, RetryMessage, RtsMessage, Targeting, WaitingMessage,
 } from '../protocol/uplink.ts';
-import { signChallenge, type TechnicianKey } from '../protocol/uplink-auth.ts';
+import { signChallenge, signRequest, type TechnicianKey, type UplinkRequest } from '../protocol/uplink-auth.ts';
 import type { MessageLink } from '../transport/message-link.ts';
 import { laptopSettings } from './settings.ts';
 import { uploadChunk } from './upload-chunk.ts';
@@ -87,6 +87,8 @@ export class UplinkClient extends EventEmitter<{
   private connected = false;
   /** The gateway reset the link after the hellos (§4.11.2: it restarted): this session is over. */
   private peerReset: FwError | undefined;
+  /** This session's challenge and request counter (§7.2.4); set by each hello exchange. */
+  private session: { challenge: Uint8Array | undefined; authIdleMs: number | undefined; n: number; lastAt: number } | undefined;
 
   constructor(private readonly link: LaptopLink, private readonly opts: ClientOptions = defaultClientOptions) {
     super();
@@ -112,6 +114,11 @@ export class UplinkClient extends EventEmitter<{
    */
   async connect(): Promise<HelloMessage> {
     await this.link.open();
+    return this.exchangeHellos();
+  }
+
+  /** Send hello and take the gateway's: a new session with a new challenge (§7.2, §7.2.4). */
+  private async exchangeHellos(): Promise<HelloMessage> {
     await this.link.send({
       t: 'hello', proto: PROTOCOL_VERSION, role: 'laptop', agent: this.opts.agent,
       maxFrame: Math.min(this.opts.maxFrame, MAX_FRAME_PAYLOAD), window: this.opts.window, maxMessage: MAX_UPLINK_MESSAGE,
@@ -126,9 +133,27 @@ export class UplinkClient extends EventEmitter<{
     // §4.11.1: keepalives only when both offered (an older gateway answers without `keepalive`)
     if (hello.keepalive && this.opts.keepaliveMs) this.link.startKeepalive(hello.keepalive, this.opts.linkSilenceMs ?? laptopSettings.linkSilenceMs);
     this.connected = true;
-    // Not answered by the gateway: a refused auth shows as `deny` `unauthorised` at the request to send.
-    if (hello.challenge && this.opts.techKey) await this.link.send(signChallenge(this.opts.techKey, hello.challenge));
+    this.session = { challenge: hello.challenge, authIdleMs: hello.authIdleMs, n: 0, lastAt: Date.now() };
+    // A gateway of the previous version (no authIdleMs in its hello) knows only the session-wide auth (§7.2.4, version 1).
+    if (hello.challenge && hello.authIdleMs === undefined && this.opts.techKey) await this.link.send(signChallenge(this.opts.techKey, hello.challenge));
     return hello;
+  }
+
+  /**
+   * The request with the technician's `auth` (§7.2.4): signed over the session challenge, the
+   * next counter and its content. Before a request that comes more than half the gateway's
+   * authIdleMs after the last one, a new hello fetches a fresh challenge. Unchanged without a
+   * technician key or towards a gateway of the previous version.
+   */
+  async authorised<M extends LaptopMessage & UplinkRequest>(msg: M): Promise<M> {
+    const key = this.opts.techKey;
+    if (key === undefined || this.session === undefined) return msg;
+    if (this.session.authIdleMs !== undefined && Date.now() - this.session.lastAt > this.session.authIdleMs / 2) await this.exchangeHellos();
+    const { challenge, authIdleMs } = this.session;
+    if (challenge === undefined || authIdleMs === undefined) return msg;
+    this.session.n += 1;
+    this.session.lastAt = Date.now();
+    return signRequest(key, challenge, this.session.n, msg);
   }
 
   /**
@@ -148,7 +173,7 @@ export class UplinkClient extends EventEmitter<{
    * already holds of it (keyed by its digest); rejects on a deny, its code in `details.deny`.
    */
   async requestToSend(manifest: Manifest, options: CampaignOptions = {}): Promise<Grant> {
-    await this.link.send(rtsFor(manifest, options));
+    await this.link.send(await this.authorised(rtsFor(manifest, options)));
     const reply = await this.next((m): m is Msg<'grant'> | Msg<'deny'> => m.t === 'grant' || m.t === 'deny', this.opts.replyTimeoutMs, 'grant or deny');
     if (reply.t === 'deny') {
       throw new FwError('E_UPLINK_STATE', `gateway refused the upload (${reply.code}): ${reply.reason}`, { details: { deny: reply.code } });
@@ -229,7 +254,7 @@ export class UplinkClient extends EventEmitter<{
 
   /** `cancel`, `retry`, `resume` (§7.12): resolves with the gateway's `accepted`; rejects with its deny. */
   async control(msg: Msg2<'cancel'> | Msg2<'retry'> | Msg2<'resume'>): Promise<Msg<'accepted'>> {
-    await this.link.send(defined(msg) as LaptopMessage);
+    await this.link.send(await this.authorised(defined(msg) as typeof msg));
     const r = await this.next((m): m is Msg<'accepted'> | Msg<'deny'> => m.t === 'accepted' || m.t === 'deny', this.opts.replyTimeoutMs, `the answer to ${msg.t}`);
     if (r.t === 'deny') throw new FwError('E_UPLINK_STATE', `gateway refused ${msg.t} (${r.code}): ${r.reason}`, { details: { deny: r.code } });
     return r;
@@ -238,7 +263,7 @@ export class UplinkClient extends EventEmitter<{
   /** A dry run (§7.12.4): the order an upload of this manifest would get now. */
   async plan(manifest: Manifest, options: CampaignOptions = {}): Promise<PlannedMessage> {
     const { policy: _p, force: _f, ...rest } = options;
-    await this.link.send({ t: 'plan', manifest, ...defined(rest) });
+    await this.link.send(await this.authorised({ t: 'plan', manifest, ...defined(rest) }));
     // the gateway measures every link first: as long as a campaign's probe phase may take
     const r = await this.next((m): m is Msg<'planned'> | Msg<'deny'> => m.t === 'planned' || m.t === 'deny', Math.max(this.opts.replyTimeoutMs, this.opts.idleTimeoutMs), 'the plan');
     if (r.t === 'deny') throw new FwError('E_UPLINK_STATE', `gateway refused the plan (${r.code}): ${r.reason}`, { details: { deny: r.code } });

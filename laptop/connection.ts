@@ -33,6 +33,22 @@ export async function closePortWithin(port: SerialPort, timeoutMs = laptopSettin
 }
 
 /**
+ * Reset the link on the way out (docs/protocol.md §7.2.4, §7.10.1): the gateway ends the session,
+ * and with it the technician's authorisation, at once instead of when the link goes dead. Bounded
+ * by laptopSettings.farewellTimeoutMs; a port that is already gone is not waited for.
+ */
+export async function farewell(link: MessageLink<GatewayUplinkMessage, LaptopMessage>, timeoutMs = laptopSettings.farewellTimeoutMs): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([link.open(), new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs); })]);
+  } catch {
+    // the port or link is gone: nothing to reset
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
  * Open the port, reset the link and exchange hellos, all within `timeoutMs`; on any failure
  * everything opened is closed again before the error is thrown.
  */
@@ -69,8 +85,10 @@ export async function openConnection(o: ConnectionOptions, timeoutMs: number): P
   const close = (): Promise<void> => {
     closing = true;
     unwatch();
-    link.close();
-    return (closed ??= closePortWithin(port));
+    return (closed ??= farewell(link).then(() => {
+      link.close();
+      return closePortWithin(port);
+    }));
   };
   // A tty that vanishes (cable or adapter pulled) is not always reported by the port: a read of a
   // hung-up tty can return 0 bytes, which the serialport binding retries forever. So the path is

@@ -36,6 +36,8 @@ export const laptopSettings = Object.freeze({
   sendTimeoutMs: 30_000,
   /** Longest wait for the serial port to close when fwpush ends, is interrupted or reconnects. */
   portCloseTimeoutMs: 2000,
+  /** fwpush resets the link when it leaves (§7.2.4: the gateway's session and its authorisation end): longest wait for the RESET_ACK. */
+  farewellTimeoutMs: 1000,
   /** Serial baud rate (`--baud`); a pty ignores it. */
   baudRate: 921_600,
   /** Largest serial frame payload offered in hello (`--frame`); the gateway may answer with less. */

@@ -9,7 +9,7 @@ import {
 } from './limits.ts';
 import { manifestSchema } from './manifest.ts';
 import { bytes, decodeMessage, sha256Hex, text, u32 } from './schema.ts';
-import { AUTH_CHALLENGE_BYTES, AUTH_SIG_BYTES } from './uplink-auth.ts';
+import { AUTH_CHALLENGE_BYTES, AUTH_SIG_BYTES, MAX_REQUEST_COUNTER } from './uplink-auth.ts';
 
 /**
  * Uplink messages between the field laptop (fwpush) and the gateway over the serial link
@@ -87,8 +87,16 @@ export const helloMsg = z.object({
   keepalive: z.number().int().min(KEEPALIVE_MIN_MS).max(KEEPALIVE_MAX_MS).optional(),
   /** Gateway only: fresh random bytes the laptop signs in its `auth` (§7.2.4). */
   challenge: bytes.refine((b) => b.length === AUTH_CHALLENGE_BYTES, `must be ${AUTH_CHALLENGE_BYTES} bytes`).optional(),
+  /** Gateway only: requests are authorised one by one (`auth` field, §7.2.4) and the session's authorisation lapses after this idle time. */
+  authIdleMs: u32.optional(),
 });
-/** The laptop proves it holds a technician key: Ed25519 over the gateway's challenge (§7.2.4). */
+/** The `auth` field of an authorised request (§7.2.4): Ed25519 over the challenge, the counter and the request's content. */
+export const requestAuth = z.strictObject({
+  keyId: z.string().regex(/^[0-9a-f]{16}$/, 'must be 16 lowercase hex digits'),
+  n: z.number().int().min(1).max(MAX_REQUEST_COUNTER),
+  sig: bytes.refine((b) => b.length === AUTH_SIG_BYTES, `must be ${AUTH_SIG_BYTES} bytes`),
+});
+/** Version 1 of technician authentication (§7.2.4): accepted on the wire, never authorises (a laptop that sends it is told to upgrade). */
 export const authMsg = z.object({
   t: z.literal('auth'),
   keyId: z.string().regex(/^[0-9a-f]{16}$/, 'must be 16 lowercase hex digits'),
@@ -126,13 +134,15 @@ export const rtsMsg = z.object({
   /** The campaign may update busy devices; absent = false: busy devices are deferred, never forced (§7.3.5). */
   force: z.boolean().optional(),
   ...targetingFields,
+  /** The technician's authorisation of this very request (§7.2.4). */
+  auth: requestAuth.optional(),
 });
 export const dataMsg = z.object({ t: z.literal('data'), off: u32, data: bytes });
 export const commitMsg = z.object({ t: z.literal('commit') });
 /** Ask for the current campaign state; the gateway answers `state` then replays (§7.11); with `campaign`, that campaign's (§7.11.5). */
 export const statusReqMsg = z.object({ t: z.literal('status'), campaign: campaign.optional() });
 /** Cancel a campaign (§7.12.1): the named one, else the current one. Technician-authorised. */
-export const cancelMsg = z.object({ t: z.literal('cancel'), campaign: campaign.optional() });
+export const cancelMsg = z.object({ t: z.literal('cancel'), campaign: campaign.optional(), auth: requestAuth.optional() });
 /** Device results a retry takes (§7.12.2). */
 export const RetryOutcomes = ['failed', 'rolled-back', 'expired', 'cancelled', 'skipped'] as const;
 /** The outcomes a retry takes from command-line style flags (fwpush retry, fwgate campaign retry); none: failed and rolled back (§7.12.2). */
@@ -148,11 +158,12 @@ export const retryMsg = z.object({
   outcomes: z.array(z.enum(RetryOutcomes)).min(1).max(RetryOutcomes.length),
   policy: z.enum(CampaignPolicies).optional(),
   force: z.boolean().optional(),
+  auth: requestAuth.optional(),
 });
 /** Let a campaign paused between waves go on with its next wave (§7.12.3). Technician-authorised. */
-export const resumeMsg = z.object({ t: z.literal('resume'), campaign });
+export const resumeMsg = z.object({ t: z.literal('resume'), campaign, auth: requestAuth.optional() });
 /** A dry run (§7.12.4): measure and rank as an upload of this manifest would, store and update nothing. Technician-authorised. */
-export const planMsg = z.object({ t: z.literal('plan'), manifest: manifestSchema, downgrade: z.boolean().optional(), ...targetingFields });
+export const planMsg = z.object({ t: z.literal('plan'), manifest: manifestSchema, downgrade: z.boolean().optional(), ...targetingFields, auth: requestAuth.optional() });
 
 /** Who the campaign of an upload would reach, counted before any data (§7.3.7). */
 export const preflightInfo = z.object({
@@ -348,6 +359,7 @@ export type LaptopMessage = z.infer<typeof laptopMessage>;
 export type GatewayUplinkMessage = z.infer<typeof gatewayUplinkMessage>;
 export type HelloMessage = z.infer<typeof helloMsg>;
 export type AuthMessage = z.infer<typeof authMsg>;
+export type RequestAuthField = z.infer<typeof requestAuth>;
 export type OrderMessage = z.infer<typeof orderMsg>;
 export type OrderEntry = z.infer<typeof orderEntry>;
 export type ExcludedEntry = z.infer<typeof excludedEntry>;

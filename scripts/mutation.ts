@@ -1,6 +1,8 @@
 /**
- * Mutation testing (StrykerJS) of one configuration: `tsx scripts/mutation.ts <name> [--json]
- * [--report-only] [--group g]...` runs `stryker.<name>.config.mjs` and prints the score per module.
+ * Mutation testing (StrykerJS) of one or more configurations: `tsx scripts/mutation.ts <name>...
+ * [--json] [--report-only] [--group g]...` runs `stryker.<name>.config.mjs` (security: issue 18's
+ * modules; core: protocol, rollout, windows, store) and prints the score per module, all sets
+ * together.
  * A config that exports `groups` (stryker.core.config.mjs) is run one group at a time
  * (STRYKER_GROUP), so each module's mutants meet its own unit tests; the groups' JSON reports are
  * then merged. `--report-only` reads the last reports without running Stryker. Incremental mode
@@ -21,14 +23,16 @@ interface ReportJson { files: Record<string, { mutants: MutantJson[] }> }
 interface ModuleScore { file: string; score: number; killed: number; timeout: number; survived: number; noCoverage: number; errors: number }
 
 const args = process.argv.slice(2);
-const name = args.find((a) => !a.startsWith('--') && args[args.indexOf(a) - 1] !== '--group');
+const names = args.filter((a, i) => !a.startsWith('--') && args[i - 1] !== '--group');
 const json = args.includes('--json');
 const reportOnly = args.includes('--report-only');
 const only = args.flatMap((a, i) => (args[i - 1] === '--group' ? [a] : []));
-if (!name) {
-  console.error('usage: tsx scripts/mutation.ts <config name, e.g. core> [--json] [--report-only] [--group <group>]...');
+if (names.length === 0) {
+  console.error('usage: tsx scripts/mutation.ts <config name, e.g. core or security>... [--json] [--report-only] [--group <group>]...');
   process.exit(2);
 }
+const reports: string[] = [];
+for (const name of names) {
 const configPath = join(ROOT, `stryker.${name}.config.mjs`);
 if (!existsSync(configPath)) {
   console.error(`${configPath}: no such Stryker config`);
@@ -44,7 +48,6 @@ if (unknown.length > 0) {
   process.exit(2);
 }
 
-const reports: string[] = [];
 for (const group of groups) {
   const env: NodeJS.ProcessEnv = { ...process.env, ...(group ? { STRYKER_GROUP: group } : {}) };
   // mocha 12 ships lib/cli/*.cjs, which @stryker-mutator/mocha-runner requires without an extension
@@ -64,6 +67,7 @@ for (const group of groups) {
   }
   if (existsSync(report)) reports.push(report);
   else console.error(`no report at ${report}${reportOnly ? ' (run without --report-only first)' : ''}`);
+}
 }
 
 const modules = new Map<string, ModuleScore>();

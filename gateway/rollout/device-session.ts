@@ -556,7 +556,10 @@ function rejection(r: Ev<'reject'>): SessionFailure {
     case 'not-newer': return new SessionFailure('skipped', 'not-newer', `device refuses: image is not newer${why}`, true);
     case 'below-floor': return new SessionFailure('skipped', 'below-floor', `device refuses: image is below its anti-rollback security floor${why}`, true);
     case 'no-space': return new SessionFailure('failed', 'no-space', `device has no space for the image${why}`, true);
-    case 'invalid': return new SessionFailure('failed', 'rejected', `device rejected the offer as invalid${why}`, true);
+    case 'invalid':
+      // a device that checks the offer's signature before accepting it (§6.5.3 step 0) says "signature: …"
+      if (r.reason?.startsWith('signature:') === true) return new SessionFailure('failed', 'bad-signature', `device refuses the image's signature${why}`, true);
+      return new SessionFailure('failed', 'rejected', `device rejected the offer as invalid${why}`, true);
     case 'seq-rollback': return new SessionFailure('skipped', 'seq-rollback', `device refuses: the image's sequence number is below the one it has installed${why}`, true);
     default: {
       const never: never = r.code;

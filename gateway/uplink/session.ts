@@ -9,6 +9,7 @@ import {
   clipReasons, DATA_MESSAGE_OVERHEAD, type DenyCode, type GatewayUplinkMessage, type LaptopMessage, type PlannedMessage, type PreflightInfo,
   type RetryMessage, type Targeting,
 } from '../../protocol/uplink.ts';
+import { needsRequestAuth, type UplinkRequest } from '../../protocol/uplink-auth.ts';
 import { TechnicianAuth } from './auth.ts';
 import { isNoSpace, NO_SPACE } from '../disk-full.ts';
 import type { MessageLink } from '../../transport/message-link.ts';
@@ -49,6 +50,8 @@ export interface UplinkDeps {
   onImageStored(image: StoredImage, request: CampaignRequest): Promise<StoredCampaign>;
   /** Source of the hello challenges (§7.2.4); default crypto.randomBytes. Injected by tests. */
   randomBytes?: (n: number) => Uint8Array;
+  /** Clock of the authorisation's idle lapse (§7.2.4); default Date.now. Injected by tests. */
+  now?: () => number;
 }
 
 /** The campaign policy a laptop asks for in its `rts` (§7.3). */
@@ -86,7 +89,7 @@ export class UplinkSession {
   }
 
   constructor(private readonly deps: UplinkDeps) {
-    this.auth = new TechnicianAuth(deps.config, deps.log, deps.randomBytes ?? ((n) => randomBytes(n)));
+    this.auth = new TechnicianAuth(deps.config, deps.log, deps.randomBytes ?? ((n) => randomBytes(n)), deps.now ?? Date.now);
     deps.link.on('message', (msg) => {
       this.queue = this.queue.then(() => this.dispatch(msg)).catch((err: unknown) => {
         deps.log.error({ err: describeError(err) }, 'uplink handler failed');
@@ -140,6 +143,12 @@ export class UplinkSession {
   }
 
   private async dispatch(msg: LaptopMessage): Promise<void> {
+    // every request of AUTHORISED_REQUEST_TYPES carries its own technician signature (§7.2.4)
+    if (needsRequestAuth(msg.t)) {
+      if (this.state === 'idle') return this.deny('state', 'send hello first');
+      const unauthorised = this.auth.authorise(msg as UplinkRequest);
+      if (unauthorised !== undefined) return this.deny('unauthorised', unauthorised);
+    }
     switch (msg.t) {
       case 'hello': return this.onHello(msg);
       case 'auth': return this.onAuth(msg);
@@ -149,7 +158,7 @@ export class UplinkSession {
       case 'status': return this.onStatus(msg.campaign);
       case 'cancel': return this.onControl('cancel', msg.campaign, async () => ({ campaign: this.deps.cancel(msg.campaign) }));
       case 'retry': return this.onControl('retry', msg.campaign, async () => {
-        const { t: _t, ...req } = msg;
+        const { t: _t, auth: _a, ...req } = msg;
         const c = await this.deps.retry(req);
         return { campaign: c.id, start: c.start, reason: `retry of ${msg.campaign}` };
       });
@@ -179,6 +188,7 @@ export class UplinkSession {
       t: 'hello', proto: PROTOCOL_VERSION, role: 'gateway', agent: this.deps.agent,
       maxFrame, window, maxMessage: msg.maxMessage, maxImage: config.maxImageBytes, challenge: this.auth.newChallenge(),
       ...(keepalive ? { keepalive } : {}),
+      authIdleMs: config.authIdleMs,
     });
     link.configure({ maxPayload: maxFrame, window });
     if (keepalive) link.startKeepalive(keepalive, config.linkSilenceMs);
@@ -189,18 +199,15 @@ export class UplinkSession {
     this.deps.log.info({ agent: msg.agent, maxFrame, window }, 'laptop hello');
   }
 
-  /** `auth` (§7.2.4): not answered; its outcome decides the next request to send. */
+  /** The session-wide `auth` of version 1 (§7.2.4): not answered, authorises nothing; denied requests then say to upgrade fwpush. */
   private async onAuth(msg: Extract<LaptopMessage, { t: 'auth' }>): Promise<void> {
     if (this.state === 'idle') return this.deny('state', 'send hello first');
-    this.auth.check(msg);
+    this.auth.noteLegacyAuth(msg);
   }
 
   private async onRequestToSend(rts: Extract<LaptopMessage, { t: 'rts' }>): Promise<void> {
     const { log, store, config } = this.deps;
     const manifest: Manifest = rts.manifest;
-    if (this.state === 'idle') return this.deny('state', 'send hello first');
-    const unauthorised = this.auth.refusal();
-    if (unauthorised !== undefined) return this.deny('unauthorised', unauthorised);
     if (this.state === 'receiving' || this.state === 'committing') return this.deny('state', 'an upload is already in progress in this session');
     const { t: _t, manifest: _m, ...request } = rts;
     this.request = request;
@@ -247,9 +254,7 @@ export class UplinkSession {
    * `accepted` (with the campaign it concerns) or `deny` with the reason.
    */
   private async onControl(request: 'cancel' | 'retry' | 'resume', named: string | undefined, act: () => Promise<{ campaign: string; start?: () => void; reason?: string }>): Promise<void> {
-    if (this.state === 'idle') return this.deny('state', 'send hello first');
-    const unauthorised = this.auth.refusal();
-    if (unauthorised !== undefined) return this.deny('unauthorised', unauthorised);
+    // hello first and the technician's signature of this very request were checked before dispatch (§7.2.4)
     let done: { campaign: string; start?: () => void; reason?: string };
     try {
       done = await act();
@@ -268,10 +273,7 @@ export class UplinkSession {
   }
 
   private async onPlan(msg: Extract<LaptopMessage, { t: 'plan' }>): Promise<void> {
-    if (this.state === 'idle') return this.deny('state', 'send hello first');
-    const unauthorised = this.auth.refusal();
-    if (unauthorised !== undefined) return this.deny('unauthorised', unauthorised);
-    const { t: _t, manifest, ...request } = msg;
+    const { t: _t, auth: _a, manifest, ...request } = msg;
     try {
       await this.send(await this.deps.plan(manifest, request));
     } catch (err) {

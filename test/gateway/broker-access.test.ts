@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import mqttPacket from 'mqtt-packet';
 import { Broker, type BrokerOptions } from '../../gateway/broker.ts';
 import { authenticateClient, publishRefusal, subscribeRefusal } from '../../gateway/broker-access.ts';
 import { checkPassword, DeviceCredentials, hashPassword, readDevicesFile, setDevicePassword } from '../../gateway/device-auth.ts';
@@ -173,7 +174,8 @@ describe('gateway/broker access (docs/protocol.md §6.1.8)', function () {
       assert.equal(b.stats.authFailures, 4);
       assert.equal(b.stats.clientErrors, 0);
       assert.equal(b.isConnected('dev-b'), false);
-      assert.ok(logs.some((l) => l.includes('refused dev-x') && l.includes('CONNACK 4')), logs.join('\n'));
+      assert.ok(logs.some((l) => l.includes('refused dev-b') && l.includes('CONNACK 4')), logs.join('\n'));
+      assert.ok(!logs.some((l) => l.includes('refused dev-x')), 'a repeated refusal from the same address is not logged again within refusalLogIntervalMs');
       await works(b, a);
     });
 
@@ -205,6 +207,38 @@ describe('gateway/broker access (docs/protocol.md §6.1.8)', function () {
       await assert.rejects(Broker.start({ host: '127.0.0.1', port: 0, maxPacketBytes: 4096, maxClients: 1, access: { requireAuth: true } }),
         (err: unknown) => isFwError(err, 'E_CONFIG'));
     });
+  });
+
+  describe('client ids must be device ids at CONNECT, in every mode (issue 18 item 3, §6.1.8 rule 0)', () => {
+    /** The CONNACK return code the broker gives a raw CONNECT with this client id (mqtt.js would replace an empty one). */
+    async function connackFor(b: Broker, clientId: string): Promise<number> {
+      const sock = netConnect(b.port, '127.0.0.1');
+      sockets.push(sock);
+      const got = new Promise<number>((resolve, reject) => {
+        sock.once('data', (d: Buffer) => (d[0] === 0x20 ? resolve(d[3]!) : reject(new Error(`not a CONNACK: ${d.toString('hex')}`))));
+        sock.once('error', reject);
+      });
+      sock.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 30, clientId }));
+      return within(got, `CONNACK for ${JSON.stringify(clientId)}`);
+    }
+    const hostileIds = ['+', '#', 'fwgate/v1/dev/+', 'a/b', '', 'x'.repeat(65), '-dash', 'dev a', 'dév'];
+
+    for (const [mode, access] of [
+      ['open (no device list)', (): BrokerOptions['access'] => ({ requireAuth: false })],
+      ['requireAuth false with a device list (migration)', (): BrokerOptions['access'] => ({ requireAuth: false, credentials })],
+      ['requireAuth true', (): BrokerOptions['access'] => ({ requireAuth: true, credentials })],
+    ] as const) {
+      it(`${mode}: "+", "#", "/", empty, over-long and other non-device ids are refused (2, identifier rejected); commands stay private`, async () => {
+        const b = await start({ access: access() });
+        for (const id of hostileIds) assert.equal(await connackFor(b, id), 2, `client id ${JSON.stringify(id)}`);
+        assert.equal(b.stats.authFailures, hostileIds.length);
+        assert.ok(logs.some((l) => l.includes('refused "+"') && l.includes('is not a device id') && l.includes('CONNACK 2')), logs.join('\n'));
+        // the attack: a "+" client subscribing to its own "down" topic would get every device's commands
+        const victim = mode === 'requireAuth true' ? await device(b, 'dev-a') : await connect(b.url, 'dev-anon');
+        await works(b, victim);
+        assert.equal(await connackFor(b, 'x'.repeat(64)), mode === 'requireAuth true' ? 5 : 0, 'a 64-character id is a device id');
+      });
+    }
   });
 
   describe('authorization', () => {

@@ -100,14 +100,13 @@ describe('integration: fwpush survives a pulled cable (real pty pair, gateway, s
     assert.deepEqual([resumed.sha256, resumed.size], [s.manifest.sha256, size]);
     assert.ok(resumed.offset > 0 && resumed.offset < size, `resumed at ${resumed.offset} of ${size}`);
 
-    // What crossed the new cable: an auth signing the new hello's challenge (docs/protocol.md §7.2.4),
-    // a request to send for the same digest, then only the rest of the image.
-    const auth = received.findIndex((m) => m.t === 'auth');
-    assert.ok(auth >= 0 && auth < received.findIndex((m) => m.t === 'rts'), 'fwpush authenticated again before its request to send');
-    assert.equal((received[auth] as Extract<LaptopMessage, { t: 'auth' }>).keyId, rig.techKey.keyId);
+    // What crossed the new cable: a request to send for the same digest, authorised with the new
+    // hello's challenge (docs/protocol.md §7.2.4: counter 1 again), then only the rest of the image.
     const rts = received.filter((m) => m.t === 'rts');
     assert.equal(rts.length, 1);
     assert.equal(rts[0]!.t === 'rts' && rts[0]!.manifest.sha256, s.manifest.sha256);
+    assert.deepEqual(rts[0]!.t === 'rts' && [rts[0]!.auth?.keyId, rts[0]!.auth?.n], [rig.techKey.keyId, 1], 'fwpush signed its request with the new session');
+    assert.ok(!received.some((m) => m.t === 'auth'), 'no session-wide auth to a gateway of this version');
     const data = received.filter((m): m is Extract<LaptopMessage, { t: 'data' }> => m.t === 'data');
     assert.equal(data[0]?.off, resumed.offset, 'the first chunk after the reconnect is at the granted offset');
     const sentAfter = data.reduce((n, m) => n + m.data.length, 0);
@@ -138,7 +137,7 @@ describe('integration: fwpush survives a pulled cable (real pty pair, gateway, s
     const lines = jsonLines(r.stdout);
     assert.equal(lines.find((l) => l.event === 'link-lost')?.phase, 'follow');
     assert.equal(lines.find((l) => l.event === 'reconnected')?.phase, 'follow');
-    assert.deepEqual(received.map((m) => m.t), ['hello', 'auth', 'status'], 'no second upload: hello, auth (§7.2.4) and status only');
+    assert.deepEqual(received.map((m) => m.t), ['hello', 'status'], 'no second upload: hello and status only (status needs no auth, §7.2.4)');
     const committed = lines.find((l) => l.event === 'committed');
     const state = lines.find((l) => l.event === 'state');
     assert.equal(state?.campaign, committed?.campaign, 'the state names the campaign fwpush started');

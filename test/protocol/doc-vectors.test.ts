@@ -7,7 +7,10 @@ import * as limits from '../../protocol/limits.ts';
 import { FrameKind, cobsDecode, cobsEncode, decodeFrame, encodeFrame } from '../../protocol/link/index.ts';
 import { decodeCbor } from '../../protocol/cbor.ts';
 import { parseManifest } from '../../protocol/manifest.ts';
-import { SIGNATURE_DOMAIN, signedBytes } from '../../protocol/signature.ts';
+import { parsePublicKey, SIGNATURE_DOMAIN, signedBytes } from '../../protocol/signature.ts';
+import {
+  canonicalRequestBytes, REQUEST_AUTH_DOMAIN, requestSigningInput, signingInputForDigest, verifyRequest, type UplinkRequest,
+} from '../../protocol/uplink-auth.ts';
 import {
   RejectCodes, SlotStates, VerifyCodes, decodeDeviceMessage, decodeGatewayMessage, deviceMessage, encodeDeviceMessage,
   encodeGatewayMessage, gatewayMessage, type DeviceMessage, type GatewayMessage,
@@ -27,7 +30,9 @@ import { frameToVectorValue, vectorValueToFrame, type FrameVectorValue } from '.
 const docPath = fileURLToPath(new URL('../../docs/protocol.md', import.meta.url));
 const doc = readFileSync(docPath, 'utf8');
 
-const KINDS = ['crc32', 'cobs', 'frame', 'ota-down', 'ota-up', 'uplink-laptop', 'uplink-gateway', 'signed-bytes'] as const;
+const KINDS = [
+  'crc32', 'cobs', 'frame', 'ota-down', 'ota-up', 'uplink-laptop', 'uplink-gateway', 'signed-bytes', 'canonical-request', 'request-signing-input',
+] as const;
 type Kind = (typeof KINDS)[number];
 
 interface Vector { name: string; kind: Kind; value: unknown; hex: string; line: number }
@@ -104,6 +109,22 @@ const codecs: Record<Exclude<Kind, 'crc32'>, Codec> = {
   'ota-up': { encode: (v) => encodeDeviceMessage(fromJson(v) as DeviceMessage), decode: (b) => toJson(decodeDeviceMessage(b)) },
   'uplink-laptop': { encode: (v) => encodeUplinkMessage(fromJson(v) as LaptopMessage), decode: (b) => toJson(decodeLaptopMessage(b)) },
   'uplink-gateway': { encode: (v) => encodeUplinkMessage(fromJson(v) as GatewayUplinkMessage), decode: (b) => toJson(decodeGatewayUplinkMessage(b)) },
+  // §7.2.4: the request without `auth` in core deterministic CBOR
+  'canonical-request': { encode: (v) => canonicalRequestBytes(fromJson(v) as UplinkRequest), decode: (b) => toJson(decodeCbor(b)) },
+  // §7.2.4: domain, 0x00, challenge (32), n (u32 BE), digest (32)
+  'request-signing-input': {
+    encode: (v) => {
+      const { challenge, n, digest } = fromJson(v) as { challenge: Uint8Array; n: number; digest: Uint8Array };
+      return signingInputForDigest(challenge, n, digest);
+    },
+    decode: (b) => {
+      const domain = Buffer.from(b.subarray(0, REQUEST_AUTH_DOMAIN.length)).toString('ascii');
+      assert.equal(domain, REQUEST_AUTH_DOMAIN);
+      assert.equal(b.length, REQUEST_AUTH_DOMAIN.length + 1 + 32 + 4 + 32, 'the signing input is 93 bytes');
+      const at = REQUEST_AUTH_DOMAIN.length + 1;
+      return toJson({ challenge: b.subarray(at, at + 32), n: Buffer.from(b).readUInt32BE(at + 32), digest: b.subarray(at + 36) });
+    },
+  },
   // §5.4.1: the array ["fwgate-manifest-v1", name, version, hw, size, crc32, sha256, chunk, seq]
   'signed-bytes': {
     encode: (v) => signedBytes(parseManifest(v)),
@@ -174,6 +195,19 @@ describe('docs/protocol.md test vectors (§10)', () => {
         assert.deepEqual(have, schemaTypes[kind]);
       });
     }
+
+    it('the authorised rts verifies with the RFC 8032 TEST 1 key over challenge 00..1f, and its digest is that of the canonical-request vector (§7.2.4)', () => {
+      const rts = fromJson(vectors.find((v) => v.name === 'laptop-rts-authorised')?.value) as UplinkRequest;
+      const canonical = vectors.find((v) => v.name === 'canonical-request-rts');
+      const input = vectors.find((v) => v.name === 'request-signing-input-rts');
+      assert.ok(rts && canonical && input);
+      const key = parsePublicKey('11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=');
+      const challenge = Uint8Array.from({ length: 32 }, (_, i) => i);
+      assert.ok(verifyRequest(key, challenge, rts), 'the documented signature verifies');
+      assert.equal(hexOf(canonicalRequestBytes(rts)), canonical.hex, 'the wire request and the canonical vector are the same content');
+      assert.equal(hexOf(requestSigningInput(challenge, 1, rts)), input.hex);
+      assert.ok(!verifyRequest(key, challenge, { ...rts, force: false }), 'altered content does not verify');
+    });
 
     it('crc32("123456789") = cbf43926 (§2.1)', () => {
       assert.ok(vectors.some((v) => v.kind === 'crc32' && v.value === '123456789' && v.hex === 'cbf43926'));
