@@ -6,7 +6,7 @@
  * figures averaged: one shuffle can be lucky or unlucky by ±5 %. Prints mean time-to-update and makespan per order, the lower bound on the
  * makespan, and the ratios; with --json the last line is a JSON object of the figures (with the
  * image size, `image_bytes`). The default image is 1 MiB, the middle of the 256 KiB–2 MiB range of
- * MCU firmware images (docs/performance.md); --size 262144 gives the earlier 256 KiB figures.
+ * MCU firmware images (docs/performance-log.md); --size 262144 gives the earlier 256 KiB figures.
  *
  * Each order runs on a gateway that has updated this fleet once before (a warm-up campaign of an
  * earlier image, ranked), as on a site after its first rollout: the gateway has learned each

@@ -67,7 +67,7 @@ const REPEAT = int(values.repeat, 'repeat', 1, 20);
 const BAUDS = values.baud ? values.baud.split(',').map((v) => int(v, 'baud', 9600, 20_000_000)) : [];
 const LATENCIES = values.latency.split(',').map((v) => int(v, 'latency', 0, 1000));
 /**
- * Image size per baud, smaller than --size to keep a run short at today's rates (docs/performance.md):
+ * Image size per baud, smaller than --size to keep a run short at today's rates (docs/performance-log.md):
  * 64 KiB at 115200, 256 KiB at 921600, 1 MiB at 3000000; --uart-size baud:bytes,... overrides.
  */
 const UART_SIZE = new Map<number, number>([[115_200, 64 * 1024], [921_600, 256 * 1024], [3_000_000, 1024 * 1024]]);
@@ -79,7 +79,7 @@ const uartSize = (baud: number): number => Math.min(SIZE, UART_SIZE.get(baud) ??
 /**
  * `--reader-busy-us 0,50,100`: `dd` copies the image into the pty pair and a reader spins that long
  * after each read — how per-read work on the receiving side adds to the time per read
- * (docs/performance.md).
+ * (docs/performance-log.md).
  */
 const READER_BUSY_US = values['reader-busy-us'] ? values['reader-busy-us'].split(',').map((v) => int(v, 'reader-busy-us', 0, 100_000)) : [];
 /** `--profile <dir>`: fwgate and fwpush run under `node --cpu-prof`, profiles written to <dir>. */
