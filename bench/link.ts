@@ -1,15 +1,20 @@
 /**
  * bench/link — what the serial link's own code costs per frame, without any I/O: an upload's
  * `data` messages through two ArqLinks in one process (the laptop's sender, the gateway's
- * receiver with its delayed-ACK settings), their wire bytes handed across in reads of at most
+ * receiver with its configured window and delayed-ACK settings: gateway/config.ts defaults), their
+ * wire bytes handed across in reads of at most
  * 4095 bytes as a pty gives them. Times only the link calls on each side (send and frame
  * encoding; receive, frame decoding, message decode), so the figure moves with the link code
- * and not with the machine's pty or scheduler (docs/performance.md, bench/serial round 4).
+ * and not with the machine's pty or scheduler (docs/performance.md).
+ * The image is firmware-like (firmware-samples' generator, as bench/serial and bench/fanout use):
+ * COBS framing costs depend on how many zero bytes the data holds, and an all-zero image is its
+ * worst and least typical case.
  *
  *   npm run bench:link [-- --json --size 16777216 --runs 3 --frame 4096]
  */
 import { parseArgs } from 'node:util';
-import { DEFAULT_ACK_EVERY } from '../protocol/link/constants.ts';
+import { makeSampleImage } from '../firmware-samples/image-format.ts';
+import { parseConfig } from '../gateway/config.ts';
 import { ArqLink } from '../protocol/link/arq.ts';
 import { DATA_MESSAGE_OVERHEAD, decodeLaptopMessage, encodeUplinkMessage } from '../protocol/uplink.ts';
 import { realLinkTimers } from '../transport/message-link.ts';
@@ -38,7 +43,11 @@ const FRAME = int(values.frame, 'frame', 256, 16_384);
 const CHUNK = FRAME - DATA_MESSAGE_OVERHEAD;
 /** A pty hands out at most this much per read. */
 const READ = 4095;
-const WINDOW = 16;
+/** The gateway's configured link settings (gateway/config.ts defaults), not copies of them. */
+const UPLINK = parseConfig({}).uplink;
+const WINDOW = UPLINK.window;
+const ACK_DELAY_MS = UPLINK.ackDelayMs;
+const ACK_EVERY = UPLINK.ackEvery;
 
 interface Run { frames: number; acks: number; senderUs: number; receiverUs: number; cpuMsPerMiB: number }
 
@@ -48,7 +57,7 @@ async function run(image: Buffer): Promise<Run> {
   const laptop = new ArqLink({ timers: realLinkTimers, output: (w, written) => { toGateway.push(w); written(); }, window: WINDOW, maxPayload: FRAME });
   const gateway = new ArqLink({
     timers: realLinkTimers, output: (w, written) => { toLaptop.push(w); written(); }, window: WINDOW, maxPayload: FRAME,
-    ackDelayMs: 2, ackEvery: DEFAULT_ACK_EVERY,
+    ackDelayMs: ACK_DELAY_MS, ackEvery: ACK_EVERY,
   });
   let received = 0;
   let checksum = 0;
@@ -102,8 +111,10 @@ async function run(image: Buffer): Promise<Run> {
   return result;
 }
 
-const image = Buffer.alloc(SIZE);
-for (let i = 0; i < SIZE; i += 4096) image[i] = i / 4096;
+const image = Buffer.from(makeSampleImage({ name: 'sensor-fw', version: '1.1.0', hw: 'sensor-v1', size: SIZE }));
+const zeros = image.reduce((n, b) => n + (b === 0 ? 1 : 0), 0);
+// a warm-up run (JIT, first allocations) that is not counted
+await run(image.subarray(0, Math.min(SIZE, 1024 * 1024)));
 const runs: Run[] = [];
 for (let i = 0; i < RUNS; i++) runs.push(await run(image));
 const median = (pick: (r: Run) => number): number => {
@@ -111,14 +122,16 @@ const median = (pick: (r: Run) => number): number => {
   return v[Math.floor(v.length / 2)]!;
 };
 const round = (n: number): number => Math.round(n * 100) / 100;
-process.stderr.write(`bench/link: ${SIZE / (1024 * 1024)} MiB in ${FRAME}-byte frames, window ${WINDOW}, ACK every ${DEFAULT_ACK_EVERY}, ${RUNS} run(s)\n`);
+const minMax = (pick: (r: Run) => number): [number, number] => [round(Math.min(...runs.map(pick))), round(Math.max(...runs.map(pick)))];
+process.stderr.write(`bench/link: ${SIZE / (1024 * 1024)} MiB firmware-like image (${(zeros / SIZE * 100).toFixed(1)} % zero bytes) in ${FRAME}-byte frames, window ${WINDOW}, ACK after ${ACK_DELAY_MS} ms or every ${ACK_EVERY} frames (gateway/config.ts), ${RUNS} run(s) after a warm-up\n`);
 process.stderr.write('| run | frames | ACKs | sender µs/frame | receiver µs/frame | CPU ms/MiB |\n| --- | --- | --- | --- | --- | --- |\n');
 runs.forEach((r, i) => process.stderr.write(`| ${i + 1} | ${r.frames} | ${r.acks} | ${r.senderUs.toFixed(1)} | ${r.receiverUs.toFixed(1)} | ${r.cpuMsPerMiB.toFixed(1)} |\n`));
 if (values.json) {
   process.stdout.write(`${JSON.stringify({
-    link_size: SIZE, link_frame: FRAME, link_frames: runs[0]!.frames,
-    link_sender_us_per_frame: round(median((r) => r.senderUs)),
-    link_receiver_us_per_frame: round(median((r) => r.receiverUs)),
-    link_cpu_ms_per_mib: round(median((r) => r.cpuMsPerMiB)),
+    bench: 'link', link_size: SIZE, link_frame: FRAME, link_frames: runs[0]!.frames, link_runs: RUNS,
+    link_zero_byte_share: Math.round(zeros / SIZE * 10_000) / 10_000, link_window: WINDOW, link_ack_delay_ms: ACK_DELAY_MS, link_ack_every: ACK_EVERY,
+    link_sender_us_per_frame: round(median((r) => r.senderUs)), link_sender_us_per_frame_min_max: minMax((r) => r.senderUs),
+    link_receiver_us_per_frame: round(median((r) => r.receiverUs)), link_receiver_us_per_frame_min_max: minMax((r) => r.receiverUs),
+    link_cpu_ms_per_mib: round(median((r) => r.cpuMsPerMiB)), link_cpu_ms_per_mib_min_max: minMax((r) => r.cpuMsPerMiB),
   })}\n`);
 }

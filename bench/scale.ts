@@ -9,6 +9,20 @@
  *
  *   npm run bench:scale [-- --sizes 1000,5000 --inflight 200 --json]
  *
+ * Reconnect storm with passwords (--auth-sizes, default 5000; '' skips it): a device list
+ * (broker.devicesFile) with an entry per device, the devices log in, the gateway is stopped and
+ * started again on the same port and data directory (SIGTERM: what remembered verifications it
+ * keeps is its own affair), and `connect_s_<N>_auth` is the time from the new gateway's `ready`
+ * until its fleet lists all N online again. Meanwhile a third process (bench/lib/serial-probe.ts)
+ * opens the gateway's serial link from the laptop's end of a pty pair every --probe-every ms and
+ * exchanges hellos: `serial_max_ms_<N>_auth` is the slowest answer, `serial_fails_<N>_auth` the
+ * attempts without one within 5 s (target: every answer within 1 s). The entries share one
+ * scrypt hash of one password (hashing 5,000 passwords would cost the bench minutes); each entry
+ * is still verified on its own. broker.connectRatePerMin is 0 as below: every device comes from
+ * 127.0.0.1, and the default limit would measure the limiter (docs/operations.md).
+ *
+ *   npm run bench:scale -- --sizes 1000 --auth-sizes 500      # a shorter run
+ *
  * Both children start through `bash -c 'ulimit -n 20000; exec node ...'`: 5,000 sockets on each
  * side exceed the usual soft limit of 1,024 descriptors per process.
  */
@@ -19,7 +33,10 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import { ROOT } from '../scripts/lib/processes.ts';
+import { fleetDeviceId } from '../device-sim/fleet.ts';
+import { generatePassword, hashPassword, writeDevicesFile } from '../gateway/device-auth.ts';
+import { freePort, ROOT } from '../scripts/lib/processes.ts';
+import { createPtyPair } from '../scripts/lib/pty-pair.ts';
 import { intFlag } from './lib/int-flag.ts';
 
 const int = intFlag('bench/scale');
@@ -29,6 +46,8 @@ const { values } = parseArgs({
     sizes: { type: 'string', default: '1000,5000' },
     inflight: { type: 'string', default: '200' },
     fds: { type: 'string', default: '20000' },
+    'auth-sizes': { type: 'string', default: '5000' },
+    'probe-every': { type: 'string', default: '200' },
     json: { type: 'boolean', default: false },
   },
   strict: true,
@@ -36,7 +55,9 @@ const { values } = parseArgs({
 const SIZES = values.sizes.split(',').map((v) => int(v, 'sizes', 1, 9000));
 const INFLIGHT = int(values.inflight, 'inflight', 1, 5000);
 const FDS = int(values.fds, 'fds', 1024, 1_048_576);
-const TARGET_KIB = 64;
+const TARGET_KIB = 32;
+const AUTH_SIZES = values['auth-sizes'] ? values['auth-sizes'].split(',').map((v) => int(v, 'auth-sizes', 1, 9000)) : [];
+const PROBE_EVERY = int(values['probe-every'], 'probe-every', 10, 10_000);
 
 
 const log = (s: string): void => {
@@ -164,6 +185,74 @@ async function run(n: number): Promise<Figures> {
   }
 }
 
+interface AuthFigures { devices: number; connectS: number; firstConnectS: number; serialMaxMs: number; serialP50Ms: number; serialProbes: number; serialFails: number }
+
+/** The gateway's fleet lists `n` online within `timeoutMs`; seconds from `t0`. */
+async function untilOnline(gw: Child, n: number, t0: number, timeoutMs: number): Promise<number> {
+  for (;;) {
+    const online = (await ask(gw, 'stat')).online;
+    if (online >= n) return (performance.now() - t0) / 1000;
+    if (performance.now() - t0 > timeoutMs) throw new Error(`only ${online} of ${n} devices registered after ${timeoutMs / 1000} s`);
+    await sleep(100);
+  }
+}
+
+async function runAuth(n: number): Promise<AuthFigures> {
+  const dir = await mkdtemp(join(tmpdir(), 'fwgate-bench-scale-auth-'));
+  const pty = await createPtyPair(await mkdtemp(join(dir, 'pty-')));
+  const password = generatePassword();
+  const hash = await hashPassword(password);
+  const devicesFile = join(dir, 'devices.json');
+  await writeDevicesFile(devicesFile, Array.from({ length: n }, (_, i) => ({ id: fleetDeviceId('dev', i), scrypt: hash })));
+  const port = await freePort();
+  const configPath = join(dir, 'gateway.json');
+  await writeFile(configPath, JSON.stringify({
+    dataDir: join(dir, 'gateway'),
+    serial: { path: pty.a },
+    broker: { host: '127.0.0.1', port, maxClients: 10_000, connectRatePerMin: 0, devicesFile },
+    log: { level: 'warn' },
+  }));
+  const start = (): Child => new Child('scale-gateway', ['--expose-gc', '--import', 'tsx', 'bench/lib/scale-gateway.ts', configPath], true);
+  let gw = start();
+  let devices: Child | undefined;
+  let probe: Child | undefined;
+  try {
+    const url = (await gw.line((l) => l.startsWith('ready '), 30_000)).slice('ready '.length);
+    devices = new Child('scale-devices', ['--import', 'tsx', 'bench/lib/scale-devices.ts', url, String(n), '--inflight', String(INFLIGHT), '--password', password], false);
+    await devices.line((l) => l === 'start', 30_000);
+    const t1 = performance.now();
+    await devices.line((l) => l.startsWith('connected '), 30 * 60_000);
+    const firstConnectS = await untilOnline(gw, n, t1, 30 * 60_000);
+    log(`    ${n} devices logged in the first time in ${firstConnectS.toFixed(1)} s; restarting the gateway`);
+    await gw.stop(30_000);
+    gw = start();
+    await gw.line((l) => l.startsWith('ready '), 60_000);
+    const t0 = performance.now();
+    probe = new Child('serial-probe', ['--import', 'tsx', 'bench/lib/serial-probe.ts', pty.b, '--every', String(PROBE_EVERY)], false);
+    const samples: { t: string; ms: number }[] = [];
+    createInterface({ input: probe.proc.stdout! }).on('line', (l) => {
+      try {
+        samples.push(JSON.parse(l) as { t: string; ms: number });
+      } catch { /* not a sample */ }
+    });
+    const connectS = await untilOnline(gw, n, t0, 30 * 60_000);
+    await probe.stop(10_000);
+    const ok = samples.filter((x) => x.t === 'hello').map((x) => x.ms).sort((a, b) => a - b);
+    const fails = samples.filter((x) => x.t !== 'hello');
+    return {
+      devices: n, connectS: round(connectS), firstConnectS: round(firstConnectS),
+      serialMaxMs: round(Math.max(0, ...samples.map((x) => x.ms))), serialP50Ms: round(ok[ok.length >> 1] ?? Number.NaN),
+      serialProbes: samples.length, serialFails: fails.length,
+    };
+  } finally {
+    await probe?.stop(10_000);
+    await devices?.stop(10_000);
+    await gw.stop(10_000);
+    await pty.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 function round(v: number): number {
   return Math.round(v * 100) / 100;
 }
@@ -184,6 +273,13 @@ for (const r of results) {
 for (const r of results) {
   log(`${r.devices} devices: ${r.kibPerDevice} KiB per device — ${r.kibPerDevice <= TARGET_KIB ? 'meets' : 'misses'} the target of <= ${TARGET_KIB} KiB`);
 }
+const authResults: AuthFigures[] = [];
+for (const n of AUTH_SIZES) {
+  log(`  ${n} devices with passwords, reconnecting after a gateway restart ...`);
+  const a = await runAuth(n);
+  authResults.push(a);
+  log(`${n} devices with passwords: all back ${a.connectS.toFixed(2)} s after the restart (first login ${a.firstConnectS.toFixed(2)} s); serial link: ${a.serialProbes} hellos, slowest ${a.serialMaxMs} ms, median ${a.serialP50Ms} ms, ${a.serialFails} without an answer — ${a.connectS <= 15 && a.serialMaxMs <= 1000 && a.serialFails === 0 ? 'meets' : 'misses'} the target (<= 15 s, every hello within 1 s)`);
+}
 
 if (values.json) {
   const out: Record<string, number> = {};
@@ -194,6 +290,14 @@ if (values.json) {
   for (const r of results) {
     out[`heap_kib_per_device_${r.devices}`] = r.heapKibPerDevice;
     out[`rss_base_mib_${r.devices}`] = round(r.baseRss / 1024 / 1024);
+  }
+  for (const a of authResults) {
+    out[`connect_s_${a.devices}_auth`] = a.connectS;
+    out[`first_connect_s_${a.devices}_auth`] = a.firstConnectS;
+    out[`serial_max_ms_${a.devices}_auth`] = a.serialMaxMs;
+    out[`serial_median_ms_${a.devices}_auth`] = a.serialP50Ms;
+    out[`serial_probes_${a.devices}_auth`] = a.serialProbes;
+    out[`serial_fails_${a.devices}_auth`] = a.serialFails;
   }
   process.stdout.write(`${JSON.stringify(out)}\n`);
 }

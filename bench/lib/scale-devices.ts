@@ -5,7 +5,11 @@
  * No flash files, no OTA handling: fwsim's SimDevice keeps two slot files and a transfer state
  * per device, which is not what is measured here (the gateway's memory is).
  *
- *   node --import tsx bench/lib/scale-devices.ts <broker url> <count> [--prefix dev] [--inflight 200] [--keepalive 10]
+ * With --password, every device logs in with its id as user name and that password (the bench's
+ * device list gives all devices the same one, each its own entry), and after every reconnect it
+ * subscribes and reports its status again, as a device does after a gateway restart.
+ *
+ *   node --import tsx bench/lib/scale-devices.ts <broker url> <count> [--prefix dev] [--inflight 200] [--keepalive 10] [--password p]
  *
  * stdout: `start` when the first connect begins, `progress <n>` every 500 devices, `connected <n>`
  * when all have published their status (PUBACK received). Ends on SIGTERM (clients end by force).
@@ -22,6 +26,7 @@ const { values, positionals } = parseArgs({
     prefix: { type: 'string', default: 'dev' },
     inflight: { type: 'string', default: '200' },
     keepalive: { type: 'string', default: '10' },
+    password: { type: 'string' },
   },
 });
 const [url, countArg] = positionals;
@@ -45,8 +50,16 @@ async function device(id: string): Promise<void> {
   const client = mqtt.connect(url!, {
     clientId: id, protocolVersion: 4, clean: true, keepalive: Number(values.keepalive),
     connectTimeout: 30_000, reconnectPeriod: 1000, resubscribe: false,
+    ...(values.password === undefined ? {} : { username: id, password: values.password, reconnectOnConnackError: true }),
   });
   clients.push(client);
+  client.on('error', () => undefined); // a refused or dropped connection: MQTT.js tries again
+  let connects = 0;
+  client.on('connect', () => {
+    // the first connect is handled below; after a reconnect, announce again
+    if (++connects === 1) return;
+    void client.subscribeAsync(topics.down(id), { qos: 1 }).then(() => client.publishAsync(topics.up(id), payload, { qos: 1 })).catch(() => undefined);
+  });
   let timer: NodeJS.Timeout | undefined;
   const bound = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`${id}: not registered within 30 s`)), 30_000);

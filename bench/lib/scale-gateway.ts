@@ -8,6 +8,8 @@
  *   `stat` -> {"online":n,"rss":bytes,"heapUsed":bytes,"external":bytes,"arrayBuffers":bytes}
  *   `gc`   -> the same, after full garbage collections
  * Warnings and errors of the gateway go to stderr as JSON log lines. Ends on stdin close or SIGTERM.
+ * With `serial.path` in the config the gateway serves the laptop on that port, opened once at start
+ * as fwgate does (gateway/cli.ts serveSerial, without its reopening of a vanished tty).
  */
 import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
@@ -15,6 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseConfig } from '../../gateway/config.ts';
 import { Gateway } from '../../gateway/gateway.ts';
 import { createLogger } from '../../gateway/log.ts';
+import { closeSerialPort, openSerialPort } from '../../transport/serial-port.ts';
 
 const path = process.argv[2];
 if (!path) {
@@ -23,6 +26,8 @@ if (!path) {
 }
 const config = parseConfig(JSON.parse(await readFile(path, 'utf8')) as unknown, path);
 const gateway = await Gateway.start({ config, log: createLogger({ level: config.log.level, format: 'json' }) });
+const serial = config.serial.path ? await openSerialPort(config.serial.path, config.serial.baudRate) : undefined;
+if (serial) gateway.attachUplink(serial);
 
 function stat(): string {
   let online = 0;
@@ -46,6 +51,7 @@ async function stop(): Promise<void> {
   if (stopping) return;
   stopping = true;
   await gateway.stop();
+  if (serial) await closeSerialPort(serial).catch(() => undefined);
   process.exit(0);
 }
 process.once('SIGTERM', () => void stop());
