@@ -50,6 +50,8 @@ const storedDevice = z.object({
   }).optional(),
   rebootMs: z.number().min(0).optional(),
   deviceMsPerMiB: z.number().min(0).optional(),
+  /** The manifest seq of the last update it confirmed (a push below it is refused as seq-rollback, §6.5.7). */
+  confirmedSeq: z.number().int().min(0).optional(),
   /** Updates in a row that ended failed or rolled back (0 after an update): 2 or more = suspect (docs/security.md). */
   failStreak: z.number().int().min(0).optional(),
 });
@@ -177,6 +179,7 @@ export class FleetStore {
       ...(prev?.rebootMs !== undefined ? { rebootMs: prev.rebootMs } : {}),
       ...(prev?.deviceMsPerMiB !== undefined ? { deviceMsPerMiB: prev.deviceMsPerMiB } : {}),
       ...(prev?.failStreak ? { failStreak: prev.failStreak } : {}),
+      ...(prev?.confirmedSeq !== undefined ? { confirmedSeq: prev.confirmedSeq } : {}),
     });
     this.changed();
   }
@@ -203,10 +206,11 @@ export class FleetStore {
     this.changed();
   }
 
-  /** A campaign's result for a device becomes its last result. */
-  noteResult(r: ResultMessage): void {
+  /** A campaign's result for a device becomes its last result; an update confirms the manifest's `seq` on it. */
+  noteResult(r: ResultMessage, seq?: number): void {
     const d = this.devices.get(r.id);
     if (this.closed || !d) return;
+    if (r.outcome === 'updated' && seq !== undefined) d.confirmedSeq = Math.max(d.confirmedSeq ?? 0, seq);
     if (r.outcome === 'updated') delete d.failStreak;
     else if (r.outcome === 'failed' || r.outcome === 'rolled-back') d.failStreak = (d.failStreak ?? 0) + 1;
     d.lastResult = {

@@ -365,6 +365,8 @@ export class Gateway {
       throw new FwError('E_NO_TARGETS', `no known device matches ${opts.only ? `--only ${opts.only.join(',')}` : ''}${opts.group !== undefined ? ` --group ${opts.group}` : ''} (fwgate device list, fwgate report)`);
     }
     const counts = preflightCounts(manifest, this.fleet.list(), targets, opts.downgrade ?? false);
+    const confirmedSeq = Math.max(0, ...targets.filter((d) => manifest.hw.includes(d.hw)).map((d) => this.fleetStore.get(d.id)?.confirmedSeq ?? 0));
+    if (confirmedSeq > 0) counts.confirmedSeq = confirmedSeq;
     if (opts.requireOnline !== undefined && this.policyOf(opts) === 'now' && counts.eligibleOnline < opts.requireOnline) {
       throw new FwError('E_NOT_ENOUGH_ONLINE', `${counts.eligibleOnline} eligible device(s) online, --require-online asks for ${opts.requireOnline}; nothing stored`);
     }
@@ -703,7 +705,7 @@ export class Gateway {
    */
   private recordResults(campaign: Campaign, journaled: Iterable<ResultMessage> = []): void {
     this.fleetStore.fillResults(journaled);
-    campaign.on('result', (r) => this.fleetStore.noteResult(r));
+    campaign.on('result', (r) => this.fleetStore.noteResult(r, campaign.image.manifest.seq));
   }
 
   /** What was received, sent, refused and dropped, for logs and tests. */

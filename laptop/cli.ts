@@ -7,7 +7,7 @@ import type { CompleteMessage, GatewayUplinkMessage, OrderMessage, QueuedInfo, R
 import { TOOL_VERSION } from '../protocol/tool-version.ts';
 import { campaignOptions, parseArgs, retryOutcomes, type Opts } from './args.ts';
 import { portOpenHint, resolveDefaults, waitingHint } from './defaults.ts';
-import { seqWarning } from './seq-warning.ts';
+import { preflightSeqWarning, seqWarning } from './seq-warning.ts';
 import { listPorts, portsTable } from './ports.ts';
 import { defaultClientOptions, type UplinkClient } from './client.ts';
 import { openConnection, type Connection, type ConnectionOptions } from './connection.ts';
@@ -149,6 +149,8 @@ async function main(): Promise<number> {
         if (!seen.fresh(m)) return; // repeated by a replay after a reconnect
         watch.see(m);
         render.event(m);
+        const early = m.t === 'grant' && inputs ? preflightSeqWarning(inputs.manifest.seq, m.preflight?.confirmedSeq) : undefined;
+        if (early) process.stderr.write(`fwpush: ${early}\n`);
       });
       client.on('upload', (sent, total, resumedAt) => render.upload(sent, total, resumedAt));
     },

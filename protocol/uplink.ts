@@ -178,6 +178,8 @@ export const preflightInfo = z.object({
   busy: z.number().int().min(0),
   /** Known devices that --only / --group leave out. */
   notTargeted: z.number().int().min(0),
+  /** The highest manifest `seq` a targeted device has confirmed an update with (absent: none known): an image below it is refused as seq-rollback (§6.5.7). */
+  confirmedSeq: u32.optional(),
 });
 export const grantMsg = z.object({
   t: z.literal('grant'), sha256: sha256Hex, offset: u32, chunk: z.number().int().min(1).max(MAX_FRAME_PAYLOAD),

@@ -10,6 +10,7 @@ import { Rig, sampleImage } from '../helpers/rig.ts';
 import { waitUntil } from '../helpers/wait.ts';
 import { runEntry } from '../helpers/run-entry.ts';
 import { makeTestKey, signed, testKey } from '../helpers/keys.ts';
+import { preflightSeqWarning } from '../../laptop/seq-warning.ts';
 
 /**
  * The campaign lifecycle with a real gateway, broker, serial pty and simulated devices
@@ -189,6 +190,21 @@ describe('integration: campaign lifecycle (waves, pause, retry, cancel, a rotten
     assert.deepEqual([complete.updated, complete.failed], [2, 0], JSON.stringify(complete));
     for (const d of rig.sims.devices) assert.equal(d.running?.version, '1.1.0');
     assert.equal(rig.gateway.store.get(manifest.sha256)?.manifest.signature?.keyId, newKey.keyId, 'the new manifest is the stored one');
+  });
+
+  it('the pre-flight says the highest seq the targeted devices confirmed, so fwpush warns before any data that a lower seq will be refused', async () => {
+    rig = await Rig.start({ devices: 2 });
+    const v1 = sampleImage({ version: '1.1.0', size: 16 * 1024, seq: 7 });
+    await rig.client.connect();
+    const first = await rig.client.push(v1.manifest, v1.image);
+    assert.equal((await rig.client.follow(first.campaign)).updated, 2);
+    const low = sampleImage({ version: '1.2.0', size: 16 * 1024, seq: 3 });
+    const grant = await rig.client.requestToSend(low.manifest);
+    assert.equal(grant.preflight?.confirmedSeq, 7);
+    assert.match(preflightSeqWarning(low.manifest.seq, grant.preflight?.confirmedSeq) ?? '', /seq 3 is below seq 7, which devices of this site already confirmed/);
+    assert.equal(preflightSeqWarning(8, grant.preflight?.confirmedSeq), undefined, 'no warning at or above it');
+    const fleetFile = async (): Promise<{ devices: { confirmedSeq?: number }[] }> => JSON.parse(await readFile(join(rig!.dir, 'gateway', 'fleet.json'), 'utf8')) as { devices: { confirmedSeq?: number }[] };
+    await waitUntil(async () => (await fleetFile()).devices.every((d) => d.confirmedSeq === 7), 5000, 'fleet.json to keep each device\'s confirmed seq');
   });
 
   it('retry --rolled-back: a new campaign from the stored manifest for exactly the device that rolled back, with no upload', async () => {
