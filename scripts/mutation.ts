@@ -70,6 +70,10 @@ for (const group of groups) {
 }
 }
 
+if (reports.length === 0) {
+  console.error('mutation: no report to score (nothing was measured); run without --report-only');
+  process.exit(1);
+}
 const modules = new Map<string, ModuleScore>();
 for (const path of reports) {
   const r = JSON.parse(readFileSync(path, 'utf8')) as ReportJson;
