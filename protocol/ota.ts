@@ -2,9 +2,10 @@ import { z } from 'zod';
 import { encodeCbor } from './cbor.ts';
 import { cborArgument, cborExpect, cborText } from './cbor-head.ts';
 import {
-  MAX_ACK_MISSING, MAX_CHUNK_SIZE, MAX_HW_MODELS, MAX_NAME_LENGTH, MAX_OTA_MESSAGE, MIN_CHUNK_SIZE,
+  MAX_ACK_MISSING, MAX_CHUNK_SIZE, MAX_COMPONENTS, MAX_HW_MODELS, MAX_NAME_LENGTH, MAX_OTA_MESSAGE, MIN_CHUNK_SIZE,
 } from './limits.ts';
 import { keyIdHex, signatureHex } from './manifest.ts';
+import { componentName, releaseManifestSchema } from './release.ts';
 import { bytes, decodeMessage, sha256Hex, text, u16, u32 } from './schema.ts';
 import { isValidVersion } from './version.ts';
 
@@ -39,6 +40,29 @@ const model = z.string().min(1).max(MAX_NAME_LENGTH);
 export const slotInfo = z.object({ state: z.enum(SlotStates), version: version.optional(), sha256: sha256Hex.optional() });
 const sid = u32;
 
+/** How a component is stored (§6.3.2): two slots, or one updated in place by the device's own means. */
+export const ComponentLayouts = ['ab', 'single'] as const;
+/** One component of a multi-component device as its `status` reports it (§6.3.2). */
+export const componentStatus = z.object({
+  name: componentName,
+  layout: z.enum(ComponentLayouts),
+  /** Running version and digest of the component. */
+  version,
+  sha256: sha256Hex.optional(),
+  /** `ab`: the running slot and both slots' states. */
+  slot: z.enum(SlotNames).optional(),
+  slots: z.object({ a: slotInfo, b: slotInfo }).optional(),
+  /** The running image of this component is in trial (not confirmed yet). */
+  trial: z.boolean(),
+  /** This component is the device's update agent (§6.15.4). */
+  agent: z.literal(true).optional(),
+}).refine((c) => c.layout !== 'ab' || (c.slot !== undefined && c.slots !== undefined), { message: 'an "ab" component reports slot and slots', path: ['slots'] });
+export type ComponentStatus = z.infer<typeof componentStatus>;
+/** One component in a boot report (§6.9.2). */
+export const bootComponent = z.object({ name: componentName, version, sha256: sha256Hex.optional(), slot: z.enum(SlotNames).optional(), trial: z.boolean() });
+export type BootComponent = z.infer<typeof bootComponent>;
+const uniqueNames = (list: readonly { name: string }[] | undefined): boolean => list === undefined || new Set(list.map((c) => c.name)).size === list.length;
+
 // ---- device -> gateway (topic .../up) ----
 export const statusMsg = z.object({
   t: z.literal('status'),
@@ -51,6 +75,12 @@ export const statusMsg = z.object({
   trial: z.boolean(),
   /** Anti-rollback security floor: the device refuses every image older than this (§6.3, §6.5.6). */
   floor: version.optional(),
+  /**
+   * Every component of a multi-component device, `app` included (§6.3.2). Absent: one component,
+   * `app`, which the fields above describe. Present: the fields above still describe `app`.
+   */
+  components: z.array(componentStatus).min(1).max(MAX_COMPONENTS).optional()
+    .refine(uniqueNames, 'component names must be unique'),
 });
 export const bootMsg = z.object({
   t: z.literal('boot'),
@@ -60,6 +90,9 @@ export const bootMsg = z.object({
   trial: z.boolean(),
   reverted: z.boolean(),
   reason: text.optional(),
+  /** A multi-component device: every component as booted (§6.9.2); `reverted` applies to the set. */
+  components: z.array(bootComponent).min(1).max(MAX_COMPONENTS).optional()
+    .refine(uniqueNames, 'component names must be unique'),
 });
 export const pongMsg = z.object({ t: z.literal('pong'), n: u32, pad: bytes.optional() });
 /** Answer to one `probe`: how many data bytes it carried (§6.4.3). */
@@ -105,12 +138,19 @@ export const offerMsg = z.object({
   /** `manifest.signature.keyId` and `.sig` (§5.4): the device checks them at verify (§6.7.1). */
   keyId: keyIdHex.optional(),
   sig: signatureHex.optional(),
-}).refine((m) => (m.keyId === undefined) === (m.sig === undefined), { message: 'keyId and sig come together', path: ['sig'] });
+  /** The component this image is for (§6.15.1); absent = `app`, the whole of a single-image device. */
+  component: componentName.optional(),
+  /** The signed release the component belongs to (§6.15.1): its signature covers this image. */
+  release: releaseManifestSchema.optional(),
+}).refine((m) => (m.keyId === undefined) === (m.sig === undefined), { message: 'keyId and sig come together', path: ['sig'] })
+  .refine((m) => m.release === undefined || m.component !== undefined, { message: 'an offer with a release names its component', path: ['component'] });
 export const chunkMsg = z.object({ t: z.literal('chunk'), sid, off: u32, data: bytes, crc: u32 })
   .refine((m) => m.data.length >= 1 && m.data.length <= MAX_CHUNK_SIZE, { message: `data must be 1..${MAX_CHUNK_SIZE} bytes`, path: ['data'] });
 export const verifyMsg = z.object({ t: z.literal('verify'), sid });
-export const activateMsg = z.object({ t: z.literal('activate'), sid });
-export const confirmMsg = z.object({ t: z.literal('confirm'), sha256: sha256Hex });
+/** `with`: the other offer sessions whose verified components activate together with this one, in one reboot (§6.15.2). */
+export const activateMsg = z.object({ t: z.literal('activate'), sid, with: z.array(sid).min(1).max(MAX_COMPONENTS - 1).optional() });
+/** `with`: the other components' images confirmed together with `sha256`, all or none (§6.15.3). */
+export const confirmMsg = z.object({ t: z.literal('confirm'), sha256: sha256Hex, with: z.array(sha256Hex).min(1).max(MAX_COMPONENTS - 1).optional() });
 export const abortMsg = z.object({ t: z.literal('abort'), sid, reason: text.optional() });
 /** One pending update announced at check-in (§6.14). */
 export const taskEntry = z.object({

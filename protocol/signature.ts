@@ -119,17 +119,24 @@ export class KeyRing {
    * manifest was altered after signing, or the signature bytes were).
    */
   check(m: SignedFields & { signature?: { keyId: string; sig: string } | undefined }): SignatureCheck {
-    const s = m.signature;
-    if (!s) return { ok: false, failure: 'unsigned', reason: 'manifest has no signature' };
+    return this.checkBytes(signedBytes(m), m.signature, 'manifest');
+  }
+
+  /**
+   * The same check over any signed byte string (a release manifest's, §5.5.3): `what` names the
+   * document in the reasons.
+   */
+  checkBytes(bytes: Uint8Array, s: { keyId: string; sig: string } | undefined, what: string): SignatureCheck {
+    if (!s) return { ok: false, failure: 'unsigned', reason: `${what} has no signature` };
     const key = this.#keys.get(s.keyId);
-    if (!key) return { ok: false, failure: 'unknown-key', reason: `manifest is signed by key ${s.keyId}, which is not trusted (trusted: ${this.keyIds.join(', ') || 'none'})` };
+    if (!key) return { ok: false, failure: 'unknown-key', reason: `${what} is signed by key ${s.keyId}, which is not trusted (trusted: ${this.keyIds.join(', ') || 'none'})` };
     let good = false;
     try {
-      good = verify(null, signedBytes(m), key, Buffer.from(s.sig, 'hex'));
+      good = verify(null, bytes, key, Buffer.from(s.sig, 'hex'));
     } catch {
       good = false;
     }
-    if (!good) return { ok: false, failure: 'bad-signature', reason: `signature by key ${s.keyId} does not match the manifest (manifest or signature altered)` };
+    if (!good) return { ok: false, failure: 'bad-signature', reason: `signature by key ${s.keyId} does not match the ${what} (${what} or signature altered)` };
     return { ok: true, keyId: s.keyId };
   }
 }

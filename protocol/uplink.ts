@@ -4,10 +4,11 @@ import { cborArgument, cborHeadLength, cborWriteHead } from './cbor-head.ts';
 import { ByteSlab } from './link/slab.ts';
 import { KEEPALIVE_MAX_MS, KEEPALIVE_MIN_MS } from './link/keepalive.ts';
 import {
-  MAX_DEVICE_ID_LENGTH, MAX_FRAME_PAYLOAD, MAX_HW_MODELS, MAX_NAME_LENGTH, MAX_ORDER_ENTRIES, MAX_TEXT_LENGTH, MAX_UPLINK_MESSAGE, MAX_WINDOW,
+  MAX_COMPONENTS, MAX_DEVICE_ID_LENGTH, MAX_FRAME_PAYLOAD, MAX_HW_MODELS, MAX_NAME_LENGTH, MAX_ORDER_ENTRIES, MAX_TEXT_LENGTH, MAX_UPLINK_MESSAGE, MAX_WINDOW,
   MIN_FRAME_PAYLOAD,
 } from './limits.ts';
 import { manifestSchema } from './manifest.ts';
+import { componentName } from './release.ts';
 import { bytes, decodeMessage, sha256Hex, text, u32 } from './schema.ts';
 import { AUTH_CHALLENGE_BYTES, AUTH_SIG_BYTES, MAX_REQUEST_COUNTER } from './uplink-auth.ts';
 
@@ -43,6 +44,7 @@ export const ResultCodes = [
   'ok', 'integrity-failure', 'no-space', 'connection-lost', 'unsupported', 'cancelled', 'deferred',
   'busy', 'incompatible-hw', 'not-newer', 'below-floor', 'offline', 'timeout', 'self-test-failed', 'reverted', 'rejected',
   'retries-exhausted', 'campaign-halted', 'bad-signature', 'seq-rollback', 'not-targeted', 'superseded', 'expired', 'image-corrupt',
+  'unmet-dependency',
 ] as const;
 export type ResultCode = (typeof ResultCodes)[number];
 
@@ -178,6 +180,8 @@ export const preflightInfo = z.object({
   busy: z.number().int().min(0),
   /** Known devices that --only / --group leave out. */
   notTargeted: z.number().int().min(0),
+  /** A release (§7.3.9): targeted devices whose components would violate a `requires` that no stored release can meet. */
+  unmetDependency: z.number().int().min(0).optional(),
   /** The highest manifest `seq` a targeted device has confirmed an update with (absent: none known): an image below it is refused as seq-rollback (§6.5.7). */
   confirmedSeq: u32.optional(),
 });
@@ -211,6 +215,13 @@ export const orderEntry = z.object({
   startMs: z.number().min(0).optional(),
   /** Its wave (1-based) when the campaign runs in waves (§7.3.6). */
   wave: z.number().int().min(1).max(16).optional(),
+  /**
+   * A release campaign (§7.5.5): the components this device gets, in install order (the agent
+   * first); `via` names the other stored release a component was added from to meet a `requires`.
+   */
+  components: z.array(z.object({ name: componentName, version, size: u32, via: text.optional() })).min(1).max(MAX_COMPONENTS).optional(),
+  /** A release campaign: bytes not sent because the device already runs those components (§7.5.5). */
+  savedBytes: u32.optional(),
 });
 export const excludedEntry = z.object({ id: deviceId, code: z.enum(ResultCodes), reason: text, version: version.optional() });
 export const orderMsg = z.object({
@@ -294,6 +305,8 @@ export const resultMsg = z.object({
   to: version,
   durationMs: z.number().min(0),
   retries: z.number().int().min(0),
+  /** A release campaign: the components installed on this device (outcome `updated`) or that were to be (§7.7). */
+  components: z.array(componentName).min(1).max(MAX_COMPONENTS).optional(),
 });
 /** The campaign stopped starting devices (§7.8.1): why, and the counts at that moment. */
 export const haltedInfo = z.object({
@@ -322,6 +335,12 @@ export const completeMsg = z.object({
   expired: z.number().int().min(0).optional(),
   /** Present when the gateway closed the campaign without running it to its end (§7.8.2). */
   closed: z.object({ code: z.enum(CloseCodes), reason: text }).optional(),
+  /**
+   * A release campaign (§7.8.3): components sent to updated devices, and components of the release
+   * those devices already ran (by digest) and were not sent.
+   */
+  componentsSent: z.number().int().min(0).optional(),
+  componentsSkipped: z.number().int().min(0).optional(),
 });
 export const errorMsg = z.object({ t: z.literal('error'), code: text, reason: text });
 /**
