@@ -7,8 +7,8 @@ import { describeError, FwError } from '../protocol/errors.ts';
 import { MAX_DEVICE_ID_LENGTH, MAX_NAME_LENGTH, MAX_ORDER_ENTRIES, MAX_UPLINK_MESSAGE } from '../protocol/limits.ts';
 import { formatIssues } from '../protocol/schema.ts';
 import { clipText, Outcomes, ResultCodes, type FleetEntry, type FleetMessage, type ResultMessage } from '../protocol/uplink.ts';
-import { MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from '../protocol/limits.ts';
-import { SlotNames, slotInfo } from '../protocol/ota.ts';
+import { MAX_CHUNK_SIZE, MAX_COMPONENTS, MIN_CHUNK_SIZE } from '../protocol/limits.ts';
+import { SlotNames, componentStatus, slotInfo } from '../protocol/ota.ts';
 import { TMP_MARK, writeFileDurably } from './durable.ts';
 import type { DeviceRecord, Fleet } from './fleet.ts';
 import type { Logger } from './log.ts';
@@ -54,6 +54,8 @@ const storedDevice = z.object({
   confirmedSeq: z.number().int().min(0).optional(),
   /** Updates in a row that ended failed or rolled back (0 after an update): 2 or more = suspect (docs/security.md). */
   failStreak: z.number().int().min(0).optional(),
+  /** A multi-component device's components as last reported (§6.3.2): a release campaign selects by them. */
+  components: z.array(componentStatus).min(1).max(MAX_COMPONENTS).optional(),
 });
 
 /** Failed or rolled-back updates in a row from which a device is held suspect and left out of rollback thresholds. */
@@ -162,10 +164,11 @@ export class FleetStore {
       ...(d.link ? { link: { ...d.link } } : {}),
       ...(d.rebootMs !== undefined ? { rebootMs: d.rebootMs } : {}),
       ...(d.deviceMsPerMiB !== undefined ? { deviceMsPerMiB: d.deviceMsPerMiB } : {}),
+      ...(d.components ? { components: structuredClone(d.components) } : {}),
     }));
   }
 
-  checkIn(d: Pick<DeviceRecord, 'id' | 'hw' | 'version' | 'floor'> & Partial<Pick<DeviceRecord, 'slot' | 'slots' | 'maxChunk'>>): void {
+  checkIn(d: Pick<DeviceRecord, 'id' | 'hw' | 'version' | 'floor'> & Partial<Pick<DeviceRecord, 'slot' | 'slots' | 'maxChunk' | 'components'>>): void {
     if (this.closed) return;
     const prev = this.devices.get(d.id);
     const last = prev?.lastResult;
@@ -175,6 +178,7 @@ export class FleetStore {
       ...(d.slot ? { slot: d.slot } : prev?.slot ? { slot: prev.slot } : {}),
       ...(d.slots ? { slots: structuredClone(d.slots) } : prev?.slots ? { slots: prev.slots } : {}),
       ...(d.maxChunk !== undefined ? { maxChunk: d.maxChunk } : prev?.maxChunk !== undefined ? { maxChunk: prev.maxChunk } : {}),
+      ...(d.components ? { components: structuredClone(d.components) } : d.slots === undefined && prev?.components ? { components: prev.components } : {}),
       ...(prev?.link ? { link: prev.link } : {}),
       ...(prev?.rebootMs !== undefined ? { rebootMs: prev.rebootMs } : {}),
       ...(prev?.deviceMsPerMiB !== undefined ? { deviceMsPerMiB: prev.deviceMsPerMiB } : {}),

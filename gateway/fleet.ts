@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { SlotName, StatusMessage } from '../protocol/ota.ts';
+import type { ComponentStatus, SlotName, StatusMessage } from '../protocol/ota.ts';
 import type { DeviceChannel, DeviceEvent } from './device-channel.ts';
 
 /**
@@ -36,6 +36,8 @@ export interface DeviceRecord {
   rebootMs?: number;
   /** Its slot time beyond what its link explains, per MiB of image, learned at its updates (planner.ts learnDeviceMsPerMiB). */
   deviceMsPerMiB?: number;
+  /** A multi-component device's components as its last status listed them (§6.3.2); absent: one component, `app`. */
+  components?: ComponentStatus[] | undefined;
 }
 
 /**
@@ -56,7 +58,7 @@ export class Fleet extends EventEmitter<{ status: [DeviceRecord]; online: [Devic
     if (e.t === 'status') {
       const fields = {
         id, hw: e.hw, version: e.version, slot: e.slot, slots: e.slots, maxChunk: e.maxChunk,
-        busy: e.busy, trial: e.trial, floor: e.floor, online: true, lastSeen: this.now(),
+        busy: e.busy, trial: e.trial, floor: e.floor, online: true, lastSeen: this.now(), components: e.components,
       };
       // Updated in place: a campaign holding this record sees the new status and keeps the
       // link figures measured for it.

@@ -10,6 +10,8 @@ import {
 } from '../protocol/uplink.ts';
 import { FwError } from '../protocol/errors.ts';
 import type { Manifest } from '../protocol/manifest.ts';
+import { checkReleaseSignature, releaseDigest, releaseIdentity, type ReleaseManifest } from '../protocol/release.ts';
+import type { ReleaseDeps } from './rollout/release-rollout.ts';
 import { readDevicesFile } from './device-auth.ts';
 import { TokenBucket } from './rollout/bandwidth.ts';
 import { Slots } from './rollout/slots.ts';
@@ -256,13 +258,15 @@ export class Gateway {
    * maintenance window is open (or `rollout.downloadEarly`). A `window` campaign supersedes a
    * queued one that has not started for the same hardware models.
    */
-  async prepareCampaign(image: StoredImage, opts: CampaignOptions = {}, resume?: UnfinishedCampaign): Promise<PreparedCampaign> {
+  async prepareCampaign(image: StoredImage, opts: CampaignOptions = {}, resume?: UnfinishedCampaign, release?: ReleaseManifest): Promise<PreparedCampaign> {
     const policy = resume?.state.policy?.mode ?? this.policyOf(opts);
     const busy = resume ? undefined : this.busyReason({ ...opts, policy });
     if (busy) throw new Error(busy);
     const id = resume?.state.id ?? `c-${randomBytes(4).toString('hex')}`;
-    // read back from disk: verified (SHA-256) before any device gets a byte of it
-    const source = new ImageSource(image.manifest, await this.store.read(image.manifest.sha256));
+    // read back from disk: verified (SHA-256) before any device gets a byte of it (a release's
+    // component images: each when a device first needs it)
+    const source = new ImageSource(image.manifest, release ? Buffer.alloc(0) : await this.store.read(image.manifest.sha256));
+    const releaseDeps = release ? await this.releaseDeps(release) : undefined;
     const busyNow = resume ? undefined : this.busyReason({ ...opts, policy }); // re-check: another start may have won during the read
     if (busyNow) throw new Error(busyNow);
     const force = resume?.state.policy?.force ?? opts.force ?? false;
@@ -298,6 +302,7 @@ export class Gateway {
       checkIn: { expiresAt, force },
       ...(windowed ? { gate: this.gate, downloadEarly: this.config.rollout.downloadEarly } : {}),
       ...(resume ? { resume: resume.state } : {}),
+      ...(releaseDeps ? { release: releaseDeps } : {}),
     });
     const superseded = windowed && !resume ? this.queue.filter((q) => q.policy === 'window' && q.campaign.image.manifest.hw.some((hw) => image.manifest.hw.includes(hw))) : [];
     this.campaigns.push(campaign);
@@ -314,6 +319,7 @@ export class Gateway {
       ? CampaignJournal.reopen(resume.path, resume.validBytes)
       : CampaignJournal.create(this.journalDir, id, image.manifest.sha256, Date.now(), { mode: policy, force, downgrade, expiresAt }, {
         manifest: image.manifest,
+        ...(release ? { release } : {}),
         ...(targets ? { targets } : {}), ...(waves ? { waves } : {}), ...(waveGate !== undefined ? { waveGate } : {}), ...(wavePause ? { wavePause } : {}),
         ...(opts.retryOf ? { retryOf: opts.retryOf } : {}),
       }));
@@ -337,6 +343,40 @@ export class Gateway {
       : queuedBehind ? { reason: `queued behind campaign ${queuedBehind.id}`, expiresAt } : undefined;
     return { campaign, start, ...(queued ? { queued } : {}), ...(superseded[0] ? { supersedes: superseded[0].campaign.id } : {}) };
   }
+
+  /**
+   * Create the campaign of a signed release (§6.15), not started yet: the same contract as
+   * prepareCampaign. Every component image must be in the store (verified when a device first
+   * needs it); each device gets the components it lacks (gateway/rollout/release-plan.ts).
+   */
+  async prepareRelease(release: ReleaseManifest, opts: CampaignOptions = {}, resume?: UnfinishedCampaign): Promise<PreparedCampaign> {
+    const distrust = releaseDistrust(this.keyRing, this.config.security.allowUnsigned, release);
+    if (distrust !== undefined) throw new FwError('E_MANIFEST_SIGNATURE', `release ${release.release} ${release.version}: ${distrust}`);
+    const missing = release.components.filter((c) => !this.store.get(c.sha256));
+    if (missing.length > 0) {
+      throw new FwError('E_IMAGE_NOT_FOUND', `release ${release.release} ${release.version}: the gateway does not hold component ${missing.map((c) => `${c.component} (${c.sha256.slice(0, 12)}…)`).join(', ')}; upload the release again`);
+    }
+    const identity = releaseIdentity(release);
+    return this.prepareCampaign({ manifest: identity, path: '', storedAt: new Date().toISOString() }, opts, resume, release);
+  }
+
+  /** What a release campaign needs beyond its manifest: the other held releases and the image reader. */
+  private async releaseDeps(release: ReleaseManifest): Promise<ReleaseDeps> {
+    const digest = releaseDigest(release);
+    const others = this.heldReleases ? await this.heldReleases() : [];
+    const held = others.filter((r) => releaseDigest(r) !== digest && releaseDistrust(this.keyRing, this.config.security.allowUnsigned, r) === undefined
+      && r.components.every((c) => this.store.get(c.sha256) !== undefined));
+    return {
+      manifest: release, held,
+      loadImage: async (m) => new ImageSource(m, await this.store.read(m.sha256)),
+    };
+  }
+
+  /**
+   * The signed releases the gateway holds besides a campaign's own (the release registry,
+   * gateway/releases.ts): where a component that meets a `requires` is looked for (§5.5.6).
+   */
+  heldReleases: (() => Promise<ReleaseManifest[]>) | undefined;
 
   /** The known devices a campaign with this targeting would reach (docs/operations.md "Targeting and waves"). */
   private async targetsFor(t: Targeting): Promise<ReturnType<typeof campaignTargets>> {
@@ -548,6 +588,10 @@ export class Gateway {
    */
   private async resumeUnfinished(): Promise<void> {
     for (const u of findUnfinished(this.journalDir, (msg) => this.log.warn(msg))) {
+      if (u.state.release) {
+        await this.resumeRelease(u, u.state.release);
+        continue;
+      }
       const stored = this.store.get(u.state.sha256);
       if (!stored) {
         this.closeJournal(u, imageGoneReason(join(this.config.dataDir, 'store'), u.state.sha256));
@@ -571,6 +615,21 @@ export class Gateway {
       const image = campaign.image;
       this.log.info({ campaign: campaign.id, image: image.manifest.version, policy: u.state.policy?.mode ?? 'now', results: u.state.results.size, records: u.state.records }, 'resuming an unfinished campaign');
       start();
+    }
+  }
+
+  /** resumeUnfinished for a release campaign: its release manifest is checked again (identity, signature, images held). */
+  private async resumeRelease(u: UnfinishedCampaign, release: ReleaseManifest): Promise<void> {
+    if (releaseDigest(release) !== u.state.sha256) {
+      this.closeJournal(u, `its journal's release does not match the campaign's release digest ${u.state.sha256}`);
+      return;
+    }
+    try {
+      const { campaign, start } = await this.prepareRelease(release, {}, u);
+      this.log.info({ campaign: campaign.id, release: release.release, version: release.version, results: u.state.results.size }, 'resuming an unfinished release campaign');
+      start();
+    } catch (err) {
+      this.closeJournal(u, describeError(err));
     }
   }
 
@@ -601,7 +660,7 @@ export class Gateway {
    */
   private journalCampaign(campaign: Campaign, journal: CampaignJournal): void {
     this.journals.set(campaign, journal);
-    const step = Math.max(1, Math.ceil(campaign.image.size / 8));
+    const step = Math.max(1, Math.ceil(campaign.size / 8));
     const heldAt = new Map<string, number>();
     const append = (rec: JournalRecord, durable = true): Promise<void> => {
       if (this.journals.get(campaign) !== journal) return Promise.resolve(); // detached at shutdown: the campaign resumes at the next start
@@ -792,6 +851,13 @@ export class Gateway {
     await this.broker.close();
     this.pidFile?.release();
   }
+}
+
+/** Why a release manifest must not be used (its signature), or undefined (§5.5.3). */
+export function releaseDistrust(ring: KeyRing, allowUnsigned: boolean, r: ReleaseManifest): string | undefined {
+  const c = checkReleaseSignature(ring, r);
+  if (c.ok || (c.failure === 'unsigned' && allowUnsigned)) return undefined;
+  return c.reason;
 }
 
 /** Why a manifest read from disk must not be used (its signature), or undefined (docs/security.md "The gateway's own disk"). */

@@ -20,6 +20,7 @@ import { fitOrder, recentLink, startOrder, type OrderPolicy } from './order.ts';
 import { Slots } from './slots.ts';
 import { ProgressTracker } from './progress.ts';
 import { assignWaves, waveGateStops } from './waves.ts';
+import { ReleaseRollout, type ReleaseDeps } from './release-rollout.ts';
 
 export { recentLink, type OrderPolicy };
 
@@ -30,6 +31,11 @@ export interface CampaignDeps {
    * has, and updates the other devices — those past `activate` by asking them first.
    */
   resume?: JournalState;
+  /**
+   * A release campaign (§6.15): `image` is then the release's identity (releaseIdentity, no bytes)
+   * and each device gets the components it lacks.
+   */
+  release?: ReleaseDeps;
   channel: DeviceChannel;
   fleet: Fleet;
   config: GatewayConfig['rollout'];
@@ -191,13 +197,21 @@ export class Campaign extends EventEmitter<CampaignEvents> {
   private readonly earlierTurns = new Map<string, { ms: number; attempts: number }>();
   /** Wakes the dispatch loop (a release, a cancel, a resume). */
   private poke: () => void = () => undefined;
+  /** A release campaign's component selection (undefined: one image). */
+  readonly release: ReleaseRollout | undefined;
 
   constructor(readonly id: string, readonly image: ImageSource, private readonly deps: CampaignDeps) {
     super();
+    this.release = deps.release ? new ReleaseRollout(deps.release, deps.downgrade ?? false) : undefined;
     this.tracker = new ProgressTracker({
-      campaign: id, size: image.size, timers: deps.timers, progressIntervalMs: deps.config.progressIntervalMs, concurrency: deps.config.concurrency,
+      campaign: id, size: this.size, timers: deps.timers, progressIntervalMs: deps.config.progressIntervalMs, concurrency: deps.config.concurrency,
       rttMs: (dev) => deps.fleet.get(dev)?.link?.rttMs, emitProgress: (m) => this.emit('progress', m), emitTotals: (m) => this.emit('totals', m),
     });
+  }
+
+  /** Bytes of the campaign's image; a release's: every component's (a device may get fewer). */
+  get size(): number {
+    return this.release ? this.image.manifest.size : this.image.size;
   }
 
   /** Track a device's phase and bytes (throttled `progress` events, ProgressTracker). */
@@ -252,6 +266,7 @@ export class Campaign extends EventEmitter<CampaignEvents> {
       durationMs: Math.round(timers.now() - this.startedAt + (resumed ? Math.max(0, Date.now() - this.resumedAt - resumed.startedAt) : 0)),
       ...(this.halted ? { halted: this.halted } : {}),
       ...Object.fromEntries(Object.entries(extra).filter(([, n]) => n > 0)),
+      ...(this.release ? this.release.completeFields(this.results) : {}),
     };
     log.info({ ...this.completed, t: undefined }, 'campaign complete');
     const final: CampaignState = this.cancelled ? 'cancelled' : this.halted ? 'halted' : extra.expired > 0 ? 'expired' : 'completed';
@@ -342,7 +357,7 @@ export class Campaign extends EventEmitter<CampaignEvents> {
     const manifest = this.image.manifest;
     const targets = this.deps.targets;
     const scope = targets ? targets.map((id) => fleet.get(id)).filter((d) => d !== undefined) : fleet.list();
-    const plan = selectDevices(manifest, scope, { downgrade: this.deps.downgrade ?? false });
+    const plan = this.release ? this.release.select(scope) : selectDevices(manifest, scope, { downgrade: this.deps.downgrade ?? false });
     const offlineEntries = this.deps.checkIn ? plan.excluded.filter((x) => x.code === 'offline') : [];
     const excluded = plan.excluded.filter((x) => !offlineEntries.includes(x));
     const waveOf = this.deps.waves
@@ -363,7 +378,7 @@ export class Campaign extends EventEmitter<CampaignEvents> {
         pending.push({ id: x.id, rank: starts.length + pending.length + 1, from: x.version ?? '', ...(waveOf ? { wave: w } : {}) });
       }
     }
-    const devices = [...starts, ...pending].sort((a, b) => a.rank - b.rank);
+    const devices = [...starts, ...pending].sort((a, b) => a.rank - b.rank).map((e) => this.release?.entry(e) ?? e);
     this.order = fitOrder({
       t: 'order', campaign: this.id,
       image: { name: manifest.name, version: manifest.version, sha256: manifest.sha256 },
@@ -397,7 +412,7 @@ export class Campaign extends EventEmitter<CampaignEvents> {
     this.tracker.plan(journal.order.devices);
     for (const r of journal.results.values()) {
       this.results.push(r);
-      this.progress(r.id, r.outcome === 'updated' ? 'done' : r.outcome, r.outcome === 'updated' ? this.image.size : journal.held.get(r.id) ?? 0, true);
+      this.progress(r.id, r.outcome === 'updated' ? 'done' : r.outcome, r.outcome === 'updated' ? this.size : journal.held.get(r.id) ?? 0, true);
       if (journal.order.devices.some((d) => d.id === r.id)) this.countFinished(r.id, r.outcome);
     }
     const left = journal.order.devices
@@ -651,6 +666,9 @@ export class Campaign extends EventEmitter<CampaignEvents> {
     if (this.expired) return notStarted('expired', 'expired', this.expired);
     this.fitDeferred.delete(entry.id);
     const device = fleet.get(entry.id);
+    // a release: the components this device lacks now (it may have changed since the order)
+    const planned = this.release && device ? await this.release.partsFor(device) : undefined;
+    if (planned && 'excluded' in planned) return notStarted('skipped', planned.excluded.code, planned.excluded.reason);
     const chunk = Math.min(manifest.chunk, device?.maxChunk ?? manifest.chunk);
     // The slot time (offer to verified) of a whole transfer, to learn the device's own time from.
     const linkMs = device ? linkTimeMs(manifest, device, bounds) : undefined;
@@ -684,6 +702,7 @@ export class Campaign extends EventEmitter<CampaignEvents> {
       downgrade: this.deps.downgrade ?? false,
       force: this.deps.checkIn?.force ?? this.deps.force ?? false,
       ...(pastActivate ? { resumeAfterActivate: () => fleet.get(entry.id) } : {}),
+      ...(planned ? { parts: planned.parts, current: () => fleet.get(entry.id) } : {}),
     });
     let ran: Awaited<ReturnType<DeviceSession['run']>>;
     try {
@@ -714,11 +733,11 @@ export class Campaign extends EventEmitter<CampaignEvents> {
       r = { ...rest, outcome: 'expired', code: 'expired', reason: this.expired ?? 'campaign expired' };
     }
     if (rebootMs !== undefined && r.outcome === 'updated') fleet.setRebootMs(entry.id, rebootMs);
-    if (r.outcome === 'updated' && r.retries === 0 && slot.wholeImage && slot.ms !== undefined && linkMs !== undefined) {
+    if (!this.release && r.outcome === 'updated' && r.retries === 0 && slot.wholeImage && slot.ms !== undefined && linkMs !== undefined) {
       fleet.setDeviceMsPerMiB(entry.id, learnDeviceMsPerMiB(device?.deviceMsPerMiB, slot.ms, linkMs, manifest.size));
     }
     const final: DevicePhase = r.outcome === 'updated' ? 'done' : r.outcome;
-    this.progress(entry.id, final, r.outcome === 'updated' ? this.image.size : this.tracker.bytesOf(entry.id), true);
+    this.progress(entry.id, final, r.outcome === 'updated' ? this.size : this.tracker.bytesOf(entry.id), true);
     log.info({ campaign: this.id, device: entry.id, outcome: r.outcome, code: r.code, reason: r.reason, ms: r.durationMs, retries: r.retries, transferBps }, 'device result');
     this.pushResult({ t: 'result', campaign: this.id, id: entry.id, ...r });
     this.countFinished(entry.id, r.outcome);

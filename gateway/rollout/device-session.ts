@@ -10,12 +10,28 @@ import { Inbox, type Timers } from '../waiter.ts';
 import type { TokenBucket } from './bandwidth.ts';
 import { encodeChunkMessage } from './chunk-message.ts';
 import type { ImageSource } from './image-source.ts';
+import type { ReleaseManifest } from '../../protocol/release.ts';
+import type { ComponentStatus } from '../../protocol/ota.ts';
+
+/** One component image of a release update (release-plan.ts ReleasePart, with its bytes). */
+export interface SessionPart {
+  component: string;
+  image: ImageSource;
+  /** The signed release the offer carries (its signature covers this image, §6.15.1). */
+  release: ReleaseManifest;
+  agent: boolean;
+}
+
+/** The boot report's view of one component: from `boot.components`, or the top-level fields for `app`. */
+type BootView = { version: string; sha256?: string | undefined; trial: boolean };
 
 type Ev<T extends DeviceEvent['t']> = Extract<DeviceEvent, { t: T }>;
 
 export interface SessionResult {
   /** Throughput of the chunk transfer, bytes/s, when one completed in this session. */
   transferBps?: number;
+  /** A release update: the components installed (outcome `updated`) or that were to be. */
+  components?: string[];
   /** From activate to the boot report, ms, when the device rebooted in this session. */
   rebootMs?: number;
   outcome: Outcome;
@@ -58,7 +74,14 @@ export interface SessionDeps {
    * it. The session then asks the device's state before anything else and never activates
    * blindly a second time (docs/reliability.md).
    */
-  resumeAfterActivate?: () => Pick<DeviceRecord, 'version' | 'slot' | 'slots' | 'trial'> | undefined;
+  resumeAfterActivate?: () => Pick<DeviceRecord, 'version' | 'slot' | 'slots' | 'trial' | 'components'> | undefined;
+  /**
+   * A release update (§6.15): the component images this device gets, in install order (the agent
+   * first). Absent: the single image of `image`, offered without a component as before.
+   */
+  parts?: readonly SessionPart[];
+  /** The device's record as the fleet holds it now: parts whose component already runs its image confirmed are not sent again. */
+  current?: () => Pick<DeviceRecord, 'components'> | undefined;
   /**
    * Asked right before `activate` (maintenance windows): a reason not to activate now — outside
    * a window, or the reboot and confirmation would not finish before it closes. The session then
@@ -116,6 +139,12 @@ export class DeviceSession {
   private pastActivate = false;
   /** What an `updated` result should still say (a second activation after a revert). */
   private note: string | undefined;
+  /** The part being offered and transferred (undefined: the single image of deps.image). */
+  private part: SessionPart | undefined;
+  /** Bytes of the parts of this attempt already verified on the device (progress counts them). */
+  private doneBytes = 0;
+  /** The agent step (§6.15.4) finished: later attempts install only the rest. */
+  private agentDone = false;
 
   constructor(readonly deviceId: string, readonly fromVersion: string, private readonly deps: SessionDeps) {
     this.inbox = new Inbox<DeviceEvent>(deps.timers);
@@ -179,15 +208,63 @@ export class DeviceSession {
     this.pastActivate = false;
     await this.ensureOnline();
     if (this.attemptNo === 1 && this.deps.resumeAfterActivate && (await this.resumeAfterRestart(this.deps.resumeAfterActivate))) return;
-    await this.offer();
-    await this.transfer();
-    await this.verify();
-    this.deps.onTransferred?.();
+    if (!this.deps.parts) {
+      await this.install([undefined]);
+      return;
+    }
+    const now = this.deps.current?.()?.components;
+    const done = (p: SessionPart): boolean => now?.some((c) => c.name === p.component && c.sha256 === p.image.manifest.sha256 && !c.trial) === true;
+    const parts = this.deps.parts.filter((p) => !done(p));
+    // §6.15.4: the update agent alone first (installed, booted, confirmed), then the rest together
+    const agent = parts.find((p) => p.agent);
+    const rest = parts.filter((p) => !p.agent);
+    if (agent && !this.agentDone) {
+      await this.install([agent], rest.length === 0);
+      this.agentDone = true;
+      // the rest is a new activation: a failure in it is retried like any before its `activate`
+      this.activated = false;
+      this.pastActivate = false;
+    }
+    if (rest.length > 0) await this.install(rest);
+  }
+
+  /**
+   * Offer, transfer and verify each image of `group` in turn, then activate them together in one
+   * reboot, wait for the boot report and confirm them together (§6.15.2, §6.15.3). `[undefined]`:
+   * the single image of deps.image, as before releases. `last`: the device gives back its transfer
+   * slot after this group's images are verified.
+   */
+  private async install(group: readonly (SessionPart | undefined)[], last = true): Promise<void> {
+    const sids: number[] = [];
+    this.doneBytes = 0;
+    for (const part of group) {
+      this.part = part;
+      this.held = 0;
+      await this.offer();
+      await this.transfer();
+      await this.verify();
+      sids.push(this.sid);
+      this.doneBytes += this.image.size;
+      this.held = 0;
+    }
+    this.held = this.doneBytes;
+    this.doneBytes = 0;
+    if (last) this.deps.onTransferred?.();
     const notNow = this.deps.mayActivate?.();
     if (notNow !== undefined) throw new SessionFailure('skipped', 'deferred', notNow, true);
-    await this.activate();
-    await this.awaitReboot();
-    await this.confirm();
+    await this.activate(sids);
+    await this.awaitReboot(group);
+    await this.confirm(group);
+  }
+
+  /** The image being offered or transferred now. */
+  private get image(): ImageSource {
+    return this.part?.image ?? this.deps.image;
+  }
+
+  /** Bytes to report with a phase: the verified parts of this group plus what the device holds of the current one. */
+  private get bytes(): number {
+    return this.doneBytes + this.held;
   }
 
   // ---- steps ----
@@ -202,6 +279,7 @@ export class DeviceSession {
   private async resumeAfterRestart(status: NonNullable<SessionDeps['resumeAfterActivate']>): Promise<boolean> {
     const s = status();
     if (!s) return false;
+    if (this.deps.parts) return this.resumeReleaseAfterRestart(s, this.deps.parts);
     const target = this.deps.image.manifest;
     const running = s.slots[s.slot];
     const other = s.slots[s.slot === 'a' ? 'b' : 'a'];
@@ -222,9 +300,39 @@ export class DeviceSession {
     this.activateSentAt = this.deps.timers.now();
     this.bootAt = this.deps.timers.now();
     this.held = this.deps.image.size;
-    if (pending) await this.awaitReboot();
+    if (pending) await this.awaitReboot([undefined]);
     else if (!s.trial) return true;
-    await this.confirm();
+    await this.confirm([undefined]);
+    return true;
+  }
+
+  /**
+   * resumeAfterRestart for a release (§6.15): parts whose component runs its image confirmed are
+   * done; if the others all run their images in trial, or are `pending` in their other slot, the
+   * activation before the restart is in effect: wait for the reboot if needed, then confirm them.
+   * Otherwise false: the normal attempt follows (which skips the done parts).
+   */
+  private async resumeReleaseAfterRestart(s: NonNullable<ReturnType<NonNullable<SessionDeps['resumeAfterActivate']>>>, parts: readonly SessionPart[]): Promise<boolean> {
+    const comp = (p: SessionPart): ComponentStatus | undefined => s.components?.find((c) => c.name === p.component);
+    const runs = (p: SessionPart): boolean => comp(p)?.sha256 === p.image.manifest.sha256;
+    const left = parts.filter((p) => !(runs(p) && comp(p)?.trial === false));
+    this.deps.log.info({ device: this.deviceId, left: left.map((p) => p.component) }, 'resuming a release update that was past activate');
+    this.agentDone = !left.some((p) => p.agent);
+    if (left.length === 0) return true;
+    const pending = (p: SessionPart): boolean => {
+      const c = comp(p);
+      const other = c?.slots && c.slot ? c.slots[c.slot === 'a' ? 'b' : 'a'] : undefined;
+      return other?.state === 'pending' && other.sha256 === p.image.manifest.sha256;
+    };
+    const inTrial = left.filter((p) => runs(p) && comp(p)?.trial === true);
+    const waiting = left.filter(pending);
+    if (inTrial.length + waiting.length !== left.length) return false;
+    this.activated = true;
+    this.pastActivate = true;
+    this.activateSentAt = this.deps.timers.now();
+    this.bootAt = this.deps.timers.now();
+    if (waiting.length > 0) await this.awaitReboot(left);
+    await this.confirm(left);
     return true;
   }
 
@@ -238,9 +346,10 @@ export class DeviceSession {
   }
 
   private async offer(): Promise<void> {
-    const m = this.deps.image.manifest;
+    const m = this.image.manifest;
+    const part = this.part;
     this.sid = randomInt(1, 0xffff_ffff);
-    this.deps.onPhase('offering', this.held);
+    this.deps.onPhase('offering', this.bytes);
     this.inbox.takeAll();
     await this.deps.channel.send(this.deviceId, {
       t: 'offer', sid: this.sid, name: m.name, version: m.version, hw: m.hw, size: m.size, crc32: m.crc32, sha256: m.sha256, chunk: m.chunk,
@@ -248,6 +357,7 @@ export class DeviceSession {
       ...(this.deps.force ? { force: true } : {}),
       ...(m.seq !== undefined ? { seq: m.seq } : {}),
       ...(m.signature ? { keyId: m.signature.keyId, sig: m.signature.sig } : {}),
+      ...(part ? { component: part.component, release: part.release } : {}),
     });
     const sid = this.sid;
     const reply = await this.expect((e): e is Ev<'accept'> | Ev<'reject'> => (e.t === 'accept' || e.t === 'reject') && e.sid === sid, this.deps.config.offerTimeoutMs, 'accept or reject');
@@ -263,7 +373,8 @@ export class DeviceSession {
   }
 
   private async transfer(): Promise<void> {
-    const { image, config, timers, channel } = this.deps;
+    const { config, timers, channel } = this.deps;
+    const image = this.image;
     const size = image.size;
     const chunk = this.chunkSize;
     const sid = this.sid;
@@ -286,7 +397,7 @@ export class DeviceSession {
       // the chunk's CBOR is shared by every session; only the sid is spliced in (chunk-message.ts)
       await channel.send(this.deviceId, { t: 'chunk', sid, off, data: c.data, crc: c.crc }, encodeChunkMessage(sid, c.tail));
     };
-    this.deps.onPhase('transferring', next);
+    this.deps.onPhase('transferring', this.doneBytes + next);
     while (next < size) {
       // The window's chunks are handed to the broker together (in order), not one per event-loop
       // turn: the device's socket then gets them in one write instead of one write per chunk.
@@ -322,7 +433,7 @@ export class DeviceSession {
         }
         next = ack.next;
         this.held = next;
-        this.deps.onPhase('transferring', next);
+        this.deps.onPhase('transferring', this.bytes);
       }
       if (cursor < next) cursor = next;
       const now = timers.now();
@@ -353,7 +464,7 @@ export class DeviceSession {
   }
 
   private async verify(): Promise<void> {
-    this.deps.onPhase('verifying', this.held);
+    this.deps.onPhase('verifying', this.bytes);
     const sid = this.sid;
     await this.deps.channel.send(this.deviceId, { t: 'verify', sid });
     const v = await this.expect((e): e is Ev<'verified'> => e.t === 'verified' && e.sid === sid, this.deps.config.verifyTimeoutMs, 'verify result');
@@ -366,7 +477,7 @@ export class DeviceSession {
     throw new SessionFailure('failed', 'integrity-failure', `device reports the image does not verify (${v.code ?? 'no code'}${v.reason ? `: ${v.reason}` : ''})`, false);
   }
 
-  private async activate(): Promise<void> {
+  private async activate(sids: readonly number[]): Promise<void> {
     this.deps.onPhase('activating', this.held);
     this.pastActivate = true;
     if (this.deps.beforeActivate) {
@@ -374,9 +485,9 @@ export class DeviceSession {
       // stopped while the record was made durable: the activation is not sent
       if (this.deps.signal?.aborted) throw new SessionFailure('failed', 'cancelled', 'campaign cancelled before activate was sent', true);
     }
-    const sid = this.sid;
+    const [sid, ...others] = sids as [number, ...number[]];
     this.activateSentAt = this.deps.timers.now();
-    await this.deps.channel.send(this.deviceId, { t: 'activate', sid });
+    await this.deps.channel.send(this.deviceId, { t: 'activate', sid, ...(others.length > 0 ? { with: others } : {}) });
     // The device answers `activated` and drops off to reboot; either one means it acted on the
     // command. Only from then on is the session committed to this activation (no second one);
     // a device that does neither is still running its old image and may be offered again.
@@ -385,13 +496,12 @@ export class DeviceSession {
     this.activated = true;
   }
 
-  private async awaitReboot(): Promise<void> {
+  private async awaitReboot(group: readonly (SessionPart | undefined)[]): Promise<void> {
     const { config, timers } = this.deps;
     this.deps.onPhase('rebooting', this.held);
-    const target = this.deps.image.manifest;
     // §6.9.1: a `boot` lost with its connection is recovered from the `status` that follows every
     // connection — a device in trial on the new version can only be there after this reboot.
-    const boot = await this.expect((e): e is Ev<'boot'> | Ev<'status'> => e.t === 'boot' || (e.t === 'status' && e.trial && e.version === target.version),
+    const boot = await this.expect((e): e is Ev<'boot'> | Ev<'status'> => e.t === 'boot' || (e.t === 'status' && this.trialOf(trialBootOf(e), group)),
       config.rebootTimeoutMs, 'the device to reboot and report', false)
       .then((e) => (e.t === 'boot' ? e : trialBootOf(e)))
       .catch((err: unknown) => {
@@ -401,16 +511,16 @@ export class DeviceSession {
       });
     this.bootAt = timers.now();
     this.rebootMs = Math.round(this.bootAt - this.activateSentAt);
-    if (!boot.reverted && boot.version === this.fromVersion) {
+    if (!boot.reverted && group.every((p) => !this.runs(boot, p))) {
       // Rebooted (e.g. power lost) before the slot switch took effect: nothing was tried or
       // reverted, the image may still be ready on the device. Safe to offer again.
       this.activated = false;
       throw new SessionFailure('failed', 'connection-lost', `device rebooted on ${boot.version} before the activation took effect`, false);
     }
-    if (boot.reverted || boot.version !== target.version || (boot.sha256 !== undefined && boot.sha256 !== target.sha256)) {
-      throw this.revertFailure(boot, 'before its trial was reported');
+    if (boot.reverted || !group.every((p) => this.runs(boot, p))) {
+      throw this.revertFailure(boot, 'before its trial was reported', group);
     }
-    if (!boot.trial) {
+    if (!this.trialOf(boot, group)) {
       throw new SessionFailure('failed', 'unsupported', 'device booted the new image without a trial state; it cannot be confirmed', true);
     }
   }
@@ -421,14 +531,15 @@ export class DeviceSession {
    * trial deadline: the session waits for its `confirmed` or its next `boot`. The whole step ends
    * at the latest trialTimeoutMs + rebootTimeoutMs after the boot report.
    */
-  private async confirm(): Promise<void> {
+  private async confirm(group: readonly (SessionPart | undefined)[]): Promise<void> {
     const { config, channel, timers } = this.deps;
     this.deps.onPhase('confirming', this.held);
-    const target = this.deps.image.manifest;
+    // §6.15.3: one confirm names every image of the group, the first as `sha256`, the others in `with`
+    const [first, ...others] = group.map((p) => (p ?? this.deps).image.manifest.sha256) as [string, ...string[]];
     const endAt = this.bootAt + config.trialTimeoutMs + config.rebootTimeoutMs;
     const within = (ms: number): number => Math.max(0, Math.min(ms, endAt - timers.now()));
-    const isConfirmed = (e: DeviceEvent): e is Ev<'confirmed'> => e.t === 'confirmed' && e.sha256 === target.sha256;
-    const sendConfirm = (): Promise<void> => channel.send(this.deviceId, { t: 'confirm', sha256: target.sha256 });
+    const isConfirmed = (e: DeviceEvent): e is Ev<'confirmed'> => e.t === 'confirmed' && e.sha256 === first;
+    const sendConfirm = (): Promise<void> => channel.send(this.deviceId, { t: 'confirm', sha256: first, ...(others.length > 0 ? { with: others } : {}) });
     let tries = 0;
     const gaveUp = (): SessionFailure => new SessionFailure('failed', 'timeout',
       `device neither confirmed (${tries} unanswered confirms) nor reported a revert within ${config.trialTimeoutMs + config.rebootTimeoutMs} ms of its boot report`, true);
@@ -456,7 +567,7 @@ export class DeviceSession {
             ? new SessionFailure('failed', 'timeout', `device went offline before confirming and did not come back in time (offlineWaitMs ${config.offlineWaitMs} ms)`, true)
             : err;
         });
-      if (back.t === 'boot' && (back.reverted || back.version !== target.version)) throw this.revertFailure(back, 'after it went offline before confirming');
+      if (back.t === 'boot' && (back.reverted || !group.every((p) => this.runs(back, p)))) throw this.revertFailure(back, 'after it went offline before confirming', group);
     }
 
     // Online all along and never confirmed: its trial deadline reverts it (§6.9.3); a late
@@ -465,7 +576,7 @@ export class DeviceSession {
       const e = await this.expect((x): x is Ev<'confirmed'> | Ev<'boot'> => isConfirmed(x) || x.t === 'boot', within(Infinity), 'confirmation or a revert', false)
         .catch(orGaveUp);
       if (e.t === 'confirmed') return;
-      if (e.reverted || e.version !== target.version) {
+      if (e.reverted || !group.every((p) => this.runs(e, p))) {
         throw new SessionFailure('rolled-back', /self-test/i.test(e.reason ?? '') ? 'self-test-failed' : 'reverted',
           `device never confirmed the new image (${tries} confirms unanswered) and came back on ${e.version}${e.reason ? ` (${e.reason})` : ''}`, true);
       }
@@ -479,10 +590,10 @@ export class DeviceSession {
    * (an unconfirmed trial ended by a reset, or a failed image check) leaves the device on its old
    * image with nothing in trial, so it is retried within the session's bounds.
    */
-  private revertFailure(boot: Ev<'boot'>, when: string): SessionFailure {
+  private revertFailure(boot: Ev<'boot'>, when: string, group: readonly (SessionPart | undefined)[]): SessionFailure {
     const why = `device came back on ${boot.version}${boot.reason ? ` (${boot.reason})` : ''}`;
     if (/self-test/i.test(boot.reason ?? '')) return new SessionFailure('rolled-back', 'self-test-failed', why, true);
-    if (boot.reverted && boot.version !== this.deps.image.manifest.version) {
+    if (boot.reverted && group.every((p) => !this.runs(boot, p))) {
       this.activated = false;
       return new SessionFailure('rolled-back', 'reverted', `${why}: the trial ended ${when}, unconfirmed`, false);
     }
@@ -490,6 +601,24 @@ export class DeviceSession {
   }
 
   // ---- helpers ----
+
+  /** A component as the boot report shows it: `boot.components`, else the top-level fields stand for `app` (§6.9.2). */
+  private static view(boot: Ev<'boot'>, component: string): BootView | undefined {
+    if (boot.components) return boot.components.find((c) => c.name === component);
+    return component === 'app' ? { version: boot.version, sha256: boot.sha256, trial: boot.trial } : undefined;
+  }
+
+  /** The boot report shows the part's image running (version, and digest when reported). */
+  private runs(boot: Ev<'boot'>, part: SessionPart | undefined): boolean {
+    const m = (part ?? this.deps).image.manifest;
+    const v = part ? DeviceSession.view(boot, part.component) : { version: boot.version, sha256: boot.sha256, trial: boot.trial };
+    return v !== undefined && v.version === m.version && (v.sha256 === undefined || v.sha256 === m.sha256);
+  }
+
+  /** Every image of the group runs, in trial. */
+  private trialOf(boot: Ev<'boot'>, group: readonly (SessionPart | undefined)[]): boolean {
+    return group.every((p) => this.runs(boot, p) && (p ? DeviceSession.view(boot, p.component)?.trial === true : boot.trial));
+  }
 
   /**
    * The next event that matches, skipping others; an `offline` ends the wait unless tolerated.
@@ -530,6 +659,7 @@ export class DeviceSession {
       ...(this.transferBps !== undefined ? { transferBps: this.transferBps } : {}),
       ...(this.rebootMs !== undefined ? { rebootMs: this.rebootMs } : {}),
       outcome, code, ...(reason ?? this.note ? { reason: reason ?? this.note } : {}),
+      ...(this.deps.parts ? { components: this.deps.parts.map((p) => p.component) } : {}),
       from: this.fromVersion, to: this.deps.image.manifest.version,
       retries: this.retries, durationMs: Math.round(this.deps.timers.now() - started),
     };
@@ -545,7 +675,8 @@ export function withDeviceReason(what: string, reason: string | undefined): stri
 /** The boot report a `status` in trial stands for when the `boot` itself was lost (§6.9.1). */
 function trialBootOf(s: Ev<'status'>): Ev<'boot'> {
   const sha256 = s.slots[s.slot].sha256;
-  return { t: 'boot', version: s.version, slot: s.slot, ...(sha256 !== undefined ? { sha256 } : {}), trial: true, reverted: false };
+  const components = s.components?.map((c) => ({ name: c.name, version: c.version, ...(c.sha256 !== undefined ? { sha256: c.sha256 } : {}), ...(c.slot ? { slot: c.slot } : {}), trial: c.trial }));
+  return { t: 'boot', version: s.version, slot: s.slot, ...(sha256 !== undefined ? { sha256 } : {}), trial: s.trial, reverted: false, ...(components ? { components } : {}) };
 }
 
 function rejection(r: Ev<'reject'>): SessionFailure {

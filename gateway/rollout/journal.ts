@@ -5,6 +5,7 @@ import { crc32 } from '../../protocol/crc.ts';
 import { describeError, FwError } from '../../protocol/errors.ts';
 import { completeMsg, orderMsg, resultMsg, waveSize, type CompleteMessage, type OrderMessage, type ResultMessage, type WaveSize } from '../../protocol/uplink.ts';
 import { manifestSchema, type Manifest } from '../../protocol/manifest.ts';
+import { releaseManifestSchema, type ReleaseManifest } from '../../protocol/release.ts';
 import { z } from 'zod';
 
 /**
@@ -38,6 +39,8 @@ const line = z.discriminatedUnion('r', [
     policy: z.object({ mode: z.enum(['now', 'window']), force: z.boolean(), downgrade: z.boolean(), expiresAt: z.number() }).optional(),
     /** The signed manifest the campaign installs (its digest names the release, docs/operations.md "Releases"). */
     manifest: manifestSchema.optional(),
+    /** A release campaign (§6.15): the signed release manifest; `manifest` is then its identity (releaseIdentity). */
+    release: releaseManifestSchema.optional(),
     /** The devices it may update, fixed at creation (the known fleet narrowed by --only/--group), in target order. */
     targets: z.array(z.string().min(1)).optional(),
     /** Waves and their gate (§7.3.6). */
@@ -72,6 +75,7 @@ export interface JournalState {
   policy?: CampaignPolicyRecord;
   /** The campaign record's manifest, targets, waves (absent in journals written before them). */
   manifest?: Manifest;
+  release?: ReleaseManifest;
   targets?: string[];
   waves?: WaveSize[];
   waveGate?: number;
