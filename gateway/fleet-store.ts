@@ -54,7 +54,7 @@ const storedDevice = z.object({
   confirmedSeq: z.number().int().min(0).optional(),
   /** Updates in a row that ended failed or rolled back (0 after an update): 2 or more = suspect (docs/security.md). */
   failStreak: z.number().int().min(0).optional(),
-  /** A multi-component device's components as last reported (§6.3.2): a release campaign selects by them. */
+  /** A multi-component device's components as last reported (§6.3.3): a release campaign selects by them. */
   components: z.array(componentStatus).min(1).max(MAX_COMPONENTS).optional(),
 });
 

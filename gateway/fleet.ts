@@ -36,7 +36,7 @@ export interface DeviceRecord {
   rebootMs?: number;
   /** Its slot time beyond what its link explains, per MiB of image, learned at its updates (planner.ts learnDeviceMsPerMiB). */
   deviceMsPerMiB?: number;
-  /** A multi-component device's components as its last status listed them (§6.3.2); absent: one component, `app`. */
+  /** A multi-component device's components as its last status listed them (§6.3.3); absent: one component, `app`. */
   components?: ComponentStatus[] | undefined;
 }
 

@@ -11,7 +11,7 @@ export const MAX_CHUNK_SIZE = 65_536;
 export const MAX_ACK_MISSING = 256;
 export const MAX_NAME_LENGTH = 64;
 export const MAX_HW_MODELS = 16;
-/** Most components in one release manifest and in one device's `status` (§5.5, §6.3.2). */
+/** Most components in one release manifest and in one device's `status` (§5.5, §6.3.3). */
 export const MAX_COMPONENTS = 8;
 export const MAX_TEXT_LENGTH = 256;
 export const MAX_DEVICE_ID_LENGTH = 64;

@@ -40,9 +40,9 @@ const model = z.string().min(1).max(MAX_NAME_LENGTH);
 export const slotInfo = z.object({ state: z.enum(SlotStates), version: version.optional(), sha256: sha256Hex.optional() });
 const sid = u32;
 
-/** How a component is stored (§6.3.2): two slots, or one updated in place by the device's own means. */
+/** How a component is stored (§6.3.3): two slots, or one updated in place by the device's own means. */
 export const ComponentLayouts = ['ab', 'single'] as const;
-/** One component of a multi-component device as its `status` reports it (§6.3.2). */
+/** One component of a multi-component device as its `status` reports it (§6.3.3). */
 export const componentStatus = z.object({
   name: componentName,
   layout: z.enum(ComponentLayouts),
@@ -76,7 +76,7 @@ export const statusMsg = z.object({
   /** Anti-rollback security floor: the device refuses every image older than this (§6.3, §6.5.6). */
   floor: version.optional(),
   /**
-   * Every component of a multi-component device, `app` included (§6.3.2). Absent: one component,
+   * Every component of a multi-component device, `app` included (§6.3.3). Absent: one component,
    * `app`, which the fields above describe. Present: the fields above still describe `app`.
    */
   components: z.array(componentStatus).min(1).max(MAX_COMPONENTS).optional()

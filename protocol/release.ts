@@ -17,7 +17,7 @@ import { isValidVersion } from './version.ts';
 /** Domain-separation string of a release signature (§5.5.3), distinct from a manifest's. */
 export const RELEASE_SIGNATURE_DOMAIN = 'fwgate-release-v1';
 
-/** The component a single-image device (and an offer without `component`) stands for (§6.3.2). */
+/** The component a single-image device (and an offer without `component`) stands for (§6.3.3). */
 export const DEFAULT_COMPONENT = 'app';
 
 const componentNameRe = /^[a-z][a-z0-9-]{0,31}$/;

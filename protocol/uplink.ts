@@ -216,11 +216,11 @@ export const orderEntry = z.object({
   /** Its wave (1-based) when the campaign runs in waves (§7.3.6). */
   wave: z.number().int().min(1).max(16).optional(),
   /**
-   * A release campaign (§7.5.5): the components this device gets, in install order (the agent
+   * A release campaign (§7.5.9): the components this device gets, in install order (the agent
    * first); `via` names the other stored release a component was added from to meet a `requires`.
    */
   components: z.array(z.object({ name: componentName, version, size: u32, via: text.optional() })).min(1).max(MAX_COMPONENTS).optional(),
-  /** A release campaign: bytes not sent because the device already runs those components (§7.5.5). */
+  /** A release campaign: bytes not sent because the device already runs those components (§7.5.9). */
   savedBytes: u32.optional(),
 });
 export const excludedEntry = z.object({ id: deviceId, code: z.enum(ResultCodes), reason: text, version: version.optional() });

@@ -8,7 +8,7 @@ import { compareVersions, isValidVersion } from '../../protocol/version.ts';
 import type { DeviceRecord } from '../fleet.ts';
 
 /**
- * Which components of a release each device gets (docs/protocol.md §5.5.6, §7.5.5): only those whose
+ * Which components of a release each device gets (docs/protocol.md §5.5.6, §7.5.9): only those whose
  * image differs from what the device runs (by SHA-256), never one the device has no slot for, the
  * update agent first; the `requires` of every component the device will run from the release must
  * hold afterwards, and a component another signed release held by the gateway provides is added to
@@ -160,7 +160,7 @@ export function selectForRelease(release: ReleaseManifest, devices: readonly Dev
   return { eligible, excluded, plans };
 }
 
-/** The order entry's `components` and `savedBytes` for a device's plan (§7.5.5). */
+/** The order entry's `components` and `savedBytes` for a device's plan (§7.5.9). */
 export function orderFields(p: DeviceReleasePlan): Pick<OrderEntry, 'components' | 'savedBytes'> {
   return {
     components: p.parts.map((x) => ({ name: x.component, version: x.manifest.version, size: x.manifest.size, ...(x.via ? { via: x.via } : {}) })),

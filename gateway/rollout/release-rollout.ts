@@ -16,7 +16,7 @@ export interface ReleaseDeps {
 }
 
 /**
- * The release side of a campaign (§6.15, §7.5.5): per-device selection of components, the order's
+ * The release side of a campaign (§6.15, §7.5.9): per-device selection of components, the order's
  * component fields, the images each session gets, the completion's component counts. The campaign
  * calls it where a single-image campaign uses the manifest directly.
  */
@@ -39,7 +39,7 @@ export class ReleaseRollout {
     return s;
   }
 
-  /** An order entry with the components the device gets and the bytes saved (§7.5.5). */
+  /** An order entry with the components the device gets and the bytes saved (§7.5.9). */
   entry<E extends Pick<OrderEntry, 'id'>>(e: E): E & Pick<OrderEntry, 'components' | 'savedBytes'> {
     const p = this.planned.get(e.id);
     return p ? { ...e, ...orderFields(p) } : e;

@@ -8,6 +8,7 @@ import { FrameKind, cobsDecode, cobsEncode, decodeFrame, encodeFrame } from '../
 import { decodeCbor } from '../../protocol/cbor.ts';
 import { parseManifest } from '../../protocol/manifest.ts';
 import { parsePublicKey, SIGNATURE_DOMAIN, signedBytes } from '../../protocol/signature.ts';
+import { parseReleaseManifest, RELEASE_SIGNATURE_DOMAIN, releaseSignedBytes } from '../../protocol/release.ts';
 import {
   canonicalRequestBytes, REQUEST_AUTH_DOMAIN, requestSigningInput, signingInputForDigest, verifyRequest, type UplinkRequest,
 } from '../../protocol/uplink-auth.ts';
@@ -32,6 +33,7 @@ const doc = readFileSync(docPath, 'utf8');
 
 const KINDS = [
   'crc32', 'cobs', 'frame', 'ota-down', 'ota-up', 'uplink-laptop', 'uplink-gateway', 'signed-bytes', 'canonical-request', 'request-signing-input',
+  'release-signed-bytes',
 ] as const;
 type Kind = (typeof KINDS)[number];
 
@@ -123,6 +125,23 @@ const codecs: Record<Exclude<Kind, 'crc32'>, Codec> = {
       assert.equal(b.length, REQUEST_AUTH_DOMAIN.length + 1 + 32 + 4 + 32, 'the signing input is 93 bytes');
       const at = REQUEST_AUTH_DOMAIN.length + 1;
       return toJson({ challenge: b.subarray(at, at + 32), n: Buffer.from(b).readUInt32BE(at + 32), digest: b.subarray(at + 36) });
+    },
+  },
+  // §5.5.3: the array ["fwgate-release-v1", release, version, hw, chunk, seq, components]
+  'release-signed-bytes': {
+    encode: (v) => releaseSignedBytes(parseReleaseManifest(v)),
+    decode: (b) => {
+      const a = decodeCbor(b) as unknown[];
+      assert.ok(Array.isArray(a) && a.length === 7 && a[0] === RELEASE_SIGNATURE_DOMAIN, 'release signed bytes are the 7-item array of §5.5.3');
+      const [, release, version, hw, chunk, seq, components] = a as [string, string, string, string[], number, number, unknown[][]];
+      return {
+        release, version, hw, chunk, seq,
+        components: components.map(([component, name, v, size, crc32v, sha256, requires, agent]) => ({
+          component, name, version: v, size, crc32: crc32v, sha256,
+          ...((requires as unknown[]).length > 0 ? { requires: Object.fromEntries(requires as [string, string][]) } : {}),
+          ...(agent === true ? { agent: true } : {}),
+        })),
+      };
     },
   },
   // §5.4.1: the array ["fwgate-manifest-v1", name, version, hw, size, crc32, sha256, chunk, seq]
