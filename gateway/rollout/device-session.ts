@@ -8,10 +8,14 @@ import type { DeviceRecord } from '../fleet.ts';
 import type { Logger } from '../log.ts';
 import { Inbox, type Timers } from '../waiter.ts';
 import type { TokenBucket } from './bandwidth.ts';
-import { encodeChunkMessage } from './chunk-message.ts';
+import { transferChunks } from './chunk-transfer.ts';
+import { resumeRelease, resumeSingle, type ResumeDecision } from './resume-decision.ts';
+import { classify, rejection, SessionFailure } from './session-failure.ts';
+import { runsImage, runsInTrial, trialBootOf } from './boot-report.ts';
+
+export { withDeviceReason } from './session-failure.ts';
 import type { ImageSource } from './image-source.ts';
 import type { ReleaseManifest } from '../../protocol/release.ts';
-import type { ComponentStatus } from '../../protocol/ota.ts';
 
 /** One component image of a release update (release-plan.ts ReleasePart, with its bytes). */
 export interface SessionPart {
@@ -21,9 +25,6 @@ export interface SessionPart {
   release: ReleaseManifest;
   agent: boolean;
 }
-
-/** The boot report's view of one component: from `boot.components`, or the top-level fields for `app`. */
-type BootView = { version: string; sha256?: string | undefined; trial: boolean };
 
 type Ev<T extends DeviceEvent['t']> = Extract<DeviceEvent, { t: T }>;
 
@@ -101,12 +102,6 @@ export interface SessionDeps {
   force?: boolean;
 }
 
-/** How one attempt ended when it did not succeed: terminal ends the session, otherwise retry. */
-class SessionFailure extends Error {
-  constructor(readonly outcome: Outcome, readonly code: ResultCode, reason: string, readonly terminal: boolean) {
-    super(reason);
-  }
-}
 
 /**
  * The per-device update, one attempt being the named steps below (docs/protocol.md §8.1).
@@ -279,17 +274,14 @@ export class DeviceSession {
   private async resumeAfterRestart(status: NonNullable<SessionDeps['resumeAfterActivate']>): Promise<boolean> {
     const s = status();
     if (!s) return false;
-    if (this.deps.parts) return this.resumeReleaseAfterRestart(s, this.deps.parts);
-    const target = this.deps.image.manifest;
-    const running = s.slots[s.slot];
-    const other = s.slots[s.slot === 'a' ? 'b' : 'a'];
-    const runsTarget = s.version === target.version && (running.sha256 === undefined || running.sha256 === target.sha256);
-    const pending = other.state === 'pending' && other.sha256 === target.sha256;
-    this.deps.log.info({ device: this.deviceId, version: s.version, trial: s.trial, other: other.state }, 'resuming an update that was past activate');
-    if (!runsTarget && !pending) {
+    const parts = this.deps.parts;
+    const d: ResumeDecision<SessionPart | undefined> = parts ? resumeRelease(s, parts) : resumeSingle(s, this.deps.image.manifest);
+    this.deps.log.info({ device: this.deviceId, version: s.version, trial: s.trial, resume: d.kind }, 'resuming an update that was past activate');
+    if (parts) this.agentDone = d.kind === 'done' || (d.kind !== 'normal' && !d.left.some((p) => p?.agent === true));
+    if (d.kind === 'normal') {
       // the trial of the activation before the restart was reverted (the slot is `bad`): the
       // next activation is a second one, and the result says so (issue 17.5)
-      if (other.state === 'bad' && other.sha256 === target.sha256) {
+      if (d.reverted) {
         this.retries++;
         this.note = 'its first activation was reverted (trial not confirmed while the gateway was down); activated a second time';
       }
@@ -299,40 +291,10 @@ export class DeviceSession {
     this.pastActivate = true;
     this.activateSentAt = this.deps.timers.now();
     this.bootAt = this.deps.timers.now();
-    this.held = this.deps.image.size;
-    if (pending) await this.awaitReboot([undefined]);
-    else if (!s.trial) return true;
-    await this.confirm([undefined]);
-    return true;
-  }
-
-  /**
-   * resumeAfterRestart for a release (§6.15): parts whose component runs its image confirmed are
-   * done; if the others all run their images in trial, or are `pending` in their other slot, the
-   * activation before the restart is in effect: wait for the reboot if needed, then confirm them.
-   * Otherwise false: the normal attempt follows (which skips the done parts).
-   */
-  private async resumeReleaseAfterRestart(s: NonNullable<ReturnType<NonNullable<SessionDeps['resumeAfterActivate']>>>, parts: readonly SessionPart[]): Promise<boolean> {
-    const comp = (p: SessionPart): ComponentStatus | undefined => s.components?.find((c) => c.name === p.component);
-    const runs = (p: SessionPart): boolean => comp(p)?.sha256 === p.image.manifest.sha256;
-    const left = parts.filter((p) => !(runs(p) && comp(p)?.trial === false));
-    this.deps.log.info({ device: this.deviceId, left: left.map((p) => p.component) }, 'resuming a release update that was past activate');
-    this.agentDone = !left.some((p) => p.agent);
-    if (left.length === 0) return true;
-    const pending = (p: SessionPart): boolean => {
-      const c = comp(p);
-      const other = c?.slots && c.slot ? c.slots[c.slot === 'a' ? 'b' : 'a'] : undefined;
-      return other?.state === 'pending' && other.sha256 === p.image.manifest.sha256;
-    };
-    const inTrial = left.filter((p) => runs(p) && comp(p)?.trial === true);
-    const waiting = left.filter(pending);
-    if (inTrial.length + waiting.length !== left.length) return false;
-    this.activated = true;
-    this.pastActivate = true;
-    this.activateSentAt = this.deps.timers.now();
-    this.bootAt = this.deps.timers.now();
-    if (waiting.length > 0) await this.awaitReboot(left);
-    await this.confirm(left);
+    if (!parts) this.held = this.deps.image.size;
+    if (d.kind === 'done') return true;
+    if (d.kind === 'reboot-then-confirm') await this.awaitReboot(d.left);
+    await this.confirm(d.left);
     return true;
   }
 
@@ -374,93 +336,18 @@ export class DeviceSession {
 
   private async transfer(): Promise<void> {
     const { config, timers, channel } = this.deps;
-    const image = this.image;
-    const size = image.size;
-    const chunk = this.chunkSize;
-    const sid = this.sid;
-    const lastSent = new Float64Array(image.chunkCount(chunk)).fill(-Infinity);
-    const resent = new Uint8Array(image.chunkCount(chunk));
-    const resendGuardMs = Math.max(config.resendGuardMinMs, (this.deps.rttMs ?? config.resendGuardMinMs) * config.resendGuardRtts);
-    // §6.6.5: the ack wait, stretched on a slow round trip
-    const ackWaitMs = Math.max(config.ackTimeoutMs, Math.ceil((this.deps.rttMs ?? 0) * config.ackTimeoutRtts));
-    let next = this.held;
-    let cursor = next;
-    let timeouts = 0;
-    /** Most chunks one ack has moved `next` by with nothing missing: the device's ack batch. */
-    let batch = 0;
-    const startedAt = timers.now();
-    const startedFrom = next;
-    const send = async (off: number): Promise<void> => {
-      const c = image.encodedChunk(off, chunk);
-      if (this.deps.bandwidth) await this.deps.bandwidth.take(c.data.length);
-      lastSent[off / chunk] = timers.now();
-      // the chunk's CBOR is shared by every session; only the sid is spliced in (chunk-message.ts)
-      await channel.send(this.deviceId, { t: 'chunk', sid, off, data: c.data, crc: c.crc }, encodeChunkMessage(sid, c.tail));
-    };
-    this.deps.onPhase('transferring', this.doneBytes + next);
-    while (next < size) {
-      // The window's chunks are handed to the broker together (in order), not one per event-loop
-      // turn: the device's socket then gets them in one write instead of one write per chunk.
-      const sending: Promise<void>[] = [];
-      while (cursor < size && cursor - next < this.window * chunk) {
-        sending.push(send(cursor));
-        cursor += chunk;
-      }
-      await Promise.all(sending);
-      let ack: Ev<'ack'>;
-      try {
-        ack = await this.expect((e): e is Ev<'ack'> => e.t === 'ack' && e.sid === sid, ackWaitMs, 'chunk ack');
-      } catch (err) {
-        if (!isFwError(err, 'E_DEVICE_TIMEOUT')) throw err;
-        if (++timeouts >= config.maxAckTimeouts) {
-          throw new SessionFailure('failed', 'connection-lost', `no chunk ack in ${timeouts} x ${ackWaitMs} ms`, false);
-        }
-        // §6.6.5: resend only the last chunk sent, not the window. Chunks reach the device in the
-        // order sent, so its ack to this one lists in `missing` every chunk below it that it does
-        // not hold; those are resent by the rule below (each was last sent ackTimeoutMs ago).
-        await send(cursor - chunk);
-        continue;
-      }
-      timeouts = 0;
-      if (ack.next > size || (ack.next % chunk !== 0 && ack.next !== size)) {
-        throw new SessionFailure('failed', 'rejected', `device acked offset ${ack.next}, not a chunk boundary of ${chunk}`, false);
-      }
-      if (ack.next > next) {
-        const advanced = Math.ceil((ack.next - next) / chunk);
-        if (ack.missing.length === 0 && advanced > batch) {
-          batch = advanced;
-          this.raiseWindow(batch);
-        }
-        next = ack.next;
+    const bps = await transferChunks({
+      deviceId: this.deviceId, image: this.image, chunk: this.chunkSize, sid: this.sid, from: this.held,
+      window: this.window, acceptWindow: this.acceptWindow, config, timers, channel,
+      ...(this.deps.rttMs !== undefined ? { rttMs: this.deps.rttMs } : {}),
+      ...(this.deps.bandwidth ? { bandwidth: this.deps.bandwidth } : {}),
+      expectAck: (sid, ms) => this.expect((e): e is Extract<DeviceEvent, { t: 'ack' }> => e.t === 'ack' && e.sid === sid, ms, 'chunk ack'),
+      onHeld: (next) => {
         this.held = next;
         this.deps.onPhase('transferring', this.bytes);
-      }
-      if (cursor < next) cursor = next;
-      const now = timers.now();
-      // Acks are sent in the order chunks arrive (TCP keeps order), so a chunk listed as missing
-      // was lost or bad: resend it at once the first time. Later acks may still list it until the
-      // resend arrives; only resend again after a guard time.
-      for (const m of ack.missing) {
-        if (m < next || m >= cursor || m % chunk !== 0) continue;
-        const i = m / chunk;
-        if (resent[i] && now - lastSent[i]! < resendGuardMs) continue;
-        resent[i] = 1;
-        await send(m);
-      }
-    }
-    const ms = timers.now() - startedAt;
-    if (size - startedFrom >= 4 * chunk && ms > 0) this.transferBps = Math.round(((size - startedFrom) * 1000) / ms);
-  }
-
-  /**
-   * §6.6.2: a device that makes chunks durable and acks them in batches of `batch` needs two
-   * batches in flight — one being written, the next arriving — or its link idles while it
-   * writes (a bandwidth-delay window sized from a ping's RTT does not see that time). The
-   * window rises to 2 x batch, never above `accept.window` or `rollout.chunkWindow`.
-   */
-  private raiseWindow(batch: number): void {
-    const w = Math.min(this.acceptWindow, this.deps.config.chunkWindow, 2 * batch);
-    if (w > this.window) this.window = w;
+      },
+    });
+    if (bps !== undefined) this.transferBps = bps;
   }
 
   private async verify(): Promise<void> {
@@ -602,22 +489,14 @@ export class DeviceSession {
 
   // ---- helpers ----
 
-  /** A component as the boot report shows it: `boot.components`, else the top-level fields stand for `app` (§6.9.2). */
-  private static view(boot: Ev<'boot'>, component: string): BootView | undefined {
-    if (boot.components) return boot.components.find((c) => c.name === component);
-    return component === 'app' ? { version: boot.version, sha256: boot.sha256, trial: boot.trial } : undefined;
-  }
-
-  /** The boot report shows the part's image running (version, and digest when reported). */
+  /** The boot report shows the part's image running (the single image of deps.image for `undefined`). */
   private runs(boot: Ev<'boot'>, part: SessionPart | undefined): boolean {
-    const m = (part ?? this.deps).image.manifest;
-    const v = part ? DeviceSession.view(boot, part.component) : { version: boot.version, sha256: boot.sha256, trial: boot.trial };
-    return v !== undefined && v.version === m.version && (v.sha256 === undefined || v.sha256 === m.sha256);
+    return runsImage(boot, part?.component, (part ?? this.deps).image.manifest);
   }
 
   /** Every image of the group runs, in trial. */
   private trialOf(boot: Ev<'boot'>, group: readonly (SessionPart | undefined)[]): boolean {
-    return group.every((p) => this.runs(boot, p) && (p ? DeviceSession.view(boot, p.component)?.trial === true : boot.trial));
+    return group.every((p) => runsInTrial(boot, p?.component, (p ?? this.deps).image.manifest));
   }
 
   /**
@@ -664,45 +543,4 @@ export class DeviceSession {
       retries: this.retries, durationMs: Math.round(this.deps.timers.now() - started),
     };
   }
-}
-
-/** `what`, with the device's reason after it unless the reason already says it ("device is busy: device is busy"). */
-export function withDeviceReason(what: string, reason: string | undefined): string {
-  if (!reason) return what;
-  return reason.toLowerCase().startsWith(what.toLowerCase()) ? reason : `${what}: ${reason}`;
-}
-
-/** The boot report a `status` in trial stands for when the `boot` itself was lost (§6.9.1). */
-function trialBootOf(s: Ev<'status'>): Ev<'boot'> {
-  const sha256 = s.slots[s.slot].sha256;
-  const components = s.components?.map((c) => ({ name: c.name, version: c.version, ...(c.sha256 !== undefined ? { sha256: c.sha256 } : {}), ...(c.slot ? { slot: c.slot } : {}), trial: c.trial }));
-  return { t: 'boot', version: s.version, slot: s.slot, ...(sha256 !== undefined ? { sha256 } : {}), trial: s.trial, reverted: false, ...(components ? { components } : {}) };
-}
-
-function rejection(r: Ev<'reject'>): SessionFailure {
-  const why = r.reason ? `: ${r.reason}` : '';
-  switch (r.code) {
-    case 'busy': return new SessionFailure('skipped', 'busy', withDeviceReason('device is busy', r.reason), true);
-    case 'incompatible': return new SessionFailure('skipped', 'incompatible-hw', `device refuses the hardware model${why}`, true);
-    case 'not-newer': return new SessionFailure('skipped', 'not-newer', `device refuses: image is not newer${why}`, true);
-    case 'below-floor': return new SessionFailure('skipped', 'below-floor', `device refuses: image is below its anti-rollback security floor${why}`, true);
-    case 'no-space': return new SessionFailure('failed', 'no-space', `device has no space for the image${why}`, true);
-    case 'invalid':
-      // a device that checks the offer's signature before accepting it (§6.5.3 step 0) says "signature: …"
-      if (r.reason?.startsWith('signature:') === true) return new SessionFailure('failed', 'bad-signature', `device refuses the image's signature${why}`, true);
-      return new SessionFailure('failed', 'rejected', `device rejected the offer as invalid${why}`, true);
-    case 'seq-rollback': return new SessionFailure('skipped', 'seq-rollback', `device refuses: the image's sequence number is below the one it has installed${why}`, true);
-    default: {
-      const never: never = r.code;
-      return new SessionFailure('failed', 'rejected', `device rejected the offer (${String(never)})`, true);
-    }
-  }
-}
-
-function classify(err: unknown): SessionFailure {
-  if (err instanceof SessionFailure) return err;
-  if (isFwError(err, 'E_DEVICE_OFFLINE')) return new SessionFailure('failed', 'connection-lost', err.message, false);
-  if (isFwError(err, 'E_DEVICE_TIMEOUT')) return new SessionFailure('failed', 'timeout', err.message, false);
-  if (isFwError(err, 'E_CANCELLED')) return new SessionFailure('failed', 'cancelled', err.message, true);
-  return new SessionFailure('failed', 'connection-lost', err instanceof Error ? err.message : String(err), false);
 }

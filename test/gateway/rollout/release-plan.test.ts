@@ -25,7 +25,7 @@ function dev(id: string, comps: [string, string, string][], more: Partial<Device
 
 const r11 = release('1.1.0', [comp('app', '1.1.0', 'b', { requires: { net: '>=1.5.0' } }), comp('net', '1.5.0', 'c')]);
 
-describe('release plan: which components each device gets (§5.5.6, §7.5.5)', () => {
+describe('release plan: which components each device gets (§5.5.6, §7.5.9)', () => {
   it('sends only the components whose digest differs from what the device runs, and counts the bytes saved', () => {
     const p = planDevice(r11, dev('d1', [['app', '1.0.0', 'a'], ['net', '1.5.0', 'c']]), []);
     assert.ok('parts' in p);
