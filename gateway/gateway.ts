@@ -12,6 +12,7 @@ import { FwError } from '../protocol/errors.ts';
 import type { Manifest } from '../protocol/manifest.ts';
 import { checkReleaseSignature, releaseDigest, releaseIdentity, type ReleaseManifest } from '../protocol/release.ts';
 import type { ReleaseDeps } from './rollout/release-rollout.ts';
+import { selectForRelease } from './rollout/release-plan.ts';
 import { readDevicesFile } from './device-auth.ts';
 import { TokenBucket } from './rollout/bandwidth.ts';
 import { Slots } from './rollout/slots.ts';
@@ -360,6 +361,15 @@ export class Gateway {
     return this.prepareCampaign({ manifest: identity, path: '', storedAt: new Date().toISOString() }, opts, resume, release);
   }
 
+  /**
+   * The pre-flight of a release (§7.3.7 with §5.5.6): `preflight(releaseIdentity(r), opts, r)`
+   * counts devices per component selection, `unmetDependency` among them.
+   */
+  private async releaseSelector(release: ReleaseManifest, opts: CampaignOptions): Promise<(targets: readonly DeviceRecord[]) => ReturnType<typeof selectForRelease>> {
+    const { held } = await this.releaseDeps(release);
+    return (targets) => selectForRelease(release, targets, held, { downgrade: opts.downgrade ?? false });
+  }
+
   /** What a release campaign needs beyond its manifest: the other held releases and the image reader. */
   private async releaseDeps(release: ReleaseManifest): Promise<ReleaseDeps> {
     const digest = releaseDigest(release);
@@ -399,12 +409,13 @@ export class Gateway {
    * The pre-flight counts of an upload with this targeting (§7.3.7); throws E_NO_TARGETS when
    * --only/--group leave no known device, and E_NOT_ENOUGH_ONLINE below `requireOnline`.
    */
-  async preflight(manifest: Manifest, opts: CampaignOptions): Promise<PreflightInfo> {
+  async preflight(manifest: Manifest, opts: CampaignOptions, release?: ReleaseManifest): Promise<PreflightInfo> {
     const targets = await this.targetsFor(opts);
+    const select = release ? await this.releaseSelector(release, opts) : undefined;
     if ((opts.only || opts.group !== undefined) && targets.length === 0) {
       throw new FwError('E_NO_TARGETS', `no known device matches ${opts.only ? `--only ${opts.only.join(',')}` : ''}${opts.group !== undefined ? ` --group ${opts.group}` : ''} (fwgate device list, fwgate report)`);
     }
-    const counts = preflightCounts(manifest, this.fleet.list(), targets, opts.downgrade ?? false);
+    const counts = preflightCounts(manifest, this.fleet.list(), targets, opts.downgrade ?? false, select);
     const confirmedSeq = Math.max(0, ...targets.filter((d) => manifest.hw.includes(d.hw)).map((d) => this.fleetStore.get(d.id)?.confirmedSeq ?? 0));
     if (confirmedSeq > 0) counts.confirmedSeq = confirmedSeq;
     if (opts.requireOnline !== undefined && this.policyOf(opts) === 'now' && counts.eligibleOnline < opts.requireOnline) {

@@ -1,7 +1,7 @@
 import type { Manifest } from '../../protocol/manifest.ts';
 import type { PreflightInfo, Targeting } from '../../protocol/uplink.ts';
 import type { DeviceRecord } from '../fleet.ts';
-import { selectDevices } from './planner.ts';
+import { selectDevices, type Plan } from './planner.ts';
 
 /**
  * Which known devices a new campaign targets (docs/operations.md "Targeting and waves"), pure:
@@ -20,10 +20,15 @@ export function campaignTargets(fleet: readonly DeviceRecord[], t: Pick<Targetin
  * offline, who is not (by the planner's exclusion codes), who is busy, and how many known devices
  * the targeting leaves out.
  */
-export function preflightCounts(manifest: Manifest, fleet: readonly DeviceRecord[], targets: readonly DeviceRecord[], downgrade: boolean): PreflightInfo {
-  const plan = selectDevices(manifest, targets, { downgrade });
+export function preflightCounts(
+  manifest: Manifest, fleet: readonly DeviceRecord[], targets: readonly DeviceRecord[], downgrade: boolean,
+  /** A release's selection (release-plan.ts selectForRelease) instead of the manifest's. */
+  select?: (targets: readonly DeviceRecord[]) => Plan,
+): PreflightInfo {
+  const plan = select ? select(targets) : selectDevices(manifest, targets, { downgrade });
   const code = (c: string): number => plan.excluded.filter((x) => x.code === c).length;
   return {
+    ...(select ? { unmetDependency: code('unmet-dependency') } : {}),
     eligibleOnline: plan.eligible.length,
     eligibleOffline: code('offline'),
     notNewer: code('not-newer'),
