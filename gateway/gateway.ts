@@ -10,7 +10,10 @@ import {
 } from '../protocol/uplink.ts';
 import { FwError } from '../protocol/errors.ts';
 import type { Manifest } from '../protocol/manifest.ts';
-import { checkReleaseSignature, releaseDigest, releaseIdentity, type ReleaseManifest } from '../protocol/release.ts';
+import { releaseDigest, releaseIdentity, type ReleaseManifest } from '../protocol/release.ts';
+import { logSecurity, manifestDistrust, releaseDistrust } from './trust.ts';
+
+export { manifestDistrust, releaseDistrust } from './trust.ts';
 import type { ReleaseDeps } from './rollout/release-rollout.ts';
 import { selectForRelease } from './rollout/release-plan.ts';
 import { readDevicesFile } from './device-auth.ts';
@@ -861,30 +864,5 @@ export class Gateway {
     this.log.info(this.counters(), 'counters at shutdown');
     await this.broker.close();
     this.pidFile?.release();
-  }
-}
-
-/** Why a release manifest must not be used (its signature), or undefined (§5.5.3). */
-export function releaseDistrust(ring: KeyRing, allowUnsigned: boolean, r: ReleaseManifest): string | undefined {
-  const c = checkReleaseSignature(ring, r);
-  if (c.ok || (c.failure === 'unsigned' && allowUnsigned)) return undefined;
-  return c.reason;
-}
-
-/** Why a manifest read from disk must not be used (its signature), or undefined (docs/security.md "The gateway's own disk"). */
-export function manifestDistrust(ring: KeyRing, allowUnsigned: boolean, m: Manifest): string | undefined {
-  const r = ring.check(m);
-  if (r.ok || (r.failure === 'unsigned' && allowUnsigned)) return undefined;
-  return r.reason;
-}
-
-/** Say at start-up which keys are trusted, and loudly when unsigned images are accepted (development mode). */
-function logSecurity(ring: KeyRing, allowUnsigned: boolean, log: Logger): void {
-  if (allowUnsigned) {
-    log.warn({ allowUnsigned: true, trustedKeys: ring.keyIds }, 'DEVELOPMENT MODE: security.allowUnsigned is on — UNSIGNED FIRMWARE IMAGES ARE ACCEPTED; never use this on a real site');
-  } else if (ring.size === 0) {
-    log.warn('no trusted signing keys (security.trustedKeys, --trusted-key): every upload will be denied');
-  } else {
-    log.info({ trustedKeys: ring.keyIds }, 'signed images only');
   }
 }
