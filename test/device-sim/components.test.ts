@@ -7,7 +7,7 @@ import { statusMsg } from '../../protocol/ota.ts';
 import { makeSampleImage } from '../../firmware-samples/image-format.ts';
 import { parseCli } from '../../device-sim/cli.ts';
 import { makeTestKey } from '../helpers/keys.ts';
-import { Rig, sampleImage } from './helpers.ts';
+import { Rig, runCli, sampleImage } from './helpers.ts';
 import { componentImage, deliverComponent, digestsFromFiles, runningSetFromFiles, updateSet } from './component-helpers.ts';
 
 const ID = 'dev-001';
@@ -184,6 +184,22 @@ describe('device-sim: components', function () {
     await updateSet(rig, ID, set, 1);
     const running = await runningSetFromFiles(rig.dir.path, ID);
     assert.deepEqual([...running.values()].map((r) => r.sha256), set.map((c) => c.manifest.sha256));
+  });
+
+  it('fwsim (real process): --components app,net with --component-image boots both, net from the file, and reports them', async () => {
+    const net = componentImage('net', '1.5.0');
+    const path = join(rig.dir.path, 'net.bin');
+    await writeFile(path, net.image);
+    const data = join(rig.dir.path, 'cli');
+    const r = await runCli(['--broker', rig.broker.url, '--data', data, '--components', 'app,net', '--component-image', `net=${path}`, '--json'], {
+      untilStdout: (out) => out.includes('"type":"connected"'),
+    });
+    assert.equal(r.code, 0, r.stderr);
+    const booted = r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string; components?: { name: string; version: string; sha256: string }[] }).find((e) => e.type === 'booted');
+    assert.deepEqual(booted?.components?.map((c) => [c.name, c.version]), [['app', '1.0.0'], ['net', '1.5.0']]);
+    assert.deepEqual(new Uint8Array(await readFile(join(data, ID, 'net-slot-a.bin'))), net.image);
+    const st = await rig.gw.expect(ID, 'status');
+    assert.deepEqual(st.components?.map((c) => [c.name, c.sha256]), [['app', booted?.components?.[0]?.sha256], ['net', net.manifest.sha256]]);
   });
 
   it('fwsim: --components, --component-image/--component-version per device, component fault switches', async () => {
