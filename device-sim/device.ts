@@ -1,31 +1,27 @@
 import { EventEmitter } from 'node:events';
-import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { setImmediate as yieldTurn } from 'node:timers/promises';
 import mqtt, { type MqttClient } from 'mqtt';
-import { crc32 } from '../protocol/crc.ts';
 import { describeError } from '../protocol/errors.ts';
 import {
   decodeGatewayMessage, encodeDeviceMessage,
-  type BootMessage, type ChunkMessage, type DeviceMessage, type GatewayMessage, type OfferMessage,
-  type RejectCode, type SlotName, type StatusMessage, type Task, type TasksMessage, type VerifyCode,
+  type BootMessage, type DeviceMessage, type GatewayMessage, type SlotName, type StatusMessage, type Task, type TasksMessage,
 } from '../protocol/ota.ts';
 import { KeyRing, parsePublicKey } from '../protocol/signature.ts';
 import { topics } from '../protocol/topics.ts';
-import { applyActivation, applyConfirm, isReadyFor, planActivation, planConfirm, readyComponent } from './activation.ts';
-import {
-  DeviceFiles, PowerLost, runBootloader, type BootOutcome,
-} from './bootloader.ts';
-import { checkOffer, checkOfferSignature, offerComponent } from './offer-checks.ts';
-import { bootComponents, slotInfo, statusComponents } from './reports.ts';
-import {
-  APP, anyInTrial, componentNames, componentOf, isMultiComponent, otherSlot, type SlotRecord, type SlotStateRecord,
-} from './state-record.ts';
+import { applyActivation, applyConfirm, planActivation, planConfirm } from './activation.ts';
+import { DeviceFiles, PowerLost, runBootloader, type BootOutcome } from './bootloader.ts';
 import { connectCredentials } from './credentials.ts';
-import { FaultSwitches, corruptCopy, type Faults, type PowerCutPhase } from './faults.ts';
+import { FaultSwitches, type Faults, type PowerCutPhase } from './faults.ts';
 import { realTimers, resolveDeviceOptions, type DeviceOptions, type DeviceOptionsInput, type Timers } from './options.ts';
+import { Receiver } from './receiver.ts';
+import { bootComponents, slotInfo, statusComponents } from './reports.ts';
+import type { DeviceStats, Runtime, SimDeviceEvents, SimEventBody, Transfer } from './runtime.ts';
+import { anyInTrial, componentNames, componentOf, isMultiComponent, otherSlot, type SlotStateRecord } from './state-record.ts';
 import { TrialClock } from './trial-clock.ts';
-import { ReceiveMap, loadProgress, removeProgress, saveProgress, type ImageMeta } from './transfer.ts';
+import { loadProgress } from './transfer.ts';
+
+export type { DeviceStats, SimDeviceEvents, SimEvent, SimEventBody, SimEventType } from './runtime.ts';
 
 /**
  * A simulated device: MCUboot-like A/B slots on files, one MQTT connection, the device side of
@@ -35,99 +31,6 @@ import { ReceiveMap, loadProgress, removeProgress, saveProgress, type ImageMeta 
  * waits `bootDelayMs` and boots again; `powerCut()` drops everything without cleanup and boots
  * again from the files after `powerOffMs`; `stop()` is a clean shutdown.
  */
-export interface DeviceStats {
-  boots: number;
-  /** Chunk messages received for a known transfer sid (good, bad and duplicate), all boots. */
-  chunks: number;
-  badChunks: number;
-  duplicates: number;
-  /** Payloads on the down topic that failed to decode or validate. */
-  invalid: number;
-  /** Valid messages that did not apply (unknown sid, activate without a ready slot, ...). */
-  ignored: number;
-  /** Successful connects after the first one of a boot. */
-  reconnects: number;
-  /** Connections dropped by the dropAfterChunks fault. */
-  drops: number;
-  powerCuts: number;
-  errors: number;
-}
-
-/** What a device reports about itself (CLI lines, tests); every event also carries the device id. */
-export type SimEventBody =
-  | { type: 'booted'; version: string; slot: SlotName; trial: boolean; reverted: boolean; reason?: string; factory: boolean; bootCount: number; components?: BootOutcome['components'] }
-  | { type: 'reverted'; version: string; slot: SlotName; reason: string }
-  | { type: 'connected'; reconnect: boolean }
-  | { type: 'disconnected' }
-  | { type: 'offer-accepted'; sid: number; version: string; next: number; chunk: number; resumed: boolean; component?: string }
-  | { type: 'offer-rejected'; sid: number; version: string; code: RejectCode; reason: string; component?: string }
-  | { type: 'chunk-bad'; sid: number; off: number; why: string }
-  | { type: 'transfer-complete'; sid: number }
-  | { type: 'verified'; sid: number; ok: boolean; code?: VerifyCode }
-  | { type: 'activated'; sid: number; slot: SlotName; with?: number[] }
-  | { type: 'rebooting'; reason: string }
-  | { type: 'trial-timeout' }
-  | { type: 'confirmed'; version: string; sha256: string; repeat: boolean }
-  | { type: 'aborted'; sid: number }
-  | { type: 'tasks'; tasks: readonly Task[] }
-  | { type: 'invalid'; reason: string }
-  | { type: 'dropped' }
-  | { type: 'power-cut'; phase?: PowerCutPhase; lostWrites: number }
-  | { type: 'stopped' }
-  | { type: 'error'; message: string };
-export type SimEvent = SimEventBody & { id: string };
-export type SimEventType = SimEvent['type'];
-
-export interface SimDeviceEvents {
-  event: [SimEvent];
-}
-
-/** The image being received into the inactive slot of one component (one transfer at a time). */
-interface Transfer {
-  /** Offer session id; null after a power cycle until the gateway re-offers. */
-  sid: number | null;
-  component: string;
-  slot: SlotName;
-  meta: ImageMeta;
-  /** Held chunks (durable: flushed and in the progress file). */
-  map: ReceiveMap;
-  /** Chunks written to flash but not yet flushed. */
-  unflushed: Set<number>;
-  /** The slot was erased for this image; before that, an abort restores `prev`. */
-  erased: boolean;
-  prev: SlotRecord;
-  /** The offer this transfer runs under (its seq and signature are checked at verify); null like `sid`. */
-  offer: OfferMessage | null;
-  /**
-   * Length of the progress file as this transfer last wrote it (same image, same chunk size),
-   * so the next save may overwrite it in place (transfer.ts saveProgress); 0 = replace it whole.
-   */
-  progressBytes: number;
-}
-
-/** Everything in RAM for one boot. Dies with a reboot or a power cut. */
-interface Runtime {
-  alive: boolean;
-  boot: BootOutcome;
-  rec: SlotStateRecord;
-  client: MqttClient;
-  connected: boolean;
-  connects: number;
-  bootReported: boolean;
-  backoffMs: number;
-  inbox: GatewayMessage[];
-  pumping: boolean;
-  /** Chunks handled since the last flush, to be acked together; `bad` = offset of a rejected chunk. */
-  owed: { sid: number; bad?: number }[];
-  commitNow: boolean;
-  dropAfterCommit: boolean;
-  transfer: Transfer | null;
-  /** The trial timeout while the running image is in trial (§6.9.3): runs only while connected. */
-  trial: TrialClock | null;
-  /** The last check-in task list received this boot (§6.14): shown and logged, never acted on. */
-  tasks: readonly Task[];
-}
-
 export class SimDevice extends EventEmitter<SimDeviceEvents> {
   readonly id: string;
   readonly options: DeviceOptions;
@@ -146,6 +49,8 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
   #restartTimer: unknown = null;
   #sleeps = new Set<{ handle: unknown; resolve: () => void }>();
   #tasks = new Set<Promise<unknown>>();
+  /** offer, chunk, verify, abort: the receiving side (receiver.ts). */
+  readonly #receiver: Receiver;
 
   constructor(input: DeviceOptionsInput, deps: { timers?: Timers } = {}) {
     super();
@@ -155,6 +60,14 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     this.files = new DeviceFiles(join(this.options.dataDir, this.id), this.options.slotCapacity, { fsync: this.options.fsync });
     this.pinned = new KeyRing(this.options.pinnedKeys.map(parsePublicKey));
     this.#timers = deps.timers ?? realTimers;
+    this.#receiver = new Receiver({
+      files: this.files, faults: this.faults, options: this.options, pinned: this.pinned, stats: this.stats,
+      emit: (e) => this.#emit(e),
+      publish: (rt, msg) => this.#publish(rt, msg),
+      status: (rt) => this.#status(rt),
+      updateState: (rt, mutate, beforeRename) => this.#updateState(rt, mutate, beforeRename),
+      cutIf: (phase, components) => this.#cutIf(phase, components),
+    });
   }
 
   get powered(): boolean {
@@ -500,13 +413,13 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
           if (rt.owed.length === 0) break;
           await yieldTurn();
           if (rt.inbox[0]?.t === 'chunk' && rt.owed.length < this.options.flushBatch) continue;
-          await this.#guard(rt, () => this.#commitChunks(rt));
+          await this.#guard(rt, () => this.#receiver.commitChunks(rt));
           continue;
         }
-        if (msg.t !== 'chunk' && rt.owed.length > 0) await this.#guard(rt, () => this.#commitChunks(rt));
+        if (msg.t !== 'chunk' && rt.owed.length > 0) await this.#guard(rt, () => this.#receiver.commitChunks(rt));
         if (!rt.alive) break;
         await this.#guard(rt, () => this.#dispatch(rt, msg));
-        if (rt.owed.length >= this.options.flushBatch || rt.commitNow) await this.#guard(rt, () => this.#commitChunks(rt));
+        if (rt.owed.length >= this.options.flushBatch || rt.commitNow) await this.#guard(rt, () => this.#receiver.commitChunks(rt));
       }
     } finally {
       rt.pumping = false;
@@ -535,17 +448,17 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
         this.#publish(rt, this.#status(rt));
         return;
       case 'offer':
-        return this.#onOffer(rt, msg);
+        return this.#receiver.offer(rt, msg);
       case 'chunk':
-        return this.#onChunk(rt, msg);
+        return this.#receiver.chunk(rt, msg);
       case 'verify':
-        return this.#onVerify(rt, msg.sid);
+        return this.#receiver.verify(rt, msg.sid);
       case 'activate':
         return this.#onActivate(rt, msg.sid, msg.with);
       case 'confirm':
         return this.#onConfirm(rt, msg.sha256, msg.with);
       case 'abort':
-        return this.#onAbort(rt, msg.sid);
+        return this.#receiver.abort(rt, msg.sid);
       case 'tasks':
         return this.#onTasks(rt, msg);
       default: {
@@ -563,202 +476,6 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     if (r === 'cut' || !rt.alive) return false;
     rt.rec = next;
     return true;
-  }
-
-  async #onOffer(rt: Runtime, m: OfferMessage): Promise<void> {
-    const component = offerComponent(m);
-    const of = component === APP ? {} : { component };
-    const reject = (code: RejectCode, reason: string): void => {
-      this.#publish(rt, { t: 'reject', sid: m.sid, code, reason });
-      this.#emit({ type: 'offer-rejected', sid: m.sid, version: m.version, code, reason, ...of });
-    };
-    const rejection = checkOffer(m, {
-      hw: rt.rec.hw,
-      components: componentNames(rt.rec),
-      running: new Map(rt.boot.components.map((c) => [c.name, c.version])),
-      installedSeq: rt.rec.seq ?? 0,
-      slotCapacity: this.options.slotCapacity,
-      securityFloor: this.options.securityFloor,
-      busy: this.faults.busy,
-      inTrial: anyInTrial(rt.rec),
-      pinned: this.pinned,
-    });
-    if (rejection) return reject(rejection.code, rejection.reason);
-
-    const slot = otherSlot(componentOf(rt.rec, component).active);
-    const cur = componentOf(rt.rec, component).slots[slot];
-    const chunk = Math.min(m.chunk, this.options.maxChunk);
-    const meta: ImageMeta = { name: m.name, version: m.version, size: m.size, crc32: m.crc32, sha256: m.sha256 };
-    const accept = (next: number, resumed: boolean): void => {
-      this.#publish(rt, { t: 'accept', sid: m.sid, next, chunk, window: this.options.window });
-      this.#emit({ type: 'offer-accepted', sid: m.sid, version: m.version, next, chunk, resumed, ...of });
-    };
-
-    // Already received and verified, waiting for activation (downloaded early, installed later).
-    if (cur.state === 'ready' && cur.sha256 === m.sha256 && cur.size === m.size) {
-      if (cur.sid !== m.sid && !(await this.#updateState(rt, (rec) => { componentOf(rec, component).slots[slot].sid = m.sid; }))) return;
-      return accept(m.size, true);
-    }
-    let t = rt.transfer;
-    if (t && t.component === component && sameImage(t.meta, meta)) {
-      t.sid = m.sid;
-      t.offer = m;
-      if (t.map.chunk !== chunk) {
-        t.map = t.map.rechunk(chunk);
-        t.progressBytes = await saveProgress(this.files.progressFile, { ...of, slot, meta: t.meta, map: t.map }, this.files.sync, undefined, this.files.progress);
-        if (!rt.alive) return;
-      }
-      return accept(t.map.next, t.map.held > 0);
-    }
-    // A different image (or none): discard what was held and start clean. Only one transfer at a
-    // time: one of another component is dropped too (its slot as it was, or empty once written).
-    const prev: SlotRecord = cur.state === 'confirmed' || cur.state === 'bad' || cur.state === 'empty' ? cur : { state: 'empty' };
-    const dropped = t && t.component !== component ? t : null;
-    rt.transfer = null;
-    if (dropped) {
-      this.files.flash(dropped.slot, dropped.component).discard();
-      this.files.flash(dropped.slot, dropped.component).close();
-    }
-    this.files.flash(slot, component).discard();
-    this.files.flash(slot, component).close();
-    await removeProgress(this.files.progressFile, this.files.sync, this.files.progress);
-    if (!rt.alive) return;
-    const ok = await this.#updateState(rt, (rec) => {
-      for (const other of componentNames(rec)) {
-        if (other === component) continue;
-        const c = componentOf(rec, other);
-        const s = otherSlot(c.active);
-        if (dropped && dropped.component === other) c.slots[s] = dropped.erased ? { state: 'empty' } : dropped.prev;
-        else if (c.slots[s].state === 'receiving') c.slots[s] = { state: 'empty' }; // a transfer a power cut left without progress
-      }
-      componentOf(rec, component).slots[slot] = { state: 'receiving', name: m.name, version: m.version, sha256: m.sha256, size: m.size };
-    });
-    if (!ok) return;
-    t = { sid: m.sid, component, slot, meta, map: new ReceiveMap(m.size, chunk), unflushed: new Set(), erased: false, prev, offer: m, progressBytes: 0 };
-    rt.transfer = t;
-    accept(0, false);
-    this.#publish(rt, this.#status(rt));
-  }
-
-  async #onChunk(rt: Runtime, m: ChunkMessage): Promise<void> {
-    const t = rt.transfer;
-    if (!t || t.sid !== m.sid) {
-      this.stats.ignored += 1;
-      return;
-    }
-    this.stats.chunks += 1;
-    const fault = this.faults.onChunk();
-    const data = fault.corrupt ? corruptCopy(m.data) : m.data;
-    if (fault.drop) {
-      rt.dropAfterCommit = true;
-      rt.commitNow = true;
-    }
-    const { map } = t;
-    const idx = Math.floor(m.off / map.chunk);
-    let why: string | null = null;
-    if (crc32(data) !== m.crc) why = 'crc32 mismatch';
-    else if (m.off % map.chunk !== 0) why = `offset ${m.off} is not a multiple of ${map.chunk}`;
-    else if (idx >= map.count) why = `offset ${m.off} beyond image of ${map.size} bytes`;
-    else if (data.length !== map.lengthOf(idx)) why = `length ${data.length}, expected ${map.lengthOf(idx)}`;
-    if (why !== null) {
-      this.stats.badChunks += 1;
-      this.#emit({ type: 'chunk-bad', sid: m.sid, off: m.off, why });
-      rt.owed.push(idx < map.count ? { sid: m.sid, bad: idx * map.chunk } : { sid: m.sid });
-      return;
-    }
-    if (map.has(idx) || t.unflushed.has(idx)) {
-      this.stats.duplicates += 1;
-      rt.owed.push({ sid: m.sid });
-      return;
-    }
-    const flash = this.files.flash(t.slot, t.component);
-    if (!t.erased) {
-      await flash.erase();
-      if (!rt.alive) return;
-      t.erased = true;
-    }
-    flash.writeOwned(m.off, data); // `data` belongs to this decoded message (or is corruptCopy's copy): no copy needed
-    t.unflushed.add(idx);
-    rt.owed.push({ sid: m.sid });
-  }
-
-  /** End of a chunk batch: flush, record progress, then one ack for every chunk of the batch. */
-  async #commitChunks(rt: Runtime): Promise<void> {
-    const owed = rt.owed;
-    rt.owed = [];
-    rt.commitNow = false;
-    const t = rt.transfer;
-    if (!t) return;
-    const wasComplete = t.map.complete;
-    if (t.unflushed.size > 0) {
-      if (this.#cutIf('chunk-write', [t.component])) return;
-      await this.files.flash(t.slot, t.component).flush();
-      if (!rt.alive) return;
-      for (const i of t.unflushed) t.map.add(i);
-      t.unflushed.clear();
-      const progress = { ...(t.component === APP ? {} : { component: t.component }), slot: t.slot, meta: t.meta, map: t.map };
-      t.progressBytes = await saveProgress(this.files.progressFile, progress, this.files.sync, t.progressBytes, this.files.progress);
-      if (!rt.alive) return;
-    }
-    // One ack answers the whole batch (§6.6.4): every chunk of it is durable now, so the acks owed
-    // would all say the same but for the bad chunks, which this one lists together.
-    for (const sid of new Set(owed.map((o) => o.sid))) {
-      const bad = owed.filter((o) => o.sid === sid && o.bad !== undefined).map((o) => o.bad!);
-      this.#publish(rt, { t: 'ack', sid, next: t.map.next, missing: t.map.missing(bad) });
-    }
-    if (!wasComplete && t.map.complete && t.sid !== null) {
-      this.#emit({ type: 'transfer-complete', sid: t.sid });
-      if (this.#cutIf('after-transfer', [t.component])) return;
-    }
-    if (rt.dropAfterCommit) {
-      rt.dropAfterCommit = false;
-      this.stats.drops += 1;
-      rt.inbox = [];
-      this.#emit({ type: 'dropped' });
-      rt.client.stream.destroy();
-    }
-  }
-
-  async #onVerify(rt: Runtime, sid: number): Promise<void> {
-    const reply = (ok: boolean, code?: VerifyCode, reason?: string): void => {
-      this.#publish(rt, { t: 'verified', sid, ok, ...(code ? { code } : {}), ...(reason ? { reason } : {}) });
-      this.#emit({ type: 'verified', sid, ok, ...(code ? { code } : {}) });
-    };
-    if (readyComponent(rt.rec, sid) !== undefined) return reply(true);
-    const t = rt.transfer;
-    if (!t || t.sid !== sid) return reply(false, 'incomplete', 'no transfer with this sid');
-    if (!t.map.complete) return reply(false, 'incomplete', `${t.map.held} of ${t.map.count} chunks held`);
-    const { slot, component } = t;
-    const flash = this.files.flash(slot, component);
-    const bytes = await flash.read();
-    if (!rt.alive) return;
-    let code: VerifyCode | null = null;
-    let reason = '';
-    if (bytes.length !== t.meta.size) [code, reason] = ['size', `slot holds ${bytes.length} bytes, offer says ${t.meta.size}`];
-    else if (crc32(bytes) !== t.meta.crc32) [code, reason] = ['crc32', 'CRC-32 of the slot does not match the offer'];
-    else if (createHash('sha256').update(bytes).digest('hex') !== t.meta.sha256) [code, reason] = ['sha256', 'SHA-256 of the slot does not match the offer'];
-    else [code, reason] = checkOfferSignature(this.pinned, t.offer);
-    rt.transfer = null;
-    flash.close(); // the transfer is over: its slot descriptor is not kept
-    await removeProgress(this.files.progressFile, this.files.sync, this.files.progress);
-    if (!rt.alive) return;
-    if (code !== null) {
-      // Nothing is installed unless everything arrived intact: discard, a re-offer starts clean.
-      if (!(await this.#updateState(rt, (rec) => { componentOf(rec, component).slots[slot] = { state: 'empty' }; }))) return;
-      await flash.erase();
-      flash.close();
-      if (!rt.alive) return;
-      reply(false, code, reason);
-    } else {
-      const { name, version, size, sha256 } = t.meta;
-      const seq = t.offer?.seq ?? 0;
-      const ready = await this.#updateState(rt, (rec) => {
-        componentOf(rec, component).slots[slot] = { state: 'ready', name, version, size, sha256, sid, seq };
-      }, () => this.#cutIf('verification', [component]));
-      if (!ready) return;
-      reply(true);
-    }
-    this.#publish(rt, this.#status(rt));
   }
 
   /** `activate {sid, with}` (§6.15.2): every named component `pending` in one write, then one reboot. */
@@ -801,33 +518,6 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
   #onTasks(rt: Runtime, m: TasksMessage): void {
     rt.tasks = m.tasks;
     this.#emit({ type: 'tasks', tasks: rt.tasks });
-  }
-
-  /** `abort {sid}`: drops the transfer, or the ready image, of that sid, whichever component it is for. */
-  async #onAbort(rt: Runtime, sid: number): Promise<void> {
-    const t = rt.transfer;
-    let target: { component: string; slot: SlotName; restore: SlotRecord } | null = null;
-    if (t && t.sid === sid) {
-      target = { component: t.component, slot: t.slot, restore: t.erased ? { state: 'empty' } : t.prev };
-      rt.transfer = null;
-      this.files.flash(t.slot, t.component).discard();
-    } else {
-      const ready = readyComponent(rt.rec, sid);
-      if (ready) target = { ...ready, restore: { state: 'empty' } };
-    }
-    if (target !== null) {
-      const { component, slot, restore: to } = target;
-      const flash = this.files.flash(slot, component);
-      await removeProgress(this.files.progressFile, this.files.sync, this.files.progress);
-      if (!rt.alive) return;
-      if (!(await this.#updateState(rt, (rec) => { componentOf(rec, component).slots[slot] = to; }))) return;
-      if (to.state === 'empty') await flash.erase();
-      flash.close(); // the transfer is over: its slot descriptor is not kept
-      if (!rt.alive) return;
-    }
-    this.#publish(rt, { t: 'aborted', sid });
-    this.#emit({ type: 'aborted', sid });
-    if (target !== null) this.#publish(rt, this.#status(rt));
   }
 
   // ---------------------------------------------------------------- plumbing
@@ -885,8 +575,4 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     }
     this.#sleeps.clear();
   }
-}
-
-function sameImage(a: ImageMeta, b: ImageMeta): boolean {
-  return a.sha256 === b.sha256 && a.size === b.size && a.crc32 === b.crc32;
 }
