@@ -163,6 +163,19 @@ describe('device-sim: components — power cuts, trial failure, the agent step',
     assert.equal(judgeSet(await runningSetFromFiles(rig.dir.path, ID), old, s), 'old');
   });
 
+  it('a component alone in trial (app confirmed) runs the trial clock too: unconfirmed, it reverts at the timeout', async () => {
+    const { log } = await rig.online(ID, { components: ['app', 'net', 'agent'], trialTimeoutMs: 300 });
+    const old = await digestsFromFiles(rig.dir.path, ID);
+    await deliverComponent(rig, ID, 1, componentImage('agent', '1.1.0'));
+    await rig.gw.send(ID, { t: 'activate', sid: 1 });
+    const trial = await rig.gw.expect(ID, 'boot', (b) => b.components?.[2]?.trial === true);
+    assert.equal(trial.trial, false, 'the top-level trial describes app');
+    await log.next('trial-timeout', undefined, 3_000);
+    const boot = await rig.gw.expect(ID, 'boot', (b) => b.reverted, 3_000);
+    assert.match(boot.reason ?? '', /trial not confirmed within 300 ms/);
+    assert.deepEqual(await digestsFromFiles(rig.dir.path, ID), old);
+  });
+
   describe('the agent first, then the rest', function () {
     const cuts: { at: string; phase: PowerCutPhase; component: string; agentStep: (rig: Rig, agent: ComponentImage) => Promise<void> }[] = [
       { at: 'the agent\'s transfer', phase: 'chunk-write', component: 'agent', agentStep: (r, a) => offerAndSendAll(r, 1, a) },
