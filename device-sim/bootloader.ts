@@ -1,77 +1,34 @@
 import { createHash } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { z } from 'zod';
 import { FwError } from '../protocol/errors.ts';
-import { SlotNames, SlotStates, type SlotName, type SlotState } from '../protocol/ota.ts';
-import { sha256Hex } from '../protocol/schema.ts';
+import { SlotNames, type SlotName } from '../protocol/ota.ts';
 import { isValidVersion } from '../protocol/version.ts';
 import { makeSampleImage, readSampleHeader } from '../firmware-samples/image-format.ts';
 import { Flash, InPlaceFile, readJson, recoverAtomic, writeJsonAtomic, type FileSync } from './flash.ts';
+import {
+  APP, componentNames, componentOf, otherSlot, slotFileName, stateRecordSchema,
+  type SlotRecord, type SlotStateRecord,
+} from './state-record.ts';
+
+export { otherSlot, type ComponentRecord, type SlotRecord, type SlotStateRecord } from './state-record.ts';
 
 /**
  * MCUboot-like A/B bootloader over the files in `<data>/<id>/`:
- *   slot-a.bin, slot-b.bin   slot contents (Flash)
- *   state.json               slot-state record, replaced atomically
- *   transfer.json            receive progress of the inactive slot (see transfer.ts)
+ *   slot-a.bin, slot-b.bin   slot contents of `app` (Flash)
+ *   <c>-slot-a.bin, ...      slot contents of every other component `c` (multi-component devices)
+ *   state.json               slot-state record of every component, replaced atomically (state-record.ts)
+ *   transfer.json            receive progress of the one image being received (see transfer.ts)
  *
- * Boot rules: a `pending` slot boots once in `trial` and runs its self-test; a `trial` slot found
- * at boot was never confirmed and is reverted (marked `bad`); otherwise the active `confirmed`
- * slot boots, falling back to the other confirmed slot when its image does not check out.
+ * Boot rules, for one component or N together (docs/device-sim.md "Boot rules"): every `trial`
+ * slot found at boot was never confirmed and is reverted (marked `bad`); every `pending` slot boots
+ * once in `trial`, all of them marked in one write, and if any of them fails its image check or
+ * self-test all of them revert in one write; otherwise each component's active `confirmed` slot
+ * boots, falling back to its other confirmed slot when its image does not check out. So the set
+ * that runs after a reset at any step is all-old or all-new, never mixed.
  */
-export interface SlotRecord {
-  state: SlotState;
-  name?: string;
-  version?: string;
-  sha256?: string;
-  size?: number;
-  /** For a `ready` slot: the offer session that verified it (activate must name it). */
-  sid?: number;
-  /** The image's anti-rollback sequence number (`offer.seq`, §6.5.7); absent = 0. */
-  seq?: number;
-}
 
-export interface SlotStateRecord {
-  format: 1;
-  hw: string;
-  /** Slot that boots next (and is running, once booted). */
-  active: SlotName;
-  /** The active slot runs an image that is not yet confirmed. */
-  trial: boolean;
-  bootCount: number;
-  slots: Record<SlotName, SlotRecord>;
-  /** Highest `seq` of an image confirmed on this device (§6.5.7): an offer with a lower one is refused. Absent = 0. */
-  seq?: number;
-  /** What the simulated boot chain checks: SHA-256 of the slot at every boot; no signatures. */
-  security: { imageCheck: 'sha256'; signatureCheck: 'none' };
-}
-
-const slotRecordSchema = z.strictObject({
-  state: z.enum(SlotStates),
-  name: z.string().optional(),
-  version: z.string().refine(isValidVersion).optional(),
-  sha256: sha256Hex.optional(),
-  size: z.number().int().min(0).optional(),
-  sid: z.number().int().min(0).max(0xffff_ffff).optional(),
-  seq: z.number().int().min(0).max(0xffff_ffff).optional(),
-});
-
-const stateRecordSchema = z.strictObject({
-  format: z.literal(1),
-  hw: z.string().min(1),
-  active: z.enum(SlotNames),
-  trial: z.boolean(),
-  bootCount: z.number().int().min(0),
-  slots: z.strictObject({ a: slotRecordSchema, b: slotRecordSchema }),
-  seq: z.number().int().min(0).max(0xffff_ffff).optional(),
-  security: z.strictObject({ imageCheck: z.literal('sha256'), signatureCheck: z.literal('none') }),
-});
-
-export function otherSlot(s: SlotName): SlotName {
-  return s === 'a' ? 'b' : 'a';
-}
-
-/** The files of one device. Holds one Flash per slot so a power cut can drop their buffers. */
+/** The files of one device. Holds one Flash per component slot so a power cut can drop their buffers. */
 export class DeviceFiles {
   readonly dir: string;
   readonly stateFile: string;
@@ -80,25 +37,43 @@ export class DeviceFiles {
   readonly sync: FileSync;
   /** The progress file's in-place writer (keeps its descriptor for a transfer, without `fsync`). */
   readonly progress: InPlaceFile;
-  readonly #flash: Record<SlotName, Flash>;
+  readonly #capacity: number;
+  /** By `<component>/<slot>`; made on first use (a device's components come from its record or options). */
+  readonly #flash = new Map<string, Flash>();
 
   constructor(dir: string, slotCapacity: number, sync: FileSync = { fsync: true }) {
     this.dir = dir;
     this.stateFile = join(dir, 'state.json');
     this.progressFile = join(dir, 'transfer.json');
     this.sync = sync;
+    this.#capacity = slotCapacity;
     this.progress = new InPlaceFile(this.progressFile, sync);
-    this.#flash = { a: new Flash(join(dir, 'slot-a.bin'), slotCapacity, sync), b: new Flash(join(dir, 'slot-b.bin'), slotCapacity, sync) };
+    this.flash('a');
+    this.flash('b');
   }
 
-  flash(slot: SlotName): Flash {
-    return this.#flash[slot];
+  /** The flash of one slot of `component` (default `app`: slot-a.bin / slot-b.bin). */
+  flash(slot: SlotName, component: string = APP): Flash {
+    const key = `${component}/${slot}`;
+    let f = this.#flash.get(key);
+    if (f === undefined) {
+      f = new Flash(join(this.dir, slotFileName(component, slot)), this.#capacity, this.sync);
+      this.#flash.set(key, f);
+    }
+    return f;
   }
 
   /** Power loss: every unflushed flash write is gone, no file stays open. Returns the number of writes lost. */
   powerCut(): number {
     this.progress.close();
-    return this.#flash.a.powerCut() + this.#flash.b.powerCut();
+    let lost = 0;
+    for (const f of this.#flash.values()) lost += f.powerCut();
+    return lost;
+  }
+
+  /** Make every buffered flash write durable (a reboot, a clean shutdown). */
+  async flushAll(): Promise<void> {
+    for (const f of this.#flash.values()) await f.flush();
   }
 
   /**
@@ -107,13 +82,12 @@ export class DeviceFiles {
    */
   close(): void {
     this.progress.close();
-    this.#flash.a.close();
-    this.#flash.b.close();
+    for (const f of this.#flash.values()) f.close();
   }
 
   /** Descriptors kept open (for tests: none after a shutdown). */
   get openFiles(): number {
-    return [this.progress.isOpen, this.#flash.a.isOpen, this.#flash.b.isOpen].filter(Boolean).length;
+    return [this.progress.isOpen, ...[...this.#flash.values()].map((f) => f.isOpen)].filter(Boolean).length;
   }
 
   /** The slot-state record, or null on a blank device. A corrupt record is an error, never wiped. */
@@ -140,19 +114,48 @@ export interface BootInput {
   failSelfTest: boolean;
   /** Why the previous run reset itself (a soft reboot), used as the revert reason. */
   hint?: string;
-  /** Fault hook at the first boot of a new image, after it was marked `trial`; true = power lost. */
-  onFirstBoot?: () => boolean;
+  /**
+   * Fault hook at the first boot of new images, after they were marked `trial` (the components in
+   * trial are passed); true = power lost.
+   */
+  onFirstBoot?: (components: readonly string[]) => boolean;
+  /**
+   * The device's components (`app` first). A blank device gets a factory image for each; a
+   * component missing from an existing record is added with its factory image; one in the record
+   * but not here is an error. Absent: the components of the record (a blank device: `app` only).
+   */
+  components?: readonly string[];
+  /** Factory image per component: a file whose bytes are installed instead of a generated image. */
+  componentImages?: Readonly<Record<string, string>>;
+  /** Factory version per component (default factoryVersion; a factory file's sample header wins). */
+  componentVersions?: Readonly<Record<string, string>>;
+  /** Fault: a trial boot fails its self-test when this component is among those in trial. */
+  failSelfTestComponent?: string;
+}
+
+/** One component as booted. */
+export interface BootedComponent {
+  name: string;
+  slot: SlotName;
+  version: string;
+  sha256: string;
+  /** It runs a new image in trial. */
+  trial: boolean;
 }
 
 export interface BootOutcome {
+  /** `app` as booted (slot, version, sha256, trial): what a single-image device reports. */
   slot: SlotName;
   version: string;
   sha256: string;
   trial: boolean;
+  /** Some image was reverted at this boot (for a multi-component device: the set). */
   reverted: boolean;
   reason?: string;
-  /** The device was blank and got its factory image. */
+  /** The device was blank and got its factory image(s). */
   factory: boolean;
+  /** Every component as booted, `app` first. */
+  components: BootedComponent[];
   record: SlotStateRecord;
 }
 
@@ -171,61 +174,95 @@ export async function runBootloader(files: DeviceFiles, input: BootInput): Promi
   if (rec === null) {
     rec = await factoryInit(files, input);
     factory = true;
+  } else if (input.components !== undefined) {
+    rec = await addComponents(files, rec, input, input.components);
   }
-  rec.bootCount += 1;
+  const names = componentNames(rec);
+  const r = rec;
+  r.bootCount += 1;
   let reverted = false;
   let reason: string | undefined;
-  const revert = (slot: SlotName, why: string): void => {
-    rec.slots[slot].state = 'bad';
-    rec.active = otherSlot(slot);
-    rec.trial = false;
+  const revert = (name: string, slot: SlotName, why: string): void => {
+    const c = componentOf(r, name);
+    c.slots[slot].state = 'bad';
+    c.active = otherSlot(slot);
+    c.trial = false;
     reverted = true;
     reason ??= why;
   };
 
-  // 1. An image still in trial was not confirmed before this reset: it does not get a second boot.
-  for (const s of SlotNames) {
-    if (rec.slots[s].state === 'trial') revert(s, input.hint ?? 'trial image not confirmed before reset');
+  // 1. An image still in trial was not confirmed before this reset: it does not get a second
+  //    boot, and neither does any other component of its set (all trial components revert).
+  for (const n of names) {
+    for (const s of SlotNames) {
+      if (componentOf(r, n).slots[s].state === 'trial') revert(n, s, input.hint ?? 'trial image not confirmed before reset');
+    }
   }
 
-  // 2. A pending image boots once, in trial, and must pass its checks and self-test.
-  const pending = SlotNames.find((s) => rec.slots[s].state === 'pending');
-  if (pending !== undefined && !reverted) {
-    rec.slots[pending].state = 'trial';
-    rec.active = pending;
-    rec.trial = true;
-    await files.saveState(rec);
-    if (input.onFirstBoot?.() === true) throw new PowerLost('power lost during first boot of the new image');
-    const check = await checkImage(files, pending, rec.slots[pending]);
-    if (!check.ok) {
-      revert(pending, `image check failed: ${check.why}`);
-    } else if (input.failSelfTest || readSampleHeader(check.bytes)?.selftest === 'fail') {
-      revert(pending, 'self-test failed');
+  // 2. Pending images boot once, in trial, all together, and must all pass their checks and self-tests.
+  const inTrial = new Set<string>();
+  const pending = names.flatMap((n) => {
+    const s = SlotNames.find((x) => componentOf(r, n).slots[x].state === 'pending');
+    return s === undefined ? [] : [{ name: n, slot: s }];
+  });
+  if (pending.length > 0 && !reverted) {
+    for (const p of pending) {
+      const c = componentOf(r, p.name);
+      c.slots[p.slot].state = 'trial';
+      c.active = p.slot;
+      c.trial = true;
+    }
+    await files.saveState(r); // one write marks the whole set trial
+    if (input.onFirstBoot?.(pending.map((p) => p.name)) === true) throw new PowerLost('power lost during first boot of the new image');
+    let failure: string | undefined;
+    for (const p of pending) {
+      const check = await checkImage(files, p.name, p.slot, componentOf(r, p.name).slots[p.slot]);
+      const of = p.name === APP ? '' : ` of ${p.name}`;
+      if (!check.ok) failure = `image check${of} failed: ${check.why}`;
+      else if (input.failSelfTest || input.failSelfTestComponent === p.name || readSampleHeader(check.bytes)?.selftest === 'fail') failure = `self-test${of} failed`;
+      if (failure !== undefined) break;
+    }
+    if (failure === undefined) {
+      for (const p of pending) inTrial.add(p.name);
     } else {
-      return outcome(rec, pending, { trial: true, reverted: false, factory });
+      for (const p of pending) revert(p.name, p.slot, failure); // all of the set, in the write below
     }
   }
 
-  // 3. Boot the active confirmed slot, or fall back to the other one.
-  for (const s of [rec.active, otherSlot(rec.active)]) {
-    if (rec.slots[s].state !== 'confirmed') continue;
-    const check = await checkImage(files, s, rec.slots[s]);
-    if (!check.ok) {
-      revert(s, `image check failed: ${check.why}`);
-      continue;
+  // 3. Every other component boots its active confirmed slot, or falls back to its other one.
+  let changed = inTrial.size === 0;
+  for (const n of names) {
+    if (inTrial.has(n)) continue;
+    const c = componentOf(r, n);
+    let booted = false;
+    for (const s of [c.active, otherSlot(c.active)]) {
+      if (c.slots[s].state !== 'confirmed') continue;
+      const check = await checkImage(files, n, s, c.slots[s]);
+      if (!check.ok) {
+        revert(n, s, `image check${n === APP ? '' : ` of ${n}`} failed: ${check.why}`);
+        changed = true;
+        continue;
+      }
+      c.active = s;
+      c.trial = false;
+      booted = true;
+      break;
     }
-    rec.active = s;
-    rec.trial = false;
-    await files.saveState(rec);
-    return outcome(rec, s, { trial: false, reverted, reason, factory });
+    if (!booted) throw new FwError('E_IMAGE_NOT_FOUND', `${files.dir}: no bootable image in slot a or b${n === APP ? '' : ` of ${n}`}`);
   }
-  throw new FwError('E_IMAGE_NOT_FOUND', `${files.dir}: no bootable image in slot a or b`);
+  if (changed) await files.saveState(r);
+  return outcome(r, names, { reverted, reason, factory });
 }
 
-function outcome(rec: SlotStateRecord, slot: SlotName, o: { trial: boolean; reverted: boolean; reason?: string | undefined; factory: boolean }): BootOutcome {
-  const r = rec.slots[slot];
+function outcome(rec: SlotStateRecord, names: readonly string[], o: { reverted: boolean; reason?: string | undefined; factory: boolean }): BootOutcome {
+  const components = names.map((name): BootedComponent => {
+    const c = componentOf(rec, name);
+    const s = c.slots[c.active];
+    return { name, slot: c.active, version: s.version!, sha256: s.sha256!, trial: c.trial };
+  });
+  const app = components[0]!;
   return {
-    slot, version: r.version!, sha256: r.sha256!, trial: o.trial, reverted: o.reverted, factory: o.factory, record: rec,
+    slot: app.slot, version: app.version, sha256: app.sha256, trial: app.trial, reverted: o.reverted, factory: o.factory, components, record: rec,
     ...(o.reason !== undefined ? { reason: o.reason } : {}),
   };
 }
@@ -233,36 +270,79 @@ function outcome(rec: SlotStateRecord, slot: SlotName, o: { trial: boolean; reve
 type ImageCheck = { ok: true; bytes: Uint8Array } | { ok: false; why: string };
 
 /** What MCUboot does before jumping to an image: size and SHA-256 against the slot record. */
-async function checkImage(files: DeviceFiles, slot: SlotName, r: SlotRecord): Promise<ImageCheck> {
+async function checkImage(files: DeviceFiles, component: string, slot: SlotName, r: SlotRecord): Promise<ImageCheck> {
   if (r.version === undefined || r.sha256 === undefined || r.size === undefined) return { ok: false, why: 'slot record incomplete' };
-  const bytes = await files.flash(slot).read();
+  const bytes = await files.flash(slot, component).read();
   if (bytes.length !== r.size) return { ok: false, why: `slot holds ${bytes.length} bytes, record says ${r.size}` };
   const sha = createHash('sha256').update(bytes).digest('hex');
   if (sha !== r.sha256) return { ok: false, why: 'SHA-256 mismatch' };
   return { ok: true, bytes };
 }
 
-/** Blank device: slot A gets a generated factory image and is confirmed; slot B is empty. */
+/** Blank device: every component's slot A gets its factory image and is confirmed; slot B is empty. */
 async function factoryInit(files: DeviceFiles, input: BootInput): Promise<SlotStateRecord> {
-  const image = makeSampleImage({ name: input.imageName, version: input.factoryVersion, hw: input.hw, size: input.factoryImageSize });
-  const a = files.flash('a');
-  await a.erase();
-  a.write(0, image);
-  await a.flush();
-  await files.flash('b').erase();
-  files.close();
+  const names = input.components ?? [APP];
   const rec: SlotStateRecord = {
     format: 1,
     hw: input.hw,
     active: 'a',
     trial: false,
     bootCount: 0,
-    slots: {
-      a: { state: 'confirmed', name: input.imageName, version: input.factoryVersion, sha256: createHash('sha256').update(image).digest('hex'), size: image.length },
-      b: { state: 'empty' },
-    },
+    slots: { a: await factoryComponent(files, input, APP), b: { state: 'empty' } },
     security: { imageCheck: 'sha256', signatureCheck: 'none' },
   };
+  for (const n of names) {
+    if (n === APP) continue;
+    rec.components ??= {};
+    rec.components[n] = { active: 'a', trial: false, slots: { a: await factoryComponent(files, input, n), b: { state: 'empty' } } };
+  }
   await files.saveState(rec);
   return rec;
+}
+
+/** An existing device started with more components than its record holds: add them (factory images), one write. */
+async function addComponents(files: DeviceFiles, rec: SlotStateRecord, input: BootInput, names: readonly string[]): Promise<SlotStateRecord> {
+  const extra = componentNames(rec).filter((n) => !names.includes(n));
+  if (extra.length > 0) {
+    throw new FwError('E_CONFIG', `${files.stateFile}: the device has component(s) ${extra.join(', ')} that its options do not list (${names.join(', ')}); start it with all of ${componentNames(rec).join(', ')}, or remove its folder for a new device`);
+  }
+  const missing = names.filter((n) => n !== APP && rec.components?.[n] === undefined);
+  if (missing.length === 0) return rec;
+  const next = structuredClone(rec);
+  for (const n of missing) {
+    next.components ??= {};
+    next.components[n] = { active: 'a', trial: false, slots: { a: await factoryComponent(files, input, n), b: { state: 'empty' } } };
+  }
+  await files.saveState(next);
+  return next;
+}
+
+/** Write a component's factory image to its slot A (erasing slot B); the slot record of slot A. */
+async function factoryComponent(files: DeviceFiles, input: BootInput, component: string): Promise<SlotRecord> {
+  const path = input.componentImages?.[component];
+  const name = component === APP ? input.imageName : `${input.imageName}-${component}`;
+  let version = input.componentVersions?.[component] ?? input.factoryVersion;
+  let image: Uint8Array;
+  let imageName = name;
+  if (path !== undefined) {
+    try {
+      image = new Uint8Array(await readFile(path));
+    } catch (err) {
+      throw new FwError('E_CONFIG', `factory image of component ${component}: cannot read ${path}: ${(err as Error).message}`, { cause: err });
+    }
+    const header = readSampleHeader(image);
+    if (header !== null && isValidVersion(header.version)) {
+      version = header.version;
+      imageName = header.name;
+    }
+  } else {
+    image = makeSampleImage({ name, version, hw: input.hw, size: input.factoryImageSize });
+  }
+  const a = files.flash('a', component);
+  await a.erase();
+  a.write(0, image);
+  await a.flush();
+  await files.flash('b', component).erase();
+  files.close();
+  return { state: 'confirmed', name: imageName, version, sha256: createHash('sha256').update(image).digest('hex'), size: image.length };
 }

@@ -6,8 +6,9 @@ import { FwError, describeError } from '../protocol/errors.ts';
 import type { Task } from '../protocol/ota.ts';
 import type { SimEvent } from './device.ts';
 import {
-  PowerCutPhases, parseSelector, parseTargetSpec, selects, type DeviceSelector, type Faults, type PowerCutPhase,
+  AllPowerCutPhases, parseSelector, parseTargetSpec, selects, type DeviceSelector, type Faults, type PowerCutPhase,
 } from './faults.ts';
+import { componentFlags, type ComponentRule } from './cli-components.ts';
 import { Fleet, MAX_FLEET_SIZE, fleetDeviceId, type FleetLink, type FleetOptions } from './fleet.ts';
 import { MAX_CHUNK_SIZE, MAX_WINDOW, MIN_CHUNK_SIZE } from '../protocol/limits.ts';
 import { isValidDeviceId } from '../protocol/topics.ts';
@@ -70,7 +71,12 @@ function buildProgram(): Command {
     .option('--fail-self-test <who>', 'trial boots fail their self-test')
     .option('--corrupt-chunk <who:n>', 'flip a byte of the n-th chunk received, once')
     .option('--drop-after <who:n>', 'drop the MQTT connection after n chunks, once')
-    .addOption(new Option('--power-cut <who:phase>', `cut power once at phase (${PowerCutPhases.join(', ')})`))
+    .addOption(new Option('--power-cut <who:phase>', `cut power once at phase (${AllPowerCutPhases.join(', ')})`))
+    .option('--components <list>', 'components of each device, A/B slots each: app,net[,agent] (default: app alone, a single-image device)')
+    .option('--component-image <[who:]comp=file>', 'factory image of a component from this file (version from its sample header); repeatable', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--component-version <[who:]comp=version>', 'factory version of a component (default --version); repeatable', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--fail-selftest-component <[who:]comp>', 'trial boots that include this component fail their self-test')
+    .option('--power-cut-component <[who:]comp>', 'limit --power-cut to the steps of this component')
     .option('--json', 'print events as JSON lines', false)
     .helpOption('-h, --help')
     .allowExcessArguments(false);
@@ -119,11 +125,15 @@ export function parseCli(argv: readonly string[]): CliConfig {
   counted('--drop-after', 'dropAfter', (n) => ({ dropAfterChunks: n }));
   if (o.powerCut !== undefined) {
     const spec = parseTargetSpec(str('powerCut'), '--power-cut');
-    if (!(PowerCutPhases as readonly string[]).includes(spec.value)) {
-      throw new FwError('E_USAGE', `--power-cut: phase must be one of ${PowerCutPhases.join(', ')}, got "${spec.value}"`);
+    if (!(AllPowerCutPhases as readonly string[]).includes(spec.value)) {
+      throw new FwError('E_USAGE', `--power-cut: phase must be one of ${AllPowerCutPhases.join(', ')}, got "${spec.value}"`);
     }
     rules.push({ who: spec.who, faults: { powerCutAt: spec.value as PowerCutPhase } });
   }
+
+  const comps = componentFlags(program.opts(), count);
+  rules.push(...comps.faults);
+  const perDevice: ComponentRule[] = comps.perDevice;
 
   const fleet: FleetOptions = {
     broker: str('broker'),
@@ -146,7 +156,16 @@ export function parseCli(argv: readonly string[]): CliConfig {
       ...(o.securityFloor !== undefined ? { securityFloor: str('securityFloor') } : {}),
       ...(o.ca !== undefined ? { tls: { ca: resolve(str('ca')) } } : {}),
       ...(pinnedKeys.length > 0 ? { pinnedKeys } : {}),
+      ...(comps.components !== undefined ? { components: comps.components } : {}),
     },
+    ...(perDevice.length > 0 ? { perDevice: (index: number, id: string) => {
+      const hits = perDevice.filter((r) => selects(r.who, index, id));
+      if (hits.length === 0) return undefined;
+      return {
+        componentImages: Object.assign({}, ...hits.map((r) => r.images)) as Record<string, string>,
+        componentVersions: Object.assign({}, ...hits.map((r) => r.versions)) as Record<string, string>,
+      };
+    } } : {}),
     ...(o.credentials !== undefined ? { passwords: readCredentialsFile(str('credentials')) } : {}),
     faults: (index, id) => {
       const hits = rules.filter((r) => selects(r.who, index, id));
@@ -164,13 +183,17 @@ export function parseCli(argv: readonly string[]): CliConfig {
   // Backstop: the device schema itself, with the first and the last device.
   try {
     const first = idAt(0);
-    resolveDeviceOptions({ ...fleet.device, id: first, broker: fleet.broker, dataDir: fleet.dataDir, faults: fleet.faults!(0, first) ?? {} });
+    resolveDeviceOptions({ ...fleet.device, ...fleet.perDevice?.(0, first), id: first, broker: fleet.broker, dataDir: fleet.dataDir, faults: fleet.faults!(0, first) ?? {} });
     const last = idAt(count - 1);
     resolveDeviceOptions({ id: last, broker: fleet.broker, dataDir: fleet.dataDir });
+    for (let i = 1; i < count && fleet.perDevice !== undefined; i++) {
+      const id = idAt(i);
+      resolveDeviceOptions({ ...fleet.device, ...fleet.perDevice(i, id), id, broker: fleet.broker, dataDir: fleet.dataDir, faults: fleet.faults!(i, id) ?? {} });
+    }
   } catch (err) {
     throw new FwError('E_USAGE', describeError(err).replace(/^E_CONFIG: device options: /, ''), { cause: err });
   }
-  for (const r of rules) {
+  for (const r of [...rules, ...perDevice]) {
     if ('ids' in r.who) {
       const unknown = r.who.ids.filter((id) => !Array.from({ length: count }, (_, i) => idAt(i)).includes(id));
       if (unknown.length) throw new FwError('E_USAGE', `no device ${unknown.join(', ')} in this fleet (${idAt(0)}..${idAt(count - 1)})`);
@@ -204,17 +227,18 @@ function describeEvent(e: SimEvent): string {
   switch (e.type) {
     case 'booted': {
       const notes = [e.trial ? 'trial' : '', e.reverted ? `reverted: ${e.reason ?? ''}` : '', e.factory ? 'factory image' : ''].filter(Boolean);
-      return `booted v${e.version} from slot ${e.slot}${notes.length ? ` (${notes.join(', ')})` : ''}`;
+      const others = (e.components ?? []).slice(1).map((c) => `${c.name} v${c.version} slot ${c.slot}${c.trial ? ' trial' : ''}`);
+      return `booted v${e.version} from slot ${e.slot}${others.length ? ` + ${others.join(', ')}` : ''}${notes.length ? ` (${notes.join(', ')})` : ''}`;
     }
     case 'reverted': return `reverted to v${e.version} (slot ${e.slot}): ${e.reason}`;
     case 'connected': return e.reconnect ? 'reconnected' : 'connected';
     case 'disconnected': return 'disconnected';
-    case 'offer-accepted': return `offer sid=${e.sid} v${e.version} accepted (${e.resumed ? `resume at ${e.next}` : 'from 0'}, chunk ${e.chunk})`;
-    case 'offer-rejected': return `offer sid=${e.sid} v${e.version} rejected: ${e.code} (${e.reason})`;
+    case 'offer-accepted': return `offer sid=${e.sid}${e.component ? ` ${e.component}` : ''} v${e.version} accepted (${e.resumed ? `resume at ${e.next}` : 'from 0'}, chunk ${e.chunk})`;
+    case 'offer-rejected': return `offer sid=${e.sid}${e.component ? ` ${e.component}` : ''} v${e.version} rejected: ${e.code} (${e.reason})`;
     case 'chunk-bad': return `bad chunk sid=${e.sid} off=${e.off}: ${e.why}`;
     case 'transfer-complete': return `transfer sid=${e.sid} complete`;
     case 'verified': return e.ok ? `verified sid=${e.sid}` : `verify sid=${e.sid} failed: ${e.code ?? '?'}`;
-    case 'activated': return `activated sid=${e.sid} in slot ${e.slot}`;
+    case 'activated': return `activated sid=${e.sid}${e.with ? ` with ${e.with.join(',')}` : ''} in slot ${e.slot}`;
     case 'rebooting': return `rebooting (${e.reason})`;
     case 'trial-timeout': return 'trial not confirmed in time';
     case 'confirmed': return `confirmed v${e.version}${e.repeat ? ' (again)' : ''}`;

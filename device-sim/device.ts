@@ -1,26 +1,27 @@
 import { EventEmitter } from 'node:events';
-import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { setImmediate as yieldTurn } from 'node:timers/promises';
 import mqtt, { type MqttClient } from 'mqtt';
-import { crc32 } from '../protocol/crc.ts';
 import { describeError } from '../protocol/errors.ts';
 import {
   decodeGatewayMessage, encodeDeviceMessage,
-  type BootMessage, type ChunkMessage, type DeviceMessage, type GatewayMessage, type OfferMessage,
-  type RejectCode, type SlotName, type StatusMessage, type Task, type TasksMessage, type VerifyCode,
+  type BootMessage, type DeviceMessage, type GatewayMessage, type SlotName, type StatusMessage, type Task, type TasksMessage,
 } from '../protocol/ota.ts';
 import { KeyRing, parsePublicKey } from '../protocol/signature.ts';
 import { topics } from '../protocol/topics.ts';
-import { compareVersions } from '../protocol/version.ts';
-import {
-  DeviceFiles, PowerLost, otherSlot, runBootloader, type BootOutcome, type SlotRecord, type SlotStateRecord,
-} from './bootloader.ts';
+import { applyActivation, applyConfirm, planActivation, planConfirm } from './activation.ts';
+import { DeviceFiles, PowerLost, runBootloader, type BootOutcome } from './bootloader.ts';
 import { connectCredentials } from './credentials.ts';
-import { FaultSwitches, corruptCopy, type Faults, type PowerCutPhase } from './faults.ts';
+import { FaultSwitches, type Faults, type PowerCutPhase } from './faults.ts';
 import { realTimers, resolveDeviceOptions, type DeviceOptions, type DeviceOptionsInput, type Timers } from './options.ts';
+import { Receiver } from './receiver.ts';
+import { bootComponents, slotInfo, statusComponents } from './reports.ts';
+import type { DeviceStats, Runtime, SimDeviceEvents, SimEventBody, Transfer } from './runtime.ts';
+import { anyInTrial, componentNames, componentOf, isMultiComponent, otherSlot, type SlotStateRecord } from './state-record.ts';
 import { TrialClock } from './trial-clock.ts';
-import { ReceiveMap, loadProgress, removeProgress, saveProgress, type ImageMeta } from './transfer.ts';
+import { loadProgress } from './transfer.ts';
+
+export type { DeviceStats, SimDeviceEvents, SimEvent, SimEventBody, SimEventType } from './runtime.ts';
 
 /**
  * A simulated device: MCUboot-like A/B slots on files, one MQTT connection, the device side of
@@ -30,104 +31,6 @@ import { ReceiveMap, loadProgress, removeProgress, saveProgress, type ImageMeta 
  * waits `bootDelayMs` and boots again; `powerCut()` drops everything without cleanup and boots
  * again from the files after `powerOffMs`; `stop()` is a clean shutdown.
  */
-export interface DeviceStats {
-  boots: number;
-  /** Chunk messages received for a known transfer sid (good, bad and duplicate), all boots. */
-  chunks: number;
-  badChunks: number;
-  duplicates: number;
-  /** Payloads on the down topic that failed to decode or validate. */
-  invalid: number;
-  /** Valid messages that did not apply (unknown sid, activate without a ready slot, ...). */
-  ignored: number;
-  /** Successful connects after the first one of a boot. */
-  reconnects: number;
-  /** Connections dropped by the dropAfterChunks fault. */
-  drops: number;
-  powerCuts: number;
-  errors: number;
-}
-
-/** What a device reports about itself (CLI lines, tests); every event also carries the device id. */
-export type SimEventBody =
-  | { type: 'booted'; version: string; slot: SlotName; trial: boolean; reverted: boolean; reason?: string; factory: boolean; bootCount: number }
-  | { type: 'reverted'; version: string; slot: SlotName; reason: string }
-  | { type: 'connected'; reconnect: boolean }
-  | { type: 'disconnected' }
-  | { type: 'offer-accepted'; sid: number; version: string; next: number; chunk: number; resumed: boolean }
-  | { type: 'offer-rejected'; sid: number; version: string; code: RejectCode; reason: string }
-  | { type: 'chunk-bad'; sid: number; off: number; why: string }
-  | { type: 'transfer-complete'; sid: number }
-  | { type: 'verified'; sid: number; ok: boolean; code?: VerifyCode }
-  | { type: 'activated'; sid: number; slot: SlotName }
-  | { type: 'rebooting'; reason: string }
-  | { type: 'trial-timeout' }
-  | { type: 'confirmed'; version: string; sha256: string; repeat: boolean }
-  | { type: 'aborted'; sid: number }
-  | { type: 'tasks'; tasks: readonly Task[] }
-  | { type: 'invalid'; reason: string }
-  | { type: 'dropped' }
-  | { type: 'power-cut'; phase?: PowerCutPhase; lostWrites: number }
-  | { type: 'stopped' }
-  | { type: 'error'; message: string };
-export type SimEvent = SimEventBody & { id: string };
-export type SimEventType = SimEvent['type'];
-
-export interface SimDeviceEvents {
-  event: [SimEvent];
-}
-
-/** The image being received into the inactive slot. */
-interface Transfer {
-  /** Offer session id; null after a power cycle until the gateway re-offers. */
-  sid: number | null;
-  slot: SlotName;
-  meta: ImageMeta;
-  /** Held chunks (durable: flushed and in the progress file). */
-  map: ReceiveMap;
-  /** Chunks written to flash but not yet flushed. */
-  unflushed: Set<number>;
-  /** The slot was erased for this image; before that, an abort restores `prev`. */
-  erased: boolean;
-  prev: SlotRecord;
-  /** The offer this transfer runs under (its seq and signature are checked at verify); null like `sid`. */
-  offer: OfferMessage | null;
-  /**
-   * Length of the progress file as this transfer last wrote it (same image, same chunk size),
-   * so the next save may overwrite it in place (transfer.ts saveProgress); 0 = replace it whole.
-   */
-  progressBytes: number;
-}
-
-/** Everything in RAM for one boot. Dies with a reboot or a power cut. */
-interface Runtime {
-  alive: boolean;
-  boot: BootOutcome;
-  rec: SlotStateRecord;
-  client: MqttClient;
-  connected: boolean;
-  connects: number;
-  bootReported: boolean;
-  backoffMs: number;
-  inbox: GatewayMessage[];
-  pumping: boolean;
-  /** Chunks handled since the last flush, to be acked together; `bad` = offset of a rejected chunk. */
-  owed: { sid: number; bad?: number }[];
-  commitNow: boolean;
-  dropAfterCommit: boolean;
-  transfer: Transfer | null;
-  /** The trial timeout while the running image is in trial (§6.9.3): runs only while connected. */
-  trial: TrialClock | null;
-  /** The last check-in task list received this boot (§6.14): shown and logged, never acted on. */
-  tasks: readonly Task[];
-}
-
-const slotInfo = (r: SlotRecord): StatusMessage['slots']['a'] => ({
-  state: r.state,
-  ...(r.version !== undefined ? { version: r.version } : {}),
-  ...(r.sha256 !== undefined ? { sha256: r.sha256 } : {}),
-});
-
 export class SimDevice extends EventEmitter<SimDeviceEvents> {
   readonly id: string;
   readonly options: DeviceOptions;
@@ -146,6 +49,8 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
   #restartTimer: unknown = null;
   #sleeps = new Set<{ handle: unknown; resolve: () => void }>();
   #tasks = new Set<Promise<unknown>>();
+  /** offer, chunk, verify, abort: the receiving side (receiver.ts). */
+  readonly #receiver: Receiver;
 
   constructor(input: DeviceOptionsInput, deps: { timers?: Timers } = {}) {
     super();
@@ -155,6 +60,14 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     this.files = new DeviceFiles(join(this.options.dataDir, this.id), this.options.slotCapacity, { fsync: this.options.fsync });
     this.pinned = new KeyRing(this.options.pinnedKeys.map(parsePublicKey));
     this.#timers = deps.timers ?? realTimers;
+    this.#receiver = new Receiver({
+      files: this.files, faults: this.faults, options: this.options, pinned: this.pinned, stats: this.stats,
+      emit: (e) => this.#emit(e),
+      publish: (rt, msg) => this.#publish(rt, msg),
+      status: (rt) => this.#status(rt),
+      updateState: (rt, mutate, beforeRename) => this.#updateState(rt, mutate, beforeRename),
+      cutIf: (phase, components) => this.#cutIf(phase, components),
+    });
   }
 
   get powered(): boolean {
@@ -165,11 +78,12 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     return this.#rt?.connected ?? false;
   }
 
-  /** The running image, or null while off or booting. */
-  get running(): { slot: SlotName; version: string; sha256: string; trial: boolean } | null {
+  /** The running image (of `app`; `components`: every component), or null while off or booting. */
+  get running(): { slot: SlotName; version: string; sha256: string; trial: boolean; components: { name: string; slot: SlotName; version: string; sha256: string; trial: boolean }[] } | null {
     const rt = this.#rt;
     if (!rt) return null;
-    return { slot: rt.boot.slot, version: rt.boot.version, sha256: rt.boot.sha256, trial: rt.rec.trial };
+    const components = rt.boot.components.map((c) => ({ ...c, trial: componentOf(rt.rec, c.name).trial }));
+    return { slot: rt.boot.slot, version: rt.boot.version, sha256: rt.boot.sha256, trial: rt.rec.trial, components };
   }
 
   /**
@@ -205,8 +119,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     if (rt) await this.#endClient(rt.client, false);
     await this.#settle();
     if (wasOn) {
-      await this.files.flash('a').flush();
-      await this.files.flash('b').flush();
+      await this.files.flushAll();
       this.files.close();
       this.#emit({ type: 'stopped' });
     }
@@ -257,7 +170,11 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
         imageName: this.options.imageName,
         factoryImageSize: this.options.factoryImageSize,
         failSelfTest: this.faults.failSelfTest,
-        onFirstBoot: () => this.#cutIf('first-boot'),
+        onFirstBoot: (components) => this.#cutIf('first-boot', components),
+        components: this.options.components,
+        ...(this.options.componentImages !== undefined ? { componentImages: this.options.componentImages } : {}),
+        ...(this.options.componentVersions !== undefined ? { componentVersions: this.options.componentVersions } : {}),
+        ...(this.faults.failSelfTestComponent !== undefined ? { failSelfTestComponent: this.faults.failSelfTestComponent } : {}),
         ...(hint !== undefined ? { hint } : {}),
       });
     } catch (err) {
@@ -265,21 +182,30 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
       throw err; // start() rejects with it; after a reboot #track reports it as an `error` event
     }
     if (epoch !== this.#epoch) return null;
-    const inactive = otherSlot(out.slot);
-    const target = out.record.slots[inactive];
     let transfer: Transfer | null = null;
-    if (target.state === 'receiving' && target.sha256 !== undefined) {
-      const p = await loadProgress(this.files.progressFile, inactive, target.sha256);
+    for (const component of componentNames(out.record)) {
+      // one transfer at a time: the first component whose inactive slot is receiving and has its progress file
+      const inactive = otherSlot(componentOf(out.record, component).active);
+      const target = componentOf(out.record, component).slots[inactive];
+      if (target.state !== 'receiving' || target.sha256 === undefined) continue;
+      const p = await loadProgress(this.files.progressFile, inactive, target.sha256, component);
       if (epoch !== this.#epoch) return null;
-      if (p) transfer = { sid: null, slot: inactive, meta: p.meta, map: p.map, unflushed: new Set(), erased: true, prev: { state: 'empty' }, offer: null, progressBytes: 0 };
+      if (p) {
+        transfer = { sid: null, component, slot: inactive, meta: p.meta, map: p.map, unflushed: new Set(), erased: true, prev: { state: 'empty' }, offer: null, progressBytes: 0 };
+        break;
+      }
     }
     this.stats.boots += 1;
     const rt = this.#connect(out, transfer);
     this.#rt = rt;
     const { slot, version, trial, reverted, reason, factory } = out;
-    this.#emit({ type: 'booted', slot, version, trial, reverted, factory, bootCount: out.record.bootCount, ...(reason !== undefined ? { reason } : {}) });
+    const multi = isMultiComponent(out.record);
+    this.#emit({
+      type: 'booted', slot, version, trial, reverted, factory, bootCount: out.record.bootCount,
+      ...(reason !== undefined ? { reason } : {}), ...(multi ? { components: out.components } : {}),
+    });
     if (reverted) this.#emit({ type: 'reverted', slot, version, reason: reason ?? 'reverted' });
-    if (trial) {
+    if (anyInTrial(out.record)) {
       rt.trial = new TrialClock({
         timeoutMs: this.options.trialTimeoutMs, maxMs: this.options.trialMaxMs, timers: this.#timers, now: () => this.#timers.now?.() ?? performance.now(),
         onExpire: (why) => {
@@ -302,8 +228,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     this.#emit({ type: 'rebooting', reason: why });
     await this.#endClient(rt.client, false);
     if (epoch !== this.#epoch) return;
-    await this.files.flash('a').flush();
-    await this.files.flash('b').flush();
+    await this.files.flushAll();
     this.files.close();
     await this.#sleep(this.options.bootDelayMs);
     if (epoch !== this.#epoch) return;
@@ -321,8 +246,8 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     return rt;
   }
 
-  #cutIf(phase: PowerCutPhase): boolean {
-    if (!this.faults.takePowerCut(phase)) return false;
+  #cutIf(phase: PowerCutPhase, components?: readonly string[]): boolean {
+    if (!this.faults.takePowerCut(phase, components)) return false;
     this.powerCut({ phase });
     return true;
   }
@@ -390,6 +315,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
       const b = rt.boot;
       const msg: BootMessage = { t: 'boot', version: b.version, slot: b.slot, sha256: b.sha256, trial: b.trial, reverted: b.reverted };
       if (b.reason !== undefined) msg.reason = b.reason;
+      if (isMultiComponent(b.record)) msg.components = bootComponents(b.components);
       this.#publish(rt, msg);
     } },
     { name: 'report-status', run: (rt) => this.#publish(rt, this.#status(rt)) },
@@ -468,6 +394,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
       busy: this.faults.busy,
       trial: rt.rec.trial,
       ...(this.options.securityFloor !== undefined ? { floor: this.options.securityFloor } : {}),
+      ...(isMultiComponent(rt.rec) ? { components: statusComponents(rt.rec) } : {}),
     };
   }
 
@@ -486,13 +413,13 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
           if (rt.owed.length === 0) break;
           await yieldTurn();
           if (rt.inbox[0]?.t === 'chunk' && rt.owed.length < this.options.flushBatch) continue;
-          await this.#guard(rt, () => this.#commitChunks(rt));
+          await this.#guard(rt, () => this.#receiver.commitChunks(rt));
           continue;
         }
-        if (msg.t !== 'chunk' && rt.owed.length > 0) await this.#guard(rt, () => this.#commitChunks(rt));
+        if (msg.t !== 'chunk' && rt.owed.length > 0) await this.#guard(rt, () => this.#receiver.commitChunks(rt));
         if (!rt.alive) break;
         await this.#guard(rt, () => this.#dispatch(rt, msg));
-        if (rt.owed.length >= this.options.flushBatch || rt.commitNow) await this.#guard(rt, () => this.#commitChunks(rt));
+        if (rt.owed.length >= this.options.flushBatch || rt.commitNow) await this.#guard(rt, () => this.#receiver.commitChunks(rt));
       }
     } finally {
       rt.pumping = false;
@@ -521,17 +448,17 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
         this.#publish(rt, this.#status(rt));
         return;
       case 'offer':
-        return this.#onOffer(rt, msg);
+        return this.#receiver.offer(rt, msg);
       case 'chunk':
-        return this.#onChunk(rt, msg);
+        return this.#receiver.chunk(rt, msg);
       case 'verify':
-        return this.#onVerify(rt, msg.sid);
+        return this.#receiver.verify(rt, msg.sid);
       case 'activate':
-        return this.#onActivate(rt, msg.sid);
+        return this.#onActivate(rt, msg.sid, msg.with);
       case 'confirm':
-        return this.#onConfirm(rt, msg.sha256);
+        return this.#onConfirm(rt, msg.sha256, msg.with);
       case 'abort':
-        return this.#onAbort(rt, msg.sid);
+        return this.#receiver.abort(rt, msg.sid);
       case 'tasks':
         return this.#onTasks(rt, msg);
       default: {
@@ -551,240 +478,39 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     return true;
   }
 
-  async #onOffer(rt: Runtime, m: OfferMessage): Promise<void> {
-    const reject = (code: RejectCode, reason: string): void => {
-      this.#publish(rt, { t: 'reject', sid: m.sid, code, reason });
-      this.#emit({ type: 'offer-rejected', sid: m.sid, version: m.version, code, reason });
-    };
-    // The offer carries the signed manifest (§6.5.3 step 0): checked before anything is accepted,
-    // downloaded or discarded, so a rogue gateway can neither force a download nor evict a staged image.
-    const [badSignature, why] = this.#checkSignature(m);
-    if (badSignature) return reject('invalid', `signature: ${why}`);
-    if (this.faults.busy && m.force !== true) return reject('busy', 'device is busy');
-    if (!m.hw.includes(rt.rec.hw)) return reject('incompatible', `hardware ${rt.rec.hw} is not in [${m.hw.join(', ')}]`);
-    const floor = this.options.securityFloor;
-    if (floor !== undefined && compareVersions(m.version, floor) < 0) {
-      return reject('below-floor', `offered ${m.version} is below the security floor ${floor}${m.downgrade === true ? ' (downgrade or not)' : ''}`);
-    }
-    const cmp = compareVersions(m.version, rt.boot.version);
-    if (cmp === 0) return reject('not-newer', `running ${rt.boot.version}, offered ${m.version}`);
-    if (cmp < 0 && m.downgrade !== true) return reject('not-newer', `running ${rt.boot.version}, offered ${m.version} (older, and the offer is not a downgrade)`);
-    const installedSeq = rt.rec.seq ?? 0;
-    if ((m.seq ?? 0) < installedSeq) {
-      return reject('seq-rollback', `offered seq ${m.seq ?? 0} is below the installed seq ${installedSeq} (anti-rollback)`);
-    }
-    if (m.size > this.options.slotCapacity) return reject('no-space', `image of ${m.size} bytes, slot holds ${this.options.slotCapacity}`);
-    if (rt.rec.trial) return reject('busy', 'running image is in trial; confirm it first');
-
-    const slot = otherSlot(rt.boot.slot);
-    const cur = rt.rec.slots[slot];
-    const chunk = Math.min(m.chunk, this.options.maxChunk);
-    const meta: ImageMeta = { name: m.name, version: m.version, size: m.size, crc32: m.crc32, sha256: m.sha256 };
-    const accept = (next: number, resumed: boolean): void => {
-      this.#publish(rt, { t: 'accept', sid: m.sid, next, chunk, window: this.options.window });
-      this.#emit({ type: 'offer-accepted', sid: m.sid, version: m.version, next, chunk, resumed });
-    };
-
-    // Already received and verified, waiting for activation (downloaded early, installed later).
-    if (cur.state === 'ready' && cur.sha256 === m.sha256 && cur.size === m.size) {
-      if (cur.sid !== m.sid && !(await this.#updateState(rt, (rec) => { rec.slots[slot].sid = m.sid; }))) return;
-      return accept(m.size, true);
-    }
-    let t = rt.transfer;
-    if (t && sameImage(t.meta, meta)) {
-      t.sid = m.sid;
-      t.offer = m;
-      if (t.map.chunk !== chunk) {
-        t.map = t.map.rechunk(chunk);
-        t.progressBytes = await saveProgress(this.files.progressFile, { slot, meta: t.meta, map: t.map }, this.files.sync, undefined, this.files.progress);
-        if (!rt.alive) return;
-      }
-      return accept(t.map.next, t.map.held > 0);
-    }
-    // A different image (or none): discard what was held and start clean.
-    const prev: SlotRecord = cur.state === 'confirmed' || cur.state === 'bad' || cur.state === 'empty' ? cur : { state: 'empty' };
-    rt.transfer = null;
-    this.files.flash(slot).discard();
-    this.files.flash(slot).close();
-    await removeProgress(this.files.progressFile, this.files.sync, this.files.progress);
-    if (!rt.alive) return;
-    const ok = await this.#updateState(rt, (rec) => {
-      rec.slots[slot] = { state: 'receiving', name: m.name, version: m.version, sha256: m.sha256, size: m.size };
-    });
-    if (!ok) return;
-    t = { sid: m.sid, slot, meta, map: new ReceiveMap(m.size, chunk), unflushed: new Set(), erased: false, prev, offer: m, progressBytes: 0 };
-    rt.transfer = t;
-    accept(0, false);
-    this.#publish(rt, this.#status(rt));
-  }
-
-  async #onChunk(rt: Runtime, m: ChunkMessage): Promise<void> {
-    const t = rt.transfer;
-    if (!t || t.sid !== m.sid) {
+  /** `activate {sid, with}` (§6.15.2): every named component `pending` in one write, then one reboot. */
+  async #onActivate(rt: Runtime, sid: number, withSids?: readonly number[]): Promise<void> {
+    const plan = planActivation(rt.rec, sid, withSids);
+    if ('why' in plan) {
       this.stats.ignored += 1;
       return;
     }
-    this.stats.chunks += 1;
-    const fault = this.faults.onChunk();
-    const data = fault.corrupt ? corruptCopy(m.data) : m.data;
-    if (fault.drop) {
-      rt.dropAfterCommit = true;
-      rt.commitNow = true;
-    }
-    const { map } = t;
-    const idx = Math.floor(m.off / map.chunk);
-    let why: string | null = null;
-    if (crc32(data) !== m.crc) why = 'crc32 mismatch';
-    else if (m.off % map.chunk !== 0) why = `offset ${m.off} is not a multiple of ${map.chunk}`;
-    else if (idx >= map.count) why = `offset ${m.off} beyond image of ${map.size} bytes`;
-    else if (data.length !== map.lengthOf(idx)) why = `length ${data.length}, expected ${map.lengthOf(idx)}`;
-    if (why !== null) {
-      this.stats.badChunks += 1;
-      this.#emit({ type: 'chunk-bad', sid: m.sid, off: m.off, why });
-      rt.owed.push(idx < map.count ? { sid: m.sid, bad: idx * map.chunk } : { sid: m.sid });
-      return;
-    }
-    if (map.has(idx) || t.unflushed.has(idx)) {
-      this.stats.duplicates += 1;
-      rt.owed.push({ sid: m.sid });
-      return;
-    }
-    const flash = this.files.flash(t.slot);
-    if (!t.erased) {
-      await flash.erase();
-      if (!rt.alive) return;
-      t.erased = true;
-    }
-    flash.writeOwned(m.off, data); // `data` belongs to this decoded message (or is corruptCopy's copy): no copy needed
-    t.unflushed.add(idx);
-    rt.owed.push({ sid: m.sid });
-  }
-
-  /** End of a chunk batch: flush, record progress, then one ack for every chunk of the batch. */
-  async #commitChunks(rt: Runtime): Promise<void> {
-    const owed = rt.owed;
-    rt.owed = [];
-    rt.commitNow = false;
-    const t = rt.transfer;
-    if (!t) return;
-    const wasComplete = t.map.complete;
-    if (t.unflushed.size > 0) {
-      if (this.#cutIf('chunk-write')) return;
-      await this.files.flash(t.slot).flush();
-      if (!rt.alive) return;
-      for (const i of t.unflushed) t.map.add(i);
-      t.unflushed.clear();
-      t.progressBytes = await saveProgress(this.files.progressFile, { slot: t.slot, meta: t.meta, map: t.map }, this.files.sync, t.progressBytes, this.files.progress);
-      if (!rt.alive) return;
-    }
-    // One ack answers the whole batch (§6.6.4): every chunk of it is durable now, so the acks owed
-    // would all say the same but for the bad chunks, which this one lists together.
-    for (const sid of new Set(owed.map((o) => o.sid))) {
-      const bad = owed.filter((o) => o.sid === sid && o.bad !== undefined).map((o) => o.bad!);
-      this.#publish(rt, { t: 'ack', sid, next: t.map.next, missing: t.map.missing(bad) });
-    }
-    if (!wasComplete && t.map.complete && t.sid !== null) {
-      this.#emit({ type: 'transfer-complete', sid: t.sid });
-      if (this.#cutIf('after-transfer')) return;
-    }
-    if (rt.dropAfterCommit) {
-      rt.dropAfterCommit = false;
-      this.stats.drops += 1;
-      rt.inbox = [];
-      this.#emit({ type: 'dropped' });
-      rt.client.stream.destroy();
-    }
-  }
-
-  async #onVerify(rt: Runtime, sid: number): Promise<void> {
-    const slot = otherSlot(rt.boot.slot);
-    const reply = (ok: boolean, code?: VerifyCode, reason?: string): void => {
-      this.#publish(rt, { t: 'verified', sid, ok, ...(code ? { code } : {}), ...(reason ? { reason } : {}) });
-      this.#emit({ type: 'verified', sid, ok, ...(code ? { code } : {}) });
-    };
-    if (isReadyFor(rt.rec.slots[slot], sid)) return reply(true);
-    const t = rt.transfer;
-    if (!t || t.sid !== sid) return reply(false, 'incomplete', 'no transfer with this sid');
-    if (!t.map.complete) return reply(false, 'incomplete', `${t.map.held} of ${t.map.count} chunks held`);
-    const flash = this.files.flash(slot);
-    const bytes = await flash.read();
-    if (!rt.alive) return;
-    let code: VerifyCode | null = null;
-    let reason = '';
-    if (bytes.length !== t.meta.size) [code, reason] = ['size', `slot holds ${bytes.length} bytes, offer says ${t.meta.size}`];
-    else if (crc32(bytes) !== t.meta.crc32) [code, reason] = ['crc32', 'CRC-32 of the slot does not match the offer'];
-    else if (createHash('sha256').update(bytes).digest('hex') !== t.meta.sha256) [code, reason] = ['sha256', 'SHA-256 of the slot does not match the offer'];
-    else [code, reason] = this.#checkSignature(t.offer);
-    rt.transfer = null;
-    flash.close(); // the transfer is over: its slot descriptor is not kept
-    await removeProgress(this.files.progressFile, this.files.sync, this.files.progress);
-    if (!rt.alive) return;
-    if (code !== null) {
-      // Nothing is installed unless everything arrived intact: discard, a re-offer starts clean.
-      if (!(await this.#updateState(rt, (rec) => { rec.slots[slot] = { state: 'empty' }; }))) return;
-      await flash.erase();
-      flash.close();
-      if (!rt.alive) return;
-      reply(false, code, reason);
-    } else {
-      const { name, version, size, sha256 } = t.meta;
-      const seq = t.offer?.seq ?? 0;
-      if (!(await this.#updateState(rt, (rec) => { rec.slots[slot] = { state: 'ready', name, version, size, sha256, sid, seq }; }))) return;
-      reply(true);
-    }
-    this.#publish(rt, this.#status(rt));
-  }
-
-  /**
-   * The offer's signature against the pinned keys (§6.7.1 step 4, after the SHA-256): the signed
-   * fields are the offer's manifest fields. No pinned keys: no check (development behaviour).
-   */
-  #checkSignature(offer: OfferMessage | null): [VerifyCode | null, string] {
-    if (this.pinned.size === 0) return [null, ''];
-    if (!offer) return ['signature', 'no offer to check the signature of'];
-    const { name, version, hw, size, crc32: crc, sha256, chunk, seq, keyId, sig } = offer;
-    const r = this.pinned.check({ name, version, hw, size, crc32: crc, sha256, chunk, seq, ...(keyId && sig ? { signature: { keyId, sig } } : {}) });
-    return r.ok ? [null, ''] : ['signature', `${r.failure}: ${r.reason}`];
-  }
-
-  async #onActivate(rt: Runtime, sid: number): Promise<void> {
-    const slot = otherSlot(rt.boot.slot);
-    if (!isReadyFor(rt.rec.slots[slot], sid)) {
-      this.stats.ignored += 1;
-      return;
-    }
-    const ok = await this.#updateState(rt, (rec) => {
-      rec.slots[slot].state = 'pending';
-      delete rec.slots[slot].sid;
-    }, () => this.#cutIf('activation'));
+    const { parts } = plan;
+    const ok = await this.#updateState(rt, (rec) => applyActivation(rec, parts), () => this.#cutIf('activation', parts.map((p) => p.component)));
     if (!ok) return;
-    this.#emit({ type: 'activated', sid, slot });
+    const slot = parts[0]!.slot;
+    this.#emit({ type: 'activated', sid, slot, ...(withSids !== undefined ? { with: [...withSids] } : {}) });
     await this.#publishAcked(rt, { t: 'activated', sid, slot });
     await this.#reboot(rt, 'activate');
   }
 
-  async #onConfirm(rt: Runtime, sha256: string): Promise<void> {
-    if (this.#cutIf('before-confirm')) return;
-    const s = rt.boot.slot;
-    const r = rt.rec.slots[s];
-    if (r.sha256 !== sha256 || (r.state !== 'trial' && r.state !== 'confirmed')) {
+  /** `confirm {sha256, with}` (§6.15.3): every component in trial confirmed in one write, or nothing. */
+  async #onConfirm(rt: Runtime, sha256: string, withDigests?: readonly string[]): Promise<void> {
+    const trialSet = componentNames(rt.rec).filter((n) => componentOf(rt.rec, n).trial);
+    if (this.#cutIf('before-confirm', trialSet)) return;
+    const plan = planConfirm(rt.rec, sha256, withDigests);
+    if (plan.kind === 'ignore') {
       this.stats.ignored += 1;
       return;
     }
-    const repeat = r.state === 'confirmed';
-    if (!repeat) {
-      if (!(await this.#updateState(rt, (rec) => {
-        rec.slots[s].state = 'confirmed';
-        rec.trial = false;
-        // Anti-rollback (§6.5.7): from now on an offer below this image's seq is refused.
-        const seq = Math.max(rec.seq ?? 0, rec.slots[s].seq ?? 0);
-        if (seq > 0) rec.seq = seq;
-      }))) return;
+    const repeat = plan.kind === 'repeat';
+    if (plan.kind === 'confirm') {
+      if (!(await this.#updateState(rt, (rec) => applyConfirm(rec, plan.components)))) return;
       rt.trial?.stop();
       rt.trial = null;
     }
-    this.#publish(rt, { t: 'confirmed', sha256, version: rt.boot.version });
-    this.#emit({ type: 'confirmed', sha256, version: rt.boot.version, repeat });
+    this.#publish(rt, { t: 'confirmed', sha256, version: plan.version });
+    this.#emit({ type: 'confirmed', sha256, version: plan.version, repeat });
     if (!repeat) this.#publish(rt, this.#status(rt));
   }
 
@@ -792,32 +518,6 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
   #onTasks(rt: Runtime, m: TasksMessage): void {
     rt.tasks = m.tasks;
     this.#emit({ type: 'tasks', tasks: rt.tasks });
-  }
-
-  async #onAbort(rt: Runtime, sid: number): Promise<void> {
-    const slot = otherSlot(rt.boot.slot);
-    const flash = this.files.flash(slot);
-    const t = rt.transfer;
-    let restore: SlotRecord | null = null;
-    if (t && t.sid === sid) {
-      restore = t.erased ? { state: 'empty' } : t.prev;
-      rt.transfer = null;
-      flash.discard();
-    } else if (isReadyFor(rt.rec.slots[slot], sid)) {
-      restore = { state: 'empty' };
-    }
-    if (restore !== null) {
-      await removeProgress(this.files.progressFile, this.files.sync, this.files.progress);
-      if (!rt.alive) return;
-      const to = restore;
-      if (!(await this.#updateState(rt, (rec) => { rec.slots[slot] = to; }))) return;
-      if (to.state === 'empty') await flash.erase();
-      flash.close(); // the transfer is over: its slot descriptor is not kept
-      if (!rt.alive) return;
-    }
-    this.#publish(rt, { t: 'aborted', sid });
-    this.#emit({ type: 'aborted', sid });
-    if (restore !== null) this.#publish(rt, this.#status(rt));
   }
 
   // ---------------------------------------------------------------- plumbing
@@ -875,13 +575,4 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     }
     this.#sleeps.clear();
   }
-}
-
-/** The slot holds an image verified under offer session `sid` (the sid survives reboots). */
-function isReadyFor(r: SlotRecord, sid: number): boolean {
-  return r.state === 'ready' && r.sid === sid;
-}
-
-function sameImage(a: ImageMeta, b: ImageMeta): boolean {
-  return a.sha256 === b.sha256 && a.size === b.size && a.crc32 === b.crc32;
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { FwError } from '../protocol/errors.ts';
+import { componentName } from '../protocol/release.ts';
 import { isValidDeviceId } from '../protocol/topics.ts';
 
 /**
@@ -8,7 +9,13 @@ import { isValidDeviceId } from '../protocol/topics.ts';
  * `failSelfTest` are levels that hold until changed.
  */
 export const PowerCutPhases = ['chunk-write', 'after-transfer', 'activation', 'first-boot', 'before-confirm'] as const;
-export type PowerCutPhase = (typeof PowerCutPhases)[number];
+/**
+ * Every phase a power cut can be armed at: the above (which the fault soak draws from, so a seed
+ * replays as before) and `verification` (during the slot-state write that makes a verified image
+ * `ready`: the old state stays, the image is received again).
+ */
+export const AllPowerCutPhases = [...PowerCutPhases, 'verification'] as const;
+export type PowerCutPhase = (typeof AllPowerCutPhases)[number];
 
 export const faultsSchema = z.strictObject({
   /** Flip a byte of the k-th chunk received after arming (1-based), once. */
@@ -20,7 +27,14 @@ export const faultsSchema = z.strictObject({
   /** The next trial boot fails its self-test whatever the image header says. */
   failSelfTest: z.boolean().optional(),
   /** Lose power once at this phase: no cleanup, unflushed flash writes lost, boot again from files. */
-  powerCutAt: z.enum(PowerCutPhases).optional(),
+  powerCutAt: z.enum(AllPowerCutPhases).optional(),
+  /**
+   * Multi-component devices: `powerCutAt` fires only in a step of this component (its transfer or
+   * verification, an activation, first boot or confirm that includes it); other steps pass.
+   */
+  powerCutComponent: componentName.optional(),
+  /** The trial boot fails its self-test whenever this component is among those in trial (a level). */
+  failSelfTestComponent: componentName.optional(),
 });
 export type Faults = z.infer<typeof faultsSchema>;
 
@@ -78,9 +92,18 @@ export class FaultSwitches {
     return { corrupt, drop };
   }
 
-  /** True once when a power cut is armed for `phase` (then disarmed). */
-  takePowerCut(phase: PowerCutPhase): boolean {
+  get failSelfTestComponent(): string | undefined {
+    return this.#faults.failSelfTestComponent;
+  }
+
+  /**
+   * True once when a power cut is armed for `phase` (then disarmed) and, with `powerCutComponent`,
+   * the step at hand involves that component (`components`; omitted: any step matches).
+   */
+  takePowerCut(phase: PowerCutPhase, components?: readonly string[]): boolean {
     if (this.#faults.powerCutAt !== phase) return false;
+    const only = this.#faults.powerCutComponent;
+    if (only !== undefined && components !== undefined && !components.includes(only)) return false;
     delete this.#faults.powerCutAt;
     return true;
   }

@@ -21,6 +21,8 @@ export interface FleetOptions {
   /** Explicit device ids (fwsim --id), used instead of `<prefix>-NNN`; as many as `count`. */
   ids?: readonly string[];
   device?: FleetDeviceOptions;
+  /** Options of the device at `index` (0-based) with `id` over `device` (fwsim `--component-image who:...`). */
+  perDevice?: (index: number, id: string) => Partial<FleetDeviceOptions> | undefined;
   /** Faults for the device at `index` (0-based) with `id`. */
   faults?: (index: number, id: string) => Faults | undefined;
   /**
@@ -59,6 +61,7 @@ interface Plan {
   id: string;
   faults: Faults | undefined;
   profile: LinkProfile | undefined;
+  own: Partial<FleetDeviceOptions> | undefined;
 }
 
 /** N simulated devices, each with its own MQTT connection (and link, with profiles); re-emits every device event. */
@@ -87,7 +90,7 @@ export class Fleet extends EventEmitter<FleetEvents> {
     for (let i = 0; i < opts.count; i++) {
       const id = opts.ids?.[i] ?? fleetDeviceId(prefix, i);
       const profile = profiles === undefined ? undefined : typeof profiles === 'function' ? profiles(i, id) : profiles.get(id);
-      plan.push({ id, faults: opts.faults?.(i, id), profile });
+      plan.push({ id, faults: opts.faults?.(i, id), profile, own: opts.perDevice?.(i, id) });
     }
     this.#plan = plan;
     if (plan.some((p) => p.profile)) {
@@ -146,7 +149,7 @@ export class Fleet extends EventEmitter<FleetEvents> {
   #deviceInput(p: Plan, broker: string): DeviceOptionsInput {
     const password = this.#opts.passwords?.get(p.id);
     return {
-      ...this.#opts.device, id: p.id, broker, dataDir: this.#opts.dataDir,
+      ...this.#opts.device, ...p.own, id: p.id, broker, dataDir: this.#opts.dataDir,
       ...(p.faults ? { faults: p.faults } : {}), ...(password !== undefined ? { password } : {}),
     };
   }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { FwError } from '../protocol/errors.ts';
-import { MAX_CHUNK_SIZE, MAX_WINDOW, MIN_CHUNK_SIZE } from '../protocol/limits.ts';
+import { MAX_CHUNK_SIZE, MAX_COMPONENTS, MAX_WINDOW, MIN_CHUNK_SIZE } from '../protocol/limits.ts';
+import { DEFAULT_COMPONENT, componentName } from '../protocol/release.ts';
 import { formatIssues } from '../protocol/schema.ts';
 import { parsePublicKey } from '../protocol/signature.ts';
 import { isValidDeviceId } from '../protocol/topics.ts';
@@ -115,8 +116,28 @@ export const deviceOptionsSchema = z.strictObject({
   password: z.string().min(1).optional(),
   /** mqtts: CA of the broker's certificate, and the device's certificate and key (PEM files). */
   tls: deviceTlsSchema.optional(),
+  /**
+   * The device's components (docs/device-sim.md "Components"), each with A/B slots of its own;
+   * `app` must be one of them and comes first. Default `['app']`: a single-image device, whose
+   * files and messages are those of every device before components existed.
+   */
+  components: z.array(componentName).min(1).max(MAX_COMPONENTS)
+    .refine((c) => c.includes(DEFAULT_COMPONENT), `must include "${DEFAULT_COMPONENT}"`)
+    .refine((c) => new Set(c).size === c.length, 'must not repeat a component')
+    .transform((c) => [DEFAULT_COMPONENT, ...c.filter((n) => n !== DEFAULT_COMPONENT)])
+    .default([DEFAULT_COMPONENT]),
+  /** Factory image per component: that file's bytes instead of a generated image (version and name from its sample header, if any). */
+  componentImages: z.record(componentName, z.string().min(1)).optional(),
+  /** Factory version per component (default factoryVersion). */
+  componentVersions: z.record(componentName, z.string().refine(isValidVersion, 'must be a semantic version')).optional(),
   faults: faultsSchema.default({}),
 })
+  .refine((o) => Object.keys({ ...o.componentImages, ...o.componentVersions }).every((c) => o.components.includes(c)), {
+    message: 'names a component the device does not have (see components)', path: ['components'],
+  })
+  .refine((o) => [o.faults.failSelfTestComponent, o.faults.powerCutComponent].every((c) => c === undefined || o.components.includes(c)), {
+    message: 'a fault names a component the device does not have (see components)', path: ['faults'],
+  })
   .refine((o) => o.reconnectMaxMs >= o.reconnectDelayMs, { message: 'reconnectMaxMs must be >= reconnectDelayMs', path: ['reconnectMaxMs'] })
   .refine((o) => o.securityFloor === undefined || !isValidVersion(o.securityFloor) || !isValidVersion(o.factoryVersion) || compareVersions(o.factoryVersion, o.securityFloor) >= 0, {
     message: 'securityFloor must not be above factoryVersion (the factory image would be below the floor)', path: ['securityFloor'],

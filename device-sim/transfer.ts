@@ -123,6 +123,8 @@ export class ReceiveMap {
 
 const progressSchema = z.strictObject({
   format: z.literal(1),
+  /** The component whose slot receives the image; absent = `app` (the file of a single-image device, unchanged). */
+  component: z.string().optional(),
   slot: z.enum(SlotNames),
   name: z.string(),
   version: z.string(),
@@ -134,6 +136,8 @@ const progressSchema = z.strictObject({
 });
 
 export interface Progress {
+  /** Absent = `app`. */
+  component?: string;
   slot: SlotName;
   meta: ImageMeta;
   map: ReceiveMap;
@@ -152,7 +156,7 @@ export interface Progress {
  */
 export async function saveProgress(path: string, p: Progress, sync?: FileSync, inPlaceOf?: number, file?: InPlaceFile): Promise<number> {
   const text = jsonText({
-    format: 1, slot: p.slot, ...p.meta, chunk: p.map.chunk, held: p.map.toBase64(),
+    format: 1, ...(p.component !== undefined && p.component !== 'app' ? { component: p.component } : {}), slot: p.slot, ...p.meta, chunk: p.map.chunk, held: p.map.toBase64(),
   } satisfies z.infer<typeof progressSchema>);
   const bytes = Buffer.from(text, 'utf8');
   if (inPlaceOf === bytes.length && (await (file ? file.overwrite(bytes) : overwriteInPlace(path, bytes, sync)))) return bytes.length;
@@ -161,8 +165,8 @@ export async function saveProgress(path: string, p: Progress, sync?: FileSync, i
   return bytes.length;
 }
 
-/** Load the progress file; null when absent, unreadable or not for `slot` / `sha256`. */
-export async function loadProgress(path: string, slot: SlotName, sha256: string): Promise<Progress | null> {
+/** Load the progress file; null when absent, unreadable or not for `slot` / `sha256` / `component` (default `app`). */
+export async function loadProgress(path: string, slot: SlotName, sha256: string, component = 'app'): Promise<Progress | null> {
   let raw: unknown;
   try {
     raw = await readJson(path);
@@ -170,9 +174,9 @@ export async function loadProgress(path: string, slot: SlotName, sha256: string)
     return null;
   }
   const r = progressSchema.safeParse(raw);
-  if (!r.success || r.data.slot !== slot || r.data.sha256 !== sha256) return null;
+  if (!r.success || r.data.slot !== slot || r.data.sha256 !== sha256 || (r.data.component ?? 'app') !== component) return null;
   const { name, version, size, crc32, chunk, held } = r.data;
-  return { slot, meta: { name, version, size, crc32, sha256 }, map: new ReceiveMap(size, chunk, Buffer.from(held, 'base64')) };
+  return { ...(component !== 'app' ? { component } : {}), slot, meta: { name, version, size, crc32, sha256 }, map: new ReceiveMap(size, chunk, Buffer.from(held, 'base64')) };
 }
 
 export async function removeProgress(path: string, sync?: FileSync, file?: InPlaceFile): Promise<void> {
