@@ -294,7 +294,7 @@ describe('release upload over the uplink (§7.3.9)', () => {
     const { signature: _s, ...unsigned } = rel11;
     const grant = await r.client.requestRelease({ t: 'release-rts', release: unsigned, deferred: true });
     const corrupt = Buffer.from(app11);
-    corrupt[100] ^= 0xff;
+    corrupt[100] = corrupt[100]! ^ 0xff;
     await r.client.uploadRelease(new Map([['app', corrupt], ['net', net15]]), grant);
     await assert.rejects(r.client.commitRelease(), /component app does not match its entry in the release \(E_IMAGE_(CRC|SHA256)/);
     assert.deepEqual(await r.releases.list(), []);
