@@ -1,3 +1,4 @@
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -222,4 +223,29 @@ export class ReleaseRegistry {
     this.#tail = run.catch(() => undefined);
     return run;
   }
+}
+
+/**
+ * The component images each stored release names, for housekeeping (`fwgate images prune` keeps
+ * them): SHA-256 → "sensor-release 1.1.0 (deferred)". Read without verifying signatures (keeping
+ * too much is safe); `unreadable` lists the records that cannot be read (they might name any image).
+ */
+export function imagesNamedByReleases(releasesDir: string): { named: Map<string, string[]>; unreadable: string[] } {
+  const named = new Map<string, string[]>();
+  const unreadable: string[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(releasesDir).filter((n) => recordName.test(n));
+  } catch {
+    return { named, unreadable };
+  }
+  for (const n of names) {
+    try {
+      const rec = JSON.parse(readFileSync(join(releasesDir, n), 'utf8')) as { manifest: ReleaseManifest; state: string };
+      for (const c of rec.manifest.components) named.set(c.sha256, [...(named.get(c.sha256) ?? []), `${rec.manifest.release} ${rec.manifest.version} (${rec.state})`]);
+    } catch {
+      unreadable.push(join(releasesDir, n));
+    }
+  }
+  return { named, unreadable };
 }

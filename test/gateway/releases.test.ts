@@ -2,7 +2,10 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pruneImages } from '../../gateway/image-housekeeping.ts';
 import { ReleaseRegistry, type RottenRecord } from '../../gateway/releases.ts';
+import { ImageStore } from '../../gateway/store.ts';
+import { digestImage } from '../../protocol/manifest.ts';
 import { componentManifest, releaseDigest, signRelease, type ReleaseManifest } from '../../protocol/release.ts';
 import { generateSigningKey, KeyRing, parsePrivateKey, parsePublicKey } from '../../protocol/signature.ts';
 import { runEntry } from '../helpers/run-entry.ts';
@@ -113,6 +116,26 @@ describe('release registry (gateway/releases.ts)', () => {
     assert.equal(r.covers(componentManifest(rel, rel.components[1]!)), true);
     assert.equal(r.covers({ ...componentManifest(rel, rel.components[1]!), crc32: 3 }), false);
     assert.equal(r.covers({ ...componentManifest(rel, rel.components[1]!), sha256: sha('f') }), false);
+  });
+
+  it('fwgate images prune keeps the component images a stored release names (a deferred release is not emptied)', async () => {
+    const data = join(dir, '..');
+    const store = await ImageStore.open({ dir: join(data, 'store'), maxImageSize: 1 << 20 });
+    const image = Buffer.alloc(500, 3);
+    const other = Buffer.alloc(600, 4);
+    const d = digestImage(image);
+    const rel = signRelease({ release: 'sensor-release', version: '1.0.0', hw: ['sensor-v1'], chunk: 256, seq: 1, components: [{ component: 'net', name: 'sensor-net', version: '1.5.0', ...d }] }, key);
+    for (const [img, m] of [[image, componentManifest(rel, rel.components[0]!)], [other, { ...componentManifest(rel, rel.components[0]!), ...digestImage(other), name: 'loose' }]] as const) {
+      const up = await store.beginUpload(m);
+      await up.write(0, img);
+      await up.commit();
+    }
+    await (await open()).put(rel, 'deferred');
+    const report = await pruneImages(data, { count: 0, maxAgeDays: 0 }, { dryRun: true });
+    const bySha = Object.fromEntries(report.images.map((e) => [e.sha256, e]));
+    assert.equal(bySha[d.sha256]?.remove, false);
+    assert.deepEqual(bySha[d.sha256]?.keptBecause, ['release sensor-release 1.0.0 (deferred) names it']);
+    assert.equal(bySha[digestImage(other).sha256]?.remove, true, 'an image no release names is still pruned');
   });
 
   it('fwgate releases --json lists the stored releases with state, components and campaign; a rotten record is named on stderr, exit 1', async function () {
