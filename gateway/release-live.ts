@@ -25,7 +25,7 @@ export interface GoLiveDeps<O> {
 export async function storedRelease(deps: Pick<GoLiveDeps<unknown>, 'releases' | 'store'>, name: string, version: string): Promise<StoredRelease> {
   const r = await deps.releases.get(name, version);
   if (!r) {
-    throw new FwError('E_UNKNOWN_RELEASE', `no stored release ${name} ${version} (fwgate releases lists them; upload it with fwpush --release … --deferred)`);
+    throw new FwError('E_UNKNOWN_RELEASE', `no stored release ${name} ${version} (fwgate releases lists them; upload it with fwpush release <description> --deferred)`);
   }
   const missing = r.manifest.components.filter((c) => !deps.store.has(c.sha256)).map((c) => c.component);
   if (missing.length > 0) {
