@@ -7,6 +7,7 @@ import { FwError, describeError } from '../protocol/errors.ts';
 import { DEFAULT_CHUNK_SIZE, manifestForImage, type Manifest } from '../protocol/manifest.ts';
 import { MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from '../protocol/limits.ts';
 import { makeSampleImage, type SelfTest } from './image-format.ts';
+import { generateReleases, RELEASE_SAMPLES } from './releases.ts';
 
 /**
  * Writes sample images and their JSON manifests (docs/protocol.md §5) for demos and tests:
@@ -64,7 +65,9 @@ export async function generate(outDir: string, size = DEFAULT_SAMPLE_SIZE, chunk
     await writeFile(join(outDir, `${spec.stem}.manifest.json`), `${JSON.stringify(manifest, null, 2)}\n`);
     index.push({ stem: spec.stem, image: `${spec.stem}.bin`, manifest: `${spec.stem}.manifest.json`, version: spec.version, hw: spec.hw, note: spec.note });
   }
-  await writeFile(join(outDir, 'index.json'), `${JSON.stringify({ name: SAMPLE_NAME, size, chunk, samples: index }, null, 2)}\n`);
+  // the two-component release pair (firmware-samples/releases.ts)
+  const releases = await generateReleases(outDir, size, chunk);
+  await writeFile(join(outDir, 'index.json'), `${JSON.stringify({ name: SAMPLE_NAME, size, chunk, samples: index, releases }, null, 2)}\n`);
   return index;
 }
 
@@ -100,6 +103,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
   const written = await generate(out, size, chunk);
   for (const s of written) process.stdout.write(`${s.stem}  ${s.note}\n`);
+  process.stdout.write(`${RELEASE_SAMPLES.join(', ')}  two-component release descriptions (release 1.1.0's net is release 1.0.0's)\n`);
   process.stdout.write(`${written.length} samples in ${out}\n`);
   return 0;
 }

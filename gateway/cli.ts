@@ -12,6 +12,7 @@ import { addConfigCommands } from './config-cli.ts';
 import { addDeviceAdminCommands } from './device-admin-cli.ts';
 import { addDeviceCommands } from './device-cli.ts';
 import { addCampaignControlCommands } from './control-cli.ts';
+import { addReleaseCommands } from './release-cli.ts';
 import { FLEET_FILE, readFleetFile, type FleetFile } from './fleet-store.ts';
 import { Gateway } from './gateway.ts';
 import { addHistoryCommands } from './history-cli.ts';
@@ -78,6 +79,11 @@ const { campaign } = addHistoryCommands(program, (cmd) => loadConfig(cmd.optsWit
 });
 // cancel, retry and resume go to the running gateway through its control socket in the data directory
 addCampaignControlCommands(campaign, async (cmd) => (await loadConfig(cmd.optsWithGlobals<Flags>())).dataDir, (r) => {
+  run = r;
+});
+
+// fwgate releases, fwgate release live (docs/operations.md "Releases")
+addReleaseCommands(program, (cmd) => loadConfig(cmd.optsWithGlobals<Flags>()), (r) => {
   run = r;
 });
 

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { describeError, FwError, isFwError } from '../protocol/errors.ts';
 import { formatIssues } from '../protocol/schema.ts';
-import { RetryOutcomes } from '../protocol/uplink.ts';
+import { RetryOutcomes, waveSize } from '../protocol/uplink.ts';
 
 /**
  * The gateway's control socket (docs/operations.md "Campaign control on the host"): a Unix domain
@@ -20,6 +20,13 @@ export const controlRequest = z.discriminatedUnion('op', [
   z.strictObject({ op: z.literal('cancel'), campaign: campaignId }),
   z.strictObject({ op: z.literal('resume'), campaign: campaignId }),
   z.strictObject({ op: z.literal('retry'), campaign: campaignId, outcomes: z.array(z.enum(RetryOutcomes)).min(1), policy: z.enum(['now', 'window']).optional(), force: z.boolean().optional() }),
+  // `fwgate release live <name> <version>` (docs/operations.md "Releases")
+  z.strictObject({
+    op: z.literal('release-live'), release: z.string().min(1).max(64), version: z.string().min(1).max(64),
+    policy: z.enum(['now', 'window']).optional(), force: z.boolean().optional(), downgrade: z.boolean().optional(),
+    only: z.array(z.string().min(1).max(64)).min(1).optional(), group: z.string().min(1).max(64).optional(), waves: z.array(waveSize).min(1).max(16).optional(),
+    waveGate: z.number().int().min(1).max(100).optional(), wavePause: z.boolean().optional(),
+  }),
 ]);
 export type ControlRequest = z.infer<typeof controlRequest>;
 export type ControlAnswer = { ok: true; campaign: string } | { ok: false; code: string; message: string };
@@ -53,7 +60,7 @@ export async function serveControl(dataDir: string, act: (r: ControlRequest) => 
     }
     try {
       const campaign = await act(req);
-      log(`control: ${req.op} ${req.campaign} -> ${campaign}`);
+      log(`control: ${req.op} ${req.op === 'release-live' ? `${req.release} ${req.version}` : req.campaign} -> ${campaign}`);
       return { ok: true, campaign };
     } catch (err) {
       return { ok: false, code: isFwError(err) ? err.code : 'E_CONFIG', message: describeError(err) };

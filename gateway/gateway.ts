@@ -45,6 +45,9 @@ import { pausedMessage, pausedReplay } from './disk-full.ts';
 import { CampaignJournal, findUnfinished, journalDir, type JournalRecord, type UnfinishedCampaign } from './rollout/journal.ts';
 import { ImageStore, type StoredImage } from './store.ts';
 import { UplinkSession } from './uplink/session.ts';
+import { ReleaseRegistry } from './releases.ts';
+import { goLive, storedRelease } from './release-live.ts';
+import { prepareReleaseFallback, releasePreflightManifest } from './release-wiring.ts';
 import { KeyRing, parsePublicKey } from '../protocol/signature.ts';
 import { realTimers, type Timers } from './waiter.ts';
 import { MaintenanceWindows, nodeCronStarts, type Clock as WallClock } from './windows.ts';
@@ -146,6 +149,9 @@ export class Gateway {
     });
   }
 
+  /** The release registry (<dataDir>/releases, docs/operations.md "Releases"). */
+  releases!: ReleaseRegistry;
+
   /** The trusted manifest-signing keys of the config (docs/protocol.md §5.4, §7.3.1). */
   readonly keyRing: KeyRing;
 
@@ -154,11 +160,16 @@ export class Gateway {
     const timers = opts.timers ?? realTimers;
     const pidFile = acquirePidFile(config.dataDir, 'gateway'); // refuses while another live process holds the data directory
     const ring = new KeyRing(config.security.trustedKeys.map((k) => parsePublicKey(k.publicKey)));
+    const releases = await ReleaseRegistry.open({
+      dir: join(config.dataDir, 'releases'), keyRing: ring, allowUnsigned: config.security.allowUnsigned,
+      report: (r) => log.error({ file: r.file, reason: r.reason }, 'release record does not verify: skipped (move it away, or upload the release again)'),
+    });
     const store = await ImageStore.open({
       dir: join(config.dataDir, 'store'), maxImageSize: config.uplink.maxImageBytes, syncEveryBytes: config.uplink.partialSyncBytes,
       logger: (line) => log.info(line),
       // the disk is not trusted either: a stored manifest must verify as an upload's would (§7.3.1)
-      checkManifest: (m) => manifestDistrust(ring, config.security.allowUnsigned, m),
+      // a component image is covered by its verified release's signature (§5.5.5)
+      checkManifest: (m) => (releases.covers(m) ? undefined : manifestDistrust(ring, config.security.allowUnsigned, m)),
     });
     const fleetStore = await FleetStore.open({ dataDir: config.dataDir, timers, log: log.child({ part: 'fleet' }) });
     const broker = await Broker.start(await brokerOptions(config, brokerLogger(log.child({ part: 'broker' }))));
@@ -176,6 +187,7 @@ export class Gateway {
     watchClockJumps(windows, wallClock, opts.monotonic ?? (opts.wallClock ? () => wallClock.now() : () => timers.now()), config.windows, log);
     const gw = new Gateway(config, log, timers, broker, channel, fleet, store, await journalDir(config.dataDir), windows, windowGate(windows, wallClock), fleetStore);
     gw.pidFile = pidFile;
+    gw.releases = releases;
     gw.pruneJournals();
     logSecurity(gw.keyRing, config.security.allowUnsigned, log);
     if (opts.uplinkStream) gw.attachUplink(opts.uplinkStream);
@@ -227,6 +239,11 @@ export class Gateway {
       onImageStored: async (image, request) => {
         const { campaign, start, queued, supersedes } = await this.prepareCampaign(image, request);
         return { id: campaign.id, start, ...(queued ? { queued } : {}), ...(supersedes ? { supersedes } : {}) };
+      },
+      release: {
+        releases: this.releases,
+        preflight: (release, request) => this.preflight(releasePreflightManifest(release), request),
+        prepareRelease: (release, request) => prepareReleaseFallback(this, release, request),
       },
     });
   }
@@ -469,6 +486,12 @@ export class Gateway {
     switch (r.op) {
       case 'cancel': return this.cancelCampaign(r.campaign, 'cancelled by the operator (fwgate campaign cancel)').id;
       case 'resume': return this.resumeCampaign(r.campaign).id;
+      case 'release-live': {
+        const { op: _op, release, version, ...opts } = r;
+        const live = await goLive({ releases: this.releases, store: this.store, prepareRelease: (m, o) => prepareReleaseFallback(this, m, o) }, await storedRelease({ releases: this.releases, store: this.store }, release, version), opts);
+        live.start();
+        return live.id;
+      }
       case 'retry': {
         const { op: _op, ...req } = r;
         const prepared = await this.retryCampaign(req);

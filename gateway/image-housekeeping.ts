@@ -5,6 +5,7 @@ import { syncDir } from './durable.ts';
 import { FLEET_FILE, readFleetFile, type StoredDevice } from './fleet-store.ts';
 import { deriveState, hasEnded, journalDirOf, journalFiles, readJournal, readStoredManifest, type ReadJournal } from './history.ts';
 import type { CampaignState } from './rollout/journal.ts';
+import { imagesNamedByReleases } from './releases.ts';
 import { pruneJournals, type KeepCampaigns, type RemovedJournal } from './retention.ts';
 
 /**
@@ -147,12 +148,15 @@ export async function pruneImages(dataDir: string, keep: KeepCampaigns, opts: { 
   const gone = new Set(removedJournals.map((r) => r.file));
   // a removed journal keeps no image, but the version it released the bytes as still tells which devices run them
   const images = listImages(dataDir, devices, warn, all.filter((j) => !gone.has(j.file)), all);
+  const releases = imagesNamedByReleases(join(dataDir, 'releases')); // a stored release's component images stay (docs/operations.md "Releases")
   const entries: PruneEntry[] = images.map((img) => {
     const keptBecause: string[] = [];
     if (img.name === '?') keptBecause.push('its manifest cannot be read');
     for (const d of img.devices) keptBecause.push(`device ${d} runs it`);
     for (const c of img.campaigns) keptBecause.push(c.ended ? `kept journal of campaign ${c.id} (${c.state}) names it` : `campaign ${c.id} (${c.state}) needs it`);
     if (unreadable.length > 0) keptBecause.push('a journal cannot be read (it might name it)');
+    for (const r of releases.named.get(img.sha256) ?? []) keptBecause.push(`release ${r} names it`);
+    if (releases.unreadable.length > 0) keptBecause.push('a release record cannot be read (it might name it)');
     return { sha256: img.sha256, name: img.name, version: img.version, size: img.size, remove: keptBecause.length === 0, keptBecause };
   });
   const dir = imagesDirOf(dataDir);

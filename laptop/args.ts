@@ -3,6 +3,7 @@ import type { CampaignOptions } from './client.ts';
 import { laptopSettings } from './settings.ts';
 import { parseSeq } from './signing.ts';
 import { retryOutcomesOf, type RetryMessage, type WaveSize } from '../protocol/uplink.ts';
+import { parseWaves } from '../protocol/wave-list.ts';
 
 /** fwpush's flags, parsed and range-checked. Times are as given (seconds). */
 export interface Opts {
@@ -21,10 +22,12 @@ export interface Opts {
   campaign?: string;
   /** `retry`: which device results (§7.12.2). */
   failed?: boolean; rolledBack?: boolean; expired?: boolean; cancelled?: boolean; skippedDevices?: boolean;
+  /** `release <desc.json>`: store the release without a campaign (docs/operations.md "Releases"). */
+  deferred?: boolean;
 }
 
 /** What the command line asks for, or the exit code when it asks for nothing more (help, a usage error). */
-export type ParsedArgs = { kind: 'run'; opts: Opts; target: string; arg?: string } | { kind: 'exit'; code: 0 | 2 };
+export type ParsedArgs = { kind: 'run'; opts: Opts; target: string; arg?: string; more?: string[] } | { kind: 'exit'; code: 0 | 2 };
 
 type Range = readonly [number, number];
 
@@ -63,7 +66,8 @@ function program(output: OutputConfiguration | undefined): Command {
   const cmd = new Command('fwpush')
     .description('Send a firmware image to an fwgate gateway over its serial link and follow the rollout to every device — or, when the gateway queues it for a maintenance window, say when the window opens and exit (code 0); with "status", show the running or last campaign and the queued ones instead, and follow the running one to its end.')
     .argument('<image|command>', 'firmware image file to push, or a command: "status" (show and follow what the gateway is doing), "cancel [campaign]", "retry <campaign>", "resume <campaign>", "plan <image>" (an image file named like a command: ./status)')
-    .argument('[arg]', 'the campaign of cancel / retry / resume, the image of plan')
+    .argument('[arg]', 'the campaign of cancel / retry / resume, the image of plan, the release description of release (or "live")')
+    .argument('[more...]', 'release live: the release name and version')
     .option('-P, --port <tty>', 'serial port connected to the gateway, e.g. /dev/ttyUSB0 (default: $FWPUSH_PORT, the profile\'s port, or the only USB-serial adapter plugged in)')
     .option('-K, --tech-key <file>', 'technician key (Ed25519 private key, PKCS#8 PEM, from `fwpush keygen`) the gateway trusts: needed to push, not for status (default: $FWPUSH_TECH_KEY or the profile\'s techKey)')
     .option('-m, --manifest <file>', 'JSON manifest for the image (otherwise one is made from the image and the flags below)')
@@ -104,11 +108,16 @@ function program(output: OutputConfiguration | undefined): Command {
     .option('--expired', 'retry: the devices whose campaign expired before they checked in')
     .option('--cancelled', 'retry: the devices a cancel left on their old image')
     .option('--skipped-devices', 'retry: the devices that were skipped')
+    .option('--deferred', 'release: upload and store the release without starting a campaign (fwpush release live starts it later)')
     .addHelpText('after', `
 Commands:
   fwpush keygen --out <base>   make an Ed25519 key pair (technician key: <base>.key; give <base>.pub to the gateway)
   fwpush ports [--json]        list the serial ports, their /dev/serial/by-id names and USB ids
   fwpush -V, --tool-version    print fwpush's own version (--version is the image's version)
+  fwpush release <desc.json> [--manifest <signed release>] [--deferred]
+                               upload a multi-component release: only the component images the gateway lacks
+  fwpush release live <name> <version>
+                               start a stored (deferred) release's campaign, with --now/--only/--group/--waves …
 
 Defaults: --port and --tech-key from FWPUSH_PORT / FWPUSH_TECH_KEY, else from the profile
 (FWPUSH_PROFILE, default ~/.config/fwpush/profile.json: {"port": "...", "techKey": "..."});
@@ -134,26 +143,8 @@ export function parseArgs(argv: readonly string[], output?: OutputConfiguration)
   } catch (err) {
     return { kind: 'exit', code: (err as { exitCode?: number }).exitCode === 0 ? 0 : 2 };
   }
-  const [target, arg] = cmd.args as [string, string | undefined];
-  return { kind: 'run', opts: cmd.opts<Opts>(), target, ...(arg !== undefined ? { arg } : {}) };
+  const [target, arg, ...more] = cmd.args as [string, string | undefined, ...string[]];
+  return { kind: 'run', opts: cmd.opts<Opts>(), target, ...(arg !== undefined ? { arg } : {}), ...(more.length > 0 ? { more } : {}) };
 }
 
-/** `--waves 1,10%,100%` as wave sizes; undefined for a malformed list (the caller names the flag). */
-export function parseWaves(text: string): WaveSize[] | undefined {
-  const parts = text.split(',').map((p) => p.trim());
-  if (parts.length > 16 || parts.some((p) => p === '')) return undefined;
-  const out: WaveSize[] = [];
-  for (const p of parts) {
-    const pct = /^(\d{1,3})%$/.exec(p);
-    if (pct) {
-      const v = Number(pct[1]);
-      if (v < 1 || v > 100) return undefined;
-      out.push({ pct: v });
-    } else if (/^\d{1,7}$/.test(p) && Number(p) >= 1) {
-      out.push({ count: Number(p) });
-    } else {
-      return undefined;
-    }
-  }
-  return out;
-}
+export { parseWaves } from '../protocol/wave-list.ts';

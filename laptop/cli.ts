@@ -19,6 +19,9 @@ import { loadTechKey, unauthorisedHint } from './tech-key.ts';
 import type { TechnicianKey } from '../protocol/uplink-auth.ts';
 import { EXIT, exitCodeFor, HumanRenderer, JsonRenderer, summarise, type Renderer, type Summary } from './render.ts';
 import { laptopSettings as settings } from './settings.ts';
+import { loadRelease, releaseModeOf, type ReleaseMode } from './release-cli.ts';
+import { pushReleaseAndFollow } from './release-push.ts';
+import { releaseDigest, type ReleaseManifest } from '../protocol/release.ts';
 
 export { EXIT };
 
@@ -54,10 +57,12 @@ async function loadInputs(imagePath: string, o: Opts): Promise<{ manifest: Manif
 /** What this run does: push an image and follow its campaign, or follow/replay what the gateway is doing. */
 type Mode =
   | { kind: 'push'; imagePath: string } | { kind: 'plan'; imagePath: string } | { kind: 'status'; campaign?: string }
-  | { kind: 'cancel'; campaign?: string } | { kind: 'retry'; campaign: string } | { kind: 'resume'; campaign: string };
+  | { kind: 'cancel'; campaign?: string } | { kind: 'retry'; campaign: string } | { kind: 'resume'; campaign: string } | ReleaseMode;
 
 /** The command line's first words as what this run does; a usage problem as E_USAGE. */
-function modeOf(target: string, arg: string | undefined, o: Opts): Mode {
+function modeOf(target: string, arg: string | undefined, o: Opts, more: readonly string[] = []): Mode {
+  if (target === 'release') return releaseModeOf(arg, more);
+  if (more.length > 0) throw new FwError('E_USAGE', `unexpected argument "${more[0]}"; see --help`);
   const needs = (what: string): string => {
     if (arg === undefined) throw new FwError('E_USAGE', `${what} needs a campaign id (fwgate campaigns, or fwpush status, shows them); see --help`);
     return arg;
@@ -105,7 +110,7 @@ async function main(): Promise<number> {
   }
   const args = parseArgs(process.argv.slice(2));
   if (args.kind === 'exit') return args.code === 0 ? EXIT.ok : EXIT.usage;
-  const { opts: given, target, arg } = args;
+  const { opts: given, target, arg, more } = args;
   let o: Opts & { port: string };
   try {
     const resolved = await resolveDefaults({ ...(given.port !== undefined ? { port: given.port } : {}), ...(given.techKey !== undefined ? { techKey: given.techKey } : {}) }, { listPorts: () => listPorts() });
@@ -118,9 +123,10 @@ async function main(): Promise<number> {
   const render: Renderer = o.json ? new JsonRenderer() : new HumanRenderer({ maxBars: settings.maxBars, totalsEveryMs: settings.totalsEveryMs, fps: settings.fps });
   let mode: Mode;
   let inputs: { manifest: Manifest; image: Buffer } | undefined;
+  let release: { release: ReleaseManifest; images: Map<string, Buffer> } | undefined;
   let techKey: TechnicianKey | undefined;
   try {
-    mode = modeOf(target, arg, o);
+    mode = modeOf(target, arg, o, more);
   } catch (err) {
     render.error(describeError(err), 'E_USAGE');
     return EXIT.usage;
@@ -128,6 +134,7 @@ async function main(): Promise<number> {
   if (mode.kind !== 'status') {
     try {
       if (mode.kind === 'push' || mode.kind === 'plan') inputs = await loadInputs(mode.imagePath, o);
+      if (mode.kind === 'release') release = await loadRelease(mode.descPath, o);
       if (o.techKey !== undefined) techKey = await loadTechKey(o.techKey);
     } catch (err) {
       render.error(describeError(err), isFwError(err) ? err.code : undefined);
@@ -216,6 +223,18 @@ async function main(): Promise<number> {
       });
       const { state, followed } = await statusAndFollow(flow, accepted.campaign);
       return followed ? finish(render, watch, followed.campaign, state.image ?? { name: '?', version: '?', sha256: '' }, Date.now() - started) : EXIT.ok;
+    }
+    if (mode.kind === 'release-live') {
+      const accepted = await session.current.client.control({ t: 'release-live', release: mode.release, version: mode.version, ...campaignOptions(o) });
+      const { state, followed } = await statusAndFollow(flow, accepted.campaign);
+      return followed ? finish(render, watch, followed.campaign, state.image ?? { name: mode.release, version: mode.version, sha256: '' }, Date.now() - started) : EXIT.ok;
+    }
+    if (mode.kind === 'release') {
+      const r = release!.release;
+      const pushed = await pushReleaseAndFollow(flow, r, release!.images, { ...campaignOptions(o), ...(o.deferred ? { deferred: true } : {}) });
+      if (pushed.deferred) return EXIT.ok; // the renderer said it is stored, deferred
+      const image = { name: r.release, version: r.version, sha256: releaseDigest(r) };
+      return finish(render, watch, pushed.campaign, watch.order?.image ?? image, pushed.complete?.durationMs || Date.now() - started, pushed.queued);
     }
     const { manifest, image } = inputs!;
     const { campaign, complete, queued } = await pushAndFollow(flow, manifest, image, campaignOptions(o));

@@ -252,12 +252,62 @@ export class UplinkClient extends EventEmitter<{
     return this.next((m): m is Msg<'complete'> | Msg<'waiting'> => (m.t === 'complete' || m.t === 'waiting') && m.campaign === campaign, idleTimeoutMs, 'campaign completion', true);
   }
 
-  /** `cancel`, `retry`, `resume` (§7.12): resolves with the gateway's `accepted`; rejects with its deny. */
-  async control(msg: Msg2<'cancel'> | Msg2<'retry'> | Msg2<'resume'>): Promise<Msg<'accepted'>> {
+  /** `cancel`, `retry`, `resume`, `release-live` (§7.12): resolves with the gateway's `accepted`; rejects with its deny. */
+  async control(msg: Msg2<'cancel'> | Msg2<'retry'> | Msg2<'resume'> | Msg2<'release-live'>): Promise<Msg<'accepted'>> {
     await this.link.send(await this.authorised(defined(msg) as typeof msg));
     const r = await this.next((m): m is Msg<'accepted'> | Msg<'deny'> => m.t === 'accepted' || m.t === 'deny', this.opts.replyTimeoutMs, `the answer to ${msg.t}`);
     if (r.t === 'deny') throw new FwError('E_UPLINK_STATE', `gateway refused ${msg.t} (${r.code}): ${r.reason}`, { details: { deny: r.code } });
     return r;
+  }
+
+  /**
+   * Ask to send a release (§7.3.9). Resolves with the `release-grant` (the component images the
+   * gateway lacks, each with its resume offset); rejects on a deny, its code in `details.deny`.
+   */
+  async requestRelease(msg: Msg2<'release-rts'>): Promise<Msg<'release-grant'>> {
+    await this.link.send(await this.authorised(defined(msg) as typeof msg));
+    const reply = await this.next((m): m is Msg<'release-grant'> | Msg<'deny'> => m.t === 'release-grant' || m.t === 'deny', this.opts.replyTimeoutMs, 'release grant or deny');
+    if (reply.t === 'deny') {
+      throw new FwError('E_UPLINK_STATE', `gateway refused the release (${reply.code}): ${reply.reason}`, { details: { deny: reply.code } });
+    }
+    return reply;
+  }
+
+  /**
+   * Send the granted component images (§7.3.9): their bytes laid end to end in the grant's order,
+   * each from its resume offset, in `data` messages that never cross from one image into the next.
+   * `images` maps each granted component to its bytes. Emits 'upload' over the granted bytes.
+   */
+  async uploadRelease(images: ReadonlyMap<string, Uint8Array>, grant: Msg<'release-grant'>): Promise<void> {
+    const total = grant.send.reduce((n, c) => n + c.size, 0);
+    const resumedAt = grant.send.reduce((n, c) => n + c.offset, 0);
+    let base = 0;
+    let sent = resumedAt;
+    for (const c of grant.send) {
+      const image = images.get(c.component);
+      if (!image || image.length !== c.size) throw new FwError('E_UPLINK_PROTOCOL', `release grant names component ${c.component} of ${c.size} bytes, which this release does not have`);
+      for (let off = c.offset; off < image.length;) {
+        const data = image.subarray(off, Math.min(off + uploadChunk(grant.chunk, this.link.arq.lineMsPerByte), image.length));
+        if (this.link.down) throw new FwError('E_LINK_TIMEOUT', `the gateway stopped acknowledging the upload at ${sent} of ${total} bytes`);
+        if (this.peerReset) throw this.peerReset;
+        await this.link.send({ t: 'data', off: base + off, data });
+        off += data.length;
+        sent += data.length;
+        this.emit('upload', sent, total, resumedAt);
+        this.throwIfGatewayError();
+      }
+      base += c.size;
+    }
+    if (resumedAt >= total) this.emit('upload', total, total, resumedAt);
+  }
+
+  /** Commit a release upload (§7.3.9): the `committed`, with a campaign or `deferred`. */
+  async commitRelease(): Promise<Msg<'committed'> & { ok: true }> {
+    await this.link.send({ t: 'commit' });
+    const c = await this.next((m): m is Msg<'committed'> | Msg<'error'> => m.t === 'committed' || (m.t === 'error' && !DROPPED_MESSAGE_CODES.has(m.code)), this.opts.replyTimeoutMs, 'the commit result');
+    if (c.t === 'error') throw new FwError('E_UPLINK_STATE', `gateway reported an error during upload (${c.code}): ${c.reason}`);
+    if (!c.ok || (!c.campaign && !c.deferred)) throw new FwError('E_UPLINK_STATE', `gateway refused the release (${c.code ?? 'no code'}): ${c.reason ?? 'no reason given'}`);
+    return { ...c, ok: true };
   }
 
   /** A dry run (§7.12.4): the order an upload of this manifest would get now. */

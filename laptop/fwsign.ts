@@ -6,6 +6,7 @@ import { DEFAULT_CHUNK_SIZE, manifestForImage, parseManifest } from '../protocol
 import { parsePrivateKey, signManifest } from '../protocol/signature.ts';
 import { readReleaseState, recordRelease, seqRefusal } from './release-state.ts';
 import { keygen, parseSeq } from './signing.ts';
+import { releaseMain } from './fwsign-release.ts';
 import { TOOL_VERSION } from '../protocol/tool-version.ts';
 
 /**
@@ -37,6 +38,7 @@ function program(): Command {
     .addHelpText('after', `
 Commands:
   fwsign keygen --out <base>    make an Ed25519 key pair (<base>.key, <base>.pub)
+  fwsign release <desc.json> --key <file> [--out <file>]   sign a multi-component release (fwsign release --help)
 
 Example:
   fwsign keygen --out keys/vendor-2026
@@ -50,6 +52,7 @@ interface SignOpts { key: string; version: string; hw: string; seq: number; name
 
 export async function main(argv: readonly string[]): Promise<number> {
   if (argv[0] === 'keygen') return keygen(argv.slice(1), (l) => console.log(l), (l) => console.error(l));
+  if (argv[0] === 'release') return releaseMain(argv.slice(1));
   if (argv.includes('-V') || argv.includes('--tool-version')) {
     console.log(`fwsign ${TOOL_VERSION}`);
     return 0;

@@ -24,7 +24,7 @@ export interface Followed {
 }
 
 /** A followed campaign's end: its completion, or its `waiting`. */
-function ended(campaign: string, end: CompleteMessage | WaitingMessage): Followed {
+export function ended(campaign: string, end: CompleteMessage | WaitingMessage): Followed {
   return end.t === 'complete' ? { campaign, complete: end } : { campaign, complete: undefined, waiting: end };
 }
 
@@ -80,7 +80,7 @@ export async function statusAndFollow(d: FlowDeps, named?: string): Promise<{ st
 }
 
 /** Follow the campaign a `state` names, which must be `expected`: live while it runs, else its replay. */
-async function follow(client: UplinkClient, state: StateMessage, expected: string, d: FlowDeps, conn: Connection): Promise<Followed> {
+export async function follow(client: UplinkClient, state: StateMessage, expected: string, d: FlowDeps, conn: Connection): Promise<Followed> {
   if (state.campaign !== expected) {
     throw new FwError('E_UPLINK_STATE', `campaign ${expected} is no longer the gateway's current or last campaign (it reports ${state.campaign ?? 'none'})`);
   }

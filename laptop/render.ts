@@ -367,6 +367,10 @@ export class HumanRenderer implements Renderer {
         if (msg.preflight) this.say(`Pre-flight: ${preflightText(msg.preflight)}`);
         if (msg.stored) this.say('image already on the gateway: upload skipped');
         return;
+      case 'release-grant':
+        if (msg.preflight) this.say(`Pre-flight: ${preflightText(msg.preflight)}`);
+        this.say(`Release: uploading ${msg.send.length === 0 ? 'nothing' : msg.send.map((c) => c.component).join(', ')}${msg.stored.length > 0 ? `; already on the gateway: ${msg.stored.join(', ')}` : ''}`);
+        return;
       case 'hello':
       case 'deny':
         return; // summarised, or answered by the client
@@ -442,6 +446,7 @@ export class HumanRenderer implements Renderer {
 
   private onCommitted(c: CommittedMessage): void {
     if (!c.ok) return; // the client gives up with the gateway's code and reason
+    if (c.deferred) return this.say(`Release verified and stored by the gateway (digest ${c.sha256.slice(0, 16)}…), deferred: no campaign until \`fwpush release live\` or \`fwgate release live\``);
     const what = c.queued ? 'queued for a maintenance window' : 'started';
     this.say([`Image verified and stored by the gateway (sha256 ${c.sha256.slice(0, 16)}…); campaign ${c.campaign ?? '?'} ${what}`, ...committedLines(c, this.when)].join('\n'));
   }

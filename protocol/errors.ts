@@ -50,6 +50,8 @@ export const ErrorCodes = {
   E_NOTHING_TO_RETRY: 'no device of the campaign has the results asked for',
   E_NO_TARGETS: 'the targeting leaves no known device',
   E_NOT_ENOUGH_ONLINE: 'fewer eligible devices online than required',
+  E_UNKNOWN_RELEASE: 'no stored release of that name and version',
+  E_RELEASE_RECORD: 'a stored release record does not verify',
   // configuration and CLI
   E_CONFIG: 'configuration invalid',
   E_USAGE: 'command-line usage error',

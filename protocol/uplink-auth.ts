@@ -168,7 +168,7 @@ export function verifyRequest(publicKey: KeyObject, challenge: Uint8Array, msg: 
  * Uplink request types that must carry `auth` (§7.2.4): the one list the gateway checks. A
  * request of these types without a valid `auth` is denied `unauthorised`.
  */
-export const AUTHORISED_REQUEST_TYPES: readonly string[] = Object.freeze(['rts', 'cancel', 'retry', 'resume', 'plan']);
+export const AUTHORISED_REQUEST_TYPES: readonly string[] = Object.freeze(['rts', 'cancel', 'retry', 'resume', 'plan', 'release-rts', 'release-live']);
 
 /** Whether a message of this type must carry `auth`. */
 export function needsRequestAuth(t: string): boolean {

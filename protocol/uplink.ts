@@ -8,7 +8,7 @@ import {
   MIN_FRAME_PAYLOAD,
 } from './limits.ts';
 import { manifestSchema } from './manifest.ts';
-import { componentName } from './release.ts';
+import { componentName, releaseManifestSchema } from './release.ts';
 import { bytes, decodeMessage, sha256Hex, text, u32 } from './schema.ts';
 import { AUTH_CHALLENGE_BYTES, AUTH_SIG_BYTES, MAX_REQUEST_COUNTER } from './uplink-auth.ts';
 
@@ -21,7 +21,7 @@ import { AUTH_CHALLENGE_BYTES, AUTH_SIG_BYTES, MAX_REQUEST_COUNTER } from './upl
 /** Why the gateway refuses a request-to-send (§7.3). */
 export const DenyCodes = [
   'busy', 'too-large', 'invalid-manifest', 'protocol', 'no-space', 'state', 'internal', 'unsigned', 'unknown-key', 'bad-signature',
-  'unauthorised', 'unknown-campaign', 'not-enough-online', 'nothing-to-retry', 'no-targets',
+  'unauthorised', 'unknown-campaign', 'not-enough-online', 'nothing-to-retry', 'no-targets', 'unknown-release',
 ] as const;
 export type DenyCode = (typeof DenyCodes)[number];
 
@@ -167,6 +167,33 @@ export const resumeMsg = z.object({ t: z.literal('resume'), campaign, auth: requ
 /** A dry run (§7.12.4): measure and rank as an upload of this manifest would, store and update nothing. Technician-authorised. */
 export const planMsg = z.object({ t: z.literal('plan'), manifest: manifestSchema, downgrade: z.boolean().optional(), ...targetingFields, auth: requestAuth.optional() });
 
+/**
+ * Ask to send a release (§7.3.9): its signed release manifest; the gateway grants the component
+ * images it does not already hold. Technician-authorised, like `rts`.
+ */
+export const releaseRtsMsg = z.object({
+  t: z.literal('release-rts'),
+  release: releaseManifestSchema,
+  /** Store the release without a campaign (registry state `deferred`); `release-live` starts it later. */
+  deferred: z.boolean().optional(),
+  policy: z.enum(CampaignPolicies).optional(),
+  downgrade: z.boolean().optional(),
+  force: z.boolean().optional(),
+  ...targetingFields,
+  auth: requestAuth.optional(),
+});
+/** Start a stored release's campaign (§7.12.6): by release name and version. Technician-authorised. */
+export const releaseLiveMsg = z.object({
+  t: z.literal('release-live'),
+  release: z.string().min(1).max(MAX_NAME_LENGTH),
+  version,
+  policy: z.enum(CampaignPolicies).optional(),
+  downgrade: z.boolean().optional(),
+  force: z.boolean().optional(),
+  ...targetingFields,
+  auth: requestAuth.optional(),
+});
+
 /** Who the campaign of an upload would reach, counted before any data (§7.3.7). */
 export const preflightInfo = z.object({
   /** Eligible and connected now. */
@@ -191,6 +218,19 @@ export const grantMsg = z.object({
   stored: z.literal(true).optional(),
   preflight: preflightInfo.optional(),
 });
+/**
+ * The answer to `release-rts` (§7.3.9): the components to upload, in the order their bytes follow
+ * one another in the `data` offsets, each resuming at `offset`; the others are already stored.
+ */
+export const releaseGrantMsg = z.object({
+  t: z.literal('release-grant'),
+  /** The release's digest (§5.5.4). */
+  digest: sha256Hex,
+  chunk: z.number().int().min(1).max(MAX_FRAME_PAYLOAD),
+  send: z.array(z.object({ component: componentName, sha256: sha256Hex, size: u32, offset: u32 })).max(MAX_COMPONENTS),
+  stored: z.array(componentName).max(MAX_COMPONENTS),
+  preflight: preflightInfo.optional(),
+});
 export const denyMsg = z.object({ t: z.literal('deny'), code: z.enum(DenyCodes), reason: text });
 export const committedMsg = z.object({
   t: z.literal('committed'),
@@ -203,6 +243,8 @@ export const committedMsg = z.object({
   queued: z.object({ reason: text, nextWindowAt: epochMs.optional(), expiresAt: epochMs.optional() }).optional(),
   /** The pending (not started) campaign for the same hardware models that this one replaced (§7.4.5). */
   supersedes: campaign.optional(),
+  /** A release uploaded with `deferred` (§7.3.9): stored, no campaign (`campaign` absent). */
+  deferred: z.literal(true).optional(),
 });
 export const orderEntry = z.object({
   id: deviceId,
@@ -357,7 +399,7 @@ export const waitingMsg = z.object({
   pausedBeforeWave: z.number().int().min(1).optional(),
 });
 /** Answer to `cancel`, `retry` and `resume` (§7.12): done, with the campaign it concerns (a retry's new campaign). */
-export const acceptedMsg = z.object({ t: z.literal('accepted'), request: z.enum(['cancel', 'retry', 'resume']), campaign, reason: text.optional() });
+export const acceptedMsg = z.object({ t: z.literal('accepted'), request: z.enum(['cancel', 'retry', 'resume', 'release-live']), campaign, reason: text.optional() });
 /** Answer to `plan` (§7.12.4): the order an upload would get now, and the pre-flight counts. */
 export const plannedMsg = z.object({
   t: z.literal('planned'),
@@ -370,10 +412,12 @@ export const plannedMsg = z.object({
   etaMs: z.number().min(0).optional(),
 });
 
-export const laptopMessage = z.discriminatedUnion('t', [helloMsg, authMsg, rtsMsg, dataMsg, commitMsg, statusReqMsg, cancelMsg, retryMsg, resumeMsg, planMsg]);
+export const laptopMessage = z.discriminatedUnion('t', [
+  helloMsg, authMsg, rtsMsg, dataMsg, commitMsg, statusReqMsg, cancelMsg, retryMsg, resumeMsg, planMsg, releaseRtsMsg, releaseLiveMsg,
+]);
 export const gatewayUplinkMessage = z.discriminatedUnion('t', [
   helloMsg, grantMsg, denyMsg, committedMsg, orderMsg, progressMsg, totalsMsg, resultMsg, completeMsg, errorMsg, stateMsg,
-  fleetMsg, waitingMsg, acceptedMsg, plannedMsg,
+  fleetMsg, waitingMsg, acceptedMsg, plannedMsg, releaseGrantMsg,
 ]);
 
 export type LaptopMessage = z.infer<typeof laptopMessage>;
@@ -393,6 +437,9 @@ export type StateMessage = z.infer<typeof stateMsg>;
 export type FleetMessage = z.infer<typeof fleetMsg>;
 export type FleetEntry = z.infer<typeof fleetEntry>;
 export type RtsMessage = z.infer<typeof rtsMsg>;
+export type ReleaseRtsMessage = z.infer<typeof releaseRtsMsg>;
+export type ReleaseLiveMessage = z.infer<typeof releaseLiveMsg>;
+export type ReleaseGrantMessage = z.infer<typeof releaseGrantMsg>;
 export type CommittedMessage = z.infer<typeof committedMsg>;
 export type WaitingMessage = z.infer<typeof waitingMsg>;
 export type PlannedMessage = z.infer<typeof plannedMsg>;

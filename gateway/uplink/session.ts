@@ -11,6 +11,7 @@ import {
 } from '../../protocol/uplink.ts';
 import { needsRequestAuth, type UplinkRequest } from '../../protocol/uplink-auth.ts';
 import { TechnicianAuth } from './auth.ts';
+import { ReleaseUpload, releaseLive, type ReleaseUplinkDeps } from './release-upload.ts';
 import { isNoSpace, NO_SPACE } from '../disk-full.ts';
 import type { MessageLink } from '../../transport/message-link.ts';
 import type { GatewayConfig } from '../config.ts';
@@ -48,6 +49,8 @@ export interface UplinkDeps {
    * and, when it waits for a maintenance window, why and until when (§7.4.3).
    */
   onImageStored(image: StoredImage, request: CampaignRequest): Promise<StoredCampaign>;
+  /** Releases (§7.3.9, §7.12.6): the registry and the release's campaign; absent: `release-rts` and `release-live` are denied. */
+  release?: Pick<ReleaseUplinkDeps, 'releases' | 'preflight' | 'prepareRelease'>;
   /** Source of the hello challenges (§7.2.4); default crypto.randomBytes. Injected by tests. */
   randomBytes?: (n: number) => Uint8Array;
   /** Clock of the authorisation's idle lapse (§7.2.4); default Date.now. Injected by tests. */
@@ -75,6 +78,8 @@ type State = 'idle' | 'ready' | 'receiving' | 'committing';
 export class UplinkSession {
   private state: State = 'idle';
   private upload: Upload | undefined;
+  /** The release upload in progress (§7.3.9), instead of `upload`. */
+  private releaseUpload: ReleaseUpload | undefined;
   private queue: Promise<void> = Promise.resolve();
   private maxFrame = 0;
   /** The campaign policy of the current upload's `rts`. */
@@ -167,6 +172,8 @@ export class UplinkSession {
         return { campaign: msg.campaign };
       });
       case 'plan': return this.onPlan(msg);
+      case 'release-rts': return this.onReleaseRts(msg);
+      case 'release-live': return this.onReleaseLive(msg);
       default: {
         const never: never = msg;
         this.deps.log.warn({ msg: never }, 'unhandled uplink message');
@@ -282,7 +289,40 @@ export class UplinkSession {
     }
   }
 
+  /** The deps of a release upload or `release-live` (§7.3.9), or undefined when this gateway has no registry. */
+  private releaseDeps(): ReleaseUplinkDeps | undefined {
+    const { release, store, config, log, keyRing, allowUnsigned } = this.deps;
+    return release && { ...release, store, config, log, keyRing, allowUnsigned, busyReason: (r) => this.deps.busyReason(r) };
+  }
+
+  /** `release-rts` (§7.3.9): checked like an `rts`, then a `release-grant` of the component images the gateway lacks. */
+  private async onReleaseRts(msg: Extract<LaptopMessage, { t: 'release-rts' }>): Promise<void> {
+    if (this.state === 'receiving' || this.state === 'committing') return this.deny('state', 'an upload is already in progress in this session');
+    const deps = this.releaseDeps();
+    if (!deps) return this.deny('internal', 'this gateway keeps no release registry');
+    const r = await ReleaseUpload.begin(deps, msg, this.maxFrame - DATA_MESSAGE_OVERHEAD);
+    if ('deny' in r) return this.deny(r.deny, r.reason);
+    this.releaseUpload = r.upload;
+    this.state = 'receiving';
+    await this.send(r.grant);
+  }
+
+  /** `release-live` (§7.12.6): answered `accepted` with the release's campaign, which then starts. */
+  private async onReleaseLive(msg: Extract<LaptopMessage, { t: 'release-live' }>): Promise<void> {
+    const deps = this.releaseDeps();
+    if (!deps) return this.deny('internal', 'this gateway keeps no release registry');
+    const r = await releaseLive(deps, msg);
+    if ('deny' in r) return this.deny(r.deny, r.reason);
+    this.deps.log.info({ release: `${msg.release} ${msg.version}`, campaign: r.id }, 'technician release live');
+    try {
+      await this.send({ t: 'accepted', request: 'release-live', campaign: r.id, reason: r.reason });
+    } finally {
+      r.start();
+    }
+  }
+
   private async onData(off: number, data: Uint8Array): Promise<void> {
+    if (this.state === 'receiving' && this.releaseUpload) return this.onReleaseData(this.releaseUpload, off, data);
     if (this.state !== 'receiving' || !this.upload) {
       this.deps.log.warn({ off }, 'data outside an upload dropped');
       return;
@@ -302,6 +342,20 @@ export class UplinkSession {
     }
   }
 
+  private async onReleaseData(upload: ReleaseUpload, off: number, data: Uint8Array): Promise<void> {
+    try {
+      await upload.write(off, data);
+    } catch (err) {
+      const full = isNoSpace(err);
+      this.deps.log.error({ err: describeError(err), release: `${upload.release.release} ${upload.release.version}` }, 'release upload write failed; upload abandoned');
+      await this.endUpload(full);
+      this.state = 'ready';
+      this.notify(full
+        ? { t: 'error', code: 'E_DISK_FULL', reason: `${NO_SPACE} on the gateway: release upload abandoned at ${off} and its partials removed; free space on the gateway and push again` }
+        : { t: 'error', code: isFwError(err) ? err.code : 'E_UPLINK_OFFSET', reason: describeError(err) });
+    }
+  }
+
   /** `state`, then a replay of the current (or last) campaign; live events follow as they happen. */
   private async onStatus(campaign?: string): Promise<void> {
     if (this.state === 'idle') return this.deny('state', 'send hello first');
@@ -316,6 +370,7 @@ export class UplinkSession {
 
   private async onCommit(): Promise<void> {
     const { link, log } = this.deps;
+    if (this.state === 'receiving' && this.releaseUpload) return this.onReleaseCommit(this.releaseUpload);
     if (this.state !== 'receiving' || (!this.upload && !this.storedManifest)) return this.deny('state', 'commit without an upload');
     const upload = this.upload;
     const adopt = this.storedManifest;
@@ -356,6 +411,19 @@ export class UplinkSession {
     }
   }
 
+  /** `commit` of a release upload (§7.3.9): `committed` with the release's digest; its campaign starts after. */
+  private async onReleaseCommit(upload: ReleaseUpload): Promise<void> {
+    this.state = 'committing';
+    this.releaseUpload = undefined;
+    const { committed, start } = await upload.commit();
+    this.state = 'ready';
+    try {
+      await this.send(committed);
+    } finally {
+      start?.(); // the rollout runs whether or not the laptop is still there
+    }
+  }
+
   /**
    * A message that did not validate is dropped, but the laptop is told why: a request-to-send
    * with a bad manifest is denied (it waits for grant or deny), anything else gets an error.
@@ -367,7 +435,7 @@ export class UplinkSession {
     } catch {
       t = undefined;
     }
-    if (t === 'rts' && this.state === 'ready') return this.deny('invalid-manifest', err.message);
+    if ((t === 'rts' || t === 'release-rts') && this.state === 'ready') return this.deny('invalid-manifest', err.message);
     this.notify({ t: 'error', code: err.code, reason: err.message });
   }
 
@@ -378,6 +446,9 @@ export class UplinkSession {
 
   private async endUpload(discard: boolean): Promise<void> {
     this.storedManifest = undefined;
+    const r = this.releaseUpload;
+    this.releaseUpload = undefined;
+    if (r) await (discard ? r.discard() : r.abandon());
     const u = this.upload;
     this.upload = undefined;
     if (!u) return;

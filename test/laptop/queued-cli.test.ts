@@ -71,6 +71,8 @@ class QueuingGateway {
       case 'retry':
       case 'resume':
       case 'plan':
+      case 'release-rts':
+      case 'release-live':
         return this.reply({ t: 'deny', code: 'state', reason: 'not in these tests' });
       default: {
         const never: never = m;

@@ -109,6 +109,19 @@ const hello = (role: 'laptop' | 'gateway'): fc.Arbitrary<unknown> => rec({
   challenge: bytes(32, 32),
 }, ['t', 'proto', 'role', 'agent', 'maxFrame', 'window', 'maxMessage']);
 
+/** A release manifest (§5.5): distinct component names, no agent or requires (their rules have their own tests). */
+const releaseArb = fc.uniqueArray(fc.stringMatching(/^[a-z][a-z0-9-]{0,8}$/), { minLength: 1, maxLength: 3 }).chain((names) => rec({
+  release: ident, version, hw: fc.array(ident, { minLength: 1, maxLength: 2 }), chunk: chunkSize, seq: u32,
+  components: fc.tuple(...names.map((n) => rec({
+    component: fc.constant(n), name: ident, version, size: fc.integer({ min: 1, max: 0xffff_ffff }), crc32: u32, sha256,
+  }, ['component', 'name', 'version', 'size', 'crc32', 'sha256']))),
+}, ['release', 'version', 'hw', 'chunk', 'components']));
+
+/** Any text a version field takes (≤ 64). */
+function anyVersionText(): fc.Arbitrary<string> {
+  return text(64);
+}
+
 const laptopArbs: Record<LaptopMessage['t'], fc.Arbitrary<unknown>> = {
   hello: hello('laptop'),
   auth: rec({ t: fc.constant('auth'), keyId: fc.uint8Array({ minLength: 8, maxLength: 8 }).map(hex), sig: bytes(64, 64) }, ['t', 'keyId', 'sig']),
@@ -126,6 +139,14 @@ const laptopArbs: Record<LaptopMessage['t'], fc.Arbitrary<unknown>> = {
     waves: fc.array(fc.oneof(rec({ count: fc.integer({ min: 1, max: 1000 }) }, ['count']), rec({ pct: fc.integer({ min: 1, max: 100 }) }, ['pct'])), { minLength: 1, maxLength: 4 }),
     waveGate: fc.integer({ min: 1, max: 100 }), wavePause: bool, requireOnline: fc.integer({ min: 1, max: 1000 }),
   }, ['t', 'manifest']),
+  'release-rts': rec({
+    t: fc.constant('release-rts'), release: releaseArb, deferred: bool, policy: fc.constantFrom(...CampaignPolicies), downgrade: bool, force: bool,
+    only: fc.array(text(64, 1), { minLength: 1, maxLength: 4 }), group: text(64, 1),
+  }, ['t', 'release']),
+  'release-live': rec({
+    t: fc.constant('release-live'), release: text(64, 1), version: anyVersionText(), policy: fc.constantFrom(...CampaignPolicies), downgrade: bool, force: bool,
+    only: fc.array(text(64, 1), { minLength: 1, maxLength: 4 }), group: text(64, 1),
+  }, ['t', 'release', 'version']),
 };
 
 const campaign = text(64, 1);
@@ -146,7 +167,7 @@ const gatewayUplinkArbs: Record<GatewayUplinkMessage['t'], fc.Arbitrary<unknown>
   hello: hello('gateway'),
   grant: rec({ t: fc.constant('grant'), sha256, offset: u32, chunk: fc.integer({ min: 1, max: 16_384 }), stored: fc.constant(true), preflight }, ['t', 'sha256', 'offset', 'chunk']),
   deny: rec({ t: fc.constant('deny'), code: fc.constantFrom(...DenyCodes), reason: text() }, ['t', 'code', 'reason']),
-  committed: rec({ t: fc.constant('committed'), ok: bool, sha256, code: text(), reason: text(), campaign }, ['t', 'ok', 'sha256']),
+  committed: rec({ t: fc.constant('committed'), ok: bool, sha256, code: text(), reason: text(), campaign, deferred: fc.constant(true) }, ['t', 'ok', 'sha256']),
   order: rec({
     t: fc.constant('order'), campaign, image: imageRef,
     devices: fc.array(orderEntry, { maxLength: 5 }), excluded: fc.array(excludedEntry, { maxLength: 5 }), excludedMore: count,
@@ -179,7 +200,12 @@ const gatewayUplinkArbs: Record<GatewayUplinkMessage['t'], fc.Arbitrary<unknown>
     t: fc.constant('waiting'), campaign, pending: count, devices: fc.array(rec({ id: deviceId, reason: text() }, ['id', 'reason']), { maxLength: 5 }),
     expiresAt: epochMs, pausedBeforeWave: fc.integer({ min: 1, max: 16 }),
   }, ['t', 'campaign', 'pending', 'devices']),
-  accepted: rec({ t: fc.constant('accepted'), request: fc.constantFrom('cancel', 'retry', 'resume'), campaign, reason: text() }, ['t', 'request', 'campaign']),
+  accepted: rec({ t: fc.constant('accepted'), request: fc.constantFrom('cancel', 'retry', 'resume', 'release-live'), campaign, reason: text() }, ['t', 'request', 'campaign']),
+  'release-grant': rec({
+    t: fc.constant('release-grant'), digest: sha256, chunk: fc.integer({ min: 1, max: 16_384 }),
+    send: fc.array(rec({ component: fc.stringMatching(/^[a-z][a-z0-9-]{0,8}$/), sha256, size: u32, offset: u32 }, ['component', 'sha256', 'size', 'offset']), { maxLength: 3 }),
+    stored: fc.array(fc.stringMatching(/^[a-z][a-z0-9-]{0,8}$/), { maxLength: 3 }), preflight,
+  }, ['t', 'digest', 'chunk', 'send', 'stored']),
   planned: rec({
     t: fc.constant('planned'), image: imageRef, devices: fc.array(orderEntry, { maxLength: 5 }), excluded: fc.array(excludedEntry, { maxLength: 5 }),
     excludedMore: count, preflight, etaMs: num,

@@ -167,9 +167,9 @@ describe('request-bound technician authorisation (docs/protocol.md §7.2.4)', ()
     assert.ok(!verifyRequest(rfcPublic, new Uint8Array(3), signed), 'a challenge of the wrong length');
   });
 
-  it('rts and the campaign requests (cancel, retry, resume, plan) need auth; status, data, commit and hello do not', () => {
-    assert.deepEqual([...AUTHORISED_REQUEST_TYPES], ['rts', 'cancel', 'retry', 'resume', 'plan']);
-    for (const t of ['rts', 'cancel', 'retry', 'resume', 'plan']) assert.ok(needsRequestAuth(t), t);
+  it('rts and the campaign requests (cancel, retry, resume, plan, release-rts, release-live) need auth; status, data, commit and hello do not', () => {
+    assert.deepEqual([...AUTHORISED_REQUEST_TYPES], ['rts', 'cancel', 'retry', 'resume', 'plan', 'release-rts', 'release-live']);
+    for (const t of ['rts', 'cancel', 'retry', 'resume', 'plan', 'release-rts', 'release-live']) assert.ok(needsRequestAuth(t), t);
     for (const t of ['status', 'data', 'commit', 'hello', 'auth']) assert.ok(!needsRequestAuth(t), t);
   });
 
