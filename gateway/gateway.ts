@@ -46,8 +46,7 @@ import { CampaignJournal, findUnfinished, journalDir, type JournalRecord, type U
 import { ImageStore, type StoredImage } from './store.ts';
 import { UplinkSession } from './uplink/session.ts';
 import { ReleaseRegistry } from './releases.ts';
-import { goLive, storedRelease } from './release-live.ts';
-import { prepareReleaseFallback, releasePreflightManifest } from './release-wiring.ts';
+import { goLive, storedRelease, type PreparedRelease } from './release-live.ts';
 import { KeyRing, parsePublicKey } from '../protocol/signature.ts';
 import { realTimers, type Timers } from './waiter.ts';
 import { MaintenanceWindows, nodeCronStarts, type Clock as WallClock } from './windows.ts';
@@ -242,8 +241,8 @@ export class Gateway {
       },
       release: {
         releases: this.releases,
-        preflight: (release, request) => this.preflight(releasePreflightManifest(release), request),
-        prepareRelease: (release, request) => prepareReleaseFallback(this, release, request),
+        preflight: (release, request) => this.preflight(releaseIdentity(release), request, release),
+        prepareRelease: (release, request) => this.releaseCampaign(release, request),
       },
     });
   }
@@ -390,10 +389,16 @@ export class Gateway {
     return (targets) => selectForRelease(release, targets, held, { downgrade: opts.downgrade ?? false });
   }
 
+  /** prepareRelease as the uplink and the control socket take it (release-live.ts PreparedRelease). */
+  private async releaseCampaign(release: ReleaseManifest, opts: CampaignOptions): Promise<PreparedRelease> {
+    const { campaign, start, queued, supersedes } = await this.prepareRelease(release, opts);
+    return { id: campaign.id, start, ...(queued ? { queued } : {}), ...(supersedes ? { supersedes } : {}) };
+  }
+
   /** What a release campaign needs beyond its manifest: the other held releases and the image reader. */
   private async releaseDeps(release: ReleaseManifest): Promise<ReleaseDeps> {
     const digest = releaseDigest(release);
-    const others = this.heldReleases ? await this.heldReleases() : [];
+    const others = (await this.releases.list()).map((r) => r.manifest);
     const held = others.filter((r) => releaseDigest(r) !== digest && releaseDistrust(this.keyRing, this.config.security.allowUnsigned, r) === undefined
       && r.components.every((c) => this.store.get(c.sha256) !== undefined));
     return {
@@ -401,12 +406,6 @@ export class Gateway {
       loadImage: async (m) => new ImageSource(m, await this.store.read(m.sha256)),
     };
   }
-
-  /**
-   * The signed releases the gateway holds besides a campaign's own (the release registry,
-   * gateway/releases.ts): where a component that meets a `requires` is looked for (§5.5.6).
-   */
-  heldReleases: (() => Promise<ReleaseManifest[]>) | undefined;
 
   /** The known devices a campaign with this targeting would reach (docs/operations.md "Targeting and waves"). */
   private async targetsFor(t: Targeting): Promise<ReturnType<typeof campaignTargets>> {
@@ -488,7 +487,7 @@ export class Gateway {
       case 'resume': return this.resumeCampaign(r.campaign).id;
       case 'release-live': {
         const { op: _op, release, version, ...opts } = r;
-        const live = await goLive({ releases: this.releases, store: this.store, prepareRelease: (m, o) => prepareReleaseFallback(this, m, o) }, await storedRelease({ releases: this.releases, store: this.store }, release, version), opts);
+        const live = await goLive({ releases: this.releases, store: this.store, prepareRelease: (m, o) => this.releaseCampaign(m, o) }, await storedRelease({ releases: this.releases, store: this.store }, release, version), opts);
         live.start();
         return live.id;
       }

@@ -31,6 +31,9 @@ export interface Summary {
   halted?: HaltedInfo;
   /** Present when the gateway closed the campaign without running it (§7.8.2: its image was no longer usable). */
   closed?: NonNullable<CompleteMessage['closed']>;
+  /** A release campaign (docs/protocol.md §7.8.3): components sent to the updated devices, and those they already ran. */
+  componentsSent?: number;
+  componentsSkipped?: number;
   /**
    * Present when the campaign waits for a maintenance window (§7.4.5): the image is accepted and
    * stored, no device has been touched, fwpush did not follow it; `ok` is true, exit code 0.
@@ -88,7 +91,22 @@ export function summarise(c: CampaignRecord): Summary {
     order: c.order?.devices.map((d) => d.id) ?? [], durationMs: c.durationMs, message,
     ...(halted ? { halted } : {}),
     ...(closed ? { closed } : {}),
+    ...componentCounts(c, all),
   };
+}
+
+/**
+ * A release campaign's component counts (§7.8.3): from its `complete`; before it (fwpush stopped at
+ * `waiting`), the components the updated devices were sent, from their results.
+ */
+function componentCounts(c: CampaignRecord, results: readonly ResultMessage[]): Pick<Summary, 'componentsSent' | 'componentsSkipped'> {
+  const done = c.complete;
+  if (done?.componentsSent !== undefined) {
+    return { componentsSent: done.componentsSent, ...(done.componentsSkipped !== undefined ? { componentsSkipped: done.componentsSkipped } : {}) };
+  }
+  const updated = results.filter((r) => r.outcome === 'updated' && r.components);
+  if (updated.length === 0) return {};
+  return { componentsSent: updated.reduce((n, r) => n + r.components!.length, 0) };
 }
 
 /**
@@ -411,6 +429,9 @@ export class HumanRenderer implements Renderer {
     this.out.write(`\n${this.table(s).join('\n')}\n`);
     const more = [s.pending > 0 ? `${s.pending} pending` : '', s.cancelled > 0 ? `${s.cancelled} cancelled` : '', s.superseded > 0 ? `${s.superseded} superseded` : '', s.expired > 0 ? `${s.expired} expired` : ''].filter(Boolean);
     this.out.write(`\n${s.ok ? 'Done' : s.pending > 0 && s.failed + s.rolledBack === 0 ? 'Done for now' : 'Finished with problems'}: ${s.updated}/${s.targeted} targeted devices updated, ${s.failed} failed, ${s.rolledBack} rolled back, ${s.skipped} skipped${more.length ? `, ${more.join(', ')}` : ''} (${s.devices} known) in ${fmtMs(s.durationMs)}\n`);
+    if (s.componentsSent !== undefined) {
+      this.out.write(`Components: ${s.componentsSent} sent${s.componentsSkipped !== undefined ? `, ${s.componentsSkipped} already on the devices (not sent)` : ''}\n`);
+    }
     if (!s.ok) this.out.write(`${s.message}\n`);
   }
 
@@ -489,7 +510,7 @@ export class HumanRenderer implements Renderer {
     const lines = [`Rollout order for ${o.image.name} ${o.image.version} (campaign ${o.campaign}), fastest first:`];
     lines.push(`  ${'#'.padStart(4)}  ${'device'.padEnd(w)}  ${'from'.padEnd(10)} ${'RTT'.padStart(9)} ${'ETA'.padStart(9)}`);
     for (const d of o.devices.slice(0, ORDER_PREVIEW)) {
-      lines.push(`  ${String(d.rank).padStart(4)}  ${d.id.padEnd(w)}  ${d.from.padEnd(10)} ${fmtMs(d.rttMs).padStart(9)} ${fmtMs(d.etaMs).padStart(9)}`);
+      lines.push(`  ${String(d.rank).padStart(4)}  ${d.id.padEnd(w)}  ${d.from.padEnd(10)} ${fmtMs(d.rttMs).padStart(9)} ${fmtMs(d.etaMs).padStart(9)}${componentsText(d)}`);
     }
     if (o.devices.length > ORDER_PREVIEW) lines.push(`  … and ${o.devices.length - ORDER_PREVIEW} more (all in the table at the end)`);
     const excluded = o.excluded.length + (o.excludedMore ?? 0);
@@ -765,4 +786,11 @@ export function fmtMs(ms: number | undefined): string {
   const mins = Math.floor(secs / 60);
   if (mins < 60) return `${mins} min ${String(secs % 60).padStart(2, '0')} s`;
   return `${Math.floor(mins / 60)} h ${String(mins % 60).padStart(2, '0')} min`;
+}
+
+/** A release campaign's order entry (§7.5.9): "  gets app 1.1.0, net 1.5.0 (via net-fix@1.6.0); saves 128.0 KiB". */
+export function componentsText(d: OrderMessage['devices'][number]): string {
+  if (!d.components) return '';
+  const gets = d.components.map((c) => `${c.name} ${c.version}${c.via ? ` (via ${c.via})` : ''}`).join(', ');
+  return `  gets ${gets}${d.savedBytes ? `; saves ${(d.savedBytes / 1024).toFixed(1)} KiB` : ''}`;
 }
