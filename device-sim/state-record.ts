@@ -103,10 +103,6 @@ export function componentOf(rec: SlotStateRecord, name: string): ComponentRecord
   return c;
 }
 
-export function hasComponent(rec: SlotStateRecord, name: string): boolean {
-  return name === APP || rec.components?.[name] !== undefined;
-}
-
 /** Some component runs an image in trial (not yet confirmed). */
 export function anyInTrial(rec: SlotStateRecord): boolean {
   return componentNames(rec).some((n) => componentOf(rec, n).trial);
