@@ -34,6 +34,25 @@ describe('end to end: real processes (fwgate, fwsim, fwpush) over a socat pty an
     assert.ok(results.every((x) => x.outcome === 'updated' && x.to === '1.1.0'));
   });
 
+  it('npm run demo -- --devices 6 --release --json: a two-component release, the devices that had its net get only app (checked on their files)', async () => {
+    const r = await run(['scripts/demo.ts', '--devices', '6', '--release', '--json'], 170_000);
+    assert.equal(r.code, 0, `demo exit code; stderr:\n${r.stderr}`);
+    const lines = r.stdout.trim().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const summary = lines.at(-1)!;
+    assert.equal(summary.event, 'summary');
+    assert.equal(summary.updated, 6);
+    assert.equal(summary.failed, 0);
+    // 3 of the 6 already ran the release's net: 3 x app + 3 x (app, net) sent, 3 net skipped
+    assert.equal(summary.componentsSkipped, 3);
+    assert.equal(summary.componentsSent, 9);
+    const order = lines.find((l) => l.event === 'order') as { devices: { id: string; components: { name: string }[]; savedBytes: number }[] };
+    const gets = order.devices.map((d) => d.components.map((c) => c.name).join('+')).sort();
+    assert.deepEqual(gets, ['app', 'app', 'app', 'app+net', 'app+net', 'app+net']);
+    assert.ok(order.devices.every((d) => (d.components.length === 1) === (d.savedBytes > 0)), 'bytes saved exactly where net is skipped');
+    // the demo's own check read every device's state.json and slot files (scripts/lib/demo-release.ts)
+    assert.match(r.stderr, /checked on the devices' own files: 6\/6 run app 1\.1\.0 and net 1\.5\.0 of the release/);
+  });
+
   it('fwpush: a missing version for a generated manifest is a usage error (exit 2) naming the flags', async () => {
     const r = await run(['laptop/cli.ts', '--port', '/nonexistent/tty', 'package.json'], 30_000);
     assert.equal(r.code, 2);
