@@ -186,6 +186,18 @@ describe('release upload over the uplink (§7.3.9)', () => {
     assert.ok(r.store.has(rel11.components[1]!.sha256) && (await r.store.verify(rel11.components[1]!.sha256)));
   });
 
+  it('two components with the same image: its bytes are uploaded once, both are stored under it', async () => {
+    const r = await newRig();
+    const twins = signRelease({ ...rel11, components: [rel11.components[1]!, { ...rel11.components[1]!, component: 'net2' }] }, vendorKey);
+    const grant = await r.client.requestRelease({ t: 'release-rts', release: twins, deferred: true });
+    assert.deepEqual(grant.send.map((c) => c.component), ['net']);
+    await r.client.uploadRelease(new Map([['net', net15]]), grant);
+    const committed = await r.client.commitRelease();
+    assert.equal(committed.deferred, true);
+    assert.equal(r.wire.dataBytes(), net15.length);
+    assert.equal((await r.releases.list()).length, 1);
+  });
+
   it('deferred, then live: the record moves deferred → live on disk and the campaign is created and started only then', async () => {
     const r = await newRig();
     const grant = await r.client.requestRelease({ t: 'release-rts', release: rel11, deferred: true });
