@@ -22,6 +22,11 @@ export function releasePreflightManifest(release: ReleaseManifest): Manifest {
   return componentManifest(release, mainComponent(release));
 }
 
+/** A prepared campaign as the release flow takes it (wire the lead's `prepareRelease` with this: `asPreparedRelease(await gw.prepareRelease(r, o))`). */
+export function asPreparedRelease(p: PreparedCampaign): PreparedRelease {
+  return { id: p.campaign.id, start: p.start, ...(p.queued ? { queued: p.queued } : {}), ...(p.supersedes ? { supersedes: p.supersedes } : {}) };
+}
+
 /** PLACEHOLDER for Gateway.prepareRelease: a campaign of the release's main component image, stored in `store`. */
 export async function prepareReleaseFallback(
   gw: { store: Pick<ImageStore, 'get'>; prepareCampaign(image: StoredImage, opts: CampaignOptions): Promise<PreparedCampaign> },
@@ -30,6 +35,5 @@ export async function prepareReleaseFallback(
   const main = mainComponent(release);
   const image = gw.store.get(main.sha256);
   if (!image) throw new FwError('E_IMAGE_NOT_FOUND', `release ${release.release} ${release.version}: the image of component ${main.component} is not stored`);
-  const { campaign, start, queued, supersedes } = await gw.prepareCampaign({ ...image, manifest: componentManifest(release, main) }, opts);
-  return { id: campaign.id, start, ...(queued ? { queued } : {}), ...(supersedes ? { supersedes } : {}) };
+  return asPreparedRelease(await gw.prepareCampaign({ ...image, manifest: componentManifest(release, main) }, opts));
 }
