@@ -114,6 +114,14 @@ export class ReleaseUpload {
     const held: string[] = [];
     const send: ReleaseComponent[] = [];
     for (const c of release.components) {
+      // two components with the same image: its bytes are uploaded once (with the first)
+      const twin = send.find((x) => x.sha256 === c.sha256);
+      if (twin) {
+        if (twin.size !== c.size || twin.crc32 !== c.crc32) {
+          return { deny: 'invalid-manifest', reason: `${what}: components ${twin.component} and ${c.component} give the same sha256 with different ${twin.size !== c.size ? 'size' : 'crc32'}; nothing stored` };
+        }
+        continue;
+      }
       // what the gateway holds is verified now: a rotten copy is quarantined and uploaded afresh
       if (store.has(c.sha256) && (await store.verify(c.sha256))) {
         const have = store.get(c.sha256)!.manifest;

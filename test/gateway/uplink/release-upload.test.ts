@@ -186,6 +186,36 @@ describe('release upload over the uplink (§7.3.9)', () => {
     assert.ok(r.store.has(rel11.components[1]!.sha256) && (await r.store.verify(rel11.components[1]!.sha256)));
   });
 
+  it('an interrupted release upload resumes each image where the gateway holds it (a new hello keeps the partials)', async () => {
+    const r = await newRig();
+    const grant = await r.client.requestRelease({ t: 'release-rts', release: rel11, deferred: true });
+    // app whole and the first 1000 bytes of net, then the laptop says hello again (as after a lost link)
+    await r.wire.laptop.send({ t: 'data', off: 0, data: app11 });
+    await r.wire.laptop.send({ t: 'data', off: app11.length, data: net15.subarray(0, 1000) });
+    await r.wire.laptop.send({ t: 'hello', proto: 1, role: 'laptop', agent: 'test', maxFrame: 4096, window: 16, maxMessage: 1 << 20 });
+    await r.session.settled();
+    assert.deepEqual(grant.send.map((c) => c.offset), [0, 0]);
+    const again = await r.client.requestRelease({ t: 'release-rts', release: rel11, deferred: true });
+    assert.deepEqual(again.send.map((c) => [c.component, c.offset]), [['app', app11.length], ['net', 1000]]);
+    const before = r.wire.dataBytes();
+    await r.client.uploadRelease(images, again);
+    await r.client.commitRelease();
+    assert.equal(r.wire.dataBytes() - before, net15.length - 1000, 'only the rest of net was sent');
+    for (const c of rel11.components) assert.ok(await r.store.verify(c.sha256), c.component);
+  });
+
+  it('two components with the same image: its bytes are uploaded once, both are stored under it', async () => {
+    const r = await newRig();
+    const twins = signRelease({ ...rel11, components: [rel11.components[1]!, { ...rel11.components[1]!, component: 'net2' }] }, vendorKey);
+    const grant = await r.client.requestRelease({ t: 'release-rts', release: twins, deferred: true });
+    assert.deepEqual(grant.send.map((c) => c.component), ['net']);
+    await r.client.uploadRelease(new Map([['net', net15]]), grant);
+    const committed = await r.client.commitRelease();
+    assert.equal(committed.deferred, true);
+    assert.equal(r.wire.dataBytes(), net15.length);
+    assert.equal((await r.releases.list()).length, 1);
+  });
+
   it('deferred, then live: the record moves deferred → live on disk and the campaign is created and started only then', async () => {
     const r = await newRig();
     const grant = await r.client.requestRelease({ t: 'release-rts', release: rel11, deferred: true });
