@@ -81,14 +81,16 @@ export function planConfirm(rec: SlotStateRecord, sha256: string, withDigests: r
   return { kind: 'confirm', components: inTrial.map((x) => x.name), version };
 }
 
-/** Confirm the components (one write by the caller); the anti-rollback seq follows the highest confirmed (§6.5.7). */
+/**
+ * Confirm the components (one write by the caller); each component's anti-rollback seq follows the
+ * highest it has confirmed (§6.5.7, per component: §6.15.1).
+ */
 export function applyConfirm(rec: SlotStateRecord, components: readonly string[]): void {
-  let seq = rec.seq ?? 0;
   for (const name of components) {
     const c = componentOf(rec, name);
     c.slots[c.active].state = 'confirmed';
     c.trial = false;
-    seq = Math.max(seq, c.slots[c.active].seq ?? 0);
+    const seq = Math.max(c.seq ?? 0, c.slots[c.active].seq ?? 0);
+    if (seq > 0) c.seq = seq;
   }
-  if (seq > 0) rec.seq = seq;
 }

@@ -48,7 +48,7 @@ export class Receiver {
       hw: rt.rec.hw,
       components: componentNames(rt.rec),
       running: new Map(rt.boot.components.map((c) => [c.name, c.version])),
-      installedSeq: rt.rec.seq ?? 0,
+      installedSeq: (component === APP ? rt.rec.seq : rt.rec.components?.[component]?.seq) ?? 0, // per component (§6.15.1)
       slotCapacity: this.h.options.slotCapacity,
       securityFloor: this.h.options.securityFloor,
       busy: this.h.faults.busy,

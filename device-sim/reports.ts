@@ -3,7 +3,7 @@ import type { BootedComponent } from './bootloader.ts';
 import { AGENT, componentNames, componentOf, type SlotRecord, type SlotStateRecord } from './state-record.ts';
 
 /**
- * What a multi-component device reports about its components (docs/protocol.md §6.3.2, §6.9.2):
+ * What a multi-component device reports about its components (docs/protocol.md §6.3.3, §6.9.2):
  * `status.components` and `boot.components`, `app` first. A single-image device sends neither.
  */
 

@@ -13,7 +13,7 @@ import { isValidVersion } from '../protocol/version.ts';
  * fields under `components.<name>`, so one atomic replace of the file covers all of them.
  */
 
-/** The component of a single-image device, and the first of every device (§6.3.2). */
+/** The component of a single-image device, and the first of every device (§6.3.3). */
 export const APP = DEFAULT_COMPONENT;
 /** The component that is the device's update agent (§6.15.4). */
 export const AGENT = 'agent';
@@ -37,14 +37,18 @@ export interface ComponentRecord {
   /** The active slot runs an image that is not yet confirmed. */
   trial: boolean;
   slots: Record<SlotName, SlotRecord>;
+  /**
+   * Highest `seq` of an image confirmed in this component (§6.5.7, per component as MCUboot's
+   * security counters are, §6.15.1): an offer for it with a lower one is refused. Absent = 0.
+   * The top-level one is `app`'s (a single-image device's, as before components).
+   */
+  seq?: number;
 }
 
 export interface SlotStateRecord extends ComponentRecord {
   format: 1;
   hw: string;
   bootCount: number;
-  /** Highest `seq` of an image confirmed on this device (§6.5.7): an offer with a lower one is refused. Absent = 0. */
-  seq?: number;
   /** What the simulated boot chain checks: SHA-256 of the slot at every boot; no signatures. */
   security: { imageCheck: 'sha256'; signatureCheck: 'none' };
   /** The components other than `app` (absent on a single-image device). */
@@ -65,6 +69,7 @@ const componentRecordSchema = z.strictObject({
   active: z.enum(SlotNames),
   trial: z.boolean(),
   slots: z.strictObject({ a: slotRecordSchema, b: slotRecordSchema }),
+  seq: z.number().int().min(0).max(0xffff_ffff).optional(),
 });
 
 export const stateRecordSchema = z.strictObject({
@@ -90,7 +95,7 @@ export function componentNames(rec: SlotStateRecord): string[] {
   return [APP, ...Object.keys(rec.components ?? {})];
 }
 
-/** The device has more than one component (its status and boot messages list them, §6.3.2). */
+/** The device has more than one component (its status and boot messages list them, §6.3.3). */
 export function isMultiComponent(rec: SlotStateRecord): boolean {
   return rec.components !== undefined && Object.keys(rec.components).length > 0;
 }

@@ -42,6 +42,8 @@ export interface RigOptions {
   extraDeviceIds?: readonly string[];
   /** The gateway's data directory (e.g. on a small file system of its own); default `<rig dir>/gateway`. */
   gatewayDir?: string;
+  /** Device options of one device over `device` (e.g. other components, device-sim/fleet.ts). */
+  perDevice?: (index: number, id: string) => Partial<FleetDeviceOptions> | undefined;
 }
 
 /** Test timeouts: short, but generous enough for a loaded 2-core machine. */
@@ -117,6 +119,7 @@ export class Rig {
       },
       ...(opts.faults ? { faults: opts.faults } : {}),
       ...(opts.profiles ? { profiles: opts.profiles } : {}),
+      ...(opts.perDevice ? { perDevice: opts.perDevice } : {}),
       passwords,
     });
     await sims.start();
