@@ -39,12 +39,12 @@ import { selectDevices } from './rollout/planner.ts';
 import { ImageSource } from './rollout/image-source.ts';
 import { acquirePidFile, type PidFile } from './pid-file.ts';
 import { pruneJournals } from './retention.ts';
-import { DurableSteps } from './rollout/durable-steps.ts';
 import { closedCompletion, imageGoneReason } from './rollout/closed-campaign.ts';
-import { pausedMessage, pausedReplay } from './disk-full.ts';
-import { CampaignJournal, findUnfinished, journalDir, type JournalRecord, type UnfinishedCampaign } from './rollout/journal.ts';
+import { pausedReplay } from './disk-full.ts';
+import { CampaignJournal, findUnfinished, journalDir, type UnfinishedCampaign } from './rollout/journal.ts';
 import { ImageStore, type StoredImage } from './store.ts';
 import { UplinkSession } from './uplink/session.ts';
+import { CampaignRecorder } from './campaign-recorder.ts';
 import { ReleaseRegistry } from './releases.ts';
 import { goLive, storedRelease, type PreparedRelease } from './release-live.ts';
 import { KeyRing, parsePublicKey } from '../protocol/signature.ts';
@@ -109,14 +109,8 @@ export class Gateway {
   private groups = new Map<string, string[]>();
   private stopping = false;
   readonly campaigns: Campaign[] = [];
-  private readonly journals = new Map<Campaign, CampaignJournal>();
-  /** Per campaign: its steps wait for their records, pausing while the disk refuses them (issue 17.4). */
-  private readonly durableSteps = new Map<Campaign, DurableSteps>();
-  /** Results and completions whose journal record is not durable yet: not reported (nor replayed) until it is. */
-  private readonly notDurable = new Set<ResultMessage | CompleteMessage>();
-  /** Campaign messages for the laptop, in event order, while some wait for their journal record. */
-  private uplinkQueue: Promise<void> = Promise.resolve();
-  private uplinkQueued = 0;
+  /** The campaigns' journals and the laptop's messages in their order (gateway/campaign-recorder.ts). */
+  private readonly recorder: CampaignRecorder;
   uplink: UplinkSession | undefined;
   private controlServer: { close(): Promise<void> } | undefined;
   /** Typed events for subscribers at the edges (HTTP status page, metrics): each campaign as it is created. */
@@ -141,6 +135,7 @@ export class Gateway {
     this.keyRing = new KeyRing(config.security.trustedKeys.map((k) => parsePublicKey(k.publicKey)));
     this.slots = new Slots(config.rollout.concurrency);
     this.bandwidth = config.rollout.siteBps > 0 ? new TokenBucket(config.rollout.siteBps, timers) : undefined;
+    this.recorder = new CampaignRecorder({ config, timers, log, uplink: () => this.uplink, onClosed: () => this.pruneJournals() });
     fleet.on('status', (d) => this.sendTasks(d));
     gate.onChange((open) => {
       log.info({ open, ...(open ? { endsAt: gate.endsAt() } : { nextOpenAt: gate.nextOpenAt() }) }, open ? 'maintenance window open' : 'maintenance window closed');
@@ -302,11 +297,11 @@ export class Gateway {
       channel: this.channel, fleet: this.fleet, config: this.config.rollout, timers: this.timers, log: this.log.child({ part: 'rollout' }),
       // the order is durable and handed to the uplink (it waits for its record) before any transfer
       beforeTransfers: async (): Promise<void> => {
-        await this.durableFor(campaign);
-        await this.uplinkQueue;
+        await this.recorder.durableFor(campaign);
+        await this.recorder.flushed;
         await this.uplink?.delivered(this.config.uplink.orderDeliveryWaitMs);
       },
-      durable: (): Promise<void> => this.durableFor(campaign),
+      durable: (): Promise<void> => this.recorder.durableFor(campaign),
       ...(opts.orderPolicy ? { orderPolicy: opts.orderPolicy } : {}),
       ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
       downgrade,
@@ -334,8 +329,8 @@ export class Gateway {
       this.live.delete(campaign);
       this.nowCampaigns.delete(campaign);
     });
-    // order, result and complete go to the laptop from journalCampaign, once their record is durable
-    this.journalCampaign(campaign, resume
+    // order, result and complete go to the laptop from the recorder, once their record is durable
+    this.recorder.record(campaign, resume
       ? CampaignJournal.reopen(resume.path, resume.validBytes)
       : CampaignJournal.create(this.journalDir, id, image.manifest.sha256, Date.now(), { mode: policy, force, downgrade, expiresAt }, {
         manifest: image.manifest,
@@ -343,9 +338,9 @@ export class Gateway {
         ...(targets ? { targets } : {}), ...(waves ? { waves } : {}), ...(waveGate !== undefined ? { waveGate } : {}), ...(wavePause ? { wavePause } : {}),
         ...(opts.retryOf ? { retryOf: opts.retryOf } : {}),
       }));
-    campaign.on('progress', (m) => this.forward(m));
-    campaign.on('totals', (m) => this.forward(m));
-    campaign.on('waiting', (m) => this.forward(m));
+    campaign.on('progress', (m) => this.recorder.forward(m));
+    campaign.on('totals', (m) => this.recorder.forward(m));
+    campaign.on('waiting', (m) => this.recorder.forward(m));
     this.recordResults(campaign, resume?.state.results.values());
     for (const old of superseded) this.supersede(old.campaign, campaign);
     if (!resume) this.supersedePending(campaign, targets);
@@ -589,10 +584,7 @@ export class Gateway {
     this.queue = this.queue.filter((q) => q.campaign !== old);
     this.live.delete(old);
     const complete: CompleteMessage = { t: 'complete', campaign: old.id, devices: 0, updated: 0, failed: 0, rolledBack: 0, skipped: 0, durationMs: 0 };
-    const journal = this.journals.get(old);
-    journal?.append({ r: 'complete', complete });
-    journal?.close();
-    this.journals.delete(old);
+    this.recorder.closeWith(old, complete);
     this.log.warn({ campaign: old.id, by: by.id, image: old.image.manifest.version, newer: by.image.manifest.version }, 'queued campaign superseded by a newer upload for the same hardware');
   }
 
@@ -687,113 +679,6 @@ export class Gateway {
   }
 
   /**
-   * Record the campaign's steps in its journal (docs/reliability.md): the order, each device's
-   * activation before it is sent (the `activating` phase is reported synchronously; the session
-   * then awaits `durableFor` before the `activate` message goes out), how much of the image a
-   * device holds (at most every eighth of the image; hints, not made durable), results and the
-   * completion. Records are written at once and group-committed off the event loop; the order,
-   * each result and the completion are forwarded to the laptop only once durable.
-   */
-  private journalCampaign(campaign: Campaign, journal: CampaignJournal): void {
-    this.journals.set(campaign, journal);
-    const step = Math.max(1, Math.ceil(campaign.size / 8));
-    const heldAt = new Map<string, number>();
-    const append = (rec: JournalRecord, durable = true): Promise<void> => {
-      if (this.journals.get(campaign) !== journal) return Promise.resolve(); // detached at shutdown: the campaign resumes at the next start
-      try {
-        // a record the disk refused is kept and written once it takes it again; what waits for it waits on
-        return journal.record(rec, durable).catch((err: unknown) => {
-          this.journalFailed(campaign, rec, err);
-          return this.durableFor(campaign);
-        });
-      } catch (err) {
-        this.journalFailed(campaign, rec, err);
-        return Promise.resolve();
-      }
-    };
-    const reported = (msg: ResultMessage | CompleteMessage, durable: Promise<void>): void => {
-      this.notDurable.add(msg);
-      this.forward(msg, durable.finally(() => this.notDurable.delete(msg)));
-    };
-    campaign.on('order', (order) => this.forward(order, append({ r: 'order', order })));
-    campaign.on('progress', (p) => {
-      if (p.phase === 'activating') void append({ r: 'activating', id: p.id }); // awaited by the session (durableFor)
-      else if (p.phase === 'transferring' && p.bytes - (heldAt.get(p.id) ?? 0) >= step) {
-        heldAt.set(p.id, p.bytes);
-        void append({ r: 'held', id: p.id, bytes: p.bytes }, false); // a hint: the device knows what it holds
-      }
-    });
-    campaign.on('result', (result) => reported(result, append({ r: 'result', result })));
-    campaign.on('state', (st) => void append({ r: 'state', at: Date.now(), ...st }));
-    campaign.on('complete', (complete) => {
-      const durable = append({ r: 'complete', complete });
-      reported(complete, durable);
-      // closed once every record is written and durable (records the disk refused are retried until then)
-      void durable.then(() => this.durableFor(campaign)).finally(() => {
-        if (this.journals.get(campaign) !== journal) return; // detached at shutdown
-        journal.close();
-        this.journals.delete(campaign);
-        this.pruneJournals(); // retention (storage.keepCampaigns): never an unfinished campaign's journal
-      });
-    });
-  }
-
-  private journalFailed(campaign: Campaign, rec: JournalRecord, err: unknown): void {
-    this.log.error({ campaign: campaign.id, err: describeError(err), record: rec.r }, 'campaign journal append failed');
-  }
-
-  /**
-   * Resolves once every record of the campaign's journal so far is durable (at once when
-   * detached). While the disk refuses them the campaign is paused (gateway/rollout/durable-steps.ts):
-   * said once to the log and the laptop, tried again every `rollout.journalRetryMs`.
-   */
-  private durableFor(campaign: Campaign): Promise<void> {
-    const journal = this.journals.get(campaign);
-    if (!journal) return Promise.resolve();
-    let steps = this.durableSteps.get(campaign);
-    if (!steps) {
-      const retryMs = this.config.rollout.journalRetryMs;
-      steps = new DurableSteps({
-        durable: () => journal.durable(), timers: this.timers, retryMs,
-        stopped: () => this.journals.get(campaign) !== journal,
-        onPause: (reason, err) => {
-          this.log.error({ campaign: campaign.id, err: describeError(err), retryMs }, `campaign paused: ${reason}; no device is activated until its journal records are durable`);
-          this.notifyNow(pausedMessage(campaign.id, reason, retryMs)); // not behind the results that wait for the disk
-        },
-        onResume: (pausedMs) => this.log.warn({ campaign: campaign.id, pausedMs: Math.round(pausedMs) }, 'campaign resumed: its journal is durable again'),
-      });
-      this.durableSteps.set(campaign, steps);
-      campaign.once('complete', () => this.durableSteps.delete(campaign));
-    }
-    return steps.settle();
-  }
-
-  private notifyNow(msg: GatewayUplinkMessage): void {
-    try {
-      this.uplink?.notify(msg);
-    } catch (err) {
-      this.log.warn({ err: describeError(err), t: msg.t }, 'message not forwarded');
-    }
-  }
-
-  /**
-   * Hand a campaign message to the uplink: at once, unless it must wait for its journal record
-   * (`after`) or an earlier message still waits — messages go out in the order of the events.
-   */
-  private forward(msg: GatewayUplinkMessage, after?: Promise<void>): void {
-    const send = (): void => {
-      try {
-        this.uplink?.notify(msg);
-      } catch (err) {
-        this.log.warn({ err: describeError(err), t: msg.t }, 'campaign message not forwarded');
-      }
-    };
-    if (!after && this.uplinkQueued === 0) return send();
-    this.uplinkQueued++;
-    this.uplinkQueue = this.uplinkQueue.then(() => after).then(send).finally(() => { this.uplinkQueued--; });
-  }
-
-  /**
    * Each result becomes the device's last result in the fleet report. A resumed campaign does not
    * announce the results its journal had: they fill in what the fleet file lacks (a crash within
    * a second of them).
@@ -846,10 +731,10 @@ export class Gateway {
       ...(snap.order ? [snap.order] : []),
       ...snap.progress,
       ...(snap.totals ? [snap.totals] : []),
-      ...snap.results.filter((r) => !this.notDurable.has(r)),
+      ...snap.results.filter((r) => this.recorder.isDurable(r)),
       ...(snap.waiting ? [snap.waiting] : []),
-      ...(snap.complete && !this.notDurable.has(snap.complete) ? [snap.complete] : []),
-      ...pausedReplay(this.durableSteps.get(c), c.id, this.config.rollout.journalRetryMs),
+      ...(snap.complete && this.recorder.isDurable(snap.complete) ? [snap.complete] : []),
+      ...pausedReplay(this.recorder.steps(c), c.id, this.config.rollout.journalRetryMs),
     ];
   }
 
@@ -875,8 +760,7 @@ export class Gateway {
     this.stopping = true;
     await this.controlServer?.close();
     await this.fleetStore.close(); // the last write; the cancellations below are no device's result
-    for (const j of this.journals.values()) j.close();
-    this.journals.clear();
+    this.recorder.detachAll();
     for (const c of this.live) c.cancel();
     this.windows.stop();
     await this.channel.stop();
