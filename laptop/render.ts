@@ -133,6 +133,7 @@ export function preflightText(p: PreflightInfo): string {
     ...(p.notNewer > 0 ? [`${p.notNewer} not older than the image`] : []),
     ...(p.otherHw > 0 ? [`${p.otherHw} other hardware`] : []),
     ...(p.belowFloor > 0 ? [`${p.belowFloor} below their security floor`] : []),
+    ...(p.unmetDependency ? [`${p.unmetDependency} refused: a component they would run lacks what it requires (unmet-dependency)`] : []),
     ...(p.notTargeted > 0 ? [`${p.notTargeted} not targeted`] : []),
   ].join(', ');
 }
