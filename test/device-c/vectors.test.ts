@@ -59,8 +59,15 @@ async function harness(bin: string): Promise<{ ask(line: string): Promise<string
 
 const doc = readFileSync(fileURLToPath(new URL('../../docs/protocol.md', import.meta.url)), 'utf8');
 const vectors = parseVectors(doc);
+/**
+ * Keys of §6.15 (releases of several components) that the C core does not implement (docs/device-guide.md):
+ * it decodes those messages ignoring them, as it ignores any unknown key (§1.4.9), and has no
+ * components to report in `status` or `boot`.
+ */
+const RELEASE_KEYS = ['component', 'release', 'with'];
+const withoutReleaseKeys = (v: Record<string, unknown>): Record<string, unknown> => Object.fromEntries(Object.entries(v).filter(([k]) => !RELEASE_KEYS.includes(k)));
 const down = vectors.filter((v) => v.kind === 'ota-down');
-const up = vectors.filter((v) => v.kind === 'ota-up');
+const up = vectors.filter((v) => v.kind === 'ota-up' && !('components' in v.value));
 const signedBytes = vectors.filter((v) => v.kind === 'signed-bytes');
 
 describe('device-c: the C core against the vectors of docs/protocol.md §10.6', function () {
@@ -68,6 +75,11 @@ describe('device-c: the C core against the vectors of docs/protocol.md §10.6', 
   let h: Awaited<ReturnType<typeof harness>>;
   before(async () => { h = await harness((await buildDeviceC()).vectors); });
   after(() => h?.close());
+
+  it('the §6.15 vectors it leaves aside are exactly the release ones (component, release, with, components)', () => {
+    const aside = vectors.filter((v) => (v.kind === 'ota-up' && 'components' in v.value) || (v.kind === 'ota-down' && RELEASE_KEYS.some((k) => k in v.value)));
+    assert.deepEqual(aside.map((v) => v.name).sort(), ['down-activate-with', 'down-confirm-with', 'down-offer-component', 'up-boot-components', 'up-status-components']);
+  });
 
   it('finds every OTA vector of the document (one per message type and direction at least)', () => {
     assert.ok(down.length >= 10 && up.length >= 15, `${down.length} down, ${up.length} up`);
@@ -78,7 +90,7 @@ describe('device-c: the C core against the vectors of docs/protocol.md §10.6', 
 
   it('decodes every ota-down vector to its value', async () => {
     for (const v of down) {
-      const want = v.value.t === 'tasks' ? { t: 'tasks', tasks: (v.value.tasks as unknown[]).length } : v.value;
+      const want = v.value.t === 'tasks' ? { t: 'tasks', tasks: (v.value.tasks as unknown[]).length } : withoutReleaseKeys(v.value);
       const got = await h.ask(`down\t${v.hex}`);
       assert.ok(got.startsWith('{'), `${v.name}: ${got}`);
       assert.deepEqual(JSON.parse(got), want, v.name);
