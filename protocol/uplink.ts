@@ -349,6 +349,8 @@ export const resultMsg = z.object({
   retries: z.number().int().min(0),
   /** A release campaign: the components installed on this device (outcome `updated`) or that were to be (§7.7). */
   components: z.array(componentName).min(1).max(MAX_COMPONENTS).optional(),
+  /** A release campaign: the release's components this device already ran byte for byte, not sent (§7.5.9). */
+  kept: z.array(componentName).min(1).max(MAX_COMPONENTS).optional(),
 });
 /** The campaign stopped starting devices (§7.8.1): why, and the counts at that moment. */
 export const haltedInfo = z.object({

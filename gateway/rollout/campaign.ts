@@ -591,6 +591,7 @@ export class Campaign extends EventEmitter<CampaignEvents> {
       this.abort.signal.removeEventListener('abort', cancel);
     }
     const { transferBps, rebootMs, ...rest } = ran;
+    if (planned && planned.kept.length > 0) rest.kept = planned.kept;
     if (transferBps !== undefined) fleet.updateLink(entry.id, { bps: transferBps, bpsSource: 'transfer', bpsMeasuredAt: Date.now() });
     // stopped by a halt, a window's close or the expiry (not by a cancel): not activated, so it
     // still runs its old image

@@ -33,6 +33,8 @@ export interface SessionResult {
   transferBps?: number;
   /** A release update: the components installed (outcome `updated`) or that were to be. */
   components?: string[];
+  /** A release update: the release's components the device already ran (set by the campaign). */
+  kept?: string[];
   /** From activate to the boot report, ms, when the device rebooted in this session. */
   rebootMs?: number;
   outcome: Outcome;

@@ -21,8 +21,6 @@ export interface ReleaseDeps {
  * calls it where a single-image campaign uses the manifest directly.
  */
 export class ReleaseRollout {
-  /** The plan each device ran with (the last one when it ran more than once). */
-  private readonly used = new Map<string, DeviceReleasePlan>();
   private readonly planned = new Map<string, DeviceReleasePlan>();
   private readonly images = new Map<string, Promise<ImageSource>>();
 
@@ -50,15 +48,14 @@ export class ReleaseRollout {
    * the order: a device that checked in later, or was updated by another campaign), with their
    * images; or why it gets nothing now.
    */
-  async partsFor(device: DeviceRecord): Promise<{ parts: SessionPart[] } | { excluded: Omit<ExcludedEntry, 'id'> }> {
+  async partsFor(device: DeviceRecord): Promise<{ parts: SessionPart[]; kept: string[] } | { excluded: Omit<ExcludedEntry, 'id'> }> {
     const p = planDevice(this.deps.manifest, device, this.deps.held, { downgrade: this.downgrade });
     if (!('parts' in p)) return { excluded: p };
-    this.used.set(device.id, p);
     const parts: SessionPart[] = [];
     for (const x of p.parts) {
       parts.push({ component: x.component, image: await this.image(x.manifest), release: x.release, agent: x.agent });
     }
-    return { parts };
+    return { parts, kept: p.skipped };
   }
 
   private image(m: Manifest): Promise<ImageSource> {
@@ -71,15 +68,17 @@ export class ReleaseRollout {
     return img;
   }
 
-  /** Components sent to the updated devices and components they already ran (§7.8.3). */
+  /**
+   * Components sent to the updated devices and components they already ran (§7.8.3), from their
+   * results (`components`, `kept`): a campaign resumed after a restart counts the journaled ones too.
+   */
   completeFields(results: readonly ResultMessage[]): Pick<CompleteMessage, 'componentsSent' | 'componentsSkipped'> {
     let sent = 0;
     let skipped = 0;
     for (const r of results) {
       if (r.outcome !== 'updated') continue;
-      const p = this.used.get(r.id) ?? this.planned.get(r.id);
-      sent += r.components?.length ?? p?.parts.length ?? 0;
-      skipped += p?.skipped.length ?? 0;
+      sent += r.components?.length ?? 0;
+      skipped += r.kept?.length ?? 0;
     }
     return { componentsSent: sent, componentsSkipped: skipped };
   }
