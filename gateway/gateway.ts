@@ -513,18 +513,24 @@ export class Gateway {
    */
   async retryCampaign(req: Omit<RetryMessage, 't'>): Promise<PreparedCampaign> {
     const j = this.readJournal(req.campaign);
-    const manifest = j.manifest;
-    const image = manifest ? this.store.get(manifest.sha256) : this.store.get(j.sha256);
-    if (!image) throw new FwError('E_UNKNOWN_CAMPAIGN', `the image of campaign ${req.campaign} is no longer stored; push it again`);
     const want = new Set<string>(req.outcomes);
     const ids = [...j.results.values()].filter((r) => want.has(r.outcome)).map((r) => r.id);
-    if (ids.length === 0) throw new FwError('E_NOTHING_TO_RETRY', `campaign ${req.campaign} has no device with result ${req.outcomes.join(' or ')}`);
-    const stored = manifest ? { ...image, manifest } : image;
-    return this.prepareCampaign(stored, {
+    const opts: CampaignOptions = {
       only: ids, retryOf: req.campaign,
       ...(req.policy ? { policy: req.policy } : {}),
       force: req.force ?? j.policy?.force ?? false, downgrade: j.policy?.downgrade ?? false,
-    });
+    };
+    // a release campaign is retried as a release: each device gets what it lacks now (§6.15)
+    if (j.release) {
+      if (ids.length === 0) throw new FwError('E_NOTHING_TO_RETRY', `campaign ${req.campaign} has no device with result ${req.outcomes.join(' or ')}`);
+      return this.prepareRelease(j.release, opts);
+    }
+    const manifest = j.manifest;
+    const image = manifest ? this.store.get(manifest.sha256) : this.store.get(j.sha256);
+    if (!image) throw new FwError('E_UNKNOWN_CAMPAIGN', `the image of campaign ${req.campaign} is no longer stored; push it again`);
+    if (ids.length === 0) throw new FwError('E_NOTHING_TO_RETRY', `campaign ${req.campaign} has no device with result ${req.outcomes.join(' or ')}`);
+    const stored = manifest ? { ...image, manifest } : image;
+    return this.prepareCampaign(stored, opts);
   }
 
   /** A campaign's journal state by id (finished or not). E_UNKNOWN_CAMPAIGN when there is none. */

@@ -5,6 +5,7 @@ import type { GatewayUplinkMessage } from '../../protocol/uplink.ts';
 import { componentImage, runningSetFromFiles, type ComponentImage } from '../device-sim/component-helpers.ts';
 import { testKey } from '../helpers/keys.ts';
 import { Rig } from '../helpers/rig.ts';
+import { waitUntil } from '../helpers/wait.ts';
 import { join } from 'node:path';
 
 /**
@@ -99,7 +100,7 @@ describe('integration: release campaigns (agent first, requires met from a held 
     assert.equal(d4.get('app')?.version, '1.0.0');
   });
 
-  it('a trial failure of one component reverts the set on the device: rolled back, old app and old net both running', async () => {
+  it('a trial failure of one component reverts the set on the device (old app and old net both running); fixed, a retry of the release updates it', async () => {
     rig = await Rig.start({ devices: 1, device: { components: ['app', 'net'] }, faults: () => ({ failSelfTestComponent: 'net' }) });
     const net = componentImage('net', '1.6.0');
     const app = componentImage('app', '2.0.0');
@@ -115,5 +116,16 @@ describe('integration: release campaigns (agent first, requires met from a held 
     await rig.sims.stop();
     const after = await runningSetFromFiles(join(rig.dir, 'devices'), 'dev-001');
     assert.deepEqual([...after].map(([c, x]) => [c, x.sha256]), [...before].map(([c, x]) => [c, x.sha256]), 'the old set runs');
+
+    // fixed, the device is retried as a release (no upload): it gets both components
+    rig.sims.devices[0]!.setFaults({ failSelfTestComponent: undefined });
+    await rig.sims.start();
+    await waitUntil(() => rig!.gateway.fleet.online().length === 1, 20_000, 'the device back online');
+    const retry = await rig.client.control({ t: 'retry', campaign: campaign!, outcomes: ['rolled-back'] });
+    const again = await rig.client.follow(retry.campaign);
+    assert.deepEqual([again.updated, again.componentsSent], [1, 2], JSON.stringify(again));
+    await rig.sims.stop();
+    const fixed = await runningSetFromFiles(join(rig.dir, 'devices'), 'dev-001');
+    assert.deepEqual([...fixed].map(([c, x]) => [c, x.sha256, x.state]), [['app', app.manifest.sha256, 'confirmed'], ['net', net.manifest.sha256, 'confirmed']]);
   });
 });
