@@ -15,6 +15,8 @@ export interface CredentialVerifier {
   disabled?(id: string): boolean;
   /** The password the device last logged in with, checked from memory without scrypt. */
   cached?(id: string, password: string): boolean;
+  /** Write what must outlive the process (the verified logins, gateway/login-cache.ts); the broker calls it when it closes. */
+  close?(): Promise<void>;
 }
 
 export interface AccessOptions {

@@ -5,6 +5,8 @@ import type { GatewayConfig } from './config.ts';
 import { FailureBackoff, ScryptLimiter } from './auth-guard.ts';
 import { checkExposure } from './broker-exposure.ts';
 import { DeviceCredentials } from './device-auth.ts';
+import { LoginCache } from './login-cache.ts';
+import { join } from 'node:path';
 
 /**
  * The broker's options from the `broker` section of the config: the device list opened, the TLS
@@ -14,7 +16,9 @@ import { DeviceCredentials } from './device-auth.ts';
 export async function brokerOptions(config: GatewayConfig, logger: (line: string) => void): Promise<BrokerOptions> {
   const b = config.broker;
   const limiter = new ScryptLimiter(b.maxConcurrentScrypt, b.maxQueuedScrypt);
-  const credentials = b.devicesFile ? await DeviceCredentials.open(b.devicesFile, { log: logger, limiter }) : undefined;
+  // verified logins survive a restart (docs/security.md "Reconnect storms"), unless turned off
+  const logins = b.devicesFile && b.persistLogins ? await LoginCache.open(join(config.dataDir, 'verified-logins.json'), { log: logger }) : undefined;
+  const credentials = b.devicesFile ? await DeviceCredentials.open(b.devicesFile, { log: logger, limiter, ...(logins ? { logins } : {}) }) : undefined;
   const backoff = new FailureBackoff({ baseMs: b.authBackoffMs, maxMs: b.authBackoffMaxMs });
   const requireAuth = b.requireAuth ?? (credentials !== undefined || (b.tls?.ca !== undefined && b.tls.requestCert));
   const file = async (what: string, path: string): Promise<Buffer> => {

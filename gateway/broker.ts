@@ -367,6 +367,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     } finally {
       clearTimeout(timer);
     }
+    await this.#access.credentials?.close?.().catch((err: unknown) => this.#log(`broker: ${(err as Error).message}`));
     this.#log('broker: closed');
   }
 

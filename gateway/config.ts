@@ -72,6 +72,12 @@ export const configSchema = z.strictObject({
     /** Every client must authenticate (password or client certificate). Default: true when devicesFile (or client certificates) is set. */
     requireAuth: z.boolean().optional(),
     /**
+     * Keep the fast verifiers of verified device logins in <dataDir>/verified-logins.json (0600), so
+     * that the fleet reconnecting after a restart costs no scrypt (passwords of 22+ characters only;
+     * docs/security.md "Reconnect storms"). false: every password is checked with scrypt after a restart.
+     */
+    persistLogins: z.boolean().default(true),
+    /**
      * Start without device authentication on an address beyond loopback (CLI --insecure-open; lab only).
      * Without it (or an explicit requireAuth: false) such a start is refused (gateway/broker-exposure.ts).
      */

@@ -5,6 +5,7 @@ import { FwError } from '../protocol/errors.ts';
 import { formatIssues } from '../protocol/schema.ts';
 import { isValidDeviceId } from '../protocol/topics.ts';
 import type { ScryptLimiter } from './auth-guard.ts';
+import type { LoginCache } from './login-cache.ts';
 
 /**
  * Per-device MQTT credentials (docs/protocol.md §6.1.8, docs/operations.md "Device credentials").
@@ -156,7 +157,8 @@ export async function updateDevicesFile(path: string, fn: (entries: DeviceEntry[
  * a file that became invalid keeps the last good list (and is logged).
  *
  * A successful check is remembered as SHA-256(salt || password) for the entry, so a device that
- * reconnects (after every reboot) costs no second scrypt; a changed entry forgets it.
+ * reconnects (after every reboot) costs no second scrypt; a changed entry forgets it. With a
+ * LoginCache (gateway/login-cache.ts) that memory survives a restart too.
  */
 export class DeviceCredentials {
   #entries = new Map<string, Parsed & { phc: string; verified?: Buffer; disabled?: boolean }>();
@@ -170,13 +172,14 @@ export class DeviceCredentials {
     private readonly log: (line: string) => void,
     private readonly now: () => number,
     private readonly limiter: ScryptLimiter | undefined,
+    private readonly logins: LoginCache | undefined,
   ) {
     this.#dummy = hashPassword(generatePassword()).then((phc) => parsePhc(phc)!);
   }
 
   /** `limiter`: every scrypt of a check (the dummy one too) runs through it (gateway/auth-guard.ts). */
-  static async open(path: string, opts: { log?: (line: string) => void; now?: () => number; limiter?: ScryptLimiter } = {}): Promise<DeviceCredentials> {
-    const c = new DeviceCredentials(path, opts.log ?? (() => undefined), opts.now ?? Date.now, opts.limiter);
+  static async open(path: string, opts: { log?: (line: string) => void; now?: () => number; limiter?: ScryptLimiter; logins?: LoginCache } = {}): Promise<DeviceCredentials> {
+    const c = new DeviceCredentials(path, opts.log ?? (() => undefined), opts.now ?? Date.now, opts.limiter, opts.logins);
     await c.#load(true);
     return c;
   }
@@ -187,6 +190,11 @@ export class DeviceCredentials {
 
   has(id: string): boolean {
     return this.#entries.has(id);
+  }
+
+  /** Write the verified logins still pending (at the broker's close). */
+  async close(): Promise<void> {
+    await this.logins?.close();
   }
 
   /** Listed and disabled (as of the last read of the file). */
@@ -229,7 +237,10 @@ export class DeviceCredentials {
     if (e.verified && timingSafeEqual(quick, e.verified)) return 'ok';
     const key = await this.#derive(password, e);
     if (!timingSafeEqual(key, e.key)) return 'bad-password';
-    if (this.#entries.get(id) === e) e.verified = quick;
+    if (this.#entries.get(id) === e) {
+      e.verified = quick;
+      this.logins?.set(id, e.phc, password, quick);
+    }
     return 'ok';
   }
 
@@ -252,7 +263,8 @@ export class DeviceCredentials {
       const next = new Map<string, Parsed & { phc: string; verified?: Buffer; disabled?: boolean }>();
       for (const { id, scrypt: phc, disabled } of list) {
         const old = this.#entries.get(id);
-        next.set(id, { ...(old && old.phc === phc ? old : { ...parsePhc(phc)!, phc }), disabled: disabled === true });
+        const kept = old && old.phc === phc ? old : { ...parsePhc(phc)!, phc, ...withVerified(this.logins?.get(id, phc)) };
+        next.set(id, { ...kept, disabled: disabled === true });
       }
       this.#entries = next;
       this.#stamp = stamp;
@@ -264,4 +276,9 @@ export class DeviceCredentials {
       return false;
     }
   }
+}
+
+/** `{ verified }` when a kept login is known for the entry. */
+function withVerified(verified: Buffer | undefined): { verified?: Buffer } {
+  return verified ? { verified } : {};
 }
