@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import type { SimEvent } from '../../device-sim/device.ts';
 import { BUILTIN_PROFILES } from '../../device-sim/profiles.ts';
 import { componentManifest, parseReleaseManifest, satisfiesRange, signRelease, type ReleaseManifest } from '../../protocol/release.ts';
 import { mulberry32 } from '../../protocol/seeded-random.ts';
@@ -28,7 +29,8 @@ import { summaryLine, type SoakFigures, type SoakOptions } from './soak.ts';
  * After every campaign, and after the final power cut, every device is judged from its files by both
  * judges (invariants.ts): bootable, now and in the worst case; and the SET invariant: it runs all
  * components of one release, or its factory set, never a new app with a net it does not accept;
- * accounted for: `updated` ⇒ the release's images, confirmed; otherwise its set from before.
+ * accounted for: `updated` ⇒ the release's images, confirmed; otherwise its set from before. The set
+ * invariant is also checked on every boot the simulator reports during a campaign (trial boots too).
  */
 
 /** One release of the soak: its manifest and the images of its components. */
@@ -187,9 +189,14 @@ export async function runComponentSoak(opts: SoakOptions): Promise<SoakFigures> 
 
       const armed: ArmedFault[] = [];
       const activated = new Set<string>();
-      const early: string[] = [];
+      const early: string[] = []; // activate before its record; inconsistent sets booted
       let campaignId = '';
-      const onActivated = (d: (typeof rig.sims.devices)[number]) => (e: { type: string }): void => {
+      const onActivated = (d: (typeof rig.sims.devices)[number]) => (e: SimEvent): void => {
+        // every boot, trial boots included, starts a consistent set (as the device reports it booted)
+        if (e.type === 'booted' && e.components) {
+          const why = setViolation(Object.fromEntries(e.components.map((c) => [c.name, { ...c, signed: false }])), releases, factory.get(d.id)!);
+          if (why !== null) early.push(`${d.id} booted an inconsistent set: ${why}`);
+        }
         if (e.type !== 'activated') return;
         activated.add(d.id);
         if (campaignId && !activatingOnDisk(rig, campaignId, d.id)) early.push(`${d.id} acted on activate before its activating record was written`);
