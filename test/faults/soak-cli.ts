@@ -4,8 +4,8 @@ import { runSoak, SOAK_FAULT_KINDS } from './soak.ts';
 import { runRestartSoak } from './restart-soak.ts';
 
 /**
- * `npm run test:faults -- --seed S --faults N [--devices D] [--restarts R] [--verbose]`: the seeded
- * random soak, then R gateway restarts under fwpush with real processes (test/faults/restart-soak.ts;
+ * `npm run test:faults -- --seed S --faults N [--devices D] [--restarts R] [--components] [--verbose]`: the seeded
+ * random soak (with --components: of multi-component devices, test/faults/component-soak.ts), then R gateway restarts under fwpush with real processes (test/faults/restart-soak.ts;
  * docs/reliability.md). Prints a line per campaign and the summary line; exit 1 when a
  * device was bricked or anything was lost, 2 on a usage error.
  */
