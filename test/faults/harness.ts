@@ -7,6 +7,7 @@ import type { DeviceEvent } from '../../gateway/device-channel.ts';
 import type { Campaign } from '../../gateway/rollout/campaign.ts';
 import type { StoredImage } from '../../gateway/store.ts';
 import type { Manifest } from '../../protocol/manifest.ts';
+import { releaseIdentity, type ReleaseManifest } from '../../protocol/release.ts';
 import type { CompleteMessage, ResultMessage } from '../../protocol/uplink.ts';
 import type { Rig } from '../helpers/rig.ts';
 import { bootFromFiles, type Target } from './invariants.ts';
@@ -54,6 +55,7 @@ export function devicesDir(rig: Rig): string {
 /** The faults the tests inject. `gateway-kill` is the extension point for the campaign journal (not injected yet). */
 export const FaultKinds = [
   'power-cut', 'power-cut-now', 'corrupt-chunk', 'link-drop', 'link-outage', 'busy', 'fail-self-test', 'gateway-kill', 'disk-full',
+  'fail-self-test-component',
 ] as const;
 export type FaultKind = (typeof FaultKinds)[number];
 
@@ -61,8 +63,11 @@ export type FaultKind = (typeof FaultKinds)[number];
 export type Trigger = { afterAcceptMs: number } | { atFraction: number };
 
 export type FaultSpec =
-  /** The device's powerCutAt switch; for chunk-write, armed once the device acked `atFraction` of the image. */
-  | { kind: 'power-cut'; device: number; phase: PowerCutPhase; atFraction?: number }
+  /**
+   * The device's powerCutAt switch; for chunk-write, armed once the device acked `atFraction` of the image.
+   * With `component` (multi-component devices), it fires only in a step of that component (powerCutComponent).
+   */
+  | { kind: 'power-cut'; device: number; phase: PowerCutPhase; atFraction?: number; component?: string }
   /** Pull the plug at any step of the update. */
   | { kind: 'power-cut-now'; device: number; when: Trigger }
   /** Flip a byte of the k-th chunk the device receives. */
@@ -73,6 +78,8 @@ export type FaultSpec =
   | { kind: 'link-outage'; device: number; when: Trigger; forMs: number }
   | { kind: 'busy'; device: number }
   | { kind: 'fail-self-test'; device: number }
+  /** Multi-component devices: a trial boot that includes `component` fails its self-test (failSelfTestComponent). */
+  | { kind: 'fail-self-test-component'; device: number; component: string }
   /** Kill -9 the gateway and start it again on the same data dir. Not injected yet: see docs/reliability.md. */
   | { kind: 'gateway-kill'; delayMs: number }
   /** The gateway's disk full just before a durable step's journal record (test/faults/disk-fault.ts). */
@@ -85,13 +92,14 @@ function describeTrigger(w: Trigger): string {
 export function describeFault(f: FaultSpec, id?: string): string {
   const who = id ?? ('device' in f ? `device ${f.device}` : 'gateway');
   switch (f.kind) {
-    case 'power-cut': return `${who} power-cut@${f.phase}${f.atFraction ? ` at ${Math.round(f.atFraction * 100)}%` : ''}`;
+    case 'power-cut': return `${who} power-cut@${f.phase}${f.component ? `(${f.component})` : ''}${f.atFraction ? ` at ${Math.round(f.atFraction * 100)}%` : ''}`;
     case 'power-cut-now': return `${who} power-cut-now ${describeTrigger(f.when)}`;
     case 'corrupt-chunk': return `${who} corrupt-chunk k=${f.k}`;
     case 'link-drop': return `${who} link-drop n=${f.n}`;
     case 'link-outage': return `${who} link-outage ${describeTrigger(f.when)} for ${f.forMs}ms`;
     case 'busy': return `${who} busy`;
     case 'fail-self-test': return `${who} fail-self-test`;
+    case 'fail-self-test-component': return `${who} fail-self-test of ${f.component}`;
     case 'gateway-kill': return `gateway kill -9 +${f.delayMs}ms`;
     case 'disk-full': return describeDiskFull(f);
     default: {
@@ -148,10 +156,12 @@ export function armFault(rig: Rig, spec: FaultSpec, image: Pick<Manifest, 'size'
   };
   switch (spec.kind) {
     case 'power-cut': {
+      // with a component, the device takes the cut only in a step of that component: firing proves it
       onDevice((e) => { if (e.type === 'power-cut' && e.phase === spec.phase) armed.fired = true; });
-      if (!spec.atFraction) device.setFaults({ powerCutAt: spec.phase });
-      else at({ atFraction: spec.atFraction }, () => device.setFaults({ powerCutAt: spec.phase }));
-      cleanups.push(() => device.setFaults({ powerCutAt: undefined }));
+      const only = spec.component !== undefined ? { powerCutComponent: spec.component } : {};
+      if (!spec.atFraction) device.setFaults({ powerCutAt: spec.phase, ...only });
+      else at({ atFraction: spec.atFraction }, () => device.setFaults({ powerCutAt: spec.phase, ...only }));
+      cleanups.push(() => device.setFaults({ powerCutAt: undefined, ...(spec.component !== undefined ? { powerCutComponent: undefined } : {}) }));
       break;
     }
     case 'power-cut-now':
@@ -190,6 +200,13 @@ export function armFault(rig: Rig, spec: FaultSpec, image: Pick<Manifest, 'size'
       device.setFaults({ failSelfTest: true });
       cleanups.push(() => device.setFaults({ failSelfTest: undefined }));
       break;
+    case 'fail-self-test-component': {
+      const of = new RegExp(`self-test of ${spec.component} failed`);
+      onDevice((e) => { if (e.type === 'reverted' && of.test(e.reason)) armed.fired = true; });
+      device.setFaults({ failSelfTestComponent: spec.component });
+      cleanups.push(() => device.setFaults({ failSelfTestComponent: undefined }));
+      break;
+    }
     default: {
       const never: never = spec;
       throw new Error(`unknown fault ${JSON.stringify(never)}`);
@@ -229,12 +246,27 @@ export interface CampaignRun {
  * after the campaign is created and before it starts (faults that must be in place for the offer).
  */
 export async function runCampaign(rig: Rig, stored: StoredImage, opts: { timeoutMs: number; arm?: (c: Campaign) => void }): Promise<CampaignRun> {
+  return runPrepared(rig, () => rig.gateway.prepareCampaign(stored), stored.manifest, opts);
+}
+
+/**
+ * A release campaign (§6.15) instead of one image: the release's component images must be in the
+ * store and the release in the registry. `image` of the run is the release's identity (§5.5.4).
+ */
+export async function runReleaseCampaign(rig: Rig, release: ReleaseManifest, opts: { timeoutMs: number; arm?: (c: Campaign) => void }): Promise<CampaignRun> {
+  return runPrepared(rig, () => rig.gateway.prepareRelease(release), releaseIdentity(release), opts);
+}
+
+async function runPrepared(
+  rig: Rig, prepare: () => ReturnType<Rig['gateway']['prepareCampaign']>, m: Pick<Manifest, 'version' | 'sha256'>,
+  opts: { timeoutMs: number; arm?: (c: Campaign) => void },
+): Promise<CampaignRun> {
   const t0 = Date.now();
   const before = new Map<string, string>();
   for (const d of rig.sims.devices) {
     before.set(d.id, d.running?.version ?? (await bootFromFiles(d.id, join(devicesDir(rig), d.id))).version ?? '(not bootable)');
   }
-  const { campaign, start } = await rig.gateway.prepareCampaign(stored);
+  const { campaign, start } = await prepare();
   const results: ResultMessage[] = [];
   campaign.on('result', (r) => results.push(r));
   const completed = new Promise<CompleteMessage>((resolve) => campaign.once('complete', resolve));
@@ -253,7 +285,6 @@ export async function runCampaign(rig: Rig, stored: StoredImage, opts: { timeout
   }
   // The gateway lets go of the campaign just after `complete`; the next one may start after that.
   await waitFor(() => rig.gateway.activeCampaign !== campaign, 5000);
-  const m = stored.manifest;
   const targets: Target[] = rig.sims.devices.map((d) => {
     const mine = results.filter((r) => r.id === d.id);
     return { id: d.id, before: before.get(d.id)!, result: mine.at(-1), ...(mine.length > 1 ? { extraResults: mine.length - 1 } : {}) };

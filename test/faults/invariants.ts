@@ -10,7 +10,7 @@ import { checkDigest, parseManifest } from '../../protocol/manifest.ts';
 import type { SlotName } from '../../protocol/ota.ts';
 import type { ResultMessage } from '../../protocol/uplink.ts';
 import { testKey } from '../helpers/keys.ts';
-import { judgeDevice, storedManifests, type IndependentVerdict } from './independent-check.ts';
+import { judgeDevice, storedManifests, storedReleases, type IndependentVerdict } from './independent-check.ts';
 
 /**
  * End-of-run checks of the fault tests (docs/reliability.md "Invariants"). They read the
@@ -38,6 +38,8 @@ export interface BootCheck {
   slot?: SlotName;
   /** It would boot a trial image (not yet confirmed). */
   trial?: boolean;
+  /** Every component as it would boot now, `app` first (a single-image device: `app` only). */
+  components?: { name: string; version: string; sha256: string; trial: boolean }[];
 }
 
 /** Boot a copy of one device's folder with the simulator's bootloader; never touches the folder itself. */
@@ -55,13 +57,13 @@ export async function bootFromFiles(id: string, deviceDir: string): Promise<Boot
     if (!now.ok) return { id, bootable: false, why: now.why };
     const worst = await bootCopy(deviceDir, join(scratch, 'worst'), true);
     if (!worst.ok) return { id, bootable: false, why: `if the pending image failed its self-test: ${worst.why}` };
-    return { id, bootable: true, version: now.version, sha256: now.sha256, slot: now.slot, trial: now.trial };
+    return { id, bootable: true, version: now.version, sha256: now.sha256, slot: now.slot, trial: now.trial, components: now.components };
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }
 }
 
-type BootCopy = { ok: true; version: string; sha256: string; slot: SlotName; trial: boolean } | { ok: false; why: string };
+type BootCopy = { ok: true; version: string; sha256: string; slot: SlotName; trial: boolean; components: NonNullable<BootCheck['components']> } | { ok: false; why: string };
 
 async function bootCopy(from: string, to: string, failSelfTest: boolean): Promise<BootCopy> {
   await cp(from, to, { recursive: true });
@@ -72,12 +74,17 @@ async function bootCopy(from: string, to: string, failSelfTest: boolean): Promis
     const out = await runBootloader(files, {
       hw: rec.hw, factoryVersion: '0.0.0', imageName: 'unused', factoryImageSize: 1024, failSelfTest,
     });
-    // Independent of the bootloader's own check: the booted slot's bytes match what it booted.
-    const bytes = await readFile(join(to, `slot-${out.slot}.bin`));
-    const size = out.record.slots[out.slot].size;
-    if (bytes.length !== size) return { ok: false, why: `booted slot ${out.slot} holds ${bytes.length} bytes, record says ${size}` };
-    if (createHash('sha256').update(bytes).digest('hex') !== out.sha256) return { ok: false, why: `booted slot ${out.slot} fails its SHA-256` };
-    return { ok: true, version: out.version, sha256: out.sha256, slot: out.slot, trial: out.trial };
+    // Independent of the bootloader's own check: every booted slot's bytes match what it booted.
+    for (const c of out.components) {
+      const unit = c.name === 'app' ? out.record : out.record.components?.[c.name];
+      const of = c.name === 'app' ? '' : ` of ${c.name}`;
+      const bytes = await readFile(join(to, `${c.name === 'app' ? '' : `${c.name}-`}slot-${c.slot}.bin`));
+      const size = unit?.slots[c.slot].size;
+      if (bytes.length !== size) return { ok: false, why: `booted slot ${c.slot}${of} holds ${bytes.length} bytes, record says ${size}` };
+      if (createHash('sha256').update(bytes).digest('hex') !== c.sha256) return { ok: false, why: `booted slot ${c.slot}${of} fails its SHA-256` };
+    }
+    const components = out.components.map((c) => ({ name: c.name, version: c.version, sha256: c.sha256, trial: c.trial }));
+    return { ok: true, version: out.version, sha256: out.sha256, slot: out.slot, trial: out.trial, components };
   } catch (err) {
     return { ok: false, why: describeError(err) };
   }
@@ -179,6 +186,8 @@ export interface InvariantInput {
   campaign?: { image: { version: string; sha256: string }; targets: readonly Target[] };
   /** Keys the stored manifests must be signed by (default: the test vendor key the rig trusts). */
   trustedKeys?: readonly KeyObject[];
+  /** The gateway's release records (`<dataDir>/releases`), vouching for component images (default: `<storeDir>/../releases`). */
+  releasesDir?: string;
 }
 
 export async function checkInvariants(input: InvariantInput): Promise<InvariantReport> {
@@ -186,10 +195,11 @@ export async function checkInvariants(input: InvariantInput): Promise<InvariantR
   for (const id of input.ids) devices.set(id, await bootFromFiles(id, join(input.devicesDir, id)));
   const bricked = [...devices.values()].filter((d) => !d.bootable);
   const manifests = await storedManifests(input.storeDir);
+  const releases = await storedReleases(input.releasesDir ?? join(input.storeDir, '..', 'releases'));
   const independent = new Map<string, IndependentVerdict>();
   const disagreements: string[] = [];
   for (const id of input.ids) {
-    const v = await judgeDevice(id, join(input.devicesDir, id), manifests, input.trustedKeys ?? [testKey().publicKey]);
+    const v = await judgeDevice(id, join(input.devicesDir, id), manifests, input.trustedKeys ?? [testKey().publicKey], releases);
     independent.set(id, v);
     const own = devices.get(id)!;
     if (!v.bootable && own.bootable) bricked.push({ id, bootable: false, why: `independent check: ${v.why ?? '?'}` });

@@ -40,8 +40,9 @@ describe('faults: soak schedule and command line', () => {
   });
 
   it('parses --seed, --faults, --devices and --verbose, and names a bad flag', () => {
-    assert.deepEqual(parseSoakArgs(['--seed', '9', '--faults', '50', '--devices', '4', '--verbose'], () => 1), { seed: 9, faults: 50, devices: 4, verbose: true, restarts: 3 });
-    assert.deepEqual(parseSoakArgs([], () => 123), { seed: 123, faults: 200, devices: 8, verbose: false, restarts: 3 });
+    assert.deepEqual(parseSoakArgs(['--seed', '9', '--faults', '50', '--devices', '4', '--verbose'], () => 1), { seed: 9, faults: 50, devices: 4, verbose: true, components: false, restarts: 3 });
+    assert.deepEqual(parseSoakArgs([], () => 123), { seed: 123, faults: 200, devices: 8, verbose: false, components: false, restarts: 3 });
+    assert.equal((parseSoakArgs(['--components'], () => 1) as { components: boolean }).components, true);
     assert.equal(parseSoakArgs(['--help'], () => 1), 'help');
     const bad = (args: string[], msg: RegExp): void => assert.throws(() => parseSoakArgs(args, () => 1), (e: unknown) => e instanceof UsageError && msg.test(e.message));
     bad(['--seed', 'x'], /--seed must be an integer 0\.\.4294967295, got "x"/);

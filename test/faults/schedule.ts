@@ -26,7 +26,7 @@ export interface CampaignPlan {
 }
 
 /** Relative weights of the device faults. `gateway-kill` has none until the gateway resumes journaled campaigns. */
-export const FAULT_WEIGHTS: Readonly<Record<Exclude<FaultKind, 'gateway-kill' | 'disk-full'>, number>> = {
+export const FAULT_WEIGHTS: Readonly<Record<Exclude<FaultKind, 'gateway-kill' | 'disk-full' | 'fail-self-test-component'>, number>> = {
   'power-cut': 30, 'power-cut-now': 12, 'corrupt-chunk': 14, 'link-drop': 14, 'link-outage': 14, busy: 6, 'fail-self-test': 10,
 };
 

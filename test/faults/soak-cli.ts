@@ -4,18 +4,20 @@ import { runSoak, SOAK_FAULT_KINDS } from './soak.ts';
 import { runRestartSoak } from './restart-soak.ts';
 
 /**
- * `npm run test:faults -- --seed S --faults N [--devices D] [--restarts R] [--verbose]`: the seeded
- * random soak, then R gateway restarts under fwpush with real processes (test/faults/restart-soak.ts;
+ * `npm run test:faults -- --seed S --faults N [--devices D] [--restarts R] [--components] [--verbose]`: the seeded
+ * random soak (with --components: of multi-component devices, test/faults/component-soak.ts), then R gateway restarts under fwpush with real processes (test/faults/restart-soak.ts;
  * docs/reliability.md). Prints a line per campaign and the summary line; exit 1 when a
  * device was bricked or anything was lost, 2 on a usage error.
  */
 
-const USAGE = `usage: npm run test:faults -- [--seed S] [--faults N] [--devices D] [--restarts R] [--verbose]
+const USAGE = `usage: npm run test:faults -- [--seed S] [--faults N] [--devices D] [--restarts R] [--components] [--verbose]
 
   --seed S      PRNG seed, integer 0..4294967295 (default: a random one, printed)
   --faults N    run campaigns until at least N faults have fired, 1..100000 (default 200)
   --devices D   simulated devices, 2..64 (default 8)
   --restarts R  then R rounds of fwgate killed and restarted under fwpush (real processes), 0..1000 (default 3)
+  --components  devices with components app and net, each campaign a signed release (app new, net new
+                or unchanged, app requiring it); adds per-component faults and the set invariant
   --verbose     print each campaign's fault schedule, which faults fired and every device's result
   --help        this text
 
@@ -27,6 +29,8 @@ export interface SoakArgs {
   faults: number;
   devices: number;
   verbose: boolean;
+  /** The component soak (runSoak({ components: true })). */
+  components: boolean;
   /** Rounds of the gateway restart under fwpush (real processes) after the soak. */
   restarts: number;
 }
@@ -42,7 +46,7 @@ export function parseSoakArgs(argv: readonly string[], randomSeed: () => number)
       args: [...argv],
       options: {
         seed: { type: 'string' }, faults: { type: 'string' }, devices: { type: 'string' }, restarts: { type: 'string' },
-        verbose: { type: 'boolean', short: 'v' }, help: { type: 'boolean', short: 'h' },
+        verbose: { type: 'boolean', short: 'v' }, components: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       },
       strict: true, allowPositionals: false,
     }));
@@ -62,6 +66,7 @@ export function parseSoakArgs(argv: readonly string[], randomSeed: () => number)
     faults: int('faults', values.faults, 1, 100_000, 200),
     devices: int('devices', values.devices, 2, 64, 8),
     verbose: values.verbose === true,
+    components: values.components === true,
     restarts: int('restarts', values.restarts, 0, 1000, 3),
   };
 }
@@ -79,16 +84,20 @@ async function main(): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
-  const { seed, faults, devices, verbose, restarts } = args;
+  const { seed, faults, devices, verbose, restarts, components } = args;
+  const flags = `--seed ${seed} --faults ${faults} --devices ${devices}${components ? ' --components' : ''}`;
   const t = (): string => new Date().toISOString().slice(11, 23);
-  process.stdout.write(`${t()} soak: seed ${seed}, at least ${faults} faults, ${devices} devices (reproduce: npm run test:faults -- --seed ${seed} --faults ${faults} --devices ${devices})\n`);
-  const f = await runSoak({ seed, faults, devices, verbose, log: (line) => process.stdout.write(`${t()} ${line}\n`) });
-  const kinds = Object.entries(f.byKind).map(([k, v]) => `${k} ${v.fired}/${v.scheduled}`).join(', ');
+  process.stdout.write(`${t()} soak: seed ${seed}, at least ${faults} faults, ${devices} devices${components ? ' with components app and net' : ''} (reproduce: npm run test:faults -- ${flags})\n`);
+  const f = await runSoak({ seed, faults, devices, verbose, components, log: (line) => process.stdout.write(`${t()} ${line}\n`) });
+  const kinds = [
+    ...Object.entries(f.byKind).map(([k, v]) => `${k} ${v.fired}/${v.scheduled}`),
+    ...(f.componentPowerCuts ? [`of the power cuts, limited to a component's step ${f.componentPowerCuts.fired}/${f.componentPowerCuts.scheduled}`] : []),
+  ].join(', ');
   process.stdout.write(`${t()} ${f.campaigns} campaigns in ${(f.ms / 1000).toFixed(1)} s; fired/scheduled by kind: ${kinds}; skipped ${f.skipped}\n`);
   for (const p of f.problems) process.stdout.write(`PROBLEM ${p}\n`);
   process.stdout.write(`${f.summary}\n`);
   if (f.bricked !== 0 || f.lost !== 0 || f.problems.length > 0) {
-    process.stdout.write(`FAILED: reproduce with npm run test:faults -- --seed ${seed} --faults ${faults} --devices ${devices} --verbose\n`);
+    process.stdout.write(`FAILED: reproduce with npm run test:faults -- ${flags} --verbose\n`);
     return 1;
   }
   if (restarts > 0) {

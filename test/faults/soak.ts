@@ -11,6 +11,7 @@ import { FAULT_WEIGHTS, planCampaign, type SoakShape } from './schedule.ts';
 import { activatingOnDisk, armDiskFull, checkJournal, describeDiskFull, planGatewayFault } from './disk-fault.ts';
 import { mountSmallExt4, type SmallDisk } from '../helpers/tmpfs.ts';
 import { join } from 'node:path';
+import { runComponentSoak } from './component-soak.ts';
 
 /**
  * The seeded random soak (docs/reliability.md): campaigns v1.1.0, v1.2.0, ... to one fleet,
@@ -46,6 +47,11 @@ export interface SoakOptions {
    * otherwise the disk-full faults are scheduled but cannot fire.
    */
   diskFull?: boolean;
+  /**
+   * Multi-component devices (app and net) and signed release campaigns instead of single images,
+   * with per-component faults and the set invariant (test/faults/component-soak.ts).
+   */
+  components?: boolean;
   log?: (line: string) => void;
 }
 
@@ -57,6 +63,8 @@ export interface SoakFigures {
   scheduled: number;
   injected: number;
   byKind: Partial<Record<FaultKind, { scheduled: number; fired: number }>>;
+  /** The component soak: power cuts limited to one component's step (counted in byKind['power-cut'] too). */
+  componentPowerCuts?: { scheduled: number; fired: number };
   /** Devices whose files would not boot a verified image (after any campaign, or after the final power cut). */
   bricked: number;
   /** Stored images corrupted or gone, plus device results not accounted for by the devices' files. */
@@ -77,6 +85,7 @@ export function summaryLine(f: Pick<SoakFigures, 'injected' | 'bricked' | 'lost'
 }
 
 export async function runSoak(opts: SoakOptions): Promise<SoakFigures> {
+  if (opts.components) return runComponentSoak(opts);
   const t0 = Date.now();
   const log = opts.log ?? (() => undefined);
   const devices = opts.devices ?? 8;
