@@ -15,10 +15,14 @@ import { TEST_SCRYPT } from '../helpers/devices.ts';
  */
 describe('verified logins kept across a restart (login-cache.ts)', () => {
   let dir: string;
+  /** Every credentials object a test opened: closed (pending writes done) before the folder goes. */
+  let opened: DeviceCredentials[] = [];
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'fwgate-logins-'));
   });
   afterEach(async () => {
+    for (const c of opened) await c.close();
+    opened = [];
     await rm(dir, { recursive: true, force: true });
   });
 
@@ -27,6 +31,7 @@ describe('verified logins kept across a restart (login-cache.ts)', () => {
     const limiter = new ScryptLimiter(1, 8);
     const cache = await LoginCache.open(join(dir, 'verified-logins.json'), { log: (l) => logs.push(l), saveDelayMs: 10 });
     const creds = await DeviceCredentials.open(join(dir, 'devices.json'), { limiter, logins: cache });
+    opened.push(creds);
     return { creds, limiter, cache };
   }
 
