@@ -26,9 +26,18 @@ export const groups = {
     mutate: ['protocol/manifest.ts', 'protocol/signature.ts'],
     spec: ['test/protocol/manifest-checks.test.ts', 'test/protocol/signature.test.ts', 'test/protocol/messages.test.ts', 'test/protocol/doc-vectors.test.ts', 'test/device-sim/signature.test.ts'],
   },
-  rollout: {
-    mutate: ['gateway/rollout/planner.ts', 'gateway/rollout/gate.ts', 'gateway/rollout/campaign.ts', 'gateway/rollout/device-session.ts', 'gateway/rollout/journal.ts'],
-    spec: ['test/gateway/planner.test.ts', 'test/gateway/journal.test.ts', 'test/gateway/rollout/*.test.ts', 'test/gateway/rollback-threshold.test.ts', 'test/gateway/rollout-core/*.test.ts'],
+  // the rollout in two groups: the campaign (its gate) and one device's session (with the modules
+  // device-session.ts was split into), the planner and the journal
+  campaign: {
+    mutate: ['gateway/rollout/campaign.ts', 'gateway/rollout/gate.ts'],
+    spec: ['test/gateway/rollout/*.test.ts', 'test/gateway/rollback-threshold.test.ts'],
+  },
+  session: {
+    mutate: [
+      'gateway/rollout/device-session.ts', 'gateway/rollout/chunk-transfer.ts', 'gateway/rollout/boot-report.ts',
+      'gateway/rollout/session-failure.ts', 'gateway/rollout/resume-decision.ts', 'gateway/rollout/planner.ts', 'gateway/rollout/journal.ts',
+    ],
+    spec: ['test/gateway/planner.test.ts', 'test/gateway/journal.test.ts', 'test/gateway/rollout/*.test.ts'],
   },
   windows: {
     mutate: ['gateway/windows.ts'],
