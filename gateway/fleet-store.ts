@@ -1,6 +1,5 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { mkdir, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
 import { z } from 'zod';
 import { encodeCbor } from '../protocol/cbor.ts';
 import { describeError, FwError } from '../protocol/errors.ts';

@@ -3,28 +3,22 @@ import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { describeError } from '../protocol/errors.ts';
-import { MAX_WINDOW } from '../protocol/limits.ts';
 import {
-  decodeLaptopMessage, encodeUplinkMessage, type CompleteMessage, type GatewayUplinkMessage, type LaptopMessage, type PlannedMessage,
+  type CompleteMessage, type GatewayUplinkMessage, type LaptopMessage, type PlannedMessage,
   type PreflightInfo, type ResultMessage, type RetryMessage, type Targeting,
 } from '../protocol/uplink.ts';
 import { FwError } from '../protocol/errors.ts';
 import type { Manifest } from '../protocol/manifest.ts';
-import { releaseDigest, releaseIdentity, type ReleaseManifest } from '../protocol/release.ts';
-import { logSecurity, manifestDistrust, releaseDistrust } from './trust.ts';
+import type { ReleaseManifest } from '../protocol/release.ts';
+import { logSecurity, manifestDistrust } from './trust.ts';
 
 export { manifestDistrust, releaseDistrust } from './trust.ts';
-import type { ReleaseDeps } from './rollout/release-rollout.ts';
-import { selectForRelease } from './rollout/release-plan.ts';
-import { readDevicesFile } from './device-auth.ts';
 import { TokenBucket } from './rollout/bandwidth.ts';
 import { Slots } from './rollout/slots.ts';
-import { campaignTargets, preflightCounts } from './rollout/targeting.ts';
-import { replayFromJournal } from './rollout/replay.ts';
-import { parseJournal } from './rollout/journal.ts';
-import { readFileSync, readdirSync } from 'node:fs';
+import { campaignState } from './campaign-state.ts';
+import { readCampaignJournal, retryPlan, type JournalState } from './campaign-retry.ts';
 import { serveControl, type ControlRequest } from './control.ts';
-import { MessageLink } from '../transport/message-link.ts';
+import type { MessageLink } from '../transport/message-link.ts';
 import { Broker } from './broker.ts';
 import { brokerLogger, logPresence } from './broker-log.ts';
 import { brokerOptions } from './broker-setup.ts';
@@ -35,15 +29,17 @@ import { Fleet, type DeviceRecord } from './fleet.ts';
 import type { Logger } from './log.ts';
 import { Campaign, type CampaignDeps } from './rollout/campaign.ts';
 import { windowGate, type WindowGate } from './rollout/gate.ts';
-import { selectDevices } from './rollout/planner.ts';
+import { pendingTasks } from './rollout/pending-tasks.ts';
 import { ImageSource } from './rollout/image-source.ts';
 import { acquirePidFile, type PidFile } from './pid-file.ts';
 import { pruneJournals } from './retention.ts';
-import { closedCompletion, imageGoneReason } from './rollout/closed-campaign.ts';
-import { pausedReplay } from './disk-full.ts';
-import { CampaignJournal, findUnfinished, journalDir, type UnfinishedCampaign } from './rollout/journal.ts';
+import { resumeUnfinished } from './restart-resume.ts';
+import { CampaignJournal, journalDir, type UnfinishedCampaign } from './rollout/journal.ts';
 import { ImageStore, type StoredImage } from './store.ts';
-import { UplinkSession } from './uplink/session.ts';
+import type { UplinkSession } from './uplink/session.ts';
+import { serveUplink } from './uplink-wiring.ts';
+import { ReleaseSupport } from './release-support.ts';
+import { CampaignPlanning } from './campaign-planning.ts';
 import { CampaignRecorder } from './campaign-recorder.ts';
 import { ReleaseRegistry } from './releases.ts';
 import { goLive, storedRelease, type PreparedRelease } from './release-live.ts';
@@ -105,8 +101,6 @@ export class Gateway {
   /** One concurrency limit and one site bandwidth cap across every campaign. */
   private readonly slots: Slots;
   private readonly bandwidth: TokenBucket | undefined;
-  /** Device groups from the device list (broker.devicesFile), read when a campaign targets a group. */
-  private groups = new Map<string, string[]>();
   private stopping = false;
   readonly campaigns: Campaign[] = [];
   /** The campaigns' journals and the laptop's messages in their order (gateway/campaign-recorder.ts). */
@@ -133,6 +127,8 @@ export class Gateway {
     readonly fleetStore: FleetStore,
   ) {
     this.keyRing = new KeyRing(config.security.trustedKeys.map((k) => parsePublicKey(k.publicKey)));
+    this.releaseSupport = new ReleaseSupport({ keyRing: this.keyRing, allowUnsigned: config.security.allowUnsigned, store, releases: () => this.releases });
+    this.planning = new CampaignPlanning({ config, log, timers, channel, fleet, fleetStore, releaseSupport: this.releaseSupport });
     this.slots = new Slots(config.rollout.concurrency);
     this.bandwidth = config.rollout.siteBps > 0 ? new TokenBucket(config.rollout.siteBps, timers) : undefined;
     this.recorder = new CampaignRecorder({ config, timers, log, uplink: () => this.uplink, onClosed: () => this.pruneJournals() });
@@ -148,6 +144,8 @@ export class Gateway {
 
   /** The trusted manifest-signing keys of the config (docs/protocol.md §5.4, §7.3.1). */
   readonly keyRing: KeyRing;
+  private readonly releaseSupport: ReleaseSupport;
+  private readonly planning: CampaignPlanning;
 
   static async start(opts: GatewayOptions): Promise<Gateway> {
     const { config, log } = opts;
@@ -185,7 +183,11 @@ export class Gateway {
     gw.pruneJournals();
     logSecurity(gw.keyRing, config.security.allowUnsigned, log);
     if (opts.uplinkStream) gw.attachUplink(opts.uplinkStream);
-    await gw.resumeUnfinished();
+    await resumeUnfinished({
+      journalDir: gw.journalDir, store, keyRing: gw.keyRing, config, log, closed: gw.closedAtStart,
+      prepareCampaign: (image, u) => gw.prepareCampaign(image, {}, u),
+      prepareRelease: (release, u) => gw.prepareRelease(release, {}, u),
+    });
     try {
       gw.controlServer = await serveControl(config.dataDir, (r) => gw.control(r), (line) => log.info(line));
     } catch (err) {
@@ -202,44 +204,9 @@ export class Gateway {
 
   /** Serve a laptop on this stream (a serial port). */
   attachUplink(stream: Duplex): void {
-    const { config, log } = this;
-    const link = new MessageLink<LaptopMessage, GatewayUplinkMessage>(stream, {
-      decode: decodeLaptopMessage,
-      encode: encodeUplinkMessage,
-      arq: {
-        window: MAX_WINDOW,
-        maxPayload: 256,
-        rtoInitialMs: config.uplink.rtoInitialMs, rtoMinMs: config.uplink.rtoMinMs, rtoMaxMs: config.uplink.rtoMaxMs,
-        maxRetransmits: config.uplink.maxRetransmits,
-      },
-    });
+    const { link, session } = serveUplink(this, stream, GATEWAY_AGENT);
     this.uplinkLink = link;
-    link.announceReset(); // §4.11.2: a laptop still holding a session with the gateway before this one learns it is gone
-    this.uplink = new UplinkSession({
-      link, store: this.store, config: config.uplink, log: log.child({ part: 'uplink' }), agent: GATEWAY_AGENT,
-      keyRing: this.keyRing, allowUnsigned: config.security.allowUnsigned,
-      busyReason: (request) => this.busyReason(request),
-      campaignState: (id) => this.campaignState(id),
-      preflight: (manifest, request) => this.preflight(manifest, request),
-      cancel: (id) => this.cancelCampaign(id, 'cancelled by the technician (fwpush cancel)').id,
-      retry: async (req) => {
-        const { campaign, start, queued } = await this.retryCampaign(req);
-        return { id: campaign.id, start, ...(queued ? { queued } : {}) };
-      },
-      resume: (id) => {
-        this.resumeCampaign(id);
-      },
-      plan: (manifest, request) => this.plan(manifest, request),
-      onImageStored: async (image, request) => {
-        const { campaign, start, queued, supersedes } = await this.prepareCampaign(image, request);
-        return { id: campaign.id, start, ...(queued ? { queued } : {}), ...(supersedes ? { supersedes } : {}) };
-      },
-      release: {
-        releases: this.releases,
-        preflight: (release, request) => this.preflight(releaseIdentity(release), request, release),
-        prepareRelease: (release, request) => this.releaseCampaign(release, request),
-      },
-    });
+    this.uplink = session;
   }
 
   /** Start a rollout of a stored image to the fleet (queued behind a running one, or for a window). */
@@ -258,7 +225,7 @@ export class Gateway {
    * Why an upload with this policy would be refused now: a `now` upload while a campaign sweeps,
    * or while a `now` campaign is created and about to (the technician would wait behind it).
    */
-  private busyReason(request: CampaignOptions): string | undefined {
+  busyReason(request: CampaignOptions): string | undefined {
     if (this.policyOf(request) !== 'now') return undefined;
     const blocking = this.sweeping ?? [...this.live].find((c) => this.nowCampaigns.has(c) && !c.started);
     if (!blocking) return undefined;
@@ -281,7 +248,7 @@ export class Gateway {
     // read back from disk: verified (SHA-256) before any device gets a byte of it (a release's
     // component images: each when a device first needs it)
     const source = new ImageSource(image.manifest, release ? Buffer.alloc(0) : await this.store.read(image.manifest.sha256));
-    const releaseDeps = release ? await this.releaseDeps(release) : undefined;
+    const releaseDeps = release ? await this.releaseSupport.campaignDeps(release) : undefined;
     const busyNow = resume ? undefined : this.busyReason({ ...opts, policy }); // re-check: another start may have won during the read
     if (busyNow) throw new Error(busyNow);
     const force = resume?.state.policy?.force ?? opts.force ?? false;
@@ -289,7 +256,7 @@ export class Gateway {
     const expiresAt = resume?.state.policy?.expiresAt ?? this.gate.now() + this.config.rollout.campaignExpiryMs;
     const windowed = policy === 'window';
     // fixed at creation when the laptop narrowed them (or a retry): else every device known when it runs
-    const targets = resume ? resume.state.targets : opts.only || opts.group !== undefined ? (await this.targetsFor(opts)).map((d) => d.id) : undefined;
+    const targets = resume ? resume.state.targets : opts.only || opts.group !== undefined ? (await this.planning.targetIds(opts)) : undefined;
     const waves = resume ? resume.state.waves : opts.waves;
     const waveGate = resume ? resume.state.waveGate : opts.waveGate;
     const wavePause = resume ? resume.state.wavePause : opts.wavePause;
@@ -365,58 +332,14 @@ export class Gateway {
    * needs it); each device gets the components it lacks (gateway/rollout/release-plan.ts).
    */
   async prepareRelease(release: ReleaseManifest, opts: CampaignOptions = {}, resume?: UnfinishedCampaign): Promise<PreparedCampaign> {
-    const distrust = releaseDistrust(this.keyRing, this.config.security.allowUnsigned, release);
-    if (distrust !== undefined) throw new FwError('E_MANIFEST_SIGNATURE', `release ${release.release} ${release.version}: ${distrust}`);
-    const missing = release.components.filter((c) => !this.store.get(c.sha256));
-    if (missing.length > 0) {
-      throw new FwError('E_IMAGE_NOT_FOUND', `release ${release.release} ${release.version}: the gateway does not hold component ${missing.map((c) => `${c.component} (${c.sha256.slice(0, 12)}…)`).join(', ')}; upload the release again`);
-    }
-    const identity = releaseIdentity(release);
+    const identity = this.releaseSupport.identity(release);
     return this.prepareCampaign({ manifest: identity, path: '', storedAt: new Date().toISOString() }, opts, resume, release);
   }
 
-  /**
-   * The pre-flight of a release (§7.3.7 with §5.5.6): `preflight(releaseIdentity(r), opts, r)`
-   * counts devices per component selection, `unmetDependency` among them.
-   */
-  private async releaseSelector(release: ReleaseManifest, opts: CampaignOptions): Promise<(targets: readonly DeviceRecord[]) => ReturnType<typeof selectForRelease>> {
-    const { held } = await this.releaseDeps(release);
-    return (targets) => selectForRelease(release, targets, held, { downgrade: opts.downgrade ?? false });
-  }
-
   /** prepareRelease as the uplink and the control socket take it (release-live.ts PreparedRelease). */
-  private async releaseCampaign(release: ReleaseManifest, opts: CampaignOptions): Promise<PreparedRelease> {
+  async releaseCampaign(release: ReleaseManifest, opts: CampaignOptions): Promise<PreparedRelease> {
     const { campaign, start, queued, supersedes } = await this.prepareRelease(release, opts);
     return { id: campaign.id, start, ...(queued ? { queued } : {}), ...(supersedes ? { supersedes } : {}) };
-  }
-
-  /** What a release campaign needs beyond its manifest: the other held releases and the image reader. */
-  private async releaseDeps(release: ReleaseManifest): Promise<ReleaseDeps> {
-    const digest = releaseDigest(release);
-    const others = (await this.releases.list()).map((r) => r.manifest);
-    const held = others.filter((r) => releaseDigest(r) !== digest && releaseDistrust(this.keyRing, this.config.security.allowUnsigned, r) === undefined
-      && r.components.every((c) => this.store.get(c.sha256) !== undefined));
-    return {
-      manifest: release, held,
-      loadImage: async (m) => new ImageSource(m, await this.store.read(m.sha256)),
-    };
-  }
-
-  /** The known devices a campaign with this targeting would reach (docs/operations.md "Targeting and waves"). */
-  private async targetsFor(t: Targeting): Promise<ReturnType<typeof campaignTargets>> {
-    if (t.group !== undefined) await this.loadGroups();
-    return campaignTargets(this.fleet.list(), t, (id) => this.groups.get(id) ?? []);
-  }
-
-  /** Device groups from the device list (broker.devicesFile); none without one. */
-  private async loadGroups(): Promise<void> {
-    const file = this.config.broker.devicesFile;
-    if (!file) return;
-    try {
-      this.groups = new Map((await readDevicesFile(file)).map((e) => [e.id, e.groups ?? []]));
-    } catch (err) {
-      this.log.warn({ file, err: describeError(err) }, 'device list unreadable: device groups unknown');
-    }
   }
 
   /**
@@ -424,18 +347,7 @@ export class Gateway {
    * --only/--group leave no known device, and E_NOT_ENOUGH_ONLINE below `requireOnline`.
    */
   async preflight(manifest: Manifest, opts: CampaignOptions, release?: ReleaseManifest): Promise<PreflightInfo> {
-    const targets = await this.targetsFor(opts);
-    const select = release ? await this.releaseSelector(release, opts) : undefined;
-    if ((opts.only || opts.group !== undefined) && targets.length === 0) {
-      throw new FwError('E_NO_TARGETS', `no known device matches ${opts.only ? `--only ${opts.only.join(',')}` : ''}${opts.group !== undefined ? ` --group ${opts.group}` : ''} (fwgate device list, fwgate report)`);
-    }
-    const counts = preflightCounts(manifest, this.fleet.list(), targets, opts.downgrade ?? false, select);
-    const confirmedSeq = Math.max(0, ...targets.filter((d) => manifest.hw.includes(d.hw)).map((d) => this.fleetStore.get(d.id)?.confirmedSeq ?? 0));
-    if (confirmedSeq > 0) counts.confirmedSeq = confirmedSeq;
-    if (opts.requireOnline !== undefined && this.policyOf(opts) === 'now' && counts.eligibleOnline < opts.requireOnline) {
-      throw new FwError('E_NOT_ENOUGH_ONLINE', `${counts.eligibleOnline} eligible device(s) online, --require-online asks for ${opts.requireOnline}; nothing stored`);
-    }
-    return counts;
+    return this.planning.preflight(manifest, { ...opts, policy: this.policyOf(opts) }, release);
   }
 
   /** A newer campaign for a device takes over the device's pending task in older live campaigns of the same image name (§7.12.5). */
@@ -512,51 +424,20 @@ export class Gateway {
    * when no device matches.
    */
   async retryCampaign(req: Omit<RetryMessage, 't'>): Promise<PreparedCampaign> {
-    const j = this.readJournal(req.campaign);
-    const want = new Set<string>(req.outcomes);
-    const ids = [...j.results.values()].filter((r) => want.has(r.outcome)).map((r) => r.id);
-    const opts: CampaignOptions = {
-      only: ids, retryOf: req.campaign,
-      ...(req.policy ? { policy: req.policy } : {}),
-      force: req.force ?? j.policy?.force ?? false, downgrade: j.policy?.downgrade ?? false,
-    };
-    // a release campaign is retried as a release: each device gets what it lacks now (§6.15)
-    if (j.release) {
-      if (ids.length === 0) throw new FwError('E_NOTHING_TO_RETRY', `campaign ${req.campaign} has no device with result ${req.outcomes.join(' or ')}`);
-      return this.prepareRelease(j.release, opts);
-    }
-    const manifest = j.manifest;
-    const image = manifest ? this.store.get(manifest.sha256) : this.store.get(j.sha256);
-    if (!image) throw new FwError('E_UNKNOWN_CAMPAIGN', `the image of campaign ${req.campaign} is no longer stored; push it again`);
-    if (ids.length === 0) throw new FwError('E_NOTHING_TO_RETRY', `campaign ${req.campaign} has no device with result ${req.outcomes.join(' or ')}`);
-    const stored = manifest ? { ...image, manifest } : image;
-    return this.prepareCampaign(stored, opts);
+    const plan = retryPlan(this.readJournal(req.campaign), req, this.store);
+    return 'release' in plan ? this.prepareRelease(plan.release, plan.opts) : this.prepareCampaign(plan.image, plan.opts);
   }
 
   /** A campaign's journal state by id (finished or not). E_UNKNOWN_CAMPAIGN when there is none. */
-  readJournal(id: string): ReturnType<typeof parseJournal>['state'] {
-    if (!/^[A-Za-z0-9._-]{1,64}$/.test(id) || !readdirSync(this.journalDir).includes(`${id}.jsonl`)) {
-      throw new FwError('E_UNKNOWN_CAMPAIGN', `no campaign ${id} in ${this.journalDir} (fwgate campaigns lists them)`);
-    }
-    const path = join(this.journalDir, `${id}.jsonl`);
-    return parseJournal(readFileSync(path, 'utf8'), path).state;
+  readJournal(id: string): JournalState {
+    return readCampaignJournal(this.journalDir, id);
   }
 
   /** A dry run (§7.12.4): measure and rank as an upload of this manifest would, without storing or updating anything. */
   async plan(manifest: Manifest, opts: CampaignOptions): Promise<PlannedMessage> {
-    const preflight = await this.preflight(manifest, { ...opts, requireOnline: undefined });
-    const targets = opts.only || opts.group !== undefined ? (await this.targetsFor(opts)).map((d) => d.id) : undefined;
-    const order = await Campaign.dryRun(manifest, {
-      channel: this.channel, fleet: this.fleet, config: this.config.rollout, timers: this.timers, log: this.log.child({ part: 'plan' }),
-      downgrade: opts.downgrade ?? false, ...(targets ? { targets } : {}), ...(opts.waves ? { waves: opts.waves } : {}), checkIn: { expiresAt: Infinity },
-    });
-    const etaMs = order.devices.reduce((m, d) => Math.max(m, (d.startMs ?? 0) + (d.etaMs ?? 0)), 0);
-    return {
-      t: 'planned', image: order.image, devices: order.devices, excluded: order.excluded,
-      ...(order.excludedMore !== undefined ? { excludedMore: order.excludedMore } : {}), preflight,
-      ...(order.devices.some((d) => d.etaMs !== undefined) ? { etaMs: Math.round(etaMs || 0) } : {}),
-    };
+    return this.planning.plan(manifest, { ...opts, policy: this.policyOf(opts) });
   }
+
 
   /**
    * Start the next queued campaign when none is sweeping: the first that may run now (a `now`
@@ -594,95 +475,16 @@ export class Gateway {
     this.log.warn({ campaign: old.id, by: by.id, image: old.image.manifest.version, newer: by.image.manifest.version }, 'queued campaign superseded by a newer upload for the same hardware');
   }
 
-  /**
-   * §6.14.1: a device that reports `status` while live campaigns still have an update for it —
-   * it is in one's order without a result, or one not started yet would select it — is told
-   * which, with the next window's opening as `notBefore` while the gate is closed.
-   */
+  /** §6.14.1: a device that reports `status` is told the live campaigns that still have an update for it (rollout/pending-tasks.ts). */
   private sendTasks(device: DeviceRecord): void {
     const notBefore = this.gate.windowed && !this.gate.isOpen() ? this.gate.nextOpenAt() : undefined;
-    const tasks = [...this.live]
-      .filter((c) => (c.targets(device.id) ? !c.resultOf(device.id) : !c.started && selectDevices(c.image.manifest, [device]).eligible.length === 1))
-      .slice(0, 8)
-      .map((c) => ({
-        campaign: c.id, name: c.image.manifest.name, version: c.image.manifest.version, sha256: c.image.manifest.sha256, size: c.image.size,
-        steps: ['download', 'verify', 'activate'] as ('download' | 'verify' | 'activate')[],
-        ...(notBefore !== undefined ? { notBefore: Math.round(notBefore) } : {}),
-      }));
+    const tasks = pendingTasks(this.live, device, notBefore);
     if (tasks.length === 0) return;
     this.channel.send(device.id, { t: 'tasks', tasks }).catch((err: unknown) => this.log.warn({ device: device.id, err: describeError(err) }, 'tasks not sent'));
   }
 
-
-  /**
-   * After a restart (a crash, `kill -9`, a power cut, or a clean stop mid-campaign): resume every
-   * campaign whose journal has no completion, oldest first, each with the policy and expiry its
-   * journal recorded (a queued window campaign waits for its window again). One whose image is no
-   * longer stored is closed in its journal with what it had, and logged.
-   */
-  private async resumeUnfinished(): Promise<void> {
-    for (const u of findUnfinished(this.journalDir, (msg) => this.log.warn(msg))) {
-      if (u.state.release) {
-        await this.resumeRelease(u, u.state.release);
-        continue;
-      }
-      const stored = this.store.get(u.state.sha256);
-      if (!stored) {
-        this.closeJournal(u, imageGoneReason(join(this.config.dataDir, 'store'), u.state.sha256));
-        continue;
-      }
-      // the journal's manifest is the campaign's release; it is read back from disk, so it is checked again
-      const m = u.state.manifest;
-      const distrust = m ? (m.sha256 !== u.state.sha256 ? `its manifest names image ${m.sha256}, not ${u.state.sha256}` : manifestDistrust(this.keyRing, this.config.security.allowUnsigned, m)) : undefined;
-      if (distrust !== undefined) {
-        this.closeJournal(u, `its journal's manifest is not trusted (${distrust})`);
-        continue;
-      }
-      let prepared: PreparedCampaign;
-      try {
-        prepared = await this.prepareCampaign(m ? { ...stored, manifest: m } : stored, {}, u);
-      } catch (err) {
-        this.closeJournal(u, describeError(err));
-        continue;
-      }
-      const { campaign, start } = prepared;
-      const image = campaign.image;
-      this.log.info({ campaign: campaign.id, image: image.manifest.version, policy: u.state.policy?.mode ?? 'now', results: u.state.results.size, records: u.state.records }, 'resuming an unfinished campaign');
-      start();
-    }
-  }
-
-  /** resumeUnfinished for a release campaign: its release manifest is checked again (identity, signature, images held). */
-  private async resumeRelease(u: UnfinishedCampaign, release: ReleaseManifest): Promise<void> {
-    if (releaseDigest(release) !== u.state.sha256) {
-      this.closeJournal(u, `its journal's release does not match the campaign's release digest ${u.state.sha256}`);
-      return;
-    }
-    try {
-      const { campaign, start } = await this.prepareRelease(release, {}, u);
-      this.log.info({ campaign: campaign.id, release: release.release, version: release.version, results: u.state.results.size }, 'resuming an unfinished release campaign');
-      start();
-    } catch (err) {
-      this.closeJournal(u, describeError(err));
-    }
-  }
-
   /** Campaigns closed at start-up without running (§7.8.2): the last one is what `status` replays when nothing else ran since. */
   private readonly closedAtStart: CompleteMessage[] = [];
-
-  /** Write the completion of a campaign that will not resume, with the results its journal has and why (§7.8.2). */
-  private closeJournal(u: UnfinishedCampaign, why: string): void {
-    const complete = closedCompletion(u, why);
-    const journal = CampaignJournal.reopen(u.path, u.validBytes);
-    try {
-      journal.append({ r: 'state', state: 'halted', at: Date.now(), reason: why });
-      journal.append({ r: 'complete', complete });
-    } finally {
-      journal.close();
-    }
-    this.closedAtStart.push(complete);
-    this.log.error({ campaign: u.state.id, results: complete.devices }, `unfinished campaign not resumed: ${why}; closed with the results it had`);
-  }
 
   /**
    * Each result becomes the device's last result in the fleet report. A resumed campaign does not
@@ -708,40 +510,11 @@ export class Gateway {
    * last one; `state.queued` lists the campaigns waiting to start.
    */
   campaignState(id?: string): GatewayUplinkMessage[] {
-    const inMemory = [...new Set([...this.campaigns, ...this.live])];
-    if (id !== undefined && !inMemory.some((c) => c.id === id)) {
-      // a campaign no longer in memory: its journal (E_UNKNOWN_CAMPAIGN when there is none)
-      const j = this.readJournal(id);
-      const image = j.manifest ?? j.order?.image;
-      return [
-        { t: 'state', running: false, campaign: j.id, ...(image ? { image: { name: image.name, version: image.version, sha256: image.sha256 } } : {}) },
-        this.fleetStore.message(),
-        ...replayFromJournal(j),
-      ];
-    }
-    const queued = this.queue.slice(0, 16).map(({ campaign: q }) => ({
-      campaign: q.id, image: { name: q.image.manifest.name, version: q.image.manifest.version, sha256: q.image.manifest.sha256 },
-      hw: q.image.manifest.hw.slice(0, 16), ...(this.gate.windowed && this.gate.nextOpenAt() !== undefined ? { nextWindowAt: this.gate.nextOpenAt()! } : {}),
-    }));
-    const started = [...this.live].filter((c) => !this.queue.some((q) => q.campaign === c));
-    const c = (id !== undefined ? inMemory.find((x) => x.id === id) : undefined)
-      ?? this.sweeping ?? started.at(-1) ?? this.campaigns.filter((x) => !this.queue.some((q) => q.campaign === x)).at(-1);
-    const closed = this.closedAtStart.at(-1);
-    if (!c && closed) return [{ t: 'state', running: false, campaign: closed.campaign, ...(queued.length ? { queued } : {}) }, this.fleetStore.message(), closed];
-    if (!c) return [{ t: 'state', running: false, ...(queued.length ? { queued } : {}) }, this.fleetStore.message()];
-    const m = c.image.manifest;
-    const snap = c.snapshot();
-    return [
-      { t: 'state', running: this.live.has(c), campaign: c.id, image: { name: m.name, version: m.version, sha256: m.sha256 }, ...(queued.length ? { queued } : {}) },
-      this.fleetStore.message(),
-      ...(snap.order ? [snap.order] : []),
-      ...snap.progress,
-      ...(snap.totals ? [snap.totals] : []),
-      ...snap.results.filter((r) => this.recorder.isDurable(r)),
-      ...(snap.waiting ? [snap.waiting] : []),
-      ...(snap.complete && this.recorder.isDurable(snap.complete) ? [snap.complete] : []),
-      ...pausedReplay(this.recorder.steps(c), c.id, this.config.rollout.journalRetryMs),
-    ];
+    return campaignState({
+      campaigns: this.campaigns, live: this.live, queue: this.queue, sweeping: this.sweeping, closedAtStart: this.closedAtStart,
+      gate: this.gate, fleetStore: this.fleetStore, recorder: this.recorder, journalRetryMs: this.config.rollout.journalRetryMs,
+      readJournal: (j) => this.readJournal(j),
+    }, id);
   }
 
   /** `<dataDir>/fwgate.pid`, held from start to a clean stop (gateway/pid-file.ts). */
