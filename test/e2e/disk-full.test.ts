@@ -38,7 +38,11 @@ describe('end to end: the gateway\'s disk fills during a campaign (issue 17.4)',
     s.procs.push({ stop: () => gw.proc.stop(3000) });
     await gw.proc.waitForLine(/^fwgate ready/, 30_000);
     const sim = await startDevices(s, DEVICES, ['--profile', 'wifi-poor']);
-    const { args } = await imagePush(s, TO, 256 * 1024);
+    // 2 MiB over wifi-poor links (250 kB/s each): ~8 s of transfer after the first offer is
+    // accepted, so the disk is full long before any device could be activated, even when this
+    // process is slow to react on a loaded host (256 KiB left ~1 s: a fresh-clone run on a loaded
+    // host once saw two devices activated before the fill)
+    const { args } = await imagePush(s, TO, 2 * 1024 * 1024);
     const push = startFwpush(args);
     s.procs.push({ stop: async () => { push.child.kill('SIGKILL'); await push.exited; } });
 
