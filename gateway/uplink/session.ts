@@ -369,7 +369,7 @@ export class UplinkSession {
   }
 
   private async onCommit(): Promise<void> {
-    const { link, log } = this.deps;
+    const { log } = this.deps;
     if (this.state === 'receiving' && this.releaseUpload) return this.onReleaseCommit(this.releaseUpload);
     if (this.state !== 'receiving' || (!this.upload && !this.storedManifest)) return this.deny('state', 'commit without an upload');
     const upload = this.upload;

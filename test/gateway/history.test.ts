@@ -8,7 +8,6 @@ import { isFwError } from '../../protocol/errors.ts';
 import type { ResultMessage } from '../../protocol/uplink.ts';
 import { complete, manifestOf, order, result, SHA_A, SHA_B, SHA_C, stateRec, storeImage, T0, writeJournal } from './history-fixtures.ts';
 
-const NOW_POLICY = { mode: 'now' as const, force: false, downgrade: false, expiresAt: T0 + 86_400_000 };
 const WINDOW_POLICY = { mode: 'window' as const, force: true, downgrade: false, expiresAt: T0 + 7 * 86_400_000 };
 
 describe('campaign history (gateway/history.ts: reads the journals, writes nothing)', () => {
