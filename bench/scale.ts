@@ -218,7 +218,7 @@ async function runAuth(n: number): Promise<AuthFigures> {
   let probe: Child | undefined;
   try {
     const url = (await gw.line((l) => l.startsWith('ready '), 30_000)).slice('ready '.length);
-    devices = new Child('scale-devices', ['--import', 'tsx', 'bench/lib/scale-devices.ts', url, String(n), '--inflight', String(INFLIGHT), '--password', password], false);
+    devices = new Child('scale-devices', ['--import', 'tsx', 'bench/lib/scale-devices.ts', url, String(n), '--inflight', String(INFLIGHT), '--password', password, '--register-timeout', '600'], false);
     await devices.line((l) => l === 'start', 30_000);
     const t1 = performance.now();
     await devices.line((l) => l.startsWith('connected '), 30 * 60_000);
