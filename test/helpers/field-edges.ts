@@ -15,7 +15,7 @@ export interface Edge {
   path: string;
   value: unknown;
   ok: boolean;
-  /** The field the error names, when not `path` (an array element, a field a refinement names). */
+  /** The field the error names, when not `path` (an array element, a field a refinement names); `x.*`: x or a field inside it. */
   names?: string;
   /** Text the error must carry besides the field (what is wrong). */
   says?: RegExp;
@@ -60,7 +60,8 @@ export function accepts(decode: (p: Uint8Array) => unknown, value: Record<string
 
 /** `value` is refused (in table key order and with "t" last) with E_MESSAGE_INVALID naming `field`, the first issue when `first`. */
 export function refuses(decode: (p: Uint8Array) => unknown, value: Record<string, unknown>, field: string, says?: RegExp, label = ''): void {
-  const named = new RegExp(`"${escape(String(value.t))}": (?:[^;]*; )*${escape(field)}: `);
+  const at = field.endsWith('.*') ? `${escape(field.slice(0, -2))}(?:\\.[^:;]*)?` : escape(field);
+  const named = new RegExp(`"${escape(String(value.t))}": (?:[^;]*; )*${at}: `);
   for (const m of [value, tLast(value)]) {
     assert.throws(() => decode(encodeCbor(m)), (err: unknown) => {
       assert.ok(isFwError(err, 'E_MESSAGE_INVALID'), `${label}: expected E_MESSAGE_INVALID, got ${String(err)}`);
