@@ -62,6 +62,15 @@ describe('uplink `data` short paths at their edges (docs/protocol.md §7.4, §1.
     assert.match(String((value as { message?: string }).message), /"data": data: /);
   });
 
+  it('a map laid out like data but of another type, or with another second key, is not read as data', () => {
+    const data = Uint8Array.of(1, 2, 3);
+    const otherType = outcome(decodeLaptopMessage, encodeCbor({ t: 'dada', off: 5, data })) as { code?: string };
+    assert.equal(otherType.code, 'E_MESSAGE_TYPE');
+    const otherKey = outcome(decodeLaptopMessage, encodeCbor({ t: 'data', ofs: 5, data })) as { code?: string; message?: string };
+    assert.equal(otherKey.code, 'E_MESSAGE_INVALID');
+    assert.match(String(otherKey.message), /"data": off: /);
+  });
+
   it('encode: any key order gives the reference bytes; data that is not a byte string takes the generic encoder', () => {
     for (const off of WIDTHS) {
       const data = Uint8Array.of(9, 8, 7);

@@ -45,7 +45,8 @@ function authEdges(): Edge[] {
   return [
     ok('auth', ABSENT), bad('auth', 'x'), bad('auth', { ...AUTH, extra: 1 }, { names: 'auth' }),
     ok('auth.keyId', '0123456789abcdef'), bad('auth.keyId', AUTH.keyId.toUpperCase(), { says: /must be 16 lowercase hex digits/ }),
-    bad('auth.keyId', AUTH.keyId.slice(1)), bad('auth.keyId', ABSENT),
+    bad('auth.keyId', AUTH.keyId.slice(1)), bad('auth.keyId', `${AUTH.keyId}0`), bad('auth.keyId', `g${AUTH.keyId}`), bad('auth.keyId', `${AUTH.keyId}g`),
+    bad('auth.keyId', ABSENT),
     ...rangeEdges('auth.n', 1, 0xffff_ffff),
     bad('auth.sig', new Uint8Array(AUTH_SIG_BYTES - 1), { says: new RegExp(`must be ${AUTH_SIG_BYTES} bytes`) }),
     bad('auth.sig', new Uint8Array(AUTH_SIG_BYTES + 1)), bad('auth.sig', 'ab'.repeat(AUTH_SIG_BYTES)), bad('auth.sig', ABSENT),
@@ -86,7 +87,8 @@ describe('uplink requests at their edges (docs/protocol.md §7.2-§7.4, §7.12, 
 
   it('auth (§7.2.4, version 1): keyId of 16 lowercase hex digits, sig of 64 bytes', () => {
     checkEdges(decodeLaptopMessage, { t: 'auth', keyId: AUTH.keyId, sig: AUTH.sig }, [
-      bad('keyId', AUTH.keyId.toUpperCase(), { says: /must be 16 lowercase hex digits/ }), bad('keyId', `${AUTH.keyId}0`), bad('keyId', ABSENT),
+      bad('keyId', AUTH.keyId.toUpperCase(), { says: /must be 16 lowercase hex digits/ }), bad('keyId', `${AUTH.keyId}0`), bad('keyId', `g${AUTH.keyId}`),
+      bad('keyId', `${AUTH.keyId}g`), bad('keyId', AUTH.keyId.slice(1)), bad('keyId', ABSENT),
       bad('sig', new Uint8Array(AUTH_SIG_BYTES - 1), { says: new RegExp(`must be ${AUTH_SIG_BYTES} bytes`) }), bad('sig', new Uint8Array(AUTH_SIG_BYTES + 1)), bad('sig', ABSENT),
     ]);
   });
