@@ -20,7 +20,14 @@ export const groups = {
   },
   messages: {
     mutate: ['protocol/ota.ts', 'protocol/uplink.ts'],
-    spec: ['test/protocol/messages.test.ts', 'test/protocol/ota-fast-decode.test.ts', 'test/protocol/doc-vectors.test.ts', 'test/protocol/campaign-policy.test.ts', 'test/gateway/uplink/data-decode.test.ts', 'test/gateway/rollout/chunk-message.test.ts'],
+    // the quick per-field tests first: a static mutant runs the whole list and stops at its first failure
+    spec: [
+      'test/protocol/ota-field-edges.test.ts', 'test/protocol/ota-fast-decode-edges.test.ts', 'test/protocol/uplink-request-edges.test.ts',
+      'test/protocol/uplink-report-edges.test.ts', 'test/protocol/uplink-clip.test.ts', 'test/protocol/uplink-data-edges.test.ts',
+      'test/protocol/message-enums.test.ts',
+      'test/protocol/messages.test.ts', 'test/protocol/ota-fast-decode.test.ts', 'test/protocol/doc-vectors.test.ts', 'test/protocol/campaign-policy.test.ts',
+      'test/gateway/uplink/data-decode.test.ts', 'test/gateway/rollout/chunk-message.test.ts',
+    ],
   },
   manifest: {
     mutate: ['protocol/manifest.ts', 'protocol/signature.ts'],

@@ -501,8 +501,11 @@ export function clipReasons<M extends GatewayUplinkMessage>(msg: M): M {
   if (msg.t === 'committed' && msg.queued && msg.queued.reason.length > MAX_TEXT_LENGTH) {
     return { ...msg, queued: { ...msg.queued, reason: clipText(msg.queued.reason) } };
   }
-  if (msg.t === 'order' && msg.excluded.some((x) => x.reason.length > MAX_TEXT_LENGTH)) {
+  if ((msg.t === 'order' || msg.t === 'planned') && msg.excluded.some((x) => x.reason.length > MAX_TEXT_LENGTH)) {
     return { ...msg, excluded: msg.excluded.map((x) => ({ ...x, reason: clipText(x.reason) })) };
+  }
+  if (msg.t === 'waiting' && msg.devices.some((x) => x.reason.length > MAX_TEXT_LENGTH)) {
+    return { ...msg, devices: msg.devices.map((x) => ({ ...x, reason: clipText(x.reason) })) };
   }
   if (msg.t === 'complete' && msg.halted && msg.halted.reason.length > MAX_TEXT_LENGTH) {
     return { ...msg, halted: { ...msg.halted, reason: clipText(msg.halted.reason) } };
