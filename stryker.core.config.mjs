@@ -16,7 +16,7 @@ export const groups = {
     mutate: ['protocol/link/*.ts', '!protocol/link/index.ts'],
     // focused tests first: a mutant they kill costs milliseconds (mocha runs the files in this order)
     spec: [
-      'test/protocol/link/arq-options.test.ts', 'test/protocol/link/arq-receiver-edges.test.ts', 'test/protocol/link/arq-sender-edges.test.ts', 'test/protocol/link/arq.test.ts',
+      'test/protocol/link/arq-options.test.ts', 'test/protocol/link/arq-receiver-edges.test.ts', 'test/protocol/link/arq-sender-edges.test.ts', 'test/protocol/link/arq-clock.test.ts', 'test/protocol/link/arq.test.ts',
       'test/protocol/link/keepalive-edges.test.ts', 'test/protocol/link/keepalive.test.ts',
       'test/protocol/link/frame-edges.test.ts', 'test/protocol/link/frame.test.ts', 'test/protocol/link/cobs.test.ts', 'test/protocol/link/vectors.test.ts',
       'test/protocol/link/slab-edges.test.ts', 'test/protocol/link/slab.test.ts',
