@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { isFwError, type FwError } from '../../../protocol/errors.ts';
-import { FrameKind, ackFrame, dataFrame, encodeFrame, resetAckFrame, resetFrame } from '../../../protocol/link/index.ts';
+import { FrameKind, ackFrame, dataFrame, encodeFrame, nakFrame, resetAckFrame, resetFrame } from '../../../protocol/link/index.ts';
 import { harness, type Harness } from './helpers.ts';
 
 // docs/protocol.md §4.7, §4.8 frame by frame on a fake clock: when each frame's retransmit clock
@@ -106,6 +106,18 @@ describe('link ARQ retransmit clock (§4.7)', () => {
     h.link.send(Uint8Array.of(1)); // 11 bytes on the wire
     h.clock.advance(100);
     assert.deepEqual(sends(h, 0), [10, 40, 100]);
+  });
+});
+
+describe('link ARQ NAK of a resend still queued (§4.6)', () => {
+  it('a NAK does not resend a copy whose clock has not started (queued behind other frames); a frame sent once goes at once', () => {
+    const h = harness({ window: 3, maxPayload: 64 });
+    h.link.send(new Uint8Array(192).fill(1)); // seqs 0, 1, 2 at 0
+    h.clock.advance(210); // seq 0 resent at 200, behind seqs 1 and 2 on the line
+    h.feed(nakFrame([0, 1]));
+    assert.deepEqual(sends(h, 0), [0, 200], 'the resend may yet arrive: the NAK was sent before it could');
+    assert.deepEqual(sends(h, 1), [0, 210]);
+    assert.equal(h.link.stats.retransmits, 2);
   });
 });
 
