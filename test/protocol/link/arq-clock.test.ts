@@ -38,6 +38,17 @@ describe('link ARQ retransmit clock (§4.7)', () => {
     assert.deepEqual(sends(h, 2), [0, 800, 1600, 3200], 'its clock started when seq 1 was resent at 400');
   });
 
+  it('that ACK starts the clock of the frame handed over right after the acknowledged copy', () => {
+    const h = harness({ window: 4, maxPayload: 64 });
+    h.link.send(new Uint8Array(192).fill(1)); // seqs 0, 1, 2 at 0
+    h.clock.advance(210); // seq 0 resent at 200, behind seq 2
+    h.link.send(new Uint8Array(10).fill(2)); // seq 3 at 210, behind that copy
+    h.clock.advance(40);
+    h.feed(ackFrame(1, 0)); // the copy of seq 0 has left the line: seq 3's clock starts at 250
+    h.clock.advance(500);
+    assert.deepEqual(sends(h, 3), [210, 250 + 400], 'timed out after the backed-off floor (2 x 200) from 250');
+  });
+
   it('with write reports, the clock starts when the transport has written the frame', () => {
     let h!: Harness;
     h = harness({ window: 1, maxPayload: 64 }, (_wire, written) => { h.clock.setTimeout(written, 100); });
