@@ -120,6 +120,35 @@ describe('link ARQ retransmit clock (§4.7)', () => {
   });
 });
 
+describe('link ARQ RTO (§4.7)', () => {
+  it('the variance term is at least the least RTT: equal samples do not shrink the RTO towards SRTT', () => {
+    const h = harness({ window: 1 });
+    for (let seq = 1; seq <= 4; seq++) {
+      h.link.send(Uint8Array.of(seq));
+      h.clock.advance(100);
+      h.feed(ackFrame(seq, 0));
+    }
+    // RTTVAR 50 x (3/4)^3 = 21.1: 4 x RTTVAR = 84.4 is below the least RTT, 100
+    assert.equal(h.link.stats.rttMs, 100);
+    assert.equal(h.link.stats.rtoMs, 200);
+  });
+
+  it('a valid sample clears the backed-off floor', () => {
+    const h = harness({ window: 1 });
+    h.link.send(Uint8Array.of(1));
+    h.clock.advance(250); // timed out at 200: floor 400
+    h.feed(ackFrame(1, 0)); // a frame sent twice: no sample, the floor stays
+    h.link.send(Uint8Array.of(2));
+    h.clock.advance(50);
+    h.feed(ackFrame(2, 0)); // sample 50: RTO 150, floor 0
+    assert.equal(h.link.stats.rtoMs, 150);
+    h.link.send(Uint8Array.of(3));
+    h.clock.advance(1000);
+    assert.deepEqual(sends(h, 0).slice(0, 2), [0, 200]);
+    assert.deepEqual(sends(h, 2).slice(0, 2), [300, 450], 'its timeout is the RTO again, not the floor of 400');
+  });
+});
+
 describe('link ARQ NAK of a resend still queued (§4.6)', () => {
   it('a NAK does not resend a copy whose clock has not started (queued behind other frames); a frame sent once goes at once', () => {
     const h = harness({ window: 3, maxPayload: 64 });
