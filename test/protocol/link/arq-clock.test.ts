@@ -58,6 +58,29 @@ describe('link ARQ retransmit clock (§4.7)', () => {
     assert.deepEqual(sends(h, 0), [0, 300, 800, 1700]);
   });
 
+  it('a frame queued behind another starts at the later of its write report and the ACK of the one ahead less the least RTT', () => {
+    for (const [writeAt, timeoutAt] of [[130, 130 + 150], [30, 100 + 150]]) {
+      const delays = [100, writeAt];
+      let h!: Harness;
+      h = harness({ window: 2, maxPayload: 64 }, (_wire, written) => { h.clock.setTimeout(written, delays.shift() ?? 100); });
+      h.link.send(new Uint8Array(128).fill(1)); // seq 0 written at 100, seq 1 at writeAt
+      h.clock.advance(150);
+      h.feed(ackFrame(1, 0)); // sample 150 - 100: RTO 150, least RTT 50: seq 0 left by 100
+      assert.equal(h.link.stats.rtoMs, 150);
+      h.clock.advance(1000);
+      assert.deepEqual(sends(h, 1).slice(0, 2), [0, timeoutAt], `written at ${writeAt}`);
+    }
+  });
+
+  it('a write report does not start the clock of a frame whose predecessor is still on the line', () => {
+    const delays = [100, 30];
+    let h!: Harness;
+    h = harness({ window: 2, maxPayload: 64 }, (_wire, written) => { h.clock.setTimeout(written, delays.shift() ?? 100); });
+    h.link.send(new Uint8Array(128).fill(1)); // seq 0 written at 100 (timed out at 300), seq 1 at 30
+    h.clock.advance(290);
+    assert.deepEqual(sends(h, 1), [0], 'not timed from its write at 30');
+  });
+
   it('a late write report of an acknowledged, resent or dead frame changes nothing', () => {
     const reports: (() => void)[] = [];
     const h = harness({ window: 2, maxPayload: 64, maxRetransmits: 1 }, (_wire, written) => { reports.push(written); });
