@@ -1,6 +1,6 @@
 import {
-  ArqLink, FrameKind, ackFields, ackFrame, dataFrame, frameKindName, frameNonce, isMore, nakFrame, nakSeqs, resetAckFrame,
-  resetFrame, type ArqOptions, type Frame, type LinkTimers,
+  ArqLink, FrameKind, FrameParser, ackFields, ackFrame, dataFrame, encodeFrame, frameKindName, frameNonce, isMore, nakFrame, nakSeqs,
+  resetAckFrame, resetFrame, type ArqOptions, type Frame, type LinkTimers,
 } from '../../../protocol/link/index.ts';
 
 /** Deterministic PRNG (mulberry32). */
@@ -296,4 +296,43 @@ export function frameToVectorValue(f: Frame): FrameVectorValue {
       throw new Error(`unknown kind ${String(unreachable)}`);
     }
   }
+}
+
+/** One ArqLink on a fake clock, driven frame by frame (as in arq.test.ts). */
+export interface Harness {
+  clock: FakeClock;
+  link: ArqLink;
+  /** Frames the link sent, decoded, with the time they were sent. */
+  out: { at: number; frame: Frame }[];
+  messages: Uint8Array[];
+  /** The frames, encoded, as one chunk of bytes read from the port. */
+  feed(...frames: Frame[]): void;
+  /** Output frames of one kind, then forget all output. */
+  take(kind?: FrameKind): Frame[];
+}
+
+export function harness(settings: LinkSettings = {}, output?: (wire: Uint8Array, written: () => void) => void): Harness {
+  const clock = new FakeClock();
+  const parser = new FrameParser();
+  const out: { at: number; frame: Frame }[] = [];
+  const link = new ArqLink({
+    nonce: () => 0x1234,
+    ...settings,
+    timers: clock,
+    output: (wire, written) => {
+      for (const frame of parser.push(wire)) out.push({ at: clock.now(), frame });
+      output?.(wire, written);
+    },
+  });
+  const messages: Uint8Array[] = [];
+  link.on('message', (m) => messages.push(m));
+  return {
+    clock, link, out, messages,
+    feed: (...frames) => link.receive(new Uint8Array(Buffer.concat(frames.map((f) => encodeFrame(f))))),
+    take: (kind) => {
+      const frames = out.map((o) => o.frame).filter((f) => kind === undefined || f.kind === kind);
+      out.length = 0;
+      return frames;
+    },
+  };
 }
