@@ -36,7 +36,7 @@ export const groups = {
   },
   store: {
     mutate: ['gateway/store.ts'],
-    spec: ['test/gateway/store.test.ts', 'test/gateway/store-details.test.ts', 'test/gateway/crash-consistency.test.ts'],
+    spec: ['test/gateway/store.test.ts', 'test/gateway/store-details.test.ts', 'test/gateway/store-faults.test.ts', 'test/gateway/store-edges.test.ts', 'test/gateway/crash-consistency.test.ts'],
   },
 };
 
