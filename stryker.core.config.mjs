@@ -32,7 +32,7 @@ export const groups = {
   },
   windows: {
     mutate: ['gateway/windows.ts'],
-    spec: ['test/gateway/windows.test.ts', 'test/gateway/windows-details.test.ts'],
+    spec: ['test/gateway/windows.test.ts', 'test/gateway/windows-details.test.ts', 'test/gateway/windows-edges.test.ts'],
   },
   store: {
     mutate: ['gateway/store.ts'],

@@ -123,8 +123,10 @@ export class FaultyFs {
         if (limit !== undefined && method === 'write' && typeof a[0] !== 'string') {
           const buf = a[0] as Uint8Array;
           const off = (a[1] as number | undefined) ?? 0;
-          const len = Math.min((a[2] as number | undefined) ?? buf.length - off, limit);
-          return orig.call(this, buf, off, len, a[3]);
+          const asked = (a[2] as number | undefined) ?? buf.length - off;
+          // arguments Node refuses (past the buffer's end) go to Node unchanged, to be refused
+          if (off + asked > buf.length) return orig.apply(this, a);
+          return orig.call(this, buf, off, Math.min(asked, limit), a[3]);
         }
         return orig.apply(this, a);
       });
