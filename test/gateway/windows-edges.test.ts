@@ -185,6 +185,17 @@ describe('maintenance windows: edges', () => {
       ]);
     });
 
+    it('a fall back across midnight (America/Goose_Bay, 1 November 2009: 00:01 ADT -> 23:01 AST): the new date\'s 00:00 comes before the old date\'s second 23:30', () => {
+      const spec = (durationMin: number): WindowSpec => ({ cron: '0,30 0,23 * * *', durationMin, timeZone: 'America/Goose_Bay' });
+      const short = new MaintenanceWindows([spec(10)], new StrictClock(0));
+      // 00:00:30 ADT, first pass of the new date: next comes 23:30 AST of the old date (03:30Z), then 00:00 AST (04:00Z)
+      assert.deepEqual(short.state(at('2009-11-01T03:00:30Z')), { open: true, endsAt: at('2009-11-01T03:10:00Z'), nextOpenAt: at('2009-11-01T03:30:00Z') });
+      assert.deepEqual(short.state(at('2009-11-01T03:35:00Z')), { open: true, endsAt: at('2009-11-01T03:40:00Z'), nextOpenAt: at('2009-11-01T04:00:00Z') });
+      // 40-minute windows chain through the night: at 23:35 AST the latest start is 23:30 AST (03:30Z), not 00:00 ADT (03:00Z)
+      const long = new MaintenanceWindows([spec(40)], new StrictClock(0));
+      assert.deepEqual(long.state(at('2009-11-01T03:35:00Z')), { open: true, endsAt: at('2009-11-01T05:10:00Z'), nextOpenAt: at('2009-11-02T03:00:00Z') });
+    });
+
     it('a change late in the UTC day (America/Los_Angeles, 8 March 02:00 PST = 10:00Z): 02:30 is skipped, 03:30 is PDT', () => {
       assert.deepEqual(events([
         { cron: '30 2 * * *', durationMin: 10, timeZone: 'America/Los_Angeles' },
