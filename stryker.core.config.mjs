@@ -61,11 +61,11 @@ export const groups = {
   },
   windows: {
     mutate: ['gateway/windows.ts'],
-    spec: ['test/gateway/windows.test.ts', 'test/gateway/windows-details.test.ts'],
+    spec: ['test/gateway/windows.test.ts', 'test/gateway/windows-details.test.ts', 'test/gateway/windows-edges.test.ts'],
   },
   store: {
     mutate: ['gateway/store.ts'],
-    spec: ['test/gateway/store.test.ts', 'test/gateway/store-details.test.ts', 'test/gateway/crash-consistency.test.ts'],
+    spec: ['test/gateway/store.test.ts', 'test/gateway/store-details.test.ts', 'test/gateway/store-faults.test.ts', 'test/gateway/store-edges.test.ts', 'test/gateway/crash-consistency.test.ts'],
   },
 };
 

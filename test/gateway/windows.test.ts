@@ -221,6 +221,10 @@ describe('maintenance windows against node-cron\'s own matcher', () => {
     [{ cron: '30 1 * * *', durationMin: 40, timeZone: 'America/New_York' }, '2026-10-31T12:00:00Z'],
     [{ cron: '0 0 * * *', durationMin: 90, timeZone: 'America/Santiago' }, '2026-04-04T00:00:00Z'],
     [{ cron: '15 2 * * *', durationMin: 30, timeZone: 'Australia/Lord_Howe' }, '2026-10-03T00:00:00Z'], // a 30-minute change
+    // a fall back across midnight (00:01 ADT -> 23:01 AST on 1 November 2009): 00:00 of the new date comes before 23:30 of the old one repeats
+    [{ cron: '0,30 0,23 * * *', durationMin: 10, timeZone: 'America/Goose_Bay' }, '2009-10-31T12:00:00Z'],
+    [{ cron: '0,30 0,23 * * *', durationMin: 40, timeZone: 'America/Goose_Bay' }, '2009-10-31T12:00:00Z'],
+    [{ cron: '30 0 * * *', durationMin: 60, timeZone: 'Pacific/Kiritimati' }, '2026-06-01T00:00:00Z'], // UTC+14: the local date runs a day ahead
   ];
   for (const [spec, from] of cases) {
     it(`${spec.cron} ${spec.timeZone} from ${from}`, () => {
