@@ -36,6 +36,10 @@ export class CampaignSite extends FakeSite {
   readonly sent: { id: string; msg: GatewayMessage; at: number }[] = [];
   readonly offline = new Set<string>();
   readonly roles = new Map<string, Role>();
+  /** Fake ms before each chunk's ack arrives (0: at once). */
+  ackDelayMs = 0;
+  /** Bytes a device already holds of the image when offered it (its accept's `next`). */
+  readonly holds = new Map<string, number>();
   private readonly held = new Map<string, Set<number>>();
 
   override isOnline(id?: string): boolean {
@@ -77,17 +81,19 @@ export class CampaignSite extends FakeSite {
     switch (msg.t) {
       case 'ping': return this.deliver(id, [{ t: 'pong', n: msg.n }]);
       case 'probe': return this.deliver(id, [{ t: 'probed', n: msg.n, size: msg.data.length }]);
-      case 'offer':
+      case 'offer': {
         if (role === 'busy') return this.deliver(id, [{ t: 'reject', sid: msg.sid, code: 'busy', reason: 'metering' }]);
-        this.held.set(id, new Set());
-        return this.deliver(id, [{ t: 'accept', sid: msg.sid, next: 0, chunk: CHUNK, window: 8 }]);
+        const from = this.holds.get(id) ?? 0;
+        this.held.set(id, new Set(Array.from({ length: from / CHUNK }, (_, i) => i * CHUNK)));
+        return this.deliver(id, [{ t: 'accept', sid: msg.sid, next: from, chunk: CHUNK, window: 8 }]);
+      }
       case 'chunk': {
         if (role === 'hold') return;
         const held = this.held.get(id) ?? new Set<number>();
         this.held.set(id, held.add(msg.off));
         let next = 0;
         while (held.has(next)) next += CHUNK;
-        return this.deliver(id, [{ t: 'ack', sid: msg.sid, next: Math.min(next, image.length), missing: [] }]);
+        return this.deliver(id, [{ t: 'ack', sid: msg.sid, next: Math.min(next, image.length), missing: [] }], this.ackDelayMs);
       }
       case 'verify': return this.deliver(id, [{ t: 'verified', sid: msg.sid, ok: true }]);
       case 'activate': {
@@ -121,9 +127,8 @@ export class FakeWindows extends EventEmitter<{ open: [unknown]; close: [unknown
   }
   state(at = 0): { open: boolean; endsAt?: number; nextOpenAt?: number } {
     const now = this.spans.find((s) => s.from <= at && at < s.to);
-    if (now) return { open: true, endsAt: now.to };
     const next = this.spans.filter((s) => s.from > at).sort((a, b) => a.from - b.from)[0];
-    return { open: false, ...(next ? { nextOpenAt: next.from } : {}) };
+    return { open: now !== undefined, ...(now ? { endsAt: now.to } : {}), ...(next ? { nextOpenAt: next.from } : {}) };
   }
 }
 
