@@ -28,9 +28,10 @@ export const manifest = manifestForImage(image, { name: 'fw', version: '1.1.0', 
  * - `hold`: accepts the offer and never acknowledges a chunk (a transfer in progress);
  * - `busy`: rejects the offer as busy;
  * - `revert`: takes the image and comes back on its old one (self-test failed);
- * - `silent`: answers nothing at all (not even the measurement).
+ * - `silent`: answers nothing at all (not even the measurement);
+ * - `mute`: answers the measurement, never an offer.
  */
-export type Role = 'ok' | 'slow' | 'hold' | 'busy' | 'revert' | 'silent';
+export type Role = 'ok' | 'slow' | 'hold' | 'busy' | 'revert' | 'silent' | 'mute';
 
 export class CampaignSite extends FakeSite {
   readonly sent: { id: string; msg: GatewayMessage; at: number }[] = [];
@@ -82,6 +83,7 @@ export class CampaignSite extends FakeSite {
       case 'ping': return this.deliver(id, [{ t: 'pong', n: msg.n }]);
       case 'probe': return this.deliver(id, [{ t: 'probed', n: msg.n, size: msg.data.length }]);
       case 'offer': {
+        if (role === 'mute') return;
         if (role === 'busy') return this.deliver(id, [{ t: 'reject', sid: msg.sid, code: 'busy', reason: 'metering' }]);
         const from = this.holds.get(id) ?? 0;
         this.held.set(id, new Set(Array.from({ length: from / CHUNK }, (_, i) => i * CHUNK)));
