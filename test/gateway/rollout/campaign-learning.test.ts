@@ -80,8 +80,9 @@ describe('campaign: what it learns from each update, and who counts towards the 
   });
 
   it('a suspect device that updates counts as finished', async () => {
-    // d1 updates (suspect, counted), d2, d3 roll back: 2 of 3 = 67 % >= 50 %
-    const rig = campaignRig({ roles: { d2: 'revert', d3: 'revert' }, rollout: { rollbackMinSamplePct: 0, rollbackThreshold: 67 }, deps: () => ({ isSuspect: () => true }) });
+    // d1 updates (suspect, counted), then d2 and d3 roll back: 2 of 3 = 66.7 % < 67 %
+    const rig = campaignRig({ roles: { d2: 'revert', d3: 'revert' }, rollout: { rollbackMinSamplePct: 0, rollbackThreshold: 67 }, deps: () => ({ isSuspect: (id: string) => id === 'd1' }) });
+    rig.site.ackDelayMs = 50;
     const complete = await rig.finish();
     assert.equal(complete.halted, undefined, '2 of 3 = 66.7 % < 67 %: d1 counted');
     assert.equal(complete.updated, 2);

@@ -41,12 +41,12 @@ describe('campaign: what it logs for the operator (fake clock)', () => {
   });
 
   it('a cancel: a warning with the reason and the sessions it stopped', async () => {
-    const { rig, find } = logged({ ids: ['d1', 'd2'], roles: { d1: 'hold' } });
-    await rig.until(() => rig.site.count('d1', 'chunk') > 0);
+    const { rig, find } = logged({ ids: ['d1', 'd2', 'd3'], roles: { d2: 'hold' } });
+    await rig.until(() => rig.site.count('d2', 'chunk') > 0 && rig.results.length === 1);
     rig.campaign.cancelByUser('by the technician');
     await rig.finish();
     const [l] = find('campaign cancelled');
-    assert.deepEqual([l!.level, l!.campaign, l!.reason, l!.stopped], [WARN, 'c-1', 'by the technician', ['d1']]);
+    assert.deepEqual([l!.level, l!.campaign, l!.reason, l!.stopped], [WARN, 'c-1', 'by the technician', ['d2']], 'd1 had finished, d3 not started');
   });
 
   it('a halt by the rollback threshold: a warning with the counts and the sessions stopped', async () => {

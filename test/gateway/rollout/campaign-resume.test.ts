@@ -28,9 +28,10 @@ describe('campaign: resumed from its journal (fake clock, docs/reliability.md)',
     const devices = [entry('d1', 1), entry('d2', 2), entry('d3', 3), entry('d4', 4)];
     const rig = campaignRig({
       ids: ['d1', 'd2', 'd3', 'd4', 'd5'],
-      deps: () => ({ resume: journal(devices, [result('d1', 'updated', 'ok'), result('d2', 'rolled-back', 'self-test-failed')], { activating: new Set(['d3']), held: new Map([['d4', 2048]]) }) }),
+      deps: () => ({ resume: journal(devices, [result('d1', 'updated', 'ok'), result('d2', 'rolled-back', 'self-test-failed')], { activating: new Set(['d3']), held: new Map([['d4', 2048], ['d2', 3072]]) }) }),
     });
     rig.site.checkIn('d3', false, '1.1.0'); // it rebooted into the new image while the gateway was down
+    rig.fleet.setRebootMs('d3', 777);
     const complete = await rig.finish();
     assert.deepEqual(rig.orders, [], 'the order is not announced again');
     assert.equal(rig.site.sent.filter((s) => s.msg.t === 'ping' || s.msg.t === 'probe').length, 0, 'no measurement');
@@ -43,22 +44,26 @@ describe('campaign: resumed from its journal (fake clock, docs/reliability.md)',
     assert.deepEqual([first.phase, first.bytes, first.total], ['queued', 2048, image.length], 'd4 starts from the bytes it held');
     const d1 = rig.progress.filter((p) => p.id === 'd1');
     assert.deepEqual(d1.map((p) => [p.phase, p.bytes]), [['done', image.length]]);
-    assert.deepEqual(rig.progress.filter((p) => p.id === 'd2').map((p) => p.phase), ['rolled-back']);
+    assert.deepEqual(rig.progress.filter((p) => p.id === 'd2').map((p) => [p.phase, p.bytes]), [['rolled-back', 3072]], 'what it held at its result');
+    assert.deepEqual(rig.progress.filter((p) => p.id === 'd3').map((p) => [p.phase, p.bytes]), [['queued', 0], ['done', image.length]]);
+    assert.equal(rig.fleet.get('d3')!.rebootMs, 777, 'no reboot seen: the one learned before stands');
+    assert.equal(rig.fleet.get('d4')!.deviceMsPerMiB, undefined, 'no link measured in this run: no device time learned');
+    assert.equal(rig.result('d3').t, 'result');
   });
 
   it('the rest start by wave, then planned start, then rank; the journal\'s wave is the current one (no pause before it again)', async () => {
     const devices = [
-      entry('d1', 1, { wave: 1, startMs: 0 }), entry('d2', 2, { wave: 2, startMs: 500 }), entry('d3', 3, { wave: 2, startMs: 0 }),
-      entry('d4', 4, { wave: 2 }), entry('d5', 5, { wave: 2, startMs: 0 }),
+      entry('d1', 1, { wave: 1, startMs: 0 }), entry('d6', 6, { wave: 2, startMs: 100 }), entry('d2', 2, { wave: 2, startMs: 500 }), entry('d5', 5, { wave: 2, startMs: 0 }),
+      entry('d3', 3, { wave: 2, startMs: 0 }), entry('d4', 4, { wave: 2 }),
     ];
     const rig = campaignRig({
-      ids: ['d1', 'd2', 'd3', 'd4', 'd5'],
+      ids: ['d1', 'd2', 'd3', 'd4', 'd5', 'd6'],
       deps: () => ({ waves: [{ count: 1 }, { pct: 100 }], wavePause: true, resume: journal(devices, [result('d1', 'updated', 'ok')], { wave: 2 }) }),
     });
     const complete = await rig.finish();
-    assert.deepEqual(rig.site.offered(), ['d3', 'd5', 'd2', 'd4']);
+    assert.deepEqual(rig.site.offered(), ['d3', 'd5', 'd6', 'd2', 'd4']);
     assert.equal(rig.states.some((s) => s.state === 'paused'), false, 'resumed in wave 2: no pause before it');
-    assert.equal(complete.updated, 5);
+    assert.equal(complete.updated, 6);
   });
 
   it('a journal at wave 1 with wave-1 devices left finishes them before wave 2', async () => {

@@ -29,9 +29,10 @@ export const manifest = manifestForImage(image, { name: 'fw', version: '1.1.0', 
  * - `busy`: rejects the offer as busy;
  * - `revert`: takes the image and comes back on its old one (self-test failed);
  * - `silent`: answers nothing at all (not even the measurement);
- * - `mute`: answers the measurement, never an offer.
+ * - `mute`: answers the measurement, never an offer;
+ * - `no-space`: rejects the offer for lack of space (the update fails).
  */
-export type Role = 'ok' | 'slow' | 'hold' | 'busy' | 'revert' | 'silent' | 'mute';
+export type Role = 'ok' | 'slow' | 'hold' | 'busy' | 'revert' | 'silent' | 'mute' | 'no-space';
 
 export class CampaignSite extends FakeSite {
   readonly sent: { id: string; msg: GatewayMessage; at: number }[] = [];
@@ -84,6 +85,7 @@ export class CampaignSite extends FakeSite {
       case 'probe': return this.deliver(id, [{ t: 'probed', n: msg.n, size: msg.data.length }]);
       case 'offer': {
         if (role === 'mute') return;
+        if (role === 'no-space') return this.deliver(id, [{ t: 'reject', sid: msg.sid, code: 'no-space' }]);
         if (role === 'busy') return this.deliver(id, [{ t: 'reject', sid: msg.sid, code: 'busy', reason: 'metering' }]);
         const from = this.holds.get(id) ?? 0;
         this.held.set(id, new Set(Array.from({ length: from / CHUNK }, (_, i) => i * CHUNK)));
