@@ -56,8 +56,10 @@ describe('campaign: device turns (fake clock)', () => {
   it('a shutdown while only waiting devices are left ends the campaign', async () => {
     const rig = campaignRig({ ids: ['d1', 'd2'], offline: ['d2'], deps: checkIn });
     await rig.until(() => rig.waiting.length > 0);
+    const at = rig.timers.now();
     rig.campaign.cancel();
     const complete = await rig.finish();
+    assert.equal(rig.timers.now(), at, 'at once, not at the expiry');
     assert.deepEqual([rig.result('d2').outcome, rig.result('d2').code], ['failed', 'cancelled']);
     assert.equal(complete.devices, 2);
   });

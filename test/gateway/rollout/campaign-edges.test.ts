@@ -105,4 +105,32 @@ describe('campaign: edges of results and counts (fake clock)', () => {
     assert.equal(complete.halted?.reason, 'wave 2: 1 of 1 finished devices failed or rolled back, wave gate 50 %');
     assert.equal(rig.result('d3').code, 'campaign-halted');
   });
+
+  it('with nobody to start, swept comes before the first waiting list', async () => {
+    const rig = campaignRig({ ids: ['d1', 'd2'], offline: ['d1', 'd2'], deps: checkIn });
+    await rig.until(() => rig.waiting.length > 0);
+    assert.deepEqual(rig.events.filter((e) => e !== 'order'), ['state:running', 'swept', 'state:waiting', 'waiting']);
+    rig.campaign.cancelByUser('x');
+    await rig.finish();
+  });
+
+  it('a cancel while a device is not offered yet (waiting for it to come back) sends no abort', async () => {
+    const rig = campaignRig({ ids: ['d1'], rollout: { offlineWaitMs: 60_000 } });
+    rig.campaign.once('order', () => rig.site.goOffline('d1'));
+    await rig.until(() => rig.progress.some((p) => p.id === 'd1' && p.phase === 'queued'));
+    await rig.until(() => rig.timers.now() >= T0 + 1000);
+    rig.campaign.cancelByUser('stop');
+    await rig.finish();
+    assert.deepEqual([rig.result('d1').outcome, rig.result('d1').code], ['cancelled', 'cancelled']);
+    assert.equal(rig.site.sent.filter((s) => s.msg.t === 'abort' || s.msg.t === 'offer').length, 0);
+  });
+
+  it('waves with check-in: an excluded device takes no place in them, an offline one does', async () => {
+    const rig = campaignRig({ ids: ['d1', 'd2', 'd3', 'd4'], offline: ['d2'], deps: (r) => ({ ...checkIn(r), waves: [{ count: 2 }, { pct: 100 }] }) });
+    rig.site.checkIn('d1', false, '1.1.0');
+    await rig.until(() => rig.waiting.length > 0);
+    assert.deepEqual(rig.orders[0]!.devices.map((d) => [d.id, d.wave]), [['d3', 1], ['d2', 1], ['d4', 2]]);
+    rig.campaign.cancelByUser('x');
+    await rig.finish();
+  });
 });

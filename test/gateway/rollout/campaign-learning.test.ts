@@ -31,6 +31,24 @@ describe('campaign: what it learns from each update, and who counts towards the 
     assert.ok(d1.deviceMsPerMiB! > 0);
   });
 
+  it("the slot time starts at the offer, not while the turn waited for the device to come back", async () => {
+    const rig = campaignRig({ ids: ['d1'], rollout: { offlineWaitMs: 10_000 } });
+    rig.site.ackDelayMs = 50;
+    let probed: LinkRecord | undefined;
+    rig.campaign.once('order', () => {
+      probed = { ...rig.fleet.get('d1')!.link! };
+      rig.site.goOffline('d1');
+      rig.timers.setTimeout(() => rig.site.checkIn('d1'), 3000);
+    });
+    await rig.finish();
+    const offerAt = rig.site.sent.find((s) => s.msg.t === 'offer')!.at;
+    const verifyAt = rig.site.sent.find((s) => s.msg.t === 'verify')!.at;
+    assert.ok(offerAt >= T0 + 3000, 'offered once back');
+    const bounds = { min: rig.config.minChunkWindow, max: rig.config.chunkWindow, rebootMs: rig.config.rebootEstimateMs, deviceMsPerMiB: rig.config.deviceMsPerMiBEstimate };
+    const d1 = rig.fleet.get('d1')!;
+    assert.equal(d1.deviceMsPerMiB, learnDeviceMsPerMiB(undefined, verifyAt - offerAt, linkTimeMs(manifest, { ...d1, link: probed! }, bounds)!, manifest.size));
+  });
+
   it('nothing of the device itself is learned from a rollback, and no device time from a resumed transfer', async () => {
     const rig = campaignRig({ ids: ['d1', 'd2'], roles: { d1: 'revert' } });
     rig.site.holds.set('d2', 2048);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { createLogger, type Logger } from '../../../gateway/log.ts';
-import { campaignRig, openGate, type RigOptions } from './campaign-rig.ts';
+import { campaignRig, manifest, openGate, type RigOptions } from './campaign-rig.ts';
 
 /**
  * What a campaign writes to the gateway log for the operator (docs/operations.md "Logs"): each
@@ -85,5 +85,38 @@ describe('campaign: what it logs for the operator (fake clock)', () => {
     await rig.finish();
     const [w] = find('device waits');
     assert.deepEqual([w!.level, w!.campaign, w!.device, w!.wait, w!.reason], [INFO, 'c-1', 'd1', 'busy', 'device is busy: metering']);
+  });
+
+  it('an abort that cannot be sent is logged (debug) and changes nothing else', async () => {
+    const { rig, find } = logged({ ids: ['d1'], roles: { d1: 'hold' } });
+    const send = rig.site.send.bind(rig.site);
+    rig.site.send = async (id, msg) => {
+      if (msg.t === 'abort') throw new Error('link down');
+      return send(id, msg);
+    };
+    await rig.until(() => rig.site.count('d1', 'chunk') > 0);
+    rig.campaign.cancelByUser('stop');
+    const complete = await rig.finish();
+    assert.equal(complete.cancelled, 1);
+    const [l] = find('abort not sent');
+    assert.deepEqual([l!.level, l!.device, l!.err], [20, 'd1', 'link down']);
+  });
+
+  it('a resume: the results it keeps, the devices left and those past activate', async () => {
+    const entry = (id: string, rank: number) => ({ id, rank, from: '1.0.0' });
+    const { rig, find } = logged({
+      ids: ['d1', 'd2', 'd3'],
+      deps: () => ({
+        resume: {
+          id: 'c-1', sha256: manifest.sha256, startedAt: Date.now(),
+          order: { t: 'order', campaign: 'c-1', image: { name: manifest.name, version: manifest.version, sha256: manifest.sha256 }, devices: [entry('d1', 1), entry('d2', 2), entry('d3', 3)], excluded: [] },
+          activating: new Set(['d1', 'd3']), held: new Map(), records: 1, tornBytes: 0, corruptLines: [],
+          results: new Map([['d1', { t: 'result', campaign: 'c-1', id: 'd1', outcome: 'updated', code: 'ok', from: '1.0.0', to: '1.1.0', durationMs: 1, retries: 0 }]]),
+        },
+      }),
+    });
+    await rig.finish();
+    const [l] = find('campaign resumed from its journal');
+    assert.deepEqual([l!.level, l!.campaign, l!.results, l!.remaining, l!.pastActivate], [INFO, 'c-1', 1, ['d2', 'd3'], ['d3']]);
   });
 });

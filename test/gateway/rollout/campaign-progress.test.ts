@@ -23,6 +23,16 @@ describe('campaign: progress and plan (fake clock, §7.6, §7.12.4)', () => {
     assert.deepEqual(rig.campaign.snapshot().progress.map((p) => [p.id, p.phase]), [['d1', 'done'], ['d2', 'done']]);
   });
 
+  it('after the transfer the ETA is three round trips of the measured link', async () => {
+    const rig = campaignRig({ ids: ['d1'] });
+    rig.site.pongDelayMs = 20;
+    await rig.finish();
+    const rtt = rig.fleet.get('d1')!.link!.rttMs;
+    assert.equal(rtt, 20);
+    const verifying = rig.progress.find((p) => p.id === 'd1' && p.phase === 'verifying')!;
+    assert.equal(verifying.etaMs, 3 * rtt);
+  });
+
   it("a dry run's plan is the order the campaign then announces", async () => {
     const rig = campaignRig({ ids: ['d1', 'd2', 'd3'], rollout: { concurrency: 2 } });
     const plan = await Campaign.dryRun(manifest, { channel: rig.site.asChannel(), fleet: rig.fleet, config: rig.config, timers: rig.timers, log: silentLogger() });

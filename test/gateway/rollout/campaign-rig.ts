@@ -40,6 +40,8 @@ export class CampaignSite extends FakeSite {
   readonly roles = new Map<string, Role>();
   /** Fake ms before each chunk's ack arrives (0: at once). */
   ackDelayMs = 0;
+  /** Fake ms before a pong arrives: the round trip the measurement sees. */
+  pongDelayMs = 0;
   /** Bytes a device already holds of the image when offered it (its accept's `next`). */
   readonly holds = new Map<string, number>();
   private readonly held = new Map<string, Set<number>>();
@@ -81,7 +83,7 @@ export class CampaignSite extends FakeSite {
     const role = this.roles.get(id) ?? 'ok';
     if (this.offline.has(id) || role === 'silent') return;
     switch (msg.t) {
-      case 'ping': return this.deliver(id, [{ t: 'pong', n: msg.n }]);
+      case 'ping': return this.deliver(id, [{ t: 'pong', n: msg.n }], this.pongDelayMs);
       case 'probe': return this.deliver(id, [{ t: 'probed', n: msg.n, size: msg.data.length }]);
       case 'offer': {
         if (role === 'mute') return;

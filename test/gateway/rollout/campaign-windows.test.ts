@@ -122,4 +122,28 @@ describe('campaign: maintenance windows (fake clock)', () => {
     assert.equal(complete.expired, 2);
     assert.deepEqual(rig.states.at(-1), { state: 'expired' });
   });
+
+  it('a device deferred by the fit check is not released by check-ins while this window lasts', async () => {
+    const rig = windowed([{ from: T0, to: T0 + HOUR }, { from: T0 + 2 * HOUR, to: T0 + 4 * HOUR }], { ids: ['d1', 'd2'], roles: { d2: 'slow' } });
+    rig.fleet.setRebootMs('d1', HOUR - 1000);
+    await rig.until(() => rig.campaign.waitingIds().includes('d1'));
+    rig.site.checkIn('d1'); // the waiting device reports
+    rig.site.checkIn('d3'); // a device the campaign does not wait for
+    await rig.until(() => rig.timers.now() >= T0 + 30 * MIN);
+    assert.equal(rig.site.count('d1', 'offer'), 1, 'not tried again in this window');
+    await rig.finish();
+    assert.deepEqual(rig.site.sent.filter((s) => s.id === 'd1' && s.msg.t === 'offer').map((s) => s.at), [T0, T0 + 2 * HOUR]);
+  });
+
+  it('a window opening releases the devices waiting for a window, not a busy one waiting for its check-in', async () => {
+    const rig = windowed([{ from: T0, to: T0 + HOUR }, { from: T0 + 2 * HOUR, to: T0 + 3 * HOUR }], {
+      ids: ['d1'], roles: { d1: 'busy' }, rollout: { busyRecheckMs: 10 * HOUR }, expiresAt: T0 + 4 * HOUR,
+    });
+    const complete = await rig.finish();
+    assert.equal(rig.site.count('d1', 'offer'), 1);
+    assert.deepEqual([rig.result('d1').outcome, rig.result('d1').retries], ['expired', 1]);
+    assert.equal(complete.expired, 1);
+    assert.equal(rig.progress.filter((p) => p.id === 'd1').at(-2)!.phase, 'queued', 'queued while it waited');
+    assert.deepEqual(rig.events.filter((e) => e === 'swept' || e === 'waiting' || e === 'result'), ['swept', 'waiting', 'result', 'swept'], 'the window changes woke the campaign, nothing new to say');
+  });
 });
