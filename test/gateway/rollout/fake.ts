@@ -6,9 +6,13 @@ import type { GatewayMessage } from '../../../protocol/ota.ts';
 
 /** Deterministic clock: timers fire only when the test advances time. */
 export class FakeTimers implements Timers {
-  private t = 0;
+  private t: number;
   private seq = 0;
   private readonly pending = new Map<number, { at: number; fn: () => void }>();
+  /** `start`: the clock's reading before any time passes (default 0). */
+  constructor(start = 0) {
+    this.t = start;
+  }
   now(): number {
     return this.t;
   }
