@@ -36,6 +36,8 @@ interface Opts {
   activate?: (n: number, staged: string[], sid: number) => DeviceEvent[] | undefined;
   /** The n-th offer goes unanswered. */
   silentOffer?: (n: number, component: string) => boolean;
+  /** The answer to the n-th confirm instead of the device's own. */
+  confirm?: (n: number) => DeviceEvent[] | undefined;
 }
 
 /** A device with components app, net, agent (A/B each) following §6.15, as in release-session.test.ts. */
@@ -44,6 +46,7 @@ function device(opts: Opts = {}) {
   const offers = new Map<number, { component: string; version: string; sha256: string }>();
   let nOffer = 0;
   let nActivate = 0;
+  let nConfirm = 0;
   const components = (): BootComponent[] => [...running].map(([name, r]) => ({ name, version: r.version, sha256: r.sha256, slot: 'a', trial: r.trial }));
   const boot = (reverted: boolean, reason?: string): Extract<DeviceEvent, { t: 'boot' }> => {
     const app = running.get('app')!;
@@ -68,6 +71,8 @@ function device(opts: Opts = {}) {
         return [{ t: 'activated', sid: msg.sid, slot: 'b' }, { t: 'offline' }, boot(false)];
       }
       case 'confirm': {
+        const own = opts.confirm?.(++nConfirm);
+        if (own) return own;
         for (const r of running.values()) r.trial = false;
         return [{ t: 'confirmed', sha256: msg.sha256, version: '2.0.0' }];
       }
@@ -87,7 +92,7 @@ function run(parts: SessionPart[], opts: Opts = {}, deps: Partial<SessionDeps> =
     image: new ImageSource(releaseIdentity(release), Buffer.alloc(0)), timers, log: silentLogger(),
     rttMs: 5, window: 4, onPhase: (p, b) => { phases.push([p, b]); }, random: () => 1, parts, ...deps,
   });
-  return { ch, d, session, phases, result: drive(timers, session.run(), 600_000) };
+  return { ch, d, session, phases, timers, result: drive(timers, session.run(), 600_000) };
 }
 
 const kinds = (sent: GatewayMessage[]): string[] => sent.filter((x) => x.t !== 'chunk').map((x) => {
@@ -196,6 +201,48 @@ describe('release session: a boot that runs only part of the set (§6.15.3)', ()
     d = r0.d;
     const r = await r0.result;
     assert.deepEqual([r.outcome, r.code], ['failed', 'unsupported']);
+  });
+});
+
+describe('release session: the set after its trial boot', () => {
+  /** The device back on app's new image but net's old one, nothing reverted. */
+  const halfBack = (d: ReturnType<typeof device>): DeviceEvent => {
+    d.running.set('net', { version: '1.0.0', sha256: OLD, trial: false });
+    return d.boot(false);
+  };
+
+  it('back after dropping off with only part of the set: rolled back / reverted, not retried', async () => {
+    let d: ReturnType<typeof device> | undefined;
+    const r0 = run([part('app'), part('net')], { confirm: (n) => (n === 1 ? [{ t: 'offline' }, halfBack(d!)] : undefined) });
+    d = r0.d;
+    const r = await r0.result;
+    assert.deepEqual([r.outcome, r.code, r.retries], ['rolled-back', 'reverted', 0]);
+    assert.equal(r0.ch.count('confirm'), 1);
+  });
+  it('after confirmTries unanswered confirms, a boot with only part of the set: rolled back / reverted', async () => {
+    let r0: ReturnType<typeof run> | undefined;
+    r0 = run([part('app'), part('net')], {
+      confirm: (n) => {
+        if (n === 3) r0!.timers.setTimeout(() => r0!.ch.emit(halfBack(r0!.d)), 6000);
+        return [];
+      },
+    });
+    const r = await r0.result;
+    assert.deepEqual([r.outcome, r.code, r.reason], ['rolled-back', 'reverted', 'device never confirmed the new image (3 confirms unanswered) and came back on 2.0.0']);
+  });
+
+  it('a reverted boot report that still shows part of the set new: rolled back, not retried', async () => {
+    let d: ReturnType<typeof device> | undefined;
+    const r0 = run([part('app'), part('net')], {
+      activate: (_n, _staged, sid) => {
+        d!.running.set('app', { version: '2.0.0', sha256: sha('app'), trial: false });
+        return [{ t: 'activated', sid, slot: 'b' }, { t: 'offline' }, d!.boot(true, 'image check failed: net')];
+      },
+    });
+    d = r0.d;
+    const r = await r0.result;
+    assert.deepEqual([r.outcome, r.code, r.reason, r.retries], ['rolled-back', 'reverted', 'device came back on 2.0.0 (image check failed: net)', 0]);
+    assert.equal(r0.ch.count('activate'), 1);
   });
 });
 

@@ -36,6 +36,14 @@ describe('device session: acting on activate (§6.8)', () => {
     assert.equal(once.reason, 'timed out after 10000 ms waiting for activation from dev-1 (after 1 attempts)');
   });
 
+  it('a late duplicate of another message of the session (an ack) is not acting on activate', async () => {
+    const h = harness(scriptedDevice({
+      activate: (m, n) => (n === 1 ? [{ t: 'ack', sid: m.sid, next: 8192, missing: [] }] : [...activated(m.sid), trialBoot]),
+    }));
+    const r = await h.run();
+    assert.deepEqual([r.outcome, r.retries, h.ch.count('activate')], ['updated', 1, 2]);
+  });
+
   it('a campaign cancelled while the activating record is made durable never sends activate', async () => {
     const ac = new AbortController();
     const h = harness(scriptedDevice(), {}, {
@@ -127,6 +135,12 @@ describe('device session: confirming (§6.10)', () => {
     assert.equal(h.timers.now(), 5000, 'the first confirm went unanswered for confirmTimeoutMs');
   });
 
+  it('a repeated boot report (QoS 1 duplicate) is not the confirmation', async () => {
+    const h = harness(confirming((n) => (n === 1 ? [trialBoot] : [confirmed])));
+    const r = await h.run();
+    assert.deepEqual([r.outcome, h.ch.count('confirm')], ['updated', 2]);
+  });
+
   it('no confirm is sent once trialTimeoutMs + rebootTimeoutMs since the boot report have passed', async () => {
     // the second wait is cut at 50 s after the boot report; no third confirm at that instant
     const h = harness(confirming(() => []), { confirmTimeoutMs: 30_000, confirmTries: 3, trialTimeoutMs: 30_000 });
@@ -142,6 +156,22 @@ describe('device session: confirming (§6.10)', () => {
     const r = await h.run();
     assert.deepEqual([r.outcome, r.retries, h.ch.count('confirm')], ['updated', 0, 2]);
     assert.equal(h.timers.now(), 0, 'no confirm timeout waited for');
+  });
+
+  it('after dropping off, only its status or boot means it is back: confirm again then, not at a stray event', async () => {
+    const timers = new FakeTimers();
+    const at: number[] = [];
+    const h = harness(confirming((n) => {
+      at.push(timers.now());
+      if (n === 1) {
+        timers.setTimeout(() => h.ch.emit(status({ version: '1.1.0', slot: 'b', trial: true })), 3000);
+        return [{ t: 'offline' }, { t: 'ack', sid: 1, next: 0, missing: [] }];
+      }
+      return [confirmed];
+    }), {}, {}, timers);
+    const r = await h.run();
+    assert.equal(r.outcome, 'updated');
+    assert.deepEqual(at, [0, 3000]);
   });
 
   it('the device dropping off and not coming back within offlineWaitMs: failed / timeout', async () => {

@@ -61,6 +61,25 @@ describe('device session: a device offline at the start (§8.1)', () => {
     assert.equal(h.timers.now(), 4000);
   });
 
+  it('only its status means it is back: not another event, nor its going offline again', async () => {
+    const timers = new FakeTimers();
+    let offerAt = -1;
+    const h = harness(scriptedDevice({ offer: (m) => { offerAt = timers.now(); return [{ t: 'accept', sid: m.sid, next: 0, chunk: 1024, window: 8 }]; } }), {}, {}, timers);
+    h.ch.online = false;
+    timers.setTimeout(() => h.ch.emit({ t: 'offline' }), 1000);
+    timers.setTimeout(() => h.ch.emit({ t: 'confirmed', sha256: manifest.sha256, version: '1.0.0' }), 2000);
+    timers.setTimeout(() => h.ch.emit(status()), 4000);
+    const r = await h.run();
+    assert.deepEqual([r.outcome, r.retries, offerAt], ['updated', 0, 4000]);
+  });
+
+  it('the device deadline cuts the wait short, naming it', async () => {
+    const h = harness(scriptedDevice(), { offlineWaitMs: 9000, deviceDeadlineMs: 5000 });
+    h.ch.online = false;
+    const r = await h.run();
+    assert.deepEqual([r.outcome, r.code, r.reason], ['failed', 'timeout', 'device deadline of 5000 ms passed in attempt 1 while waiting for the device to come back online']);
+  });
+
   it('ends failed / offline when it stays away offlineWaitMs, not retried', async () => {
     const h = harness(scriptedDevice(), { offlineWaitMs: 9000, maxAttempts: 3 });
     h.ch.online = false;

@@ -50,6 +50,7 @@ describe('device session: the offer (§6.5)', () => {
         { t: 'reject', sid: m.sid + 1, code: 'busy' },
         { t: 'accept', sid: m.sid + 1, next: 0, chunk: 64, window: 1 },
         { t: 'confirmed', sha256: manifest.sha256, version: '1.1.0' },
+        { t: 'verified', sid: m.sid, ok: true },
         { t: 'accept', sid: m.sid, next: 0, chunk: CHUNK, window: 8 },
       ],
     }));
@@ -142,6 +143,15 @@ describe('device session: the transfer', () => {
     assert.equal(chunkOffs(h.ch.sent).length, 8, 'every chunk sent');
   });
 
+  it('a duplicate accept (the offer delivered twice, QoS 1, §6.5.2) is not an ack', async () => {
+    const h = harness(scriptedDevice({
+      offer: (m) => [{ t: 'accept', sid: m.sid, next: 0, chunk: CHUNK, window: 8 }, { t: 'accept', sid: m.sid, next: 0, chunk: CHUNK, window: 8 }],
+    }));
+    const r = await h.run();
+    assert.deepEqual([r.outcome, r.retries], ['updated', 0]);
+    assert.equal(chunkOffs(h.ch.sent).length, 8);
+  });
+
   it('the device dropping off mid-transfer ends the attempt at once (connection-lost, retried after the backoff)', async () => {
     const h = harness(scriptedDevice({ chunk: (m, n) => (n === 2 ? [{ t: 'offline' }] : [{ t: 'ack', sid: m.sid, next: Math.min(m.off + CHUNK, image.length), missing: [] }]) }),
       { maxAttempts: 1 });
@@ -179,6 +189,13 @@ describe('device session: verify (§6.7)', () => {
     const r = await h.run();
     assert.deepEqual([r.outcome, r.retries], ['updated', 0]);
     assert.ok(h.phases.some(([p, b]) => p === 'verifying' && b === image.length));
+  });
+
+  it('no verify result within verifyTimeoutMs: the wait ends with what it waited for', async () => {
+    const h = harness(scriptedDevice({ verify: () => [] }), { maxAttempts: 1, verifyTimeoutMs: 4000 });
+    const r = await h.run();
+    assert.deepEqual([r.outcome, r.code], ['failed', 'retries-exhausted']);
+    assert.equal(r.reason, 'timed out after 4000 ms waiting for verify result from dev-1 (after 1 attempts)');
   });
 
   it('a signature the device refuses: failed / bad-signature with its reason, not retried', async () => {
