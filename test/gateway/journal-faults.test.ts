@@ -251,6 +251,22 @@ describe('campaign journal under disk faults', () => {
       await until(() => fs.open.length === 0, 'the file closed');
     });
 
+    it('closed with hints never committed: durable() says they cannot be made durable (it does not wait forever)', async () => {
+      const j = CampaignJournal.create(dir, 'c-1', SHA, 1);
+      await j.record(held('d1', 4096), false);
+      await j.record(held('d1', 8192), false);
+      j.close();
+      await assert.rejects(j.durable(), (err: unknown) => isFwError(err, 'E_JOURNAL') && err.message === `journal ${j.path} is closed: 2 record(s) not durable`);
+      assert.equal(j.groupCommits, 0);
+    });
+
+    it('closed with everything durable: durable() resolves', async () => {
+      const j = CampaignJournal.create(dir, 'c-1', SHA, 1);
+      await j.record(act('d1'));
+      j.close();
+      await j.durable();
+    });
+
     for (const fault of ['ENOSPC', 'EIO'] as Fault[]) {
       it(`with a commit failing (${fault}): still closed once it ends`, async () => {
         const j = CampaignJournal.create(dir, 'c-1', SHA, 1);
