@@ -57,7 +57,10 @@ export const groups = {
       'gateway/rollout/device-session.ts', 'gateway/rollout/chunk-transfer.ts', 'gateway/rollout/boot-report.ts',
       'gateway/rollout/session-failure.ts', 'gateway/rollout/resume-decision.ts', 'gateway/rollout/planner.ts', 'gateway/rollout/journal.ts',
     ],
-    spec: ['test/gateway/planner.test.ts', 'test/gateway/journal.test.ts', 'test/gateway/rollout/*.test.ts'],
+    spec: [
+      'test/gateway/planner.test.ts', 'test/gateway/planner-edges.test.ts', 'test/gateway/journal.test.ts', 'test/gateway/journal-replay.test.ts', 'test/gateway/journal-faults.test.ts',
+      'test/gateway/crash-consistency.test.ts', 'test/gateway/rollout/*.test.ts',
+    ],
   },
   windows: {
     mutate: ['gateway/windows.ts'],

@@ -295,6 +295,8 @@ export class CampaignJournal {
     if (this.pending.length > 0 && !this.writePending()) return Promise.reject(this.writeError('write', this.lastWriteError));
     const upTo = this.written;
     if (upTo <= this.synced) return Promise.resolve();
+    // closed with hints written but never committed (close() does not commit them): nothing can make them durable now
+    if (this.fd === undefined) return Promise.reject(new FwError('E_JOURNAL', `journal ${this.path} is closed: ${upTo - this.synced} record(s) not durable`));
     return new Promise<void>((resolve, reject) => {
       this.waiters.push({ upTo, resolve, reject });
       this.commit();
@@ -358,11 +360,11 @@ export class CampaignJournal {
 
   /** Start an fdatasync for every line written so far, unless one is running (it restarts after). */
   private commit(): void {
-    if (this.syncing !== undefined || this.fd === undefined) return;
+    if (this.syncing !== undefined) return;
     const upTo = this.written;
     this.syncing = upTo;
     this.groupCommits++;
-    fdatasync(this.fd, (err) => {
+    fdatasync(this.fd!, (err) => {
       this.syncing = undefined;
       if (err) {
         const e = new FwError('E_JOURNAL', `journal ${this.path}: fdatasync failed`, { cause: err });

@@ -45,8 +45,8 @@ export function rejection(r: Ev<'reject'>): SessionFailure {
 
 export function classify(err: unknown): SessionFailure {
   if (err instanceof SessionFailure) return err;
-  if (isFwError(err, 'E_DEVICE_OFFLINE')) return new SessionFailure('failed', 'connection-lost', err.message, false);
   if (isFwError(err, 'E_DEVICE_TIMEOUT')) return new SessionFailure('failed', 'timeout', err.message, false);
   if (isFwError(err, 'E_CANCELLED')) return new SessionFailure('failed', 'cancelled', err.message, true);
+  // the device dropping off (E_DEVICE_OFFLINE) and anything else: the connection, retried
   return new SessionFailure('failed', 'connection-lost', err instanceof Error ? err.message : String(err), false);
 }
