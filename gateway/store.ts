@@ -146,13 +146,16 @@ export class ImageStore {
 
   /**
    * Re-check a stored image on disk (streamed); a copy that no longer matches is quarantined and
-   * forgotten, so an upload of the same image stores it afresh. True when it verifies.
+   * forgotten, so an upload of the same image stores it afresh. True when it verifies. A copy that
+   * cannot be read (E_STORE_IO: the disk, not the bytes) is kept and the error thrown, as read()
+   * does: a passing I/O error must not cost the site its good copy.
    */
   async verify(sha256: string): Promise<boolean> {
     const img = this.#images.get(sha256);
     if (!img) return false;
+    const digest = await io(`read ${img.path}`, () => digestFile(img.path));
     try {
-      checkDigest(img.manifest, await io(`read ${img.path}`, () => digestFile(img.path)));
+      checkDigest(img.manifest, digest);
       return true;
     } catch (err) {
       await this.#setAside(sha256, err);

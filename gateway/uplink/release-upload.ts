@@ -122,8 +122,15 @@ export class ReleaseUpload {
         }
         continue;
       }
-      // what the gateway holds is verified now: a rotten copy is quarantined and uploaded afresh
-      if (store.has(c.sha256) && (await store.verify(c.sha256))) {
+      // what the gateway holds is verified now: a rotten copy is quarantined and uploaded afresh;
+      // one the disk cannot read is kept and the request refused (try again)
+      let holds: boolean;
+      try {
+        holds = store.has(c.sha256) && (await store.verify(c.sha256));
+      } catch (err) {
+        return { deny: 'internal', reason: `${what}: the gateway could not read its stored copy of component ${c.component} (${describeError(err)}); nothing stored, try again` };
+      }
+      if (holds) {
         const have = store.get(c.sha256)!.manifest;
         const field = have.size !== c.size ? ['size', c.size, have.size] : have.crc32 !== c.crc32 ? ['crc32', c.crc32, have.crc32] : undefined;
         if (field) {

@@ -237,8 +237,15 @@ export class UplinkSession {
       return this.deny('internal', describeError(err));
     }
     const chunk = this.maxFrame - DATA_MESSAGE_OVERHEAD;
-    // the bytes are already here (verified now: a rotten copy is quarantined and uploaded afresh)
-    if (store.has(manifest.sha256) && (await store.verify(manifest.sha256))) {
+    // the bytes are already here (verified now: a rotten copy is quarantined and uploaded afresh;
+    // one the disk cannot read is kept and the request refused: try again)
+    let held: boolean;
+    try {
+      held = store.has(manifest.sha256) && (await store.verify(manifest.sha256));
+    } catch (err) {
+      return this.deny('internal', `the gateway could not read its stored copy of this image (${describeError(err)}); nothing stored, try again`);
+    }
+    if (held) {
       this.storedManifest = manifest;
       this.state = 'receiving';
       log.info({ image: `${manifest.name} ${manifest.version}`, sha256: manifest.sha256, preflight }, 'image already stored: upload skipped');

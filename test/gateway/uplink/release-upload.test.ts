@@ -10,6 +10,7 @@ import { ImageStore } from '../../../gateway/store.ts';
 import type { PreparedRelease } from '../../../gateway/release-live.ts';
 import { UplinkSession, type CampaignRequest, type UplinkLink } from '../../../gateway/uplink/session.ts';
 import { UplinkClient, type LaptopLink } from '../../../laptop/client.ts';
+import { FwError } from '../../../protocol/errors.ts';
 import { digestImage } from '../../../protocol/manifest.ts';
 import { componentManifest, releaseDigest, signRelease, type ReleaseManifest } from '../../../protocol/release.ts';
 import { generateSigningKey, KeyRing, parsePrivateKey, parsePublicKey } from '../../../protocol/signature.ts';
@@ -254,6 +255,24 @@ describe('release upload over the uplink (§7.3.9)', () => {
     const r = await newRig();
     await assert.rejects(r.client.control({ t: 'release-live', release: 'sensor-release', version: '9.9.9' }),
       (err: Error & { details?: { deny?: string } }) => err.details?.deny === 'unknown-release' && /no stored release sensor-release 9\.9\.9/.test(err.message));
+    assert.equal(r.prepared.length, 0);
+  });
+
+  it('a held component the disk cannot read back (E_STORE_IO): denied internal naming the component, the copy kept, nothing stored', async () => {
+    const r = await newRig();
+    await hold(r.store, rel10, 'net', net15);
+    const netSha = rel11.components[1]!.sha256;
+    r.store.verify = async (): Promise<boolean> => {
+      throw new FwError('E_STORE_IO', 'image store: read <net image> failed');
+    };
+    await assert.rejects(r.client.requestRelease({ t: 'release-rts', release: rel11, policy: 'now' }),
+      (err: Error & { details?: { deny?: string } }) => {
+        assert.equal(err.details?.deny, 'internal', err.message);
+        assert.match(err.message, /could not read its stored copy of component net \(E_STORE_IO: image store: read <net image> failed\); nothing stored, try again/);
+        return true;
+      });
+    assert.equal(r.store.has(netSha), true, 'the held copy is kept');
+    assert.deepEqual(await r.releases.list(), []);
     assert.equal(r.prepared.length, 0);
   });
 
