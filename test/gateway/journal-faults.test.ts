@@ -227,6 +227,15 @@ describe('campaign journal under disk faults', () => {
       assert.equal(fs.count('close', j.path), 1);
     });
 
+    it('a reopened journal closed before any record: the file is closed at once', () => {
+      CampaignJournal.create(dir, 'c-1', SHA, 1).close();
+      const path = join(dir, 'c-1.jsonl');
+      const j = CampaignJournal.reopen(path, statSync(path).size);
+      assert.deepEqual(fs.open, [path]);
+      j.close();
+      assert.deepEqual(fs.open, []);
+    });
+
     it('with a commit running: records are refused at once, the file stays open until the commit ends', async () => {
       const j = CampaignJournal.create(dir, 'c-1', SHA, 1);
       fs.onFdatasync = () => 'hold';

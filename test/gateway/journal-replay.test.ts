@@ -107,8 +107,10 @@ describe('journal replay: lines that are not records', () => {
     corruptAt2(`${encodeRecord(act('d1')).slice(0, -1)}\r\n`);
   });
 
-  it('an empty line', () => {
+  it('an empty line, also as the very first line (the campaign record after it still counts)', () => {
     corruptAt2('\n');
+    const { state } = parseJournal(`\n${lines(campaign(), act('d1'))}`);
+    assert.deepEqual([state.id, state.corruptLines, [...state.activating]], ['c-1', [1], ['d1']]);
   });
 
   it('a valid CRC over text that is not JSON, or JSON that is not a record', () => {
@@ -123,7 +125,7 @@ describe('journal replay: lines that are not records', () => {
 
   it('a campaign record out of bounds is no campaign record: the journal cannot be read', () => {
     const bad: Record<string, unknown>[] = [
-      { sha256: `${SHA}0` }, { sha256: `0${SHA}` }, { sha256: SHA.toUpperCase() },
+      { sha256: `${SHA}0` }, { sha256: `x${SHA}` }, { sha256: `${SHA}x` }, { sha256: SHA.toUpperCase() },
       { policy: { mode: 'later', force: false, downgrade: false, expiresAt: 0 } }, { policy: { mode: 'now' } },
       { targets: ['dev-1', ''] }, { waveGate: 0 }, { waveGate: 101 }, { retryOf: '' }, { id: '' },
     ];

@@ -75,6 +75,13 @@ describe('planner edges: the start plan', () => {
     assert.deepEqual(plan.map((e) => e.id), ['a', 'c', 'b', 'x', 'y']);
   });
 
+  it('within a slot the shorter slot time goes first, even when ranked later (slotMs: the transfer part only)', () => {
+    const slot: Record<string, number> = { r1: 5000, r2: 5000, r3: 1000, r4: 5000 };
+    const ranked4 = ['r1', 'r2', 'r3', 'r4'].map((id, i) => entry(id, 1000 * (i + 1), i + 1));
+    const plan = planStarts(ranked4, 2, { tolerance: 0, slotMs: (e) => slot[e.id]! });
+    assert.deepEqual(plan.map((e) => [e.id, e.startMs]), [['r1', 0], ['r3', 0], ['r2', 1000], ['r4', 5000]]);
+  });
+
   it('devices of equal slot time take their places in rank order', () => {
     // two slow devices of equal time, ranked before a fast one only by id; balanced on 2 slots
     const plan = planStarts([entry('f', 1000, 1), entry('s1', 5000, 2), entry('s2', 5000, 3), entry('m', 2000, 4)], 2, { tolerance: 0 });

@@ -249,6 +249,25 @@ describe('release session: the set after its trial boot', () => {
 describe('release session: resuming past activate', () => {
   const resume = (components: ComponentStatus[]) => () => ({ version: '1.0.0', slot: 'a' as const, trial: false, slots: { a: { state: 'confirmed' as const }, b: { state: 'empty' as const } }, components });
 
+  it('every part confirmed: updated without a message', async () => {
+    const { ch, result } = run([part('agent'), part('app')], {}, { resumeAfterActivate: resume([comp('agent', sha('agent'), false), comp('app', sha('app'), false)]) });
+    const r = await result;
+    assert.deepEqual([r.outcome, r.code, r.retries], ['updated', 'ok', 0]);
+    assert.deepEqual(ch.sent, []);
+  });
+
+  it('the agent alone pending, then reverted: the retry installs the agent again', async () => {
+    const pendingAgent: ComponentStatus = {
+      name: 'agent', layout: 'ab', version: '1.0.0', sha256: OLD, slot: 'a', trial: false,
+      slots: { a: { state: 'confirmed', sha256: OLD }, b: { state: 'pending', version: '2.0.0', sha256: sha('agent') } },
+    };
+    const r0 = run([part('agent')], {}, { resumeAfterActivate: resume([pendingAgent, comp('app', sha('app'), false)]) });
+    setImmediate(() => r0.ch.emit(r0.d.boot(true, 'trial image not confirmed before reset')));
+    const r = await r0.result;
+    assert.deepEqual([r.outcome, r.retries], ['updated', 1]);
+    assert.deepEqual(kinds(r0.ch.sent), ['offer:agent', 'verify', 'activate:1', 'confirm:1']);
+  });
+
   it('nothing in effect: the normal attempt, with the agent first', async () => {
     const { ch, result } = run([part('agent'), part('app')], {}, { resumeAfterActivate: resume([comp('agent', OLD, false), comp('app', OLD, false)]) });
     const r = await result;

@@ -174,6 +174,15 @@ describe('device session: confirming (§6.10)', () => {
     assert.deepEqual(at, [0, 3000]);
   });
 
+  it('back with a status on the old image (its boot report lost): no revert can be read from it, confirms go on until the step\'s bound (§6.9.1)', async () => {
+    const h = harness(confirming((n) => (n === 1 ? [{ t: 'offline' }, status()] : [])), { confirmTimeoutMs: 5000, confirmTries: 3, trialTimeoutMs: 30_000 });
+    const r = await h.run();
+    assert.deepEqual([r.outcome, r.code], ['failed', 'timeout']);
+    assert.equal(r.reason, 'device neither confirmed (3 unanswered confirms) nor reported a revert within 50000 ms of its boot report');
+    assert.equal(h.ch.count('confirm'), 4, 'the one before it dropped off, then confirmTries');
+    assert.equal(h.timers.now(), 50_000);
+  });
+
   it('the device dropping off and not coming back within offlineWaitMs: failed / timeout', async () => {
     const h = harness(confirming(() => [{ t: 'offline' }]), { offlineWaitMs: 7000 });
     const r = await h.run();

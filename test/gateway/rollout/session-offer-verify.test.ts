@@ -175,6 +175,22 @@ describe('device session: the transfer', () => {
     assert.equal(r.transferBps, (image.length * 1000) / 20);
   });
 
+  it('keeps the throughput of an earlier attempt\'s transfer when a later one has none to measure', async () => {
+    // attempt 1: acks 10 ms after each chunk, the image then fails to verify; attempt 2: the device holds it all
+    const timers = new FakeTimers();
+    const h = harness(scriptedDevice({
+      offer: (m, n) => [{ t: 'accept', sid: m.sid, next: n === 1 ? 0 : image.length, chunk: CHUNK, window: 8 }],
+      chunk: (m) => {
+        timers.setTimeout(() => h.ch.emit({ t: 'ack', sid: m.sid, next: m.off + CHUNK, missing: [] }), 10);
+        return [];
+      },
+      verify: (m, n) => [{ t: 'verified', sid: m.sid, ...(n === 1 ? { ok: false, code: 'sha256' } : { ok: true }) } as never],
+    }), {}, { window: 4 }, timers);
+    const r = await h.run();
+    assert.deepEqual([r.outcome, r.retries], ['updated', 1]);
+    assert.equal(r.transferBps, (image.length * 1000) / 20);
+  });
+
   it('has no throughput to report when the transfer took no time', async () => {
     const r = await harness(scriptedDevice()).run();
     assert.equal('transferBps' in r, false);
