@@ -4,13 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CampaignJournal, encodeRecord, parseJournal, repairJournal, type JournalRecord } from '../../gateway/rollout/journal.ts';
 import { isFwError } from '../../protocol/errors.ts';
-import { FsFaults, type Fault } from '../helpers/fs-faults.ts';
+import { FsFaults, type Fault } from '../helpers/fs-faults-sync.ts';
 
 /**
  * The campaign journal when the disk misbehaves and around its group commit (journal.ts,
  * docs/reliability.md "Disk full", "Gateway crash and the campaign journal"): refused and partial
  * writes, failed fdatasyncs, what is durable when, and the file being closed only once nothing
- * waits on it. Faults are injected (test/helpers/fs-faults.ts), so every case runs anywhere.
+ * waits on it. Faults are injected (test/helpers/fs-faults-sync.ts), so every case runs anywhere.
  */
 
 const SHA = 'ab'.repeat(32);

@@ -6,10 +6,10 @@ import { join } from 'node:path';
 import { ImageStore, type StoreOptions } from '../../gateway/store.ts';
 import { isFwError } from '../../protocol/errors.ts';
 import { manifestForImage, type Manifest } from '../../protocol/manifest.ts';
-import { FaultyFs } from '../helpers/fault-fs.ts';
+import { FaultyFs } from '../helpers/fs-faults-promises.ts';
 
 /**
- * gateway/store.ts when the file system fails (test/helpers/fault-fs.ts injects the errno): every
+ * gateway/store.ts when the file system fails (test/helpers/fs-faults-promises.ts injects the errno): every
  * failure is E_STORE_IO naming the operation and the file, with the errno as its cause; what the
  * store keeps afterwards (an I/O error is not rot: the image stays; a failed write falls back to what
  * the file holds); files are closed on every path; a short writev is completed.

@@ -8,7 +8,8 @@ import { resolve } from 'node:path';
  * test's hooks — a write can fail (ENOSPC, EIO) or take only part of its bytes, an `fdatasync` can
  * fail or be held until the test releases it — and every call is logged in order. ESM named
  * imports of node builtins follow the CommonJS module object after `syncBuiltinESMExports()` (as in
- * crash-fs.ts), so the code under test is not changed.
+ * crash-fs.ts), so the code under test is not changed. Its sibling fs-faults-promises.ts does the
+ * same for the promise API and FileHandle methods (the image store).
  */
 
 export type Fault = 'ENOSPC' | 'EIO';

@@ -11,7 +11,8 @@ import { syncBuiltinESMExports } from 'node:module';
  * Operations: 'mkdir', 'readdir', 'readFile', 'rename', 'unlink', 'utimes', 'stat', 'open'
  * (fs.promises.open, and the callback fs.open that createReadStream uses), and on a FileHandle
  * (matched by the path it was opened with) 'writev', 'write', 'writeFile', 'sync', 'datasync',
- * 'truncate', 'fstat'. A rename matches on either of its paths.
+ * 'truncate', 'fstat'. A rename matches on either of its paths. Its sibling fs-faults-sync.ts does
+ * the same for synchronous calls and fdatasync (the campaign journal).
  */
 export interface Fault {
   op: string;
