@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { silentLogger } from '../../../gateway/log.ts';
 import { Campaign } from '../../../gateway/rollout/campaign.ts';
+import type { TotalsMessage } from '../../../protocol/uplink.ts';
 import { campaignRig, image, manifest } from './campaign-rig.ts';
 
 /**
@@ -21,6 +22,17 @@ describe('campaign: progress and plan (fake clock, §7.6, §7.12.4)', () => {
     ]);
     assert.ok(rig.progress.every((p) => p.campaign === 'c-1' && p.total === image.length));
     assert.deepEqual(rig.campaign.snapshot().progress.map((p) => [p.id, p.phase]), [['d1', 'done'], ['d2', 'done']]);
+  });
+
+  it('totals (§7.6.3): when the updates begin, every interval, and last with every device done', async () => {
+    const rig = campaignRig({ ids: ['d1', 'd2'], roles: { d1: 'slow', d2: 'slow' }, rollout: { progressIntervalMs: 1000 } });
+    const totals: TotalsMessage[] = [];
+    rig.campaign.on('totals', (t) => totals.push(t));
+    await rig.finish();
+    assert.ok(totals.length >= 5, `${totals.length} totals over the 5 s reboots`);
+    assert.ok(totals.every((t) => t.devices === 2), 'each counts the ranked devices');
+    assert.deepEqual([totals[0]!.done, totals.at(-1)!.done], [0, 2]);
+    assert.equal(rig.events.at(-1), 'complete');
   });
 
   it('after the transfer the ETA is three round trips of the measured link', async () => {
