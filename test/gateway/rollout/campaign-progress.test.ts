@@ -53,4 +53,15 @@ describe('campaign: progress and plan (fake clock, §7.6, §7.12.4)', () => {
     assert.deepEqual(plan.devices, rig.orders[0]!.devices);
     assert.deepEqual(rig.results.length, 3);
   });
+
+  it('planned starts: a device holds its transfer slot until its image is verified, not through its reboot', async () => {
+    const rig = campaignRig({ ids: ['d1', 'd2', 'd3'] });
+    rig.fleet.setRebootMs('d2', 1000);
+    await rig.finish();
+    const [a, b, c] = rig.orders[0]!.devices;
+    assert.deepEqual([a!.id, a!.startMs], ['d2', 0], 'its shorter reboot ranks it first');
+    assert.equal(b!.startMs, Math.round(a!.etaMs! - 1000), "after d2's slot: its time without its own learned reboot");
+    assert.equal(c!.startMs, Math.round(b!.startMs! + b!.etaMs! - rig.config.rebootEstimateMs), "after d1's slot: its time without the estimated reboot");
+    assert.ok(c!.startMs! > b!.startMs! && b!.startMs! > 0);
+  });
 });
