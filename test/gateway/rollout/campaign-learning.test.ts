@@ -113,4 +113,15 @@ describe('campaign: what it learns from each update, and who counts towards the 
     assert.equal(complete.halted, undefined);
     assert.equal(complete.updated, 2);
   });
+
+  it("a session waits for acks at least ackTimeoutRtts of the device's measured round trips (§6.6.5)", async () => {
+    // round trip 1000 ms: acks after 1500 ms are in time (4 x 1000 > ackTimeoutMs 1000), nothing is resent
+    const rig = campaignRig({ ids: ['d1'], rollout: { ackTimeoutMs: 1000, maxAttempts: 3 } });
+    rig.site.pongDelayMs = 1000;
+    rig.site.ackDelayMs = 1500;
+    await rig.finish();
+    assert.equal(rig.fleet.get('d1')!.link!.rttMs, 1000);
+    assert.equal(rig.result('d1').outcome, 'updated');
+    assert.equal(rig.site.sent.filter((s) => s.msg.t === 'chunk').length, 4, 'each chunk once');
+  });
 });

@@ -119,4 +119,14 @@ describe('campaign: what it logs for the operator (fake clock)', () => {
     const [l] = find('campaign resumed from its journal');
     assert.deepEqual([l!.level, l!.campaign, l!.results, l!.remaining, l!.pastActivate], [INFO, 'c-1', 1, ['d2', 'd3'], ['d3']]);
   });
+
+  it('with check-in: the order names who waits; a cancel names only the sessions it stopped, not devices waiting', async () => {
+    const { rig, find } = logged({ ids: ['d1', 'd2'], offline: ['d2'], roles: { d1: 'busy' }, deps: ({ timers }) => ({ checkIn: { expiresAt: timers.now() + 3_600_000 }, gate: openGate(timers) }) });
+    await rig.until(() => rig.waiting.length > 0);
+    assert.deepEqual(find('rollout order')[0]!.waiting, ['d2']);
+    assert.deepEqual(rig.campaign.waitingIds().sort(), ['d1', 'd2']);
+    rig.campaign.cancelByUser('enough');
+    await rig.finish();
+    assert.deepEqual(find('campaign cancelled')[0]!.stopped, []);
+  });
 });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { silentLogger } from '../../../gateway/log.ts';
 import { Campaign } from '../../../gateway/rollout/campaign.ts';
+import type { TotalsMessage } from '../../../protocol/uplink.ts';
 import { campaignRig, image, manifest } from './campaign-rig.ts';
 
 /**
@@ -23,6 +24,17 @@ describe('campaign: progress and plan (fake clock, §7.6, §7.12.4)', () => {
     assert.deepEqual(rig.campaign.snapshot().progress.map((p) => [p.id, p.phase]), [['d1', 'done'], ['d2', 'done']]);
   });
 
+  it('totals (§7.6.3): when the updates begin, every interval, and last with every device done', async () => {
+    const rig = campaignRig({ ids: ['d1', 'd2'], roles: { d1: 'slow', d2: 'slow' }, rollout: { progressIntervalMs: 1000 } });
+    const totals: TotalsMessage[] = [];
+    rig.campaign.on('totals', (t) => totals.push(t));
+    await rig.finish();
+    assert.ok(totals.length >= 5, `${totals.length} totals over the 5 s reboots`);
+    assert.ok(totals.every((t) => t.devices === 2), 'each counts the ranked devices');
+    assert.deepEqual([totals[0]!.done, totals.at(-1)!.done], [0, 2]);
+    assert.equal(rig.events.at(-1), 'complete');
+  });
+
   it('after the transfer the ETA is three round trips of the measured link', async () => {
     const rig = campaignRig({ ids: ['d1'] });
     rig.site.pongDelayMs = 20;
@@ -40,5 +52,16 @@ describe('campaign: progress and plan (fake clock, §7.6, §7.12.4)', () => {
     assert.ok(plan.devices.every((d) => d.etaMs !== undefined && d.etaMs >= rig.config.rebootEstimateMs), 'with the planned times');
     assert.deepEqual(plan.devices, rig.orders[0]!.devices);
     assert.deepEqual(rig.results.length, 3);
+  });
+
+  it('planned starts: a device holds its transfer slot until its image is verified, not through its reboot', async () => {
+    const rig = campaignRig({ ids: ['d1', 'd2', 'd3'] });
+    rig.fleet.setRebootMs('d2', 1000);
+    await rig.finish();
+    const [a, b, c] = rig.orders[0]!.devices;
+    assert.deepEqual([a!.id, a!.startMs], ['d2', 0], 'its shorter reboot ranks it first');
+    assert.equal(b!.startMs, Math.round(a!.etaMs! - 1000), "after d2's slot: its time without its own learned reboot");
+    assert.equal(c!.startMs, Math.round(b!.startMs! + b!.etaMs! - rig.config.rebootEstimateMs), "after d1's slot: its time without the estimated reboot");
+    assert.ok(c!.startMs! > b!.startMs! && b!.startMs! > 0);
   });
 });

@@ -87,7 +87,7 @@ function releaseCampaign(downgrade = false) {
   const config = parseConfig({ rollout: { concurrency: 1, probePings: 1, probeBursts: 1, maxAttempts: 1 } }).rollout;
   const images = new Map(release.components.map((c) => [c.sha256, new ImageSource(componentManifest(release, c), imgs[c.component as keyof typeof imgs])]));
   const campaign = new Campaign('c-rel', new ImageSource(releaseIdentity(release), Buffer.alloc(0)), {
-    channel: site.asChannel(), fleet, config, timers, log: silentLogger(), downgrade,
+    channel: site.asChannel(), fleet, config, timers, log: silentLogger(), ...(downgrade ? { downgrade } : {}),
     release: { manifest: release, held: [], loadImage: async (mf) => images.get(mf.sha256)! },
   });
   const results: ResultMessage[] = [];

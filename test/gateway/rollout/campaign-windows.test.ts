@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { TokenBucket } from '../../../gateway/rollout/bandwidth.ts';
 import { windowGate } from '../../../gateway/rollout/gate.ts';
 import { campaignRig, FakeWindows, T0, type RigOptions } from './campaign-rig.ts';
 
@@ -145,5 +146,28 @@ describe('campaign: maintenance windows (fake clock)', () => {
     assert.equal(complete.expired, 1);
     assert.equal(rig.progress.filter((p) => p.id === 'd1').at(-2)!.phase, 'queued', 'queued while it waited');
     assert.deepEqual(rig.events.filter((e) => e === 'swept' || e === 'waiting' || e === 'result'), ['swept', 'waiting', 'result', 'swept'], 'the window changes woke the campaign, nothing new to say');
+  });
+
+  it('a window that reopens while a stopped session still unwinds: its device goes on at once', async () => {
+    // the device's chunks wait in a drained shared bandwidth bucket; the window closes at T0 + 5 s
+    // (the session is stopped, and ends only once its chunk sends have had their turn) and the
+    // next one opens at T0 + 5.5 s: when the turn ends the gate is open
+    let bucket: TokenBucket | undefined;
+    let windows: FakeWindows | undefined;
+    const rig = campaignRig({
+      ids: ['d1'],
+      deps: (r) => {
+        bucket = new TokenBucket(1024, r.timers);
+        windows = new FakeWindows(r.timers, [{ from: T0, to: T0 + 5000 }, { from: T0 + 5500, to: T0 + HOUR }]);
+        return { bandwidth: bucket, gate: windowGate(windows, r.timers) };
+      },
+    });
+    void bucket!.take(16 * 1024 + 5 * 1024);
+    const complete = await rig.finish();
+    assert.equal(complete.updated, 1);
+    const offers = rig.site.sent.filter((s) => s.msg.t === 'offer').map((s) => s.at);
+    assert.equal(offers.length, 2);
+    assert.ok(offers[1]! >= T0 + 5500 && offers[1]! < T0 + HOUR, `offered again at +${offers[1]! - T0} ms, in the reopened window (no opening to wait for)`);
+    assert.ok(windows);
   });
 });
