@@ -142,7 +142,8 @@ export class Campaign extends EventEmitter<CampaignEvents> {
     this.completed = {
       t: 'complete', campaign: this.id, devices: this.results.length,
       updated: count('updated'), failed: count('failed'), rolledBack: count('rolled-back'), skipped: count('skipped'),
-      durationMs: Math.round(timers.now() - this.startedAt + (resumed ? Math.max(0, Date.now() - this.resumedAt - resumed.startedAt) : 0)),
+      // a resumed campaign's duration runs from its first start (the journal's), the restart's downtime included
+      durationMs: Math.round(timers.now() - this.startedAt + (resumed ? Math.max(0, this.resumedAt - resumed.startedAt) : 0)),
       ...(this.halted ? { halted: this.halted } : {}),
       ...Object.fromEntries(Object.entries(extra).filter(([, n]) => n > 0)),
       ...(this.release ? this.release.completeFields(this.results) : {}),

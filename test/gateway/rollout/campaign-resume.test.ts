@@ -51,6 +51,19 @@ describe('campaign: resumed from its journal (fake clock, docs/reliability.md)',
     assert.equal(rig.result('d3').t, 'result');
   });
 
+  it('complete.durationMs runs from the journal\'s start: the time before the restart (and the downtime) is in it', async () => {
+    const before = 3_600_000; // the campaign started an hour before the gateway came back
+    const rig = campaignRig({
+      ids: ['d1', 'd2'],
+      deps: () => ({ resume: journal([entry('d1', 1), entry('d2', 2)], [result('d1', 'updated', 'ok')], { startedAt: Date.now() - before }) }),
+    });
+    const t0 = rig.timers.now();
+    const complete = await rig.finish();
+    const ranHere = rig.timers.now() - t0;
+    assert.ok(complete.durationMs >= before + ranHere, `durationMs ${complete.durationMs} < ${before} + ${ranHere}`);
+    assert.ok(complete.durationMs < before + ranHere + 60_000, `durationMs ${complete.durationMs}: more than the hour, this run and a minute of slack`);
+  });
+
   it('the rest start by wave, then planned start, then rank; the journal\'s wave is the current one (no pause before it again)', async () => {
     const devices = [
       entry('d1', 1, { wave: 1, startMs: 0 }), entry('d6', 6, { wave: 2, startMs: 100 }), entry('d2', 2, { wave: 2, startMs: 500 }), entry('d5', 5, { wave: 2, startMs: 0 }),
