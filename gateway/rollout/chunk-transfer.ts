@@ -26,6 +26,8 @@ export interface ChunkTransfer {
   channel: Pick<DeviceChannel, 'send'>;
   rttMs?: number;
   bandwidth?: TokenBucket;
+  /** The session's stop (cancel, a window closing): no chunk is sent once it is aborted, not even one that was waiting for the site's bandwidth. */
+  signal?: AbortSignal;
   /** The next `ack` of this sid, or E_DEVICE_TIMEOUT after `timeoutMs`. */
   expectAck(sid: number, timeoutMs: number): Promise<Ev<'ack'>>;
   /** The device holds the image up to `next` (called at the start and whenever it grows). */
@@ -57,7 +59,10 @@ const size = image.size;
   const startedFrom = next;
   const send = async (off: number): Promise<void> => {
     const c = image.encodedChunk(off, chunk);
+    if (ctx.signal?.aborted) return;
     if (ctx.bandwidth) await ctx.bandwidth.take(c.data.length);
+    // stopped while the chunk waited for its turn in the site's bandwidth: it is not sent
+    if (ctx.signal?.aborted) return;
     lastSent[off / chunk] = timers.now();
     // the chunk's CBOR is shared by every session; only the sid is spliced in (chunk-message.ts)
     await channel.send(ctx.deviceId, { t: 'chunk', sid, off, data: c.data, crc: c.crc }, encodeChunkMessage(sid, c.tail));

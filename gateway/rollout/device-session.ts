@@ -343,6 +343,7 @@ export class DeviceSession {
       window: this.window, acceptWindow: this.acceptWindow, config, timers, channel,
       ...(this.deps.rttMs !== undefined ? { rttMs: this.deps.rttMs } : {}),
       ...(this.deps.bandwidth ? { bandwidth: this.deps.bandwidth } : {}),
+      ...(this.deps.signal ? { signal: this.deps.signal } : {}),
       expectAck: (sid, ms) => this.expect((e): e is Extract<DeviceEvent, { t: 'ack' }> => e.t === 'ack' && e.sid === sid, ms, 'chunk ack'),
       onHeld: (next) => {
         this.held = next;
