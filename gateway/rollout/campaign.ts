@@ -126,6 +126,7 @@ export class Campaign extends EventEmitter<CampaignEvents> {
     const bounds = { min: config.minChunkWindow, max: config.chunkWindow, rebootMs: config.rebootEstimateMs, deviceMsPerMiB: config.deviceMsPerMiBEstimate };
     const journal = this.deps.resume;
     const resumed = journal?.order ? { ...journal, order: journal.order } : undefined;
+    if (resumed) this.currentWave = Math.max(1, resumed.wave ?? 1); // announced as running in the wave the journal reached
     this.emit('state', { state: 'running', ...(this.deps.waves ? { wave: this.currentWave } : {}) });
     const { starts, pending } = resumed ? this.resumeFrom(resumed) : await this.announce(bounds);
     for (const r of starts) this.progress(r.id, 'queued', resumed?.held.get(r.id) ?? 0, true);

@@ -76,6 +76,7 @@ describe('campaign: resumed from its journal (fake clock, docs/reliability.md)',
     const complete = await rig.finish();
     assert.deepEqual(rig.site.offered(), ['d3', 'd5', 'd6', 'd2', 'd4']);
     assert.equal(rig.states.some((s) => s.state === 'paused'), false, 'resumed in wave 2: no pause before it');
+    assert.deepEqual(rig.states[0], { state: 'running', wave: 2 }, 'the first state a resumed campaign announces is the wave it is in');
     assert.equal(complete.updated, 6);
   });
 
