@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { constants as fsc, createReadStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, stat, unlink, utimes, type FileHandle } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { basename, join } from 'node:path';
 import { crc32 } from '../protocol/crc.ts';
 import { syncDir, TMP_MARK, writeFileDurably } from './durable.ts';
 import { describeError, FwError, isFwError } from '../protocol/errors.ts';

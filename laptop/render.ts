@@ -6,7 +6,7 @@ import type {
 import { committedLines, fmtIso, queuedEvent, queuedTable, type WhenOptions } from './queued.ts';
 
 export { componentsText, EXIT, exitCodeFor, haltText, preflightText, summarise, type CampaignRecord, type Summary } from './summary.ts';
-import { componentsText, EXIT, haltText, preflightText, type Summary } from './summary.ts';
+import { componentsText, haltText, preflightText, type Summary } from './summary.ts';
 
 export interface Renderer {
   connected(hello: HelloMessage, port: string): void;

@@ -120,9 +120,8 @@ export class Campaign extends EventEmitter<CampaignEvents> {
   }
 
   async run(): Promise<CompleteMessage> {
-    const { fleet, config, timers, log } = this.deps;
+    const { config, timers, log } = this.deps;
     this.startedAt = timers.now();
-    const manifest = this.image.manifest;
     const bounds = { min: config.minChunkWindow, max: config.chunkWindow, rebootMs: config.rebootEstimateMs, deviceMsPerMiB: config.deviceMsPerMiBEstimate };
     const journal = this.deps.resume;
     const resumed = journal?.order ? { ...journal, order: journal.order } : undefined;

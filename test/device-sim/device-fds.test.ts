@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFile, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { EventLog, Rig, sampleImage } from './helpers.ts';
+import { Rig, sampleImage } from './helpers.ts';
 
 /** Descriptors of this process open on a file under `dir` (from /proc/self/fd; Linux). */
 async function fdsUnder(dir: string): Promise<string[]> {

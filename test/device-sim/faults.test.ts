@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { crc32 } from '../../protocol/crc.ts';
 import { DeviceFiles } from '../../device-sim/bootloader.ts';
 import { PowerCutPhases } from '../../device-sim/faults.ts';
-import { EventLog, Rig, sampleImage } from './helpers.ts';
+import { Rig, sampleImage } from './helpers.ts';
 
 /** The slot-state record parses and names a bootable, confirmed-or-trial active slot. */
 async function assertValidState(rig: Rig, id: string): Promise<void> {

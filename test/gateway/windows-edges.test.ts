@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { getTasks } from 'node-cron';
-import { MaintenanceWindows, cronProblem, nodeCronStarts, systemClock, type Clock, type WindowSpec } from '../../gateway/windows.ts';
+import { MaintenanceWindows, cronProblem, nodeCronStarts, systemClock, type WindowSpec } from '../../gateway/windows.ts';
+import { FakeWallClock } from '../helpers/fake-wall-clock.ts';
 
 /**
  * gateway/windows.ts at its edges: what a refused cron says when several things are wrong, the
@@ -11,46 +12,15 @@ import { MaintenanceWindows, cronProblem, nodeCronStarts, systemClock, type Cloc
  * Complements test/gateway/windows.test.ts and windows-details.test.ts.
  */
 
-/** A wall clock whose timers fire when the test advances it; it checks that clearTimeout only gets handles setTimeout returned. */
-class StrictClock implements Clock {
-  private seq = 0;
-  readonly timers = new Map<number, { at: number; fn: () => void }>();
-  readonly delays: number[] = [];
-  readonly cleared: unknown[] = [];
-  constructor(public t: number) {}
-  now(): number {
-    return this.t;
-  }
-  setTimeout(fn: () => void, ms: number): unknown {
-    this.delays.push(ms);
-    this.timers.set(++this.seq, { at: this.t + ms, fn });
-    return this.seq;
-  }
-  clearTimeout(h: unknown): void {
-    assert.ok(typeof h === 'number' && h >= 1 && h <= this.seq, `clearTimeout(${String(h)}): not a handle setTimeout returned`);
-    this.cleared.push(h);
-    this.timers.delete(h);
-  }
-  advanceTo(until: number): void {
-    for (let fired = 0; ; fired++) {
-      assert.ok(fired < 10_000, 'timers keep firing without time passing');
-      let next: [number, { at: number; fn: () => void }] | undefined;
-      for (const e of this.timers) if (!next || e[1].at < next[1].at) next = e;
-      if (!next || next[1].at > until) break;
-      this.timers.delete(next[0]);
-      this.t = Math.max(this.t, next[1].at);
-      next[1].fn();
-    }
-    this.t = until;
-  }
-}
+/** A wall clock whose timers fire when the test advances it; clearTimeout only takes handles setTimeout returned. */
+const strictClock = (t: number): FakeWallClock => new FakeWallClock(t, { strict: true });
 
 const at = (iso: string): number => Date.parse(iso);
 const iso = (t: number | undefined): string | undefined => (t === undefined ? undefined : new Date(t).toISOString());
 
 /** Start at `from`, run to `to`: the events with their instants. */
 function events(specs: WindowSpec[], from: string, to: string): string[] {
-  const clock = new StrictClock(at(from));
+  const clock = strictClock(at(from));
   const w = new MaintenanceWindows(specs, clock);
   const out: string[] = [];
   w.on('open', () => out.push(`open ${iso(clock.now())}`));
@@ -77,7 +47,7 @@ describe('maintenance windows: edges', () => {
   });
 
   it('a wait longer than Node allows is chained in timeouts of at most 2^31-1 ms, the first exactly that', () => {
-    const clock = new StrictClock(at('2026-01-02T00:00:00Z'));
+    const clock = strictClock(at('2026-01-02T00:00:00Z'));
     const w = new MaintenanceWindows([{ cron: '0 0 1 1 *', durationMin: 60, timeZone: 'UTC' }], clock);
     w.start();
     assert.deepEqual(clock.delays, [2 ** 31 - 1]);
@@ -85,7 +55,7 @@ describe('maintenance windows: edges', () => {
   });
 
   it('clearTimeout only ever gets a handle setTimeout returned: stop before start, stop twice, timers that fire, rechecks', () => {
-    const clock = new StrictClock(at('2026-01-14T00:00:00Z'));
+    const clock = strictClock(at('2026-01-14T00:00:00Z'));
     const w = new MaintenanceWindows([{ cron: '0 2 * * *', durationMin: 60, timeZone: 'UTC' }], clock);
     w.stop();
     w.start();
@@ -99,7 +69,7 @@ describe('maintenance windows: edges', () => {
   });
 
   it('recheck() mid-window says nothing and keeps one timer; on a stopped instance it does nothing at all', () => {
-    const clock = new StrictClock(at('2026-01-14T02:10:00Z'));
+    const clock = strictClock(at('2026-01-14T02:10:00Z'));
     const w = new MaintenanceWindows([{ cron: '0 2 * * *', durationMin: 60, timeZone: 'UTC' }], clock);
     const seen: string[] = [];
     w.on('open', () => seen.push('open'));
@@ -118,7 +88,7 @@ describe('maintenance windows: edges', () => {
   });
 
   it('onStop(fn): fn runs at stop(), once', () => {
-    const w = new MaintenanceWindows([{ cron: '0 2 * * *', durationMin: 60, timeZone: 'UTC' }], new StrictClock(at('2026-01-14T00:00:00Z')));
+    const w = new MaintenanceWindows([{ cron: '0 2 * * *', durationMin: 60, timeZone: 'UTC' }], strictClock(at('2026-01-14T00:00:00Z')));
     let stops = 0;
     w.onStop(() => { stops++; });
     w.start();
@@ -131,12 +101,12 @@ describe('maintenance windows: edges', () => {
     const w = new MaintenanceWindows([
       { cron: '0 1 * * *', durationMin: 60, timeZone: 'UTC' },
       { cron: '0 2 * * *', durationMin: 30, timeZone: 'UTC' },
-    ], new StrictClock(0));
+    ], strictClock(0));
     assert.deepEqual(w.state(at('2026-01-14T01:30:00Z')), { open: true, endsAt: at('2026-01-14T02:30:00Z'), nextOpenAt: at('2026-01-15T01:00:00Z') });
   });
 
   it('windows that chain without end (every minute, 2 minutes long): open, the chain followed well past the current window, in bounded time', () => {
-    const clock = new StrictClock(at('2026-01-14T00:00:00Z'));
+    const clock = strictClock(at('2026-01-14T00:00:00Z'));
     const w = new MaintenanceWindows([{ cron: '* * * * *', durationMin: 2, timeZone: 'UTC' }], clock);
     const s = w.state();
     assert.equal(s.open, true);
@@ -152,7 +122,7 @@ describe('maintenance windows: edges', () => {
 
   it('a start beyond the 30-year search (a Monday 29 February after 2072 is 2112): no nextOpenAt, no timer', () => {
     const spec: WindowSpec = { cron: '0 0 29 2 1', durationMin: 60, timeZone: 'UTC' };
-    const clock = new StrictClock(at('2072-02-29T00:30:00Z'));
+    const clock = strictClock(at('2072-02-29T00:30:00Z'));
     const w = new MaintenanceWindows([spec], clock);
     assert.deepEqual(w.state(), { open: true, endsAt: at('2072-02-29T01:00:00Z') });
     assert.deepEqual(w.state(at('2072-03-01T00:00:00Z')), { open: false });
@@ -187,12 +157,12 @@ describe('maintenance windows: edges', () => {
 
     it('a fall back across midnight (America/Goose_Bay, 1 November 2009: 00:01 ADT -> 23:01 AST): the new date\'s 00:00 comes before the old date\'s second 23:30', () => {
       const spec = (durationMin: number): WindowSpec => ({ cron: '0,30 0,23 * * *', durationMin, timeZone: 'America/Goose_Bay' });
-      const short = new MaintenanceWindows([spec(10)], new StrictClock(0));
+      const short = new MaintenanceWindows([spec(10)], strictClock(0));
       // 00:00:30 ADT, first pass of the new date: next comes 23:30 AST of the old date (03:30Z), then 00:00 AST (04:00Z)
       assert.deepEqual(short.state(at('2009-11-01T03:00:30Z')), { open: true, endsAt: at('2009-11-01T03:10:00Z'), nextOpenAt: at('2009-11-01T03:30:00Z') });
       assert.deepEqual(short.state(at('2009-11-01T03:35:00Z')), { open: true, endsAt: at('2009-11-01T03:40:00Z'), nextOpenAt: at('2009-11-01T04:00:00Z') });
       // 40-minute windows chain through the night: at 23:35 AST the latest start is 23:30 AST (03:30Z), not 00:00 ADT (03:00Z)
-      const long = new MaintenanceWindows([spec(40)], new StrictClock(0));
+      const long = new MaintenanceWindows([spec(40)], strictClock(0));
       assert.deepEqual(long.state(at('2009-11-01T03:35:00Z')), { open: true, endsAt: at('2009-11-01T05:10:00Z'), nextOpenAt: at('2009-11-02T03:00:00Z') });
     });
 

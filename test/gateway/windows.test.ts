@@ -1,41 +1,8 @@
 import assert from 'node:assert/strict';
-import { MAX_TIMEOUT_MS, MaintenanceWindows, nodeCronStarts, type Clock, type WindowSpec, type WindowState } from '../../gateway/windows.ts';
+import { MAX_TIMEOUT_MS, MaintenanceWindows, nodeCronStarts, type WindowSpec, type WindowState } from '../../gateway/windows.ts';
 import { createTask, getTasks } from 'node-cron';
 import { isFwError } from '../../protocol/errors.ts';
-
-/** Wall clock whose timers fire only when the test advances it; `early` makes every timer fire that many ms early. */
-class FakeWallClock implements Clock {
-  private seq = 0;
-  readonly timers = new Map<number, { at: number; fn: () => void }>();
-  /** Every delay asked for, in order. */
-  readonly delays: number[] = [];
-  constructor(private t: number, private readonly early = 0) {}
-  now(): number {
-    return this.t;
-  }
-  setTimeout(fn: () => void, ms: number): unknown {
-    this.delays.push(ms);
-    // Early, as a timer can be against the wall clock, but after at least 1 ms (as Node's are).
-    this.timers.set(++this.seq, { at: this.t + Math.max(ms - this.early, Math.min(ms, 1)), fn });
-    return this.seq;
-  }
-  clearTimeout(h: unknown): void {
-    this.timers.delete(h as number);
-  }
-  /** Run the timers due up to `until`, in order, each at its own instant; then stand at `until`. */
-  advanceTo(until: number): void {
-    for (let fired = 0; ; fired++) {
-      assert.ok(fired < 10_000, 'timers keep firing without time passing');
-      let next: [number, { at: number; fn: () => void }] | undefined;
-      for (const e of this.timers) if (!next || e[1].at < next[1].at) next = e;
-      if (!next || next[1].at > until) break;
-      this.timers.delete(next[0]);
-      this.t = Math.max(this.t, next[1].at);
-      next[1].fn();
-    }
-    this.t = until;
-  }
-}
+import { FakeWallClock } from '../helpers/fake-wall-clock.ts';
 
 const at = (iso: string): number => Date.parse(iso);
 const iso = (t: number | undefined): string | undefined => (t === undefined ? undefined : new Date(t).toISOString());
@@ -173,7 +140,7 @@ describe('maintenance windows', () => {
   });
 
   it('a timer that fires early does not open the window early', () => {
-    const clock = new FakeWallClock(at('2026-01-14T00:00:00Z'), 5);
+    const clock = new FakeWallClock(at('2026-01-14T00:00:00Z'), { early: 5 });
     const w = new MaintenanceWindows([{ cron: '0 2 * * *', durationMin: 60, timeZone: 'UTC' }], clock);
     const events: string[] = [];
     w.on('open', () => events.push(`open ${iso(clock.now())}`));
@@ -269,7 +236,7 @@ describe('maintenance windows: the start scheduler (node-cron in production)', (
     // the next start, as node-cron would fire it (the clock reached it; the timer has not run yet)
     const t = [...clock.timers.values()][0]!;
     assert.equal(iso(t.at), '2026-11-23T01:00:00.000Z');
-    (clock as unknown as { t: number }).t = at('2026-11-23T01:00:00Z');
+    clock.t = at('2026-11-23T01:00:00Z');
     fired[0]!.fn();
     assert.deepEqual(events.slice(1), ['open 2026-11-23T01:00:00.000Z']);
     clock.advanceTo(at('2026-11-23T01:30:00Z'));

@@ -1,4 +1,24 @@
+import { EventEmitter } from 'node:events';
 import type { UplinkDeps } from '../../gateway/uplink/session.ts';
+import type { GatewayUplinkMessage } from '../../protocol/uplink.ts';
+
+/** The gateway's end of the serial link for an UplinkSession under test: records what it sends and each ARQ reconfiguration. */
+export class FakeUplinkLink extends EventEmitter {
+  readonly sent: GatewayUplinkMessage[] = [];
+  down = false;
+  async send(m: GatewayUplinkMessage): Promise<void> {
+    this.sent.push(m);
+  }
+  readonly configured: Record<string, number>[] = [];
+  configure(p: Record<string, number>): void {
+    this.configured.push(p);
+  }
+  readonly arq = { configure: (p: Record<string, number>): void => this.configure(p) };
+  async flush(): Promise<void> {}
+  last(): GatewayUplinkMessage | undefined {
+    return this.sent.at(-1);
+  }
+}
 
 /** The campaign requests of an uplink session (§7.3.7, §7.12), for tests that do not use them: counts of nothing, everything else refused. */
 export const noCampaignControl: Pick<UplinkDeps, 'preflight' | 'cancel' | 'retry' | 'resume' | 'plan'> = {

@@ -7,7 +7,7 @@ import {
   decodeGatewayUplinkMessage, encodeUplinkMessage, type CompleteMessage, type OrderMessage, type ProgressMessage, type ResultMessage,
 } from '../../protocol/uplink.ts';
 import { MessageLink } from '../../transport/message-link.ts';
-import { defaultClientOptions, UplinkClient } from '../../laptop/client.ts';
+import { UplinkClient } from '../../laptop/client.ts';
 import { encodeCbor } from '../../protocol/cbor.ts';
 import { topics } from '../../protocol/topics.ts';
 import { setDevicePassword } from '../../gateway/device-auth.ts';

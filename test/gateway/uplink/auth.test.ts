@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
-import { EventEmitter } from 'node:events';
 import { parseConfig, type ConfigInput } from '../../../gateway/config.ts';
 import { silentLogger, type Logger } from '../../../gateway/log.ts';
 import { TechnicianAuth } from '../../../gateway/uplink/auth.ts';
 import type { ImageStore, Upload } from '../../../gateway/store.ts';
-import { noCampaignControl } from '../../helpers/uplink-deps.ts';
+import { FakeUplinkLink, noCampaignControl } from '../../helpers/uplink-deps.ts';
 import { UplinkSession, type UplinkLink } from '../../../gateway/uplink/session.ts';
 import { manifestForImage } from '../../../protocol/manifest.ts';
 import { generateSigningKey, KeyRing, parsePrivateKey } from '../../../protocol/signature.ts';
@@ -19,22 +18,6 @@ import type { GatewayUplinkMessage, LaptopMessage } from '../../../protocol/upli
  */
 
 /** A link that records what the session sends and lets the test deliver laptop messages. */
-class FakeLink extends EventEmitter {
-  readonly sent: GatewayUplinkMessage[] = [];
-  down = false;
-  async send(m: GatewayUplinkMessage): Promise<void> {
-    this.sent.push(m);
-  }
-  readonly configured: Record<string, number>[] = [];
-  configure(p: Record<string, number>): void {
-    this.configured.push(p);
-  }
-  readonly arq = { configure: (p: Record<string, number>): void => this.configure(p) };
-  async flush(): Promise<void> {}
-  last(): GatewayUplinkMessage | undefined {
-    return this.sent.at(-1);
-  }
-}
 
 const image = new Uint8Array(200).map((_, i) => i);
 const manifest = manifestForImage(image, { name: 'sensor-fw', version: '1.2.0', hw: ['sensor-v1'], chunk: 64 });
@@ -59,8 +42,8 @@ function counterRandom(): (n: number) => Uint8Array {
   return (n) => new Uint8Array(n).fill(++i);
 }
 
-function session(uplink: ConfigInput['uplink'], clock = { now: 0 }): { link: FakeLink; s: UplinkSession; deliver(m: LaptopMessage): Promise<void> } {
-  const link = new FakeLink();
+function session(uplink: ConfigInput['uplink'], clock = { now: 0 }): { link: FakeUplinkLink; s: UplinkSession; deliver(m: LaptopMessage): Promise<void> } {
+  const link = new FakeUplinkLink();
   const config = parseConfig({ uplink, log: { level: 'silent' } });
   const s = new UplinkSession({
     link: link as unknown as UplinkLink, store, config: config.uplink, log: silentLogger(), agent: 'fwgate/test',
@@ -82,7 +65,7 @@ const hello: LaptopMessage = { t: 'hello', proto: 1, role: 'laptop', agent: 'tes
 const rts: LaptopMessage = { t: 'rts', manifest };
 
 /** The challenge of the gateway's last hello. */
-function challengeOf(link: FakeLink): Uint8Array {
+function challengeOf(link: FakeUplinkLink): Uint8Array {
   const h = [...link.sent].reverse().find((m) => m.t === 'hello');
   assert.ok(h?.t === 'hello' && h.challenge, 'the gateway hello carries a challenge');
   return h.challenge;

@@ -1,14 +1,13 @@
 import assert from 'node:assert/strict';
-import { EventEmitter } from 'node:events';
 import { parseConfig } from '../../../gateway/config.ts';
-import { noCampaignControl } from '../../helpers/uplink-deps.ts';
+import { FakeUplinkLink, noCampaignControl } from '../../helpers/uplink-deps.ts';
 import { silentLogger } from '../../../gateway/log.ts';
 import type { ImageStore, Upload } from '../../../gateway/store.ts';
 import { UplinkSession, type UplinkLink } from '../../../gateway/uplink/session.ts';
 import { FwError } from '../../../protocol/errors.ts';
 import { manifestForImage, type Manifest } from '../../../protocol/manifest.ts';
 import { KeyRing } from '../../../protocol/signature.ts';
-import type { GatewayUplinkMessage, LaptopMessage } from '../../../protocol/uplink.ts';
+import type { LaptopMessage } from '../../../protocol/uplink.ts';
 
 /**
  * `deny` `too-large` (docs/protocol.md §7.3.1, config `uplink.maxImageBytes`): an image larger than
@@ -16,22 +15,12 @@ import type { GatewayUplinkMessage, LaptopMessage } from '../../../protocol/upli
  * exactly the limit is granted; the store refusing with E_IMAGE_TOO_LARGE is the same deny.
  */
 
-class FakeLink extends EventEmitter {
-  readonly sent: GatewayUplinkMessage[] = [];
-  down = false;
-  async send(m: GatewayUplinkMessage): Promise<void> {
-    this.sent.push(m);
-  }
-  configure(): void {}
-  readonly arq = { configure: (): void => undefined };
-  async flush(): Promise<void> {}
-}
 
 const image = new Uint8Array(200).map((_, i) => i);
 const manifest = manifestForImage(image, { name: 'sensor-fw', version: '1.2.0', hw: ['sensor-v1'], chunk: 64 });
 
-function session(maxImageBytes: number, beginUpload?: (m: Manifest) => Promise<Upload>): { link: FakeLink; begun: Manifest[]; deliver(m: LaptopMessage): Promise<void> } {
-  const link = new FakeLink();
+function session(maxImageBytes: number, beginUpload?: (m: Manifest) => Promise<Upload>): { link: FakeUplinkLink; begun: Manifest[]; deliver(m: LaptopMessage): Promise<void> } {
+  const link = new FakeUplinkLink();
   const begun: Manifest[] = [];
   const store = {
     has: () => false,

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { EventEmitter } from 'node:events';
 import { parseConfig } from '../../../gateway/config.ts';
 import { silentLogger } from '../../../gateway/log.ts';
 import type { ImageStore } from '../../../gateway/store.ts';
@@ -7,8 +6,8 @@ import { UplinkSession, type UplinkLink } from '../../../gateway/uplink/session.
 import { FwError } from '../../../protocol/errors.ts';
 import { manifestForImage } from '../../../protocol/manifest.ts';
 import { KeyRing } from '../../../protocol/signature.ts';
-import type { GatewayUplinkMessage, LaptopMessage } from '../../../protocol/uplink.ts';
-import { noCampaignControl } from '../../helpers/uplink-deps.ts';
+import type { LaptopMessage } from '../../../protocol/uplink.ts';
+import { FakeUplinkLink, noCampaignControl } from '../../helpers/uplink-deps.ts';
 
 /**
  * An `rts` for an image the gateway already holds re-checks the held copy (§7.3.8). When the disk
@@ -17,16 +16,6 @@ import { noCampaignControl } from '../../helpers/uplink-deps.ts';
  * own test: test/gateway/store-faults.test.ts).
  */
 
-class FakeLink extends EventEmitter {
-  readonly sent: GatewayUplinkMessage[] = [];
-  down = false;
-  async send(m: GatewayUplinkMessage): Promise<void> {
-    this.sent.push(m);
-  }
-  configure(): void {}
-  readonly arq = { configure: (): void => undefined };
-  async flush(): Promise<void> {}
-}
 
 const image = new Uint8Array(200).map((_, i) => i);
 const manifest = manifestForImage(image, { name: 'sensor-fw', version: '1.2.0', hw: ['sensor-v1'], chunk: 64 });
@@ -34,7 +23,7 @@ const hello: LaptopMessage = { t: 'hello', proto: 1, role: 'laptop', agent: 'tes
 
 describe('uplink: a held copy the disk cannot read back (§7.3.8)', () => {
   it('is denied internal, naming the I/O error and "try again"; nothing is begun and the copy stays held', async () => {
-    const link = new FakeLink();
+    const link = new FakeUplinkLink();
     const calls: string[] = [];
     const store = {
       has: (sha: string) => {
