@@ -110,6 +110,30 @@ describe('link ARQ sender state (§4.6, §4.9)', () => {
   });
 });
 
+describe('link ARQ fresh link', () => {
+  it('an ACK before anything was sent is no idle', () => {
+    const h = harness();
+    let idles = 0;
+    h.link.on('idle', () => idles++);
+    h.feed(ackFrame(0, 0));
+    assert.equal(idles, 0);
+  });
+
+  it('DATA longer than acceptPayload is dropped by the link\'s parser as tooLong', () => {
+    const h = harness({ acceptPayload: 64 });
+    h.feed(dataFrame(0, new Uint8Array(65).fill(1), false));
+    assert.equal(h.link.stats.parser.tooLong, 1);
+    assert.deepEqual(h.messages, []);
+    h.feed(dataFrame(0, new Uint8Array(64).fill(1), false));
+    assert.equal(h.messages.length, 1);
+  });
+
+  it('refuses an empty message, saying so', () => {
+    const h = harness();
+    assert.throws(() => h.link.send(new Uint8Array(0)), (e: Error) => e.message === 'an empty message cannot be sent on the link');
+  });
+});
+
 describe('link ARQ progress, samples and reports (§4.7)', () => {
   it('an ACK that acknowledges nothing (a keepalive) is no progress: loss of everything still applies', () => {
     const h = harness({ window: 4, maxPayload: 64 });
