@@ -34,10 +34,13 @@ describe('link ARQ delayed ACK bounds (§4.4)', () => {
     const h = harness({ ackDelayMs: 50, ackEvery: 8 });
     h.feed(dataFrame(2, bytes(2), false));
     assert.deepEqual(h.take().map((f) => f.kind), [FrameKind.ACK, FrameKind.NAK]);
+    h.clock.advance(1);
+    h.feed(dataFrame(2, bytes(2), false)); // within ackDelayMs of the last ACK: not held all the same
+    assert.deepEqual(h.take().map((f) => f.kind), [FrameKind.ACK]);
     h.clock.advance(300); // past the NAK interval: a NAK would be allowed
     h.feed(dataFrame(2, bytes(2), false));
     assert.deepEqual(h.take().map((f) => f.kind), [FrameKind.ACK]);
-    assert.equal(h.link.stats.duplicates, 1);
+    assert.equal(h.link.stats.duplicates, 2);
   });
 
   it('after a RESET, DATA is ACKed at once: no ACK was sent in this session yet', () => {
