@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { FrameKind, ackFields, ackFrame, dataFrame, nakFrame, nakSeqs, resetAckFrame, resetFrame } from '../../../protocol/link/index.ts';
+import { FrameKind, ackFields, ackFrame, dataFrame, frameNonce, nakFrame, nakSeqs, resetAckFrame, resetFrame } from '../../../protocol/link/index.ts';
 import { harness, type Harness } from './helpers.ts';
 
 // docs/protocol.md §4.1-§4.9 frame by frame: state a RESET must clear, the delayed ACK's bounds,
@@ -28,6 +28,16 @@ describe('link ARQ delayed ACK bounds (§4.4)', () => {
     h.feed(dataFrame(3, bytes(3), false)); // a gap: ACK and NAK at once
     assert.equal(h.clock.pending, 0, 'no timer left behind');
     assert.equal(h.link.stats.acksSent, 2);
+  });
+
+  it('DATA held in two chunks leaves one delayed-ACK timer, cancelled by the ACK that goes at once', () => {
+    const h = harness({ ackDelayMs: 50, ackEvery: 8 });
+    h.feed(dataFrame(0, bytes(0), false)); // at once
+    h.feed(dataFrame(1, bytes(1), false)); // held
+    h.feed(dataFrame(2, bytes(2), false)); // held: the same timer
+    assert.equal(h.clock.pending, 1);
+    h.feed(dataFrame(4, bytes(4), false)); // a gap: at once
+    assert.equal(h.clock.pending, 0);
   });
 
   it('a frame already buffered arriving again is a duplicate: ACKed at once, without a NAK', () => {
@@ -129,6 +139,21 @@ describe('link ARQ fresh link', () => {
     assert.deepEqual(h.messages, []);
     h.feed(dataFrame(0, new Uint8Array(64).fill(1), false));
     assert.equal(h.messages.length, 1);
+  });
+
+  it('draws its RESET nonces at random by default (§4.1)', async () => {
+    const h = harness({ nonce: undefined });
+    const nonces = new Set<number>();
+    for (let i = 0; i < 20; i++) {
+      void h.link.open();
+      const reset = h.take(FrameKind.RESET);
+      assert.equal(reset.length, 1);
+      const n = frameNonce(reset[0]!);
+      assert.ok(Number.isInteger(n) && n >= 0 && n <= 0xffff_ffff);
+      nonces.add(n);
+      h.feed(resetAckFrame(n));
+    }
+    assert.equal(nonces.size, 20, 'twenty opens, twenty different u32 nonces');
   });
 
   it('refuses an empty message, saying so', () => {
