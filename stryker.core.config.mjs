@@ -24,7 +24,7 @@ export const groups = {
     // the score of the focused tests alone.
     spec: [
       'test/protocol/link/arq-options.test.ts', 'test/protocol/link/arq-receiver-edges.test.ts', 'test/protocol/link/arq-sender-edges.test.ts',
-      'test/protocol/link/arq-clock.test.ts', 'test/protocol/link/arq-loss.test.ts', 'test/protocol/link/arq-reentry.test.ts', 'test/protocol/link/arq.test.ts',
+      'test/protocol/link/arq-clock.test.ts', 'test/protocol/link/arq-loss.test.ts', 'test/protocol/link/arq-reentry.test.ts', 'test/protocol/link/arq-state.test.ts', 'test/protocol/link/arq.test.ts',
       'test/protocol/link/keepalive-edges.test.ts', 'test/protocol/link/keepalive.test.ts',
       'test/protocol/link/frame-edges.test.ts', 'test/protocol/link/frame.test.ts', 'test/protocol/link/cobs.test.ts', 'test/protocol/link/vectors.test.ts',
       'test/protocol/link/slab-edges.test.ts', 'test/protocol/link/slab.test.ts',

@@ -204,6 +204,16 @@ describe('link ARQ line rate estimate (§4.7)', () => {
     assert.equal(h.link.lineMsPerByte, ms / bytes);
   });
 
+  it('a second ACK at the same instant gives no rate sample', () => {
+    const h = harness({ window: 3, maxPayload: 64 });
+    h.link.send(new Uint8Array(192).fill(1));
+    h.clock.advance(10);
+    h.feed(ackFrame(1, 0));
+    h.clock.advance(10);
+    h.feed(ackFrame(2, 0), ackFrame(3, 0)); // one chunk: both at 20
+    assert.equal(h.link.lineMsPerByte, 10 / wireOf(64));
+  });
+
   it('a frame sent after the previous ACK gives no rate sample (the line was idle before it)', () => {
     const h = harness({ window: 1, maxPayload: 64 });
     h.link.send(new Uint8Array(192).fill(1));

@@ -105,8 +105,8 @@ describe('link ARQ reassembly and the message size limit (§4.3)', () => {
     assert.equal(errors.length, 1, 'reported when the limit is passed');
     assert.ok(isFwError(errors[0], 'E_MESSAGE_TOO_LONG'));
     assert.deepEqual(errors[0].details, { limit: 3 });
-    h.feed(dataFrame(4, bytes(5), true), dataFrame(5, bytes(6), false));
-    assert.equal(h.messages.length, 1, 'the rest of the oversize message is dropped with it');
+    h.feed(dataFrame(4, bytes(5, 6), true), dataFrame(5, bytes(7, 8), false));
+    assert.equal(h.messages.length, 1, 'the rest of the oversize message is dropped with it, and not counted again');
     h.feed(dataFrame(6, bytes(7), false));
     assert.deepEqual(h.messages.map(hex), ['010203', '07']);
     assert.equal(h.link.stats.oversize, 1);

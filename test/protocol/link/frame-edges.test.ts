@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { crc32 } from '../../../protocol/crc.ts';
 import { isFwError, type FwError } from '../../../protocol/errors.ts';
 import {
-  FrameKind, FrameParser, MAX_CONTROL_PAYLOAD, ackFrame, cobsDecodeInto, cobsEncode, cobsEncodeInto, cobsMaxEncodedLength, dataFrame,
-  decodeFrame, dropError, encodeFrame, frameKindName, isFrameKind, maxBodySize, maxWireSize, nakFrame, resetFrame, type Frame,
+  FrameKind, FrameParser, MAX_CONTROL_PAYLOAD, ackFields, ackFrame, cobsDecodeInto, cobsEncode, cobsEncodeInto, cobsMaxEncodedLength, dataFrame,
+  decodeFrame, dropError, encodeFrame, frameKindName, frameNonce, isFrameKind, maxBodySize, maxWireSize, nakFrame, nakSeqs, resetFrame, type Frame,
 } from '../../../protocol/link/index.ts';
 import { fromHex, hex } from './helpers.ts';
 
@@ -62,6 +62,11 @@ describe('link COBS buffers (§3.1)', () => {
     assert.equal(hex(dst), '11223344');
     assert.throws(() => cobsDecodeInto(enc, new Uint8Array(3)), (e: Error) => e instanceof RangeError && /COBS destination too small/.test(e.message));
   });
+
+  it('a 0x00 inside a block is invalid even when the code bytes fit (a frame never contains 0x00)', () => {
+    assert.equal(cobsDecodeInto(fromHex('03110001'), new Uint8Array(8)), -1);
+    assert.equal(cobsDecodeInto(fromHex('03110101'), new Uint8Array(8)), 3, 'the same with 0x01 decodes');
+  });
 });
 
 describe('link frame limits (§3.5)', () => {
@@ -99,6 +104,25 @@ describe('link frame limits (§3.5)', () => {
     const wire = concat([cobsEncode(Uint8Array.from(body)), Uint8Array.of(0)]);
     assert.deepEqual(reasonOf(wire, 64), { code: 'E_FRAME_TOO_LONG', reason: 'tooLong' });
     assert.deepEqual(reasonOf(wire, 65), { code: 'E_FRAME_CRC', reason: 'crc' });
+  });
+
+  it('valid COBS of an empty body is short, not a COBS error', () => {
+    assert.deepEqual(reasonOf(fromHex('0100')), { code: 'E_FRAME_SHORT', reason: 'short' });
+    const p = new FrameParser();
+    assert.deepEqual(p.push(fromHex('0100')), []);
+    assert.deepEqual([p.stats.short, p.stats.cobs], [1, 0]);
+  });
+
+  it('a body over maxBody whose encoding still fits maxEncoded is tooLong (check 4), before its CRC (check 5)', () => {
+    // maxPayload 256: maxBody 264, maxEncoded 266; a 265-byte body with zeros encodes to 266 bytes
+    const body = Uint8Array.from({ length: 265 }, (_, i) => (i % 100 === 0 ? 0 : 1));
+    body[0] = 0x02; // an ACK: were the length not checked, it would fail only as malformed or crc
+    const wire = concat([cobsEncode(body), Uint8Array.of(0)]);
+    assert.equal(wire.length - 1, cobsMaxEncodedLength(maxBodySize(256)));
+    assert.deepEqual(reasonOf(wire, 256), { code: 'E_FRAME_TOO_LONG', reason: 'tooLong' });
+    const p = new FrameParser({ maxPayload: 256 });
+    p.push(wire);
+    assert.deepEqual([p.stats.tooLong, p.stats.crc], [1, 0]);
   });
 
   it('the trailing delimiter is optional when a frame is decoded on its own', () => {
@@ -158,6 +182,14 @@ describe('link frame drop reasons by check (§3.6)', () => {
     assert.equal(malformed.message, 'frame fields do not fit its kind');
     assert.equal(dropError('kind').message, 'unknown frame kind', 'the code\'s own message otherwise');
     assert.equal(dropError('crc').code, 'E_FRAME_CRC');
+  });
+});
+
+describe('link frame typed readers', () => {
+  it('say which kind they expected', () => {
+    assert.throws(() => ackFields(resetFrame(1)), (e: Error) => e instanceof TypeError && e.message === 'not an ACK frame');
+    assert.throws(() => nakSeqs(ackFrame(1, 0)), (e: Error) => e instanceof TypeError && e.message === 'not a NAK frame');
+    assert.throws(() => frameNonce(nakFrame([1])), (e: Error) => e instanceof TypeError && e.message === 'not a RESET or RESET_ACK frame');
   });
 });
 

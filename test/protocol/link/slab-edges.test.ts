@@ -4,6 +4,15 @@ import { ByteSlab } from '../../../protocol/link/slab.ts';
 // ByteSlab at its bounds: the quarter-slab limit, a slab used up exactly, and which trim gives bytes back.
 
 describe('ByteSlab bounds', () => {
+  it('a slab of one byte is allowed; zero and fractions are refused', () => {
+    const slab = new ByteSlab(1);
+    assert.equal(slab.take(1).length, 1);
+    for (const bad of [0, -1, 2.5]) {
+      assert.throws(() => new ByteSlab(bad), (e: Error) => e instanceof RangeError && e.message === 'slab size must be a positive integer', String(bad));
+    }
+    assert.throws(() => slab.trim(slab.take(1), 2), (e: Error) => e instanceof RangeError && e.message === 'cannot trim an array to more than its length');
+  });
+
   it('64 KiB slabs by default', () => {
     const slab = new ByteSlab();
     assert.equal(slab.slabSize, 64 * 1024);
