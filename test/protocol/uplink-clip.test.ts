@@ -55,6 +55,15 @@ describe('uplink reason texts are clipped to the text limit (docs/protocol.md §
     assert.equal(clipReasons(undefinedReason), undefinedReason);
   });
 
+  it('messages with lists or maps but no reason in them (state with queued campaigns, fleet, totals) are returned as is', () => {
+    const state: GatewayUplinkMessage = { t: 'state', running: false, queued: [{ campaign: 'c-2', image: IMAGE, hw: ['sensor-v1'], nextWindowAt: 1 }] };
+    assert.equal(sendable(state), state);
+    const fleet: GatewayUplinkMessage = { t: 'fleet', now: 1, devices: [{ id: 'd1', hw: 'h', version: '1.0.0', online: true, lastCheckIn: 1 }] };
+    assert.equal(sendable(fleet), fleet);
+    const totals: GatewayUplinkMessage = { t: 'totals', campaign: 'c-1', devices: 1, done: 0, kib: 0, totalKib: 1, bps: 0 };
+    assert.equal(sendable(totals), totals);
+  });
+
   it('committed.queued.reason: clipped alone, or together with a long committed.reason; kept at 256', () => {
     const base = { t: 'committed' as const, ok: true, sha256: SHA, campaign: 'c-1' };
     const kept: GatewayUplinkMessage = { ...base, queued: { reason: long(MAX_TEXT_LENGTH), nextWindowAt: 1 } };
@@ -106,7 +115,7 @@ describe('uplink reason texts are clipped to the text limit (docs/protocol.md §
     const devices = [{ id: 'd1', reason }, { id: 'd2', reason: 'offline: waits for its check-in' }];
     const waiting: GatewayUplinkMessage = { t: 'waiting', campaign: 'c-1', pending: 2, devices };
     assert.deepStrictEqual(sendable(waiting), { ...waiting, devices: [{ id: 'd1', reason: clipped(reason) }, devices[1]!] });
-    const fine: GatewayUplinkMessage = { ...waiting, devices: [devices[1]!] };
+    const fine: GatewayUplinkMessage = { ...waiting, devices: [devices[1]!, { id: 'd3', reason: long(MAX_TEXT_LENGTH) }] };
     assert.equal(clipReasons(fine), fine);
   });
 });

@@ -1,3 +1,6 @@
+import assert from 'node:assert/strict';
+import { encodeCbor } from '../../protocol/cbor.ts';
+import { isFwError } from '../../protocol/errors.ts';
 import { MAX_COMPONENTS, MAX_DEVICE_ID_LENGTH, MAX_FRAME_PAYLOAD, MAX_HW_MODELS, MAX_NAME_LENGTH, MAX_ORDER_ENTRIES, MAX_TEXT_LENGTH } from '../../protocol/limits.ts';
 import {
   DenyCodes, DevicePhases, HaltCodes, MAX_QUEUED_CAMPAIGNS, Outcomes, ResultCodes, decodeGatewayUplinkMessage,
@@ -100,8 +103,9 @@ describe('gateway uplink messages at their edges (docs/protocol.md §7.3-§7.12,
     ]);
   });
 
-  it('deny (§7.3): every code, a reason of at most 256 characters', () => {
+  it('deny (§7.3): every code, a reason of at most 256 characters; the error says it is a gateway message', () => {
     checkEdges(decode, { t: 'deny', code: 'busy', reason: 'an upload is in progress' }, [...enumEdges('code', DenyCodes), ...textEdges('reason')]);
+    assert.throws(() => decode(encodeCbor({ t: 'deny', code: 'busy' })), (err: unknown) => isFwError(err, 'E_MESSAGE_INVALID') && err.message.startsWith('gateway message "deny": reason: '));
   });
 
   it('committed (§7.4): ok, sha256, code, reason, campaign, queued, supersedes, deferred', () => {

@@ -97,6 +97,8 @@ describe('uplink requests at their edges (docs/protocol.md §7.2-§7.4, §7.12, 
     checkEdges(decodeLaptopMessage, { t: 'rts', manifest: MANIFEST, waves: WAVES, auth: AUTH }, [
       bad('manifest', ABSENT), bad('manifest.chunk', 63), bad('manifest.hw', []),
       ...policyEdges('policy'), ...boolEdges('downgrade'), ...boolEdges('force'), ...targetingEdges(), ...authEdges(),
+      // null is never a value (§1.4.8), in the request or in its auth map
+      bad('policy', null), bad('only', null), bad('auth.keyId', null), bad('auth.sig', null),
     ]);
   });
 
