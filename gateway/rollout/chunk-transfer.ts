@@ -59,7 +59,6 @@ const size = image.size;
   const startedFrom = next;
   const send = async (off: number): Promise<void> => {
     const c = image.encodedChunk(off, chunk);
-    if (ctx.signal?.aborted) return;
     if (ctx.bandwidth) await ctx.bandwidth.take(c.data.length);
     // stopped while the chunk waited for its turn in the site's bandwidth: it is not sent
     if (ctx.signal?.aborted) return;

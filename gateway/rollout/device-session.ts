@@ -182,6 +182,8 @@ export class DeviceSession {
           this.retries++;
           log.info({ device: this.deviceId, attempt, reason: f.message, backoffMs }, 'update attempt failed, retrying');
           await this.sleep(backoffMs);
+          // cancelled during the backoff: no further attempt (no offer goes out after the cancel)
+          if (this.deps.signal?.aborted) return this.result('failed', 'cancelled', 'campaign cancelled', started);
         }
       }
     } finally {

@@ -157,9 +157,9 @@ describe('device session: what it leaves behind', () => {
     const r = await h.run();
     assert.deepEqual([r.outcome, r.code, r.reason], ['failed', 'cancelled', 'campaign cancelled']);
     assert.equal(h.timers.now(), 2000, 'not after the 30-60 s backoff');
-    // the next attempt's offer went out as the wait failed: it is the session an abort must name (campaign.ts abortOnDevice)
-    const offers = h.ch.sent.filter((m) => m.t === 'offer');
-    assert.equal(h.session.openSid, offers.at(-1)!.sid);
+    // no attempt after the cancel: the only offer is the first attempt's, sent at 0
+    assert.equal(h.ch.sent.filter((m) => m.t === 'offer').length, 1, 'no offer after the cancel');
+    assert.equal(r.retries, 1);
   });
 
   it('a campaign cancelled mid-transfer: failed / cancelled, not retried', async () => {
