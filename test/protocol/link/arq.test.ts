@@ -1,50 +1,12 @@
 import assert from 'node:assert/strict';
 import { isFwError, type FwError } from '../../../protocol/errors.ts';
 import {
-  ArqLink, FrameKind, FrameParser, ackFields, ackFrame, dataFrame, encodeFrame, frameNonce, isMore, nakFrame, nakSeqs,
+  ArqLink, FrameKind, ackFields, ackFrame, dataFrame, encodeFrame, frameNonce, isMore, nakFrame, nakSeqs,
   resetAckFrame, resetFrame, type Frame,
 } from '../../../protocol/link/index.ts';
-import { FakeClock, type LinkSettings, hex, linkPair, openPair, randomMessages, Rng, sendAll } from './helpers.ts';
+import { FakeClock, harness, type Harness, hex, type LinkSettings, linkPair, openPair, randomMessages, Rng, sendAll } from './helpers.ts';
 
 // docs/protocol.md §4, one link driven frame by frame.
-
-interface Harness {
-  clock: FakeClock;
-  link: ArqLink;
-  /** Frames the link sent, decoded, with the time they were sent. */
-  out: { at: number; frame: Frame }[];
-  messages: Uint8Array[];
-  feed(...frames: Frame[]): void;
-  /** Output frames of one kind, then forget all output. */
-  take(kind?: FrameKind): Frame[];
-}
-
-function harness(settings: LinkSettings = {}): Harness {
-  const clock = new FakeClock();
-  const parser = new FrameParser();
-  const out: { at: number; frame: Frame }[] = [];
-  const link = new ArqLink({
-    nonce: () => 0x1234,
-    ...settings,
-    timers: clock,
-    output: (wire) => {
-      const frames = parser.push(wire);
-      assert.equal(frames.length, 1, 'every output() call is exactly one frame');
-      out.push({ at: clock.now(), frame: frames[0]! });
-    },
-  });
-  const messages: Uint8Array[] = [];
-  link.on('message', (m) => messages.push(m));
-  return {
-    clock, link, out, messages,
-    feed: (...frames) => link.receive(new Uint8Array(Buffer.concat(frames.map((f) => encodeFrame(f))))),
-    take: (kind) => {
-      const frames = out.map((o) => o.frame).filter((f) => kind === undefined || f.kind === kind);
-      out.length = 0;
-      return frames;
-    },
-  };
-}
 
 const bytes = (...b: number[]): Uint8Array => Uint8Array.from(b);
 const acks = (frames: Frame[]): { cum: number; sack: number }[] => frames.map(ackFields);

@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import {
   ArqLink, FrameKind, FrameParser, ackFields, ackFrame, dataFrame, encodeFrame, frameKindName, frameNonce, isMore, nakFrame, nakSeqs,
   resetAckFrame, resetFrame, type ArqOptions, type Frame, type LinkTimers,
@@ -320,7 +321,9 @@ export function harness(settings: LinkSettings = {}, output?: (wire: Uint8Array,
     ...settings,
     timers: clock,
     output: (wire, written) => {
-      for (const frame of parser.push(wire)) out.push({ at: clock.now(), frame });
+      const frames = parser.push(wire);
+      assert.equal(frames.length, 1, 'every output() call is exactly one frame');
+      out.push({ at: clock.now(), frame: frames[0]! });
       output?.(wire, written);
     },
   });
