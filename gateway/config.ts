@@ -230,6 +230,12 @@ export const configSchema = z.strictObject({
     trialTimeoutMs: ms.default(30_000),
     /** A device that went offline mid-update: how long to wait for it to come back. */
     offlineWaitMs: ms.default(30_000),
+    /**
+     * After the gateway starts: a new campaign waits up to this long from the start for the devices
+     * that were connected when the previous run stopped (they are reconnecting), so they are
+     * ranked and updated with the others, not left to their next check-in. 0: no wait.
+     */
+    reconnectGraceMs: ms.default(15_000),
     /** Attempts per device (offer..confirm) before it is reported failed. */
     maxAttempts: positive.max(100).default(3),
     /** Backoff before attempt k + 1: retryBackoffMs x 2^(k-1), capped at retryBackoffMaxMs, jittered over its upper half. */

@@ -37,6 +37,8 @@ const storedDevice = z.object({
   lastCheckIn: epochMs,
   /** As last known; a gateway that (re)starts lists every device offline until it reports. */
   online: z.boolean(),
+  /** Connected when the gateway stopped (close() lists it offline): a restarted gateway waits a while for it (reconnect-grace.ts). */
+  connectedAtStop: z.literal(true).optional(),
   lastResult: storedResult.optional(),
   /** Its slots as last reported (absent in files written before the fleet was the campaigns' target set). */
   slot: z.enum(SlotNames).optional(),
@@ -116,6 +118,8 @@ export class FleetStore {
   private lastWriteAt = -Infinity;
   private writing: Promise<void> = Promise.resolve();
   private closed = false;
+  /** Devices the file says were connected when the previous run stopped (or was killed). */
+  private connectedBefore: string[] = [];
   readonly stats = { writes: 0, writeErrors: 0 };
 
   private constructor(readonly path: string, private readonly opts: FleetStoreOptions) {
@@ -134,9 +138,18 @@ export class FleetStore {
     } catch (err) {
       await store.setAside(err);
     }
-    for (const d of file?.devices ?? []) store.devices.set(d.id, { ...d, online: false });
-    if (file?.devices.some((d) => d.online)) store.changed();
+    store.connectedBefore = (file?.devices ?? []).filter((d) => d.online || d.connectedAtStop).map((d) => d.id);
+    for (const d of file?.devices ?? []) {
+      const { connectedAtStop: _, ...rest } = d;
+      store.devices.set(d.id, { ...rest, online: false });
+    }
+    if (store.connectedBefore.length > 0) store.changed();
     return store;
+  }
+
+  /** The devices connected when the previous run stopped or was killed, as the file at start-up said. */
+  get connectedAtLastStop(): readonly string[] {
+    return this.connectedBefore;
   }
 
   /** Follow the registry: a status or a connection is a check-in; a disconnection makes the device offline. */
@@ -257,7 +270,10 @@ export class FleetStore {
     return this.writing;
   }
 
-  /** The gateway stops: every device is offline to it; the last write; later changes are ignored. */
+  /**
+   * The gateway stops: every device is offline to it, those connected until now marked
+   * `connectedAtStop`; the last write; later changes are ignored.
+   */
   async close(): Promise<void> {
     if (this.closed) return this.writing;
     this.closed = true;
@@ -266,6 +282,7 @@ export class FleetStore {
     for (const d of this.devices.values()) {
       if (!d.online) continue;
       d.online = false;
+      d.connectedAtStop = true;
       this.dirty = true;
     }
     await this.flush();

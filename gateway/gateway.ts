@@ -38,6 +38,7 @@ import { CampaignJournal, journalDir, type UnfinishedCampaign } from './rollout/
 import { ImageStore, type StoredImage } from './store.ts';
 import type { UplinkSession } from './uplink/session.ts';
 import { serveUplink } from './uplink-wiring.ts';
+import { ReconnectGrace } from './reconnect-grace.ts';
 import { ReleaseSupport } from './release-support.ts';
 import { CampaignPlanning } from './campaign-planning.ts';
 import { CampaignRecorder } from './campaign-recorder.ts';
@@ -131,6 +132,7 @@ export class Gateway {
     this.planning = new CampaignPlanning({ config, log, timers, channel, fleet, fleetStore, releaseSupport: this.releaseSupport });
     this.slots = new Slots(config.rollout.concurrency);
     this.bandwidth = config.rollout.siteBps > 0 ? new TokenBucket(config.rollout.siteBps, timers) : undefined;
+    this.reconnectGrace = new ReconnectGrace(fleetStore.connectedAtLastStop, fleet, timers, config.rollout.reconnectGraceMs, log.child({ part: 'rollout' }));
     this.recorder = new CampaignRecorder({ config, timers, log, uplink: () => this.uplink, onClosed: () => this.pruneJournals() });
     fleet.on('status', (d) => this.sendTasks(d));
     gate.onChange((open) => {
@@ -146,6 +148,8 @@ export class Gateway {
   readonly keyRing: KeyRing;
   private readonly releaseSupport: ReleaseSupport;
   private readonly planning: CampaignPlanning;
+  /** Right after the start: new campaigns wait a while for the devices connected before it (reconnect-grace.ts). */
+  private readonly reconnectGrace: ReconnectGrace;
 
   static async start(opts: GatewayOptions): Promise<Gateway> {
     const { config, log } = opts;
@@ -269,6 +273,7 @@ export class Gateway {
         await this.uplink?.delivered(this.config.uplink.orderDeliveryWaitMs);
       },
       durable: (): Promise<void> => this.recorder.durableFor(campaign),
+      reconnects: (signal) => this.reconnectGrace.wait(signal),
       ...(opts.orderPolicy ? { orderPolicy: opts.orderPolicy } : {}),
       ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
       downgrade,
@@ -537,6 +542,7 @@ export class Gateway {
    */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.reconnectGrace.close();
     await this.controlServer?.close();
     await this.fleetStore.close(); // the last write; the cancellations below are no device's result
     this.recorder.detachAll();

@@ -38,6 +38,12 @@ export interface CampaignDeps {
    */
   beforeTransfers?: () => Promise<void>;
   /**
+   * Awaited before a new (not resumed) campaign selects its devices: right after a gateway
+   * restart, the wait for the devices connected before it (reconnect-grace.ts). Resolves early
+   * when the signal aborts (a cancel, a shutdown).
+   */
+  reconnects?: (signal: AbortSignal) => Promise<void>;
+  /**
    * Resolves once everything the listeners of this campaign's events recorded so far is durable
    * (the gateway's campaign journal, group-committed off the event loop; docs/reliability.md). A
    * device session awaits it between reporting `activating` and sending `activate`.

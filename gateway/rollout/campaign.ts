@@ -41,6 +41,8 @@ export class Campaign extends EventEmitter<CampaignEvents> {
     setMaxListeners(0, c.signal); // one listener per device session, however many run at once
     return c;
   })();
+  /** Ends the wait for reconnecting devices (a cancel, a shutdown). */
+  private readonly graceStop = new AbortController();
   private readonly tracker: ProgressTracker;
   private readonly results: ResultMessage[] = [];
   private order: OrderMessage | undefined;
@@ -127,6 +129,7 @@ export class Campaign extends EventEmitter<CampaignEvents> {
     const resumed = journal?.order ? { ...journal, order: journal.order } : undefined;
     if (resumed) this.currentWave = Math.max(1, resumed.wave ?? 1); // announced as running in the wave the journal reached
     this.emit('state', { state: 'running', ...(this.deps.waves ? { wave: this.currentWave } : {}) });
+    if (!resumed && this.deps.reconnects) await this.deps.reconnects(this.graceStop.signal);
     const { starts, pending } = resumed ? this.resumeFrom(resumed) : await this.announce(bounds);
     for (const r of starts) this.progress(r.id, 'queued', resumed?.held.get(r.id) ?? 0, true);
     for (const r of pending) this.progress(r.id, 'queued', resumed?.held.get(r.id) ?? 0, true);
@@ -158,6 +161,7 @@ export class Campaign extends EventEmitter<CampaignEvents> {
   /** Stop at once (gateway shutdown): every session ends, nothing is reported as a device's result; the journal resumes it. */
   cancel(): void {
     this.abort.abort();
+    this.graceStop.abort();
   }
 
   /**
@@ -169,6 +173,7 @@ export class Campaign extends EventEmitter<CampaignEvents> {
   cancelByUser(reason: string): boolean {
     if (this.completed || this.cancelled !== undefined) return false;
     this.cancelled = reason;
+    this.graceStop.abort();
     const stopped = this.stopSessions('cancel', (phase) => HALT_STOPS.has(phase));
     this.deps.log.warn({ campaign: this.id, reason, stopped }, 'campaign cancelled');
     this.unpause = undefined;

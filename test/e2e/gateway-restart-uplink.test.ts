@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { readFleetFile } from '../../gateway/fleet-store.ts';
+import { waitUntil } from '../helpers/wait.ts';
 import { bootedSlot, imagePush, makeSite, simEvents, startDevices, startFwpush, startGateway, type Site } from './site.ts';
 
 /**
@@ -28,9 +30,10 @@ describe('end to end: fwgate restarted under fwpush (issue 17.3)', function () {
     const first = startGateway(['--serial', s.pty.a, ...s.gwArgs]);
     s.procs.push({ stop: () => first.proc.stop(3000) });
     await first.proc.waitForLine(/^fwgate ready/, 30_000);
-    // devices reconnect within a quarter second of the restart, before the resumed upload is committed
-    // (a campaign created with no device connected is issue 17.1's, not this test's)
-    const sim = await startDevices(s, DEVICES, ['--reconnect-delay', '50', '--reconnect-max', '250']);
+    const sim = await startDevices(s, DEVICES, ['--reconnect-delay', '1500', '--reconnect-max', '3000']);
+    // the gateway knew them (its fleet file lists them connected): the restarted one waits for them
+    // (rollout.reconnectGraceMs) before it selects a campaign's devices, however slowly they come back
+    await waitUntil(async () => (await readFleetFile(join(s.dir, 'gw', 'fleet.json')).catch(() => undefined))?.devices.filter((d) => d.online).length === DEVICES, 20_000, 'the devices connected in fleet.json');
     // an image large enough that the upload over the pty is still running when the partial holds 1 MiB
     const { sha256, args } = await imagePush(s, TO, 6 * 1024 * 1024);
     const push = startFwpush(args);

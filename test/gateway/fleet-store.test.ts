@@ -197,6 +197,33 @@ describe('fleet store (fleet.json)', () => {
     assert.deepEqual((await readdir(dir)).sort(), [FLEET_FILE], 'no temp file left behind');
   });
 
+  it('the devices connected when the previous run stopped (clean close or killed) are named at the next start, once', async () => {
+    const ch = new FakeChannel();
+    const fleet = new Fleet(ch as unknown as DeviceChannel, () => wall);
+    const store = await open();
+    store.attach(fleet);
+    for (const id of ['dev-1', 'dev-2', 'dev-3']) ch.emit('event', id, status('1.0.0'));
+    ch.emit('event', 'dev-2', { t: 'offline' });
+    await store.close();
+    const file = await readFleetFile(join(dir, FLEET_FILE));
+    assert.deepEqual(file?.devices.map((d) => [d.id, d.online, d.connectedAtStop]), [
+      ['dev-1', false, true], ['dev-2', false, undefined], ['dev-3', false, true],
+    ], 'a clean stop lists everyone offline, the connected ones marked');
+
+    // second run: dev-1 comes back, then the process is killed (no close) after a write
+    const second = await open();
+    assert.deepEqual(second.connectedAtLastStop, ['dev-1', 'dev-3']);
+    assert.equal(second.get('dev-1')?.connectedAtStop, undefined, 'the mark is not carried in memory');
+    const fleet2 = new Fleet(new FakeChannel() as unknown as DeviceChannel, () => wall);
+    second.attach(fleet2);
+    second.checkIn({ id: 'dev-1', hw: 'sensor-v1', version: '1.0.0' });
+    await second.flush();
+    stores.splice(stores.indexOf(second), 1); // killed: never closed
+
+    const third = await open();
+    assert.deepEqual(third.connectedAtLastStop, ['dev-1'], 'connected at the kill (the file says online); dev-3 never came back, so it is not expected again');
+  });
+
   for (const [what, content] of [['not JSON', '{"format":1,"devi'], ['JSON of the wrong shape', '{"format":1,"savedAt":1,"devices":[{"id":""}]}']] as const) {
     it(`sets a corrupt file aside (${what}) with a warning and starts empty`, async () => {
       const path = join(dir, FLEET_FILE);
