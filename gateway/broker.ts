@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
+import mqttPacket from 'mqtt-packet';
 import { Aedes, type AedesPublishPacket, type AuthenticateError, type Client } from 'aedes';
 import { describeError, FwError, isFwError } from '../protocol/errors.ts';
 import { isValidDeviceId } from '../protocol/topics.ts';
@@ -303,6 +304,28 @@ export class Broker extends EventEmitter<BrokerEvents> {
     return new Promise((resolve, reject) => {
       this.aedes.publish({ cmd: 'publish', topic, payload: buf, qos, retain: false, dup: false }, (err) => (err ? reject(err) : resolve()));
     });
+  }
+
+  /**
+   * A QoS 0 publish written straight to the one client that may receive it: `clientId`, connected,
+   * subscribed to exactly `topic` (a device's own down topic: the access rules let no other client
+   * subscribe to it, broker-access.ts). This is what aedes's routing would deliver, without its
+   * topic match, emitter queue and one event-loop turn per packet: the packets written in one turn
+   * leave in one socket write (mqtt-packet corks the stream until the next tick). Measured by
+   * bench/fanout (docs/performance.md): a chunk window is one write instead of one per chunk.
+   * Undefined when the client is not there or not subscribed (publish() then decides); resolves
+   * once the socket took the packet, or drained, or closed (the caller's ack timeouts cover a loss).
+   */
+  publishDirect(clientId: string, topic: string, payload: Uint8Array): Promise<void> | undefined {
+    if (this.#closing) return undefined;
+    // aedes keeps its connected clients by id (aedes.js), outside its typings
+    const clients = (this.aedes as unknown as { clients: Record<string, Client & { subscriptions?: Record<string, unknown>; connected?: boolean } | undefined> }).clients;
+    const client = clients[clientId];
+    if (!client?.connected || client.closed || !client.subscriptions?.[topic]) return undefined;
+    const buf = Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+    const conn = client.conn as Duplex;
+    if (mqttPacket.writeToStream({ cmd: 'publish', topic, payload: buf, qos: 0, retain: false, dup: false }, conn)) return Promise.resolve();
+    return drained(conn);
   }
 
   /**
@@ -650,4 +673,27 @@ export class GuardedConnection extends Duplex {
     this.#socket.destroy();
     cb(err);
   }
+}
+
+/** One promise per stream over its limit: resolves at its next 'drain', or when it closes or fails (nothing waits forever). */
+const drains = new WeakMap<Duplex, Promise<void>>();
+function drained(conn: Duplex): Promise<void> {
+  let p = drains.get(conn);
+  if (!p) {
+    p = new Promise<void>((resolve) => {
+      const done = (): void => {
+        conn.off('drain', done);
+        conn.off('close', done);
+        conn.off('error', done);
+        drains.delete(conn);
+        resolve();
+      };
+      conn.on('drain', done);
+      conn.on('close', done);
+      conn.on('error', done);
+      if (conn.destroyed) done();
+    });
+    drains.set(conn, p);
+  }
+  return p;
 }

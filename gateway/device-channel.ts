@@ -100,7 +100,9 @@ export class DeviceChannel extends EventEmitter<{ event: [deviceId: string, even
     if (msg.t === 'chunk') this.countChunk(deviceId, msg.sid, msg.off);
     const bytes = encoded ?? encodeGatewayMessage(msg);
     this.stats.bytesSent += bytes.byteLength;
-    await this.broker.publish(topics.down(deviceId), bytes, qos);
+    const topic = topics.down(deviceId);
+    // chunks, the bulk of the bytes, go straight to the device's connection (Broker.publishDirect)
+    await ((msg.t === 'chunk' ? this.broker.publishDirect(deviceId, topic, bytes) : undefined) ?? this.broker.publish(topic, bytes, qos));
   }
 
   private countChunk(deviceId: string, sid: number, off: number): void {

@@ -355,6 +355,51 @@ describe('gateway/broker', () => {
       });
     });
 
+    it('publishDirect: only to the connected client subscribed to exactly that topic; the packets of one turn leave in one write, in order', async () => {
+      const b = await start({ maxPacketBytes: 64 * 1024 });
+      const down = 'fwgate/v1/dev/dev-d/down';
+      assert.equal(b.publishDirect('dev-d', down, Buffer.from('x')), undefined, 'no such client');
+      const dev = await client(b, 'dev-d');
+      assert.equal(b.publishDirect('dev-d', down, Buffer.from('x')), undefined, 'not subscribed (yet)');
+      assert.equal(b.publishDirect('dev-d', 'fwgate/v1/dev/dev-e/down', Buffer.from('x')), undefined, 'another topic than its subscription');
+      await within(dev.subscribeAsync(down, { qos: 1 }), 'subscribe');
+      const got: Buffer[] = [];
+      dev.on('message', (t, payload) => { if (t === down) got.push(payload); });
+      // the broker's side of the client's connection (GuardedConnection): each _write/_writev is one socket write
+      const conn = (b as unknown as { aedes: { clients: Record<string, { conn: { _write: unknown; _writev: unknown } }> } }).aedes.clients['dev-d']!.conn;
+      let writes = 0;
+      for (const k of ['_write', '_writev'] as const) {
+        const orig = conn[k] as (...a: unknown[]) => unknown;
+        conn[k] = function (this: unknown, ...a: unknown[]) { writes++; return orig.apply(this, a); };
+      }
+      const payloads = Array.from({ length: 12 }, (_, i) => Buffer.alloc(1000, i));
+      await Promise.all(payloads.map((p) => b.publishDirect('dev-d', down, p) ?? assert.fail('subscribed: a direct write')));
+      await until(() => got.length === payloads.length, 'twelve packets');
+      assert.deepEqual(got, payloads, 'all of them, in order, as QoS 0 publishes');
+      assert.equal(writes, 1, 'one socket write for the packets of one turn');
+      await works(b, dev); // aedes's own routing to the client is unchanged
+    });
+
+    it('publishDirect: over the socket buffer it resolves at the drain; sends to a client that stopped reading all settle once it goes away', async () => {
+      const b = await start({ maxPacketBytes: 64 * 1024 });
+      const down = 'fwgate/v1/dev/dev-s/down';
+      const dev = await client(b, 'dev-s');
+      await within(dev.subscribeAsync(down, { qos: 1 }), 'subscribe');
+      let received = 0;
+      dev.on('message', () => received++);
+      const big = Buffer.alloc(60 * 1024, 7);
+      const sends = Array.from({ length: 8 }, () => b.publishDirect('dev-s', down, big)!);
+      await within(Promise.all(sends), 'the drain of 480 KiB read by the client');
+      await until(() => received === 8, 'eight big packets');
+
+      (dev.stream as Socket).pause(); // stops reading: the broker's side fills up (60 MB: beyond any socket buffer)
+      const stuck = Array.from({ length: 1000 }, () => b.publishDirect('dev-s', down, big));
+      assert.ok(stuck.every((p) => p !== undefined));
+      dev.stream.end(); // a clean close (FIN), no error on the broker's side
+      await within(Promise.all(stuck), 'every send settled once the client is gone');
+      assert.equal(b.publishDirect('dev-s', down, big), undefined, 'gone: undefined');
+    });
+
     it('close() closes the listener, every client and raw socket, and aedes', async () => {
       const b = await start();
       const a = await client(b, 'a');
