@@ -32,6 +32,7 @@ export async function measureLinks(eligible: readonly DeviceRecord[], excluded: 
     deps.onPhase(d.id, 'probing');
     // figures measured recently enough (a campaign right after another): one ping, no new measurement
     const recent = recentLink(fleet.get(d.id)?.link, config.probeMaxAgeMs, Date.now());
+    let rttMs = 0;
     try {
       const rtt = await measureRtt(channel, d.id, recent ? 1 : config.probePings, config.pingTimeoutMs, timers);
       if (recent) {
@@ -39,6 +40,7 @@ export async function measureLinks(eligible: readonly DeviceRecord[], excluded: 
         return;
       }
       fleet.updateLink(d.id, { rttMs: rtt.rttMs, jitterMs: rtt.jitterMs, measuredAt: Date.now() });
+      rttMs = rtt.rttMs;
     } catch (err) {
       excluded.push({ id: d.id, code: 'offline', reason: `no answer to ping: ${(err as Error).message}`, version: d.version });
       deps.onPhase(d.id, 'skipped');
@@ -46,7 +48,7 @@ export async function measureLinks(eligible: readonly DeviceRecord[], excluded: 
     }
     try {
       const count = Math.max(2, Math.ceil(config.probeBytes / config.probeChunkBytes));
-      const tp = await measureThroughput(channel, d.id, { count, size: config.probeChunkBytes, timeoutMs: config.probeTimeoutMs, bursts: config.probeBursts }, timers);
+      const tp = await measureThroughput(channel, d.id, { count, size: config.probeChunkBytes, timeoutMs: config.probeTimeoutMs, bursts: config.probeBursts, rttMs }, timers);
       fleet.updateLink(d.id, { bps: tp.bps, bpsSource: 'probe', bpsMeasuredAt: Date.now() });
     } catch (err) {
       // Ranked on its round trip alone (an older throughput figure, if any, stays).

@@ -37,6 +37,9 @@ function round(x: number): number {
 
 export interface ThroughputFigures { bps: number; bytes: number; acked: number; elapsedMs: number }
 
+/** One probe burst: `count` probes of `size` bytes, answers awaited `timeoutMs`; `rttMs` the device's measured round trip (bounds a compressed train). */
+export interface BurstOptions { count: number; size: number; timeoutMs: number; rttMs?: number }
+
 /**
  * Measure a device's downlink throughput (docs/protocol.md §6.4.3) with `bursts` probe bursts
  * one after another; the figure is the fastest burst's. A loss on the path stalls a burst for a
@@ -44,7 +47,7 @@ export interface ThroughputFigures { bps: number; bytes: number; acked: number; 
  * than it is; one clean burst of two shows the link's rate. Fails only when every burst fails.
  */
 export async function measureThroughput(
-  channel: DeviceChannel, deviceId: string, opts: { count: number; size: number; timeoutMs: number; bursts?: number }, timers: Timers,
+  channel: DeviceChannel, deviceId: string, opts: BurstOptions & { bursts?: number }, timers: Timers,
 ): Promise<ThroughputFigures> {
   let best: ThroughputFigures | undefined;
   let lastError: unknown;
@@ -64,12 +67,13 @@ export async function measureThroughput(
  * One burst: send `count` probes of `size` bytes back to back; the device answers
  * each with `probed` as it receives it. The spacing of the answers is set by the slowest stretch
  * of the path (packet-train dispersion), so bytes/s = bytes acked after the first answer divided
- * by the time from the first answer to the last. Bounded by `timeoutMs`: answers that arrived by
- * then count; fewer than two answers is a failure.
+ * by the time from the first answer to the last — but never more than the whole train's bytes over
+ * the time from the first send to the last answer less one round trip (`rttMs`), which a train
+ * compressed behind a stall would otherwise exceed many times. Bounded by `timeoutMs`: answers
+ * that arrived by then count; fewer than two answers is a failure.
  */
-async function measureBurst(
-  channel: DeviceChannel, deviceId: string, opts: { count: number; size: number; timeoutMs: number }, timers: Timers,
-): Promise<ThroughputFigures> {  const base = randomInt(0, 0xffff_ffff - opts.count);
+async function measureBurst(channel: DeviceChannel, deviceId: string, opts: BurstOptions, timers: Timers): Promise<ThroughputFigures> {
+  const base = randomInt(0, 0xffff_ffff - opts.count);
   const arrivals: number[] = [];
   let done: () => void = () => undefined;
   const all = new Promise<void>((resolve) => { done = resolve; });
@@ -80,8 +84,8 @@ async function measureBurst(
   });
   const data = new Uint8Array(opts.size).fill(0xa5);
   let timer: unknown;
+  const t0 = timers.now();
   try {
-    const t0 = timers.now();
     // back to back: handed to the broker together, so they leave in one write, not one per event-loop turn
     await Promise.all(Array.from({ length: opts.count }, (_, i) => channel.send(deviceId, { t: 'probe', n: base + i, data })));
     const left = Math.max(0, opts.timeoutMs - (timers.now() - t0));
@@ -93,7 +97,14 @@ async function measureBurst(
   if (arrivals.length < 2) {
     throw new FwError('E_DEVICE_TIMEOUT', `throughput probe of ${deviceId}: ${arrivals.length} of ${opts.count} answers within ${opts.timeoutMs} ms`);
   }
-  const elapsedMs = Math.max(arrivals[arrivals.length - 1]! - arrivals[0]!, 0.05);
+  const last = arrivals[arrivals.length - 1]!;
+  const elapsedMs = Math.max(last - arrivals[0]!, 0.05);
   const bytes = (arrivals.length - 1) * opts.size;
-  return { bps: Math.round((bytes * 1000) / elapsedMs), bytes, acked: arrivals.length, elapsedMs: round(elapsedMs) };
+  const dispersionBps = (bytes * 1000) / elapsedMs;
+  // A train held up behind a lost segment arrives compressed (what was sent meanwhile comes all at
+  // once): its dispersion then shows many times the link's rate. The whole train, sent at t0 and
+  // in by `last`, less one round trip, bounds the rate from the other side; the lesser counts.
+  const trainMs = opts.rttMs !== undefined ? last - t0 - opts.rttMs : 0;
+  const trainBps = trainMs > 0 ? (arrivals.length * opts.size * 1000) / trainMs : Number.POSITIVE_INFINITY;
+  return { bps: Math.round(Math.min(dispersionBps, trainBps)), bytes, acked: arrivals.length, elapsedMs: round(elapsedMs) };
 }

@@ -22,7 +22,41 @@ function linkedDevice(timers: FakeTimers, stalled: ReadonlySet<number>, answer =
   return channel;
 }
 
+/**
+ * The same link, but a stall holds up delivery, not sending: probes sent meanwhile cross the link
+ * and wait behind the held-up one (TCP's in-order delivery after a lost segment), then arrive at
+ * once — a compressed train. `oneWayMs` of latency each way: a ping's round trip is 2 x oneWayMs.
+ */
+function holDevice(timers: FakeTimers, stalled: ReadonlySet<number>, oneWayMs: number): ScriptedChannel {
+  let linkFreeAt = 0;
+  let deliverFrom = 0;
+  let seen = 0;
+  const channel: ScriptedChannel = new ScriptedChannel((msg: GatewayMessage): DeviceEvent[] => {
+    if (msg.t !== 'probe') return [];
+    linkFreeAt = Math.max(linkFreeAt, timers.now()) + 10;
+    const crossed = linkFreeAt + oneWayMs;
+    if (stalled.has(seen++)) deliverFrom = crossed + 500;
+    const at = Math.max(crossed, deliverFrom) + oneWayMs;
+    timers.setTimeout(() => channel.emit({ t: 'probed', n: msg.n, size: msg.data.length } as DeviceEvent), at - timers.now());
+    return [];
+  });
+  return channel;
+}
+
 describe('throughput probe', () => {
+  it('a train compressed behind a stall of its first probe does not show a rate above the link\'s: the round trip bounds it', async () => {
+    const opts = { count: 8, size: 4096, timeoutMs: 5000, rttMs: 40 };
+    const one = new FakeTimers();
+    const compressed = await drive(one, measureThroughput(holDevice(one, new Set([0]), 20).asChannel(), 'dev-1', opts, one), 60_000);
+    assert.ok(compressed.bps <= 409_600, `a compressed burst shows ${compressed.bps} B/s (the link: 409600)`);
+    const two = new FakeTimers();
+    const best = await drive(two, measureThroughput(holDevice(two, new Set([0]), 20).asChannel(), 'dev-1', { ...opts, bursts: 2 }, two), 60_000);
+    assert.equal(best.bps, 409_600, 'the clean burst of two gives the rate');
+    const clean = new FakeTimers();
+    assert.equal((await drive(clean, measureThroughput(holDevice(clean, new Set(), 20).asChannel(), 'dev-1', opts, clean), 60_000)).bps, 409_600, 'a clean train: both figures agree');
+  });
+
+
   const opts = { count: 8, size: 4096, timeoutMs: 5000 };
 
   it('measures the rate from the spacing of the answers', async () => {
