@@ -1,5 +1,10 @@
 import assert from 'node:assert/strict';
-import type { DeviceEvent } from '../../../gateway/device-channel.ts';
+import type { DeviceChannel, DeviceEvent } from '../../../gateway/device-channel.ts';
+import { EventEmitter } from 'node:events';
+import { parseConfig } from '../../../gateway/config.ts';
+import { Fleet } from '../../../gateway/fleet.ts';
+import { silentLogger } from '../../../gateway/log.ts';
+import { measureLinks } from '../../../gateway/rollout/measure.ts';
 import { measureThroughput } from '../../../gateway/rollout/probe.ts';
 import { FwError } from '../../../protocol/errors.ts';
 import type { GatewayMessage } from '../../../protocol/ota.ts';
@@ -86,5 +91,28 @@ describe('throughput probe', () => {
       (err: unknown) => err instanceof FwError && err.code === 'E_DEVICE_TIMEOUT',
     );
     assert.equal(channel.count('probe'), 16);
+  });
+});
+
+describe('link measurement before a campaign (measure.ts)', () => {
+  it('bounds the probe with the RTT it just measured: a device whose train arrives compressed is not ranked as if on a LAN', async () => {
+    const timers = new FakeTimers();
+    // 20 ms each way: pings answered after 40 ms; the first probe of every burst is held up 500 ms
+    const probes = holDevice(timers, new Set([0, 8]), 20);
+    const channel = {
+      listen: (id: string, fn: (e: DeviceEvent) => void) => probes.listen(id, fn),
+      send: (id: string, msg: GatewayMessage) => probes.send(id, msg),
+      request: (_id: string, msg: GatewayMessage) => new Promise<DeviceEvent>((resolve) => {
+        timers.setTimeout(() => resolve({ t: 'pong', n: (msg as { n: number }).n } as DeviceEvent), 40);
+      }),
+    } as unknown as DeviceChannel;
+    const fleet = new Fleet(new EventEmitter() as unknown as DeviceChannel);
+    fleet.restore([{ id: 'dev-1', hw: 'hw', version: '1.0.0', slot: 'a', slots: { a: { state: 'confirmed', version: '1.0.0' }, b: { state: 'empty' } }, maxChunk: 4096, lastSeen: 0 }]);
+    const config = parseConfig({ rollout: { probePings: 2, probeBursts: 2, probeBytes: 32768, probeChunkBytes: 4096 } }).rollout;
+    const reachable = await drive(timers, measureLinks([fleet.get('dev-1')!], [], { fleet, channel, config, timers, log: silentLogger(), onPhase: () => undefined }), 60_000);
+    assert.deepEqual(reachable.map((d) => d.id), ['dev-1']);
+    const link = fleet.get('dev-1')!.link!;
+    assert.equal(link.rttMs, 40);
+    assert.ok(link.bps! <= 409_600, `probed at ${link.bps} B/s over a 409600 B/s link`);
   });
 });
