@@ -178,6 +178,13 @@ export const configSchema = z.strictObject({
     probeTimeoutMs: ms.default(5000),
     /** Probe bursts per device, one after another; the fastest counts (a loss stall spoils one burst, not the figure). */
     probeBursts: positive.max(10).default(2),
+    /**
+     * A throughput figure that the device's last whole transfer achieved stands while a new probe
+     * lies within this factor of it (a 32 KiB burst on a lossy link reads 2-3x off the rate a 1 MiB
+     * transfer gets); a probe outside it means the link changed, and its figure replaces the
+     * transfer's. 1 = every probe replaces it.
+     */
+    probeTransferFactor: z.number().min(1).max(1000).default(4),
     /** Devices measured at the same time before a campaign. */
     probeConcurrency: positive.max(1000).default(8),
     /**

@@ -20,7 +20,9 @@ export interface MeasureDeps {
 
 /**
  * Measure the eligible devices before a campaign (docs/protocol.md §7.5.2), `probeConcurrency`
- * at a time: RTT by pings, then throughput by a probe burst, into the fleet's link records. A
+ * at a time: RTT by pings, then throughput by a probe burst, into the fleet's link records (a
+ * figure from the device's last whole transfer stands while the probe agrees with it within
+ * `probeTransferFactor`, §6.4.4). A
  * device measured recently enough (`probeMaxAgeMs`) gets one ping. One that answers no ping is
  * pushed onto `excluded` as offline; one whose burst fails is kept, ranked on its round trip.
  * Resolves with the reachable devices.
@@ -49,7 +51,11 @@ export async function measureLinks(eligible: readonly DeviceRecord[], excluded: 
     try {
       const count = Math.max(2, Math.ceil(config.probeBytes / config.probeChunkBytes));
       const tp = await measureThroughput(channel, d.id, { count, size: config.probeChunkBytes, timeoutMs: config.probeTimeoutMs, bursts: config.probeBursts, rttMs }, timers);
-      fleet.updateLink(d.id, { bps: tp.bps, bpsSource: 'probe', bpsMeasuredAt: Date.now() });
+      // what the last whole transfer achieved says more than a short burst, unless they disagree by more than probeTransferFactor
+      const prev = fleet.get(d.id)?.link;
+      const agrees = prev?.bpsSource === 'transfer' && prev.bps !== undefined && prev.bps > 0
+        && tp.bps <= prev.bps * config.probeTransferFactor && tp.bps * config.probeTransferFactor >= prev.bps;
+      fleet.updateLink(d.id, agrees ? { bpsMeasuredAt: Date.now() } : { bps: tp.bps, bpsSource: 'probe', bpsMeasuredAt: Date.now() });
     } catch (err) {
       // Ranked on its round trip alone (an older throughput figure, if any, stays).
       deps.log.warn({ device: d.id, err: (err as Error).message }, 'throughput probe failed');

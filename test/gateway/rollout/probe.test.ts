@@ -95,6 +95,36 @@ describe('throughput probe', () => {
 });
 
 describe('link measurement before a campaign (measure.ts)', () => {
+  it('a throughput from the last whole transfer stands while the probe agrees within probeTransferFactor; a probe outside it replaces it', async () => {
+    // the probe reads the clean link's 409600 B/s
+    const run = async (transferBps: number, source: 'transfer' | 'probe'): Promise<{ bps?: number; bpsSource?: string }> => {
+      const timers = new FakeTimers();
+      const probes = holDevice(timers, new Set(), 20);
+      const channel = {
+        listen: (id: string, fn: (e: DeviceEvent) => void) => probes.listen(id, fn),
+        send: (id: string, msg: GatewayMessage) => probes.send(id, msg),
+        request: (_id: string, msg: GatewayMessage) => new Promise<DeviceEvent>((resolve) => {
+          timers.setTimeout(() => resolve({ t: 'pong', n: (msg as { n: number }).n } as DeviceEvent), 40);
+        }),
+      } as unknown as DeviceChannel;
+      const fleet = new Fleet(new EventEmitter() as unknown as DeviceChannel);
+      fleet.restore([{ id: 'dev-1', hw: 'hw', version: '1.0.0', slot: 'a', slots: { a: { state: 'confirmed', version: '1.0.0' }, b: { state: 'empty' } }, maxChunk: 4096, lastSeen: 0,
+        link: { rttMs: 40, jitterMs: 0, measuredAt: 1, bps: transferBps, bpsSource: source, bpsMeasuredAt: 1 } }]);
+      const config = parseConfig({ rollout: { probePings: 1, probeBursts: 1 } }).rollout;
+      assert.equal(config.probeTransferFactor, 4, 'the default');
+      await drive(timers, measureLinks([fleet.get('dev-1')!], [], { fleet, channel, config, timers, log: silentLogger(), onPhase: () => undefined }), 60_000);
+      const link = fleet.get('dev-1')!.link!;
+      if (link.bpsSource === 'transfer') assert.ok(link.bpsMeasuredAt! > 1, 'confirmed now');
+      return { bps: link.bps, bpsSource: link.bpsSource };
+    };
+    assert.deepEqual(await run(150_000, 'transfer'), { bps: 150_000, bpsSource: 'transfer' }, 'the probe (2.7x) agrees: the transfer figure stands');
+    assert.deepEqual(await run(1_000_000, 'transfer'), { bps: 1_000_000, bpsSource: 'transfer' }, 'within the factor the other way');
+    assert.deepEqual(await run(409_600 * 4, 'transfer'), { bps: 409_600 * 4, bpsSource: 'transfer' }, 'exactly the factor: stands');
+    assert.deepEqual(await run(100_000, 'transfer'), { bps: 409_600, bpsSource: 'probe' }, '4.1x: the link changed');
+    assert.deepEqual(await run(2_000_000, 'transfer'), { bps: 409_600, bpsSource: 'probe' }, '4.9x the other way');
+    assert.deepEqual(await run(150_000, 'probe'), { bps: 409_600, bpsSource: 'probe' }, 'an older probe figure is always replaced');
+  });
+
   it('bounds the probe with the RTT it just measured: a device whose train arrives compressed is not ranked as if on a LAN', async () => {
     const timers = new FakeTimers();
     // 20 ms each way: pings answered after 40 ms; the first probe of every burst is held up 500 ms
