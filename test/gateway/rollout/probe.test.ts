@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import type { DeviceChannel, DeviceEvent } from '../../../gateway/device-channel.ts';
 import { EventEmitter } from 'node:events';
 import { parseConfig } from '../../../gateway/config.ts';
-import { Fleet } from '../../../gateway/fleet.ts';
+import { Fleet, type LinkRecord } from '../../../gateway/fleet.ts';
 import { silentLogger } from '../../../gateway/log.ts';
 import { measureLinks } from '../../../gateway/rollout/measure.ts';
 import { measureThroughput } from '../../../gateway/rollout/probe.ts';
@@ -95,25 +95,33 @@ describe('throughput probe', () => {
 });
 
 describe('link measurement before a campaign (measure.ts)', () => {
+  /**
+   * measureLinks over one device 20 ms away each way (pings answered after 40 ms) whose probes
+   * cross the 409600 B/s link of holDevice, the probes listed in `stalled` held up; the device's
+   * link record as `link` beforehand. Returns what measureLinks reached and left in the record.
+   */
+  async function measureOne(stalled: ReadonlySet<number>, rollout: Record<string, number>, link?: LinkRecord): Promise<{ reachable: string[]; link: LinkRecord }> {
+    const timers = new FakeTimers();
+    const probes = holDevice(timers, stalled, 20);
+    const channel = {
+      listen: (id: string, fn: (e: DeviceEvent) => void) => probes.listen(id, fn),
+      send: (id: string, msg: GatewayMessage) => probes.send(id, msg),
+      request: (_id: string, msg: GatewayMessage) => new Promise<DeviceEvent>((resolve) => {
+        timers.setTimeout(() => resolve({ t: 'pong', n: (msg as { n: number }).n } as DeviceEvent), 40);
+      }),
+    } as unknown as DeviceChannel;
+    const fleet = new Fleet(new EventEmitter() as unknown as DeviceChannel);
+    fleet.restore([{ id: 'dev-1', hw: 'hw', version: '1.0.0', slot: 'a', slots: { a: { state: 'confirmed', version: '1.0.0' }, b: { state: 'empty' } }, maxChunk: 4096, lastSeen: 0, ...(link ? { link } : {}) }]);
+    const config = parseConfig({ rollout }).rollout;
+    const reachable = await drive(timers, measureLinks([fleet.get('dev-1')!], [], { fleet, channel, config, timers, log: silentLogger(), onPhase: () => undefined }), 60_000);
+    return { reachable: reachable.map((d) => d.id), link: fleet.get('dev-1')!.link! };
+  }
+
   it('a throughput from the last whole transfer stands while the probe agrees within probeTransferFactor; a probe outside it replaces it', async () => {
+    assert.equal(parseConfig({}).rollout.probeTransferFactor, 4, 'the default');
     // the probe reads the clean link's 409600 B/s
-    const run = async (transferBps: number, source: 'transfer' | 'probe'): Promise<{ bps?: number; bpsSource?: string }> => {
-      const timers = new FakeTimers();
-      const probes = holDevice(timers, new Set(), 20);
-      const channel = {
-        listen: (id: string, fn: (e: DeviceEvent) => void) => probes.listen(id, fn),
-        send: (id: string, msg: GatewayMessage) => probes.send(id, msg),
-        request: (_id: string, msg: GatewayMessage) => new Promise<DeviceEvent>((resolve) => {
-          timers.setTimeout(() => resolve({ t: 'pong', n: (msg as { n: number }).n } as DeviceEvent), 40);
-        }),
-      } as unknown as DeviceChannel;
-      const fleet = new Fleet(new EventEmitter() as unknown as DeviceChannel);
-      fleet.restore([{ id: 'dev-1', hw: 'hw', version: '1.0.0', slot: 'a', slots: { a: { state: 'confirmed', version: '1.0.0' }, b: { state: 'empty' } }, maxChunk: 4096, lastSeen: 0,
-        link: { rttMs: 40, jitterMs: 0, measuredAt: 1, bps: transferBps, bpsSource: source, bpsMeasuredAt: 1 } }]);
-      const config = parseConfig({ rollout: { probePings: 1, probeBursts: 1 } }).rollout;
-      assert.equal(config.probeTransferFactor, 4, 'the default');
-      await drive(timers, measureLinks([fleet.get('dev-1')!], [], { fleet, channel, config, timers, log: silentLogger(), onPhase: () => undefined }), 60_000);
-      const link = fleet.get('dev-1')!.link!;
+    const run = async (bps: number, bpsSource: 'transfer' | 'probe'): Promise<{ bps?: number; bpsSource?: string }> => {
+      const { link } = await measureOne(new Set(), { probePings: 1, probeBursts: 1 }, { rttMs: 40, jitterMs: 0, measuredAt: 1, bps, bpsSource, bpsMeasuredAt: 1 });
       if (link.bpsSource === 'transfer') assert.ok(link.bpsMeasuredAt! > 1, 'confirmed now');
       return { bps: link.bps, bpsSource: link.bpsSource };
     };
@@ -126,22 +134,9 @@ describe('link measurement before a campaign (measure.ts)', () => {
   });
 
   it('bounds the probe with the RTT it just measured: a device whose train arrives compressed is not ranked as if on a LAN', async () => {
-    const timers = new FakeTimers();
-    // 20 ms each way: pings answered after 40 ms; the first probe of every burst is held up 500 ms
-    const probes = holDevice(timers, new Set([0, 8]), 20);
-    const channel = {
-      listen: (id: string, fn: (e: DeviceEvent) => void) => probes.listen(id, fn),
-      send: (id: string, msg: GatewayMessage) => probes.send(id, msg),
-      request: (_id: string, msg: GatewayMessage) => new Promise<DeviceEvent>((resolve) => {
-        timers.setTimeout(() => resolve({ t: 'pong', n: (msg as { n: number }).n } as DeviceEvent), 40);
-      }),
-    } as unknown as DeviceChannel;
-    const fleet = new Fleet(new EventEmitter() as unknown as DeviceChannel);
-    fleet.restore([{ id: 'dev-1', hw: 'hw', version: '1.0.0', slot: 'a', slots: { a: { state: 'confirmed', version: '1.0.0' }, b: { state: 'empty' } }, maxChunk: 4096, lastSeen: 0 }]);
-    const config = parseConfig({ rollout: { probePings: 2, probeBursts: 2, probeBytes: 32768, probeChunkBytes: 4096 } }).rollout;
-    const reachable = await drive(timers, measureLinks([fleet.get('dev-1')!], [], { fleet, channel, config, timers, log: silentLogger(), onPhase: () => undefined }), 60_000);
-    assert.deepEqual(reachable.map((d) => d.id), ['dev-1']);
-    const link = fleet.get('dev-1')!.link!;
+    // the first probe of every burst is held up 500 ms
+    const { reachable, link } = await measureOne(new Set([0, 8]), { probePings: 2, probeBursts: 2, probeBytes: 32768, probeChunkBytes: 4096 });
+    assert.deepEqual(reachable, ['dev-1']);
     assert.equal(link.rttMs, 40);
     assert.ok(link.bps! <= 409_600, `probed at ${link.bps} B/s over a 409600 B/s link`);
   });
