@@ -152,7 +152,7 @@ export async function updateDevicesFile(path: string, fn: (entries: DeviceEntry[
 }
 
 /**
- * The device list in memory, as the broker's authenticator. Re-read when the file's mtime or size
+ * The device list in memory, as the broker's authenticator. Re-read when the file's inode, mtime or size
  * changes (checked at most once a second), so `fwgate device add` takes effect without a restart;
  * a file that became invalid keeps the last good list (and is logged).
  *
@@ -257,7 +257,9 @@ export class DeviceCredentials {
   async #load(first: boolean): Promise<boolean> {
     try {
       const st = await stat(this.path);
-      const stamp = `${st.mtimeMs}:${st.size}`;
+      // the inode too: `fwgate device add` replaces the file (rename), and two writes within one
+      // coarse clock tick can leave the same mtime and, with hashes of one length, the same size
+      const stamp = `${st.ino}:${st.mtimeMs}:${st.size}`;
       if (stamp === this.#stamp) return false;
       const list = await readDevicesFile(this.path);
       const next = new Map<string, Parsed & { phc: string; verified?: Buffer; disabled?: boolean }>();

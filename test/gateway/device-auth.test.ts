@@ -95,11 +95,18 @@ describe('gateway/device-auth: the device list and its checks', function () {
     assert.equal(c.cached('dev-9', 'two'), false);
     // an unchanged entry keeps what it remembered across a reload
     await setDevicePassword(path, 'dev-3', 'three', TEST_SCRYPT);
+    const tick = 1_800_000_000; // whole seconds: an mtime that utimes sets exactly
+    await utimes(path, tick, tick);
     clock.now += 1000;
     assert.equal(await c.check('dev-2', 'two'), 'ok');
     assert.equal(c.size, 3, 'a second later, a check stats the file and reloads it');
     assert.equal(c.cached('dev-2', 'two'), true, 'dev-2 unchanged: still remembered');
+    const before = await stat(path);
     await setDevicePassword(path, 'dev-2', 'deux', TEST_SCRYPT);
+    // as when both writes fall in one coarse clock tick: same mtime, same size (hashes of one length)
+    await utimes(path, tick, tick);
+    const after = await stat(path);
+    assert.deepEqual([after.mtimeMs, after.size], [before.mtimeMs, before.size]);
     clock.now += 999;
     const runs = limiter.runs;
     assert.equal(await c.check('dev-1', 'one'), 'ok');
