@@ -3,7 +3,8 @@ import { connect as netConnect, type Socket } from 'node:net';
 import fc from 'fast-check';
 import mqtt, { type MqttClient } from 'mqtt';
 import { isFwError } from '../../protocol/errors.ts';
-import { Broker, MqttSizeGuard, type BrokerOptions } from '../../gateway/broker.ts';
+import { MqttSizeGuard } from '../../gateway/broker-connection.ts';
+import { Broker, type BrokerOptions } from '../../gateway/broker.ts';
 
 const WAIT_MS = 5000;
 
