@@ -118,19 +118,25 @@ function renderHistory() {
 function render() { renderFleet(); renderRunning(); renderHistory(); }
 // Events that arrive while a campaign is fetched are newer than the fetched copy: rows they
 // touched keep what the events said.
+// Of two fetches of one campaign in flight, only the later one's answer is used: the earlier one
+// may come back last and would put older phases over what the events showed since.
 var fetching = new Map();
+var fetches = new Map();
 function loadCampaign(id) {
   var touched = new Set();
+  var n = (fetches.get(id) || 0) + 1;
+  fetches.set(id, n);
   fetching.set(id, touched);
   return getJson("/api/campaigns/" + encodeURIComponent(id)).then(function (c) {
-    if (fetching.get(id) === touched) fetching.delete(id);
+    if (fetches.get(id) !== n) return;
+    fetching.delete(id);
     var fresh = campaignBox(c);
     var old = campaigns.get(id);
     if (old && old.rows) touched.forEach(function (dev) { if (old.rows.has(dev)) fresh.rows.set(dev, old.rows.get(dev)); });
     if (old && old.totals && touched.has("")) fresh.totals = old.totals;
     campaigns.set(id, fresh);
     render();
-  });
+  }, function () { if (fetches.get(id) === n) fetching.delete(id); });
 }
 function touch(id, dev) { var t = fetching.get(id); if (t) t.add(dev); }
 function load() {
@@ -148,7 +154,7 @@ function follow() {
   es.onopen = function () { document.getElementById("conn").textContent = "live"; load(); };
   es.onerror = function () { document.getElementById("conn").textContent = "reconnecting…"; };
   es.addEventListener("device", function (e) { var d = JSON.parse(e.data); fleet.set(d.id, Object.assign(fleet.get(d.id) || {}, d)); renderFleet(); });
-  es.addEventListener("campaign", function () { getJson("/api/campaigns").then(function (r) { r.campaigns.forEach(function (c) { var old = campaigns.get(c.id); campaigns.set(c.id, Object.assign(old || campaignBox(c), c)); if (!old && c.live) loadCampaign(c.id); }); render(); }); });
+  es.addEventListener("campaign", function () { getJson("/api/campaigns").then(function (r) { r.campaigns.forEach(function (c) { var old = campaigns.get(c.id); campaigns.set(c.id, Object.assign(old || campaignBox(c), c)); if (!old && c.live && !fetching.has(c.id)) loadCampaign(c.id); }); render(); }); });
   es.addEventListener("order", function (e) {
     var o = JSON.parse(e.data);
     withCampaign(o.campaign, "", function (c) {

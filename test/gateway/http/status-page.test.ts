@@ -79,4 +79,46 @@ describe('status page (headless Chromium)', function () {
     await page.locator(`#fleet tr[data-device="${ids[0]}"][data-online="false"]`).waitFor({ timeout: 30_000 });
     assert.equal(await page.locator('#fleet tr[data-online="true"]').count(), ids.length - 1);
   });
+
+  it('of two fetches of a running campaign, the earlier answer coming back last does not put older phases over newer ones', async () => {
+    rig = await Rig.start({ devices: 2 });
+    http = await startHttp(rig.gateway, { host: '127.0.0.1', port: 0 });
+    assert.ok(http);
+    const ids = rig.sims.devices.map((d) => d.id).sort();
+    browser = await launchBrowser();
+    const page = await browser.context.newPage();
+    // the page counts the answers to campaign fetches it has handled (page code as a string)
+    await page.addInitScript({
+      content: `window.campaignAnswers = 0;
+        const f = window.fetch;
+        window.fetch = (u, o) => f(u, o).then((r) => { if (String(u).includes('/api/campaigns/c-')) r.clone().json().then(() => setTimeout(() => window.campaignAnswers++, 0)); return r; });`,
+    });
+    // the first fetch of the campaign is answered (with what the gateway said then) only once the campaign is over
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((r) => { release = r; });
+    let fetched = 0;
+    let heldDone: Promise<void> | undefined;
+    await page.route(/\/api\/campaigns\/c-/, async (route) => {
+      if (++fetched > 1) return route.continue();
+      const response = await route.fetch();
+      heldDone = held.then(() => route.fulfill({ response }));
+      await heldDone;
+    });
+    await page.goto(`${http.url}/`);
+    for (const id of ids) await page.locator(`#fleet tr[data-device="${id}"][data-online="true"]`).waitFor({ timeout: 30_000 });
+    await page.locator('#conn', { hasText: 'live' }).waitFor({ timeout: 30_000 });
+
+    const { image, manifest } = sampleImage({ version: '1.1.0', size: 64 * 1024 });
+    await rig.client.connect();
+    const { campaign } = await rig.client.push(manifest, image);
+    await rig.client.follow(campaign);
+    await page.locator(`#history tr[data-campaign="${campaign}"][data-state="completed"]`).waitFor({ timeout: 30_000 });
+    assert.ok(fetched >= 2, `the campaign was fetched again after the first fetch (${fetched})`);
+    const answered = await page.evaluate<number>('window.campaignAnswers');
+    release();
+    await heldDone;
+    await page.waitForFunction(`window.campaignAnswers > ${answered}`, undefined, { timeout: 30_000 });
+    assert.equal(await page.locator(`#history tr[data-campaign="${campaign}"]`).getAttribute('data-state'), 'completed', 'still shown completed after the stale answer');
+    assert.equal(await page.locator('#running tr[data-device]:not([data-phase="done"])').count(), 0, 'no device shown back in an earlier phase');
+  });
 });
